@@ -1,0 +1,74 @@
+"""fastspecnorm: correct, fast and reproducible normalization for audio models on fastai.
+
+Public names (see the README): the audio core (`AudioTensor`, `AudioSpectrogram`, `AudioBlock`,
+`AudioToSpec`), the normalizations (`WaveformNormalize`, `SpecNormalize`, `InstanceMinMax`,
+`DbRangeNormalize`, and their math in `fastspecnorm.functional`), exact statistics
+(`StatsRecorder`, `collect_stats`, `StatsCallback`) and ESC-50 (`esc50_dataloaders`, `esc50_learner`).
+"""
+
+from . import functional
+from .callback import StatsCallback, install_normalizer, stats_loader
+from .core import (
+    AudioBlock,
+    AudioLoadError,
+    AudioSpectrogram,
+    AudioTensor,
+    DownmixMono,
+    LoadAudio,
+    Resample,
+    ResizeSignal,
+    crop_pad,
+    downmix_mono,
+    load_audio,
+    resample,
+)
+from .esc50 import (
+    PRESETS,
+    CrossValidationSplitter,
+    ESC50Settings,
+    esc50_dataloaders,
+    esc50_datablock,
+    esc50_learner,
+    get_settings,
+    read_esc50_meta,
+)
+from .normalize import DbRangeNormalize, InstanceMinMax, SpecNormalize, WaveformNormalize
+from .spectrogram import AudioToSpec, spec_shape
+from .stats import StatsRecorder, collect_stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "functional",
+    "AudioTensor",
+    "AudioSpectrogram",
+    "AudioBlock",
+    "AudioLoadError",
+    "LoadAudio",
+    "DownmixMono",
+    "Resample",
+    "ResizeSignal",
+    "load_audio",
+    "downmix_mono",
+    "resample",
+    "crop_pad",
+    "AudioToSpec",
+    "spec_shape",
+    "WaveformNormalize",
+    "SpecNormalize",
+    "InstanceMinMax",
+    "DbRangeNormalize",
+    "StatsRecorder",
+    "collect_stats",
+    "StatsCallback",
+    "install_normalizer",
+    "stats_loader",
+    "PRESETS",
+    "ESC50Settings",
+    "get_settings",
+    "CrossValidationSplitter",
+    "read_esc50_meta",
+    "esc50_datablock",
+    "esc50_dataloaders",
+    "esc50_learner",
+]

@@ -1,0 +1,241 @@
+"""ESC-50 on the official folds: metadata validation, presets, the DataBlock and the learner.
+
+ESC-50 layout: `ROOT/meta/esc50.csv` (columns filename, fold, target, category, ...) and the clips in
+`ROOT/audio/`. Training uses every fold except `valid_fold`, as in the reference article's
+`CrossValidationSplitter(col="fold", fold=k)`. Fragments of one source recording share a fold,
+so the official folds are the only honest split.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastai.data.block import CategoryBlock, DataBlock
+from fastai.data.transforms import ColReader
+
+from .core import AudioBlock, ResizeSignal
+from .normalize import WaveformNormalize
+from .spectrogram import AudioToSpec
+
+__all__ = [
+    "ESC50_URL",
+    "REQUIRED_COLUMNS",
+    "ESC50Settings",
+    "PRESETS",
+    "get_settings",
+    "read_esc50_meta",
+    "CrossValidationSplitter",
+    "esc50_datablock",
+    "esc50_dataloaders",
+    "esc50_learner",
+    "download_esc50",
+]
+
+ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
+REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
+
+
+@dataclass(frozen=True)
+class ESC50Settings:
+    """Everything that defines the inputs of an ESC-50 run.
+
+    sample_rate (Hz), duration (s), n_fft / hop_length (samples), n_mels (None: linear frequency
+    axis), to_db (spectrogram in dB), waveform_norm (per-clip standardization before the
+    spectrogram), bs (batch size), epochs (the protocol's default for fit_one_cycle), lr (None:
+    fastai's default), num_workers (DataLoader processes; None: fastai's default), cache (decoded-
+    audio cache: True for the default folder, a path, or False).
+    """
+
+    sample_rate: int = 16000
+    duration: float = 5.0
+    n_fft: int = 400
+    hop_length: int = 200
+    n_mels: int | None = None
+    f_max: float | None = None
+    to_db: bool = True
+    waveform_norm: bool = True
+    bs: int = 64
+    epochs: int = 20
+    lr: float | None = None
+    num_workers: int | None = None
+    cache: Any = field(default=False)
+
+    def spectrogram(self) -> AudioToSpec:
+        return AudioToSpec(
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            n_mels=self.n_mels,
+            to_db=self.to_db,
+            sample_rate=self.sample_rate,
+            f_max=self.f_max,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cache"] = str(d["cache"]) if isinstance(d["cache"], os.PathLike) else d["cache"]
+        return d
+
+
+PRESETS: dict[str, ESC50Settings] = {
+    # The reference experiment: 16 kHz, linear power spectrogram in dB, [1, 201, 401], bs 64, 20 epochs.
+    "blog": ESC50Settings(),
+    # A CPU preset: 64 mel bins, n_fft 1024, hop 400 -> [1, 64, 201], about 11x cheaper per step.
+    "quick": ESC50Settings(n_fft=1024, hop_length=400, n_mels=64, epochs=8),
+}
+
+
+def get_settings(preset: str = "blog", **overrides) -> ESC50Settings:
+    "The settings of `preset` with `overrides` applied one by one (unknown names raise TypeError)."
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    names = {f.name for f in fields(ESC50Settings)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"unknown ESC-50 setting(s) {unknown}; expected some of {sorted(names)}")
+    return replace(PRESETS[preset], **overrides)
+
+
+def download_esc50() -> Path:
+    "Download and extract ESC-50 with fastai's `untar_data`; returns the folder holding `meta/` and `audio/`."
+    from fastai.data.external import untar_data
+
+    root = Path(untar_data(ESC50_URL))
+    if (root / "meta" / "esc50.csv").is_file():
+        return root
+    found = sorted(root.glob("*/meta/esc50.csv"))
+    if not found:
+        raise FileNotFoundError(f"downloaded ESC-50 to {root} but found no meta/esc50.csv inside")
+    return found[0].parent.parent
+
+
+def read_esc50_meta(path: str | os.PathLike, check_files: bool = True) -> pd.DataFrame:
+    """Read and check `path/meta/esc50.csv`. Returns the table with `fold` and `target` as ints.
+
+    Raises FileNotFoundError when the CSV or the audio folder is missing and ValueError naming the
+    problem for missing columns, non-integer folds or targets, duplicate filenames, a category with
+    two targets, or (with `check_files`) listed audio files that do not exist.
+    """
+    root = Path(path)
+    csv = root / "meta" / "esc50.csv"
+    if not csv.is_file():
+        raise FileNotFoundError(f"ESC-50 metadata not found: {csv} (expected an ESC-50-layout folder with meta/esc50.csv and audio/)")
+    try:
+        df = pd.read_csv(csv)
+    except Exception as e:
+        raise ValueError(f"cannot parse {csv}: {e}") from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{csv} lacks required column(s) {missing}; it has {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{csv} lists no clips")
+    for col in ("fold", "target"):
+        num = pd.to_numeric(df[col], errors="coerce")
+        if num.isna().any() or (num != num.round()).any():
+            bad = df.loc[num.isna() | (num != num.round()), "filename"].head(3).tolist()
+            raise ValueError(f"{csv}: column {col!r} must hold integers; bad rows include {bad}")
+        df[col] = num.astype(int)
+    df["filename"] = df["filename"].astype(str)
+    df["category"] = df["category"].astype(str)
+    dups = df.loc[df["filename"].duplicated(), "filename"].unique().tolist()
+    if dups:
+        raise ValueError(f"{csv}: duplicate filenames {dups[:5]}{' ...' if len(dups) > 5 else ''}")
+    per_cat = df.groupby("category")["target"].nunique()
+    if (per_cat > 1).any():
+        raise ValueError(f"{csv}: categories with more than one target: {per_cat[per_cat > 1].index.tolist()}")
+    if check_files:
+        audio = root / "audio"
+        if not audio.is_dir():
+            raise FileNotFoundError(f"ESC-50 audio folder not found: {audio}")
+        absent = [f for f in df["filename"] if not (audio / f).is_file()]
+        if absent:
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            raise FileNotFoundError(f"{len(absent)} file(s) listed in {csv} are missing from {audio}: {absent[:5]}{more}")
+    return df
+
+
+class CrossValidationSplitter:
+    "Split a DataFrame by column `col`: rows whose value is `fold` are validation, the others training."
+
+    def __init__(self, col: str = "fold", fold: int = 1):
+        self.col, self.fold = col, fold
+
+    def __call__(self, df: pd.DataFrame):
+        if self.col not in df.columns:
+            raise ValueError(f"CrossValidationSplitter: column {self.col!r} not in {list(df.columns)}")
+        folds = sorted(df[self.col].unique().tolist())
+        if self.fold not in folds:
+            raise ValueError(f"valid_fold={self.fold!r} is not a fold of this dataset; folds are {folds}")
+        is_valid = (df[self.col] == self.fold).to_numpy()
+        idx = range(len(df))
+        return [i for i in idx if not is_valid[i]], [i for i in idx if is_valid[i]]
+
+
+def esc50_datablock(root: str | os.PathLike, vocab, valid_fold: int = 1, settings: ESC50Settings | None = None, batch_tfms=()) -> DataBlock:
+    """The ESC-50 DataBlock: audio at `settings.sample_rate` Hz cropped/padded to `settings.duration` s
+    (random crop for training, deterministic for validation), optional per-clip waveform
+    standardization and `AudioToSpec` as batch transforms, categories in `vocab` order."""
+    s = settings or PRESETS["blog"]
+    root = Path(root)
+    cache = None
+    if s.cache:
+        from .cache import AudioCache
+
+        cache = AudioCache.for_settings(root / "audio", s.sample_rate, cache_dir=None if s.cache is True else s.cache)
+    tfms = ([WaveformNormalize()] if s.waveform_norm else []) + [s.spectrogram()] + list(batch_tfms)
+    return DataBlock(
+        blocks=(AudioBlock(sample_rate=s.sample_rate, cache=cache), CategoryBlock(vocab=list(vocab), sort=False)),
+        get_x=ColReader("filename", pref=root / "audio"),
+        get_y=ColReader("category"),
+        splitter=CrossValidationSplitter("fold", valid_fold),
+        item_tfms=[ResizeSignal(s.duration)],
+        batch_tfms=tfms,
+    )
+
+
+def esc50_dataloaders(path=None, valid_fold: int = 1, bs: int | None = None, preset: str = "blog", batch_tfms=(), device=None, **settings):
+    """fastai DataLoaders over an ESC-50-layout folder (downloaded with `untar_data` when `path` is None).
+
+    Training = every fold except `valid_fold`; classes are the CSV's categories, ordered by target,
+    so a subset of classes works. `preset` "blog" is the reference experiment (16 kHz, n_fft 400,
+    hop 200, linear dB spectrogram `(1, 201, 401)`, per-clip waveform standardization, bs 64);
+    "quick" the CPU preset (64 mel bins, n_fft 1024, hop 400, `(1, 64, 201)`). Any setting of
+    `ESC50Settings` can be overridden by keyword; `bs` defaults to the preset's (64).
+    Batches: `AudioSpectrogram` `(bs, 1, freq, time)` and category indices.
+    """
+    if bs is not None:
+        settings["bs"] = bs
+    s = get_settings(preset, **settings)
+    if not (isinstance(s.bs, int) and s.bs > 0):
+        raise ValueError(f"bs must be a positive integer, got {s.bs!r}")
+    root = download_esc50() if path is None else Path(path)
+    df = read_esc50_meta(root)
+    folds = sorted(df["fold"].unique().tolist())
+    if valid_fold not in folds:
+        raise ValueError(f"valid_fold={valid_fold!r} is not a fold of {root / 'meta' / 'esc50.csv'}; folds are {folds}")
+    if len(folds) < 2:
+        raise ValueError(f"{root / 'meta' / 'esc50.csv'} has only fold {folds}; training needs at least one other fold")
+    vocab = df.sort_values("target").drop_duplicates("category")["category"].tolist()
+    dblock = esc50_datablock(root, vocab, valid_fold, s, batch_tfms)
+    kwargs = {} if s.num_workers is None else {"num_workers": s.num_workers}
+    dls = dblock.dataloaders(df, bs=s.bs, device=device, **kwargs)
+    dls.esc50_settings = s
+    return dls
+
+
+def esc50_learner(dls, cbs=None, **kwargs):
+    """xResNet18 from scratch: one input channel, one output per class, accuracy metric.
+
+    A plain fastai `Learner` as in the reference protocol (its default loss and optimizer); train it
+    with `learn.fit_one_cycle(epochs)` at fastai's default learning rate.
+    """
+    import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+    from fastai.vision.models.xresnet import xresnet18
+
+    model = xresnet18(c_in=1, n_out=dls.c)
+    return Learner(dls, model, metrics=accuracy, cbs=cbs, **kwargs)

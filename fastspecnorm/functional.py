@@ -1,0 +1,207 @@
+"""Normalization math on plain tensors: the functions the fastai Transforms and the statistics wrap.
+
+Every function here takes and returns `torch.Tensor`, never modifies its input in place, and keeps
+the input's dtype (float16 / bfloat16 inputs are computed in float32 and cast back).
+
+Layouts: waveforms are `(batch, channels, samples)`, spectrograms `(batch, channels, freq, time)`;
+the per-item functions also accept an unbatched item where noted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "standardize_waveform",
+    "instance_minmax",
+    "db_range",
+    "db_range_inverse",
+    "normalize",
+    "denormalize",
+    "Moments",
+    "batch_moments",
+    "merge_moments",
+    "moments_std",
+    "naive_merge_mean_std",
+]
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    "float16/bfloat16 lose too much in reductions: compute those in float32."
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _check_float(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert it with .float()")
+
+
+def standardize_waveform(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Zero mean and unit (population) standard deviation per item and channel, over samples.
+
+    x: `(..., samples)`, e.g. `(batch, channels, samples)` or one clip `(channels, samples)`.
+    A constant waveform (a silent clip: std <= eps) becomes all zeros, never NaN.
+    Returns a tensor of the same shape and dtype.
+
+    >>> standardize_waveform(torch.tensor([[1.0, 3.0]]))
+    tensor([[-1.,  1.]])
+    """
+    _check_float(x, "x")
+    if x.shape[-1] == 0:
+        raise ValueError(f"x has no samples (shape {tuple(x.shape)}); expected (..., samples) with samples > 0")
+    xc = x.to(_compute_dtype(x))
+    std, mean = torch.std_mean(xc, dim=-1, keepdim=True, correction=0)
+    silent = std <= eps
+    out = (xc - mean) / torch.where(silent, torch.ones_like(std), std)
+    # Constant clips: x - mean is exactly 0 up to rounding; force exact zeros.
+    out = torch.where(silent, torch.zeros_like(out), out)
+    return out.to(x.dtype)
+
+
+def instance_minmax(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per item: standardize, then map to [0, 1] with the item's own min and max.
+
+    x: `(batch, freq, time)` or `(batch, channels, freq, time)`; every statistic is taken per item
+    over all non-batch dimensions, never across the batch, so an item's result does not depend on
+    the other items of its batch. Steps per item: `z = (x - mean) / (std + eps)`; if
+    `max(z) - min(z) > eps`, `(clamp(z, min, max) - min) / (max - min)`, else all zeros (a constant
+    spectrogram such as a silent clip's). Returns the same shape and dtype, values in [0, 1].
+    """
+    _check_float(x, "x")
+    if x.dim() not in (3, 4):
+        raise ValueError(
+            f"instance_minmax expects (batch, freq, time) or (batch, channels, freq, time), got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        return x.clone()
+    xc = x.to(_compute_dtype(x))
+    flat = xc.reshape(x.shape[0], -1)
+    std, mean = torch.std_mean(flat, dim=1, keepdim=True, correction=0)
+    z = (flat - mean) / (std + eps)
+    lo = z.amin(dim=1, keepdim=True)
+    hi = z.amax(dim=1, keepdim=True)
+    rng = hi - lo
+    ok = rng > eps
+    scaled = (torch.maximum(torch.minimum(z, hi), lo) - lo) / torch.where(ok, rng, torch.ones_like(rng))
+    out = torch.where(ok, scaled, torch.zeros_like(scaled))
+    return out.reshape(x.shape).to(x.dtype)
+
+
+def db_range(x: Tensor, min_level_db: float = -100.0, clip: bool = True, ref_level_db: float = 0.0) -> Tensor:
+    """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`.
+
+    x: a spectrogram in dB, any shape. `min_level_db` (dB, < 0) maps to 0 and `ref_level_db` maps to
+    1; with `clip` the result is clamped to [0, 1] (values outside the assumed range are common on
+    real audio, so clipping loses them; `db_range_inverse` cannot bring them back).
+    """
+    _check_float(x, "x")
+    if not min_level_db < 0:
+        raise ValueError(f"min_level_db must be negative (dB), got {min_level_db}")
+    y = (x - ref_level_db - min_level_db) / -min_level_db
+    return y.clamp(0.0, 1.0) if clip else y
+
+
+def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: float = 0.0) -> Tensor:
+    "Undo `db_range`: `y * -min_level_db + min_level_db + ref_level_db`, in dB (exact when not clipped)."
+    _check_float(y, "y")
+    if not min_level_db < 0:
+        raise ValueError(f"min_level_db must be negative (dB), got {min_level_db}")
+    return y * -min_level_db + min_level_db + ref_level_db
+
+
+def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """`(x - mean) / std` with broadcasting statistics, e.g. `mean` of shape `(1, 1, freq, 1)` per
+    frequency bin or `(1, channels, 1, 1)` global, against x `(batch, channels, freq, time)`.
+    Statistics are moved to x's device and dtype; the caller floors `std` (see `SpecNormalize`)."""
+    _check_float(x, "x")
+    return (x - mean.to(device=x.device, dtype=x.dtype)) / std.to(device=x.device, dtype=x.dtype)
+
+
+def denormalize(y: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    "Inverse of `normalize`: `y * std + mean`, broadcasting the statistics."
+    _check_float(y, "y")
+    return y * std.to(device=y.device, dtype=y.dtype) + mean.to(device=y.device, dtype=y.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sufficient statistics: count, mean and M2 (sum of squared deviations) in float64, merged exactly
+# with Chan et al.'s parallel formula. This is what `StatsRecorder` accumulates.
+
+
+class Moments(NamedTuple):
+    """Float64 sufficient statistics, all of the same keepdim shape.
+
+    count: number of counted values per kept position; mean: their mean; m2: the sum of squared
+    deviations from `mean`. Population variance is `m2 / count`.
+    """
+
+    count: Tensor
+    mean: Tensor
+    m2: Tensor
+
+
+def batch_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None) -> Moments:
+    """Two-pass float64 moments of `x` over `red_dims` (kept with keepdim), counting only `mask`.
+
+    x: any float tensor; mask: bool, broadcastable to x, True where a value counts.
+    Positions with no counted value get count 0, mean 0, m2 0.
+    """
+    dims = tuple(red_dims)
+    x64 = x.to(torch.float64)
+    if mask is None:
+        n = 1
+        for d in dims:
+            n *= x.shape[d]
+        var, mean = torch.var_mean(x64, dim=dims, keepdim=True, correction=0)
+        count = torch.full_like(mean, float(n))
+        return Moments(count, mean, var * n)
+    m = mask.to(torch.float64).expand_as(x64)
+    count = m.sum(dim=dims, keepdim=True)
+    total = (x64 * m).sum(dim=dims, keepdim=True)
+    mean = total / count.clamp_min(1.0)
+    dev = (x64 - mean) * m
+    m2 = (dev * dev).sum(dim=dims, keepdim=True)
+    return Moments(count, mean, m2)
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Chan's exact merge of two sets of moments (pure; inputs untouched).
+
+    n = na + nb; delta = mean_b - mean_a; mean = mean_a + delta * nb / n;
+    m2 = m2_a + m2_b + delta^2 * na * nb / n. Positions where n == 0 stay zero.
+    """
+    n = a.count + b.count
+    safe_n = torch.where(n > 0, n, torch.ones_like(n))
+    delta = b.mean - a.mean
+    mean = torch.where(n > 0, a.mean + delta * b.count / safe_n, torch.zeros_like(n))
+    m2 = a.m2 + b.m2 + delta * delta * a.count * b.count / safe_n
+    return Moments(n, mean, m2)
+
+
+def moments_std(m: Moments, correction: int = 0) -> Tensor:
+    "Standard deviation from moments: `sqrt(m2 / (count - correction))` (population std by default)."
+    return torch.sqrt(m.m2 / (m.count - correction).clamp_min(1.0))
+
+
+def naive_merge_mean_std(means: Sequence[Tensor], stds: Sequence[Tensor], counts: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """The reference article's merge, kept to document its error (not used by fastspecnorm).
+
+    It combines per-batch means and *unbiased* per-batch standard deviations weighted by item
+    counts: `var = n1/(n1+n2) * s1^2 + n2/(n1+n2) * s2^2 + n1*n2/(n1+n2)^2 * (m1-m2)^2`, applied
+    batch after batch. Per-batch stds use ddof=1 over `values_per_batch` values, and the weights are
+    items rather than values, so the result is close to, but not, the population std of the data.
+    """
+    mean, std, n = means[0].double(), stds[0].double(), counts[0]
+    for m2_, s2_, n2 in zip(means[1:], stds[1:], counts[1:]):
+        m2_, s2_ = m2_.double(), s2_.double()
+        tot = n + n2
+        new_mean = n / tot * mean + n2 / tot * m2_
+        var = n / tot * std**2 + n2 / tot * s2_**2 + n * n2 / tot**2 * (mean - m2_) ** 2
+        mean, std, n = new_mean, torch.sqrt(var), tot
+    return mean, std

@@ -1,0 +1,346 @@
+"""Exact streaming mean and standard deviation: `StatsRecorder` and `collect_stats`.
+
+The recorder keeps float64 sufficient statistics (count, mean, M2) per kept position and merges
+batches with Chan's formula (`functional.merge_moments`), so the result equals NumPy float64 on
+the concatenated data whatever the batch sizes, lengths or number of processes. Compare the
+reference article's recorder, which merged unbiased per-batch stds with item-count weights in
+float32 (`functional.naive_merge_mean_std` reproduces it): close, but not exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .functional import Moments, batch_moments, merge_moments, moments_std
+
+__all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
+
+STATS_FORMAT = "fastspecnorm.stats/1"
+
+
+def _normalize_red_dims(red_dims: Sequence[int]) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in red_dims)
+    except TypeError as e:
+        raise TypeError(f"red_dims must be a sequence of ints such as (0, 2, 3), got {red_dims!r}") from e
+    if not dims:
+        raise ValueError("red_dims is empty; give the dimensions to reduce, e.g. (0, 2, 3)")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"red_dims must be non-negative dimension indices, got {dims}")
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"red_dims has repeated dimensions: {dims}")
+    return tuple(sorted(dims))
+
+
+class StatsRecorder:
+    """Accumulate exact mean and population std over the dimensions `red_dims`.
+
+    Statistics are kept with keepdim shape: for input `(batch, channels, freq, time)`,
+    `red_dims=(0, 2, 3)` gives one mean/std per channel, shape `(1, channels, 1, 1)` ("global"),
+    and `red_dims=(0, 1, 3)` one per frequency bin, shape `(1, 1, freq, 1)` ("channel").
+    Reduced dimensions may change size from batch to batch (batch size, number of frames); kept
+    dimensions may not.
+
+    >>> rec = StatsRecorder(red_dims=(0, 2, 3))
+    >>> rec.update(torch.randn(8, 1, 64, 100)); rec.update(torch.randn(3, 1, 64, 37))
+    >>> rec.mean.shape, rec.std.shape
+    (torch.Size([1, 1, 1, 1]), torch.Size([1, 1, 1, 1]))
+    """
+
+    def __init__(self, red_dims: Sequence[int] = (0, 2, 3), settings: dict[str, Any] | None = None):
+        self.red_dims = _normalize_red_dims(red_dims)
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.ndim: int | None = None
+        self.moments: Moments | None = None
+        self.n_batches = 0
+
+    # -- accumulation ---------------------------------------------------------------------------
+    def _kept_shape(self, x: Tensor) -> tuple[int, ...]:
+        return tuple(1 if d in self.red_dims else s for d, s in enumerate(x.shape))
+
+    def update(self, x: Tensor, mask: Tensor | None = None) -> StatsRecorder:
+        """Add one batch. x: float tensor, e.g. `(batch, channels, freq, time)`; mask: optional bool
+        tensor broadcastable to x, True where a value counts (padding excluded).
+
+        Raises ValueError on NaN/Inf in counted values and on kept dimensions that differ from
+        earlier batches. An empty batch (no counted values) changes nothing.
+        """
+        if not isinstance(x, Tensor):
+            raise TypeError(f"StatsRecorder.update expects a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"StatsRecorder.update expects a floating-point tensor, got dtype {x.dtype}")
+        x = x.as_subclass(Tensor) if type(x) is not Tensor else x
+        if max(self.red_dims) >= x.dim():
+            raise ValueError(
+                f"red_dims={self.red_dims} does not fit input of shape {tuple(x.shape)} ({x.dim()} dimensions)"
+            )
+        if self.ndim is not None and x.dim() != self.ndim:
+            raise ValueError(f"batch has {x.dim()} dimensions (shape {tuple(x.shape)}); earlier batches had {self.ndim}")
+        kept = self._kept_shape(x)
+        if self.moments is not None and tuple(self.moments.count.shape) != kept:
+            raise ValueError(
+                f"batch of shape {tuple(x.shape)} has kept dimensions {kept} (red_dims={self.red_dims}), "
+                f"but earlier batches had {tuple(self.moments.count.shape)}"
+            )
+        if mask is not None:
+            if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+                raise TypeError(f"mask must be a bool tensor broadcastable to x, got {getattr(mask, 'dtype', type(mask))}")
+            try:
+                torch.broadcast_shapes(mask.shape, x.shape)
+            except RuntimeError as e:
+                raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to x of shape {tuple(x.shape)}") from e
+            mask = mask.as_subclass(Tensor).to(x.device)
+        if x.numel() == 0:
+            return self
+        finite = torch.isfinite(x)
+        if mask is not None:
+            finite = finite | ~mask
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ValueError(f"batch of shape {tuple(x.shape)} has {bad} NaN or Inf values among the counted values")
+        with torch.no_grad():
+            new = batch_moments(x, self.red_dims, mask)
+        if self.moments is None:
+            self.moments, self.ndim = new, x.dim()
+        else:
+            self.moments = merge_moments(self.moments, Moments(*(t.to(self.moments.count.device) for t in new)))
+        self.n_batches += 1
+        return self
+
+    def merge(self, other: StatsRecorder) -> StatsRecorder:
+        "A new recorder equal to one that saw this recorder's inputs and then `other`'s."
+        if not isinstance(other, StatsRecorder):
+            raise TypeError(f"can only merge another StatsRecorder, got {type(other).__name__}")
+        if other.red_dims != self.red_dims:
+            raise ValueError(f"cannot merge recorders with red_dims {self.red_dims} and {other.red_dims}")
+        res = StatsRecorder(self.red_dims, settings=self.settings)
+        res.n_batches = self.n_batches + other.n_batches
+        if self.moments is None or other.moments is None:
+            src = self if other.moments is None else other
+            res.moments, res.ndim = src.moments, src.ndim
+            return res
+        if self.moments.count.shape != other.moments.count.shape:
+            raise ValueError(
+                f"cannot merge statistics of shapes {tuple(self.moments.count.shape)} and {tuple(other.moments.count.shape)}"
+            )
+        dev = self.moments.count.device
+        res.moments = merge_moments(self.moments, Moments(*(t.to(dev) for t in other.moments)))
+        res.ndim = self.ndim
+        return res
+
+    def all_reduce(self, group=None) -> StatsRecorder:
+        """Combine the recorders of all ranks in place (every rank ends with the global statistics).
+
+        A no-op when `torch.distributed` is not initialized. Ranks are merged in rank order, so every
+        rank computes bit-identical results; a rank that saw no data contributes nothing.
+        """
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        mine = None
+        if self.moments is not None:
+            mine = tuple(t.detach().cpu().numpy() for t in self.moments) + (self.ndim, self.n_batches)
+        gathered: list[Any] = [None] * dist.get_world_size(group)
+        dist.all_gather_object(gathered, (self.red_dims, mine), group=group)
+        total = None
+        n_batches = 0
+        ndim = None
+        for rank, (red_dims, part) in enumerate(gathered):
+            if tuple(red_dims) != self.red_dims:
+                raise ValueError(f"rank {rank} has red_dims {tuple(red_dims)}, this rank {self.red_dims}")
+            if part is None:
+                continue
+            m = Moments(*(torch.from_numpy(a) for a in part[:3]))
+            if total is not None and total.count.shape != m.count.shape:
+                raise ValueError(f"rank {rank} has statistics of shape {tuple(m.count.shape)}, expected {tuple(total.count.shape)}")
+            total = m if total is None else merge_moments(total, m)
+            ndim, n_batches = part[3], n_batches + part[4]
+        if total is not None:
+            dev = self.moments.count.device if self.moments is not None else torch.device("cpu")
+            self.moments = Moments(*(t.to(dev) for t in total))
+            self.ndim = ndim
+        self.n_batches = n_batches
+        return self
+
+    # -- results -------------------------------------------------------------------------------
+    def _require(self) -> Moments:
+        if self.moments is None:
+            raise ValueError("StatsRecorder has seen no data yet; call update() with at least one non-empty batch")
+        return self.moments
+
+    @property
+    def count(self) -> Tensor:
+        "Number of counted values per kept position (float64, keepdim shape)."
+        return self._require().count
+
+    @property
+    def mean(self) -> Tensor:
+        "Mean per kept position, float32 of keepdim shape."
+        return self._require().mean.float()
+
+    @property
+    def std(self) -> Tensor:
+        "Population standard deviation (ddof=0) per kept position, float32 of keepdim shape."
+        return moments_std(self._require()).float()
+
+    @property
+    def var(self) -> Tensor:
+        "Population variance per kept position, float64 of keepdim shape."
+        m = self._require()
+        return m.m2 / m.count.clamp_min(1.0)
+
+    @property
+    def n_values(self) -> int:
+        "Total number of counted values at one kept position (the largest, if masks differ)."
+        return 0 if self.moments is None else int(self.moments.count.max())
+
+    def __repr__(self) -> str:
+        if self.moments is None:
+            return f"StatsRecorder(red_dims={self.red_dims}, empty)"
+        shape = tuple(self.moments.count.shape)
+        return f"StatsRecorder(red_dims={self.red_dims}, shape={shape}, batches={self.n_batches}, values={self.n_values})"
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        m = self._require()
+        return {
+            "format": STATS_FORMAT,
+            "red_dims": list(self.red_dims),
+            "ndim": self.ndim,
+            "n_batches": self.n_batches,
+            "settings": self.settings,
+            "count": m.count.detach().cpu().numpy(),
+            "mean": m.mean.detach().cpu().numpy(),
+            "m2": m.m2.detach().cpu().numpy(),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the statistics and their settings to `path` (a `.npz` file), atomically.
+
+        The file holds float64 count, mean and M2 arrays and a JSON header with `red_dims` and the
+        settings; `StatsRecorder.load` restores an identical recorder. A crash during `save` leaves
+        either the previous file or none, never a partial one.
+        """
+        path = Path(path)
+        state = self.state_dict()
+        header = {k: state[k] for k in ("format", "red_dims", "ndim", "n_batches", "settings")}
+        try:
+            header_json = json.dumps(header, sort_keys=True)
+        except TypeError as e:
+            raise TypeError(f"settings must be JSON-serializable to be saved with the statistics: {e}") from e
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, header=np.array(header_json), count=state["count"], mean=state["mean"], m2=state["m2"])
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> StatsRecorder:
+        "Read a file written by `save`; raises FileNotFoundError / ValueError naming the file."
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"statistics file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                arrays = {k: np.array(data[k]) for k in ("count", "mean", "m2")}
+        except Exception as e:  # zipfile, JSON and key errors all mean the same thing to the user
+            raise ValueError(
+                f"{path} is not a readable fastspecnorm statistics file ({type(e).__name__}: {e}); delete it to recompute"
+            ) from e
+        if header.get("format") != STATS_FORMAT:
+            raise ValueError(f"{path} has format {header.get('format')!r}, expected {STATS_FORMAT!r}")
+        shapes = {k: a.shape for k, a in arrays.items()}
+        if len(set(shapes.values())) != 1 or any(a.dtype != np.float64 for a in arrays.values()):
+            raise ValueError(f"{path} is corrupt: arrays of shapes/dtypes {shapes} are inconsistent; delete it to recompute")
+        if not all(np.isfinite(a).all() for a in arrays.values()) or (arrays["count"] < 0).any() or (arrays["m2"] < 0).any():
+            raise ValueError(f"{path} is corrupt: non-finite or negative statistics; delete it to recompute")
+        rec = cls(header["red_dims"], settings=header.get("settings") or {})
+        rec.moments = Moments(*(torch.from_numpy(arrays[k]) for k in ("count", "mean", "m2")))
+        rec.ndim = header.get("ndim")
+        rec.n_batches = int(header.get("n_batches", 0))
+        return rec
+
+
+def _first_input(batch: Any) -> Tensor:
+    "Inputs are the first element of each batch (fastai batches are tuples `(x, y)`)."
+    if isinstance(batch, (tuple, list)):
+        if not batch:
+            raise ValueError("got an empty batch tuple; expected (inputs, targets)")
+        batch = batch[0]
+    if not isinstance(batch, Tensor):
+        raise TypeError(f"expected the batch's first element to be a tensor, got {type(batch).__name__}")
+    return batch
+
+
+def n_batches_for(n_total: int, fraction: float) -> int:
+    "Number of batches a `fraction` of `n_total` batches selects (at least one, never more than all)."
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    if n_total == 0:
+        raise ValueError("the DataLoader yields no batches (is the training set empty, or smaller than one batch with drop_last?)")
+    return max(1, min(n_total, math.ceil(fraction * n_total)))
+
+
+def collect_stats(
+    dl: Iterable,
+    red_dims: Sequence[int] = (0, 2, 3),
+    fraction: float = 1.0,
+    mask_fn=None,
+    progress: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> StatsRecorder:
+    """One pass over `fraction` of the batches of `dl`, returning a `StatsRecorder`.
+
+    dl: a DataLoader (fastai or PyTorch) or any iterable of batches; inputs are the first element of
+    each batch, e.g. spectrograms `(batch, channels, freq, time)`. The first `ceil(fraction * n)`
+    batches are used, so pass a shuffled loader (or use `StatsCallback`, which does) when `fraction`
+    < 1. Runs under `torch.no_grad()` with a progress bar. `mask_fn(x)` may return the bool mask of
+    values to count. Statistics accumulate on the batches' device, in float64.
+    """
+    red_dims = _normalize_red_dims(red_dims)
+    try:
+        total = len(dl)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    if total is not None:
+        n_use = n_batches_for(total, fraction)
+    elif fraction != 1.0:
+        raise ValueError("fraction < 1 needs a loader with a length (len(dl))")
+    else:
+        n_use = None
+    rec = StatsRecorder(red_dims, settings=settings)
+    batches = iter(dl)
+    if progress:
+        from fastprogress.fastprogress import progress_bar
+
+        pbar = progress_bar(batches, total=n_use, leave=False)
+        pbar.comment = "collecting statistics"
+        batches = iter(pbar)
+    with torch.no_grad():
+        for i, batch in enumerate(batches):
+            if n_use is not None and i >= n_use:
+                break
+            x = _first_input(batch)
+            rec.update(x, mask_fn(x) if mask_fn is not None else None)
+    if rec.moments is None:
+        raise ValueError("collect_stats saw no values: the loader yielded no non-empty batch")
+    return rec

@@ -1,0 +1,511 @@
+"""Tests for fastspecnorm.results: crash-safe results store and summary statistics.
+
+Reference numbers are worked out by hand in each test (means, sample standard deviations,
+Student-t quantiles in closed form for 2 degrees of freedom).
+"""
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastspecnorm import results as results_module
+from fastspecnorm.results import ResultsStore, Summary, summarize, write_summary
+
+# t quantile for 2 degrees of freedom in closed form: t_{p,2} = (2p - 1) * sqrt(2 / (4p(1 - p))).
+# For p = 0.975: 0.95 * sqrt(2 / 0.0975) = 4.3026527297494638...
+T_975_DF2 = 0.95 * math.sqrt(2.0 / 0.0975)
+# t quantile for 1 degree of freedom (Cauchy): tan(pi * (p - 1/2)); for p = 0.975, 12.7062...
+T_975_DF1 = math.tan(math.pi * 0.475)
+
+
+def make_row(norm="none", fold=1, seed=0, epochs=8, accuracy=0.5, **extra):
+    return {"norm": norm, "fold": fold, "seed": seed, "epochs": epochs, "accuracy": accuracy, **extra}
+
+
+def temp_files(folder):
+    return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
+
+
+# ---------------------------------------------------------------------------------------
+# ResultsStore
+# ---------------------------------------------------------------------------------------
+
+
+def test_missing_file_gives_empty_rows_and_no_keys(tmp_path):
+    store = ResultsStore(tmp_path / "out" / "results.csv")
+    frame = store.rows()
+    assert len(frame) == 0
+    assert list(frame.columns) == ["norm", "fold", "seed", "epochs", "accuracy"]
+    assert store.done() == set()
+    assert not (tmp_path / "out").exists()
+
+
+def test_append_and_read_round_trip(tmp_path):
+    path = tmp_path / "out" / "results.csv"  # the folder does not exist yet
+    store = ResultsStore(path)
+    store.append(make_row("none", 1, 0, accuracy=0.705, valid_loss=1.25))
+    store.append(make_row("global", 1, 0, accuracy=0.1))
+    store.append(make_row("null", 2, 1, epochs=3, accuracy=1.0, preset="quick"))
+
+    frame = ResultsStore(path).rows()
+    assert list(frame.columns) == [
+        "norm",
+        "fold",
+        "seed",
+        "epochs",
+        "accuracy",
+        "valid_loss",
+        "preset",
+    ]
+    # "null" is a name, not a missing value.
+    assert frame["norm"].tolist() == ["none", "global", "null"]
+    assert frame["fold"].tolist() == [1, 1, 2]
+    assert frame["seed"].tolist() == [0, 0, 1]
+    assert frame["epochs"].tolist() == [8, 8, 3]
+    assert pd.api.types.is_integer_dtype(frame["fold"])
+    # Floats are written with repr, so they come back exactly.
+    assert frame["accuracy"].tolist() == [0.705, 0.1, 1.0]
+    assert frame.loc[0, "valid_loss"] == 1.25
+    assert np.isnan(frame.loc[1, "valid_loss"]) and np.isnan(frame.loc[2, "valid_loss"])
+    assert frame["preset"].isna().tolist() == [True, True, False]
+    assert frame.loc[2, "preset"] == "quick"
+    assert temp_files(path.parent) == []
+
+
+def test_file_text_is_plain_csv(tmp_path):
+    path = tmp_path / "results.csv"
+    store = ResultsStore(path)
+    store.append(make_row("none", 1, 0, accuracy=0.5))
+    store.append(make_row("global", 2, 1, accuracy=0.25, note="a, b"))
+    assert path.read_text() == ('norm,fold,seed,epochs,accuracy,note\nnone,1,0,8,0.5,\nglobal,2,1,8,0.25,"a, b"\n')
+
+
+def test_numpy_values_and_whole_floats_are_normalized(tmp_path):
+    store = ResultsStore(tmp_path / "results.csv")
+    store.append(
+        make_row(np.str_("global"), np.int64(3), 2.0, epochs=np.int32(8), accuracy=np.float32(0.5), lr=np.float64(0.001))
+    )
+    assert (tmp_path / "results.csv").read_text().splitlines()[1] == "global,3,2,8,0.5,0.001"
+    assert store.done() == {("global", 3, 2)}
+
+
+def test_done_returns_normalized_keys(tmp_path):
+    store = ResultsStore(tmp_path / "results.csv")
+    store.append(make_row("none", 1, 0))
+    store.append(make_row("none", 2, 0))
+    store.append(make_row("dbrange", 1, 1))
+    done = store.done()
+    assert done == {("none", 1, 0), ("none", 2, 0), ("dbrange", 1, 1)}
+    for norm, fold, seed in done:
+        assert type(norm) is str and type(fold) is int and type(seed) is int
+    assert ("none", 2, 0) in store
+    assert ("none", 3, 0) not in store
+    assert len(store) == 3
+
+
+def test_custom_key(tmp_path):
+    store = ResultsStore(tmp_path / "results.csv", key=("norm", "fold", "seed", "preset"))
+    store.append(make_row("none", 1, 0, preset="quick"))
+    store.append(make_row("none", 1, 0, preset="blog"))
+    assert store.done() == {("none", 1, 0, "quick"), ("none", 1, 0, "blog")}
+    with pytest.raises(ValueError, match="preset"):
+        store.append(make_row("none", 2, 0))  # the extra key column is required
+
+
+def test_duplicate_key_is_rejected_and_file_unchanged(tmp_path):
+    path = tmp_path / "results.csv"
+    store = ResultsStore(path)
+    store.append(make_row("global", 2, 1, accuracy=0.6))
+    before = path.read_bytes()
+    # Same key written differently (float fold, numpy seed) is still the same run.
+    with pytest.raises(ValueError, match=r"'norm': 'global', 'fold': 2, 'seed': 1.*already recorded"):
+        store.append(make_row("global", 2.0, np.int64(1), accuracy=0.7))
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("accuracy", [1.5, -0.01, float("nan"), float("inf"), 72.0, "0.7", None, True, [0.5]])
+def test_invalid_accuracy_is_rejected(tmp_path, accuracy):
+    path = tmp_path / "results.csv"
+    store = ResultsStore(path)
+    with pytest.raises(ValueError, match="accuracy"):
+        store.append(make_row(accuracy=accuracy))
+    assert not path.exists()
+
+
+def test_accuracy_bounds_are_allowed(tmp_path):
+    store = ResultsStore(tmp_path / "results.csv")
+    store.append(make_row(seed=0, accuracy=0))
+    store.append(make_row(seed=1, accuracy=1))
+    assert store.rows()["accuracy"].tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("column", ["norm", "fold", "seed", "epochs", "accuracy"])
+def test_missing_required_column_is_rejected(tmp_path, column):
+    row = make_row()
+    del row[column]
+    with pytest.raises(ValueError, match=f"'{column}'"):
+        ResultsStore(tmp_path / "results.csv").append(row)
+    assert not (tmp_path / "results.csv").exists()
+
+
+@pytest.mark.parametrize("column, value", [("fold", 1.5), ("seed", "0"), ("epochs", -1), ("norm", ""), ("norm", 3)])
+def test_invalid_key_or_epochs_values_are_rejected(tmp_path, column, value):
+    with pytest.raises(ValueError, match=column):
+        ResultsStore(tmp_path / "results.csv").append(make_row(**{column: value}))
+
+
+def test_non_scalar_extra_value_is_rejected(tmp_path):
+    with pytest.raises(TypeError, match="history"):
+        ResultsStore(tmp_path / "results.csv").append(make_row(history=[0.1, 0.2]))
+
+
+def test_crash_during_replace_leaves_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "results.csv"
+    store = ResultsStore(path)
+    store.append(make_row("none", 1, 0, accuracy=0.5))
+    store.append(make_row("none", 2, 0, accuracy=0.6))
+    before = path.read_bytes()
+
+    def crash(source, destination):
+        # The new content must be complete in the temporary file before the rename.
+        assert b"global,1,0,8,0.7" in open(source, "rb").read()
+        raise OSError("simulated crash during os.replace")
+
+    monkeypatch.setattr(results_module.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        store.append(make_row("global", 1, 0, accuracy=0.7))
+    monkeypatch.undo()
+
+    assert path.read_bytes() == before
+    assert store.done() == {("none", 1, 0), ("none", 2, 0)}
+    assert temp_files(tmp_path) == []
+    # The interrupted run is simply redone.
+    store.append(make_row("global", 1, 0, accuracy=0.7))
+    assert store.rows()["accuracy"].tolist() == [0.5, 0.6, 0.7]
+
+
+def test_crash_while_writing_temp_file_leaves_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "results.csv"
+    store = ResultsStore(path)
+    store.append(make_row("none", 1, 0, accuracy=0.5))
+    before = path.read_bytes()
+
+    def crash(fd):
+        raise OSError("simulated disk failure in fsync")
+
+    monkeypatch.setattr(results_module.os, "fsync", crash)
+    with pytest.raises(OSError, match="simulated disk failure"):
+        store.append(make_row("none", 2, 0, accuracy=0.6))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert temp_files(tmp_path) == []
+
+
+def test_stale_temp_file_from_killed_process_is_ignored_and_removed(tmp_path):
+    path = tmp_path / "results.csv"
+    store = ResultsStore(path)
+    store.append(make_row("none", 1, 0, accuracy=0.5))
+    # What a process killed between writing and renaming leaves behind: a partial file.
+    stale = tmp_path / ".results.csv.abc123.tmp"
+    stale.write_text("norm,fold,seed,epochs,accuracy\nnone,1,0,8,0.5\nglobal,1,0,8,0.")
+    unrelated = tmp_path / "other.tmp"
+    unrelated.write_text("not ours")
+
+    assert store.done() == {("none", 1, 0)}
+    assert len(store.rows()) == 1
+    store.append(make_row("global", 1, 0, accuracy=0.75))
+    assert not stale.exists()
+    assert unrelated.exists()
+    assert store.rows()[["norm", "accuracy"]].values.tolist() == [["none", 0.5], ["global", 0.75]]
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("", "empty"),
+        ("norm,fold,seed,epochs,accuracy\nnone,1,0,8\n", "line 2 has 4 fields"),
+        ("norm,fold,seed,accuracy\nnone,1,0,0.5\n", "epochs"),
+        ("norm,fold,seed,epochs,accuracy\nnone,one,0,8,0.5\n", "whole numbers"),
+        ("norm,fold,seed,epochs,accuracy\nnone,1,0,8,0.5\nnone,1,0,8,0.6\n", "lines 2 and 3"),
+    ],
+)
+def test_unparseable_file_raises_naming_the_file(tmp_path, text, problem):
+    path = tmp_path / "results.csv"
+    path.write_text(text)
+    store = ResultsStore(path)
+    for action in (store.rows, store.done, lambda: store.append(make_row("x", 9, 9))):
+        with pytest.raises(ValueError, match=problem) as error:
+            action()
+        assert str(path) in str(error.value)
+        assert "move it aside" in str(error.value)
+    assert path.read_text() == text
+
+
+def test_file_mode_is_preserved(tmp_path):
+    path = tmp_path / "results.csv"
+    store = ResultsStore(path)
+    store.append(make_row(seed=0))
+    assert path.stat().st_mode & 0o777 == 0o644
+    os.chmod(path, 0o664)
+    store.append(make_row(seed=1))
+    assert path.stat().st_mode & 0o777 == 0o664
+
+
+# ---------------------------------------------------------------------------------------
+# summarize
+# ---------------------------------------------------------------------------------------
+
+
+def frame(rows):
+    return pd.DataFrame([make_row(norm, fold, seed, accuracy=accuracy) for norm, fold, seed, accuracy in rows])
+
+
+def test_per_norm_statistics_by_hand():
+    df = frame([("none", 1, 0, 0.70), ("none", 2, 0, 0.72), ("none", 3, 0, 0.74)])
+    table = summarize(df).per_norm
+    assert list(table.index) == ["none"]
+    assert list(table.columns) == ["n", "mean", "std", "ci_low", "ci_high", "min", "max"]
+    row = table.loc["none"]
+    # mean = 2.16 / 3 = 0.72; deviations -0.02, 0, 0.02 -> variance 0.0008 / 2 -> std 0.02.
+    half_width = T_975_DF2 * 0.02 / math.sqrt(3)  # 4.30265 * 0.0115470 = 0.0496828
+    assert row["n"] == 3
+    assert row["mean"] == pytest.approx(0.72, rel=1e-12)
+    assert row["std"] == pytest.approx(0.02, rel=1e-9)  # cancellation in 0.74 - 0.72
+    assert row["ci_low"] == pytest.approx(0.72 - half_width, rel=1e-9)
+    assert row["ci_high"] == pytest.approx(0.72 + half_width, rel=1e-9)
+    assert half_width == pytest.approx(0.0496828, abs=1e-7)
+    assert (row["min"], row["max"]) == (0.70, 0.74)
+
+
+def test_other_confidence_level():
+    # Two runs -> one degree of freedom; a 90% interval uses t_{0.95,1} = tan(0.45 pi) = 6.3138.
+    df = frame([("none", 1, 0, 0.60), ("none", 2, 0, 0.64)])
+    row = summarize(df, confidence=0.90).per_norm.loc["none"]
+    std = math.sqrt(2 * 0.02**2)  # deviations +-0.02, divided by n - 1 = 1
+    half_width = math.tan(math.pi * 0.45) * std / math.sqrt(2)
+    assert row["std"] == pytest.approx(std, rel=1e-9)
+    assert row["ci_high"] - row["mean"] == pytest.approx(half_width, rel=1e-9)
+    assert half_width == pytest.approx(0.126275, abs=1e-6)
+
+
+def test_single_run_has_nan_std_and_interval():
+    row = summarize(frame([("none", 1, 0, 0.7)])).per_norm.loc["none"]
+    assert row["n"] == 1 and row["mean"] == 0.7
+    assert np.isnan(row["std"]) and np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+    assert row["min"] == row["max"] == 0.7
+
+
+def test_paired_differences_by_hand_exclude_unmatched_runs():
+    df = frame(
+        [
+            ("none", 1, 0, 0.70),
+            ("none", 1, 1, 0.60),
+            ("none", 2, 0, 0.80),
+            ("global", 1, 0, 0.75),  # +0.05
+            ("global", 1, 1, 0.61),  # +0.01
+            ("global", 2, 0, 0.83),  # +0.03
+            ("global", 3, 0, 0.99),  # no "none" run on fold 3: must be left out
+            ("channel", 2, 0, 0.78),  # one pair only: -0.02
+        ]
+    )
+    summary = summarize(df)
+    assert isinstance(summary, Summary)
+    assert summary["paired"] is summary.paired
+    assert list(summary.paired.index) == ["global", "channel"]
+    assert list(summary.paired.columns) == [
+        "n_pairs",
+        "mean_diff",
+        "std_diff",
+        "ci_low",
+        "ci_high",
+        "p_value",
+    ]
+    glob = summary.paired.loc["global"]
+    # differences 0.05, 0.01, 0.03: mean 0.03, deviations +-0.02 -> std 0.02.
+    assert glob["n_pairs"] == 3
+    assert glob["mean_diff"] == pytest.approx(0.03, rel=1e-9)
+    assert glob["std_diff"] == pytest.approx(0.02, rel=1e-8)
+    half_width = T_975_DF2 * 0.02 / math.sqrt(3)
+    assert glob["ci_low"] == pytest.approx(0.03 - half_width, rel=1e-8)
+    assert glob["ci_high"] == pytest.approx(0.03 + half_width, rel=1e-8)
+    # t = 0.03 / (0.02 / sqrt 3) = 1.5 sqrt 3; with 2 degrees of freedom the two-sided
+    # p-value is 1 - t / sqrt(2 + t^2) = 1 - 1.5 sqrt3 / sqrt(8.75).
+    t_statistic = 1.5 * math.sqrt(3)
+    assert glob["p_value"] == pytest.approx(1 - t_statistic / math.sqrt(2 + t_statistic**2), rel=1e-7)
+    assert glob["p_value"] == pytest.approx(0.12168, abs=1e-5)
+
+    chan = summary.paired.loc["channel"]
+    assert chan["n_pairs"] == 1
+    assert chan["mean_diff"] == pytest.approx(-0.02, rel=1e-9)
+    for column in ["std_diff", "ci_low", "ci_high", "p_value"]:
+        assert np.isnan(chan[column])
+
+    # The per-norm table still counts every run, matched or not.
+    assert summary.per_norm.loc["global", "n"] == 4
+    assert summary.per_norm.loc["global", "max"] == 0.99
+
+
+def test_paired_p_value_matches_scipy_ttest_rel():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 0.8, size=6)
+    other = base + rng.normal(0.02, 0.03, size=6)
+    runs = [(fold, seed) for fold in (1, 2, 3) for seed in (0, 1)]
+    df = frame(
+        [("none", fold, seed, a) for (fold, seed), a in zip(runs, base, strict=True)]
+        + [("global", fold, seed, a) for (fold, seed), a in zip(runs, other, strict=True)]
+    )
+    row = summarize(df).paired.loc["global"]
+    expected = stats.ttest_rel(other, base)
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-10)
+
+
+def test_identical_differences_give_limit_p_values():
+    same = frame([("none", 1, 0, 0.5), ("none", 2, 0, 0.6), ("a", 1, 0, 0.5), ("a", 2, 0, 0.6)])
+    assert np.isnan(summarize(same).paired.loc["a", "p_value"])
+    shifted = frame([("none", 1, 0, 0.5), ("none", 2, 0, 0.6), ("a", 1, 0, 0.75), ("a", 2, 0, 0.85)])
+    row = summarize(shifted).paired.loc["a"]
+    # 0.75 - 0.5 and 0.85 - 0.6 are both 0.25 up to rounding; p is 0 or nearly so.
+    assert row["p_value"] < 1e-6
+
+
+def test_absent_baseline_gives_empty_paired_table():
+    summary = summarize(frame([("global", 1, 0, 0.7), ("channel", 1, 0, 0.6)]))
+    assert summary.paired.empty
+    assert list(summary.paired.columns) == [
+        "n_pairs",
+        "mean_diff",
+        "std_diff",
+        "ci_low",
+        "ci_high",
+        "p_value",
+    ]
+    assert list(summary.per_norm.index) == ["global", "channel"]
+
+
+def test_other_baseline():
+    df = frame([("none", 1, 0, 0.5), ("global", 1, 0, 0.6)])
+    row = summarize(df, baseline="global").paired.loc["none"]
+    assert row["mean_diff"] == pytest.approx(-0.1, rel=1e-9)
+
+
+def test_order_argument_and_first_appearance():
+    df = frame([("instance", 1, 0, 0.5), ("none", 1, 0, 0.6), ("global", 1, 0, 0.7)])
+    assert list(summarize(df).per_norm.index) == ["instance", "none", "global"]
+    ordered = summarize(df, order=["none", "global", "dbrange"])  # dbrange has no runs
+    assert list(ordered.per_norm.index) == ["none", "global", "instance"]
+    assert list(ordered.paired.index) == ["global", "instance"]
+
+
+def test_empty_frame_gives_empty_tables(tmp_path):
+    summary = summarize(ResultsStore(tmp_path / "results.csv").rows())
+    assert summary.per_norm.empty and summary.paired.empty
+
+
+def test_summarize_rejects_bad_input():
+    with pytest.raises(ValueError, match="accuracy"):
+        summarize(pd.DataFrame({"norm": ["a"], "fold": [1], "seed": [0]}))
+    with pytest.raises(ValueError, match="same"):
+        summarize(frame([("none", 1, 0, 0.5), ("none", 1, 0, 0.6)]))
+    with pytest.raises(ValueError, match="confidence"):
+        summarize(frame([("none", 1, 0, 0.5)]), confidence=95)
+    with pytest.raises(ValueError, match="accuracy"):
+        summarize(frame([("none", 1, 0, float("nan"))]))
+    with pytest.raises(TypeError, match="DataFrame"):
+        summarize([make_row()])
+
+
+# ---------------------------------------------------------------------------------------
+# write_summary
+# ---------------------------------------------------------------------------------------
+
+
+def experiment_frame():
+    rows = []
+    offsets = {"none": 0.0, "global": 0.03, "channel": 0.02, "instance": 0.0, "dbrange": -0.01}
+    rng = np.random.default_rng(1)
+    for norm, offset in offsets.items():
+        for fold in (1, 2):
+            for seed in (0, 1):
+                rows.append((norm, fold, seed, 0.6 + offset + 0.01 * fold + rng.normal(0, 0.01)))
+    return frame(rows)
+
+
+def test_write_summary_markdown_tables(tmp_path):
+    df = frame(
+        [
+            ("none", 1, 0, 0.70),
+            ("none", 2, 0, 0.72),
+            ("none", 3, 0, 0.74),
+            ("global", 1, 0, 0.75),
+            ("global", 2, 0, 0.73),
+            ("global", 3, 0, 0.77),
+        ]
+    )
+    md_path, png_path = write_summary(df, tmp_path / "out", title="Test run")
+    assert md_path == tmp_path / "out" / "summary.md"
+    assert png_path == tmp_path / "out" / "summary.png"
+    text = md_path.read_text()
+    assert text.startswith("# Test run\n")
+    assert "2 normalization(s)" in text and "3 fold(s)" in text and "1 seed(s)" in text
+    assert "8 epochs" in text
+    # none: mean 72.00 %, std 2.00 points, CI 72 -+ 4.97 = [67.03, 76.97].
+    assert "| none | 3 | 72.00 | 2.00 | [67.03, 76.97] | 70.00 | 74.00 |" in text
+    # global: mean 75.00, deviations 0, -2, +2 -> std 2.00 points.
+    assert "| global | 3 | 75.00 | 2.00 | [70.03, 79.97] | 73.00 | 77.00 |" in text
+    # differences +5, +1, +3 points: mean +3.00, std 2.00, CI 3 -+ 4.97, p = 0.122.
+    assert "| global | 3 | +3.00 | 2.00 | [-1.97, +7.97] | 0.122 |" in text
+    assert "no evidence of a difference" in text
+    assert temp_files(tmp_path / "out") == []
+
+
+def test_write_summary_without_baseline_explains(tmp_path):
+    df = frame([("global", 1, 0, 0.7), ("global", 2, 0, 0.6)])
+    md_path, png_path = write_summary(df, tmp_path)
+    assert "`none` has no runs" in md_path.read_text()
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_write_summary_single_runs_show_na(tmp_path):
+    md_path, _ = write_summary(frame([("none", 1, 0, 0.7), ("global", 1, 0, 0.8)]), tmp_path)
+    text = md_path.read_text()
+    assert "| none | 1 | 70.00 | n/a | n/a | 70.00 | 70.00 |" in text
+    assert "| global | 1 | +10.00 | n/a | n/a | n/a |" in text
+
+
+def test_write_summary_png_is_valid(tmp_path):
+    _, png_path = write_summary(experiment_frame(), tmp_path)
+    data = png_path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width > height > 300
+    assert len(data) > 10_000
+
+
+def test_write_summary_replaces_previous_files(tmp_path):
+    write_summary(frame([("none", 1, 0, 0.7)]), tmp_path)
+    md_path, _ = write_summary(frame([("none", 1, 0, 0.7), ("none", 2, 0, 0.9)]), tmp_path)
+    assert "| none | 2 | 80.00 |" in md_path.read_text()
+    assert sorted(os.listdir(tmp_path)) == ["summary.md", "summary.png"]
+
+
+def test_write_summary_rejects_empty_results(tmp_path):
+    with pytest.raises(ValueError, match="no results"):
+        write_summary(ResultsStore(tmp_path / "results.csv").rows(), tmp_path)
+    assert not (tmp_path / "summary.md").exists()
+
+
+def test_store_to_summary_end_to_end(tmp_path):
+    store = ResultsStore(tmp_path / "results.csv")
+    for row in experiment_frame().to_dict("records"):
+        store.append(row)
+    md_path, png_path = write_summary(store.rows(), tmp_path, order=["none", "dbrange"])
+    text = md_path.read_text()
+    assert text.index("| dbrange |") < text.index("| global |")
+    assert "20 runs" in text
+    assert png_path.exists()
