@@ -1,0 +1,103 @@
+"""ESC-50 data: official-fold split, class subsets, presets and metadata validation."""
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from fastspecnorm import CrossValidationSplitter, esc50_dataloaders, get_settings, read_esc50_meta
+from fastspecnorm.synthetic import make_synthetic_esc50
+
+
+@pytest.fixture(scope="module")
+def esc(tmp_path_factory):
+    return make_synthetic_esc50(tmp_path_factory.mktemp("esc50") / "data", n_classes=4, clips_per_class=5, duration=1.0)
+
+
+def test_splitter_by_hand():
+    df = pd.DataFrame({"fold": [1, 2, 3, 1, 2]})
+    assert CrossValidationSplitter("fold", 1)(df) == ([1, 2, 4], [0, 3])
+    assert CrossValidationSplitter("fold", 3)(df) == ([0, 1, 3, 4], [2])
+    with pytest.raises(ValueError, match="valid_fold=7 is not a fold.*\\[1, 2, 3\\]"):
+        CrossValidationSplitter("fold", 7)(df)
+
+
+@pytest.mark.parametrize("fold", [1, 3, 5])
+def test_fold_split_never_mixes_folds(esc, fold):
+    meta = read_esc50_meta(esc)
+    dls = esc50_dataloaders(esc, valid_fold=fold, preset="quick", bs=4, num_workers=0, duration=1.0)
+    train_folds = set(dls.train.items["fold"])
+    valid_folds = set(dls.valid.items["fold"])
+    assert valid_folds == {fold}
+    assert fold not in train_folds and train_folds == set(meta["fold"]) - {fold}
+    assert len(dls.train.items) + len(dls.valid.items) == len(meta)
+    # no source recording appears on both sides
+    assert not set(dls.train.items["src_file"]) & set(dls.valid.items["src_file"])
+
+
+def test_batches_quick_preset_shape(esc):
+    dls = esc50_dataloaders(esc, valid_fold=1, preset="quick", bs=4, num_workers=0, duration=1.0)
+    xb, yb = dls.one_batch()
+    # 1 s at 16 kHz, hop 400 -> 16000 // 400 + 1 = 41 frames; 64 mel bins
+    assert tuple(xb.shape) == (4, 1, 64, 41) and xb.unit == "dB"
+    assert dls.vocab == ["dog", "rooster", "pig", "cow"]  # ordered by target, not alphabetically
+
+
+def test_class_subset_works(esc, tmp_path):
+    import shutil
+
+    sub = tmp_path / "sub"
+    shutil.copytree(esc, sub)
+    meta = pd.read_csv(sub / "meta" / "esc50.csv")
+    keep = meta[meta["category"].isin(["pig", "cow"])]
+    keep.to_csv(sub / "meta" / "esc50.csv", index=False)
+    dls = esc50_dataloaders(sub, valid_fold=2, preset="quick", bs=2, num_workers=0, duration=1.0)
+    assert dls.c == 2 and list(dls.vocab) == ["pig", "cow"]
+    _, yb = dls.one_batch()
+    assert int(yb.max()) <= 1
+
+
+def test_presets_and_overrides():
+    blog, quick = get_settings("blog"), get_settings("quick")
+    assert (blog.sample_rate, blog.n_fft, blog.hop_length, blog.n_mels, blog.bs, blog.epochs) == (16000, 400, 200, None, 64, 20)
+    assert (quick.sample_rate, quick.n_fft, quick.hop_length, quick.n_mels) == (16000, 1024, 400, 64)
+    assert get_settings("quick", n_mels=128).n_mels == 128
+    with pytest.raises(TypeError, match="n_mel"):
+        get_settings("quick", n_mel=128)
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
+        get_settings("fast")
+
+
+def _copy(esc, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(esc, dst)
+    return dst
+
+
+def test_missing_columns_named(esc, tmp_path):
+    root = _copy(esc, tmp_path)
+    meta = pd.read_csv(root / "meta" / "esc50.csv").drop(columns=["fold"])
+    meta.to_csv(root / "meta" / "esc50.csv", index=False)
+    with pytest.raises(ValueError, match="lacks required column\\(s\\) \\['fold'\\]"):
+        read_esc50_meta(root)
+
+
+def test_missing_csv_and_files_named(esc, tmp_path):
+    with pytest.raises(FileNotFoundError, match="meta/esc50.csv"):
+        read_esc50_meta(tmp_path / "nowhere")
+    root = _copy(esc, tmp_path)
+    victim = pd.read_csv(root / "meta" / "esc50.csv")["filename"].iloc[3]
+    (root / "audio" / victim).unlink()
+    with pytest.raises(FileNotFoundError, match=victim):
+        read_esc50_meta(root)
+
+
+def test_unknown_valid_fold(esc):
+    with pytest.raises(ValueError, match="fold 9 does not exist"):
+        esc50_dataloaders(esc, valid_fold=9, preset="quick", num_workers=0)
+
+
+def test_audio_format_of_synthetic(esc):
+    info = sf.info(str(next((esc / "audio").glob("*.wav"))))
+    assert (info.samplerate, info.channels, info.subtype) == (44100, 1, "PCM_16")
