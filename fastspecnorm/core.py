@@ -28,6 +28,8 @@ __all__ = [
     "downmix_mono",
     "resample",
     "crop_pad",
+    "quantize_waveform",
+    "STORAGE_DTYPES",
     "LoadAudio",
     "DownmixMono",
     "Resample",
@@ -178,22 +180,46 @@ def downmix_mono(x: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=16)
-def _resampler(orig_sr: int, new_sr: int):
+def _resampler(orig_sr: int, new_sr: int, dtype: torch.dtype = torch.float32, device: str = "cpu"):
     import torchaudio
 
-    return torchaudio.transforms.Resample(orig_sr, new_sr)
+    # The sinc kernel must have the waveform's dtype and device (conv1d does not mix them).
+    return torchaudio.transforms.Resample(orig_sr, new_sr, dtype=dtype).to(device)
 
 
 def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
     """Band-limited (windowed sinc) resampling with torchaudio: `(..., samples)` at `orig_sr` Hz to
-    `(..., round(samples * new_sr / orig_sr))` at `new_sr` Hz."""
+    `(..., ceil(samples * new_sr / orig_sr))` at `new_sr` Hz, same dtype and device as `x`
+    (float16/bfloat16 are computed in float32)."""
     if orig_sr <= 0 or new_sr <= 0:
         raise ValueError(f"sample rates must be positive, got orig_sr={orig_sr}, new_sr={new_sr}")
     if orig_sr == new_sr:
         return x
     plain = x.as_subclass(Tensor) if type(x) is not Tensor else x
+    dtype = plain.dtype if plain.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.no_grad():
-        return _resampler(int(orig_sr), int(new_sr))(plain)
+        return _resampler(int(orig_sr), int(new_sr), dtype, str(plain.device))(plain.to(dtype)).to(plain.dtype)
+
+
+#: Precisions decoded audio can be kept at (the `AudioCache` storage types).
+STORAGE_DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
+
+
+def quantize_waveform(x: Tensor, dtype: str | None = "int16") -> Tensor:
+    """Round a float waveform to the precision `dtype` keeps, returned as float32 (same shape).
+
+    "int16": 16-bit PCM, `clamp(round(x * 32768), -32768, 32767) / 32768` (exact for audio decoded
+    from 16-bit files; values beyond full scale are clipped); "float16": half precision;
+    "float32" or None: unchanged. `AudioCache` stores exactly this, so an uncached pipeline that
+    applies it yields the same values as a cached one.
+    """
+    if dtype is None or dtype == "float32":
+        return x.float()
+    if dtype == "int16":
+        return (x.float() * 32768.0).round_().clamp_(-32768.0, 32767.0).mul_(1.0 / 32768.0)
+    if dtype == "float16":
+        return x.half().float()
+    raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)} or None, got {dtype!r}")
 
 
 def crop_pad(x: Tensor, n_samples: int, start: int = 0, pad_mode: str = "zeros") -> Tensor:
@@ -218,16 +244,32 @@ def crop_pad(x: Tensor, n_samples: int, start: int = 0, pad_mode: str = "zeros")
 
 class LoadAudio(DisplayedTransform):
     """Type transform: path -> `AudioTensor` at `sample_rate` Hz (None keeps the file's), mono when
-    `mono`. With a `cache` (an `AudioCache`), decoded audio is read from it instead of the file."""
+    `mono`. With a `cache` (an `AudioCache`), decoded audio is read from it instead of the file.
 
-    def __init__(self, sample_rate: int | None = 16000, mono: bool = True, cache=None):
+    `dtype` ("int16", "float16", "float32" or None) rounds the decoded audio to that precision with
+    `quantize_waveform`, exactly as an `AudioCache` of that dtype stores it, so a pipeline gives the
+    same values with and without the cache. With a cache, `dtype` defaults to the cache's.
+    """
+
+    def __init__(self, sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None):
         super().__init__()
-        self.sample_rate, self.mono, self.cache = sample_rate, mono, cache
+        if dtype is not None and dtype not in STORAGE_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)} or None, got {dtype!r}")
+        if cache is not None:
+            mine = {"sample_rate": sample_rate, "mono": mono, "dtype": dtype or cache.dtype}
+            theirs = {"sample_rate": cache.sample_rate, "mono": cache.mono, "dtype": cache.dtype}
+            if mine != theirs:
+                raise ValueError(f"LoadAudio settings {mine} do not match its AudioCache's {theirs}; open the cache with the same settings")
+            dtype = cache.dtype
+        self.sample_rate, self.mono, self.cache, self.dtype = sample_rate, mono, cache, dtype
 
     def encodes(self, path: str | Path) -> AudioTensor:
         if self.cache is not None:
             return AudioTensor(self.cache.get(path), sr=self.sample_rate)
-        return AudioTensor.create(path, sr=self.sample_rate, mono=self.mono)
+        wav = AudioTensor.create(path, sr=self.sample_rate, mono=self.mono)
+        if self.dtype in (None, "float32"):
+            return wav
+        return AudioTensor(quantize_waveform(wav.as_subclass(Tensor), self.dtype), sr=wav.sr)
 
 
 class DownmixMono(Transform):
@@ -274,18 +316,64 @@ class ResizeSignal(DisplayedTransform):
         self._split_idx = split_idx
         return super().__call__(x, split_idx=split_idx, **kwargs)
 
+    def crop_start(self, extra: int, split_idx: int | None) -> int:
+        """Start (in samples) of the crop of a clip `extra` samples longer than wanted (<= 0: no crop).
+        Draws from Python's `random` only for a training item that needs a crop; `AudioDataLoader`
+        calls this too, so its batches get the same crops."""
+        if extra <= 0:
+            return 0
+        if split_idx == 0:
+            return random.randint(0, extra)
+        return extra // 2 if self.valid_crop == "center" else 0
+
     def encodes(self, x: AudioTensor) -> AudioTensor:
         n = int(round(self.duration * x.sr))
-        extra = x.shape[-1] - n
-        if extra <= 0:
-            start = 0
-        elif self._split_idx == 0:
-            start = random.randint(0, extra)
-        else:
-            start = extra // 2 if self.valid_crop == "center" else 0
-        return crop_pad(x, n, start, self.pad_mode)
+        return crop_pad(x, n, self.crop_start(x.shape[-1] - n, self._split_idx), self.pad_mode)
 
 
-def AudioBlock(sample_rate: int | None = 16000, mono: bool = True, cache=None) -> TransformBlock:
-    "A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz."
-    return TransformBlock(type_tfms=LoadAudio(sample_rate=sample_rate, mono=mono, cache=cache))
+def AudioBlock(sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None) -> TransformBlock:
+    """A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz (see
+    `LoadAudio`). Its DataLoaders are `AudioDataLoader`s, which assemble batches of cached audio
+    in one step."""
+    from .loader import AudioDataLoader  # loader imports this module
+
+    return TransformBlock(type_tfms=LoadAudio(sample_rate=sample_rate, mono=mono, cache=cache, dtype=dtype), dl_type=AudioDataLoader)
+
+
+# ---------------------------------------------------------------------------------------------
+# show_batch / show_results: a grid of spectrograms (or waveforms) titled with their labels.
+# fastai only makes a grid for TensorImage; without these, every item would open its own figure.
+
+
+def _register_show_methods() -> None:
+    from fastai.data.core import get_show_batch_func, show_batch, show_results
+    from fastai.vision.data import get_grid
+
+    def _grid(n, nrows, ncols, figsize, x):
+        per = (4.5, 2.8) if isinstance(x, AudioSpectrogram) else (4.5, 1.8)
+        ncols = ncols or min(3, n)
+        nrows = nrows or math.ceil(n / ncols)
+        return get_grid(n, nrows=nrows, ncols=ncols, figsize=figsize or (per[0] * ncols, per[1] * nrows))
+
+    def show_audio_batch(x: AudioSpectrogram | AudioTensor, y, samples, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+        if ctxs is None:
+            ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
+        ctxs = get_show_batch_func(object)(x, y, samples, ctxs=ctxs, max_n=max_n, **kwargs)
+        ctxs[0].figure.tight_layout()
+        return ctxs
+
+    def show_audio_results(x: AudioSpectrogram | AudioTensor, y, samples, outs, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+        if ctxs is None:
+            ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
+        for i in range(len(samples[0])):
+            ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(samples.itemgot(i), ctxs, range(max_n), strict=False)]
+        for i in range(len(outs[0])):
+            ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(outs.itemgot(i), ctxs, range(max_n), strict=False)]
+        ctxs[0].figure.tight_layout()
+        return ctxs
+
+    show_batch.dispatch(show_audio_batch)
+    show_results.dispatch(show_audio_results)
+
+
+_register_show_methods()

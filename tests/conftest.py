@@ -1,0 +1,55 @@
+"""Shared fixtures: generated audio files and a tiny synthetic ESC-50 folder.
+
+Tests build their own data (no network, no GPU). Plots use the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from fastspecnorm.synthetic import make_synthetic_esc50  # noqa: E402
+
+# The tiny ESC-50 stand-in: 4 classes x 5 clips over 5 folds (one clip per class and fold),
+# 1 s clips at 16 kHz, so no resampling and no cropping happens on the way to the spectrogram.
+TINY_ESC50 = {"n_classes": 4, "clips_per_class": 5, "n_folds": 5, "sample_rate": 16000, "duration": 1.0, "seed": 0}
+
+
+@pytest.fixture
+def write_audio(tmp_path):
+    """Factory: `write_audio(name, data, sr=16000, **soundfile_kwargs) -> Path` in `tmp_path`.
+
+    data: `(samples,)` for mono or `(samples, channels)`; the format follows the file extension
+    (WAV, FLAC, OGG) unless given.
+    """
+
+    def _write(name: str, data, sr: int = 16000, **kwargs):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), np.asarray(data), sr, **kwargs)
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def sine():
+    "Factory: `sine(freq_hz, seconds, sr, amplitude=0.5) -> float64 (samples,)`."
+
+    def _sine(freq_hz: float, seconds: float, sr: int, amplitude: float = 0.5):
+        t = np.arange(int(round(seconds * sr))) / sr
+        return amplitude * np.sin(2 * np.pi * freq_hz * t)
+
+    return _sine
+
+
+@pytest.fixture(scope="session")
+def tiny_esc50(tmp_path_factory):
+    "A tiny synthetic ESC-50-layout folder (read-only for tests: copy it before changing files)."
+    root = tmp_path_factory.mktemp("esc50") / "tiny"
+    return make_synthetic_esc50(root, **TINY_ESC50)

@@ -1,0 +1,276 @@
+"""Tests for fastspecnorm.callback.StatsCallback on a tiny synthetic ESC-50 folder.
+
+The folder (conftest.tiny_esc50) has 4 classes x 5 folds, one 1 s clip at 16 kHz per class and
+fold: 16 training clips (folds 2-5) and 4 validation clips (fold 1). Clips are exactly 1 s, so
+the training crop is deterministic and every statistic can be recomputed independently. A
+four-layer model keeps each `fit(1)` to about a second on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+from fastai.learner import Learner, load_learner
+from torch import nn
+
+import fastspecnorm.callback as callback_module
+from fastspecnorm import (
+    InstanceMinMax,
+    SpecNormalize,
+    StatsCallback,
+    StatsRecorder,
+    collect_stats,
+    esc50_dataloaders,
+    stats_loader,
+)
+
+RTOL = 1e-6
+N_TRAIN, N_VALID = 16, 4
+
+
+def make_dls(root, bs=3, **settings):
+    # bs 3 over 16 training clips: the statistics pass must include the last, partial batch
+    return esc50_dataloaders(root, valid_fold=1, preset="quick", bs=bs, num_workers=0, duration=1.0, **settings)
+
+
+def make_learner(dls, cb):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, dls.c))
+    return Learner(dls, model, cbs=[cb])
+
+
+def spec_normalizers(dl):
+    return [t for t in dl.after_batch.fs if isinstance(t, SpecNormalize)]
+
+
+def plain(x):
+    return x.as_subclass(torch.Tensor)
+
+
+def training_spectrograms_via_stats_loader(dls):
+    xs = [plain(b[0]).double().numpy() for b in stats_loader(dls.train, shuffle=False)]
+    return np.concatenate(xs)
+
+
+def training_spectrograms_from_files(root, settings):
+    """Independent of the package's code: soundfile -> NumPy standardization -> torchaudio mel + dB,
+    with the preset's spectrogram settings (16 kHz, 64 mel bins, hop 400)."""
+    assert (settings.sample_rate, settings.n_mels, settings.hop_length, settings.waveform_norm) == (16000, 64, 400, True)
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=16000, n_fft=settings.n_fft, hop_length=400, n_mels=64)
+    to_db = torchaudio.transforms.AmplitudeToDB()
+    specs = []
+    for name in meta.loc[meta.fold != 1, "filename"]:
+        wav, sr = sf.read(root / "audio" / name, dtype="float32")
+        assert sr == 16000 and wav.shape == (16000,)
+        w = wav.astype(np.float64)
+        std = w.std()
+        w = np.zeros_like(w) if std <= 1e-8 else (w - w.mean()) / std
+        specs.append(to_db(mel(torch.from_numpy(w.astype(np.float32))[None])).double().numpy())
+    return np.stack(specs)
+
+
+def ref_stats(x, red_dims):
+    return x.mean(axis=red_dims, keepdims=True), x.std(axis=red_dims, keepdims=True)
+
+
+@pytest.fixture
+def planted_copy(tiny_esc50, tmp_path):
+    """A copy of the tiny dataset where only the validation clips (fold 1) differ: loud noise."""
+    root = tmp_path / "planted"
+    shutil.copytree(tiny_esc50, root)
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    rng = np.random.default_rng(123)
+    for name in meta.loc[meta.fold == 1, "filename"]:
+        noise = np.clip(rng.normal(0.0, 0.6, size=16000), -1, 1) + 0.3  # loud, offset, broadband
+        sf.write(root / "audio" / name, noise, 16000, subtype="PCM_16")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# training statistics only
+
+
+@pytest.mark.parametrize("red_dims, fraction", [((0, 2, 3), 1.0), ((0, 1, 3), 1.0), ((0, 2, 3), 0.5)])
+def test_statistics_ignore_the_validation_split(tiny_esc50, planted_copy, red_dims, fraction):
+    cbs, loaders = [], []
+    for root in (tiny_esc50, planted_copy):
+        dls = make_dls(root)
+        cb = StatsCallback(red_dims=red_dims, fraction=fraction)
+        make_learner(dls, cb).fit(1)
+        cbs.append(cb)
+        loaders.append(dls)
+    # the planted audio really is different: validation statistics differ by decibels
+    valid_means = [float(collect_stats(stats_loader(d.valid, shuffle=False), (0, 1, 2, 3), progress=False).mean) for d in loaders]
+    assert abs(valid_means[0] - valid_means[1]) > 1.0
+    # ... but the statistics the callback gathered are bit-identical
+    a, b = cbs[0].stats_recorder, cbs[1].stats_recorder
+    for x, y in zip(a.moments, b.moments, strict=True):
+        assert torch.equal(x, y)
+    n_items = N_TRAIN if fraction == 1 else 9  # 0.5 of 6 batches of 3: 3 batches, 9 items
+    assert a.n_values == n_items * 41 * (64 if 2 in red_dims else 1)  # training values only
+    for dl_a, dl_b in zip(loaders[0].loaders, loaders[1].loaders, strict=True):
+        assert torch.equal(spec_normalizers(dl_a)[0].mean, spec_normalizers(dl_b)[0].mean)
+
+
+@pytest.mark.parametrize("red_dims", [(0, 2, 3), (0, 1, 3)])
+def test_statistics_equal_numpy_over_training_spectrograms(tiny_esc50, red_dims):
+    dls = make_dls(tiny_esc50, batch_tfms=[InstanceMinMax()])  # a normalizer already there is bypassed
+    cb = StatsCallback(red_dims=red_dims)
+    make_learner(dls, cb).fit(1)
+    rec = cb.stats_recorder
+    assert rec.red_dims == red_dims
+
+    x = training_spectrograms_via_stats_loader(dls)
+    assert x.shape == (N_TRAIN, 1, 64, 41)  # every training clip, the last partial batch included
+    assert x.min() < -50  # dB values, not InstanceMinMax's [0, 1]
+    mean, std = ref_stats(x, red_dims)
+    np.testing.assert_allclose(rec.mean.numpy(), mean, rtol=RTOL)
+    np.testing.assert_allclose(rec.std.numpy(), std, rtol=RTOL)
+
+    # the same numbers from the WAV files, without the package: the waveform standardization is
+    # float32 there and float64 here (relative 1e-7 on the samples, ~1e-6 dB), hence rtol 1e-5
+    indep = training_spectrograms_from_files(tiny_esc50, dls.esc50_settings)
+    assert indep.shape == x.shape
+    mean_i, std_i = ref_stats(indep, red_dims)
+    np.testing.assert_allclose(rec.mean.numpy(), mean_i, rtol=1e-5)
+    np.testing.assert_allclose(rec.std.numpy(), std_i, rtol=1e-5)
+
+    # installed on every loader, in place of the InstanceMinMax, with these statistics
+    for dl in dls.loaders:
+        norms = spec_normalizers(dl)
+        assert len(norms) == 1 and not any(isinstance(t, InstanceMinMax) for t in dl.after_batch.fs)
+        assert torch.equal(norms[0].mean, rec.mean) and torch.equal(norms[0].std, rec.std)
+    xb = plain(dls.valid.one_batch()[0])
+    raw = plain(stats_loader(dls.valid, shuffle=False).one_batch()[0])
+    torch.testing.assert_close(xb, (raw - rec.mean) / rec.std, rtol=0, atol=1e-5)
+
+
+def test_installed_exactly_once_also_after_a_second_fit(tiny_esc50, monkeypatch):
+    dls = make_dls(tiny_esc50)
+    cb = StatsCallback()
+    learn = make_learner(dls, cb)
+    learn.fit(1)
+    first = cb.stats_recorder
+    assert [len(spec_normalizers(dl)) for dl in dls.loaders] == [1, 1]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("statistics were gathered again")
+
+    monkeypatch.setattr(callback_module, "collect_stats", fail)
+    learn.fit(1)  # frozen statistics: reused, not recomputed
+    assert cb.stats_recorder is first
+    assert [len(spec_normalizers(dl)) for dl in dls.loaders] == [1, 1]
+    assert torch.equal(spec_normalizers(dls.valid)[0].mean, first.mean)
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5])
+def test_fraction_uses_a_reproducible_subset_of_training_batches(tiny_esc50, fraction):
+    dls = make_dls(tiny_esc50)
+    n_batches = len(stats_loader(dls.train))  # 16 clips in batches of 3: 6 batches
+    assert n_batches == 6
+    recs = []
+    for _ in range(2):
+        cb = StatsCallback(fraction=fraction)
+        make_learner(dls, cb).fit(1)
+        recs.append(cb.stats_recorder)
+    assert recs[0].n_batches == math.ceil(fraction * n_batches)
+    assert torch.equal(recs[0].mean, recs[1].mean) and torch.equal(recs[0].std, recs[1].std)
+    full = collect_stats(stats_loader(dls.train, shuffle=False), progress=False)
+    assert not torch.equal(recs[0].mean, full.mean)  # a subset, not everything
+
+
+@pytest.mark.parametrize("fraction", [0, -0.5, 1.01, float("nan")])
+def test_bad_fraction_raises_at_construction(fraction):
+    with pytest.raises(ValueError, match=re.escape(f"fraction must be in (0, 1], got {fraction!r}")):
+        StatsCallback(fraction=fraction)
+
+
+def test_fraction_below_one_batch_raises_at_fit(tiny_esc50):
+    learn = make_learner(make_dls(tiny_esc50), StatsCallback(fraction=0.1))  # 0.1 of 6 batches
+    with pytest.raises(ValueError, match=re.escape("fraction=0.1 of 6 batch(es) selects less than one batch")):
+        learn.fit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the statistics file
+
+
+def test_saved_file_is_reused_and_other_settings_are_refused(tiny_esc50, tmp_path, monkeypatch):
+    path = tmp_path / "stats" / "esc50.npz"
+    dls = make_dls(tiny_esc50)
+    cb = StatsCallback(path=path)
+    make_learner(dls, cb).fit(1)
+    assert path.is_file()
+    saved = StatsRecorder.load(path)
+    assert saved.red_dims == (0, 2, 3) and saved.settings["red_dims"] == [0, 2, 3]
+    assert saved.settings["spectrogram"]["n_mels"] == 64 and saved.settings["n_train"] == N_TRAIN
+    assert torch.equal(saved.mean, cb.stats_recorder.mean) and torch.equal(saved.std, cb.stats_recorder.std)
+    stamp = path.stat().st_mtime_ns
+
+    # a second learner with the same settings reads the file and gathers nothing
+    monkeypatch.setattr(callback_module, "collect_stats", lambda *a, **k: pytest.fail("statistics were recomputed"))
+    dls2 = make_dls(tiny_esc50)
+    cb2 = StatsCallback(path=path)
+    make_learner(dls2, cb2).fit(1)
+    assert torch.equal(cb2.stats_recorder.mean, saved.mean) and torch.equal(spec_normalizers(dls2.train)[0].std, saved.std)
+    assert path.stat().st_mtime_ns == stamp
+
+    # other red_dims, other spectrogram settings: refused, naming the file and what differs
+    with pytest.raises(ValueError, match=re.escape(str(path))) as info:
+        make_learner(make_dls(tiny_esc50), StatsCallback(red_dims=(0, 1, 3), path=path)).fit(1)
+    assert "red_dims" in str(info.value)
+    with pytest.raises(ValueError, match=re.escape(str(path))) as info:
+        make_learner(make_dls(tiny_esc50, n_mels=32), StatsCallback(path=path)).fit(1)
+    assert "spectrogram" in str(info.value)
+    assert path.stat().st_mtime_ns == stamp  # a refused file is left alone
+
+
+@pytest.mark.parametrize("content", [b"", b"not a stats file", b"PK\x03\x04broken zip"])
+def test_corrupt_stats_file_raises_naming_it(tiny_esc50, tmp_path, content):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        make_learner(make_dls(tiny_esc50), StatsCallback(path=path)).fit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# export / load_learner
+
+
+def test_export_and_load_learner_normalize_and_predict_identically(tiny_esc50, tmp_path):
+    dls = make_dls(tiny_esc50)
+    cb = StatsCallback(red_dims=(0, 1, 3))
+    learn = make_learner(dls, cb)
+    learn.fit(1)
+    learn.export(tmp_path / "export.pkl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # fastai's notice that load_learner unpickles
+        loaded = load_learner(tmp_path / "export.pkl")
+
+    norms = spec_normalizers(loaded.dls.valid)
+    assert len(norms) == 1
+    assert torch.equal(norms[0].mean, cb.stats_recorder.mean) and torch.equal(norms[0].std, cb.stats_recorder.std)
+
+    items = dls.valid.items
+    dl_a, dl_b = learn.dls.test_dl(items), loaded.dls.test_dl(items)
+    xa, xb = plain(dl_a.one_batch()[0]), plain(dl_b.one_batch()[0])
+    assert torch.equal(xa, xb)
+    raw = plain(stats_loader(dls.valid, shuffle=False).one_batch()[0])
+    torch.testing.assert_close(xa, (raw - cb.stats_recorder.mean) / cb.stats_recorder.std, rtol=0, atol=1e-5)
+    preds_a = learn.get_preds(dl=dl_a)[0]
+    preds_b = loaded.get_preds(dl=dl_b)[0]
+    assert preds_a.shape == (N_VALID, 4)
+    torch.testing.assert_close(preds_a, preds_b, rtol=0, atol=0)
+    # the loaded learner kept its frozen statistics through get_preds (whose before_fit has no training data)
+    loaded_cb = next(c for c in loaded.cbs if isinstance(c, StatsCallback))
+    assert torch.equal(loaded_cb.stats_recorder.mean, cb.stats_recorder.mean)

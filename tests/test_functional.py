@@ -1,0 +1,353 @@
+"""Tests for fastspecnorm.functional against NumPy float64 references and hand-worked numbers.
+
+Tolerances: the functions compute in float32 (float16/bfloat16 inputs are upcast), so results of
+order 1 carry a relative rounding error of a few float32 ulps (~1e-7 each, a few dozen operations
+in the reductions): atol 1e-5 on standardized values, 1e-6 on [0, 1] values. dB values of order
+100 have an ulp of ~8e-6, hence atol 1e-4 dB on round trips through dB.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from fastspecnorm import functional as F
+
+SEEDS = [0, 1, 2]
+
+
+def np64(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().double().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy references, written the simplest way
+
+
+def ref_standardize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    std = x.std(axis=-1, keepdims=True)  # ddof=0
+    out = (x - mean) / np.where(std <= eps, 1.0, std)
+    return np.where(std <= eps, 0.0, out)
+
+
+def ref_instance_minmax(x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    out = np.zeros_like(x, dtype=np.float64)
+    for i in range(x.shape[0]):
+        item = x[i].astype(np.float64)
+        z = (item - item.mean()) / (item.std() + eps)
+        lo, hi = z.min(), z.max()
+        if hi - lo > eps:
+            out[i] = (np.clip(z, lo, hi) - lo) / (hi - lo)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# standardize_waveform
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 100), (2, 2, 57), (1, 500), (7,), (4, 3, 2, 33)])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_standardize_waveform_matches_numpy(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = 0.3 * torch.randn(shape, generator=g) + 0.05
+    out = F.standardize_waveform(x)
+    np.testing.assert_allclose(np64(out), ref_standardize(np64(x)), rtol=0, atol=1e-5)
+    assert out.shape == x.shape and out.dtype == x.dtype
+
+
+def test_standardize_waveform_hand_example():
+    # mean 2, population std 1 -> [-1, 1]; mean 0.5, std 0.5 -> [1, -1]... worked by hand
+    x = torch.tensor([[1.0, 3.0], [1.0, 0.0]])
+    torch.testing.assert_close(F.standardize_waveform(x), torch.tensor([[-1.0, 1.0], [1.0, -1.0]]), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.3, -1.0])
+def test_standardize_waveform_silent_and_constant_become_zeros(value):
+    x = torch.full((2, 1, 160), value)
+    out = F.standardize_waveform(x)
+    assert not torch.isnan(out).any()
+    assert torch.equal(out, torch.zeros_like(x))
+
+
+def test_standardize_waveform_silent_item_does_not_affect_others():
+    g = torch.Generator().manual_seed(3)
+    loud = torch.randn(1, 1, 200, generator=g)
+    batch = torch.cat([torch.zeros(1, 1, 200), loud, torch.full((1, 1, 200), 0.25)])
+    out = F.standardize_waveform(batch)
+    assert torch.equal(out[0], torch.zeros(1, 200)) and torch.equal(out[2], torch.zeros(1, 200))
+    np.testing.assert_allclose(np64(out[1]), ref_standardize(np64(loud[0])), rtol=0, atol=1e-5)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float16, 5e-3), (torch.bfloat16, 3e-2), (torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_standardize_waveform_keeps_dtype(dtype, atol):
+    # float16: 11-bit mantissa, relative error ~5e-4 on values up to ~3 -> atol 5e-3; bfloat16: 8 bits -> 3e-2.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 300, generator=g).to(dtype)
+    out = F.standardize_waveform(x)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(np64(out), ref_standardize(np64(x)), rtol=0, atol=atol)
+    silent = F.standardize_waveform(torch.zeros(1, 50, dtype=dtype))
+    assert silent.dtype == dtype and torch.equal(silent, torch.zeros(1, 50, dtype=dtype))
+
+
+def test_standardize_waveform_does_not_modify_input():
+    x = torch.randn(2, 1, 100) * 3 + 1
+    before = x.clone()
+    F.standardize_waveform(x)
+    assert torch.equal(x, before)
+
+
+def test_standardize_waveform_bad_input():
+    with pytest.raises(ValueError, match=r"no samples.*\(2, 1, 0\)"):
+        F.standardize_waveform(torch.zeros(2, 1, 0))
+    with pytest.raises(TypeError, match="floating-point"):
+        F.standardize_waveform(torch.zeros(2, 1, 10, dtype=torch.int16))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        F.standardize_waveform(np.zeros((1, 10)))
+
+
+# ---------------------------------------------------------------------------------------------
+# instance_minmax
+
+
+@pytest.mark.parametrize("shape", [(4, 16, 20), (3, 1, 8, 11), (2, 2, 5, 7), (1, 201, 31)])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_instance_minmax_matches_numpy(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    # items on very different scales, as spectrograms in dB of loud and quiet clips
+    scales = torch.tensor([10.0 ** (i % 3) for i in range(shape[0])]).reshape(-1, *([1] * (len(shape) - 1)))
+    x = torch.randn(shape, generator=g) * scales - 40.0
+    out = F.instance_minmax(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_allclose(np64(out), ref_instance_minmax(np64(x)), rtol=0, atol=1e-6)
+    flat = out.reshape(shape[0], -1)
+    assert torch.all(flat.amin(1) == 0) and torch.allclose(flat.amax(1), torch.ones(shape[0]), rtol=0, atol=1e-6)
+
+
+def test_instance_minmax_hand_example():
+    # [1, 2, 3]: mean 2, std sqrt(2/3); z is symmetric around 0, so min-max gives [0, 0.5, 1].
+    out = F.instance_minmax(torch.tensor([[[1.0, 2.0, 3.0]]]))
+    torch.testing.assert_close(out, torch.tensor([[[0.0, 0.5, 1.0]]]), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("constant", [0.0, -100.0, 37.5])
+@pytest.mark.parametrize("position", [0, 2])
+def test_instance_minmax_constant_item_becomes_zeros_and_leaves_others_alone(constant, position):
+    g = torch.Generator().manual_seed(position)
+    others = torch.randn(2, 1, 6, 9, generator=g) * 20 - 50
+    batch = torch.cat([others[:position], torch.full((1, 1, 6, 9), constant), others[position:]])
+    out = F.instance_minmax(batch)
+    assert torch.equal(out[position], torch.zeros(1, 6, 9))
+    rest = torch.cat([out[:position], out[position + 1 :]])
+    torch.testing.assert_close(rest, F.instance_minmax(others), rtol=0, atol=0)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_instance_minmax_batch_composition_independence(seed):
+    g = torch.Generator().manual_seed(seed)
+    batch = torch.randn(5, 1, 12, 10, generator=g) * torch.tensor([1.0, 100.0, 0.01, 5.0, 30.0]).reshape(5, 1, 1, 1)
+    together = F.instance_minmax(batch)
+    for i in range(5):
+        alone = F.instance_minmax(batch[i : i + 1])
+        torch.testing.assert_close(together[i : i + 1], alone, rtol=0, atol=0)
+    # reordering the batch reorders the output and changes nothing else
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    torch.testing.assert_close(F.instance_minmax(batch[perm]), together[perm], rtol=0, atol=0)
+
+
+def test_instance_minmax_3d_equals_4d_with_one_channel():
+    x = torch.randn(3, 10, 12)
+    torch.testing.assert_close(F.instance_minmax(x), F.instance_minmax(x.unsqueeze(1)).squeeze(1), rtol=0, atol=0)
+
+
+def test_instance_minmax_dtype_and_no_in_place():
+    x = (torch.randn(2, 1, 4, 5) * 10).half()
+    before = x.clone()
+    out = F.instance_minmax(x)
+    assert out.dtype == torch.float16 and torch.equal(x, before)
+    # float16 output rounding: values in [0, 1] with an ulp of at most 2^-11 ~ 5e-4
+    np.testing.assert_allclose(np64(out), ref_instance_minmax(np64(x)), rtol=0, atol=1e-3)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (2, 1, 1, 3, 4), (5,)])
+def test_instance_minmax_rejects_other_ranks(shape):
+    with pytest.raises(ValueError, match=re.escape(f"got shape {shape}")):
+        F.instance_minmax(torch.zeros(shape))
+
+
+def test_instance_minmax_empty_batch():
+    out = F.instance_minmax(torch.zeros(0, 1, 3, 4))
+    assert out.shape == (0, 1, 3, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# db_range
+
+
+def test_db_range_hand_values():
+    x = torch.tensor([-120.0, -100.0, -50.0, 0.0, 20.0])
+    torch.testing.assert_close(F.db_range(x), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]), rtol=0, atol=1e-7)
+    torch.testing.assert_close(F.db_range(x, clip=False), torch.tensor([-0.2, 0.0, 0.5, 1.0, 1.2]), rtol=0, atol=1e-7)
+    # Tacotron's reference level: (x - 20) maps 20 dB to 1 and -80 dB to 0
+    torch.testing.assert_close(
+        F.db_range(torch.tensor([-80.0, -30.0, 20.0]), ref_level_db=20.0), torch.tensor([0.0, 0.5, 1.0]), rtol=0, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("min_level_db", [-100.0, -80.0, -60.0])
+@pytest.mark.parametrize("ref_level_db", [0.0, 20.0])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_db_range_formula_clip_and_inverse(min_level_db, ref_level_db, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 1, 8, 9, generator=g) * 200 - 150  # -150..50 dB: values on both sides of the range
+    ref = ((np64(x) - ref_level_db) - min_level_db) / -min_level_db
+    unclipped = F.db_range(x, min_level_db, clip=False, ref_level_db=ref_level_db)
+    clipped = F.db_range(x, min_level_db, clip=True, ref_level_db=ref_level_db)
+    np.testing.assert_allclose(np64(unclipped), ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np64(clipped), np.clip(ref, 0, 1), rtol=0, atol=1e-6)
+    assert (ref < 0).any() and (ref > 1).any()  # the case where clipping matters is exercised
+    back = F.db_range_inverse(unclipped, min_level_db, ref_level_db=ref_level_db)
+    np.testing.assert_allclose(np64(back), np64(x), rtol=0, atol=1e-4)
+    # clipped values come back at the range ends, the others exactly
+    back_clipped = np64(F.db_range_inverse(clipped, min_level_db, ref_level_db=ref_level_db))
+    inside = (ref >= 0) & (ref <= 1)
+    np.testing.assert_allclose(back_clipped[inside], np64(x)[inside], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(back_clipped[ref < 0], min_level_db + ref_level_db, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(back_clipped[ref > 1], ref_level_db, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [0.0, 100.0])
+def test_db_range_rejects_non_negative_min_level(bad):
+    with pytest.raises(ValueError, match=f"min_level_db must be negative.*{bad}"):
+        F.db_range(torch.zeros(3), min_level_db=bad)
+    with pytest.raises(ValueError, match="min_level_db must be negative"):
+        F.db_range_inverse(torch.zeros(3), min_level_db=bad)
+
+
+def test_db_range_does_not_modify_input():
+    x = torch.linspace(-150, 50, 30)
+    before = x.clone()
+    F.db_range(x)
+    F.db_range_inverse(x)
+    assert torch.equal(x, before)
+
+
+# ---------------------------------------------------------------------------------------------
+# normalize / denormalize
+
+
+@pytest.mark.parametrize("stats_shape", [(1, 1, 6, 1), (1, 2, 1, 1), (1,), (1, 1, 1, 1), (6, 1)])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_normalize_denormalize_broadcast(stats_shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 2, 6, 7, generator=g) * 15 - 40
+    mean = torch.randn(stats_shape, generator=g, dtype=torch.float64) * 10 - 40
+    std = torch.rand(stats_shape, generator=g, dtype=torch.float64) * 10 + 0.5
+    y = F.normalize(x, mean, std)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    # float32 values of ~100 over std >= 0.5: relative 1e-7 of 200 -> atol 1e-5
+    np.testing.assert_allclose(np64(y), (np64(x) - mean.numpy()) / std.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np64(F.denormalize(y, mean, std)), np64(x), rtol=0, atol=1e-4)
+
+
+def test_normalize_does_not_modify_input_and_rejects_int():
+    x = torch.randn(2, 1, 3, 4)
+    before = x.clone()
+    F.normalize(x, torch.tensor(1.0), torch.tensor(2.0))
+    F.denormalize(x, torch.tensor(1.0), torch.tensor(2.0))
+    assert torch.equal(x, before)
+    with pytest.raises(TypeError, match="floating-point"):
+        F.normalize(torch.zeros(2, dtype=torch.int64), torch.tensor(0.0), torch.tensor(1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# moments: batch_moments / merge_moments / moments_std
+
+
+@pytest.mark.parametrize("red_dims", [(0, 2, 3), (0, 1, 3), (0, 3), (0,), (1, 2)])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batch_moments_and_merge_match_numpy(red_dims, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(3.0, 2.0, size=(5, 2, 4, 6))
+    b = rng.normal(-1.0, 0.5, size=(2, 2, 4, 6))
+    ma = F.batch_moments(torch.from_numpy(a).float(), red_dims)
+    mb = F.batch_moments(torch.from_numpy(b).float(), red_dims)
+    if 0 in red_dims:
+        both = np.concatenate([a.astype(np.float32), b.astype(np.float32)]).astype(np.float64)
+        merged = F.merge_moments(ma, mb)
+        np.testing.assert_allclose(merged.mean.numpy(), both.mean(axis=red_dims, keepdims=True), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(F.moments_std(merged).numpy(), both.std(axis=red_dims, keepdims=True), rtol=1e-12)
+        np.testing.assert_allclose(merged.count.numpy(), np.prod([both.shape[d] for d in red_dims]))
+        np.testing.assert_allclose(
+            F.moments_std(merged, correction=1).numpy(), both.std(axis=red_dims, ddof=1, keepdims=True), rtol=1e-12
+        )
+    a32 = a.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(ma.mean.numpy(), a32.mean(axis=red_dims, keepdims=True), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ma.m2.numpy(), ((a32 - a32.mean(axis=red_dims, keepdims=True)) ** 2).sum(axis=red_dims, keepdims=True), rtol=1e-12)
+
+
+def test_merge_moments_is_pure_and_handles_empty_positions():
+    m = torch.tensor([[True, False], [True, False]])  # second column never counted
+    x = torch.tensor([[1.0, 5.0], [3.0, 7.0]])
+    mo = F.batch_moments(x, (0,), m)
+    assert mo.count.tolist() == [[2.0, 0.0]] and mo.mean.tolist() == [[2.0, 0.0]] and mo.m2.tolist() == [[2.0, 0.0]]
+    snapshot = [t.clone() for t in mo]
+    merged = F.merge_moments(mo, mo)
+    assert all(torch.equal(s, t) for s, t in zip(snapshot, mo, strict=True))
+    # two copies of [1, 3]: mean 2, population variance 1 (m2 4 over 4 values); empty column stays 0
+    assert merged.count.tolist() == [[4.0, 0.0]] and merged.mean.tolist() == [[2.0, 0.0]] and merged.m2.tolist() == [[4.0, 0.0]]
+    assert F.moments_std(merged).tolist() == [[1.0, 0.0]]
+
+
+# ---------------------------------------------------------------------------------------------
+# naive_merge_mean_std: the reference article's merge, documented by test
+
+
+def _article_batches(seed):
+    "Uneven batches (1, 7, 3 items) of items with 4 x 5 values, drawn around different levels."
+    rng = np.random.default_rng(seed)
+    return [rng.normal(loc, 2.0, size=(n, 1, 4, 5)) for n, loc in zip((1, 7, 3), (-30.0, -45.0, -20.0), strict=True)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_naive_merge_is_measurably_off_on_uneven_batches(seed):
+    batches = _article_batches(seed)
+    truth = np.concatenate(batches).std()
+    means = [torch.tensor(b.mean()) for b in batches]
+    unbiased = [torch.tensor(b.std(ddof=1)) for b in batches]
+    items = [b.shape[0] for b in batches]
+    _, naive_std = F.naive_merge_mean_std(means, unbiased, items)
+    exact = F.batch_moments(torch.from_numpy(batches[0]), (0, 1, 2, 3))
+    for b in batches[1:]:
+        exact = F.merge_moments(exact, F.batch_moments(torch.from_numpy(b), (0, 1, 2, 3)))
+    assert abs(float(F.moments_std(exact)) - truth) / truth < 1e-12
+    # The article's unbiased per-batch stds inflate each batch's variance by n/(n-1): with a one-item
+    # batch of 20 values that alone is a 5% excess on its share; the result is off by far more than 1e-6.
+    assert abs(float(naive_std) - truth) / truth > 1e-4
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_naive_merge_differs_only_by_ddof_and_item_weights(seed):
+    """With population (ddof=0) per-batch stds and per-batch *value* counts, the same formula is
+    exact; the article passed unbiased stds and item counts, and items of different lengths make
+    item weights wrong too."""
+    rng = np.random.default_rng(seed)
+    # items of different lengths per batch (like clips of different durations): 4x5, 4x11, 4x2 values
+    batches = [rng.normal(loc, s, size=(n, 1, 4, t)) for n, t, loc, s in zip((2, 5, 3), (5, 11, 2), (0.0, 3.0, -2.0), (1.0, 2.0, 0.5), strict=True)]
+    truth = np.concatenate([b.ravel() for b in batches])
+    means = [torch.tensor(b.mean()) for b in batches]
+    pop = [torch.tensor(b.std()) for b in batches]
+    values = [b.size for b in batches]
+    m, s = F.naive_merge_mean_std(means, pop, values)
+    np.testing.assert_allclose(float(m), truth.mean(), rtol=1e-12)
+    np.testing.assert_allclose(float(s), truth.std(), rtol=1e-12)
+    m_items, s_items = F.naive_merge_mean_std(means, [torch.tensor(b.std(ddof=1)) for b in batches], [b.shape[0] for b in batches])
+    assert abs(float(m_items) - truth.mean()) > 1e-3  # item weights misplace even the mean
+    assert abs(float(s_items) - truth.std()) / truth.std() > 1e-3

@@ -1,0 +1,246 @@
+"""Tests for fastspecnorm.normalize: each Transform equals its functional form, decodes inverts
+encodes, type dispatch, declared statistics that follow the DataLoader's device.
+
+References are NumPy float64 formulas and `fastspecnorm.functional` (itself tested against NumPy in
+test_functional.py). dB values of order 100 round to ~8e-6 in float32: atol 1e-4 dB on inverses.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from fastai.data.core import TfmdDL
+from fasttransform import Pipeline
+
+from fastspecnorm import (
+    AudioSpectrogram,
+    AudioTensor,
+    AudioToSpec,
+    DbRangeNormalize,
+    InstanceMinMax,
+    SpecNormalize,
+    StatsRecorder,
+    WaveformNormalize,
+)
+from fastspecnorm import functional as F
+
+
+def _spec(batch=3, channels=1, freq=16, time=20, seed=0, unit="dB"):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, freq, time, generator=g) * 15 - 45
+    return AudioSpectrogram(x, sr=16000, hop_length=200, n_fft=400, n_mels=None, f_max=8000.0, unit=unit)
+
+
+def _plain(x):
+    return x.as_subclass(torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# WaveformNormalize
+
+
+@pytest.mark.parametrize("shape", [(1, 800), (2, 800), (4, 1, 800), (3, 2, 500)])
+def test_waveform_normalize_equals_functional(shape):
+    g = torch.Generator().manual_seed(1)
+    x = AudioTensor(torch.randn(shape, generator=g) * 0.2 + 0.01, sr=16000)
+    before = x.clone()
+    out = WaveformNormalize()(x)
+    assert isinstance(out, AudioTensor) and out.sr == 16000
+    torch.testing.assert_close(_plain(out), F.standardize_waveform(_plain(x)), rtol=0, atol=0)
+    ref = _plain(x).double().numpy()
+    ref = (ref - ref.mean(-1, keepdims=True)) / ref.std(-1, keepdims=True)
+    np.testing.assert_allclose(_plain(out).numpy(), ref, rtol=0, atol=1e-5)
+    assert torch.equal(x, before)
+
+
+def test_waveform_normalize_silent_clip_and_decodes():
+    x = AudioTensor(torch.zeros(2, 1, 400), sr=8000)
+    tfm = WaveformNormalize()
+    out = tfm(x)
+    assert torch.equal(_plain(out), torch.zeros(2, 1, 400))
+    assert tfm.decode(out) is out  # not invertible: decodes returns its input
+
+
+def test_transforms_dispatch_on_their_types_only():
+    wav = AudioTensor(torch.randn(1, 100) * 3, sr=16000)
+    spec = _spec()
+    assert WaveformNormalize()(spec) is spec  # a spectrogram is not a waveform
+    for tfm in (SpecNormalize(torch.zeros(1), torch.ones(1) * 2), InstanceMinMax(), DbRangeNormalize()):
+        assert tfm(wav) is wav
+
+
+# ---------------------------------------------------------------------------------------------
+# SpecNormalize
+
+
+@pytest.mark.parametrize("red_dims", [(0, 2, 3), (0, 1, 3)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_spec_normalize_from_stats_equals_functional_and_numpy(red_dims, seed):
+    x = _spec(batch=4, channels=2, seed=seed)
+    rec = StatsRecorder(red_dims).update(x)
+    tfm = SpecNormalize.from_stats(rec)
+    assert tfm.red_dims == red_dims
+    assert torch.equal(tfm.mean, rec.mean) and torch.equal(tfm.std, rec.std)
+    out = tfm(x)
+    assert isinstance(out, AudioSpectrogram) and out.unit == "std" and out.sr == 16000
+    torch.testing.assert_close(_plain(out), F.normalize(_plain(x), rec.mean, rec.std), rtol=0, atol=0)
+    xn = _plain(x).double().numpy()
+    ref = (xn - xn.mean(axis=red_dims, keepdims=True)) / xn.std(axis=red_dims, keepdims=True)
+    np.testing.assert_allclose(_plain(out).numpy(), ref, rtol=0, atol=1e-5)
+    # normalized with its own statistics: zero mean and unit std over red_dims
+    np.testing.assert_allclose(ref.mean(axis=red_dims), 0, atol=1e-12)
+    assert x.unit == "dB"  # the input's metadata is not changed
+
+
+@pytest.mark.parametrize("stats_shape", [(1, 1, 16, 1), (1, 1, 1, 1), (1,)])
+def test_spec_normalize_decodes_inverts_encodes(stats_shape):
+    g = torch.Generator().manual_seed(2)
+    mean = torch.randn(stats_shape, generator=g) * 10 - 40
+    std = torch.rand(stats_shape, generator=g) * 10 + 1
+    tfm = SpecNormalize(mean, std)
+    x = _spec()
+    y = tfm(x)
+    back = tfm.decode(y)
+    assert isinstance(back, AudioSpectrogram) and back.unit == "dB"
+    torch.testing.assert_close(_plain(back), _plain(x), rtol=0, atol=1e-4)
+
+
+def test_spec_normalize_accepts_lists_and_floors_small_stds_with_a_warning():
+    with pytest.warns(UserWarning, match="1 of 3 standard deviations are below min_std=0.001"):
+        tfm = SpecNormalize([[[[0.0]], [[1.0]], [[2.0]]]], [[[[1.0]], [[0.0]], [[4.0]]]], min_std=1e-3)
+    assert torch.equal(tfm.std.flatten(), torch.tensor([1.0, 1e-3, 4.0])) and tfm.mean.dtype == torch.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SpecNormalize(torch.zeros(1), torch.ones(1))  # no warning when nothing is floored
+
+
+@pytest.mark.parametrize(
+    "mean, std, pattern",
+    [
+        (torch.zeros(1, 1, 3, 1), torch.ones(1, 1, 4, 1), "same shape, got (1, 1, 3, 1) and (1, 1, 4, 1)"),
+        (torch.tensor([float("nan")]), torch.ones(1), "finite"),
+        (torch.zeros(1), torch.tensor([float("inf")]), "finite"),
+        (torch.zeros(1), -torch.ones(1), "non-negative"),
+    ],
+)
+def test_spec_normalize_bad_stats(mean, std, pattern):
+    with pytest.raises(ValueError, match=re.escape(pattern)):
+        SpecNormalize(mean, std)
+
+
+def test_spec_normalize_shape_mismatch_names_both_shapes():
+    tfm = SpecNormalize(torch.zeros(1, 1, 201, 1), torch.ones(1, 1, 201, 1))
+    with pytest.raises(ValueError, match=re.escape("statistics of shape (1, 1, 201, 1) do not broadcast to spectrograms of shape (3, 1, 16, 20)")):
+        tfm(_spec())
+
+
+def test_spec_normalize_declares_parameters_and_pickles():
+    assert list(SpecNormalize.parameters) == ["mean", "std"]
+    tfm = SpecNormalize(torch.full((1, 1, 16, 1), -40.0), torch.full((1, 1, 16, 1), 12.0), red_dims=(0, 1, 3))
+    back = pickle.loads(pickle.dumps(tfm))
+    assert torch.equal(back.mean, tfm.mean) and torch.equal(back.std, tfm.std) and back.red_dims == (0, 1, 3)
+    x = _spec()
+    torch.testing.assert_close(_plain(back(x)), _plain(tfm(x)), rtol=0, atol=0)
+
+
+def _loader_with(tfm, n=6):
+    items = [(_spec(batch=1, seed=i)[0],) for i in range(n)]
+    return TfmdDL(items, bs=3, after_batch=[tfm])
+
+
+def test_spec_normalize_stats_follow_the_dataloader_device():
+    tfm = SpecNormalize(torch.full((1, 1, 16, 1), -40.0), torch.full((1, 1, 16, 1), 12.0))
+    dl = _loader_with(tfm)
+    # the CPU: batches are normalized on the loader's device with the declared statistics
+    dl.to(torch.device("cpu"))
+    assert tfm.mean.device.type == "cpu" and tfm.std.device.type == "cpu"
+    (x,) = dl.one_batch()
+    raw = torch.stack([_spec(batch=1, seed=i)[0] for i in range(3)])
+    torch.testing.assert_close(_plain(x), (_plain(raw) + 40.0) / 12.0, rtol=0, atol=1e-6)
+    # another device: fastai's device setter replaces both attributes with moved tensors
+    # ("meta" tensors have a device but no storage, so this runs without a GPU)
+    old_mean, old_std = tfm.mean, tfm.std
+    dl.device = torch.device("meta")
+    assert tfm.mean is not old_mean and tfm.std is not old_std
+    assert tfm.mean.device.type == "meta" and tfm.std.device.type == "meta"
+    assert tfm.mean.shape == (1, 1, 16, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_spec_normalize_stats_follow_the_dataloader_to_cuda():
+    tfm = SpecNormalize(torch.full((1, 1, 16, 1), -40.0), torch.full((1, 1, 16, 1), 12.0))
+    dl = _loader_with(tfm)
+    dl.to("cuda")
+    assert tfm.mean.is_cuda and tfm.std.is_cuda
+    (x,) = dl.one_batch()
+    assert x.is_cuda
+    raw = torch.stack([_spec(batch=1, seed=i)[0] for i in range(3)])
+    torch.testing.assert_close(_plain(x).cpu(), (_plain(raw) + 40.0) / 12.0, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# InstanceMinMax
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_instance_minmax_equals_functional(channels):
+    x = _spec(batch=4, channels=channels)
+    x[2] = -100.0  # a silent clip's spectrogram: constant
+    tfm = InstanceMinMax()
+    out = tfm(x)
+    assert isinstance(out, AudioSpectrogram) and out.unit == "[0, 1]" and x.unit == "dB"
+    torch.testing.assert_close(_plain(out), F.instance_minmax(_plain(x)), rtol=0, atol=0)
+    assert torch.equal(_plain(out[2]), torch.zeros_like(_plain(out[2])))
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert tfm.decode(out) is out
+
+
+# ---------------------------------------------------------------------------------------------
+# DbRangeNormalize
+
+
+@pytest.mark.parametrize("min_level_db, ref_level_db", [(-100.0, 20.0), (-80.0, 0.0)])
+def test_db_range_normalize_equals_formula_and_inverts(min_level_db, ref_level_db):
+    x = _spec()
+    unclipped = DbRangeNormalize(min_level_db, ref_level_db, clip=False)
+    y = unclipped(x)
+    ref = ((_plain(x).double().numpy() - ref_level_db) - min_level_db) / -min_level_db
+    np.testing.assert_allclose(_plain(y).numpy(), ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(_plain(y), F.db_range(_plain(x), min_level_db, False, ref_level_db), rtol=0, atol=0)
+    assert y.unit == "[0, 1]"
+    back = unclipped.decode(y)
+    assert back.unit == "dB"
+    torch.testing.assert_close(_plain(back), _plain(x), rtol=0, atol=1e-4)
+    clipped = DbRangeNormalize(min_level_db, ref_level_db)(x)
+    np.testing.assert_allclose(_plain(clipped).numpy(), np.clip(ref, 0, 1), rtol=0, atol=1e-6)
+
+
+def test_db_range_normalize_refuses_non_db_input_and_bad_level():
+    with pytest.raises(ValueError, match="expects a spectrogram in dB, got unit 'std'"):
+        DbRangeNormalize()(_spec(unit="std"))
+    with pytest.raises(ValueError, match="min_level_db must be negative"):
+        DbRangeNormalize(min_level_db=10.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# orders: a Pipeline sorts waveform norm -> spectrogram -> spectrogram norm
+
+
+def test_pipeline_orders_and_decodes_to_db():
+    g = torch.Generator().manual_seed(5)
+    wav = AudioTensor(torch.randn(2, 1, 4000, generator=g) * 0.1, sr=16000)
+    to_spec = AudioToSpec(n_fft=256, hop_length=128, n_mels=32)
+    norm = SpecNormalize(torch.tensor(-30.0).reshape(1, 1, 1, 1), torch.tensor(8.0).reshape(1, 1, 1, 1))
+    pipe = Pipeline([norm, to_spec, WaveformNormalize()])  # given out of order on purpose
+    assert [type(t) for t in pipe.fs] == [WaveformNormalize, AudioToSpec, SpecNormalize]
+    out = pipe(wav)
+    manual = (_plain(to_spec(AudioTensor(F.standardize_waveform(_plain(wav)), sr=16000))) + 30.0) / 8.0
+    torch.testing.assert_close(_plain(out), manual, rtol=0, atol=1e-5)
+    decoded = pipe.decode(out)
+    assert decoded.unit == "dB"
+    torch.testing.assert_close(_plain(decoded), manual * 8.0 - 30.0, rtol=0, atol=1e-4)

@@ -1,0 +1,173 @@
+"""Tests for fastspecnorm.spectrogram.AudioToSpec against torchaudio's transforms.
+
+Both sides run the same float32 STFT; the dB conversion `10 * log10(max(p, 1e-10))` of values of
+order 100 dB has an ulp of ~8e-6, so atol 1e-4 dB leaves room for a different operation order.
+Power values are compared with rtol 1e-5 (float32 STFT and |.|^2 rounding).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from fastspecnorm import AudioSpectrogram, AudioTensor, AudioToSpec, spec_shape
+
+DB_ATOL = 1e-4
+
+
+def _clips(batch, seconds=5.0, sr=16000, seed=0, levels=None):
+    "Noise plus a tone per clip, `(batch, 1, samples)`, each clip at its own level."
+    g = torch.Generator().manual_seed(seed)
+    n = int(seconds * sr)
+    t = torch.arange(n) / sr
+    levels = levels or [10.0 ** (-i) for i in range(batch)]
+    rows = [lv * (0.3 * torch.sin(2 * torch.pi * (300 + 200 * i) * t) + 0.1 * torch.randn(n, generator=g)) for i, lv in enumerate(levels)]
+    return torch.stack(rows)[:, None, :]
+
+
+def _plain(x):
+    return x.as_subclass(torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# defaults: torchaudio Spectrogram() + AmplitudeToDB(), [1, 201, 401]
+
+
+def test_defaults_equal_torchaudio_and_give_reference_shape_for_one_clip():
+    wav = _clips(1)[0]  # (1, 80000): 5 s at 16 kHz
+    out = AudioToSpec()(AudioTensor(wav, sr=16000))
+    assert isinstance(out, AudioSpectrogram) and out.shape == (1, 201, 401)
+    expected = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.Spectrogram()(wav))
+    torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+    assert spec_shape(80000) == (201, 401)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_defaults_batched(batch):
+    wav = _clips(batch, seed=batch)
+    before = wav.clone()
+    out = AudioToSpec()(AudioTensor(wav, sr=16000))
+    assert out.shape == (batch, 1, 201, 401) and out.dtype == torch.float32
+    expected = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.Spectrogram()(wav))
+    torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+    assert torch.equal(wav, before)
+    assert out.__dict__ == {"sr": 16000, "hop_length": 200, "n_fft": 400, "n_mels": None, "f_max": 8000.0, "unit": "dB"}
+
+
+def test_power_without_db_equals_torchaudio_spectrogram():
+    wav = _clips(2, seconds=1.0)
+    out = AudioToSpec(to_db=False)(AudioTensor(wav, sr=16000))
+    torch.testing.assert_close(_plain(out), torchaudio.transforms.Spectrogram()(wav), rtol=1e-5, atol=1e-9)
+    assert out.unit == "power"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_fft": 1024, "hop_length": 400, "n_mels": 64},
+        {"n_fft": 512, "hop_length": 160, "n_mels": 40, "f_max": 4000.0, "f_min": 50.0},
+        {"n_fft": 400, "hop_length": 200, "n_mels": 80},
+    ],
+)
+def test_mel_variant_equals_torchaudio(kwargs):
+    wav = _clips(2, seconds=1.0, seed=1)
+    out = AudioToSpec(sample_rate=16000, **kwargs)(AudioTensor(wav, sr=16000))
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=16000, **kwargs)
+    expected = torchaudio.transforms.AmplitudeToDB()(mel(wav))
+    n_freq, n_frames = spec_shape(16000, kwargs["n_fft"], kwargs["hop_length"], kwargs["n_mels"])
+    assert out.shape == (2, 1, n_freq, n_frames) == expected.shape
+    torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+    assert out.n_mels == kwargs["n_mels"] and out.f_max == kwargs.get("f_max", 8000.0)
+
+
+def test_other_sample_rate_setting():
+    wav = _clips(1, seconds=0.5, sr=8000)
+    out = AudioToSpec(sample_rate=8000, n_mels=32, n_fft=256, hop_length=80)(AudioTensor(wav, sr=8000))
+    expected = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.MelSpectrogram(8000, n_fft=256, hop_length=80, n_mels=32)(wav))
+    torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+    assert out.sr == 8000 and out.f_max == 4000.0
+
+
+# ---------------------------------------------------------------------------------------------
+# top_db is taken per item
+
+
+@pytest.mark.parametrize("top_db", [30.0, 80.0])
+@pytest.mark.parametrize("n_mels", [None, 64])
+def test_top_db_is_per_item(top_db, n_mels):
+    wav = _clips(3, seconds=1.0, levels=[1.0, 3e-5, 0.05])  # a loud clip, one 90 dB quieter and a medium one
+    tfm = AudioToSpec(n_mels=n_mels, top_db=top_db, n_fft=512 if n_mels else 400, hop_length=256 if n_mels else 200)
+    together = tfm(AudioTensor(wav, sr=16000))
+    for i in range(3):
+        alone = tfm(AudioTensor(wav[i : i + 1], sr=16000))
+        torch.testing.assert_close(_plain(together[i : i + 1]), _plain(alone), rtol=0, atol=0)
+        # the same as torchaudio's AmplitudeToDB(top_db) on that one item (batch of one)
+        power = AudioToSpec(n_mels=n_mels, to_db=False, n_fft=tfm.n_fft, hop_length=tfm.hop_length)(AudioTensor(wav[i : i + 1], sr=16000))
+        expected = torchaudio.transforms.AmplitudeToDB(top_db=top_db)(_plain(power))
+        torch.testing.assert_close(_plain(alone), expected, rtol=0, atol=DB_ATOL)
+        item = _plain(together[i])
+        assert float(item.max() - item.min()) <= top_db + 1e-4
+    # a floor taken over the whole batch would flatten the quiet clip: ours does not
+    quiet = _plain(together[1])
+    loud_peak = float(_plain(together[0]).max())
+    assert float(quiet.max()) < loud_peak - top_db
+    assert float(quiet.max() - quiet.min()) > 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# errors, settings, devices
+
+
+def test_wrong_sample_rate_raises():
+    with pytest.raises(ValueError, match=re.escape("sample_rate=16000 Hz but got audio at 44100 Hz")):
+        AudioToSpec()(AudioTensor(torch.randn(1, 1, 4410), sr=44100))
+
+
+@pytest.mark.parametrize("kwargs, pattern", [({"n_fft": 0}, "n_fft"), ({"hop_length": -1}, "hop_length"), ({"n_mels": 0}, "n_mels")])
+def test_bad_settings_raise(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        AudioToSpec(**kwargs)
+
+
+def test_settings_record_what_determines_the_output():
+    s = AudioToSpec(n_fft=1024, hop_length=400, n_mels=64).settings
+    assert s == {
+        "sample_rate": 16000, "n_fft": 1024, "win_length": None, "hop_length": 400, "n_mels": 64,
+        "f_min": 0.0, "f_max": None, "to_db": True, "top_db": None,
+    }
+
+
+def test_half_precision_input_computes_in_float32():
+    wav = _clips(2, seconds=0.5)
+    out = AudioToSpec()(AudioTensor(wav.half(), sr=16000))
+    assert out.dtype == torch.float32
+    expected = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.Spectrogram()(wav.half().float()))
+    torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_fft, hop, n_mels, center, expected",
+    [(80000, 400, 200, None, True, (201, 401)), (80000, 1024, 400, 64, True, (64, 201)), (16000, 400, 200, None, False, (201, 79))],
+)
+def test_spec_shape_by_hand(n_samples, n_fft, hop, n_mels, center, expected):
+    assert spec_shape(n_samples, n_fft, hop, n_mels, center) == expected
+
+
+def test_to_moves_the_stft_window():
+    tfm = AudioToSpec()
+    assert tfm.to("meta") is tfm
+    assert all(b.device.type == "meta" for b in tfm._module.buffers())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_the_batch_device_cuda():
+    wav = _clips(2, seconds=1.0)
+    tfm = AudioToSpec(n_mels=64, n_fft=1024, hop_length=400)
+    out = tfm(AudioTensor(wav.cuda(), sr=16000))
+    assert out.device.type == "cuda"
+    cpu = tfm.to("cpu")(AudioTensor(wav, sr=16000))
+    np.testing.assert_allclose(_plain(out).cpu().numpy(), _plain(cpu).numpy(), rtol=0, atol=1e-3)
