@@ -35,6 +35,7 @@ from .esc50 import (
 from .normalize import DbRangeNormalize, InstanceMinMax, SpecNormalize, WaveformNormalize
 from .spectrogram import AudioToSpec, spec_shape
 from .stats import StatsRecorder, collect_stats
+from .validate import DatasetValidationError, ValidationReport, validate_esc50
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,9 @@ __all__ = [
     "DbRangeNormalize",
     "StatsRecorder",
     "collect_stats",
+    "validate_esc50",
+    "ValidationReport",
+    "DatasetValidationError",
     "StatsCallback",
     "install_normalizer",
     "stats_loader",

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastai.callback.core import Callback
+from fastai.torch_core import no_random
 from fasttransform import Pipeline
 
 from .normalize import SPEC_NORMALIZERS, SpecNormalize
 from .spectrogram import AudioToSpec
-from .stats import StatsRecorder, _normalize_red_dims, collect_stats, n_batches_for
+from .stats import StatsRecorder, _normalize_red_dims, check_fraction, collect_stats, n_batches_for
 
-__all__ = ["StatsCallback", "stats_loader", "install_normalizer", "pipeline_settings"]
+__all__ = ["StatsCallback", "stats_loader", "stats_item_indices", "install_normalizer", "pipeline_settings"]
 
 
 def _items_fingerprint(items) -> str:
@@ -39,6 +42,61 @@ def stats_loader(dl, shuffle: bool = True, seed: int = 0):
     new = dl.new(shuffle=shuffle, drop_last=False, after_batch=Pipeline(tfms))
     new.rng = random.Random(seed)
     return new
+
+
+def stats_item_indices(n_items: int, bs: int, fraction: float = 1.0, seed: int = 0, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Indices of the training items one process uses for the statistics pass.
+
+    The selection is global and does not depend on the number of processes: with `fraction` < 1,
+    the first `ceil(fraction * n_batches) * bs` items of a fixed-seed permutation (sorted, for
+    sequential reads), where `n_batches = ceil(n_items / bs)`; with `fraction == 1`, every item.
+    It is then split over `world_size` processes (`rank` takes every `world_size`-th index, no
+    padding, no repetition), so that merged over the ranks the statistics are those of a single
+    process. Raises ValueError (from `n_batches_for`) when `fraction` selects less than one batch.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    n_batches = math.ceil(n_items / bs) if n_items else 0
+    n_use = n_batches_for(n_batches, fraction)
+    if n_use >= n_batches:
+        idxs = list(range(n_items))
+    else:
+        order = np.random.default_rng(seed).permutation(n_items)
+        idxs = sorted(int(i) for i in order[: n_use * bs])
+    return idxs[rank::world_size]
+
+
+class _ItemSubset:
+    "Items `idxs` of a dataset, in that order (keeps `split_idx`, so train-time item transforms still apply)."
+
+    def __init__(self, dataset, idxs: list[int]):
+        self.dataset, self.idxs = dataset, list(idxs)
+        self.split_idx = getattr(dataset, "split_idx", None)
+
+    def __len__(self) -> int:
+        return len(self.idxs)
+
+    def __getitem__(self, i):
+        return self.dataset[self.idxs[i]]
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_ranks(value) -> list:
+    "`value` of every rank (all_gather_object), or `[value]` outside torch.distributed."
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
 
 
 def pipeline_settings(dl) -> dict[str, Any]:
@@ -70,17 +128,28 @@ class StatsCallback(Callback):
     subset; the reference article found 10-20% enough on large sets). path: a `.npz` file to save
     the statistics to and reuse on later fits when its settings (red_dims, spectrogram settings,
     transforms, training items) match; a mismatch raises ValueError naming the differences.
+    A `fraction` that selects less than one batch raises ValueError at fit (see `n_batches_for`).
+
+    Under `torch.distributed` (e.g. fastai's `distrib_ctx`), each rank reads a disjoint share of
+    the selected training items (`stats_item_indices`) and the recorders are all-reduced, so every
+    rank installs the statistics a single process would compute (equal to rounding). This runs
+    before fastai's `DistributedTrainer` wraps the loaders, so it does not depend on `DistributedDL`
+    (whose padding repeats items). Rank 0 alone writes `path`; a saved file is reused only when every
+    rank sees it. An error on one rank is raised on every rank instead of leaving the others waiting.
 
     Statistics come from the training loader only, after `AudioToSpec` and before any normalization
-    or train-only augmentation. Once computed they are frozen: later fits of the same learner reuse
-    them, and `learn.export()` keeps the installed `SpecNormalize`.
+    or train-only augmentation. The pass runs under its own `seed` (random crops included) and
+    restores the global random state afterwards: the statistics do not depend on the run's seed,
+    and training sees the same random numbers whether they were computed or loaded from `path`.
+    Once computed they are frozen: later fits of the same learner reuse them, and `learn.export()`
+    keeps the installed `SpecNormalize`.
     """
 
     order = -50  # before_fit must run before other callbacks start (progress bars, recorders, mixed precision)
 
     def __init__(self, red_dims=(0, 2, 3), fraction: float = 1.0, path=None, min_std: float = 1e-5, seed: int = 0):
         self.red_dims = _normalize_red_dims(red_dims)
-        n_batches_for(1, fraction)  # validates fraction before any long work
+        check_fraction(fraction)  # before any long work; whether it selects a batch is checked at fit
         self.fraction, self.min_std, self.seed = fraction, min_std, seed
         self.path = None if path is None else Path(path)
         self.stats_recorder: StatsRecorder | None = None
@@ -111,7 +180,9 @@ class StatsCallback(Callback):
         install_normalizer(dls, SpecNormalize.from_stats(self.stats_recorder, min_std=self.min_std))
 
     def _load_or_collect(self, dls, settings) -> StatsRecorder:
-        if self.path is not None and self.path.exists():
+        # Under torch.distributed the choice must be the same on every rank (collecting ends in a
+        # collective all_reduce): load only when every rank sees the file.
+        if self.path is not None and all(_all_ranks(self.path.exists())):
             rec = StatsRecorder.load(self.path)
             if rec.settings != settings:
                 diff = sorted(k for k in set(rec.settings) | set(settings) if rec.settings.get(k) != settings.get(k))
@@ -120,12 +191,49 @@ class StatsCallback(Callback):
                     f"delete it or pass another path to StatsCallback"
                 )
             return rec
-        dl = stats_loader(dls.train, shuffle=self.fraction < 1.0, seed=self.seed)
-        rec = collect_stats(dl, self.red_dims, self.fraction, settings=settings)
+        rank, world_size = _dist_rank_world()
+        error: Exception | None = None
+        rec = StatsRecorder(self.red_dims, settings=settings)
+        try:
+            # The pass draws random numbers (loader seeds, random training crops). Under its own seed,
+            # with the global random state restored afterwards, the statistics depend only on
+            # `self.seed`, and training continues from the same random state whether they were
+            # computed or loaded from `path` (so a resumed experiment repeats an uninterrupted one).
+            with no_random(self.seed, reproducible=False):
+                dl = stats_loader(dls.train, shuffle=False, seed=self.seed)
+                idxs = stats_item_indices(len(dl.dataset), dl.bs, self.fraction, self.seed, rank, world_size)
+                if len(idxs) != len(dl.dataset):
+                    dl = dl.new(dataset=_ItemSubset(dl.dataset, idxs))
+                if idxs:  # a rank has no item when there are fewer items than ranks
+                    rec = collect_stats(dl, self.red_dims, 1.0, settings=settings, progress=rank == 0)
+        except Exception as e:
+            error = e
+        _raise_if_any_rank_failed(error, "gathering statistics")  # so no rank is left waiting in all_reduce
         rec.all_reduce()  # under torch.distributed every rank ends with the statistics of all shards
-        if self.path is not None and _is_main_process():
-            rec.save(self.path)
+        if self.path is not None:
+            error = None
+            if _is_main_process():
+                try:
+                    rec.save(self.path)
+                except Exception as e:
+                    error = e
+            # Also a barrier: every rank leaves once the file is written, so a later fit finds it on all.
+            _raise_if_any_rank_failed(error, f"saving statistics to {self.path}")
         return rec
+
+
+def _raise_if_any_rank_failed(error: Exception | None, what: str) -> None:
+    """Raise `error` here, or a RuntimeError naming another rank's failure, on every rank alike.
+
+    Outside torch.distributed this just re-raises `error`. Under it, it is a collective call
+    (all_gather_object) that every rank must reach."""
+    messages = _all_ranks(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(r, msg) for r, msg in enumerate(messages) if msg]
+    if failed:
+        rank, msg = failed[0]
+        raise RuntimeError(f"StatsCallback: {what} failed on rank {rank}: {msg}")
 
 
 def _is_main_process() -> bool:

@@ -9,6 +9,7 @@ float32 (`functional.naive_merge_mean_std` reproduces it): close, but not exact.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -102,20 +103,30 @@ class StatsRecorder:
             mask = mask.as_subclass(Tensor).to(x.device)
         if x.numel() == 0:
             return self
-        finite = torch.isfinite(x)
         if mask is not None:
-            finite = finite | ~mask
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
-            raise ValueError(f"batch of shape {tuple(x.shape)} has {bad} NaN or Inf values among the counted values")
+            self._check_finite(x, mask)
         with torch.no_grad():
+            # NaN/Inf in unmasked batches show up in the moments, so the data are scanned for them
+            # only when they do (a separate isfinite pass costs as much as the moments themselves).
             new = batch_moments(x, self.red_dims, mask)
+            if mask is None and not (bool(torch.isfinite(new.mean).all()) and bool(torch.isfinite(new.m2).all())):
+                self._check_finite(x, None)
+                new = batch_moments(x.double(), self.red_dims)  # finite, but squares beyond the float32 range
         if self.moments is None:
             self.moments, self.ndim = new, x.dim()
         else:
             self.moments = merge_moments(self.moments, Moments(*(t.to(self.moments.count.device) for t in new)))
         self.n_batches += 1
         return self
+
+    @staticmethod
+    def _check_finite(x: Tensor, mask: Tensor | None) -> None:
+        finite = torch.isfinite(x)
+        if mask is not None:
+            finite = finite | ~mask
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ValueError(f"batch of shape {tuple(x.shape)} has {bad} NaN or Inf values among the counted values")
 
     def merge(self, other: StatsRecorder) -> StatsRecorder:
         "A new recorder equal to one that saw this recorder's inputs and then `other`'s."
@@ -229,7 +240,9 @@ class StatsRecorder:
 
         The file holds float64 count, mean and M2 arrays and a JSON header with `red_dims` and the
         settings; `StatsRecorder.load` restores an identical recorder. A crash during `save` leaves
-        either the previous file or none, never a partial one.
+        either the previous file or none, never a partial one; the temporary file such a crash
+        leaves next to `path` (`.NAME.*.tmp`) is removed by the next `save` to `path`. One process
+        writes a given file at a time (under torch.distributed, rank 0).
         """
         path = Path(path)
         state = self.state_dict()
@@ -239,6 +252,8 @@ class StatsRecorder:
         except TypeError as e:
             raise TypeError(f"settings must be JSON-serializable to be saved with the statistics: {e}") from e
         path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a process killed mid-save
+            stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -291,13 +306,31 @@ def _first_input(batch: Any) -> Tensor:
     return batch
 
 
-def n_batches_for(n_total: int, fraction: float) -> int:
-    "Number of batches a `fraction` of `n_total` batches selects (at least one, never more than all)."
-    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+def check_fraction(fraction: float) -> float:
+    "Raise ValueError unless `fraction` is a number in (0, 1]; return it."
+    if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return fraction
+
+
+def n_batches_for(n_total: int, fraction: float) -> int:
+    """Number of batches a `fraction` of `n_total` batches selects: `ceil(fraction * n_total)`.
+
+    Raises ValueError when `fraction` is not in (0, 1], when there is no batch, and when
+    `fraction * n_total < 1`: such a fraction asks for less than one batch, and rounding it up to a
+    whole batch would silently use far more data than asked for (e.g. `fraction=0.01` of 5 batches
+    would take 20%). The message gives the number of batches and the smallest usable fraction.
+    """
+    check_fraction(fraction)
     if n_total == 0:
         raise ValueError("the DataLoader yields no batches (is the training set empty, or smaller than one batch with drop_last?)")
-    return max(1, min(n_total, math.ceil(fraction * n_total)))
+    wanted = fraction * n_total
+    if wanted < 1 - 1e-9:  # the tolerance lets fraction=1/n_total through (1/49*49 < 1 in floating point)
+        raise ValueError(
+            f"fraction={fraction!r} of {n_total} batch(es) selects less than one batch; "
+            f"use fraction >= 1/{n_total} ({1 / n_total!r}) for one batch, or a smaller batch size"
+        )
+    return min(n_total, math.ceil(wanted - 1e-9))  # 0.3 * 10 is 3.0000000000000004: 3 batches, not 4
 
 
 def collect_stats(

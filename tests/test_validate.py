@@ -1,0 +1,395 @@
+"""Bad-input matrix for `fastspecnorm.validate` and its use in `esc50_dataloaders`.
+
+Every broken file is generated here (truncated WAV, text named .wav, empty file, NaN/Inf samples,
+zero-length audio, stereo, another sample rate, duplicates, missing files and columns); each test
+asserts that the message names the file.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from fastspecnorm import esc50_dataloaders, read_esc50_meta
+from fastspecnorm.validate import DatasetValidationError, ValidationReport, _wav_data_sizes, validate_esc50
+
+SR = 16000
+N_SAMPLES = 4000  # 0.25 s: enough for a quick-preset spectrogram, small enough to write fast
+
+
+def _clip(seed: int, n: int = N_SAMPLES) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def make_folder(root: Path, n_per_fold: int = 3, n_folds: int = 2, n_classes: int = 2) -> Path:
+    "A tiny, clean ESC-50-layout folder: mono 16-bit WAV at 16 kHz, every class in every fold."
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    rows = []
+    for fold in range(1, n_folds + 1):
+        for i in range(n_per_fold):
+            target = i % n_classes
+            name = f"{fold}-{100 + i}-A-{target}.wav"
+            sf.write(root / "audio" / name, _clip(fold * 100 + i), SR, subtype="PCM_16")
+            rows.append({"filename": name, "fold": fold, "target": target, "category": f"class{target}", "esc10": False})
+    pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return make_folder(tmp_path / "esc")
+
+
+def _names(root: Path) -> list[str]:
+    return pd.read_csv(root / "meta" / "esc50.csv")["filename"].tolist()
+
+
+# --- breakers: each damages one file and returns its name --------------------------------------
+
+
+def truncate_wav(root: Path, name: str) -> None:
+    path = root / "audio" / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 1])  # odd cut: a partial frame at the end too
+
+
+def header_only_wav(root: Path, name: str) -> None:
+    path = root / "audio" / name
+    path.write_bytes(path.read_bytes()[:44])
+
+
+def text_as_wav(root: Path, name: str) -> None:
+    (root / "audio" / name).write_text("this is a text file, not audio\n" * 20)
+
+
+def empty_file(root: Path, name: str) -> None:
+    (root / "audio" / name).write_bytes(b"")
+
+
+def zero_length(root: Path, name: str) -> None:
+    sf.write(root / "audio" / name, np.zeros(0, np.float32), SR, subtype="PCM_16")
+
+
+def nan_samples(root: Path, name: str) -> None:
+    x = _clip(7)
+    x[[10, 500]] = np.nan
+    sf.write(root / "audio" / name, x, SR, subtype="FLOAT")
+
+
+def inf_samples(root: Path, name: str) -> None:
+    x = _clip(8)
+    x[3] = np.inf
+    sf.write(root / "audio" / name, x, SR, subtype="DOUBLE")
+
+
+def missing_file(root: Path, name: str) -> None:
+    (root / "audio" / name).unlink()
+
+
+def folder_named_wav(root: Path, name: str) -> None:
+    (root / "audio" / name).unlink()
+    (root / "audio" / name).mkdir()
+
+
+def _edit_csv(root: Path, fn) -> None:
+    csv = root / "meta" / "esc50.csv"
+    df = pd.read_csv(csv, dtype=str)
+    fn(df).to_csv(csv, index=False)
+
+
+def duplicate_row(root: Path, name: str) -> None:
+    _edit_csv(root, lambda df: pd.concat([df, df[df.filename == name]], ignore_index=True))
+
+
+def non_integer_fold(root: Path, name: str) -> None:
+    def edit(df):
+        df.loc[df.filename == name, "fold"] = "two"
+        return df
+
+    _edit_csv(root, edit)
+
+
+def fractional_target(root: Path, name: str) -> None:
+    def edit(df):
+        df.loc[df.filename == name, "target"] = "1.5"
+        return df
+
+    _edit_csv(root, edit)
+
+
+# (breaker, expected words in the message, found by quick mode?)
+FILE_ERRORS = [
+    (truncate_wav, "truncated", True),
+    (header_only_wav, "truncated", True),
+    (text_as_wav, "not a readable audio file", True),
+    (empty_file, "empty (0 bytes)", True),
+    (zero_length, "zero-length", True),
+    (nan_samples, "NaN or Inf", False),
+    (inf_samples, "NaN or Inf", False),
+    (missing_file, "missing", True),
+    (folder_named_wav, "not a regular file", True),
+    (duplicate_row, "listed 2 times", True),
+    (non_integer_fold, "fold 'two' is not an integer", True),
+    (fractional_target, "target '1.5' is not an integer", True),
+]
+
+
+def test_clean_folder_is_ok(folder):
+    for mode in ("quick", "full"):
+        report = validate_esc50(folder, mode=mode, progress=False, folds=[1, 2])
+        assert isinstance(report, ValidationReport)
+        assert report.ok and not report.errors and not report.warnings and not report.bad_files
+        assert report.n_rows == report.n_files_checked == 6
+        assert report.raise_if_errors() is report
+        assert "0 error(s)" in str(report) and mode in str(report)
+        assert report.sample_rates == {SR: 6} and report.channels == {1: 6}
+        good = report.good_rows()
+        assert len(good) == 6 and good["fold"].dtype.kind == "i" and good["target"].dtype.kind == "i"
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+@pytest.mark.parametrize("breaker,words,in_quick", FILE_ERRORS, ids=[b.__name__ for b, _, _ in FILE_ERRORS])
+def test_each_bad_file_is_named(folder, breaker, words, in_quick, mode):
+    name = _names(folder)[1]
+    breaker(folder, name)
+    report = validate_esc50(folder, mode=mode, progress=False)
+    if mode == "quick" and not in_quick:
+        # Quick mode reads headers only: the samples of a well-formed float WAV are not decoded.
+        assert report.ok, str(report)
+        return
+    assert not report.ok
+    assert report.bad_files == [name]
+    assert any(n == name and words in msg for n, msg in report.errors), str(report)
+    assert all(n == name for n, _ in report.errors), "a problem of one file must not be blamed on others"
+    with pytest.raises(DatasetValidationError) as err:
+        report.raise_if_errors()
+    assert isinstance(err.value, ValueError) and err.value.report is report
+    assert name in str(err.value) and words in str(err.value)
+    assert name in str(report)
+
+
+def test_every_problem_is_reported_at_once(folder):
+    names = _names(folder)
+    breakers = [truncate_wav, text_as_wav, empty_file, nan_samples, missing_file, duplicate_row]
+    for breaker, name in zip(breakers, names, strict=False):
+        breaker(folder, name)
+    report = validate_esc50(folder, progress=False, folds=[1, 2, 9])
+    assert report.bad_files == names[: len(breakers)]
+    assert len(report.errors) == len(breakers) + 1  # + the absent fold 9
+    message = None
+    try:
+        report.raise_if_errors()
+    except ValueError as e:
+        message = str(e)
+    assert message is not None
+    for name in names[: len(breakers)]:
+        assert name in message
+    assert "fold 9 does not exist" in message and "skip_bad=True" in message
+
+
+def test_truncated_wav_claims_more_frames_than_it_holds(folder):
+    name = _names(folder)[0]
+    path = folder / "audio" / name
+    full = path.stat().st_size
+    truncate_wav(folder, name)
+    declared, present, block_align = _wav_data_sizes(path)
+    assert block_align == 2 and declared == N_SAMPLES * 2 and present < declared
+    # libsndfile does not complain about it: the header parse is what finds it.
+    assert 0 < sf.info(str(path)).frames < N_SAMPLES
+    (msg,) = [m for _, m in validate_esc50(folder, mode="quick", progress=False).errors]
+    assert f"claims {N_SAMPLES} frames" in msg and f"holds {(full // 2 + 1 - 44) // 2}" in msg
+
+
+def test_truncation_found_after_extra_chunks(tmp_path):
+    "A LIST chunk (odd size, with its pad byte) before the data chunk does not hide truncation."
+    path = tmp_path / "x.wav"
+    sf.write(path, _clip(1), SR, subtype="PCM_16")
+    data = path.read_bytes()
+    extra = b"LIST" + struct.pack("<I", 5) + b"abcde" + b"\0"
+    fixed = data[:12] + data[12:36] + extra + data[36:]  # RIFF header, fmt chunk, LIST, data
+    fixed = fixed[:4] + struct.pack("<I", len(fixed) - 8) + fixed[8:]
+    path.write_bytes(fixed)
+    assert sf.info(str(path)).frames == N_SAMPLES
+    assert _wav_data_sizes(path) == (N_SAMPLES * 2, N_SAMPLES * 2, 2)
+    path.write_bytes(fixed[:-100])
+    assert _wav_data_sizes(path) == (N_SAMPLES * 2, N_SAMPLES * 2 - 100, 2)
+    # Not a WAV file: nothing to compare.
+    flac = tmp_path / "x.flac"
+    sf.write(flac, _clip(1), SR)
+    assert _wav_data_sizes(flac) is None
+
+
+def test_stereo_and_other_rate_are_warnings(folder):
+    names = _names(folder)
+    x = _clip(3)
+    sf.write(folder / "audio" / names[0], np.stack([x, -x], axis=1), SR, subtype="PCM_16")
+    sf.write(folder / "audio" / names[1], x, 22050, subtype="PCM_16")
+    report = validate_esc50(folder, progress=False)
+    assert report.ok and not report.bad_files
+    (w0,) = [m for n, m in report.warnings if n == names[0]]
+    (w1,) = [m for n, m in report.warnings if n == names[1]]
+    assert "2 channels" in w0 and "downmixed" in w0
+    assert "22050 Hz" in w1 and "resampled to 16000 Hz" in w1
+    assert report.channels == {1: 5, 2: 1} and report.sample_rates == {SR: 5, 22050: 1}
+    assert names[0] in str(report) and names[1] in str(report)
+    # An explicit expected rate turns every other rate into a warning.
+    report = validate_esc50(folder, progress=False, expected_sample_rate=22050)
+    assert sum("resampled" in m for _, m in report.warnings) == 5
+
+
+@pytest.mark.parametrize(
+    "write,words",
+    [
+        (None, "metadata not found"),
+        ("filename,fold,target\na.wav,1,0\n", "lacks required column(s) ['category']"),
+        ("filename,fold\na.wav,1\n", "['target', 'category']"),
+        ("filename,fold,target,category\na.wav,1,0,dog\nb.wav,1,0,dog,extra,more\n", "cannot parse"),
+        ("filename,fold,target,category\n", "lists no clips"),
+        ("", "cannot parse"),
+    ],
+    ids=["missing", "no-category", "two-missing", "unparsable", "no-rows", "empty-csv"],
+)
+def test_csv_problems(tmp_path, write, words):
+    root = tmp_path / "esc"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    if write is not None:
+        (root / "meta" / "esc50.csv").write_text(write)
+    report = validate_esc50(root, progress=False)
+    assert not report.ok
+    (name, msg), *_ = report.errors
+    assert name == "meta/esc50.csv" and words in msg
+    with pytest.raises(ValueError, match="meta/esc50.csv"):
+        report.raise_if_errors()
+
+
+def test_table_level_problems(folder):
+    names = _names(folder)
+
+    def edit(df):
+        df.loc[df.filename == names[0], "target"] = "1"  # class0 now has targets 0 and 1
+        df.loc[df.filename == names[1], "filename"] = None
+        return df
+
+    _edit_csv(folder, edit)
+    report = validate_esc50(folder, progress=False)
+    msgs = [m for n, m in report.errors if n == "meta/esc50.csv"]
+    assert any("category 'class0' has several targets [0, 1]" in m for m in msgs)
+    assert any("line 3 has no filename" in m for m in msgs)
+
+
+def test_missing_audio_folder(folder):
+    for p in (folder / "audio").iterdir():
+        p.unlink()
+    (folder / "audio").rmdir()
+    report = validate_esc50(folder, progress=False)
+    assert [n for n, _ in report.errors] == ["audio/"] and "audio folder not found" in report.errors[0][1]
+    assert len(report.bad_files) == 6
+
+
+def test_skip_bad_drops_and_lists(folder):
+    names = _names(folder)
+    truncate_wav(folder, names[0])
+    missing_file(folder, names[3])
+    report, good = validate_esc50(folder, progress=False, skip_bad=True, folds=[1, 2])
+    assert report.ok, str(report)
+    assert [n for n, _ in report.skipped] == [names[0], names[3]]
+    assert all(any(n == name and msg.startswith("skipped:") for n, msg in report.warnings) for name in (names[0], names[3]))
+    assert sorted(good["filename"]) == sorted(set(names) - {names[0], names[3]})
+    assert good["fold"].dtype.kind == "i"
+    # Skipping every clip of a requested fold is an error, named as such.
+    for name in names[3:]:
+        missing_file(folder, name) if (folder / "audio" / name).exists() else None
+    report, good = validate_esc50(folder, progress=False, skip_bad=True, folds=[2])
+    assert not report.ok and "fold 2 does not exist after skipping bad rows" in report.errors[0][1]
+
+
+def test_quick_mode_is_fast(tmp_path):
+    "Quick validation reads headers only: a few hundred files in well under a second."
+    root = tmp_path / "many"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    sf.write(root / "audio" / "0.wav", _clip(0, 16000), SR, subtype="PCM_16")
+    data = (root / "audio" / "0.wav").read_bytes()
+    n = 400
+    for i in range(1, n):
+        (root / "audio" / f"{i}.wav").write_bytes(data)
+    pd.DataFrame({"filename": [f"{i}.wav" for i in range(n)], "fold": 1, "target": 0, "category": "a"}).to_csv(
+        root / "meta" / "esc50.csv", index=False
+    )
+    start = time.perf_counter()
+    report = validate_esc50(root, mode="quick", progress=False)
+    seconds = time.perf_counter() - start
+    assert report.ok and report.n_files_checked == n
+    assert seconds < 4.0, f"quick validation of {n} files took {seconds:.2f} s"  # measured ~0.1 s
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        validate_esc50("nowhere", mode="thorough")
+
+
+# --- esc50_dataloaders ------------------------------------------------------------------------
+
+DL_KW = dict(preset="quick", bs=2, duration=N_SAMPLES / SR, num_workers=0, sample_rate=SR)
+
+
+def test_dataloaders_raise_before_training_naming_every_file(folder):
+    names = _names(folder)
+    text_as_wav(folder, names[1])
+    missing_file(folder, names[4])
+    with pytest.raises(DatasetValidationError) as err:
+        esc50_dataloaders(folder, valid_fold=1, **DL_KW)
+    assert names[1] in str(err.value) and names[4] in str(err.value)
+    with pytest.raises(ValueError, match="fold 3 does not exist"):
+        esc50_dataloaders(folder, valid_fold=3, **DL_KW)
+
+
+def test_dataloaders_full_validation_finds_nan(folder):
+    name = _names(folder)[2]
+    nan_samples(folder, name)
+    esc50_dataloaders(folder, valid_fold=1, **DL_KW)  # quick: header only, NaN not seen
+    with pytest.raises(ValueError, match=name):
+        esc50_dataloaders(folder, valid_fold=1, validate="full", **DL_KW)
+
+
+def test_dataloaders_skip_bad(folder):
+    names = _names(folder)
+    truncate_wav(folder, names[1])
+    empty_file(folder, names[5])
+    with pytest.warns(UserWarning, match=names[1]):
+        dls = esc50_dataloaders(folder, valid_fold=1, skip_bad=True, **DL_KW)
+    assert len(dls.train.dataset) + len(dls.valid.dataset) == 4
+    assert {n for n, _ in dls.validation_report.skipped} == {names[1], names[5]}
+    x, _ = dls.one_batch()
+    assert x.shape[0] == 2
+    with pytest.raises(ValueError, match="skip_bad=True needs validation"):
+        esc50_dataloaders(folder, valid_fold=1, skip_bad=True, validate=False, **DL_KW)
+
+
+def test_dataloaders_warn_on_stereo_and_validate_false(folder):
+    names = _names(folder)
+    x = _clip(5)
+    sf.write(folder / "audio" / names[2], np.stack([x, x], axis=1), SR, subtype="PCM_16")
+    with pytest.warns(UserWarning, match=f"{names[2]}: has 2 channels"):
+        dls = esc50_dataloaders(folder, valid_fold=1, **DL_KW)
+    assert dls.validation_report.ok
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        dls = esc50_dataloaders(folder, valid_fold=1, validate=False, **DL_KW)
+    assert dls.validation_report is None
+    with pytest.raises(ValueError, match="validate must be"):
+        esc50_dataloaders(folder, valid_fold=1, validate="sometimes", **DL_KW)
+
+
+def test_read_esc50_meta_still_works(folder):
+    df = read_esc50_meta(folder)
+    assert len(df) == 6 and df["fold"].dtype.kind == "i"
