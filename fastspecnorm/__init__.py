@@ -7,6 +7,7 @@ Public names (see the README): the audio core (`AudioTensor`, `AudioSpectrogram`
 """
 
 from . import functional
+from .cache import AudioCache
 from .callback import StatsCallback, install_normalizer, stats_loader
 from .core import (
     AudioBlock,
@@ -32,6 +33,7 @@ from .esc50 import (
     get_settings,
     read_esc50_meta,
 )
+from .loader import AudioDataLoader
 from .normalize import DbRangeNormalize, InstanceMinMax, SpecNormalize, WaveformNormalize
 from .spectrogram import AudioToSpec, spec_shape
 from .stats import StatsRecorder, collect_stats
@@ -53,6 +55,8 @@ __all__ = [
     "downmix_mono",
     "resample",
     "crop_pad",
+    "AudioCache",
+    "AudioDataLoader",
     "AudioToSpec",
     "spec_shape",
     "WaveformNormalize",

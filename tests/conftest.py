@@ -6,11 +6,14 @@ Tests build their own data (no network, no GPU). Plots use the non-interactive A
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Spinning OpenMP threads collapse when the 2-core CI machine is oversubscribed (DataLoader
 # workers, the notebook kernel, CLI subprocesses): training steps measured 3x slower. Waiting
 # passively avoids it; set before torch loads OpenMP, and inherited by subprocesses.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The decoded-audio cache is on by default; tests must never write into the user's cache folder.
+os.environ.setdefault("FASTSPECNORM_CACHE", tempfile.mkdtemp(prefix="fastspecnorm-test-cache-"))
 
 import matplotlib  # noqa: E402
 
