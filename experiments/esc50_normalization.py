@@ -9,9 +9,15 @@ Writes OUT_DIR/results.csv (one row per finished run), OUT_DIR/summary.md and OU
 Running the same command again skips finished runs. See `fastspecnorm.experiment` for the logic.
 """
 
+import os
 import sys
 
-from fastspecnorm.experiment import main
+# On a CPU shared with DataLoader workers or other jobs, spinning OpenMP threads stall training
+# steps (measured 3x slower on 2 cores); waiting passively avoids it. Must be set before torch is
+# imported; a value already in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from fastspecnorm.experiment import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
