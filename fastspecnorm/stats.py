@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .functional import Moments, batch_moments, merge_moments, moments_std
+from .functional import Moments, batch_moments, fast_moments, merge_moments, moments_std
 
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
 
@@ -108,7 +108,10 @@ class StatsRecorder:
         with torch.no_grad():
             # NaN/Inf in unmasked batches show up in the moments, so the data are scanned for them
             # only when they do (a separate isfinite pass costs as much as the moments themselves).
-            new = batch_moments(x, self.red_dims, mask)
+            # float32 CPU batches: float32 reads, float64 accumulation (`fast_moments`, ~3e-7 relative)
+            new = fast_moments(x, self.red_dims) if mask is None else None
+            if new is None:
+                new = batch_moments(x, self.red_dims, mask)
             if mask is None and not (bool(torch.isfinite(new.mean).all()) and bool(torch.isfinite(new.m2).all())):
                 self._check_finite(x, None)
                 new = batch_moments(x.double(), self.red_dims)  # finite, but squares beyond the float32 range

@@ -473,3 +473,51 @@ def test_collect_stats_mask_fn_and_settings():
     assert rec.settings == {"k": 1}
     mask = (x > -30).numpy()
     assert_matches_reference(rec, [x.numpy()], (0, 1, 3), masks=[mask])
+
+
+# ---------------------------------------------------------------------------------------------
+# the float32 fast path of StatsRecorder.update (`F.fast_moments`)
+
+
+def _hard_batches(kind, split, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in split:
+        z = rng.normal(size=(n, 1, 20, 300))
+        if kind == "dB":
+            b = np.clip(-30 + 20 * z, -100, 60)
+        elif kind == "const_bin":
+            b = -30 + 20 * z
+            b[:, :, 3, :] = -100.0
+        elif kind == "quiet_bins":
+            b = -30 + 20 * z
+            b[:, :, :10, :] = -85 + 3 * z[:, :, :10, :]
+        else:
+            b = {"offset1e4": 1e4 + z, "offset1e6": 1e6 + z, "near_zero": 1e-3 * z}[kind]
+        out.append(b.astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["dB", "offset1e4", "offset1e6", "const_bin", "quiet_bins", "near_zero"])
+@pytest.mark.parametrize("red_dims", [(0, 2, 3), (0, 1, 3)])
+@pytest.mark.parametrize("split", [(1, 7, 3, 64), (64, 64)])
+def test_fast_path_matches_numpy(kind, red_dims, split):
+    batches = _hard_batches(kind, split, 0)
+    taken = [F.fast_moments(torch.from_numpy(b), red_dims) is not None for b in batches]
+    if kind != "near_zero":
+        assert all(taken)  # the float32 path is what these tests check
+    rec = record(batches, red_dims)
+    allv = np.concatenate(batches).astype(np.float64)
+    np.testing.assert_allclose(rec.mean.numpy(), allv.mean(axis=red_dims, keepdims=True), rtol=RTOL, atol=0)
+    np.testing.assert_allclose(rec.std.numpy(), allv.std(axis=red_dims, keepdims=True), rtol=RTOL, atol=0)
+
+
+def test_fast_moments_declines_where_it_does_not_apply():
+    x = torch.randn(4, 1, 6, 8)
+    assert F.fast_moments(x.double(), (0, 2, 3)) is None
+    assert F.fast_moments(x.transpose(2, 3), (0, 2, 3)) is None  # not contiguous
+    assert F.fast_moments(torch.randn(4, 3, 6, 8), (1, 3)) is None  # kept dims 0 and 2 interleaved with reduced 1
+    assert F.fast_moments(torch.cat([x, -x]), (0, 2, 3)) is None  # mean 0: batch means may cancel, exact path
+    assert F.fast_moments(x + 100, (0, 2)) is not None  # kept: dim 1 (size 1) and dim 3
+    m = F.fast_moments(x + 100, (0, 2, 3))
+    assert m is not None and m.count.shape == (1, 1, 1, 1)
