@@ -118,3 +118,22 @@ def test_command_line_script_runs(esc, tmp_path):
     assert sorted(df["norm"]) == ["instance", "none"]
     bad = subprocess.run(cmd[:2] + ["--data", str(esc), "--out", str(out), "--norms", "bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "bogus" in bad.stderr
+
+
+@pytest.mark.parametrize("norm, standardized", [("none", False), ("dbrange", False), ("global", True), ("instance", True)])
+def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized):
+    import fastspecnorm.esc50
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(fastspecnorm.esc50, "esc50_dataloaders", capture)
+    with pytest.raises(Stop):
+        experiment.train_one(esc, norm, 1, 0, "quick", 1, **TINY)
+    assert seen.get("waveform_norm", True) is standardized
