@@ -272,16 +272,34 @@ def _channel_view(x: Tensor, dims: tuple[int, ...]) -> Tensor | None:
         return None  # kept dims interleaved with reduced ones
     if not x.is_contiguous():
         return None
-    if not kept:
-        return x.view(1, 1, -1)
+    if not kept:  # one position: keep the first dimension as rows, so the reduction can run in parallel
+        return x.view(shape[0], 1, -1)
     a, b = kept[0], kept[-1] + 1
     return x.view(math.prod(shape[:a]), math.prod(shape[a:b]), math.prod(shape[b:]))
 
 
-def _reduce_channels(v: Tensor, k: Tensor | None) -> tuple[Tensor, Tensor]:
-    "float32 mean and population variance per channel of `v - k` (`k`: float32 per channel, or None)."
+_ROWS_BELOW = 32  # fewer kept positions than this: reduce per (item, position) row, in parallel
+
+
+def _reduce_channels(v: Tensor, k: Tensor | None, rows: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Per kept position of `v - k` (v: (P, C, Q); k: float32 per position, or None): float64 mean,
+    population variance, and the largest |mean| that was rounded to float32 on the way.
+
+    torch's kernel parallelizes over its channels, so with few kept positions (e.g. one global
+    mean) `rows` reduces each (item, position) row of Q values as a channel and merges the P rows of
+    a position exactly in float64 (equal counts): mean = mean of row means, variance = mean of row
+    variances + variance of row means. The float32 rounding of each row mean then enters the merge,
+    which is why the largest row |mean| is returned for the caller's bound."""
     d = v if k is None else v - k.view(1, -1, 1)
-    return torch.batch_norm_update_stats(d, None, None, 0.0)
+    if not rows:
+        m, var = torch.batch_norm_update_stats(d, None, None, 0.0)
+        m64 = m.double()
+        return m64, var.double(), m64.abs()
+    p, c, q = d.shape
+    m, var = torch.batch_norm_update_stats(d.reshape(1, p * c, q), None, None, 0.0)
+    m_rows, var_rows = m.double().view(p, c), var.double().view(p, c)
+    mean = m_rows.mean(0)
+    return mean, var_rows.mean(0) + (m_rows - mean).square().mean(0), m_rows.abs().amax(0)
 
 
 def _pick_shift(mean: Tensor, need: Tensor) -> Tensor | None:
@@ -298,7 +316,8 @@ def fast_moments(x: Tensor, red_dims: Sequence[int]) -> Moments | None:
     Each kept position is reduced around 0 (no extra pass) where its mean lies within
     `_FAST_MAX_OFFSET` stds of 0, elsewhere around a float32 shift K at least 2 stds from 0 (`x - K`
     then rounds by at most 2^-24 |x - K|): the mean of a probe (the batch's first 1/16) or, when the
-    probe misjudged, of the whole batch (one more pass). Rounding the batch mean to float32 costs
+    probe misjudged (or, reducing per row, without a probe), of the whole batch (one more pass).
+    Rounding the batch mean to float32 costs
     2^-24 of it; merged over batches that is 2^-24 of the merged mean unless batch means cancel, as
     they do when the mean is within sampling noise of 0: such positions (|mean| below 16 std /
     sqrt(count)) take the exact path. The result depends on `x` alone.
@@ -311,19 +330,22 @@ def fast_moments(x: Tensor, red_dims: Sequence[int]) -> Moments | None:
         return None
     p, c, q = v.shape
     n = p * q
-    probe = v[: max(1, p // 16)] if p > 1 else v[:, :, : max(1, q // 16)].contiguous()
-    pm, pv = _reduce_channels(probe, None)
+    rows = p > 1 and c < _ROWS_BELOW
     limit = 0.5 * _FAST_MAX_OFFSET
-    k = _pick_shift(pm, pm.abs() > limit * pv.sqrt())
+    k = None
+    if not rows:  # guess the shift from a probe; in row mode redoing the (parallel) pass costs less than probing
+        probe = v[: max(1, p // 16)] if p > 1 else v[:, :, : max(1, q // 16)].contiguous()
+        pm, pv, _ = _reduce_channels(probe, None, rows)
+        k = _pick_shift(pm, pm.abs() > limit * pv.sqrt())
     for attempt in range(2):
-        m, var = _reduce_channels(v, k)
+        m, var, rounded = _reduce_channels(v, k, rows)
         if not (bool(torch.isfinite(m).all()) and bool(torch.isfinite(var).all())):
             break  # non-finite data, or squares beyond the float32 range: the caller checks the data
-        m64, std = m.double(), var.double().sqrt()
+        m64, std = m, var.sqrt()
         full = m64 if k is None else k.double() + m64
         if bool((full.abs() < 16.0 * std / math.sqrt(n)).any()):
             return None
-        ok = m64.abs() <= _FAST_MAX_OFFSET * std
+        ok = rounded <= _FAST_MAX_OFFSET * std
         if k is not None:
             ok &= (k == 0) | (full.abs() >= limit * std)
         if bool(ok.all()):
@@ -331,10 +353,10 @@ def fast_moments(x: Tensor, red_dims: Sequence[int]) -> Moments | None:
         if attempt:
             return None
         k = _pick_shift(full, full.abs() > limit * std)
-    mean = m.double() if k is None else k.double() + m.double()
+    mean = m if k is None else k.double() + m
     kept_shape = tuple(1 if d in dims else s for d, s in enumerate(x.shape))
     mean = mean.reshape(kept_shape)
-    return Moments(torch.full_like(mean, float(n)), mean, var.double().reshape(kept_shape) * n)
+    return Moments(torch.full_like(mean, float(n)), mean, var.reshape(kept_shape) * n)
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
