@@ -42,7 +42,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
@@ -55,6 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._io import atomic_write
 from .core import STORAGE_DTYPES, AudioTensor, quantize_waveform
 
 __all__ = ["AudioCache", "CacheEntry", "default_cache_dir", "CACHE_ENV", "CACHE_FORMAT"]
@@ -125,21 +125,6 @@ def _from_storage(stored: np.ndarray, dtype: str) -> np.ndarray:
 
 def _crc(values: np.ndarray) -> int:
     return zlib.crc32(memoryview(np.ascontiguousarray(values)).cast("B")) & 0xFFFFFFFF
-
-
-def _write_atomically(path: Path, write) -> None:
-    "Write through `write(file)` to a temporary file in `path`'s folder, fsync, then `os.replace`."
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -304,7 +289,7 @@ class AudioCache:
             "entries": {name: asdict(e) for name, e in entries.items()},
         }
         payload = json.dumps(index, separators=(",", ":")).encode()
-        _write_atomically(self.index_path, lambda f: f.write(payload))
+        atomic_write(self.index_path, lambda f: f.write(payload))
 
     # -- reading ----------------------------------------------------------------------------
     def _name(self, path: str | os.PathLike) -> str | None:
@@ -545,7 +530,7 @@ class AudioCache:
                 entries[name] = CacheEntry(size, mtime_ns, offset, channels, samples, _crc(stored))
                 offset += channels * samples
 
-        _write_atomically(self.folder / data_name, write)
+        atomic_write(self.folder / data_name, write)
         data_size = sum(e.n_values for e in entries.values()) * itemsize
         self._write_index(entries, data_name, data_size)
         self._entries, self._data_name, self._data_size = entries, data_name, data_size

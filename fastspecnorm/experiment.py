@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._io import atomic_write_text
 from .esc50 import PRESETS, get_settings, read_esc50_meta
 from .results import ResultsStore, write_summary
 
@@ -169,10 +169,7 @@ def _check_fingerprint(out: Path, fingerprint: dict[str, Any]) -> None:
                 "use another --out folder, or delete it to start over"
             )
         return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(fingerprint, indent=2, sort_keys=True))
 
 
 def prepare(cfg: ExperimentConfig) -> tuple[Path, dict[str, Any], int]:
@@ -240,10 +237,7 @@ def _write_run_log(out: Path, row: dict[str, Any]) -> None:
     log = {**row, "python": sys.version.split()[0], "torch": torch.__version__, "fastai": fastai.__version__,
            "fastspecnorm": __version__, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path = out / "runs" / f"{row['norm']}-fold{row['fold']}-seed{row['seed']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(log, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(log, indent=2))
 
 
 def _title(cfg: ExperimentConfig, epochs: int) -> str:

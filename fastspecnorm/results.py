@@ -28,14 +28,14 @@ import csv
 import io
 import math
 import numbers
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from ._io import atomic_write
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -62,74 +62,10 @@ _PAIRED_COLUMNS = ["n_pairs", "mean_diff", "std_diff", "ci_low", "ci_high", "p_v
 # ---------------------------------------------------------------------------------------
 
 
-def _temp_prefix_suffix(path):
-    """The name pattern ``.<name>.<random>.tmp`` of temporary files written for ``path``."""
-    return f".{path.name}.", ".tmp"
-
-
-def _remove_stale_temp_files(path):
-    """Delete temporary files left next to ``path`` by a process killed mid-write.
-
-    Such a file was never renamed onto ``path``, so it holds nothing that ``path`` lacks.
-    Only one process may write a given file at a time (see :class:`ResultsStore`).
-    """
-    prefix, suffix = _temp_prefix_suffix(path)
-    folder = path.parent
-    if not folder.is_dir():
-        return
-    for name in os.listdir(folder):
-        if name.startswith(prefix) and name.endswith(suffix):
-            try:
-                os.remove(folder / name)
-            except FileNotFoundError:
-                pass
-
-
-def _fsync_directory(folder):
-    """Make a rename inside ``folder`` durable; skipped where directories cannot be opened
-    (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write_bytes(path, data):
-    """Replace the file ``path`` by ``data`` (bytes) so that a crash leaves old or new.
-
-    The bytes go to a temporary file in the same folder, which is flushed, fsynced and then
-    renamed onto ``path`` with :func:`os.replace` (atomic on POSIX and Windows). If anything
-    fails before the rename, the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(path)
-    prefix, suffix = _temp_prefix_suffix(path)
-    fd, temp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file readable by its owner only; keep the mode of the file
-        # being replaced, or give a new file the usual rw-r--r--.
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.remove(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(path.parent)
-    return path
+    """Replace the file ``path`` by ``data`` (bytes) so that a crash leaves old or new (see
+    :func:`fastspecnorm._io.atomic_write`)."""
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,11 +9,9 @@ float32 (`functional.naive_merge_mean_std` reproduces it): close, but not exact.
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._io import atomic_write
 from .functional import Moments, batch_moments, fast_moments, merge_moments, moments_std
 
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
@@ -254,21 +253,8 @@ class StatsRecorder:
             header_json = json.dumps(header, sort_keys=True)
         except TypeError as e:
             raise TypeError(f"settings must be JSON-serializable to be saved with the statistics: {e}") from e
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a process killed mid-save
-            stale.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, header=np.array(header_json), count=state["count"], mean=state["mean"], m2=state["m2"])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        arrays = {"header": np.array(header_json), "count": state["count"], "mean": state["mean"], "m2": state["m2"]}
+        return atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> StatsRecorder:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +44,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import soundfile as sf
+
+from ._io import atomic_write_text
 
 __all__ = [
     "ESC50_CATEGORIES",
@@ -368,13 +369,6 @@ def _is_complete(root: pathlib.Path, marker: dict | None, arguments: dict) -> bo
     return len(filenames) == expected and all((root / "audio" / f).is_file() for f in filenames)
 
 
-def _write_text_atomically(path: pathlib.Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, newline="")
-    os.replace(temporary, path)
-
-
 def _write_marker(marker_path: pathlib.Path, arguments: dict, complete: bool) -> None:
     marker = {
         "generator": "fastspecnorm.synthetic.make_synthetic_esc50",
@@ -382,7 +376,7 @@ def _write_marker(marker_path: pathlib.Path, arguments: dict, complete: bool) ->
         "complete": complete,
         "arguments": arguments,
     }
-    _write_text_atomically(marker_path, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(marker_path, json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
 def make_synthetic_esc50(path, n_classes=10, clips_per_class=8, n_folds=5, sample_rate=44100,
@@ -489,6 +483,6 @@ def make_synthetic_esc50(path, n_classes=10, clips_per_class=8, n_folds=5, sampl
     lines = [",".join(ESC50_COLUMNS)]
     for row in rows:
         lines.append(",".join(str(row[column]) for column in ESC50_COLUMNS))
-    _write_text_atomically(meta_dir / "esc50.csv", "\n".join(lines) + "\n")
+    atomic_write_text(meta_dir / "esc50.csv", "\n".join(lines) + "\n")
     _write_marker(marker_path, arguments, complete=True)
     return root

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastspecnorm import results as results_module
 from fastspecnorm.results import ResultsStore, Summary, summarize, write_summary
 
 # t quantile for 2 degrees of freedom in closed form: t_{p,2} = (2p - 1) * sqrt(2 / (4p(1 - p))).
@@ -174,7 +173,7 @@ def test_crash_during_replace_leaves_old_file_intact(tmp_path, monkeypatch):
         assert b"global,1,0,8,0.7" in open(source, "rb").read()
         raise OSError("simulated crash during os.replace")
 
-    monkeypatch.setattr(results_module.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         store.append(make_row("global", 1, 0, accuracy=0.7))
     monkeypatch.undo()
@@ -196,7 +195,7 @@ def test_crash_while_writing_temp_file_leaves_old_file_intact(tmp_path, monkeypa
     def crash(fd):
         raise OSError("simulated disk failure in fsync")
 
-    monkeypatch.setattr(results_module.os, "fsync", crash)
+    monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="simulated disk failure"):
         store.append(make_row("none", 2, 0, accuracy=0.6))
     monkeypatch.undo()
