@@ -171,3 +171,110 @@ def test_runs_on_the_batch_device_cuda():
     assert out.device.type == "cuda"
     cpu = tfm.to("cpu")(AudioTensor(wav, sr=16000))
     np.testing.assert_allclose(_plain(out).cpu().numpy(), _plain(cpu).numpy(), rtol=0, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# the CPU path (`_cpu_spectrogram`: own framing, chunks, threads) against torchaudio
+
+
+def _torchaudio_db(wav, n_fft=400, hop_length=200, n_mels=None, win_length=None, top_db=None, to_db=True):
+    if n_mels:
+        spec = torchaudio.transforms.MelSpectrogram(16000, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels)(wav)
+    else:
+        spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, win_length=win_length, hop_length=hop_length)(wav)
+    return torchaudio.transforms.AmplitudeToDB(top_db=top_db)(spec) if to_db else spec
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_fft": 401, "hop_length": 160},  # odd n_fft: one frame fewer than spec_shape's even-n_fft formula would say
+        {"n_fft": 512, "hop_length": 128, "win_length": 300},  # a window shorter than n_fft, centred like torch.stft
+        {"n_fft": 256, "hop_length": 300},  # hop longer than the frame
+        {"n_fft": 400, "hop_length": 200, "n_mels": 40, "win_length": 256},
+    ],
+)
+def test_cpu_path_framing_variants_equal_torchaudio(kwargs):
+    wav = _clips(3, seconds=0.7, seed=4)
+    out = AudioToSpec(**kwargs)(AudioTensor(wav, sr=16000))
+    expected = _torchaudio_db(wav, **kwargs)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+
+
+def test_cpu_path_multichannel_top_db_is_per_item_over_its_channels():
+    wav = torch.cat([_clips(3, seconds=0.5, seed=5), _clips(3, seconds=0.5, seed=6, levels=[1e-3, 1.0, 1e-2])], dim=1)  # (3, 2, n)
+    tfm = AudioToSpec(top_db=40.0)
+    out = _plain(tfm(AudioTensor(wav, sr=16000)))
+    assert out.shape == (3, 2, 201, 41)
+    power = torchaudio.transforms.Spectrogram()(wav)
+    for i in range(3):  # torchaudio's top_db on a batch of one item covers both of its channels
+        expected = torchaudio.transforms.AmplitudeToDB(top_db=40.0)(power[i : i + 1])
+        torch.testing.assert_close(out[i : i + 1], expected, rtol=0, atol=DB_ATOL)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n_mels", [None, 32])
+def test_cpu_path_chunks_and_threads_do_not_change_any_item(monkeypatch, threads, n_mels):
+    "Chunks of one item, run by a thread pool, give every item bit for bit what it gets alone."
+    import fastspecnorm.spectrogram as spectrogram_module
+
+    wav = _clips(5, seconds=0.5, seed=8)
+    tfm = AudioToSpec(n_mels=n_mels, top_db=60.0)
+    alone = [_plain(tfm(AudioTensor(wav[i : i + 1], sr=16000))) for i in range(5)]
+    monkeypatch.setattr(spectrogram_module, "_STFT_CHUNK_BYTES", 1)  # one item per chunk
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        together = _plain(tfm(AudioTensor(wav, sr=16000)))
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(together, torch.cat(alone))
+    torch.testing.assert_close(together, _torchaudio_db(wav, n_mels=n_mels, top_db=None).maximum(
+        torch.stack([a.amax() for a in alone]).reshape(-1, 1, 1, 1) - 60.0), rtol=0, atol=DB_ATOL)
+
+
+def test_cpu_path_non_contiguous_input_and_input_left_alone():
+    base = _clips(4, seconds=0.5, seed=9)
+    wav = base.transpose(0, 1).contiguous().transpose(0, 1)[::2]  # strided view of 2 clips
+    assert not wav.is_contiguous()
+    before = wav.clone()
+    out = AudioToSpec(to_db=False)(AudioTensor(wav, sr=16000))
+    torch.testing.assert_close(_plain(out), _torchaudio_db(wav.contiguous(), to_db=False), rtol=1e-5, atol=1e-9)
+    assert torch.equal(wav, before)
+
+
+def test_too_short_for_reflect_padding_raises_like_torch():
+    wav = torch.randn(2, 1, 150)  # reflect padding by n_fft // 2 = 200 needs more than 200 samples
+    with pytest.raises(RuntimeError) as ours:
+        AudioToSpec()(AudioTensor(wav, sr=16000))
+    with pytest.raises(RuntimeError) as theirs:
+        torchaudio.transforms.Spectrogram()(wav)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_concurrent_calls_from_threads_each_get_their_own_result():
+    "Scratch buffers are per thread: two threads transforming different batches at once do not mix them."
+    from concurrent.futures import ThreadPoolExecutor
+
+    tfm = AudioToSpec(n_mels=64, n_fft=1024, hop_length=400)
+    batches = [_clips(6, seconds=1.0, seed=20 + i) for i in range(4)]
+    expected = [_plain(tfm(AudioTensor(b, sr=16000))) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda b: _plain(tfm(AudioTensor(b, sr=16000))), batches))
+            assert all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+
+
+def test_thread_pool_is_recreated_in_a_forked_process(monkeypatch):
+    """A forked process (a DataLoader worker) does not have the parent's pool threads: `_pool` makes
+    a new pool when the process id changed, instead of queueing work no thread will run."""
+    import fastspecnorm.spectrogram as spectrogram_module
+
+    monkeypatch.setattr(spectrogram_module, "_POOL", spectrogram_module._POOL)  # restored afterwards
+    parent_pool = spectrogram_module._pool(2)
+    assert spectrogram_module._pool(2) is parent_pool  # reused within a process
+    monkeypatch.setattr(spectrogram_module.os, "getpid", lambda: -1)  # as seen from a forked child
+    child_pool = spectrogram_module._pool(2)
+    assert child_pool is not parent_pool
+    assert child_pool.submit(lambda: 42).result(timeout=10) == 42
