@@ -116,7 +116,8 @@ def main(argv=None) -> None:
           f"bs {dls.bs}, {len(dls.train_ds)} training / {len(dls.valid_ds)} validation clips, "
           f"num_workers {dls.train.fake_l.num_workers}, device {dls.device}")
     # Fixed statistics: the statistics pass is benchmarked separately (stats_pass.py).
-    install_normalizer(dls, SpecNormalize(torch.tensor(-30.0).reshape(1, 1, 1, 1), torch.tensor(20.0).reshape(1, 1, 1, 1)))
+    # inplace=True: as StatsCallback installs it right after AudioToSpec
+    install_normalizer(dls, SpecNormalize(torch.tensor(-30.0).reshape(1, 1, 1, 1), torch.tensor(20.0).reshape(1, 1, 1, 1), inplace=True))
     clock = DataClock()
     learn = esc50_learner(dls, cbs=[_BatchArrived(clock), _StepDone(clock)])
     with learn.no_bar(), learn.no_logging():

@@ -171,7 +171,8 @@ def fastspecnorm_dls(root: Path, preset: str, bs: int, num_workers: int | None, 
     t = time.perf_counter()
     dls = esc50_dataloaders(root, valid_fold=1, bs=bs, preset=preset, device=device, num_workers=num_workers, cache=cache_dir)
     build_s = time.perf_counter() - t
-    install_normalizer(dls, SpecNormalize(torch.tensor(MEAN_DB).reshape(1, 1, 1, 1), torch.tensor(STD_DB).reshape(1, 1, 1, 1)))
+    # inplace=True: as StatsCallback installs it right after AudioToSpec (the values do not change)
+    install_normalizer(dls, SpecNormalize(torch.tensor(MEAN_DB).reshape(1, 1, 1, 1), torch.tensor(STD_DB).reshape(1, 1, 1, 1), inplace=True))
     return dls, build_s
 
 

@@ -120,6 +120,17 @@ def install_normalizer(dls, norm: SpecNormalize) -> None:
             norm.mean, norm.std = norm.mean.to(dl.device), norm.std.to(dl.device)
 
 
+def _normalizes_fresh_spectrograms(dls) -> bool:
+    """Whether a spectrogram normalizer (order 99) installed on `dls` would get `AudioToSpec`'s own
+    output on every loader, a fresh tensor it may overwrite (`inplace`): `AudioToSpec` is the last
+    transform before it."""
+    for dl in dls.loaders:
+        before = [t for t in dl.after_batch.fs if not isinstance(t, SPEC_NORMALIZERS) and getattr(t, "order", 0) <= SpecNormalize.order]
+        if not before or not isinstance(before[-1], AudioToSpec):
+            return False
+    return True
+
+
 class StatsCallback(Callback):
     """Before fitting, compute mean/std of the training spectrograms and install `SpecNormalize`.
 
@@ -177,7 +188,8 @@ class StatsCallback(Callback):
         settings = self.settings(dls)
         if self.stats_recorder is None or self.stats_recorder.settings != settings:
             self.stats_recorder = self._load_or_collect(dls, settings)
-        install_normalizer(dls, SpecNormalize.from_stats(self.stats_recorder, min_std=self.min_std))
+        norm = SpecNormalize.from_stats(self.stats_recorder, min_std=self.min_std, inplace=_normalizes_fresh_spectrograms(dls))
+        install_normalizer(dls, norm)
 
     def _load_or_collect(self, dls, settings) -> StatsRecorder:
         # Under torch.distributed the choice must be the same on every rank (collecting ends in a

@@ -194,7 +194,9 @@ def esc50_datablock(root: str | os.PathLike, vocab, valid_fold: int = 1, setting
         from .cache import AudioCache
 
         cache = AudioCache.for_settings(root / "audio", s.sample_rate, cache_dir=None if s.cache is True else s.cache, dtype=s.audio_dtype)
-    tfms = ([WaveformNormalize()] if s.waveform_norm else []) + [s.spectrogram()] + list(batch_tfms)
+    # WaveformNormalize is the first batch transform: the batch it gets is the loader's fresh one,
+    # so it standardizes in place instead of allocating another batch-sized tensor.
+    tfms = ([WaveformNormalize(inplace=True)] if s.waveform_norm else []) + [s.spectrogram()] + list(batch_tfms)
     return DataBlock(
         blocks=(AudioBlock(sample_rate=s.sample_rate, cache=cache, dtype=s.audio_dtype), CategoryBlock(vocab=list(vocab), sort=False)),
         get_x=ColReader("filename", pref=root / "audio"),

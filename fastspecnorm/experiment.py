@@ -127,7 +127,8 @@ def train_one(root: Path, norm: str, fold: int, seed: int, preset: str = "quick"
     settings = get_settings(preset, **overrides)
     n_epochs = epochs or settings.epochs
     set_seed(seed, reproducible=True)
-    batch_tfms = {"instance": [InstanceMinMax()], "dbrange": [DbRangeNormalize()]}.get(norm, [])
+    # Right after AudioToSpec, on its fresh output: in place saves a batch-sized allocation.
+    batch_tfms = {"instance": [InstanceMinMax(inplace=True)], "dbrange": [DbRangeNormalize(inplace=True)]}.get(norm, [])
     dls = esc50_dataloaders(root, valid_fold=fold, preset=preset, batch_tfms=batch_tfms, **overrides)
     cbs = []
     if norm in STATS_RED_DIMS:

@@ -43,6 +43,20 @@ def _tracks_grad(t: Tensor) -> bool:
     return torch.is_grad_enabled() and t.requires_grad
 
 
+def _working_copy(x: Tensor, inplace: bool) -> tuple[Tensor, bool]:
+    """`x` in its compute dtype, and whether that tensor may be overwritten: a conversion copy
+    always may; `x` itself only when `inplace` and autograd does not track it."""
+    xc = x.to(_compute_dtype(x))
+    return xc, xc is not x or (inplace and not _tracks_grad(x))
+
+
+def _result(out: Tensor, x: Tensor, inplace: bool) -> Tensor:
+    "`out` in x's dtype; with `inplace` (and no autograd on x), written into `x` and returned as `x`."
+    if inplace and not _tracks_grad(x) and out.shape == x.shape:
+        return out if out is x else x.copy_(out)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
 def _check_float(x: Tensor, name: str) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -50,14 +64,15 @@ def _check_float(x: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert it with .float()")
 
 
-def standardize_waveform(x: Tensor, eps: float = 1e-8) -> Tensor:
+def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False) -> Tensor:
     """Zero mean and unit (population) standard deviation per item and channel, over samples.
 
     x: `(..., samples)`, e.g. `(batch, channels, samples)` or one clip `(channels, samples)`.
     A constant waveform (a silent clip: std <= eps) becomes all zeros, never NaN; any other clip,
     however quiet (e.g. 1e-7 amplitude, below one 16-bit step), is scaled to unit std.
     A clip whose std is below 1e-5 of its mean (a constant level, up to rounding) is silent too.
-    Returns a tensor of the same shape and dtype.
+    Returns a tensor of the same shape and dtype; with `inplace`, x itself holds the result (unless
+    autograd tracks x), which saves allocating a batch-sized tensor (see `WaveformNormalize`).
 
     >>> standardize_waveform(torch.tensor([[1.0, 3.0]]))
     tensor([[-1.,  1.]])
@@ -65,11 +80,11 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8) -> Tensor:
     _check_float(x, "x")
     if x.shape[-1] == 0:
         raise ValueError(f"x has no samples (shape {tuple(x.shape)}); expected (..., samples) with samples > 0")
-    xc = x.to(_compute_dtype(x))
+    xc, writable = _working_copy(x, inplace)
     # Two passes (the mean, then the norm of the deviations) instead of torch.std_mean, which is
     # about 4x slower on CPU; the deviations are needed for the result anyway.
     mean = xc.mean(dim=-1, keepdim=True)
-    centered = xc - mean
+    centered = xc.sub_(mean) if writable else xc - mean
     std = torch.linalg.vector_norm(centered, dim=-1, keepdim=True) / math.sqrt(x.shape[-1])
     # A constant clip whose rounded mean is off by a step keeps deviations of that step (about
     # 1e-7 of its level): variation below 1e-5 of the level is below the precision of the
@@ -82,17 +97,18 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8) -> Tensor:
         out = centered.div_(scale)
         if bool(silent.any()):  # std <= eps without being constant: force exact zeros
             out.masked_fill_(silent, 0.0)
-    return out.to(x.dtype)
+    return _result(out, x, inplace)
 
 
-def instance_minmax(x: Tensor, eps: float = 1e-6) -> Tensor:
+def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False) -> Tensor:
     """Per item: standardize, then map to [0, 1] with the item's own min and max.
 
     x: `(batch, freq, time)` or `(batch, channels, freq, time)`; every statistic is taken per item
     over all non-batch dimensions, never across the batch, so an item's result does not depend on
     the other items of its batch. Steps per item: `z = (x - mean) / (std + eps)`; if
     `max(z) - min(z) > eps`, `(clamp(z, min, max) - min) / (max - min)`, else all zeros (a constant
-    spectrogram such as a silent clip's). Returns the same shape and dtype, values in [0, 1].
+    spectrogram such as a silent clip's). Returns the same shape and dtype, values in [0, 1]; with
+    `inplace`, x itself holds the result (unless autograd tracks x).
     """
     _check_float(x, "x")
     if x.dim() not in (3, 4):
@@ -100,32 +116,46 @@ def instance_minmax(x: Tensor, eps: float = 1e-6) -> Tensor:
             f"instance_minmax expects (batch, freq, time) or (batch, channels, freq, time), got shape {tuple(x.shape)}"
         )
     if x.shape[0] == 0:
-        return x.clone()
-    xc = x.to(_compute_dtype(x))
+        return x if inplace else x.clone()
+    xc, writable = _working_copy(x, inplace)
     flat = xc.reshape(x.shape[0], -1)
+    writable = writable and flat.data_ptr() == xc.data_ptr() and flat.is_contiguous()  # a view, not a copy
     std, mean = torch.std_mean(flat, dim=1, keepdim=True, correction=0)
-    z = (flat - mean) / (std + eps)
-    lo = z.amin(dim=1, keepdim=True)
-    hi = z.amax(dim=1, keepdim=True)
-    rng = hi - lo
-    ok = rng > eps
-    scaled = (torch.maximum(torch.minimum(z, hi), lo) - lo) / torch.where(ok, rng, torch.ones_like(rng))
-    out = torch.where(ok, scaled, torch.zeros_like(scaled))
-    return out.reshape(x.shape).to(x.dtype)
+    if _tracks_grad(flat):
+        z = (flat - mean) / (std + eps)
+        lo, hi = z.amin(dim=1, keepdim=True), z.amax(dim=1, keepdim=True)
+        rng = hi - lo
+        ok = rng > eps
+        scaled = (torch.maximum(torch.minimum(z, hi), lo) - lo) / torch.where(ok, rng, torch.ones_like(rng))
+        out = torch.where(ok, scaled, torch.zeros_like(scaled))
+    else:  # the same operations, one batch-sized tensor (none with inplace)
+        z = (flat.sub_(mean) if writable else flat - mean).div_(std + eps)
+        lo, hi = z.amin(dim=1, keepdim=True), z.amax(dim=1, keepdim=True)
+        rng = hi - lo
+        ok = rng > eps
+        out = z.clamp_(lo, hi).sub_(lo).div_(torch.where(ok, rng, torch.ones_like(rng)))
+        if not bool(ok.all()):
+            out.masked_fill_(~ok, 0.0)
+    return _result(out.reshape(x.shape), x, inplace)
 
 
-def db_range(x: Tensor, min_level_db: float = -100.0, clip: bool = True, ref_level_db: float = 0.0) -> Tensor:
+def db_range(x: Tensor, min_level_db: float = -100.0, clip: bool = True, ref_level_db: float = 0.0, inplace: bool = False) -> Tensor:
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`.
 
     x: a spectrogram in dB, any shape. `min_level_db` (dB, < 0) maps to 0 and `ref_level_db` maps to
     1; with `clip` the result is clamped to [0, 1] (values outside the assumed range are common on
-    real audio, so clipping loses them; `db_range_inverse` cannot bring them back).
+    real audio, so clipping loses them; `db_range_inverse` cannot bring them back). With `inplace`,
+    x itself holds the result (unless autograd tracks x).
     """
     _check_float(x, "x")
     if not min_level_db < 0:
         raise ValueError(f"min_level_db must be negative (dB), got {min_level_db}")
-    y = (x - ref_level_db - min_level_db) / -min_level_db
-    return y.clamp(0.0, 1.0) if clip else y
+    if _tracks_grad(x):
+        y = (x - ref_level_db - min_level_db) / -min_level_db
+        return y.clamp(0.0, 1.0) if clip else y
+    # The same operations in the same order, in one tensor (x itself with inplace).
+    y = (x.sub_(ref_level_db) if inplace else x - ref_level_db).sub_(min_level_db).div_(-min_level_db)
+    return y.clamp_(0.0, 1.0) if clip else y
 
 
 def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: float = 0.0) -> Tensor:
@@ -136,19 +166,22 @@ def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: floa
     return y * -min_level_db + min_level_db + ref_level_db
 
 
-def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False) -> Tensor:
     """`(x - mean) / std` with broadcasting statistics, e.g. `mean` of shape `(1, 1, freq, 1)` per
     frequency bin or `(1, channels, 1, 1)` global, against x `(batch, channels, freq, time)`.
     Statistics are moved to x's device; float16/bfloat16 x is computed in float32 and cast back
     (values beyond the float16 range, e.g. a floored std under unseen data, become +-inf there).
-    The caller floors `std` (see `SpecNormalize`)."""
+    The caller floors `std` (see `SpecNormalize`). With `inplace`, x itself holds the result (unless
+    autograd tracks x, or the statistics broadcast to more than x's shape).
+    """
     _check_float(x, "x")
-    dt = _compute_dtype(x)
-    xc = x if x.dtype == dt else x.to(dt)
-    centered = xc - mean.to(device=x.device, dtype=dt)
-    std = std.to(device=x.device, dtype=dt)
+    xc, writable = _working_copy(x, inplace)
+    mean = mean.to(device=x.device, dtype=xc.dtype)
+    std = std.to(device=x.device, dtype=xc.dtype)
+    writable = writable and torch.broadcast_shapes(mean.shape, std.shape, xc.shape) == xc.shape
+    centered = xc.sub_(mean) if writable else xc - mean
     out = centered / std if _tracks_grad(centered) else centered.div_(std)  # same values; in place saves a copy
-    return out if out.dtype == x.dtype else out.to(x.dtype)
+    return _result(out, x, inplace)
 
 
 def denormalize(y: Tensor, mean: Tensor, std: Tensor) -> Tensor:

@@ -20,14 +20,17 @@ import soundfile as sf
 import torch
 import torchaudio
 from fastai.learner import Learner, load_learner
+from fasttransform import Transform
 from torch import nn
 
 import fastspecnorm.callback as callback_module
 from fastspecnorm import (
+    AudioSpectrogram,
     InstanceMinMax,
     SpecNormalize,
     StatsCallback,
     StatsRecorder,
+    WaveformNormalize,
     collect_stats,
     esc50_dataloaders,
     stats_loader,
@@ -274,3 +277,38 @@ def test_export_and_load_learner_normalize_and_predict_identically(tiny_esc50, t
     # the loaded learner kept its frozen statistics through get_preds (whose before_fit has no training data)
     loaded_cb = next(c for c in loaded.cbs if isinstance(c, StatsCallback))
     assert torch.equal(loaded_cb.stats_recorder.mean, cb.stats_recorder.mean)
+
+
+class _Stash(Transform):
+    "A spectrogram augmentation stand-in that keeps a reference to what it returns."
+
+    order = 80
+
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        self.last = x
+        return x
+
+
+def test_installed_normalizer_works_in_place_only_on_audio_to_spec_output(tiny_esc50):
+    dls = make_dls(tiny_esc50)
+    learn = make_learner(dls, StatsCallback())
+    learn.fit(1)
+    norm = spec_normalizers(dls.valid)[0]
+    assert norm.inplace  # AudioToSpec's fresh output comes right before it
+    assert all(t.inplace for dl in dls.loaders for t in dl.after_batch.fs if isinstance(t, WaveformNormalize))
+    # the same batch as an out-of-place normalizer gives
+    xb = plain(dls.valid.one_batch()[0])
+    out_of_place = SpecNormalize(norm.mean, norm.std)
+    dls.valid.after_batch.fs = dls.valid.after_batch.fs.filter(lambda t: not isinstance(t, SpecNormalize))
+    dls.valid.after_batch.add(out_of_place)
+    assert torch.equal(xb, plain(dls.valid.one_batch()[0]))
+
+    # a transform between AudioToSpec and the normalizer may keep its output: then out of place
+    dls2 = make_dls(tiny_esc50, batch_tfms=[_Stash()])
+    learn2 = make_learner(dls2, StatsCallback())
+    learn2.fit(1)
+    assert not spec_normalizers(dls2.valid)[0].inplace
+    stash = next(t for t in dls2.valid.after_batch.fs if isinstance(t, _Stash))
+    xb2 = dls2.valid.one_batch()[0]
+    assert plain(stash.last).mean() < -20  # still in dB, not overwritten by the normalized batch
+    assert abs(float(plain(xb2).mean())) < 5

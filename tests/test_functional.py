@@ -351,3 +351,61 @@ def test_naive_merge_differs_only_by_ddof_and_item_weights(seed):
     m_items, s_items = F.naive_merge_mean_std(means, [torch.tensor(b.std(ddof=1)) for b in batches], [b.shape[0] for b in batches])
     assert abs(float(m_items) - truth.mean()) > 1e-3  # item weights misplace even the mean
     assert abs(float(s_items) - truth.std()) / truth.std() > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# inplace=True: the same values written into x (what the batch pipelines use to save allocations)
+
+
+def _inplace_cases():
+    g = torch.Generator().manual_seed(7)
+    wav = torch.randn(4, 2, 300, generator=g) * 0.3 + 0.05
+    wav[1] = 0.25  # a constant (silent) clip
+    spec = torch.randn(3, 2, 6, 7, generator=g) * 15 - 40
+    spec[2] = -100.0  # a constant spectrogram
+    mean, std = torch.tensor([[[[-40.0]], [[-35.0]]]]), torch.tensor([[[[12.0]], [[9.0]]]])
+    return [
+        ("standardize_waveform", wav, lambda x, **kw: F.standardize_waveform(x, **kw), lambda x: ref_standardize(x)),
+        ("instance_minmax", spec, lambda x, **kw: F.instance_minmax(x, **kw), lambda x: ref_instance_minmax(x)),
+        ("db_range", spec, lambda x, **kw: F.db_range(x, -100.0, True, 20.0, **kw), lambda x: np.clip((x - 20.0 + 100.0) / 100.0, 0, 1)),
+        ("normalize", spec, lambda x, **kw: F.normalize(x, mean, std, **kw), lambda x: (x - mean.double().numpy()) / std.double().numpy()),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4), ids=[c[0] for c in _inplace_cases()])
+def test_inplace_writes_the_same_values_into_x(case):
+    name, x0, fn, ref = _inplace_cases()[case]
+    expected = fn(x0.clone())
+    x = x0.clone()
+    out = fn(x, inplace=True)
+    assert out.data_ptr() == x.data_ptr() and out.shape == x.shape  # x holds the result
+    assert torch.equal(out, expected) and torch.equal(x, expected)  # bit for bit the out-of-place values
+    np.testing.assert_allclose(np64(x), ref(np64(x0)), rtol=0, atol=1e-5)  # against NumPy float64
+    # the default leaves x alone
+    x = x0.clone()
+    fn(x)
+    assert torch.equal(x, x0)
+
+
+@pytest.mark.parametrize("case", range(4), ids=[c[0] for c in _inplace_cases()])
+def test_inplace_half_precision_and_autograd(case):
+    name, x0, fn, _ = _inplace_cases()[case]
+    # float16 is computed in float32 and the result copied back into x
+    xh = x0.half()
+    out = fn(xh, inplace=True)
+    assert out.data_ptr() == xh.data_ptr() and out.dtype == torch.float16
+    assert torch.equal(out, fn(x0.half()))
+    # a tensor autograd tracks is never overwritten: inplace is ignored and gradients flow
+    xg = x0.clone().requires_grad_(True)
+    out = fn(xg, inplace=True)
+    assert out.data_ptr() != xg.data_ptr() and torch.equal(xg.detach(), x0)
+    out.sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+
+
+def test_normalize_inplace_falls_back_when_stats_broadcast_beyond_x():
+    x = torch.randn(2, 5)  # stats of shape (3, 1, 1) broadcast to (3, 2, 5): cannot be written into x
+    before = x.clone()
+    y = F.normalize(x, torch.zeros(3, 1, 1), torch.ones(3, 1, 1) * 2, inplace=True)
+    assert y.shape == (3, 2, 5) and torch.equal(x, before)
+    np.testing.assert_allclose(np64(y), np.broadcast_to(np64(before) / 2, (3, 2, 5)), rtol=0, atol=1e-7)
