@@ -25,6 +25,7 @@ from fastai.data.transforms import ToTensor
 from fasttransform import Pipeline
 from torch import Tensor
 
+from . import _buffers
 from .core import AudioTensor, LoadAudio, ResizeSignal, crop_pad
 
 __all__ = ["AudioDataLoader"]
@@ -115,7 +116,8 @@ class AudioDataLoader(TfmdDL):
         channels = {(c if c is not None else s).shape[0] for c, s in clips}
         if len(channels) != 1:
             raise RuntimeError(f"clips in one batch have different channel counts {sorted(channels)}; use mono=True")
-        out = np.empty((len(idxs), channels.pop(), n), dtype=np.float32)
+        # A buffer of an earlier batch that nothing references any more, else a new one (see _buffers).
+        out = _buffers.WAVEFORM_BATCHES.get((len(idxs), channels.pop(), n), np.float32)
         for j, (clip, stored) in enumerate(clips):
             length = (clip if clip is not None else stored).shape[-1]
             start = resize.crop_start(length - n, split_idx)  # the per-item path's draw, in its order

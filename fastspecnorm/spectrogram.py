@@ -14,6 +14,7 @@ import torchaudio
 from fasttransform import DisplayedTransform
 from torch import Tensor, nn
 
+from . import _buffers
 from .core import AudioSpectrogram, AudioTensor
 
 __all__ = ["AudioToSpec", "spec_shape"]
@@ -134,7 +135,7 @@ class AudioToSpec(DisplayedTransform):
     def _cpu_spectrogram(self, wav: Tensor) -> Tensor:
         """The (mel) spectrogram, in dB when `to_db`, of a CPU float32 batch `(batch, ..., samples)`,
         computed a few items at a time in reused scratch buffers, so that every intermediate stays
-        in the CPU cache and the only full-size allocation is the result.
+        in the CPU cache; the result goes into a recycled batch buffer when one is free (`_buffers`).
 
         The same arithmetic as `torch.stft(center=True, pad_mode="reflect")`, which torchaudio
         calls: reflect-pad by `n_fft // 2`, frame, multiply by the window, real FFT; then
@@ -157,7 +158,8 @@ class AudioToSpec(DisplayedTransform):
         n_out = self.n_mels or n_freq
         inner = wav.shape[1:-1]
         rows_per_item = max(1, math.prod(inner))
-        out = wav.new_empty((wav.shape[0], *inner, n_out, n_frames))
+        # A spectrogram batch of earlier that nothing references any more, else a new one (see _buffers).
+        out = _buffers.SPECTROGRAM_BATCHES.get((wav.shape[0], *inner, n_out, n_frames), torch.float32)
         step = max(1, _STFT_CHUNK_BYTES // (8 * n_freq * n_frames * rows_per_item))
         fb = module.mel_scale.fb if self.n_mels else None
 
