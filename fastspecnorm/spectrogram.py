@@ -10,14 +10,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchaudio
 from fasttransform import DisplayedTransform
 from torch import Tensor, nn
 
 from . import _buffers
+from ._compat import import_torchaudio
 from .core import AudioSpectrogram, AudioTensor
 
 __all__ = ["AudioToSpec", "spec_shape"]
+
+torchaudio = import_torchaudio()
 
 # On CPU, the STFT is taken a few items at a time so that its complex output (about this size) stays
 # in the CPU cache and is reused, instead of a fresh full-batch allocation costing page faults.
