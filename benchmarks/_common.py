@@ -31,7 +31,7 @@ def bench_dir() -> Path:
 
 def synthetic_esc50(n_classes: int = 10, clips_per_class: int = 40, sample_rate: int = 44100) -> Path:
     "An ESC-50-layout folder of 5 s, 44.1 kHz, 16-bit clips (generated once, then reused)."
-    from fastspecnorm.synthetic import make_synthetic_esc50
+    from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
     root = bench_dir() / f"esc50-synthetic-{n_classes}x{clips_per_class}-{sample_rate}"
     t = time.perf_counter()

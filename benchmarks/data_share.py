@@ -1,6 +1,6 @@
 """Share of data time in training epochs: how long the training loop waits for batches.
 
-Trains xResNet18 (`fastspecnorm.esc50_learner`) with `fit_one_cycle` on an ESC-50-layout folder
+Trains xResNet18 (`fastspecnorm.datasets.esc50_learner`) with `fit_one_cycle` on an ESC-50-layout folder
 (default: a synthetic one, 44.1 kHz 5 s clips) and times, per batch, the gap between the end of
 one step (`after_batch`, after every other callback) and the start of the next (`before_batch`,
 before every other callback): the time spent fetching the batch, including the batch transforms

@@ -40,7 +40,7 @@ from fastspecnorm import collect_stats  # noqa: E402
 
 class ArticleStatsRecorder:
     """The reference article's recorder, as published (float32, item-count weighted merge of
-    per-batch means and unbiased stds; see `fastspecnorm.functional.naive_merge_mean_std`)."""
+    per-batch means and unbiased stds; tests/article_merge.py documents its error)."""
 
     def __init__(self, red_dims=(0, 2, 3)):
         self.red_dims = red_dims

@@ -7,13 +7,13 @@ Public names (see the README): the audio core (`AudioTensor`, `AudioSpectrogram`
 """
 
 from . import functional
-from .cache import AudioCache
-from .callback import StatsCallback, install_normalizer, stats_loader
-from .core import (
+from .audio import (
     AudioBlock,
+    AudioCache,
     AudioLoadError,
     AudioSpectrogram,
     AudioTensor,
+    AudioToSpec,
     DownmixMono,
     LoadAudio,
     Resample,
@@ -22,8 +22,10 @@ from .core import (
     downmix_mono,
     load_audio,
     resample,
+    spec_shape,
 )
-from .esc50 import (
+from .callback import StatsCallback, install_normalizer, stats_loader
+from .datasets.esc50 import (
     PRESETS,
     CrossValidationSplitter,
     ESC50Settings,
@@ -33,11 +35,9 @@ from .esc50 import (
     get_settings,
     read_esc50_meta,
 )
-from .loader import AudioDataLoader
+from .datasets.validate import DatasetValidationError, ValidationReport, validate_esc50
 from .normalize import DbRangeNormalize, InstanceMinMax, SpecNormalize, WaveformNormalize
-from .spectrogram import AudioToSpec, spec_shape
 from .stats import StatsRecorder, collect_stats
-from .validate import DatasetValidationError, ValidationReport, validate_esc50
 
 __version__ = "0.1.0"
 
@@ -56,7 +56,6 @@ __all__ = [
     "resample",
     "crop_pad",
     "AudioCache",
-    "AudioDataLoader",
     "AudioToSpec",
     "spec_shape",
     "WaveformNormalize",

@@ -15,8 +15,8 @@ from fastai.callback.core import Callback
 from fastai.torch_core import no_random
 from fasttransform import Pipeline
 
+from .audio.spectrogram import AudioToSpec
 from .normalize import SPEC_NORMALIZERS, SpecNormalize
-from .spectrogram import AudioToSpec
 from .stats import StatsRecorder, _normalize_red_dims, check_fraction, collect_stats, n_batches_for
 
 __all__ = ["StatsCallback", "stats_loader", "stats_item_indices", "install_normalizer", "pipeline_settings"]

@@ -22,7 +22,7 @@ from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
 from . import functional as F
-from .core import AudioSpectrogram, AudioTensor
+from .audio.tensors import AudioSpectrogram, AudioTensor
 
 __all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize", "SPEC_NORMALIZERS"]
 

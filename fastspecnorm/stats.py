@@ -4,7 +4,7 @@ The recorder keeps float64 sufficient statistics (count, mean, M2) per kept posi
 batches with Chan's formula (`functional.merge_moments`), so the result equals NumPy float64 on
 the concatenated data whatever the batch sizes, lengths or number of processes. Compare the
 reference article's recorder, which merged unbiased per-batch stds with item-count weights in
-float32 (`functional.naive_merge_mean_std` reproduces it): close, but not exact.
+float32 (the tests reproduce it): close, but not exact.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ._io import atomic_write
-from .functional import Moments, batch_moments, fast_moments, merge_moments, moments_std
+from .functional import Moments, batch_moments, merge_moments, moments_std
 
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
 
@@ -105,15 +105,9 @@ class StatsRecorder:
         if mask is not None:
             self._check_finite(x, mask)
         with torch.no_grad():
-            # NaN/Inf in unmasked batches show up in the moments, so the data are scanned for them
-            # only when they do (a separate isfinite pass costs as much as the moments themselves).
-            # float32 CPU batches: float32 reads, float64 accumulation (`fast_moments`, ~3e-7 relative)
-            new = fast_moments(x, self.red_dims) if mask is None else None
-            if new is None:
-                new = batch_moments(x, self.red_dims, mask)
+            new = batch_moments(x, self.red_dims, mask)
             if mask is None and not (bool(torch.isfinite(new.mean).all()) and bool(torch.isfinite(new.m2).all())):
-                self._check_finite(x, None)
-                new = batch_moments(x.double(), self.red_dims)  # finite, but squares beyond the float32 range
+                self._check_finite(x, None)  # NaN/Inf show up in the moments: only then scan the data for them
         if self.moments is None:
             self.moments, self.ndim = new, x.dim()
         else:

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from fastspecnorm.synthetic import make_synthetic_esc50  # noqa: E402
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50  # noqa: E402
 
 # The tiny ESC-50 stand-in: 4 classes x 5 clips over 5 folds (one clip per class and fold),
 # 1 s clips at 16 kHz, so no resampling and no cropping happens on the way to the spectrogram.

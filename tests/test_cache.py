@@ -1,4 +1,4 @@
-"""Tests for `fastspecnorm.cache.AudioCache` and the batch assembly of `fastspecnorm.loader`.
+"""Tests for `fastspecnorm.audio.cache.AudioCache` and cached vs uncached epochs.
 
 The reference for every cached value is the uncached path: `AudioTensor.create` (decode, downmix,
 resample) followed by `quantize_waveform` to the cache's storage precision. The cache must give
@@ -22,9 +22,9 @@ from fastai.torch_core import set_seed
 from torch import Tensor
 
 from fastspecnorm import AudioLoadError, AudioTensor, esc50_dataloaders
-from fastspecnorm.cache import CACHE_ENV, AudioCache, _from_storage, _to_storage, default_cache_dir
-from fastspecnorm.core import quantize_waveform
-from fastspecnorm.synthetic import make_synthetic_esc50
+from fastspecnorm.audio import quantize_waveform
+from fastspecnorm.audio.cache import CACHE_ENV, AudioCache, _from_storage, _to_storage, default_cache_dir
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 SOURCE_RATE = 22050
 RATE = 16000
@@ -267,7 +267,6 @@ def test_cached_epochs_equal_uncached_epochs(esc50, tmp_path):
     assert uncached.train.dataset.tls[0].tfms.fs[-1].cache is None
     for seed in (1, 2):  # two training epochs: random crops differ between epochs, never between paths
         assert_same_batches(epoch(cached.train, seed), epoch(uncached.train, seed))
-    assert cached.train._cached_plan is not None  # the batch-at-once path was taken
     assert_same_batches(epoch(cached.valid, 3), epoch(uncached.valid, 3))
 
 
@@ -277,17 +276,6 @@ def test_cached_epoch_with_two_workers(esc50, tmp_path):
     assert cached.train.fake_l.num_workers == 2
     assert_same_batches(epoch(cached.train, 5), epoch(uncached.train, 5))
 
-
-def test_other_item_transforms_take_fastais_per_item_path(esc50, tmp_path):
-    from fastspecnorm import DownmixMono
-
-    cached = make_dls(esc50, tmp_path / "c")
-    dl = cached.train.new(after_item=list(cached.train.after_item.fs) + [DownmixMono()])
-    dl.before_iter()
-    assert dl._cached_plan is None
-    uncached = make_dls(esc50, False)
-    ref = uncached.train.new(after_item=list(uncached.train.after_item.fs) + [DownmixMono()])
-    assert_same_batches(epoch(dl, 7), epoch(ref, 7))
 
 
 def test_stale_entry_inside_a_batch_is_decoded(esc50, tmp_path):

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from fastspecnorm import StatsRecorder
-from fastspecnorm.results import ResultsStore
-from fastspecnorm.synthetic import make_synthetic_esc50
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
+from fastspecnorm.experiment.results import ResultsStore
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL hooks read /proc/self/fd")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fastspecnorm.synthetic import make_synthetic_esc50
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = {"n_classes": 3, "clips_per_class": 5, "n_folds": 5, "sample_rate": 16000, "duration": 1.0, "seed": 0}

@@ -22,7 +22,7 @@ import torch
 
 from fastspecnorm import StatsRecorder, collect_stats, esc50_dataloaders
 from fastspecnorm.callback import _ItemSubset, stats_item_indices, stats_loader
-from fastspecnorm.synthetic import make_synthetic_esc50
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2

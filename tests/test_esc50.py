@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from fastspecnorm import CrossValidationSplitter, esc50_dataloaders, get_settings, read_esc50_meta
-from fastspecnorm.synthetic import make_synthetic_esc50
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 
 @pytest.fixture(scope="module")

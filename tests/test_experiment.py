@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fastspecnorm import experiment
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 from fastspecnorm.experiment import ExperimentConfig, main, run_experiment
-from fastspecnorm.synthetic import make_synthetic_esc50
+from fastspecnorm.experiment import runner as experiment
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"duration": 1.0, "bs": 4, "num_workers": 0}
@@ -122,7 +122,7 @@ def test_command_line_script_runs(esc, tmp_path):
 
 @pytest.mark.parametrize("norm, standardized", [("none", False), ("dbrange", False), ("global", True), ("instance", True)])
 def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized):
-    import fastspecnorm.esc50
+    import fastspecnorm.datasets.esc50
 
     seen = {}
 
@@ -133,7 +133,7 @@ def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized)
         seen.update(kwargs)
         raise Stop
 
-    monkeypatch.setattr(fastspecnorm.esc50, "esc50_dataloaders", capture)
+    monkeypatch.setattr(fastspecnorm.datasets.esc50, "esc50_dataloaders", capture)
     with pytest.raises(Stop):
         experiment.train_one(esc, norm, 1, 0, "quick", 1, **TINY)
     assert seen.get("waveform_norm", True) is standardized

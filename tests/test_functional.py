@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from article_merge import naive_merge_mean_std
 
 from fastspecnorm import functional as F
 
@@ -307,7 +308,7 @@ def test_merge_moments_is_pure_and_handles_empty_positions():
 
 
 # ---------------------------------------------------------------------------------------------
-# naive_merge_mean_std: the reference article's merge, documented by test
+# the reference article's merge (tests/article_merge.py), documented by test
 
 
 def _article_batches(seed):
@@ -323,7 +324,7 @@ def test_naive_merge_is_measurably_off_on_uneven_batches(seed):
     means = [torch.tensor(b.mean()) for b in batches]
     unbiased = [torch.tensor(b.std(ddof=1)) for b in batches]
     items = [b.shape[0] for b in batches]
-    _, naive_std = F.naive_merge_mean_std(means, unbiased, items)
+    _, naive_std = naive_merge_mean_std(means, unbiased, items)
     exact = F.batch_moments(torch.from_numpy(batches[0]), (0, 1, 2, 3))
     for b in batches[1:]:
         exact = F.merge_moments(exact, F.batch_moments(torch.from_numpy(b), (0, 1, 2, 3)))
@@ -345,10 +346,10 @@ def test_naive_merge_differs_only_by_ddof_and_item_weights(seed):
     means = [torch.tensor(b.mean()) for b in batches]
     pop = [torch.tensor(b.std()) for b in batches]
     values = [b.size for b in batches]
-    m, s = F.naive_merge_mean_std(means, pop, values)
+    m, s = naive_merge_mean_std(means, pop, values)
     np.testing.assert_allclose(float(m), truth.mean(), rtol=1e-12)
     np.testing.assert_allclose(float(s), truth.std(), rtol=1e-12)
-    m_items, s_items = F.naive_merge_mean_std(means, [torch.tensor(b.std(ddof=1)) for b in batches], [b.shape[0] for b in batches])
+    m_items, s_items = naive_merge_mean_std(means, [torch.tensor(b.std(ddof=1)) for b in batches], [b.shape[0] for b in batches])
     assert abs(float(m_items) - truth.mean()) > 1e-3  # item weights misplace even the mean
     assert abs(float(s_items) - truth.std()) / truth.std() > 1e-3
 

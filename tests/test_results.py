@@ -1,4 +1,4 @@
-"""Tests for fastspecnorm.results: crash-safe results store and summary statistics.
+"""Tests for fastspecnorm.experiment.results: crash-safe results store and summary statistics.
 
 Reference numbers are worked out by hand in each test (means, sample standard deviations,
 Student-t quantiles in closed form for 2 degrees of freedom).
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastspecnorm.results import ResultsStore, Summary, summarize, write_summary
+from fastspecnorm.experiment.results import ResultsStore, Summary, summarize, write_summary
 
 # t quantile for 2 degrees of freedom in closed form: t_{p,2} = (2p - 1) * sqrt(2 / (4p(1 - p))).
 # For p = 0.975: 0.95 * sqrt(2 / 0.0975) = 4.3026527297494638...

@@ -1,4 +1,4 @@
-"""Tests for fastspecnorm.synthetic: the ESC-50-layout synthetic dataset generator.
+"""Tests for fastspecnorm.datasets.synthetic: the ESC-50-layout synthetic dataset generator.
 
 Every property is checked on the written files, read back with the csv module, soundfile and
 NumPy, not through the generator's own helpers.
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fastspecnorm import synthetic
-from fastspecnorm.synthetic import make_synthetic_esc50
+from fastspecnorm.datasets import synthetic
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 # The real ESC-50 categories in target order, and its ESC-10 subset (from the ESC-50 README).
 REAL_CATEGORIES = (

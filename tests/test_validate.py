@@ -1,4 +1,4 @@
-"""Bad-input matrix for `fastspecnorm.validate` and its use in `esc50_dataloaders`.
+"""Bad-input matrix for `fastspecnorm.datasets.validate` and its use in `esc50_dataloaders`.
 
 Every broken file is generated here (truncated WAV, text named .wav, empty file, NaN/Inf samples,
 zero-length audio, stereo, another sample rate, duplicates, missing files and columns); each test
@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from fastspecnorm import esc50_dataloaders, read_esc50_meta
-from fastspecnorm.validate import DatasetValidationError, ValidationReport, _wav_data_sizes, validate_esc50
+from fastspecnorm.datasets.validate import DatasetValidationError, ValidationReport, _wav_data_sizes, validate_esc50
 
 SR = 16000
 N_SAMPLES = 4000  # 0.25 s: enough for a quick-preset spectrogram, small enough to write fast

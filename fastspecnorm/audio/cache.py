@@ -45,7 +45,6 @@ import secrets
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +53,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._io import atomic_write
-from .core import STORAGE_DTYPES, AudioTensor, quantize_waveform
+from .._io import atomic_write
+from .io import STORAGE_DTYPES, quantize_waveform
+from .tensors import AudioTensor
 
 __all__ = ["AudioCache", "CacheEntry", "default_cache_dir", "CACHE_ENV", "CACHE_FORMAT"]
 
@@ -143,10 +143,6 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _folder_tag(audio_dir: Path) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", audio_dir.parent.name + "_" + audio_dir.name).strip("_")[:60]
     digest = hashlib.sha1(str(audio_dir).encode()).hexdigest()[:12]
@@ -199,7 +195,6 @@ class AudioCache:
         dtype: str = "int16",
         build: bool = True,
         files: Iterable[str | os.PathLike] | None = None,
-        num_workers: int | None = None,
         progress: bool = True,
     ) -> AudioCache | None:
         """The cache of `audio_dir` at `sample_rate` Hz, `mono`, stored as `dtype`, under `cache_dir`
@@ -219,7 +214,7 @@ class AudioCache:
             folder.mkdir(parents=True, exist_ok=True)
             cache = cls(audio_dir, sample_rate, folder, mono=mono, dtype=dtype)
             if build:
-                cache.build(files, num_workers=num_workers, progress=progress)
+                cache.build(files, progress=progress)
         except OSError as e:
             warnings.warn(f"cannot use the audio cache at {folder} ({e}); audio is decoded from the source files", stacklevel=2)
             return None
@@ -431,12 +426,11 @@ class AudioCache:
                 self._verified.add(name)
         return bad
 
-    def build(self, files: Iterable[str | os.PathLike] | None = None, num_workers: int | None = None, progress: bool = True) -> dict[str, int]:
+    def build(self, files: Iterable[str | os.PathLike] | None = None, progress: bool = True) -> dict[str, int]:
         """Bring the cache up to date with `files` (default: every audio file under `audio_dir`).
 
         Entries whose source file is new, changed (size or mtime_ns) or whose stored values fail
-        their checksum are decoded again (in `num_workers` threads, default: the available cores,
-        with a progress bar); entries of files that no longer exist are dropped. When anything
+        their checksum are decoded again (with a progress bar); entries of files that no longer exist are dropped. When anything
         changed, a new data file and index are written atomically. Files that cannot be decoded are
         left out with a warning (reading them later raises, as without a cache).
         Returns counts: `{"kept": ..., "decoded": ..., "dropped": ..., "failed": ...}`.
@@ -462,7 +456,7 @@ class AudioCache:
             counts = {"kept": len(keep), "decoded": 0, "dropped": dropped, "failed": 0}
             if not todo and not dropped and not bad:
                 return counts
-            decoded, failed = self._decode_all([(name, wanted[name]) for name in todo], num_workers, progress)
+            decoded, failed = self._decode_all([(name, wanted[name]) for name in todo], progress)
             counts["decoded"], counts["failed"] = len(decoded), len(failed)
             if failed:
                 shown = "; ".join(f"{n}: {msg}" for n, msg in list(failed.items())[:3])
@@ -470,42 +464,32 @@ class AudioCache:
             self._rewrite(keep, decoded)
             return counts
 
-    def _decode_all(self, todo: list[tuple[str, str]], num_workers: int | None, progress: bool):
-        "Decode `todo` [(name, path)] in threads; returns ({name: (stamp, stored array)}, {name: error})."
+    def _decode_one(self, item: tuple[str, str]):
+        "(name, source stamp, stored array, None), or (name, None, None, error message)."
+        name, path = item
+        try:
+            return name, _source_stamp(path), _decode_stored(path, self.sample_rate, self.mono, self.dtype), None
+        except (OSError, ValueError, RuntimeError) as e:
+            return name, None, None, f"{type(e).__name__}: {e}"
+
+    def _decode_all(self, todo: list[tuple[str, str]], progress: bool):
+        "Decode `todo` [(name, path)] one by one; returns ({name: (stamp, stored array)}, {name: error})."
         decoded: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
         failed: dict[str, str] = {}
         if not todo:
             return decoded, failed
-        n_workers = max(1, min(num_workers or _available_cores(), len(todo)))
+        results = map(self._decode_one, todo)
+        if progress:
+            from fastprogress.fastprogress import progress_bar
 
-        def work(item):
-            name, path = item
-            try:
-                stamp = _source_stamp(path)
-                return name, stamp, _decode_stored(path, self.sample_rate, self.mono, self.dtype), None
-            except (OSError, ValueError, RuntimeError) as e:
-                return name, None, None, f"{type(e).__name__}: {e}"
-
-        # soundfile and torch release the GIL, so threads use every core; one torch thread each
-        # avoids oversubscription. Resampling gives bit-identical results at any thread count.
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(n_workers) as pool:
-                results = pool.map(work, todo)
-                if progress:
-                    from fastprogress.fastprogress import progress_bar
-
-                    pbar = progress_bar(results, total=len(todo), leave=False)
-                    pbar.comment = f"caching audio at {self.sample_rate} Hz"
-                    results = pbar
-                for name, stamp, stored, err in results:
-                    if err is None:
-                        decoded[name] = (stamp, stored)
-                    else:
-                        failed[name] = err
-        finally:
-            torch.set_num_threads(n_threads)
+            pbar = progress_bar(results, total=len(todo), leave=False)
+            pbar.comment = f"caching audio at {self.sample_rate} Hz"
+            results = pbar
+        for name, stamp, stored, err in results:
+            if err is None:
+                decoded[name] = (stamp, stored)
+            else:
+                failed[name] = err
         return decoded, failed
 
     def _rewrite(self, keep: dict[str, CacheEntry], decoded: dict[str, tuple[tuple[int, int], np.ndarray]]) -> None:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
-from .esc50 import PRESETS, get_settings, read_esc50_meta
+from .._io import atomic_write_text
+from ..datasets.esc50 import PRESETS, get_settings, read_esc50_meta
 from .results import ResultsStore, write_summary
 
 __all__ = ["NORMS", "STATS_RED_DIMS", "ExperimentConfig", "prepare", "run_experiment", "train_one", "main", "parse_args"]
@@ -67,11 +67,11 @@ class ExperimentConfig:
 
 def _resolve_data(cfg: ExperimentConfig) -> Path:
     if cfg.data == "synthetic":
-        from .synthetic import make_synthetic_esc50
+        from ..datasets.synthetic import make_synthetic_esc50
 
         return make_synthetic_esc50(cfg.out / "synthetic-esc50", n_classes=cfg.synthetic_classes, clips_per_class=cfg.synthetic_clips)
     if cfg.data == "download":
-        from .esc50 import download_esc50
+        from ..datasets.esc50 import download_esc50
 
         return download_esc50()
     return Path(cfg.data)
@@ -87,7 +87,7 @@ def _check_inputs(cfg: ExperimentConfig, root: Path) -> None:
     if cfg.epochs is not None and cfg.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {cfg.epochs}")
     try:
-        from .validate import validate_esc50
+        from ..datasets.validate import validate_esc50
     except ImportError:  # pragma: no cover - validate.py ships with the package
         validate_esc50 = None
     if validate_esc50 is not None:
@@ -116,9 +116,9 @@ def train_one(root: Path, norm: str, fold: int, seed: int, preset: str = "quick"
     """
     from fastai.torch_core import set_seed
 
-    from .callback import StatsCallback
-    from .esc50 import esc50_dataloaders, esc50_learner
-    from .normalize import DbRangeNormalize, InstanceMinMax
+    from ..callback import StatsCallback
+    from ..datasets.esc50 import esc50_dataloaders, esc50_learner
+    from ..normalize import DbRangeNormalize, InstanceMinMax
 
     if norm not in NORMS:
         raise ValueError(f"unknown normalization {norm!r}; expected one of {list(NORMS)}")
@@ -233,7 +233,7 @@ def _write_run_log(out: Path, row: dict[str, Any]) -> None:
     import fastai
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     log = {**row, "python": sys.version.split()[0], "torch": torch.__version__, "fastai": fastai.__version__,
            "fastspecnorm": __version__, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -45,7 +45,7 @@ from numbers import Integral, Real
 import numpy as np
 import soundfile as sf
 
-from ._io import atomic_write_text
+from .._io import atomic_write_text
 
 __all__ = [
     "ESC50_CATEGORIES",

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._io import atomic_write
+from .._io import atomic_write
 
 __all__ = [
     "REQUIRED_COLUMNS",

@@ -19,9 +19,9 @@ import torch
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import ColReader
 
-from .core import AudioBlock, LoadAudio, ResizeSignal
-from .normalize import WaveformNormalize
-from .spectrogram import AudioToSpec
+from ..audio.spectrogram import AudioToSpec
+from ..audio.transforms import AudioBlock, LoadAudio, ResizeSignal
+from ..normalize import WaveformNormalize
 
 __all__ = [
     "ESC50_URL",
@@ -191,7 +191,7 @@ def esc50_datablock(root: str | os.PathLike, vocab, valid_fold: int = 1, setting
     root = Path(root)
     cache = None
     if s.cache:
-        from .cache import AudioCache
+        from ..audio.cache import AudioCache
 
         cache = AudioCache.for_settings(root / "audio", s.sample_rate, cache_dir=None if s.cache is True else s.cache, dtype=s.audio_dtype)
     # WaveformNormalize is the first batch transform: the batch it gets is the loader's fresh one,

@@ -1,0 +1,167 @@
+"""Spectrograms: `spectrogram` (the math, on torchaudio) and `AudioToSpec` (the batch Transform).
+
+One implementation on every device: torchaudio's `spectrogram` (torch.stft, centred, reflect
+padding, Hann window), its mel filter bank, and `10 * log10` with a `top_db` floor taken per item.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from fastcore.foundation import L
+from fasttransform import DisplayedTransform
+from torch import Tensor
+
+from .._compat import import_torchaudio
+from .tensors import AudioSpectrogram, AudioTensor
+
+__all__ = ["AudioToSpec", "spectrogram", "power_to_db", "spec_shape"]
+
+torchaudio = import_torchaudio()
+
+
+def spec_shape(n_samples: int, n_fft: int = 400, hop_length: int = 200, n_mels: int | None = None, center: bool = True):
+    """`(freq, time)` of the spectrogram of `n_samples` samples: e.g. 80000 samples -> (201, 401).
+    With centred framing (the default) a clip of n samples has `n // hop_length + 1` frames (even
+    `n_fft`; one fewer for some lengths with odd `n_fft`)."""
+    n_freq = n_mels if n_mels else n_fft // 2 + 1
+    padded = n_samples + 2 * (n_fft // 2) if center else n_samples
+    return n_freq, (padded - n_fft) // hop_length + 1
+
+
+def power_to_db(spec: Tensor, top_db: float | None = None) -> Tensor:
+    """`10 * log10(max(spec, 1e-10))` like torchaudio `AmplitudeToDB(stype="power")`, with the
+    `top_db` floor `max(db, item_max - top_db)` taken per item over all non-batch dimensions
+    (spec: `(batch, ...)`; torchaudio's would take it over the whole batch)."""
+    db = 10.0 * torch.log10(spec.clamp_min(1e-10))
+    if top_db is not None and db.numel():
+        if db.dim() < 2:
+            raise ValueError(f"top_db needs a batched spectrogram (batch, ...), got shape {tuple(db.shape)}")
+        peak = db.reshape(db.shape[0], -1).amax(dim=1).reshape(-1, *([1] * (db.dim() - 1)))
+        db = torch.maximum(db, peak - top_db)
+    return db
+
+
+def spectrogram(
+    wav: Tensor,
+    window: Tensor,
+    n_fft: int = 400,
+    hop_length: int = 200,
+    mel_fb: Tensor | None = None,
+    to_db: bool = True,
+    top_db: float | None = None,
+) -> Tensor:
+    """Power spectrogram of `wav` `(..., samples)` -> `(..., freq, time)`, in dB when `to_db`.
+
+    window: `(win_length,)`, e.g. `torch.hann_window(n_fft)`; mel_fb: `(n_fft // 2 + 1, n_mels)`
+    from `torchaudio.functional.melscale_fbanks`, or None for linear frequency bins. Equal to
+    torchaudio `Spectrogram` / `MelSpectrogram` followed by `AmplitudeToDB()`; `top_db` (dB) is
+    taken per item (see `power_to_db`). Silence sits at the -100 dB floor.
+    """
+    spec = torchaudio.functional.spectrogram(
+        wav, pad=0, window=window.to(wav.dtype), n_fft=n_fft, hop_length=hop_length, win_length=window.numel(), power=2.0, normalized=False
+    )
+    if mel_fb is not None:
+        spec = torch.matmul(spec.transpose(-1, -2), mel_fb).transpose(-1, -2)  # as torchaudio's MelScale
+    return power_to_db(spec, top_db) if to_db else spec
+
+
+class AudioToSpec(DisplayedTransform):
+    """Batch transform: `AudioTensor` `(batch, channels, samples)` -> `AudioSpectrogram`
+    `(batch, channels, freq, time)`, computed on the batch's device with `spectrogram`.
+
+    torchaudio `Spectrogram(n_fft, hop_length, power=2)` (or `MelSpectrogram` with `n_mels` bins from
+    `f_min` to `f_max` Hz) followed, when `to_db`, by `AmplitudeToDB(stype="power", top_db=top_db)`
+    with the `top_db` floor taken per item. Defaults turn a 5 s clip at 16 kHz into `(1, 201, 401)`.
+    float16/bfloat16 waveforms are transformed in float32 and give float32 spectrograms; an empty
+    batch gives an empty spectrogram batch. The window and filter bank are `parameters`, so
+    fastai's `DataLoader.to(device)` moves them.
+    """
+
+    order = 60  # after waveform transforms (WaveformNormalize is 50), before spectrogram normalizations (99)
+
+    def __init__(
+        self,
+        n_fft: int = 400,
+        hop_length: int = 200,
+        n_mels: int | None = None,
+        to_db: bool = True,
+        sample_rate: int = 16000,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        top_db: float | None = None,
+        win_length: int | None = None,
+    ):
+        super().__init__()
+        if n_fft <= 0 or hop_length <= 0:
+            raise ValueError(f"n_fft and hop_length must be positive, got n_fft={n_fft}, hop_length={hop_length}")
+        if n_mels is not None and n_mels <= 0:
+            raise ValueError(f"n_mels must be positive or None (linear spectrogram), got {n_mels}")
+        if win_length is not None and not 0 < win_length <= n_fft:
+            raise ValueError(f"win_length must be in (0, n_fft={n_fft}], got {win_length}")
+        nyquist = sample_rate / 2
+        if f_max is not None and f_max > nyquist:
+            raise ValueError(f"f_max={f_max} Hz is above the Nyquist frequency of sample_rate={sample_rate} Hz ({nyquist:g} Hz)")
+        if not 0 <= f_min < (f_max or nyquist):
+            raise ValueError(f"f_min must be in [0, f_max), got f_min={f_min}, f_max={f_max or nyquist}")
+        self.n_fft, self.hop_length, self.n_mels, self.to_db = n_fft, hop_length, n_mels, to_db
+        self.sample_rate, self.f_min, self.f_max, self.top_db = sample_rate, f_min, f_max, top_db
+        self.win_length = win_length
+        self.window = torch.hann_window(win_length or n_fft)
+        self.mel_fb = (
+            torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or nyquist, n_mels, sample_rate) if n_mels else None
+        )
+
+    @property
+    def parameters(self):
+        "The tensors fastai's `DataLoader.to(device)` moves."
+        return L("window") if self.mel_fb is None else L("window", "mel_fb")
+
+    def to(self, device):
+        "Move the window and filter bank to `device`."
+        for name in self.parameters:
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        "The settings that determine the output values (saved with statistics to detect mismatches)."
+        return {
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "win_length": self.win_length,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+            "to_db": self.to_db,
+            "top_db": self.top_db,
+        }
+
+    def encodes(self, x: AudioTensor) -> AudioSpectrogram:
+        sr = getattr(x, "sr", None)
+        if sr is not None and sr != self.sample_rate:
+            raise ValueError(
+                f"AudioToSpec is set for sample_rate={self.sample_rate} Hz but got audio at {sr} Hz; "
+                "resample first (AudioBlock(sample_rate=...)) or set AudioToSpec(sample_rate=...)"
+            )
+        wav = x.as_subclass(Tensor)
+        if wav.dtype in (torch.float16, torch.bfloat16):
+            wav = wav.float()
+        if self.window.device != wav.device:  # a batch on another device than the DataLoader's
+            self.to(wav.device)
+        with torch.no_grad():
+            if wav.numel() == 0:  # an empty batch gives an empty spectrogram; torch.stft rejects it
+                spec = wav.new_zeros(*wav.shape[:-1], *spec_shape(wav.shape[-1], self.n_fft, self.hop_length, self.n_mels))
+            else:
+                spec = spectrogram(wav, self.window, self.n_fft, self.hop_length, self.mel_fb, self.to_db, self.top_db)
+        return AudioSpectrogram(
+            spec,
+            sr=self.sample_rate,
+            hop_length=self.hop_length,
+            n_fft=self.n_fft,
+            n_mels=self.n_mels,
+            f_max=self.f_max or self.sample_rate / 2,
+            unit="dB" if self.to_db else "power",
+        )

@@ -1,0 +1,161 @@
+"""The package's tensor types: `AudioTensor` (waveforms) and `AudioSpectrogram`, with `show`.
+
+Names follow fastaudio (`AudioTensor.create`, `AudioSpectrogram`) so that its users recognize
+them; metadata (sample rate, hop length, unit) lives in the tensor's `__dict__` and survives
+`clone`, pickling and DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from fastai.torch_core import TensorBase
+from torch import Tensor
+
+from .io import downmix_mono, load_audio, resample
+
+__all__ = ["AudioTensor", "AudioSpectrogram"]
+
+
+class _MetaTensor(TensorBase):
+    """TensorBase whose metadata (in `__dict__`) also survives `clone` and the `new_*` methods,
+    which fastai's TensorBase re-creates without it."""
+
+    def clone(self, *, memory_format=None):
+        res = super().clone(memory_format=memory_format)
+        res.__dict__ = dict(self.__dict__)
+        return res
+
+    def _meta_kwargs(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+class AudioTensor(_MetaTensor):
+    """A waveform: `(channels, samples)` for one clip, `(batch, channels, samples)` for a batch.
+
+    `sr` is the sample rate in Hz. `AudioTensor(x, sr=16000)` wraps a tensor;
+    `AudioTensor.create(path, sr=None, mono=True)` loads a file.
+    """
+
+    def __new__(cls, x, sr: int | None = 16000, **kwargs):
+        return super().__new__(cls, x, sr=sr, **kwargs)
+
+    @classmethod
+    def create(cls, path, sr: int | None = None, mono: bool = True, **kwargs) -> AudioTensor:
+        "Load `path` as float32 in [-1, 1], optionally downmixed to mono and resampled to `sr` Hz."
+        wav, file_sr = load_audio(path)
+        if mono:
+            wav = downmix_mono(wav)
+        if sr is not None and sr != file_sr:
+            wav = resample(wav, file_sr, sr)
+        return cls(wav, sr=sr or file_sr, **kwargs)
+
+    @property
+    def duration(self) -> float:
+        "Length in seconds."
+        return self.shape[-1] / self.sr
+
+    @property
+    def nchannels(self) -> int:
+        return self.shape[-2] if self.dim() >= 2 else 1
+
+    def show(self, ctx=None, title: str | None = None, **kwargs):
+        "Plot the waveform against time in seconds, one line per channel."
+        import matplotlib.pyplot as plt
+
+        ax = ctx if ctx is not None else plt.subplots(figsize=kwargs.pop("figsize", (6, 2)))[1]
+        x = self.as_subclass(Tensor).detach().float().cpu()
+        x = x.reshape(-1, x.shape[-1])
+        t = np.arange(x.shape[-1]) / (self.sr or 1)
+        for i, ch in enumerate(x):
+            ax.plot(t, ch.numpy(), lw=0.5, label=f"ch {i}" if len(x) > 1 else None, **kwargs)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("amplitude")
+        ax.set_xlim(0, t[-1] if len(t) else 1)
+        if title:
+            ax.set_title(title)
+        return ax
+
+
+class AudioSpectrogram(_MetaTensor):
+    """A spectrogram: `(channels, freq, time)` for one clip, `(batch, channels, freq, time)` batched.
+
+    Metadata: `sr` (Hz), `hop_length` (samples), `n_fft`, `n_mels` (None for a linear frequency
+    axis), `f_max` (Hz) and `unit` ("dB", "power", "std" after standardization, "[0, 1]" after a
+    min-max or dB-range scaling), used by `show` to label axes in seconds and Hz.
+    """
+
+    def show(self, ctx=None, title: str | None = None, colorbar: bool = True, **kwargs):
+        "Image of the first channel, time in seconds on x, frequency in Hz on y, colorbar in `unit`."
+        import matplotlib.pyplot as plt
+
+        figsize = kwargs.pop("figsize", (5, 3))
+        ax = ctx if ctx is not None else plt.subplots(figsize=figsize)[1]
+        x = self.as_subclass(Tensor).detach().float().cpu()
+        while x.dim() > 2:
+            x = x[0]
+        sr = getattr(self, "sr", None)
+        hop = getattr(self, "hop_length", None)
+        n_frames, n_freq = x.shape[-1], x.shape[-2]
+        t_end = n_frames * hop / sr if sr and hop else n_frames
+        f_max = getattr(self, "f_max", None) or (sr / 2 if sr else n_freq)
+        n_mels = getattr(self, "n_mels", None)
+        im = ax.imshow(x.numpy(), origin="lower", aspect="auto", extent=(0, t_end, 0, f_max), cmap=kwargs.pop("cmap", "magma"), **kwargs)
+        ax.set_xlabel("time (s)" if sr and hop else "frame")
+        ax.set_ylabel("frequency (Hz" + (", mel-spaced)" if n_mels else ")"))
+        if n_mels:
+            _mel_ticks(ax, n_mels, f_max)
+        if colorbar:
+            ax.figure.colorbar(im, ax=ax, label=getattr(self, "unit", None) or "value")
+        if title:
+            ax.set_title(title)
+        return ax
+
+
+def _mel_ticks(ax, n_mels: int, f_max: float) -> None:
+    "Label a mel-binned axis (plotted linearly from 0 to f_max) with the Hz of its bins."
+    mel_max = 2595 * math.log10(1 + f_max / 700)
+    ticks_hz = [f for f in (0, 250, 500, 1000, 2000, 4000, 8000, 16000) if f <= f_max]
+    pos = [2595 * math.log10(1 + f / 700) / mel_max * f_max for f in ticks_hz]
+    ax.set_yticks(pos)
+    ax.set_yticklabels([f"{f:g}" for f in ticks_hz])
+
+
+# ---------------------------------------------------------------------------------------------
+# show_batch / show_results: a grid of spectrograms (or waveforms) titled with their labels.
+# fastai only makes a grid for TensorImage; without these, every item would open its own figure.
+
+
+def _register_show_methods() -> None:
+    from fastai.data.core import get_show_batch_func, show_batch, show_results
+    from fastai.vision.data import get_grid
+
+    def _grid(n, nrows, ncols, figsize, x):
+        per = (4.5, 2.8) if isinstance(x, AudioSpectrogram) else (4.5, 1.8)
+        ncols = ncols or min(3, n)
+        nrows = nrows or math.ceil(n / ncols)
+        return get_grid(n, nrows=nrows, ncols=ncols, figsize=figsize or (per[0] * ncols, per[1] * nrows))
+
+    def show_audio_batch(x: AudioSpectrogram | AudioTensor, y, samples, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+        if ctxs is None:
+            ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
+        ctxs = get_show_batch_func(object)(x, y, samples, ctxs=ctxs, max_n=max_n, **kwargs)
+        ctxs[0].figure.tight_layout()
+        return ctxs
+
+    def show_audio_results(x: AudioSpectrogram | AudioTensor, y, samples, outs, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+        if ctxs is None:
+            ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
+        for i in range(len(samples[0])):
+            ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(samples.itemgot(i), ctxs, range(max_n), strict=False)]
+        for i in range(len(outs[0])):
+            ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(outs.itemgot(i), ctxs, range(max_n), strict=False)]
+        ctxs[0].figure.tight_layout()
+        return ctxs
+
+    show_batch.dispatch(show_audio_batch)
+    show_results.dispatch(show_audio_results)
+
+
+_register_show_methods()
