@@ -5,14 +5,7 @@ validation accuracy on `fold`. Results are appended atomically to `OUT/results.c
 finished run) and summarized after every run in `OUT/summary.md` and `OUT/summary.png`. Running
 the same command again skips finished runs; a run that was interrupted is redone from scratch.
 
-Normalizations (`NORMS`):
-- none: no waveform and no spectrogram normalization (the reference experiment's baseline);
-- global: per-clip waveform standardization, then one mean/std over all training spectrograms;
-- channel: the same with one mean/std per frequency bin;
-- instance: per-clip waveform standardization, then per-spectrogram standardize + min-max;
-- dbrange: Tacotron's fixed dB range (-100..+20 dB -> [0, 1]) on the recording's own level, without
-  waveform standardization: a fixed range assumes raw levels, and standardizing first put 46% of
-  the quick preset's values above +20 dB, where they are clipped to 1 (1.9% on raw levels).
+The normalizations and how each run is built are in `norms.py` (`NORMS`, `norm_setup`).
 """
 
 from __future__ import annotations
@@ -28,13 +21,10 @@ from typing import Any
 
 from .._io import atomic_write_text
 from ..datasets.esc50 import PRESETS, get_settings, read_esc50_meta
+from .norms import NORMS, check_norms, norm_setup
 from .results import ResultsStore, write_summary
 
-__all__ = ["NORMS", "STATS_RED_DIMS", "ExperimentConfig", "prepare", "run_experiment", "train_one", "main", "parse_args"]
-
-NORMS = ("none", "global", "channel", "instance", "dbrange")
-STATS_RED_DIMS = {"global": (0, 2, 3), "channel": (0, 1, 3)}
-NO_WAVEFORM_NORM = ("none", "dbrange")  # the others standardize each clip first, as the reference article did
+__all__ = ["ExperimentConfig", "prepare", "run_experiment", "train_one", "main", "parse_args"]
 
 
 @dataclass
@@ -79,9 +69,7 @@ def _resolve_data(cfg: ExperimentConfig) -> Path:
 
 def _check_inputs(cfg: ExperimentConfig, root: Path) -> None:
     "Everything that can be checked before training: unknown norms, folds, the dataset itself."
-    unknown = [n for n in cfg.norms if n not in NORMS]
-    if unknown:
-        raise ValueError(f"unknown normalization(s) {unknown}; expected some of {list(NORMS)}")
+    check_norms(cfg.norms)
     if not cfg.folds or not cfg.seeds or not cfg.norms:
         raise ValueError("folds, seeds and norms must each list at least one value")
     if cfg.epochs is not None and cfg.epochs < 1:
@@ -116,24 +104,15 @@ def train_one(root: Path, norm: str, fold: int, seed: int, preset: str = "quick"
     """
     from fastai.torch_core import set_seed
 
-    from ..callback import StatsCallback
     from ..datasets.esc50 import esc50_dataloaders, esc50_learner
-    from ..normalize import DbRangeNormalize, InstanceMinMax
 
-    if norm not in NORMS:
-        raise ValueError(f"unknown normalization {norm!r}; expected one of {list(NORMS)}")
-    if norm in NO_WAVEFORM_NORM:
-        overrides = {**overrides, "waveform_norm": False}
+    setup = norm_setup(norm, stats_fraction, stats_path)
+    overrides = {**overrides, **setup.settings}
     settings = get_settings(preset, **overrides)
     n_epochs = epochs or settings.epochs
     set_seed(seed, reproducible=True)
-    # Right after AudioToSpec, on its fresh output: in place saves a batch-sized allocation.
-    batch_tfms = {"instance": [InstanceMinMax(inplace=True)], "dbrange": [DbRangeNormalize(inplace=True)]}.get(norm, [])
-    dls = esc50_dataloaders(root, valid_fold=fold, preset=preset, batch_tfms=batch_tfms, **overrides)
-    cbs = []
-    if norm in STATS_RED_DIMS:
-        cbs.append(StatsCallback(red_dims=STATS_RED_DIMS[norm], fraction=stats_fraction, path=stats_path))
-    learn = esc50_learner(dls, cbs=cbs)
+    dls = esc50_dataloaders(root, valid_fold=fold, preset=preset, batch_tfms=setup.batch_tfms, **overrides)
+    learn = esc50_learner(dls, cbs=setup.cbs, **setup.learner_kwargs)
     start = time.perf_counter()
     if settings.lr is None:
         learn.fit_one_cycle(n_epochs)
@@ -183,9 +162,7 @@ def prepare(cfg: ExperimentConfig) -> tuple[Path, dict[str, Any], int]:
     cfg.out = Path(cfg.out)
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {sorted(PRESETS)}")
-    unknown = [n for n in cfg.norms if n not in NORMS]  # before generating or downloading anything
-    if unknown:
-        raise ValueError(f"unknown normalization(s) {unknown}; expected some of {list(NORMS)}")
+    check_norms(cfg.norms)  # before generating or downloading anything
     settings = get_settings(cfg.preset, **cfg.overrides)
     epochs = cfg.epochs or settings.epochs
     settings_dict = {**settings.as_dict(), "epochs": epochs}
@@ -215,7 +192,7 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> Path:
     title = _title(cfg, epochs)
     for i, (norm, fold, seed) in enumerate(todo, 1):
         log(f"[{i}/{len(todo)}] norm={norm} fold={fold} seed={seed} preset={cfg.preset} epochs={epochs}")
-        stats_path = _stats_path(cfg.out, norm, fold, settings_dict, cfg.stats_fraction) if norm in STATS_RED_DIMS else None
+        stats_path = _stats_path(cfg.out, norm, fold, settings_dict, cfg.stats_fraction) if NORMS[norm].red_dims else None
         row = train_one(root, norm, fold, seed, cfg.preset, epochs, stats_path, cfg.stats_fraction, **cfg.overrides)
         _write_run_log(cfg.out, row)
         # results.csv holds only what the seed determines, so a resumed grid reproduces it exactly;
@@ -278,9 +255,10 @@ def parse_args(argv=None) -> ExperimentConfig:
     p.add_argument("--synthetic-classes", type=int, default=10, help="classes in the generated dataset (--data synthetic)")
     p.add_argument("--synthetic-clips", type=int, default=20, help="clips per class in the generated dataset")
     a = p.parse_args(argv)
-    unknown = [n for n in a.norms if n not in NORMS]
-    if unknown:
-        p.error(f"unknown normalization(s) {unknown}; choose from {' '.join(NORMS)}")
+    try:
+        check_norms(a.norms)
+    except ValueError as e:
+        p.error(str(e))
     overrides = dict(a.overrides)
     for name, value in (("lr", a.lr), ("bs", a.bs), ("num_workers", a.num_workers)):
         if value is not None:

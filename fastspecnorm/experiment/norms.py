@@ -1,0 +1,84 @@
+"""The experiment's normalizations, in one place: their names, what each does, and what it adds to a
+run (batch transforms, a statistics callback, learner options).
+
+`NORMS` is the only list of names; the runner, the command line, the notebook and the README's
+table all read it. `norm_setup(name)` says how one run of that norm is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Norm", "NORMS", "NormSetup", "check_norms", "norm_setup"]
+
+
+@dataclass(frozen=True)
+class Norm:
+    """One normalization of the comparison.
+
+    name: its command-line name; description: what it does (README table); statistics: where its
+    numbers come from ("-", "dataset", "per item", "fixed", "learned"); waveform_norm: whether each
+    clip is standardized before the spectrogram; red_dims: the `StatsRecorder` dimensions for
+    dataset statistics (None: no statistics pass).
+    """
+
+    name: str
+    description: str
+    statistics: str
+    waveform_norm: bool
+    red_dims: tuple[int, ...] | None = None
+
+
+NORMS: dict[str, Norm] = {
+    n.name: n
+    for n in (
+        Norm("none", "nothing (no waveform normalization either)", "-", waveform_norm=False),
+        Norm("global", "`(x - mean) / std`, one mean/std per audio channel", "dataset (training split)", True, (0, 2, 3)),
+        Norm("channel", "`(x - mean) / std`, one mean/std per frequency bin", "dataset (training split)", True, (0, 1, 3)),
+        Norm("instance", "standardize, then min-max to [0, 1]", "per item", True),
+        # A fixed dB range assumes the recording's own level: standardizing first put 46% of the
+        # quick preset's values above +20 dB, where they are clipped to 1 (1.9% on raw levels).
+        Norm("dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False),
+    )
+}
+
+
+def check_norms(names: Iterable[str]) -> list[str]:
+    "Return `names` as a list; raise ValueError naming any unknown normalization and the known ones."
+    names = list(names)
+    unknown = [n for n in names if n not in NORMS]
+    if unknown:
+        raise ValueError(f"unknown normalization(s) {unknown}; expected some of {' '.join(NORMS)}")
+    return names
+
+
+@dataclass
+class NormSetup:
+    """What a run of one norm adds: `batch_tfms` after `AudioToSpec`, `cbs` for the Learner,
+    `learner_kwargs`, and `settings` overrides for the DataLoaders (e.g. `waveform_norm`)."""
+
+    batch_tfms: list = field(default_factory=list)
+    cbs: list = field(default_factory=list)
+    learner_kwargs: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def norm_setup(name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None) -> NormSetup:
+    """How a run of normalization `name` is built. Dataset statistics come from the training split
+    only, through `StatsCallback` (saved to / reused from `stats_path` when given)."""
+    from ..callback import StatsCallback
+    from ..normalize import DbRangeNormalize, InstanceMinMax
+
+    norm = NORMS[check_norms([name])[0]]
+    setup = NormSetup(settings={"waveform_norm": norm.waveform_norm})
+    if norm.red_dims is not None:
+        setup.cbs.append(StatsCallback(red_dims=norm.red_dims, fraction=stats_fraction, path=stats_path))
+    # Right after AudioToSpec, on its fresh output: in place saves a batch-sized allocation.
+    if name == "instance":
+        setup.batch_tfms.append(InstanceMinMax(inplace=True))
+    elif name == "dbrange":
+        setup.batch_tfms.append(DbRangeNormalize(inplace=True))
+    return setup
