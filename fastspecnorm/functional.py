@@ -185,8 +185,9 @@ def batch_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None
     """Float64 moments of `x` over `red_dims` (kept with keepdim), counting only `mask`.
 
     x: any float tensor, e.g. `(batch, channels, freq, time)`; mask: bool, broadcastable to x, True
-    where a value counts. Two passes in float64 (the mean, then the squared deviations from it), so
-    nothing cancels even for data far from 0 (e.g. 10000 + N(0, 1)). Positions with no counted
+    where a value counts. In float64: `torch.var_mean` (Welford's update) without a mask, the mean
+    then the squared deviations from it with one, so nothing cancels even for data far from 0
+    (e.g. 10000 + N(0, 1)). Positions with no counted
     value get count 0, mean 0, m2 0. Non-finite counted values give non-finite moments; values
     outside the mask never count, whatever they hold (NaN padding included).
     """
