@@ -1,0 +1,69 @@
+"""The Free Spoken Digit Dataset (FSDD): 3000 recordings of the digits 0-9 by six speakers, 8 kHz,
+mono, 16-bit, 0.14 to 2.3 s. Source: github.com/Jakobovski/free-spoken-digit-dataset (Zohar Jackson
+and contributors), licensed CC BY-SA 4.0.
+
+Files are `recordings/{digit}_{speaker}_{take}.wav`. Folds are speaker-independent: fold k holds out
+the k-th speaker in alphabetical order (`FSDD_SPEAKERS`), so a model is always validated on a voice
+it never heard.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["FSDD_URL", "FSDD_SPEAKERS", "download_fsdd", "fsdd_table", "resolve_fsdd"]
+
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
+#: The six speakers in alphabetical order: fold k (1-based) holds out FSDD_SPEAKERS[k - 1].
+FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+
+
+def download_fsdd() -> Path:
+    "Download and extract FSDD with fastai's `untar_data`; returns the folder holding `recordings/`."
+    from fastai.data.external import untar_data
+
+    return resolve_fsdd(untar_data(FSDD_URL))
+
+
+def resolve_fsdd(path: str | os.PathLike) -> Path:
+    """The folder holding `recordings/`: `path` itself or its single subfolder that does (as in the
+    release archive). Raises FileNotFoundError naming `path` otherwise."""
+    root = Path(path)
+    if (root / "recordings").is_dir():
+        return root
+    found = sorted(p.parent for p in root.glob("*/recordings") if p.is_dir())
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(f"no recordings/ folder in {root} (expected FSDD's layout: recordings/{{digit}}_{{speaker}}_{{take}}.wav)")
+
+
+def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
+    """One row per recording under `path/recordings`: columns `filename` (relative to `path`),
+    `label` (the digit, as a string), `speaker`, `take` (int) and `fold` (1-6, the speaker's
+    position in `FSDD_SPEAKERS`). Raises ValueError naming files that do not follow the naming
+    scheme or speakers not in `FSDD_SPEAKERS`, and FileNotFoundError when there are no recordings."""
+    root = resolve_fsdd(path)
+    names = sorted(p.name for p in (root / "recordings").glob("*.wav"))
+    if not names:
+        raise FileNotFoundError(f"no .wav files in {root / 'recordings'}")
+    rows, bad = [], []
+    for name in names:
+        m = _NAME.match(name)
+        if m is None or m.group(2) not in FSDD_SPEAKERS:
+            bad.append(name)
+            continue
+        digit, speaker, take = m.groups()
+        rows.append({"filename": f"recordings/{name}", "label": digit, "speaker": speaker, "take": int(take),
+                     "fold": FSDD_SPEAKERS.index(speaker) + 1})
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"{len(bad)} file(s) in {root / 'recordings'} are not named {{digit}}_{{speaker}}_{{take}}.wav with a speaker "
+            f"in {list(FSDD_SPEAKERS)}: {shown}"
+        )
+    return pd.DataFrame(rows)
