@@ -22,6 +22,7 @@ from fastai.data.transforms import ColReader
 from ..audio.spectrogram import AudioToSpec
 from ..audio.transforms import AudioBlock, LoadAudio, ResizeSignal
 from ..normalize import WaveformNormalize
+from .validate import REQUIRED_COLUMNS, read_esc50_table, resolve_clip, validate_esc50
 
 __all__ = [
     "ESC50_URL",
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
-REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
 
 
 @dataclass(frozen=True)
@@ -122,48 +122,31 @@ def download_esc50() -> Path:
 
 
 def read_esc50_meta(path: str | os.PathLike, check_files: bool = True) -> pd.DataFrame:
-    """Read and check `path/meta/esc50.csv`. Returns the table with `fold` and `target` as ints.
+    """Read and check `path/meta/esc50.csv` by the rules of `validate_esc50`; returns the table
+    (every column of the CSV) with `fold` and `target` as ints.
 
-    Raises FileNotFoundError when the CSV or the audio folder is missing and ValueError naming the
-    problem for missing columns, non-integer folds or targets, duplicate filenames, a category with
-    two targets, or (with `check_files`) listed audio files that do not exist.
+    check_files: also check every listed file as `validate_esc50(mode="quick")` does (it exists,
+    its header reads); False checks the table alone (`read_esc50_table`). Raises
+    `DatasetValidationError` (a ValueError) listing every problem with its file or CSV line, the
+    same messages as `validate_esc50`; when every problem is something absent (the CSV, `audio/`,
+    listed files) the error is a `DatasetNotFoundError`, also a FileNotFoundError.
     """
-    root = Path(path)
-    csv = root / "meta" / "esc50.csv"
-    if not csv.is_file():
-        raise FileNotFoundError(f"ESC-50 metadata not found: {csv} (expected an ESC-50-layout folder with meta/esc50.csv and audio/)")
-    try:
-        df = pd.read_csv(csv)
-    except Exception as e:
-        raise ValueError(f"cannot parse {csv}: {e}") from e
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{csv} lacks required column(s) {missing}; it has {list(df.columns)}")
-    if df.empty:
-        raise ValueError(f"{csv} lists no clips")
-    for col in ("fold", "target"):
-        num = pd.to_numeric(df[col], errors="coerce")
-        if num.isna().any() or (num != num.round()).any():
-            bad = df.loc[num.isna() | (num != num.round()), "filename"].head(3).tolist()
-            raise ValueError(f"{csv}: column {col!r} must hold integers; bad rows include {bad}")
-        df[col] = num.astype(int)
-    df["filename"] = df["filename"].astype(str)
-    df["category"] = df["category"].astype(str)
-    dups = df.loc[df["filename"].duplicated(), "filename"].unique().tolist()
-    if dups:
-        raise ValueError(f"{csv}: duplicate filenames {dups[:5]}{' ...' if len(dups) > 5 else ''}")
-    per_cat = df.groupby("category")["target"].nunique()
-    if (per_cat > 1).any():
-        raise ValueError(f"{csv}: categories with more than one target: {per_cat[per_cat > 1].index.tolist()}")
     if check_files:
-        audio = root / "audio"
-        if not audio.is_dir():
-            raise FileNotFoundError(f"ESC-50 audio folder not found: {audio}")
-        absent = [f for f in df["filename"] if not (audio / f).is_file()]
-        if absent:
-            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-            raise FileNotFoundError(f"{len(absent)} file(s) listed in {csv} are missing from {audio}: {absent[:5]}{more}")
+        report = validate_esc50(path, mode="quick", progress=False)
+        return report.raise_if_errors().good_rows()
+    df, report = read_esc50_table(path)
+    report.raise_if_errors()
     return df
+
+
+class _ClipPath:
+    "get_x of the ESC-50 DataBlock: a table row's clip, by the same `resolve_clip` rule as validation."
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __call__(self, row) -> Path:
+        return resolve_clip(self.root, row["filename"])
 
 
 class CrossValidationSplitter:
@@ -199,7 +182,7 @@ def esc50_datablock(root: str | os.PathLike, vocab, valid_fold: int = 1, setting
     tfms = ([WaveformNormalize(inplace=True)] if s.waveform_norm else []) + [s.spectrogram()] + list(batch_tfms)
     return DataBlock(
         blocks=(AudioBlock(sample_rate=s.sample_rate, cache=cache, dtype=s.audio_dtype), CategoryBlock(vocab=list(vocab), sort=False)),
-        get_x=ColReader("filename", pref=root / "audio"),
+        get_x=_ClipPath(root),
         get_y=ColReader("category"),
         splitter=CrossValidationSplitter("fold", valid_fold),
         item_tfms=[ResizeSignal(s.duration)],
@@ -213,8 +196,6 @@ def _checked_meta(root: Path, valid_fold: int, validate: bool | str, skip_bad: b
         if skip_bad:
             raise ValueError("skip_bad=True needs validation; pass validate=True (quick) or validate='full'")
         return read_esc50_meta(root, check_files=False), None
-    from .validate import validate_esc50
-
     mode = "quick" if validate is True else validate
     if mode not in ("quick", "full"):
         raise ValueError(f"validate must be True, False, 'quick' or 'full', got {validate!r}")

@@ -5,8 +5,11 @@ returns a `ValidationReport` holding every problem found, not only the first:
 
 errors (training would fail or be wrong)
     the CSV is missing, unparsable, lacks a required column (filename, fold, target, category) or
-    lists no clip; a category has several targets; a requested fold does not exist; a row has no
-    filename or a non-integer fold or target; a filename is listed twice; a listed file is missing,
+    lists no clip; a category has several targets or a target several categories (case counts:
+    "Dog" and "dog" are two); a requested fold does not exist; a row has no filename, a fold that
+    is not an integer >= 1 or a target that is not an integer >= 0; a filename breaks the name
+    rule of `resolve_clip` (absolute, leaving `audio/` with `..`, spaces around it); a filename is
+    listed twice; a listed file is missing,
     is not audio (unreadable), is truncated (its WAV header claims more frames than the file
     holds, or fewer frames decode than the header says), has zero length, or (full mode) holds
     NaN or Inf samples.
@@ -18,7 +21,11 @@ Modes: "quick" reads the CSV, checks that each file exists and reads its header 
 `info` plus a parse of the WAV chunk sizes, which finds truncated WAV files); about 0.3 ms per file.
 "full" also decodes every sample (finds NaN/Inf samples and damaged compressed files).
 
-With `skip_bad=True`, problems tied to one row (a bad file, a duplicate, a bad fold) do not stop
+The table alone (no audio file opened) is read and checked by `read_esc50_table`, which
+`validate_esc50`, `read_esc50_meta` and `esc50_dataloaders` share; `resolve_clip` is the one rule
+from a CSV filename to a path, used by validation and by the loaders.
+
+With `skip_bad=True`, problems tied to one row (a bad file or name, a duplicate, a bad fold) do not stop
 training: the rows are dropped, listed in `report.skipped` and as warnings, and the cleaned table
 of good rows is returned with the report. Problems of the whole dataset stay errors.
 
@@ -33,12 +40,22 @@ import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["validate_esc50", "ValidationReport", "DatasetValidationError", "VALIDATION_MODES", "META_NAME"]
+__all__ = [
+    "validate_esc50",
+    "read_esc50_table",
+    "resolve_clip",
+    "ValidationReport",
+    "DatasetValidationError",
+    "DatasetNotFoundError",
+    "REQUIRED_COLUMNS",
+    "VALIDATION_MODES",
+    "META_NAME",
+]
 
 META_NAME = "meta/esc50.csv"
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
@@ -54,6 +71,11 @@ class DatasetValidationError(ValueError):
         self.report = report
 
 
+class DatasetNotFoundError(DatasetValidationError, FileNotFoundError):
+    """A `DatasetValidationError` whose every error is something absent (the CSV, `audio/`, listed
+    files): also a `FileNotFoundError`, so either `except` clause catches it."""
+
+
 @dataclass
 class ValidationReport:
     """What `validate_esc50` found in one ESC-50-layout folder.
@@ -67,7 +89,7 @@ class ValidationReport:
     """
 
     root: Path
-    mode: str
+    mode: str  # "quick" or "full" (validate_esc50), "table" (read_esc50_table: no audio file opened)
     skip_bad: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
@@ -79,6 +101,7 @@ class ValidationReport:
     channels: Counter = field(default_factory=Counter)
     table: pd.DataFrame | None = None
     facts: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)  # header facts per readable file
+    absent: set[tuple[str, str]] = field(default_factory=set, repr=False)  # errors that are missing files or folders
 
     @property
     def ok(self) -> bool:
@@ -97,10 +120,12 @@ class ValidationReport:
             df[col] = df[col].astype(int)
         return df.reset_index(drop=True)
 
-    def _add(self, kind: str, name: str, message: str) -> None:
+    def _add(self, kind: str, name: str, message: str, absent: bool = False) -> None:
         getattr(self, kind).append((name, message))
+        if absent:
+            self.absent.add((name, message))
 
-    def _file_problem(self, filename: str, message: str) -> None:
+    def _file_problem(self, filename: str, message: str, absent: bool = False) -> None:
         "A problem tied to one row: an error, or a skipped row in skip_bad mode."
         if filename not in self.bad_files:
             self.bad_files.append(filename)
@@ -108,10 +133,13 @@ class ValidationReport:
             self.skipped.append((filename, message))
             self.warnings.append((filename, f"skipped: {message}"))
         else:
-            self.errors.append((filename, message))
+            self._add("errors", filename, message, absent)
 
     def summary_line(self) -> str:
-        what = f"{self.mode} check of {self.n_files_checked} audio file(s), {self.n_rows} row(s)"
+        if self.mode == "table":
+            what = f"table check of {self.n_rows} row(s), audio files not opened"
+        else:
+            what = f"{self.mode} check of {self.n_files_checked} audio file(s), {self.n_rows} row(s)"
         parts = [f"{len(self.errors)} error(s)", f"{len(self.warnings)} warning(s)"]
         if self.skip_bad:
             parts.append(f"{len(self.skipped)} row(s) skipped")
@@ -134,7 +162,8 @@ class ValidationReport:
 
     def raise_if_errors(self) -> ValidationReport:
         """Raise `DatasetValidationError` (a ValueError) listing every error, each with its file;
-        return the report unchanged when there is none."""
+        return the report unchanged when there is none. When every error is something absent
+        (the CSV, `audio/`, listed files) it is a `DatasetNotFoundError`, also a FileNotFoundError."""
         if self.ok:
             return self
         lines = [self.summary_line(), "errors:"] + [f"  {name}: {msg}" for name, msg in self.errors]
@@ -143,7 +172,8 @@ class ValidationReport:
                 "Fix or remove these files (and their rows in meta/esc50.csv), "
                 "or pass skip_bad=True to train without them."
             )
-        raise DatasetValidationError("\n".join(lines), self)
+        error = DatasetNotFoundError if all(e in self.absent for e in self.errors) else DatasetValidationError
+        raise error("\n".join(lines), self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,11 +214,9 @@ def _wav_data_sizes(path: Path) -> tuple[int, int, int] | None:
 
 
 def _check_audio_file(path: Path, full: bool) -> tuple[list[str], dict | None]:
-    """Problems (error messages) of one audio file and its header facts (None when unreadable)."""
+    """Problems (error messages) of one existing audio file and its header facts (None when unreadable)."""
     import soundfile as sf
 
-    if not path.exists():
-        return [f"file is missing (expected at {path})"], None
     if not path.is_file():
         return [f"{path} is not a regular file"], None
     try:
@@ -240,10 +268,64 @@ def _decode_problems(path: Path, frames: int) -> list[str]:
 # The CSV
 
 
-def _read_table(report: ValidationReport, csv: Path) -> pd.DataFrame | None:
-    "Read and check the table; record its problems. None when nothing more can be checked."
+def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
+    """The path of the clip `filename` of `root/meta/esc50.csv`: `root/audio/filename`.
+
+    The one rule from a CSV filename to a file, used by validation and by the loaders: a relative
+    path inside `audio/` (subfolders allowed), written exactly as the file is named. Raises
+    ValueError naming the filename for an empty name, a name with leading or trailing whitespace,
+    an absolute path, or a name whose `..` parts leave `audio/`. Checks the name only (no file
+    system access); whether the file exists and is audio is `validate_esc50`'s job.
+
+    >>> resolve_clip("ESC-50", "1-100032-A-0.wav")
+    PosixPath('ESC-50/audio/1-100032-A-0.wav')
+    """
+    audio = Path(root) / "audio"
+    if not isinstance(filename, str) or not PurePath(filename).parts:
+        raise ValueError(f"filename {filename!r} names no file: list each clip by its name inside {audio}")
+    if filename != filename.strip():
+        raise ValueError(
+            f"filename {filename!r} has leading or trailing whitespace: write the name exactly as the file in {audio} "
+            "is called, without spaces around it"
+        )
+    if PurePath(filename).is_absolute():
+        raise ValueError(f"filename {filename!r} is an absolute path: list clips by their path relative to {audio}")
+    if ".." in PurePath(filename).parts:
+        raise ValueError(f"filename {filename!r} leaves the audio folder with '..': list only clips inside {audio}")
+    return audio / filename
+
+
+def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read and check `path/meta/esc50.csv` alone, opening no audio file.
+
+    The table rules shared by `validate_esc50`, `read_esc50_meta` and `esc50_dataloaders`: the
+    required columns; every row has a filename obeying `resolve_clip`, listed once, a fold that is
+    an integer >= 1, a target that is an integer >= 0, and a category; each category has one target
+    and each target one category (case counts: "Dog" and "dog" are two categories).
+
+    Returns `(good_rows, report)`: the rows without a problem of their own (fold and target as int,
+    see `ValidationReport.good_rows`) and a `ValidationReport` of mode "table" listing every problem
+    (`report.table` holds every row as read). With `skip_bad`, rows with a problem of their own are
+    skipped (warnings) instead of errors. Nothing is raised: call `report.raise_if_errors()`.
+    """
+    report = ValidationReport(root=Path(path), mode="table", skip_bad=skip_bad)
+    _check_table(report)
+    return report.good_rows(), report
+
+
+def _check_table(report: ValidationReport) -> None:
+    "Read the CSV into `report.table` and record every problem of the table itself."
+    df = _read_csv(report, report.root / META_NAME)
+    if df is not None:
+        report.table = _check_rows(report, df)
+        _check_labels(report, report.table)
+
+
+def _read_csv(report: ValidationReport, csv: Path) -> pd.DataFrame | None:
+    "The CSV as strings; None (with the error recorded) when nothing more can be checked."
     if not csv.is_file():
-        report._add("errors", META_NAME, f"metadata not found: {csv} (expected an ESC-50-layout folder with meta/esc50.csv and audio/)")
+        message = f"metadata not found: {csv} (expected an ESC-50-layout folder with meta/esc50.csv and audio/)"
+        report._add("errors", META_NAME, message, absent=True)
         return None
     try:
         df = pd.read_csv(csv, dtype={"filename": str, "category": str, "fold": str, "target": str})
@@ -258,23 +340,32 @@ def _read_table(report: ValidationReport, csv: Path) -> pd.DataFrame | None:
     if df.empty:
         report._add("errors", META_NAME, f"{csv} lists no clips")
         return None
-    df = df.copy()
-    df["filename"] = df["filename"].where(df["filename"].isna(), df["filename"].astype(str).str.strip())
     return df
 
 
 def _check_rows(report: ValidationReport, df: pd.DataFrame) -> pd.DataFrame:
-    "Per-row checks: filename present, fold/target integers, no duplicate filenames."
+    "Per-row checks: filename present and valid, fold/target integers in range, no duplicates."
     line = df.index + 2  # CSV line numbers (line 1 is the header)
     no_name = df["filename"].isna()
     for ln in line[no_name.to_numpy()]:
         # No filename to skip by: always an error.
         report._add("errors", META_NAME, f"line {ln} has no filename")
-    for col in ("fold", "target"):
+    for name in df.loc[~no_name, "filename"].drop_duplicates():
+        try:
+            resolve_clip(report.root, name)
+        except ValueError as e:
+            report._file_problem(name, str(e))
+    for col, lowest in (("fold", 1), ("target", 0)):
         num = pd.to_numeric(df[col], errors="coerce")
-        bad = (num.isna() | (num != num.round())) & ~no_name
-        for name, value in zip(df.loc[bad, "filename"], df.loc[bad, col], strict=True):
-            what = f"has no {col}" if pd.isna(value) else f"{col} {value!r} is not an integer"
+        not_int = ~np.isfinite(num) | (num != num.round())
+        bad = (not_int | (num < lowest)) & ~no_name
+        for name, value, is_int in zip(df.loc[bad, "filename"], df.loc[bad, col], ~not_int[bad], strict=True):
+            if pd.isna(value):
+                what = f"has no {col}"
+            elif is_int:
+                what = f"{col} {value!r} is below {lowest} ({col}s are integers >= {lowest})"
+            else:
+                what = f"{col} {value!r} is not an integer"
             report._file_problem(name, f"{what} in {META_NAME}")
         df[col] = num.where(~bad)
     for name in df.loc[df["category"].isna() & ~no_name, "filename"]:
@@ -287,12 +378,20 @@ def _check_rows(report: ValidationReport, df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _check_categories(report: ValidationReport, df: pd.DataFrame) -> None:
-    ok = df["target"].notna() & df["category"].notna()
-    per_cat = df[ok].groupby("category")["target"].unique()
-    for cat, targets in per_cat.items():
+def _check_labels(report: ValidationReport, df: pd.DataFrame) -> None:
+    "Both directions: one target per category and one category per target (exact, case-sensitive)."
+    rows = df[df["target"].notna() & df["category"].notna()]
+    for category, targets in rows.groupby("category")["target"].unique().items():
         if len(targets) > 1:
-            report._add("errors", META_NAME, f"category {cat!r} has several targets {sorted(int(t) for t in targets)}")
+            found = sorted(int(t) for t in targets)
+            report._add("errors", META_NAME, f"category {category!r} has several targets {found}: give each category one target")
+    for target, categories in rows.groupby("target")["category"].unique().items():
+        if len(categories) > 1:
+            message = (
+                f"target {int(target)} has several categories {sorted(categories)}: give each target one category "
+                "(spelled the same, case included) or each category its own target"
+            )
+            report._add("errors", META_NAME, message)
 
 
 def _norm_mode(mode) -> str:
@@ -315,6 +414,8 @@ def validate_esc50(
 ):
     """Check the ESC-50-layout folder `path` (`meta/esc50.csv` and `audio/`) in one pass.
 
+    The table is checked by the rules of `read_esc50_table`; then each listed file (at
+    `resolve_clip(path, filename)`; names that break that rule are not opened).
     sample_rate: the rate (Hz) the data pipeline resamples to, named in the warnings.
     expected_channels: files with another channel count are reported as warnings (they are
     downmixed to mono). expected_sample_rate: files at another rate (Hz) are reported as warnings
@@ -328,14 +429,11 @@ def validate_esc50(
     `report.skipped`, and `good_rows` is the cleaned table (fold and target as int).
     """
     mode = _norm_mode(mode)
-    root = Path(path)
-    report = ValidationReport(root=root, mode=mode, skip_bad=skip_bad)
-    df = _read_table(report, root / "meta" / "esc50.csv")
+    report = ValidationReport(root=Path(path), mode=mode, skip_bad=skip_bad)
+    _check_table(report)
+    df = report.table
     if df is not None:
-        df = _check_rows(report, df)
-        _check_categories(report, df)
-        report.table = df
-        _check_files(report, df, root / "audio", mode == "full", progress, expected_channels)
+        _check_files(report, df, mode == "full", progress, expected_channels)
         _check_rates(report, sample_rate, expected_sample_rate)
         _check_folds(report, folds)
         first_line = {name: i for i, name in reversed(list(enumerate(df["filename"])))}
@@ -350,23 +448,33 @@ def validate_esc50(
     return report
 
 
-def _check_files(report: ValidationReport, df: pd.DataFrame, audio: Path, full: bool, progress: bool, expected_channels: int) -> None:
-    names = df["filename"].dropna().drop_duplicates().tolist()
+def _check_files(report: ValidationReport, df: pd.DataFrame, full: bool, progress: bool, expected_channels: int) -> None:
+    paths = {}
+    for name in df["filename"].dropna().drop_duplicates():
+        try:
+            paths[name] = resolve_clip(report.root, name)
+        except ValueError:
+            pass  # refused by name in _check_rows; never opened
+    audio = report.root / "audio"
     if not audio.is_dir():
-        report._add("errors", "audio/", f"audio folder not found: {audio} ({len(names)} listed file(s) cannot be checked)")
-        for name in names:
+        message = f"audio folder not found: {audio} ({len(paths)} listed file(s) cannot be checked)"
+        report._add("errors", "audio/", message, absent=True)
+        for name in paths:
             if name not in report.bad_files:
                 report.bad_files.append(name)
         return
-    items = names
-    if progress and names:
+    items = list(paths)
+    if progress and items:
         from fastprogress.fastprogress import progress_bar
 
-        items = progress_bar(names, leave=False)
+        items = progress_bar(items, leave=False)
         items.comment = "validating audio files"
     for name in items:
-        problems, facts = _check_audio_file(audio / name, full)
         report.n_files_checked += 1
+        if not paths[name].exists():
+            report._file_problem(name, f"file is missing (expected at {paths[name]})", absent=True)
+            continue
+        problems, facts = _check_audio_file(paths[name], full)
         for msg in problems:
             report._file_problem(name, msg)
         if facts is not None:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from ..datasets.esc50 import PRESETS, get_settings, read_esc50_meta
+from ..datasets.esc50 import PRESETS, get_settings
+from ..datasets.validate import validate_esc50
 from .norms import NORMS, check_norms, norm_setup
 from .results import ResultsStore, write_summary
 
@@ -74,18 +75,8 @@ def _check_inputs(cfg: ExperimentConfig, root: Path) -> None:
         raise ValueError("folds, seeds and norms must each list at least one value")
     if cfg.epochs is not None and cfg.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {cfg.epochs}")
-    try:
-        from ..datasets.validate import validate_esc50
-    except ImportError:  # pragma: no cover - validate.py ships with the package
-        validate_esc50 = None
-    if validate_esc50 is not None:
-        report = validate_esc50(root, folds=cfg.folds, progress=False)
-        report.raise_if_errors()
-    df = read_esc50_meta(root)
-    folds = sorted(df["fold"].unique().tolist())
-    missing = [f for f in cfg.folds if f not in folds]
-    if missing:
-        raise ValueError(f"fold(s) {missing} not in {root / 'meta' / 'esc50.csv'}; its folds are {folds}")
+    # The table, every file and every requested fold, by the same rules as esc50_dataloaders.
+    validate_esc50(root, folds=cfg.folds, progress=False).raise_if_errors()
 
 
 def _stats_path(out: Path, norm: str, fold: int, settings: dict[str, Any], fraction: float) -> Path:
