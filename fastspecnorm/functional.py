@@ -59,13 +59,34 @@ def _check_float(x: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert it with .float()")
 
 
-def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False) -> Tensor:
+def _check_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
+    "`mask` as a bool tensor on x's device, checked to broadcast to x (None stays None)."
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor broadcastable to x, got {getattr(mask, 'dtype', type(mask).__name__)}")
+    try:
+        torch.broadcast_shapes(mask.shape, x.shape)
+    except RuntimeError as e:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to x of shape {tuple(x.shape)}") from e
+    return mask.as_subclass(Tensor).to(x.device)
+
+
+def _masked_fill_zero(out: Tensor, mask: Tensor | None) -> Tensor:
+    "Padded positions (mask False) set to 0, in place."
+    return out if mask is None else out.masked_fill_(~mask, 0.0)
+
+
+def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
     """Zero mean and unit (population) standard deviation per item and channel, over samples.
 
     x: `(..., samples)`, e.g. `(batch, channels, samples)` or one clip `(channels, samples)`.
     A constant waveform (a silent clip: std <= eps) becomes all zeros, never NaN; any other clip,
     however quiet (e.g. 1e-7 amplitude, below one 16-bit step), is scaled to unit std.
     A clip whose std is below 1e-5 of its mean (a constant level, up to rounding) is silent too.
+    mask: optional bool, broadcastable to x (e.g. `(batch, 1, samples)` from `valid_mask`), True
+    at the samples that count: mean and std are taken over those only, so a padded clip gets the
+    same values as alone, and the padding (mask False) becomes 0.
     Returns a tensor of the same shape and dtype; with `inplace`, x itself holds the result (unless
     autograd tracks x), which saves allocating a batch-sized tensor (see `WaveformNormalize`).
 
@@ -73,27 +94,37 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False) ->
     tensor([[-1.,  1.]])
     """
     _check_float(x, "x")
+    mask = _check_mask(mask, x)
     if x.shape[-1] == 0:
         raise ValueError(f"x has no samples (shape {tuple(x.shape)}); expected (..., samples) with samples > 0")
     if x.numel() == 0:
         return _finish(_output(x, inplace), x, inplace)
-    std, mean = torch.std_mean(x.to(_compute_dtype(x)), dim=-1, keepdim=True, correction=0)
+    xc = x.to(_compute_dtype(x))
+    if mask is None:
+        std, mean = torch.std_mean(xc, dim=-1, keepdim=True, correction=0)
+    else:
+        keep = mask.expand_as(xc)
+        count = keep.sum(dim=-1, keepdim=True).clamp_min(1)
+        mean = torch.where(keep, xc, 0.0).sum(dim=-1, keepdim=True) / count
+        std = (torch.where(keep, xc - mean, 0.0).square().sum(dim=-1, keepdim=True) / count).sqrt()
     # A constant clip whose rounded mean is off by a step keeps deviations of that step (about
     # 1e-7 of its level): variation below 1e-5 of the level is below the precision of the
     # samples (16-bit audio resolves 3e-5) and counts as silence too.
     silent = (std <= eps) | (std <= 1e-5 * mean.abs())
     out = _output(x, inplace).sub_(mean).div_(torch.where(silent, torch.full_like(std, math.inf), std))  # silence: 0
-    return _finish(out, x, inplace)
+    return _finish(_masked_fill_zero(out, mask), x, inplace)
 
 
-def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False) -> Tensor:
+def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
     """Per item: standardize, then map to [0, 1] with the item's own min and max.
 
     x: `(batch, freq, time)` or `(batch, channels, freq, time)`; every statistic is taken per item
     over all non-batch dimensions, never across the batch, so an item's result does not depend on
     the other items of its batch. Steps per item: `z = (x - mean) / (std + eps)`; if
     `max(z) - min(z) > eps`, `(clamp(z, min, max) - min) / (max - min)`, else all zeros (a constant
-    spectrogram such as a silent clip's). Returns the same shape and dtype, values in [0, 1]; with
+    spectrogram such as a silent clip's). mask: optional bool broadcastable to x (e.g.
+    `(batch, 1, 1, time)` from `valid_mask`): statistics over the True positions only, and the
+    others (padding) become 0. Returns the same shape and dtype, values in [0, 1]; with
     `inplace`, x itself holds the result (unless autograd tracks x).
     """
     _check_float(x, "x")
@@ -101,20 +132,33 @@ def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False) -> Tens
         raise ValueError(
             f"instance_minmax expects (batch, freq, time) or (batch, channels, freq, time), got shape {tuple(x.shape)}"
         )
+    mask = _check_mask(mask, x)
     if x.shape[0] == 0:
         return _finish(_output(x, inplace), x, inplace)
     # Min-max is unchanged by the standardization's affine map, so the result is computed from x's
     # own min and max; the standardized range `(max - min) / (std + eps)` decides constant items.
     dims = tuple(range(1, x.dim()))
     xc = x.to(_compute_dtype(x))
-    std = torch.std(xc, dim=dims, keepdim=True, correction=0)
-    lo, hi = xc.amin(dim=dims, keepdim=True), xc.amax(dim=dims, keepdim=True)
+    if mask is None:
+        std = torch.std(xc, dim=dims, keepdim=True, correction=0)
+        lo, hi = xc.amin(dim=dims, keepdim=True), xc.amax(dim=dims, keepdim=True)
+    else:
+        keep = mask.expand_as(xc)
+        count = keep.sum(dim=dims, keepdim=True).clamp_min(1)
+        mean = torch.where(keep, xc, 0.0).sum(dim=dims, keepdim=True) / count
+        std = (torch.where(keep, xc - mean, 0.0).square().sum(dim=dims, keepdim=True) / count).sqrt()
+        lo = torch.where(keep, xc, math.inf).amin(dim=dims, keepdim=True)
+        hi = torch.where(keep, xc, -math.inf).amax(dim=dims, keepdim=True)
     ok = (hi - lo) / (std + eps) > eps
     span = torch.where(ok, hi - lo, torch.full_like(hi, math.inf))  # constant items: x / inf = 0
-    return _finish(_output(x, inplace).sub_(lo).div_(span).clamp_(0.0, 1.0), x, inplace)
+    lo = torch.where(torch.isfinite(lo), lo, 0.0)  # an item with no valid position: all padding -> 0
+    out = _output(x, inplace).sub_(lo).div_(span).clamp_(0.0, 1.0)
+    return _finish(_masked_fill_zero(out, mask), x, inplace)
 
 
-def db_range(x: Tensor, min_level_db: float = -100.0, clip: bool = True, ref_level_db: float = 0.0, inplace: bool = False) -> Tensor:
+def db_range(
+    x: Tensor, min_level_db: float = -100.0, clip: bool = True, ref_level_db: float = 0.0, inplace: bool = False, mask: Tensor | None = None
+) -> Tensor:
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`.
 
     x: a spectrogram in dB, any shape. `x - ref_level_db = min_level_db` (dB, < 0) maps to 0 and
@@ -122,13 +166,15 @@ def db_range(x: Tensor, min_level_db: float = -100.0, clip: bool = True, ref_lev
     `ref_level_db` dB (-100..0 dB with the defaults; `DbRangeNormalize` uses Tacotron's reference
     level of 20 dB: -80..+20 dB). With `clip` the result is clamped to [0, 1] (values outside the
     assumed range are common on real audio, so clipping loses them; `db_range_inverse` cannot
-    bring them back). With `inplace`, x itself holds the result (unless autograd tracks x).
+    bring them back). mask: optional bool broadcastable to x; positions where it is False
+    (padding) become 0. With `inplace`, x itself holds the result (unless autograd tracks x).
     """
     _check_float(x, "x")
+    mask = _check_mask(mask, x)
     if not min_level_db < 0:
         raise ValueError(f"min_level_db must be negative (dB), got {min_level_db}")
     out = _output(x, inplace).sub_(ref_level_db).sub_(min_level_db).div_(-min_level_db)
-    return _finish(out.clamp_(0.0, 1.0) if clip else out, x, inplace)
+    return _finish(_masked_fill_zero(out.clamp_(0.0, 1.0) if clip else out, mask), x, inplace)
 
 
 def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: float = 0.0) -> Tensor:
@@ -139,20 +185,23 @@ def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: floa
     return y * -min_level_db + min_level_db + ref_level_db
 
 
-def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False) -> Tensor:
+def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
     """`(x - mean) / std` with broadcasting statistics, e.g. `mean` of shape `(1, 1, freq, 1)` per
     frequency bin or `(1, channels, 1, 1)` global, against x `(batch, channels, freq, time)`.
     Statistics are moved to x's device; float16/bfloat16 x is computed in float32 and cast back
     (values beyond the float16 range, e.g. a floored std under unseen data, become +-inf there).
-    The caller floors `std` (see `SpecNormalize`). With `inplace`, x itself holds the result (unless
-    autograd tracks x).
+    The caller floors `std` (see `SpecNormalize`). mask: optional bool broadcastable to x;
+    positions where it is False (padding) become 0, the normalized value of the mean. With
+    `inplace`, x itself holds the result (unless autograd tracks x).
     """
     _check_float(x, "x")
+    mask = _check_mask(mask, x)
     dt = _compute_dtype(x)
     mean, std = mean.to(device=x.device, dtype=dt), std.to(device=x.device, dtype=dt)
     if torch.broadcast_shapes(mean.shape, std.shape, x.shape) != x.shape:  # statistics with more dimensions than x
-        return ((x.to(dt) - mean) / std).to(x.dtype)
-    return _finish(_output(x, inplace).sub_(mean).div_(std), x, inplace)
+        out = (x.to(dt) - mean) / std
+        return (out if mask is None else out.masked_fill(~mask, 0.0)).to(x.dtype)
+    return _finish(_masked_fill_zero(_output(x, inplace).sub_(mean).div_(std), mask), x, inplace)
 
 
 def denormalize(y: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -223,3 +272,146 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 def moments_std(m: Moments, correction: int = 0) -> Tensor:
     "Standard deviation from moments: `sqrt(m2 / (count - correction))` (population std by default)."
     return torch.sqrt(m.m2 / (m.count - correction).clamp_min(1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-item normalizations people reach for now: PCEN (librosa, LEAF) and per-utterance mean and
+# variance normalization (ESPnet UtteranceMVN, Kaldi per-utterance CMVN).
+
+__all__ += ["pcen_smoothing_coef", "pcen", "utterance_mvn"]
+
+
+def _check_mask(mask: Tensor | None, x: Tensor, name: str = "mask") -> Tensor | None:
+    "`mask` as a bool tensor on x's device, checked to broadcast to x (None stays None)."
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor or None, got {type(mask).__name__}")
+    try:
+        if torch.broadcast_shapes(mask.shape, x.shape) != x.shape:
+            raise RuntimeError
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(mask.shape)} does not broadcast to x of shape {tuple(x.shape)}; "
+            "expected e.g. (batch, 1, 1, time) for (batch, channels, freq, time)"
+        ) from None
+    return mask.to(device=x.device, dtype=torch.bool)
+
+
+def pcen_smoothing_coef(sr: float = 16000, hop_length: int = 200, time_constant: float = 0.4) -> float:
+    """librosa's smoothing coefficient b of PCEN's first-order IIR smoother.
+
+    With `t = time_constant * sr / hop_length` (the time constant in frames; seconds, Hz, samples),
+    `b = (sqrt(1 + 4 t^2) - 1) / (2 t^2)`, the b whose squared frequency response has its
+    half-maximum at 1 / t. E.g. 0.4 s at 16 kHz with hop 200 (32 frames): b = 0.0308.
+    """
+    if not (sr > 0 and hop_length > 0 and time_constant > 0):
+        raise ValueError(f"sr, hop_length and time_constant must be positive, got {sr}, {hop_length}, {time_constant}")
+    t_frames = time_constant * sr / float(hop_length)
+    return (math.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+
+
+def pcen(
+    x: Tensor,
+    sr: float = 16000,
+    hop_length: int = 200,
+    gain: float = 0.98,
+    bias: float = 2.0,
+    power: float = 0.5,
+    time_constant: float = 0.4,
+    eps: float = 1e-6,
+    mask: Tensor | None = None,
+    b: float | None = None,
+) -> Tensor:
+    """Per-channel energy normalization of a linear spectrogram, as `librosa.pcen`.
+
+    x: energies (power, not dB; >= 0), `(..., freq, time)`, e.g. `(batch, channels, n_mels, time)`;
+    every frequency bin of every item is filtered along its own time axis (per item and bin, nothing
+    across the batch). Steps, with librosa's defaults and initial state:
+    `M = lfilter([b], [1, b - 1], x, zi=[1 - b])` (a first-order IIR smoother whose state starts as
+    after a long input of 1, scipy's `lfilter_zi`; b from `pcen_smoothing_coef(sr, hop_length,
+    time_constant)` unless given), `smooth = exp(-gain * (log(eps) + log1p(M / eps)))` (i.e.
+    `(eps + M) ** -gain`), and `bias**power * expm1(power * log1p(x * smooth / bias))`
+    (`log1p(x * smooth)` when power is 0; `(x * smooth) ** power` when bias is 0). Equal to
+    `librosa.pcen(x, sr=sr, hop_length=hop_length, gain=gain, bias=bias, power=power,
+    time_constant=time_constant, eps=eps)` to rounding (float32 inputs: about 1e-6 relative).
+
+    Scale: the result depends on x's level. librosa's defaults assume audio scaled to the int32
+    range: for waveforms in [-1, 1], multiply their energies by `2.0**62` (`(2**31)**2`) first, as
+    the `PCEN` Transform does; at [-1, 1] levels most energies sit below `eps` and are flattened.
+
+    mask: optional bool, broadcastable to x, e.g. `(batch, 1, 1, time)`, True on valid frames. The
+    smoother is causal, so padding at the end of an item (the `lengths` layout) never changes its
+    valid frames, which equal the item's PCEN computed alone; masked frames become 0 (the PCEN of
+    silence). Values in masked frames are never read into valid ones, whatever they hold.
+    Negative valid values raise ValueError (a dB spectrogram passed by mistake). Returns x's shape
+    and dtype (float16/bfloat16 computed in float32); the IIR runs with torchaudio's `lfilter`
+    (a compiled loop on CPU and GPU) and is differentiable.
+
+    >>> pcen(torch.zeros(1, 3)).abs().max().item()
+    0.0
+    """
+    from ._compat import import_torchaudio
+
+    _check_float(x, "x")
+    if x.dim() < 2:
+        raise ValueError(f"pcen expects (..., freq, time), got shape {tuple(x.shape)}")
+    if b is None:
+        b = pcen_smoothing_coef(sr, hop_length, time_constant)
+    if not 0 < b <= 1:
+        raise ValueError(f"b must be in (0, 1], got {b}")
+    if power < 0 or bias < 0 or gain < 0 or eps <= 0:
+        raise ValueError(f"pcen needs power, bias, gain >= 0 and eps > 0, got power={power}, bias={bias}, gain={gain}, eps={eps}")
+    mask = _check_mask(mask, x)
+    xc = x.to(_compute_dtype(x))
+    if mask is not None:
+        xc = torch.where(mask, xc, torch.zeros((), dtype=xc.dtype, device=xc.device))
+    if bool((xc < 0).any()):
+        raise ValueError("pcen expects energies >= 0 (a power spectrogram, not dB); use AudioToSpec(to_db=False)")
+    if x.numel() == 0:
+        return x.clone()
+    torchaudio = import_torchaudio()
+    n_frames = x.shape[-1]
+    a_coeffs = torch.tensor([1.0, b - 1.0], dtype=xc.dtype, device=xc.device)
+    b_coeffs = torch.tensor([b, 0.0], dtype=xc.dtype, device=xc.device)
+    smoothed = torchaudio.functional.lfilter(xc, a_coeffs, b_coeffs, clamp=False)
+    # lfilter starts from a zero state; librosa's zi = 1 - b is the state after a constant input
+    # of 1, whose response decays as (1 - b) ** (n + 1) and adds linearly.
+    frames = torch.arange(1, n_frames + 1, dtype=xc.dtype, device=xc.device)
+    smoothed = smoothed + (1.0 - b) ** frames
+    smooth = torch.exp(-gain * (math.log(eps) + torch.log1p(smoothed / eps)))
+    if power == 0:
+        out = torch.log1p(xc * smooth)
+    elif bias == 0:
+        out = torch.exp(power * (torch.log(xc) + torch.log(smooth)))
+    else:
+        out = bias**power * torch.expm1(power * torch.log1p(xc * smooth / bias))
+    if mask is not None:
+        out = torch.where(mask, out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return out.to(x.dtype)
+
+
+def utterance_mvn(x: Tensor, mask: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Per-utterance mean and variance normalization (ESPnet's UtteranceMVN, Kaldi's per-utterance CMVN).
+
+    x: `(..., freq, time)`, e.g. `(batch, channels, freq, time)` in dB. Per item, channel and
+    frequency bin, over that item's time frames: subtract the mean and divide by the population
+    std (ddof 0) floored at `eps`, so a constant bin (e.g. silence at the dB floor) becomes 0, never
+    NaN. mask: optional bool, broadcastable to x, e.g. `(batch, 1, 1, time)`, True where a frame
+    counts; the statistics use only those frames and the others (padding) become 0, whatever they
+    held (NaN included). A bin with no valid frame becomes 0. Statistics in float64; returns x's
+    shape and dtype. Nothing is shared across the batch: an item's result equals the item alone.
+    """
+    _check_float(x, "x")
+    if x.dim() < 2:
+        raise ValueError(f"utterance_mvn expects (..., freq, time), got shape {tuple(x.shape)}")
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    mask = _check_mask(mask, x)
+    m = batch_moments(x, red_dims=(x.dim() - 1,), mask=mask)
+    std = moments_std(m).clamp_min(eps)
+    dt = _compute_dtype(x)
+    out = (x.to(dt) - m.mean.to(dt)) / std.to(dt)
+    if mask is not None:
+        out = torch.where(mask, out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return out.to(x.dtype)

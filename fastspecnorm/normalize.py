@@ -10,6 +10,17 @@ is an intermediate nobody else holds: the DataLoader's fresh batch for `Waveform
 `AudioToSpec`'s fresh output for the spectrogram normalizations. `esc50_dataloaders`,
 `StatsCallback` and the experiment use it there; the default is `False`, so a tensor passed in by
 hand is never changed. Ignored for tensors that autograd tracks.
+
+Padded batches (clips of different lengths, see `AudioDataLoader`): every transform here takes
+its statistics over each item's valid samples or frames only (the batch's `lengths`, via
+`valid_mask`) and sets the padded positions to 0: after `WaveformNormalize` the padding is
+silence, after `SpecNormalize` it sits at the dataset mean (0 in standard deviations), after
+`InstanceMinMax` and `DbRangeNormalize` at the bottom of [0, 1]. So a clip's normalized values do
+not depend on how much padding its batch gave it, and the padding is never an outlier.
+
+Typed transforms refuse a plain `torch.Tensor` passed directly (TypeError naming the wrapper:
+`AudioTensor(x, sr=...)` or `AudioSpectrogram(x)`); inside a fastai batch tuple, labels and
+other tensors pass through untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
 from . import functional as F
-from .audio.tensors import AudioSpectrogram, AudioTensor
+from .audio.tensors import AudioSpectrogram, AudioTensor, valid_mask
+from .audio.transforms import RefusePlainTensor
 
 __all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize", "SPEC_NORMALIZERS"]
 
@@ -32,11 +44,23 @@ def _with_unit(x: AudioSpectrogram, unit: str) -> AudioSpectrogram:
     return x
 
 
-class WaveformNormalize(Transform):
+def _padding_mask(x: Tensor) -> Tensor | None:
+    """The batch's `valid_mask` (`(batch, 1, 1, time)` for spectrograms, `(batch, 1, samples)` for
+    waveforms) when it carries `lengths`, else None (nothing padded: no masking work)."""
+    return None if getattr(x, "lengths", None) is None else valid_mask(x)
+
+
+class _SpecTransform(RefusePlainTensor):
+    wrap_hint = "AudioSpectrogram(x) for a (batch, channels, freq, time) spectrogram"
+
+
+class WaveformNormalize(RefusePlainTensor, Transform):
     """Per clip and channel: zero mean, unit std over samples (`functional.standardize_waveform`).
 
     Works on one clip `(channels, samples)` as an item transform or on a batch
-    `(batch, channels, samples)` as a batch transform; a silent clip becomes zeros. Not invertible
+    `(batch, channels, samples)` as a batch transform; a silent clip becomes zeros. On a padded
+    batch (`lengths`), mean and std are over each clip's own samples and the padding becomes 0, so
+    a clip gets the same values whatever its batch. Not invertible
     (the clip's level is discarded), so `decodes` returns its input. `inplace`: see the module docstring.
     """
 
@@ -47,10 +71,10 @@ class WaveformNormalize(Transform):
         self.eps, self.inplace = eps, inplace
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
-        return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False))
+        return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False), mask=_padding_mask(x))
 
 
-class SpecNormalize(DisplayedTransform):
+class SpecNormalize(_SpecTransform, DisplayedTransform):
     """Normalize spectrograms with fixed statistics: `(x - mean) / std`, inverted by `decodes`.
 
     mean, std: tensors broadcastable to `(batch, channels, freq, time)`, e.g. `(1, 1, freq, 1)` per
@@ -58,7 +82,9 @@ class SpecNormalize(DisplayedTransform):
     `SpecNormalize.from_stats(recorder)`. Standard deviations below `min_std` (constant bins, e.g.
     frequencies above a low-pass, or a dataset of silence) are floored to `min_std` with a warning,
     so such bins are centred but not blown up. The statistics are declared in `parameters`, so
-    `DataLoader.to(device)` moves them with the batches. `inplace`: see the module docstring.
+    `DataLoader.to(device)` moves them with the batches. Padded frames (the batch's `lengths`)
+    become 0, the normalized mean; `decodes` maps them back to the mean. `inplace`: see the module
+    docstring.
     """
 
     order = 99
@@ -105,17 +131,18 @@ class SpecNormalize(DisplayedTransform):
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         self._check(x)
-        return _with_unit(F.normalize(x, self.mean, self.std, inplace=getattr(self, "inplace", False)), "std")
+        return _with_unit(F.normalize(x, self.mean, self.std, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "std")
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         return _with_unit(F.denormalize(x, self.mean, self.std), "dB")
 
 
-class InstanceMinMax(Transform):
+class InstanceMinMax(_SpecTransform, Transform):
     """Per spectrogram: standardize, then min-max to [0, 1] (`functional.instance_minmax`).
 
     A batch transform on `(batch, channels, freq, time)`: statistics are per item over channels,
     frequency and time, never across the batch; a constant spectrogram (silent clip) becomes zeros.
+    On a padded batch the statistics are over each item's valid frames and padded frames become 0.
     Not invertible, so `decodes` returns its input (shown on a [0, 1] scale). `inplace`: see the
     module docstring.
     """
@@ -127,15 +154,17 @@ class InstanceMinMax(Transform):
         self.eps, self.inplace = eps, inplace
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        return _with_unit(F.instance_minmax(x, self.eps, inplace=getattr(self, "inplace", False)), "[0, 1]")
+        return _with_unit(F.instance_minmax(x, self.eps, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "[0, 1]")
 
 
-class DbRangeNormalize(DisplayedTransform):
+class DbRangeNormalize(_SpecTransform, DisplayedTransform):
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`, clipped to
     [0, 1] when `clip`; `decodes` maps back to dB (values that were clipped stay at the range ends).
 
-    x: spectrogram in dB. Defaults follow Tacotron: min_level_db -100 dB, ref_level_db 20 dB.
-    `inplace`: see the module docstring.
+    x: spectrogram in dB. Defaults follow Tacotron: min_level_db -100 dB and a reference level
+    `ref_level_db` of 20 dB, so -80 dB maps to 0 and +20 dB to 1 (the range is -80..+20 dB).
+    `functional.db_range` has no reference level unless given (`ref_level_db=0`: -100..0 dB).
+    Padded frames (the batch's `lengths`) become 0. `inplace`: see the module docstring.
     """
 
     order = 99
@@ -149,10 +178,99 @@ class DbRangeNormalize(DisplayedTransform):
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         if getattr(x, "unit", "dB") not in ("dB", None):
             raise ValueError(f"DbRangeNormalize expects a spectrogram in dB, got unit {x.unit!r}; use AudioToSpec(to_db=True)")
-        return _with_unit(F.db_range(x, self.min_level_db, self.clip, self.ref_level_db, inplace=getattr(self, "inplace", False)), "[0, 1]")
+        out = F.db_range(x, self.min_level_db, self.clip, self.ref_level_db, inplace=getattr(self, "inplace", False), mask=_padding_mask(x))
+        return _with_unit(out, "[0, 1]")
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         return _with_unit(F.db_range_inverse(x, self.min_level_db, self.ref_level_db), "dB")
 
 
 SPEC_NORMALIZERS = (SpecNormalize, InstanceMinMax, DbRangeNormalize)
+
+
+# ---------------------------------------------------------------------------------------------
+# PCEN and per-utterance MVN: per item, over each item's valid frames (`lengths`, in frames).
+
+__all__ += ["PCEN", "UtteranceNormalize", "INT32_ENERGY_SCALE"]
+
+INT32_ENERGY_SCALE = 2.0**62
+"`(2**31)**2`: energies of [-1, 1] audio scaled as if the audio were int32, the level librosa's PCEN defaults assume."
+
+
+def _frame_mask(x: Tensor) -> Tensor | None:
+    """Bool `(batch, 1, 1, time)`, True on each item's valid frames, from the spectrogram's `lengths`
+    (valid frames per item); None when it carries none (nothing padded)."""
+    lengths = getattr(x, "lengths", None)
+    if lengths is None:
+        return None
+    frames = torch.arange(x.shape[-1], device=x.device)
+    return frames < torch.as_tensor(lengths, device=x.device).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def _like(out: Tensor, x: AudioSpectrogram) -> AudioSpectrogram:
+    "`out` as an `AudioSpectrogram` with x's metadata (sample rate, hop length, lengths, ...)."
+    res = out.as_subclass(type(x))
+    res.__dict__ = dict(x.__dict__)
+    return res
+
+
+class PCEN(DisplayedTransform):
+    """Per-channel energy normalization (`functional.pcen`, equal to `librosa.pcen`) of a batch of
+    linear (mel) power spectrograms `(batch, channels, freq, time)`, per item and frequency bin.
+
+    Needs energies, not dB: build the spectrogram with `AudioToSpec(to_db=False)` (unit "power").
+    The energies are multiplied by `input_scale` first: the default `INT32_ENERGY_SCALE` (2**62)
+    makes [-1, 1] audio look like int32 audio, the level librosa's defaults (`eps` 1e-6, `bias` 2)
+    assume; without it most energies sit below `eps` and PCEN flattens them. The time constant is
+    in seconds: `sr` (Hz) and `hop_length` (samples) come from the spectrogram's metadata unless
+    given. Padded frames (the spectrogram's `lengths`) are ignored and set to 0, the PCEN of silence.
+    PCEN is its own gain control, so the experiment keeps each waveform at its own level (no
+    waveform standardization), as librosa's users do. Not inverted: `decodes` returns its input.
+    """
+
+    order = 99
+
+    def __init__(self, gain: float = 0.98, bias: float = 2.0, power: float = 0.5, time_constant: float = 0.4, eps: float = 1e-6,
+                 input_scale: float = INT32_ENERGY_SCALE, sr: float | None = None, hop_length: int | None = None):
+        super().__init__()
+        if not input_scale > 0:
+            raise ValueError(f"input_scale must be positive, got {input_scale}")
+        self.gain, self.bias, self.power, self.time_constant, self.eps = gain, bias, power, time_constant, eps
+        self.input_scale, self.sr, self.hop_length = input_scale, sr, hop_length
+
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        if getattr(x, "unit", None) != "power":
+            raise ValueError(
+                f"PCEN expects a power spectrogram (energies), got unit {getattr(x, 'unit', None)!r}; "
+                "use AudioToSpec(to_db=False) (ESC50Settings to_db=False)"
+            )
+        sr, hop = self.sr or getattr(x, "sr", None), self.hop_length or getattr(x, "hop_length", None)
+        if not (sr and hop):
+            raise ValueError("PCEN needs the sample rate and hop length: the spectrogram has none, pass PCEN(sr=..., hop_length=...)")
+        # float32 at least: 2**62 overflows float16.
+        scaled = x.to(torch.promote_types(x.dtype, torch.float32)) * self.input_scale
+        out = F.pcen(scaled, sr, hop, self.gain, self.bias, self.power, self.time_constant, self.eps, mask=_frame_mask(x))
+        return _with_unit(_like(out.to(x.dtype), x), "pcen")
+
+
+class UtteranceNormalize(Transform):
+    """Per item and frequency bin, over the item's valid time frames: `(x - mean) / max(std, eps)`
+    (`functional.utterance_mvn`; ESPnet's UtteranceMVN). A batch transform on
+    `(batch, channels, freq, time)` spectrograms (dB); padded frames (the spectrogram's `lengths`)
+    are excluded from the statistics and set to 0. No dataset statistics; not invertible
+    (`decodes` returns its input).
+    """
+
+    order = 99
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        self.eps = eps
+
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        return _with_unit(_like(F.utterance_mvn(x, mask=_frame_mask(x), eps=self.eps), x), "std")
+
+
+SPEC_NORMALIZERS = (*SPEC_NORMALIZERS, PCEN, UtteranceNormalize)
