@@ -210,6 +210,8 @@ def test_stale_temp_file_from_killed_process_is_ignored_and_removed(tmp_path):
     # What a process killed between writing and renaming leaves behind: a partial file.
     stale = tmp_path / ".results.csv.abc123.tmp"
     stale.write_text("norm,fold,seed,epochs,accuracy\nnone,1,0,8,0.5\nglobal,1,0,8,0.")
+    old = os.stat(stale).st_mtime - 2 * 86400  # a name without host and pid counts as stale after a day
+    os.utime(stale, (old, old))
     unrelated = tmp_path / "other.tmp"
     unrelated.write_text("not ours")
 

@@ -1,0 +1,181 @@
+"""Tests for `fastspecnorm._io`: crash-safe writes shared by several processes.
+
+Writers are real child processes: one held mid-write (alive), one killed with SIGKILL mid-write
+(dead), two writing the same file in a loop. The rule under test: a temporary file is removed only
+when its writer is dead (same host) or it is older than `STALE_TEMP_AGE_S` (another host, or a
+name without host and pid); a live writer's file is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from fastspecnorm._io import STALE_TEMP_AGE_S, atomic_write, atomic_write_text, remove_stale_temp_files
+
+REPO = Path(__file__).resolve().parents[1]
+posix_only = pytest.mark.skipif(os.name != "posix", reason="liveness of a pid and SIGKILL need POSIX")
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# Children load fastspecnorm/_io.py by its path (standard library only), so that they start in a
+# fraction of a second instead of importing torch and fastai through the package.
+CHILD_PRELUDE = """\
+import importlib.util, os
+_spec = importlib.util.spec_from_file_location("fastspecnorm_io", os.environ["FASTSPECNORM_IO"])
+_io = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_io)
+atomic_write = _io.atomic_write
+"""
+
+
+def run_child(tmp_path: Path, code: str, *args: str) -> subprocess.Popen:
+    script = tmp_path / f"child_{abs(hash(code))}.py"
+    script.write_text(CHILD_PRELUDE + textwrap.dedent(code))
+    env = {**os.environ, "FASTSPECNORM_IO": str(REPO / "fastspecnorm" / "_io.py")}
+    return subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.02)
+
+
+# A writer that stops halfway through its file until `release` exists (or kills itself there).
+HELD_WRITER = """
+    import os, signal, sys, time
+    from pathlib import Path
+
+    target, release, how = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+    def write(f):
+        f.write(b"child-first-half;")
+        f.flush()
+        if how == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        while not release.exists():
+            time.sleep(0.02)
+        f.write(b"child-second-half")
+
+    atomic_write(target, write)
+"""
+
+
+@posix_only
+def test_live_writers_temp_file_survives_another_write(tmp_path):
+    target, release = tmp_path / "out" / "results.csv", tmp_path / "release"
+    child = run_child(tmp_path, HELD_WRITER, str(target), str(release), "hold")
+    try:
+        wait_for(lambda: target.parent.is_dir() and temp_files(target.parent))
+        (held,) = temp_files(target.parent)
+        assert re.fullmatch(rf"\.results\.csv\.[A-Za-z0-9_-]+\.{child.pid}\.[A-Za-z0-9_]+\.tmp", held)
+        atomic_write_text(target, "parent")  # cleans up temporary files of results.csv first
+        assert held in temp_files(target.parent) and target.read_text() == "parent"
+    finally:
+        release.touch()
+        log = child.communicate(timeout=60)[0]
+    assert child.returncode == 0, log
+    assert target.read_bytes() == b"child-first-half;child-second-half"  # the later rename wins
+    assert temp_files(target.parent) == []
+
+
+@posix_only
+def test_dead_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "stats.npz"
+    child = run_child(tmp_path, HELD_WRITER, str(target), str(tmp_path / "never"), "die")
+    child.communicate(timeout=60)  # reaped: its pid no longer exists
+    assert child.returncode == -signal.SIGKILL
+    (left,) = temp_files(tmp_path)
+    assert (tmp_path / left).read_bytes() == b"child-first-half;" and not target.exists()
+    unrelated = tmp_path / ".other.npz.host.1.abcdefgh.tmp"  # another file's temporary: not ours to judge
+    unrelated.write_text("x")
+    atomic_write_text(target, "new")
+    assert temp_files(tmp_path) == [unrelated.name] and target.read_text() == "new"
+
+
+@pytest.mark.parametrize("name", [".index.json.some-other-machine.4242.k3j2h1g0.tmp", ".index.json.abc123.tmp"])
+def test_unverifiable_writer_removed_only_after_the_stale_age(tmp_path, name):
+    "Another host's file (its pid cannot be checked from here), or an old-style name without a pid."
+    temp = tmp_path / name
+    temp.write_text("partial")
+    assert remove_stale_temp_files(tmp_path, "index.json") == []
+    almost = time.time() - STALE_TEMP_AGE_S + 600
+    os.utime(temp, (almost, almost))
+    atomic_write_text(tmp_path / "index.json", "{}")
+    assert temp.exists()
+    old = time.time() - STALE_TEMP_AGE_S - 600
+    os.utime(temp, (old, old))
+    atomic_write_text(tmp_path / "index.json", "{}")
+    assert not temp.exists() and temp_files(tmp_path) == []
+
+
+@posix_only
+def test_pattern_target_selects_which_temporary_files_are_judged(tmp_path):
+    folder, release = tmp_path / "cache", tmp_path / "release"
+    folder.mkdir()
+    dead = [run_child(tmp_path, HELD_WRITER, str(folder / name), str(release), "die") for name in ("data-aa11.bin", "index.json")]
+    live = run_child(tmp_path, HELD_WRITER, str(folder / "data-bb22.bin"), str(release), "hold")
+    try:
+        for child in dead:
+            child.communicate(timeout=60)
+        wait_for(lambda: len(temp_files(folder)) == 3)
+        by_target = {name.split(".")[1]: name for name in temp_files(folder)}
+        removed = remove_stale_temp_files(folder, re.compile(r"data-[0-9a-f]+\.bin"))
+        # The dead writer of a data file only: not the live one, not the dead writer of index.json.
+        assert [p.name for p in removed] == [by_target["data-aa11"]]
+        assert temp_files(folder) == sorted([by_target["data-bb22"], by_target["index"]])
+    finally:
+        release.touch()
+        live.communicate(timeout=60)
+    assert live.returncode == 0 and (folder / "data-bb22.bin").exists()
+
+
+CONCURRENT_WRITER = """
+    import sys
+    from pathlib import Path
+
+    target, tag = Path(sys.argv[1]), sys.argv[2].encode()
+    payload = tag * (200_000 // len(tag))
+    for _ in range(150):
+        atomic_write(target, lambda f: f.write(payload))
+"""
+
+
+def test_concurrent_writers_of_one_file_never_fail(tmp_path):
+    target = tmp_path / "shared" / "results.csv"
+    children = [run_child(tmp_path, CONCURRENT_WRITER, str(target), tag) for tag in ("A", "B")]
+    logs = [child.communicate(timeout=240)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0], logs
+    data = target.read_bytes()
+    assert data in (b"A" * 200_000, b"B" * 200_000)  # one whole write, never a mix
+    assert temp_files(target.parent) == []
+
+
+def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "old")
+    os.chmod(target, 0o640)
+
+    def fail(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, fail)
+    assert target.read_text() == "old" and temp_files(tmp_path) == []
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o640  # mode kept
