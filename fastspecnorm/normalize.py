@@ -33,8 +33,7 @@ from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
 from . import functional as F
-from .audio.tensors import AudioSpectrogram, AudioTensor, valid_mask
-from .audio.transforms import RefusePlainTensor
+from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, valid_mask
 
 __all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize", "SPEC_NORMALIZERS"]
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ._io import atomic_write
+from .audio.tensors import valid_mask
 from .functional import Moments, batch_moments, merge_moments, moments_std
 
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
@@ -278,6 +279,11 @@ class StatsRecorder:
         return rec
 
 
+def _padding_mask(x: Tensor) -> Tensor | None:
+    "The batch's `valid_mask` when it carries `lengths` (a padded batch), else None."
+    return valid_mask(x) if getattr(x, "lengths", None) is not None else None
+
+
 def _first_input(batch: Any) -> Tensor:
     "Inputs are the first element of each batch (fastai batches are tuples `(x, y)`)."
     if isinstance(batch, (tuple, list)):
@@ -329,8 +335,11 @@ def collect_stats(
     dl: a DataLoader (fastai or PyTorch) or any iterable of batches; inputs are the first element of
     each batch, e.g. spectrograms `(batch, channels, freq, time)`. The first `ceil(fraction * n)`
     batches are used, so pass a shuffled loader (or use `StatsCallback`, which does) when `fraction`
-    < 1. Runs under `torch.no_grad()` with a progress bar. `mask_fn(x)` may return the bool mask of
-    values to count. Statistics accumulate on the batches' device, in float64.
+    < 1. Runs under `torch.no_grad()` with a progress bar. Padding never counts: a batch that
+    carries `lengths` (a padded batch of clips of different lengths, see `AudioDataLoader`) is
+    masked with its `valid_mask`, so the statistics equal those of the clips' spectrograms taken
+    one at a time. `mask_fn(x)` may return another bool mask of values to count (it replaces the
+    lengths mask). Statistics accumulate on the batches' device, in float64.
     """
     red_dims = _normalize_red_dims(red_dims)
     try:
@@ -356,7 +365,7 @@ def collect_stats(
             if n_use is not None and i >= n_use:
                 break
             x = _first_input(batch)
-            rec.update(x, mask_fn(x) if mask_fn is not None else None)
+            rec.update(x, mask_fn(x) if mask_fn is not None else _padding_mask(x))
     if rec.moments is None:
         raise ValueError("collect_stats saw no values: the loader yielded no non-empty batch")
     return rec

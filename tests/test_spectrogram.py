@@ -55,7 +55,7 @@ def test_defaults_batched(batch):
     expected = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.Spectrogram()(wav))
     torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
     assert torch.equal(wav, before)
-    assert out.__dict__ == {"sr": 16000, "hop_length": 200, "n_fft": 400, "n_mels": None, "f_max": 8000.0, "unit": "dB"}
+    assert out.__dict__ == {"sr": 16000, "hop_length": 200, "n_fft": 400, "n_mels": None, "f_max": 8000.0, "unit": "dB", "lengths": None}
 
 
 def test_power_without_db_equals_torchaudio_spectrogram():

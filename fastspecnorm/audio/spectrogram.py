@@ -2,6 +2,12 @@
 
 One implementation on every device: torchaudio's `spectrogram` (torch.stft, centred, reflect
 padding, Hann window), its mel filter bank, and `10 * log10` with a `top_db` floor taken per item.
+
+Padded batches: a clip of n samples in a batch padded to its longest clip has `n // hop_length + 1`
+valid frames (`AudioSpectrogram.lengths`), and these equal the frames of the clip's spectrogram
+computed alone: before the STFT, the `n_fft // 2` samples after each clip's end are replaced by
+the reflection that torch.stft's centred framing would put there for the clip alone. The frames
+after a clip's last valid frame hold silence (power 0, -100 dB; with `top_db`, the item's floor).
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ from fasttransform import DisplayedTransform
 from torch import Tensor
 
 from .._compat import import_torchaudio
-from .tensors import AudioSpectrogram, AudioTensor
+from .tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, lengths_mask
 
-__all__ = ["AudioToSpec", "spectrogram", "power_to_db", "spec_shape"]
+__all__ = ["AudioToSpec", "spectrogram", "power_to_db", "spec_shape", "reflect_clip_ends", "frame_lengths"]
 
 torchaudio = import_torchaudio()
 
@@ -28,6 +34,27 @@ def spec_shape(n_samples: int, n_fft: int = 400, hop_length: int = 200, n_mels: 
     n_freq = n_mels if n_mels else n_fft // 2 + 1
     padded = n_samples + 2 * (n_fft // 2) if center else n_samples
     return n_freq, (padded - n_fft) // hop_length + 1
+
+
+def frame_lengths(lengths: Tensor, hop_length: int = 200) -> Tensor:
+    "Valid frames of clips of `lengths` samples with centred framing: `lengths // hop_length + 1`."
+    return torch.as_tensor(lengths) // hop_length + 1
+
+
+def reflect_clip_ends(wav: Tensor, lengths: Tensor, n_fft: int = 400) -> Tensor:
+    """A copy of the padded batch `wav` `(batch, channels, samples)` where the `n_fft // 2` samples
+    after each clip's end (`lengths`, `(batch,)` samples) are the reflection torch.stft's centred
+    framing would pad that clip with alone (`x[n - 2 - j]` at position `n + j`), so the clip's
+    valid frames equal its spectrogram computed alone. Positions a clip too short to reflect
+    (fewer than `n_fft // 2 + 1` samples, which torch.stft refuses alone) keep their padding."""
+    n_samples = wav.shape[-1]
+    pos = torch.arange(n_samples, device=wav.device)
+    n = lengths.to(wav.device)[:, None]
+    after = pos[None, :] - n  # (batch, samples): offset past each clip's end
+    src = n - 2 - after
+    reflect = (after >= 0) & (after < n_fft // 2) & (src >= 0)
+    index = torch.where(reflect, src, pos[None, :])
+    return wav.gather(-1, index[:, None, :].expand(wav.shape))
 
 
 def power_to_db(spec: Tensor, top_db: float | None = None) -> Tensor:
@@ -67,7 +94,7 @@ def spectrogram(
     return power_to_db(spec, top_db) if to_db else spec
 
 
-class AudioToSpec(DisplayedTransform):
+class AudioToSpec(RefusePlainTensor, DisplayedTransform):
     """Batch transform: `AudioTensor` `(batch, channels, samples)` -> `AudioSpectrogram`
     `(batch, channels, freq, time)`, computed on the batch's device with `spectrogram`.
 
@@ -146,16 +173,26 @@ class AudioToSpec(DisplayedTransform):
                 f"AudioToSpec is set for sample_rate={self.sample_rate} Hz but got audio at {sr} Hz; "
                 "resample first (AudioBlock(sample_rate=...)) or set AudioToSpec(sample_rate=...)"
             )
+        lengths = getattr(x, "lengths", None)
         wav = x.as_subclass(Tensor)
         if wav.dtype in (torch.float16, torch.bfloat16):
             wav = wav.float()
         if self.window.device != wav.device:  # a batch on another device than the DataLoader's
             self.to(wav.device)
+        frames = None
         with torch.no_grad():
             if wav.numel() == 0:  # an empty batch gives an empty spectrogram; torch.stft rejects it
                 spec = wav.new_zeros(*wav.shape[:-1], *spec_shape(wav.shape[-1], self.n_fft, self.hop_length, self.n_mels))
-            else:
+            elif lengths is None:
                 spec = spectrogram(wav, self.window, self.n_fft, self.hop_length, self.mel_fb, self.to_db, self.top_db)
+            else:
+                if wav.dim() != 3 or tuple(lengths.shape) != (wav.shape[0],):
+                    raise ValueError(f"AudioTensor of shape {tuple(wav.shape)} carries lengths of shape {tuple(lengths.shape)}; expected (batch,)")
+                wav = reflect_clip_ends(wav, lengths, self.n_fft)
+                power = spectrogram(wav, self.window, self.n_fft, self.hop_length, self.mel_fb, to_db=False)
+                frames = frame_lengths(lengths.cpu(), self.hop_length).clamp_max(power.shape[-1])
+                power = power.masked_fill(~lengths_mask(frames, power.shape[-1], power.device)[:, None, None, :], 0.0)
+                spec = power_to_db(power, self.top_db) if self.to_db else power
         return AudioSpectrogram(
             spec,
             sr=self.sample_rate,
@@ -164,4 +201,5 @@ class AudioToSpec(DisplayedTransform):
             n_mels=self.n_mels,
             f_max=self.f_max or self.sample_rate / 2,
             unit="dB" if self.to_db else "power",
+            lengths=frames,
         )

@@ -3,6 +3,11 @@
 Names follow fastaudio (`AudioTensor.create`, `AudioSpectrogram`) so that its users recognize
 them; metadata (sample rate, hop length, unit) lives in the tensor's `__dict__` and survives
 `clone`, pickling and DataLoader workers.
+
+Variable-length batches: a batch padded to its longest clip carries `lengths`, the number of
+valid (unpadded) positions per item, a LongTensor `(batch,)` in samples on an `AudioTensor` and in
+frames on an `AudioSpectrogram` (None when nothing is padded). `valid_mask(x)` turns it into the
+bool mask of the positions that count.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from fastai.torch_core import TensorBase
 from torch import Tensor
 
 from .io import downmix_mono, load_audio, resample
 
-__all__ = ["AudioTensor", "AudioSpectrogram"]
+__all__ = ["AudioTensor", "AudioSpectrogram", "valid_mask", "lengths_mask", "RefusePlainTensor"]
 
 
 class _MetaTensor(TensorBase):
@@ -35,7 +41,9 @@ class AudioTensor(_MetaTensor):
     """A waveform: `(channels, samples)` for one clip, `(batch, channels, samples)` for a batch.
 
     `sr` is the sample rate in Hz. `AudioTensor(x, sr=16000)` wraps a tensor;
-    `AudioTensor.create(path, sr=None, mono=True)` loads a file.
+    `AudioTensor.create(path, sr=None, mono=True)` loads a file. A padded batch carries `lengths`
+    (valid samples per item, LongTensor `(batch,)`; None when nothing is padded). `play()` gives
+    a notebook audio player; nothing is embedded in a notebook unless it is called.
     """
 
     def __new__(cls, x, sr: int | None = 16000, **kwargs):
@@ -60,6 +68,17 @@ class AudioTensor(_MetaTensor):
     def nchannels(self) -> int:
         return self.shape[-2] if self.dim() >= 2 else 1
 
+    def play(self, item: int = 0):
+        """An `IPython.display.Audio` player of this clip (of item `item` of a batch, without its
+        padding), at `sr` Hz; channels as stereo when there are two."""
+        from IPython.display import Audio
+
+        x = self.as_subclass(Tensor).detach().float().cpu()
+        if x.dim() == 3:
+            lengths = getattr(self, "lengths", None)
+            x = x[item, :, : int(lengths[item])] if lengths is not None else x[item]
+        return Audio(x.numpy(), rate=self.sr, normalize=True)
+
     def show(self, ctx=None, title: str | None = None, **kwargs):
         "Plot the waveform against time in seconds, one line per channel."
         import matplotlib.pyplot as plt
@@ -83,7 +102,9 @@ class AudioSpectrogram(_MetaTensor):
 
     Metadata: `sr` (Hz), `hop_length` (samples), `n_fft`, `n_mels` (None for a linear frequency
     axis), `f_max` (Hz) and `unit` ("dB", "power", "std" after standardization, "[0, 1]" after a
-    min-max or dB-range scaling), used by `show` to label axes in seconds and Hz.
+    min-max or dB-range scaling), used by `show` to label axes in seconds and Hz. A batch made from
+    a padded `AudioTensor` carries `lengths`, valid frames per item (LongTensor `(batch,)`: a clip
+    of n samples has `n // hop_length + 1`), or None when nothing is padded.
     """
 
     def show(self, ctx=None, title: str | None = None, colorbar: bool = True, **kwargs):
@@ -111,6 +132,51 @@ class AudioSpectrogram(_MetaTensor):
         if title:
             ax.set_title(title)
         return ax
+
+
+class RefusePlainTensor:
+    """Mixin for typed Transforms: calling one directly on a plain `torch.Tensor` raises TypeError
+    saying what to wrap it in, instead of returning it unchanged (fastai's rule for a type with no
+    `encodes`). Inside a fastai batch tuple the elements are dispatched as usual, so labels and other
+    tensors pass through untouched. `wrap_hint` names the expected wrapper."""
+
+    wrap_hint = "AudioTensor(x, sr=16000)"
+
+    def __call__(self, x, *args, **kwargs):
+        if type(x) is Tensor:
+            raise TypeError(
+                f"{type(self).__name__} works on the package's tensor types and got a plain torch.Tensor of shape "
+                f"{tuple(x.shape)}; wrap it first: {self.wrap_hint}"
+            )
+        return super().__call__(x, *args, **kwargs)
+
+
+def lengths_mask(lengths: Tensor, size: int, device=None) -> Tensor:
+    """Bool `(batch, size)`: True at positions `< lengths[i]` of item i. lengths: `(batch,)` ints."""
+    lengths = torch.as_tensor(lengths).to(device=device)
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must have shape (batch,), got {tuple(lengths.shape)}")
+    return torch.arange(size, device=lengths.device) < lengths[:, None]
+
+
+def valid_mask(x: Tensor) -> Tensor:
+    """Bool mask of the positions of a batch that hold audio, not padding, from its `lengths`.
+
+    x: an `AudioSpectrogram` `(batch, channels, freq, time)` -> mask `(batch, 1, 1, time)`; an
+    `AudioTensor` `(batch, channels, samples)` -> `(batch, 1, samples)`; on x's device. All True
+    when x has no `lengths` (nothing padded). Raises ValueError when `lengths` does not match the
+    batch (e.g. a slice `x[:4]` of a batch keeps the batch's lengths: take `x.lengths[:4]` too).
+    """
+    lengths = getattr(x, "lengths", None)
+    shape = (x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1]) if x.dim() >= 2 else tuple(x.shape)
+    if lengths is None:
+        return torch.ones(shape, dtype=torch.bool, device=x.device)
+    if x.dim() < 3 or tuple(lengths.shape) != (x.shape[0],):
+        raise ValueError(
+            f"{type(x).__name__} of shape {tuple(x.shape)} carries lengths of shape {tuple(lengths.shape)}; "
+            "expected a batch (batch, ..., time) and lengths (batch,)"
+        )
+    return lengths_mask(lengths, x.shape[-1], x.device).reshape(shape)
 
 
 def _mel_ticks(ax, n_mels: int, f_max: float) -> None:
