@@ -101,3 +101,40 @@ def test_unknown_valid_fold(esc):
 def test_audio_format_of_synthetic(esc):
     info = sf.info(str(next((esc / "audio").glob("*.wav"))))
     assert (info.samplerate, info.channels, info.subtype) == (44100, 1, "PCM_16")
+
+
+@pytest.mark.parametrize(
+    "edit,words",
+    [
+        (lambda m: m.assign(filename=m["filename"].where(m.index != 2, "../" + m["filename"])), "leaves the audio folder"),
+        (lambda m: m.assign(filename=m["filename"].where(m.index != 2, " " + m["filename"])), "leading or trailing whitespace"),
+        (lambda m: m.assign(fold=m["fold"].where(m.index != 2, 0)), "fold '0' is below 1"),
+        (lambda m: m.assign(category=m["category"].where(m["category"] != "dog", "Dog").where(m.index != 1, "dog")),
+         r"target 0 has several categories \['Dog', 'dog'\]"),
+    ],
+    ids=["dotdot", "space", "fold0", "Dog-dog"],
+)
+@pytest.mark.parametrize("validate", [True, False])
+def test_loading_refuses_bad_rows_by_name(esc, tmp_path, edit, words, validate):
+    "The loader applies the table rules with and without file validation; a bad name is never opened."
+    root = _copy(esc, tmp_path)
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    for name in meta["filename"]:  # every clip also exists one level up, where `../` would find it
+        (root / name).write_bytes((root / "audio" / name).read_bytes())
+    edit(meta).to_csv(root / "meta" / "esc50.csv", index=False)
+    with pytest.raises(ValueError, match=words):
+        esc50_dataloaders(root, valid_fold=1, preset="quick", bs=4, num_workers=0, duration=1.0, validate=validate)
+
+
+def test_clips_in_subfolders_of_audio_load(esc, tmp_path):
+    root = _copy(esc, tmp_path)
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    (root / "audio" / "sub").mkdir()
+    moved = meta["filename"].iloc[0]
+    (root / "audio" / moved).rename(root / "audio" / "sub" / moved)
+    meta.loc[0, "filename"] = f"sub/{moved}"
+    meta.to_csv(root / "meta" / "esc50.csv", index=False)
+    assert read_esc50_meta(root)["filename"].iloc[0] == f"sub/{moved}"
+    dls = esc50_dataloaders(root, valid_fold=int(meta.loc[0, "fold"]), preset="quick", bs=4, num_workers=0, duration=1.0)
+    x, _ = dls.valid.one_batch()
+    assert x.shape[0] == 4 and f"sub/{moved}" in set(dls.valid.items["filename"])

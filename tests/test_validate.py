@@ -1,8 +1,10 @@
 """Bad-input matrix for `fastspecnorm.datasets.validate` and its use in `esc50_dataloaders`.
 
 Every broken file is generated here (truncated WAV, text named .wav, empty file, NaN/Inf samples,
-zero-length audio, stereo, another sample rate, duplicates, missing files and columns); each test
-asserts that the message names the file.
+zero-length audio, stereo, another sample rate, duplicates, missing files and columns, filenames
+that are absolute, leave `audio/` or carry spaces, folds below 1, labels that disagree); each test
+asserts that the message names the file. `validate_esc50`, `read_esc50_meta` and
+`esc50_dataloaders` are checked to accept and refuse the same tables with the same message.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import pytest
 import soundfile as sf
 
 from fastspecnorm import esc50_dataloaders, read_esc50_meta
-from fastspecnorm.datasets.validate import DatasetValidationError, ValidationReport, _wav_data_sizes, validate_esc50
+from fastspecnorm.datasets.validate import (
+    DatasetNotFoundError,
+    DatasetValidationError,
+    ValidationReport,
+    _wav_data_sizes,
+    read_esc50_table,
+    resolve_clip,
+    validate_esc50,
+)
 
 SR = 16000
 N_SAMPLES = 4000  # 0.25 s: enough for a quick-preset spectrogram, small enough to write fast
@@ -393,3 +403,206 @@ def test_dataloaders_warn_on_stereo_and_validate_false(folder):
 def test_read_esc50_meta_still_works(folder):
     df = read_esc50_meta(folder)
     assert len(df) == 6 and df["fold"].dtype.kind == "i"
+
+
+# --- one name rule, one table reader ----------------------------------------------------------
+
+
+def test_resolve_clip_by_hand(tmp_path):
+    root = tmp_path / "esc"
+    assert resolve_clip(root, "1-100-A-0.wav") == root / "audio" / "1-100-A-0.wav"
+    assert resolve_clip(str(root), "sub/x.wav") == root / "audio" / "sub" / "x.wav"  # subfolders inside audio/
+    assert resolve_clip(root, "a..b.wav") == root / "audio" / "a..b.wav"  # dots inside a name are not `..`
+    refused = {
+        "/abs/x.wav": "is an absolute path",
+        "../x.wav": "leaves the audio folder",
+        "sub/../../x.wav": "leaves the audio folder",
+        " x.wav": "leading or trailing whitespace",
+        "x.wav\t": "leading or trailing whitespace",
+        "": "names no file",
+        ".": "names no file",
+    }
+    for name, words in refused.items():
+        with pytest.raises(ValueError, match=words) as err:
+            resolve_clip(root, name)
+        assert repr(name) in str(err.value)
+    with pytest.raises(ValueError, match="names no file"):
+        resolve_clip(root, float("nan"))
+
+
+def _set(root: Path, name: str, column: str, value: str) -> None:
+    def edit(df):
+        df.loc[df.filename == name, column] = value
+        return df
+
+    _edit_csv(root, edit)
+
+
+# Each breaker edits the CSV row of `name` and returns the name the report must blame.
+def absolute_name(root, name):
+    new = str(root / "audio" / name)  # the file exists: only the name rule refuses it
+    _set(root, name, "filename", new)
+    return new
+
+
+def escaping_name(root, name):
+    (root / name).write_bytes((root / "audio" / name).read_bytes())  # a real clip outside audio/
+    _set(root, name, "filename", f"../{name}")
+    return f"../{name}"
+
+
+def leading_space(root, name):
+    _set(root, name, "filename", f" {name}")
+    return f" {name}"
+
+
+def trailing_space(root, name):
+    _set(root, name, "filename", f"{name} ")
+    return f"{name} "
+
+
+def fold_zero(root, name):
+    _set(root, name, "fold", "0")
+    return name
+
+
+def fold_negative(root, name):
+    _set(root, name, "fold", "-1")
+    return name
+
+
+def target_negative(root, name):
+    _set(root, name, "target", "-1")
+    return name
+
+
+NAME_RULES = [
+    (absolute_name, "is an absolute path"),
+    (escaping_name, "leaves the audio folder with '..'"),
+    (leading_space, "leading or trailing whitespace"),
+    (trailing_space, "leading or trailing whitespace"),
+    (fold_zero, "fold '0' is below 1"),
+    (fold_negative, "fold '-1' is below 1"),
+    (target_negative, "target '-1' is below 0"),
+]
+
+
+@pytest.mark.parametrize("breaker,words", NAME_RULES, ids=[b.__name__ for b, _ in NAME_RULES])
+def test_each_row_rule_refuses_by_name(folder, breaker, words):
+    name = _names(folder)[1]
+    bad = breaker(folder, name)
+    report = validate_esc50(folder, mode="quick", progress=False)
+    assert report.bad_files == [bad]
+    assert [n for n, _ in report.errors] == [bad] and words in report.errors[0][1], str(report)
+    assert report.n_files_checked == (6 if breaker.__name__.startswith(("fold", "target")) else 5)  # refused names are never opened
+    for read in (lambda: read_esc50_meta(folder), lambda: read_esc50_meta(folder, check_files=False)):
+        with pytest.raises(DatasetValidationError, match=words) as err:
+            read()
+        assert repr(bad) in str(err.value) or f"  {bad}: " in str(err.value)
+    with pytest.raises(DatasetValidationError, match=words):
+        esc50_dataloaders(folder, valid_fold=1, **DL_KW)
+    with pytest.raises(DatasetValidationError, match=words):
+        esc50_dataloaders(folder, valid_fold=1, validate=False, **DL_KW)  # the table rules hold without validation
+    # skip_bad drops the row (never loads it) instead.
+    report, good = validate_esc50(folder, mode="quick", progress=False, skip_bad=True)
+    assert report.ok and [n for n, _ in report.skipped] == [bad] and bad not in set(good["filename"])
+    assert len(good) == 5
+
+
+def test_every_bad_row_is_listed_at_once(folder):
+    names = _names(folder)
+    bad = [breaker(folder, name) for (breaker, _), name in zip(NAME_RULES[:6], names, strict=False)]
+    report = validate_esc50(folder, mode="quick", progress=False)
+    assert report.bad_files == bad
+    with pytest.raises(DatasetValidationError) as err:
+        esc50_dataloaders(folder, valid_fold=1, **DL_KW)
+    for (_, words), name in zip(NAME_RULES[:6], bad, strict=True):
+        assert f"  {name}: " in str(err.value) and words in str(err.value)
+
+
+def _relabel(root: Path, categories: dict[str, str] | None = None, targets: dict[str, str] | None = None) -> None:
+    def edit(df):
+        for name, category in (categories or {}).items():
+            df.loc[df.filename == name, "category"] = category
+        for name, target in (targets or {}).items():
+            df.loc[df.filename == name, "target"] = target
+        return df
+
+    _edit_csv(root, edit)
+
+
+def test_two_categories_sharing_a_target_are_refused(folder):
+    names = _names(folder)  # targets 0, 1, 0 in each fold: class0 is names 0, 2, 3, 5
+    _relabel(folder, categories={names[0]: "Dog", names[2]: "dog", names[3]: "dog", names[5]: "dog"})
+    df, report = read_esc50_table(folder)
+    assert [m for _, m in report.errors] == [
+        "target 0 has several categories ['Dog', 'dog']: give each target one category (spelled the same, "
+        "case included) or each category its own target"
+    ]
+    for call in (lambda: esc50_dataloaders(folder, valid_fold=1, **DL_KW), lambda: read_esc50_meta(folder)):
+        with pytest.raises(ValueError, match=r"target 0 has several categories \['Dog', 'dog'\]"):
+            call()
+    # The same names with their own targets are two classes, as the CSV says.
+    _relabel(folder, targets={names[0]: "2"})
+    dls = esc50_dataloaders(folder, valid_fold=1, **DL_KW)
+    assert list(dls.vocab) == ["dog", "class1", "Dog"]
+
+
+def test_one_category_with_two_targets_is_refused(folder):
+    names = _names(folder)
+    _relabel(folder, targets={names[3]: "1"})  # class0 now has targets 0 and 1 (and target 1 two categories)
+    messages = [m for _, m in validate_esc50(folder, mode="quick", progress=False).errors]
+    assert messages[0] == "category 'class0' has several targets [0, 1]: give each category one target"
+    assert messages[1].startswith("target 1 has several categories ['class0', 'class1']")
+    with pytest.raises(ValueError, match=r"category 'class0' has several targets \[0, 1\]"):
+        esc50_dataloaders(folder, valid_fold=1, validate=False, **DL_KW)
+
+
+def _outcome(call) -> str | None:
+    "The DatasetValidationError message of `call`, or None when it accepts the table."
+    try:
+        call()
+    except DatasetValidationError as e:
+        return str(e)
+    return None
+
+
+AGREEMENT = [
+    ("clean", lambda root, names: None, False),
+    ("absolute", lambda root, names: absolute_name(root, names[0]), True),
+    ("escaping", lambda root, names: escaping_name(root, names[1]), True),
+    ("space", lambda root, names: leading_space(root, names[2]), True),
+    ("fold0", lambda root, names: fold_zero(root, names[3]), True),
+    ("Dog-dog", lambda root, names: _relabel(root, categories={names[0]: "Dog"}), True),
+    ("two-targets", lambda root, names: _relabel(root, targets={names[0]: "1"}), True),
+    ("missing", lambda root, names: missing_file(root, names[4]), True),
+    ("truncated", lambda root, names: truncate_wav(root, names[5]), True),
+    ("stereo-warning", lambda root, names: sf.write(root / "audio" / names[0], np.zeros((N_SAMPLES, 2)), SR), False),
+]
+
+
+@pytest.mark.parametrize("edit,refused", [a[1:] for a in AGREEMENT], ids=[a[0] for a in AGREEMENT])
+def test_validation_and_loading_agree(folder, edit, refused):
+    "One table, three entry points: each accepts it or each refuses it with the same message."
+    edit(folder, _names(folder))
+    validated = _outcome(lambda: validate_esc50(folder, mode="quick", progress=False, folds=[1], sample_rate=SR).raise_if_errors())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the stereo clip's warning
+        loaded = _outcome(lambda: esc50_dataloaders(folder, valid_fold=1, **DL_KW))
+    read = _outcome(lambda: read_esc50_meta(folder))
+    assert (validated is not None) == refused, validated
+    assert loaded == validated and read == validated
+
+
+def test_missing_things_are_also_file_not_found(folder, tmp_path):
+    missing_file(folder, _names(folder)[0])
+    with pytest.raises(FileNotFoundError) as err:
+        read_esc50_meta(folder)
+    assert isinstance(err.value, DatasetNotFoundError) and isinstance(err.value, ValueError)
+    with pytest.raises(FileNotFoundError, match="metadata not found"):
+        esc50_dataloaders(tmp_path / "nowhere", **DL_KW)
+    # A missing file next to another kind of problem is a plain DatasetValidationError.
+    fold_zero(folder, _names(folder)[1])
+    with pytest.raises(DatasetValidationError) as err:
+        read_esc50_meta(folder)
+    assert not isinstance(err.value, FileNotFoundError)
