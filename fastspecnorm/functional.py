@@ -281,23 +281,6 @@ def moments_std(m: Moments, correction: int = 0) -> Tensor:
 __all__ += ["pcen_smoothing_coef", "pcen", "utterance_mvn"]
 
 
-def _check_mask(mask: Tensor | None, x: Tensor, name: str = "mask") -> Tensor | None:
-    "`mask` as a bool tensor on x's device, checked to broadcast to x (None stays None)."
-    if mask is None:
-        return None
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"{name} must be a bool torch.Tensor or None, got {type(mask).__name__}")
-    try:
-        if torch.broadcast_shapes(mask.shape, x.shape) != x.shape:
-            raise RuntimeError
-    except RuntimeError:
-        raise ValueError(
-            f"{name} of shape {tuple(mask.shape)} does not broadcast to x of shape {tuple(x.shape)}; "
-            "expected e.g. (batch, 1, 1, time) for (batch, channels, freq, time)"
-        ) from None
-    return mask.to(device=x.device, dtype=torch.bool)
-
-
 def pcen_smoothing_coef(sr: float = 16000, hop_length: int = 200, time_constant: float = 0.4) -> float:
     """librosa's smoothing coefficient b of PCEN's first-order IIR smoother.
 

@@ -196,16 +196,6 @@ INT32_ENERGY_SCALE = 2.0**62
 "`(2**31)**2`: energies of [-1, 1] audio scaled as if the audio were int32, the level librosa's PCEN defaults assume."
 
 
-def _frame_mask(x: Tensor) -> Tensor | None:
-    """Bool `(batch, 1, 1, time)`, True on each item's valid frames, from the spectrogram's `lengths`
-    (valid frames per item); None when it carries none (nothing padded)."""
-    lengths = getattr(x, "lengths", None)
-    if lengths is None:
-        return None
-    frames = torch.arange(x.shape[-1], device=x.device)
-    return frames < torch.as_tensor(lengths, device=x.device).reshape(-1, *([1] * (x.dim() - 1)))
-
-
 def _like(out: Tensor, x: AudioSpectrogram) -> AudioSpectrogram:
     "`out` as an `AudioSpectrogram` with x's metadata (sample rate, hop length, lengths, ...)."
     res = out.as_subclass(type(x))
@@ -213,7 +203,7 @@ def _like(out: Tensor, x: AudioSpectrogram) -> AudioSpectrogram:
     return res
 
 
-class PCEN(DisplayedTransform):
+class PCEN(_SpecTransform, DisplayedTransform):
     """Per-channel energy normalization (`functional.pcen`, equal to `librosa.pcen`) of a batch of
     linear (mel) power spectrograms `(batch, channels, freq, time)`, per item and frequency bin.
 
@@ -248,11 +238,11 @@ class PCEN(DisplayedTransform):
             raise ValueError("PCEN needs the sample rate and hop length: the spectrogram has none, pass PCEN(sr=..., hop_length=...)")
         # float32 at least: 2**62 overflows float16.
         scaled = x.to(torch.promote_types(x.dtype, torch.float32)) * self.input_scale
-        out = F.pcen(scaled, sr, hop, self.gain, self.bias, self.power, self.time_constant, self.eps, mask=_frame_mask(x))
+        out = F.pcen(scaled, sr, hop, self.gain, self.bias, self.power, self.time_constant, self.eps, mask=_padding_mask(x))
         return _with_unit(_like(out.to(x.dtype), x), "pcen")
 
 
-class UtteranceNormalize(Transform):
+class UtteranceNormalize(_SpecTransform, Transform):
     """Per item and frequency bin, over the item's valid time frames: `(x - mean) / max(std, eps)`
     (`functional.utterance_mvn`; ESPnet's UtteranceMVN). A batch transform on
     `(batch, channels, freq, time)` spectrograms (dB); padded frames (the spectrogram's `lengths`)
@@ -269,7 +259,7 @@ class UtteranceNormalize(Transform):
         self.eps = eps
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        return _with_unit(_like(F.utterance_mvn(x, mask=_frame_mask(x), eps=self.eps), x), "std")
+        return _with_unit(_like(F.utterance_mvn(x, mask=_padding_mask(x), eps=self.eps), x), "std")
 
 
 SPEC_NORMALIZERS = (*SPEC_NORMALIZERS, PCEN, UtteranceNormalize)

@@ -52,7 +52,9 @@ class ESC50Settings:
     cached audio on a CPU device, where workers only compete for the cores), cache (decoded-
     audio cache, see `fastspecnorm.cache`: True for the default folder, a path, or False),
     audio_dtype (precision decoded audio is kept at, "int16" (16-bit PCM, like the source files),
-    "float16" or "float32"; applied with and without the cache, so `cache` never changes the data).
+    "float16" or "float32"; applied with and without the cache, so `cache` never changes the data),
+    augment (the experiment adds the train-only augmentations of `fastspecnorm.augment`, SpecAugment
+    masks and mixup, to every norm; `esc50_dataloaders` itself adds none).
     """
 
     sample_rate: int = 16000
@@ -69,6 +71,7 @@ class ESC50Settings:
     num_workers: int | None = None
     cache: Any = field(default=True)
     audio_dtype: str = "int16"
+    augment: bool = False
 
     def spectrogram(self) -> AudioToSpec:
         return AudioToSpec(
@@ -94,6 +97,10 @@ PRESETS: dict[str, ESC50Settings] = {
     # number of optimizer steps decides what is learned: on a 400-clip, 50-class set, 8 epochs reach
     # 50% accuracy at bs 16 but 9% at bs 64 (4 steps per epoch).
     "quick": ESC50Settings(n_fft=1024, hop_length=400, n_mels=64, bs=16, epochs=8),
+    # The blog preset plus the train-only augmentations (`augment`): per training batch 2 frequency
+    # masks of up to 12.5% of the bins and 2 time masks of up to 6.4% of the frames (PANNs' setting),
+    # then fastai's MixUp(0.4); statistics are still gathered from unaugmented batches.
+    "strong": ESC50Settings(augment=True),
 }
 
 

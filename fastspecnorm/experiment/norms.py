@@ -22,7 +22,9 @@ class Norm:
     name: its command-line name; description: what it does (README table); statistics: where its
     numbers come from ("-", "dataset", "per item", "fixed", "learned"); waveform_norm: whether each
     clip is standardized before the spectrogram; red_dims: the `StatsRecorder` dimensions for
-    dataset statistics (None: no statistics pass).
+    dataset statistics (None: no statistics pass); mask_fill: the value `SpecAugment` fills its
+    masks with under `--augment`, the value that carries no information after this normalization
+    (a number in its output's unit, or "mean": each item's own per-bin mean).
     """
 
     name: str
@@ -30,18 +32,30 @@ class Norm:
     statistics: str
     waveform_norm: bool
     red_dims: tuple[int, ...] | None = None
+    mask_fill: float | str = 0.0
 
 
 NORMS: dict[str, Norm] = {
     n.name: n
     for n in (
-        Norm("none", "nothing (no waveform normalization either)", "-", waveform_norm=False),
+        # mask_fill: the dB floor of silence (AudioToSpec clamps power at 1e-10).
+        Norm("none", "nothing (no waveform normalization either)", "-", waveform_norm=False, mask_fill=-100.0),
         Norm("global", "`(x - mean) / std`, one mean/std per audio channel", "dataset (training split)", True, (0, 2, 3)),
         Norm("channel", "`(x - mean) / std`, one mean/std per frequency bin", "dataset (training split)", True, (0, 1, 3)),
         Norm("instance", "standardize, then min-max to [0, 1]", "per item", True),
         # A fixed dB range assumes the recording's own level: standardizing first put 46% of the
         # quick preset's values above +20 dB, where they are clipped to 1 (1.9% on raw levels).
         Norm("dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False),
+        # PCEN is its own gain control (its smoother divides each bin by its recent level), so clips
+        # keep their own level, as in librosa's usage: energies scaled as int32 audio (2**62).
+        Norm("pcen", "per-channel energy normalization of mel energies (librosa's defaults, 0.4 s)", "per item (running)", waveform_norm=False),
+        # Standardized waveforms, as for the other standardizations: the per-bin mean removes a
+        # clip's level anyway, and a standardized quiet clip stays above the -100 dB floor.
+        Norm("utterance", "`(x - mean) / std` per item and frequency bin over its frames", "per item", True),
+        # The learned counterpart of `channel`: the same standardized inputs, statistics learned by
+        # a BatchNorm2d over frequency bins as the model's first layer (PANNs' bn0). Masks take each
+        # item's own per-bin mean, the value that BatchNorm maps near 0.
+        Norm("bn", "BatchNorm over frequency bins as the model's first layer", "learned (running batch stats)", True, mask_fill="mean"),
     )
 }
 
@@ -66,11 +80,14 @@ class NormSetup:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def norm_setup(name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None) -> NormSetup:
+def norm_setup(name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None, augment: bool = False) -> NormSetup:
     """How a run of normalization `name` is built. Dataset statistics come from the training split
-    only, through `StatsCallback` (saved to / reused from `stats_path` when given)."""
+    only, through `StatsCallback` (saved to / reused from `stats_path` when given), never from
+    augmented batches. `augment`: add the train-only augmentations, `SpecAugment` masks after the
+    normalization (filled with the norm's `mask_fill`) and fastai's `MixUp` (see `fastspecnorm.augment`)."""
+    from ..augment import SpecAugment, augment_callbacks
     from ..callback import StatsCallback
-    from ..normalize import DbRangeNormalize, InstanceMinMax
+    from ..normalize import PCEN, DbRangeNormalize, InstanceMinMax, UtteranceNormalize
 
     norm = NORMS[check_norms([name])[0]]
     setup = NormSetup(settings={"waveform_norm": norm.waveform_norm})
@@ -81,4 +98,14 @@ def norm_setup(name: str, stats_fraction: float = 1.0, stats_path: str | Path | 
         setup.batch_tfms.append(InstanceMinMax(inplace=True))
     elif name == "dbrange":
         setup.batch_tfms.append(DbRangeNormalize(inplace=True))
+    elif name == "pcen":
+        setup.settings["to_db"] = False  # PCEN works on energies
+        setup.batch_tfms.append(PCEN())
+    elif name == "utterance":
+        setup.batch_tfms.append(UtteranceNormalize())
+    elif name == "bn":
+        setup.learner_kwargs["input_bn"] = True
+    if augment:
+        setup.batch_tfms.append(SpecAugment(fill=norm.mask_fill))
+        setup.cbs.extend(augment_callbacks())
     return setup

@@ -97,7 +97,7 @@ def train_one(root: Path, norm: str, fold: int, seed: int, preset: str = "quick"
 
     from ..datasets.esc50 import esc50_dataloaders, esc50_learner
 
-    setup = norm_setup(norm, stats_fraction, stats_path)
+    setup = norm_setup(norm, stats_fraction, stats_path, augment=get_settings(preset, **overrides).augment)
     overrides = {**overrides, **setup.settings}
     settings = get_settings(preset, **overrides)
     n_epochs = epochs or settings.epochs
@@ -245,6 +245,8 @@ def parse_args(argv=None) -> ExperimentConfig:
                    help="override one ESC-50 setting, e.g. --set n_mels=128 (repeatable)")
     p.add_argument("--synthetic-classes", type=int, default=10, help="classes in the generated dataset (--data synthetic)")
     p.add_argument("--synthetic-clips", type=int, default=20, help="clips per class in the generated dataset")
+    p.add_argument("--augment", action="store_true",
+                   help="add the train-only augmentations (SpecAugment masks, mixup) to the preset (--set augment=true)")
     a = p.parse_args(argv)
     try:
         check_norms(a.norms)
@@ -254,6 +256,8 @@ def parse_args(argv=None) -> ExperimentConfig:
     for name, value in (("lr", a.lr), ("bs", a.bs), ("num_workers", a.num_workers)):
         if value is not None:
             overrides[name] = value
+    if a.augment:
+        overrides["augment"] = True
     return ExperimentConfig(
         data=a.data, out=a.out, folds=a.folds, seeds=a.seeds, norms=a.norms, preset=a.preset, epochs=a.epochs,
         stats_fraction=a.stats_fraction, overrides=overrides, synthetic_classes=a.synthetic_classes,

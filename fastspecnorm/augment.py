@@ -1,0 +1,133 @@
+"""Train-only spectrogram augmentations, fastai style: SpecAugment masks as a batch Transform on the
+batch's device, and mixup through fastai's own `MixUp` callback.
+
+`SpecAugment` has `split_idx = 0`, so fastai applies it to training batches only (validation and
+test batches pass untouched), and `order = 100`, after the spectrogram normalizations (99): a mask
+is filled with the value that means "nothing here" in the normalized representation, which
+depends on the normalization (see `fill`). The statistics pass (`stats_loader`, `StatsCallback`)
+drops every `split_idx = 0` transform, and mixup acts inside training steps only, so dataset
+statistics never see an augmented batch.
+
+Mixup: fastai's `MixUp(alpha)` callback already does what spectrograms need (blends each training
+batch with a shuffled copy of itself, `lam ~ Beta(alpha, alpha)` kept >= 0.5, and the losses of
+both targets; untouched in validation), so it is reused rather than rewritten: `augment_callbacks`.
+"""
+
+from __future__ import annotations
+
+import torch
+from fasttransform import Transform
+from torch import Tensor
+
+from . import functional as F
+from .audio.tensors import AudioSpectrogram, RefusePlainTensor, valid_mask
+
+__all__ = ["band_mask", "mask_bands", "SpecAugment", "augment_callbacks"]
+
+
+def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Tensor | None = None, device=None) -> Tensor:
+    """Random bands along one axis, per item: bool `(n_items, size)`, True inside a band.
+
+    Each item gets `n_masks` bands (they may overlap); a band's width is drawn uniformly from
+    `0 .. floor(max_width * valid_i)` (`max_width`: a fraction of the item's valid extent) and its
+    start uniformly among the positions that keep it inside `0 .. valid_i`. valid: LongTensor
+    `(n_items,)`, each item's valid extent (e.g. frames from `lengths`); None: all of `size`.
+    Bands never cover positions at or beyond `valid_i` (padding). Draws from torch's global
+    generator on `device`, so `set_seed` makes them reproducible.
+    """
+    if n_masks < 0 or not 0 <= max_width <= 1:
+        raise ValueError(f"n_masks must be >= 0 and max_width a fraction in [0, 1], got n_masks={n_masks}, max_width={max_width}")
+    if valid is None:
+        valid = torch.full((n_items,), size, device=device)
+    valid = valid.to(device=device, dtype=torch.float32).clamp(0, size).reshape(n_items, 1)
+    widest = torch.floor(max_width * valid)
+    width = torch.floor(torch.rand(n_items, n_masks, device=device) * (widest + 1))
+    start = torch.floor(torch.rand(n_items, n_masks, device=device) * (valid - width + 1))
+    pos = torch.arange(size, device=device, dtype=torch.float32).reshape(1, 1, size)
+    inside = (pos >= start.unsqueeze(-1)) & (pos < (start + width).unsqueeze(-1))
+    return inside.any(dim=1)
+
+
+def mask_bands(x: Tensor, freq_mask: Tensor | None = None, time_mask: Tensor | None = None, fill: float | str = 0.0,
+               valid: Tensor | None = None) -> Tensor:
+    """Fill frequency bands and time bands of spectrograms.
+
+    x: `(batch, channels, freq, time)`; freq_mask: bool `(batch, freq)`; time_mask: bool
+    `(batch, time)` (True: masked; all channels alike). valid: bool, broadcastable to x, e.g.
+    `(batch, 1, 1, time)`, True on valid frames (None: all): only those are filled, padding keeps
+    its values. fill: a number (in x's unit), or "mean": each item's own mean per channel and
+    frequency bin over its valid frames, computed before masking.
+    Returns a new tensor of x's shape, dtype and type; x is not modified.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"mask_bands expects (batch, channels, freq, time), got shape {tuple(x.shape)}")
+    masked = torch.zeros((x.shape[0], 1, x.shape[2], x.shape[3]), dtype=torch.bool, device=x.device)
+    if freq_mask is not None:
+        masked = masked | freq_mask.to(x.device)[:, None, :, None]
+    if time_mask is not None:
+        masked = masked | time_mask.to(x.device)[:, None, None, :]
+    if valid is not None:  # padding keeps its values
+        masked = masked & valid.to(x.device)
+    if fill == "mean":
+        value = F.batch_moments(x.detach(), red_dims=(3,), mask=valid).mean.to(x.dtype)
+        return x.where(~masked, value)
+    if isinstance(fill, str):
+        raise ValueError(f"fill must be a number or 'mean', got {fill!r}")
+    return x.masked_fill(masked, float(fill))
+
+
+class SpecAugment(RefusePlainTensor, Transform):
+    """SpecAugment-style masking (Park et al. 2019, without time warping) of training batches.
+
+    A batch Transform on `AudioSpectrogram` `(batch, channels, freq, time)`: per item,
+    `n_freq_masks` frequency bands, each up to `max_freq_width` of the bins (a fraction), and
+    `n_time_masks` time bands, each up to `max_time_width` of the item's valid frames, are set to
+    `fill`. Only valid frames are masked (the spectrogram's `lengths`); padding stays as it was.
+    Defaults follow PANNs (2 bands of up to 8 of 64 mel bins, 2 of up to 64 of 1000 frames).
+
+    fill: the value that carries no information after the pipeline's normalization (the
+    experiment's choice per norm is `Norm.mask_fill`): 0 after a standardization (global, channel,
+    utterance: their mean), the -100 dB floor on raw dB (`none`), 0 for ranges whose 0 is the floor
+    (`dbrange`: -80 dB; `instance`: the item's minimum; `pcen`: the PCEN of silence), or "mean",
+    each item's own per-bin mean (`bn`, whose input is raw dB that the model's BatchNorm centres).
+
+    `split_idx = 0`: training batches only; `order = 100`: after the normalizations (99). The
+    statistics pass never sees it (`stats_loader` drops `split_idx = 0` transforms).
+    """
+
+    split_idx = 0
+    order = 100  # after the normalizations (99): masks hold the normalized representation's neutral value
+    wrap_hint = "AudioSpectrogram(x) for a (batch, channels, freq, time) spectrogram"
+
+    def __init__(self, n_freq_masks: int = 2, max_freq_width: float = 0.125, n_time_masks: int = 2, max_time_width: float = 0.064,
+                 fill: float | str = 0.0):
+        super().__init__()
+        for name, value in (("max_freq_width", max_freq_width), ("max_time_width", max_time_width)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} is a fraction of the axis, expected 0..1, got {value}")
+        if n_freq_masks < 0 or n_time_masks < 0:
+            raise ValueError(f"n_freq_masks and n_time_masks must be >= 0, got {n_freq_masks}, {n_time_masks}")
+        if isinstance(fill, str) and fill != "mean":
+            raise ValueError(f"fill must be a number or 'mean', got {fill!r}")
+        self.n_freq_masks, self.max_freq_width = n_freq_masks, max_freq_width
+        self.n_time_masks, self.max_time_width, self.fill = n_time_masks, max_time_width, fill
+
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        if x.dim() != 4:
+            raise ValueError(f"SpecAugment is a batch transform on (batch, channels, freq, time), got shape {tuple(x.shape)}")
+        n_items, _, n_freq, n_frames = x.shape
+        lengths = getattr(x, "lengths", None)
+        freq_mask = band_mask(n_items, n_freq, self.n_freq_masks, self.max_freq_width, device=x.device)
+        time_mask = band_mask(n_items, n_frames, self.n_time_masks, self.max_time_width,
+                              valid=None if lengths is None else torch.as_tensor(lengths), device=x.device)
+        return mask_bands(x, freq_mask, time_mask, self.fill, valid=None if lengths is None else valid_mask(x))
+
+
+def augment_callbacks(mixup_alpha: float = 0.4) -> list:
+    """The Learner callbacks of the train-only augmentations: fastai's `MixUp(mixup_alpha)` (its
+    default alpha), blending normalized training spectrograms and their targets; validation untouched."""
+    from fastai.callback.mixup import MixUp
+
+    if not mixup_alpha > 0:
+        raise ValueError(f"mixup_alpha must be positive, got {mixup_alpha}")
+    return [MixUp(mixup_alpha)]
