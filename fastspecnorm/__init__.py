@@ -24,6 +24,7 @@ from .audio import (
     resample,
     spec_shape,
 )
+from .augment import SpecAugment
 from .callback import StatsCallback, install_normalizer, stats_loader
 from .datasets.esc50 import (
     PRESETS,
@@ -36,7 +37,7 @@ from .datasets.esc50 import (
     read_esc50_meta,
 )
 from .datasets.validate import DatasetValidationError, ValidationReport, validate_esc50
-from .normalize import DbRangeNormalize, InstanceMinMax, SpecNormalize, WaveformNormalize
+from .normalize import PCEN, DbRangeNormalize, InstanceMinMax, SpecNormalize, UtteranceNormalize, WaveformNormalize
 from .stats import StatsRecorder, collect_stats
 
 __version__ = "0.1.0"
@@ -62,6 +63,9 @@ __all__ = [
     "SpecNormalize",
     "InstanceMinMax",
     "DbRangeNormalize",
+    "PCEN",
+    "UtteranceNormalize",
+    "SpecAugment",
     "StatsRecorder",
     "collect_stats",
     "validate_esc50",
