@@ -4,6 +4,8 @@ The reference for every cached value is the uncached path: `AudioTensor.create` 
 resample) followed by `quantize_waveform` to the cache's storage precision. The cache must give
 those values bit for bit, so the comparisons below are exact (`torch.equal`), not approximate.
 Clips are 1 s at 22.05 kHz, so they are resampled (16 kHz) and cropped (0.8 s) on the way.
+Storage types are checked against what soundfile decodes from generated files of each format, and
+the int16 rounding against NumPy float64.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -23,7 +29,8 @@ from torch import Tensor
 
 from fastspecnorm import AudioLoadError, AudioTensor, esc50_dataloaders
 from fastspecnorm.audio import quantize_waveform
-from fastspecnorm.audio.cache import CACHE_ENV, AudioCache, _from_storage, _to_storage, default_cache_dir
+from fastspecnorm.audio.cache import CACHE_ENV, AudioCache, default_cache_dir
+from fastspecnorm.audio.io import from_storage, to_storage
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 SOURCE_RATE = 22050
@@ -52,9 +59,9 @@ def wavs(root) -> list:
     return sorted((root / "audio").glob("*.wav"))
 
 
-def reference(path, sample_rate=RATE, dtype="int16") -> Tensor:
-    wav = AudioTensor.create(path, sr=sample_rate).as_subclass(Tensor)
-    return quantize_waveform(wav, dtype)
+def reference(path, sample_rate=RATE, dtype="auto", mono=True) -> Tensor:
+    wav = AudioTensor.create(path, sr=sample_rate, mono=mono).as_subclass(Tensor)
+    return quantize_waveform(wav, dtype, source=path)
 
 
 def open_cache(root, cache_dir, **kwargs) -> AudioCache:
@@ -66,11 +73,18 @@ def open_cache(root, cache_dir, **kwargs) -> AudioCache:
 
 
 @pytest.mark.parametrize("dtype", ["int16", "float16", "float32"])
-def test_storage_round_trip_equals_quantize_waveform(dtype):
-    x = torch.cat([torch.randn(1, 5000) * 0.3, torch.tensor([[1.2, -1.5, 1.0, -1.0, 0.0, 1 / 32768, 0.5 / 32768]])], dim=1)
-    stored = _to_storage(x.numpy(), dtype)
-    assert stored.dtype == np.dtype(dtype)
-    assert torch.equal(torch.from_numpy(_from_storage(stored, dtype)), quantize_waveform(x, dtype))
+def test_storage_rounding_against_numpy(dtype):
+    "The one rounding rule, against NumPy float64 written the simplest way (x * 32768 is exact in both)."
+    x = torch.cat([torch.randn(1, 5000) * 0.3, torch.tensor([[1.2, -1.5, 1.0, -1.0, 0.0, 1 / 32768, 0.5 / 32768, 1.5 / 32768]])], dim=1)
+    x64 = x.double().numpy()
+    if dtype == "int16":
+        expected = np.clip(np.rint(x64 * 32768), -32768, 32767) / 32768  # rint: half to even
+    else:
+        expected = x64.astype(dtype).astype(np.float64)
+    stored = to_storage(x, dtype)
+    assert stored.dtype == getattr(torch, dtype)
+    np.testing.assert_array_equal(from_storage(stored).double().numpy(), expected)
+    np.testing.assert_array_equal(quantize_waveform(x, dtype).double().numpy(), expected)
 
 
 def test_int16_is_exact_for_16_bit_files_without_resampling(write_audio, tmp_path):
@@ -85,7 +99,7 @@ def test_int16_is_exact_for_16_bit_files_without_resampling(write_audio, tmp_pat
 # Building and reading
 
 
-@pytest.mark.parametrize("dtype", ["int16", "float16", "float32"])
+@pytest.mark.parametrize("dtype", ["auto", "int16", "float16", "float32"])
 def test_get_equals_uncached_decoding(esc50, tmp_path, dtype):
     cache = open_cache(esc50, tmp_path / "c", dtype=dtype)
     assert len(cache) == 15
@@ -93,7 +107,7 @@ def test_get_equals_uncached_decoding(esc50, tmp_path, dtype):
         got = cache.get(path)
         assert got.dtype == torch.float32 and got.shape == (1, RATE)
         assert torch.equal(got, reference(path, dtype=dtype))
-    assert cache.nbytes == 15 * RATE * np.dtype(dtype).itemsize
+    assert cache.nbytes == 15 * RATE * (2 if dtype == "auto" else np.dtype(dtype).itemsize)  # "auto": 16-bit sources
 
 
 def test_reopening_keeps_entries_and_pickles_without_the_memory_map(esc50, tmp_path):
@@ -165,9 +179,9 @@ def test_sample_rate_and_dtype_select_separate_caches(esc50, tmp_path):
 def test_overwritten_data_is_detected_and_rebuilt(esc50, tmp_path):
     cache = open_cache(esc50, tmp_path / "c")
     victim = wavs(esc50)[5]
-    entry = cache._entries[victim.name]
+    offset = json.loads(cache.index_path.read_text())["entries"][victim.name]["offset"]  # in bytes
     with open(cache.data_path, "r+b") as f:  # same size, different bytes in one entry
-        f.seek((entry.offset + 100) * 2)
+        f.seek(offset + 200)
         f.write(b"\x55" * 400)
     fresh = AudioCache(esc50 / "audio", RATE, cache.folder)
     with pytest.warns(UserWarning, match="fails its checksum"):

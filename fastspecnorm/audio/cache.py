@@ -7,27 +7,40 @@ Random crops and augmentations still happen per epoch, after the cache (it store
 
 Layout, one folder per source folder and settings::
 
-    CACHE_DIR/<folder name>-<hash of its absolute path>/sr16000-mono-int16/
+    CACHE_DIR/<folder name>-<hash of its absolute path>/sr16000-mono-auto/
         index.json           header (format, settings, data file and its size) and one entry per
-                             file: source size and mtime_ns, offset, channels, samples, CRC-32
-        data-<token>.bin     every clip, one flat array of `dtype`, in index order
+                             file: source size, mtime_ns, ctime_ns and inode, source sample rate,
+                             storage type, byte offset, channels, samples, CRC-32
+        data-<token>.bin     every clip's stored values, in index order, each at an 8-byte boundary
         .lock                held while building (fcntl advisory lock)
 
-Keys: an entry is used only while its source file has the recorded size and modification time
-(`st_mtime_ns`) and the folder's settings (sample rate, mono, dtype) match, so a changed file or
-setting is never read stale. Integrity: the data file is checked against its recorded size when
-it is opened, and each entry against its CRC-32 the first time a process reads it; opening the
-cache (`for_settings`, `build`) checks every entry and rebuilds bad ones. A file that fails a
-check is read from the source instead, never from the cache. The index and data file are written
-to temporary names and moved into place with `os.replace`, index last, so a crash leaves the
-previous cache or none.
+Keys: an entry is used only while its source file has the recorded size, modification time
+(`st_mtime_ns`), status-change time (`st_ctime_ns`) and inode, from one `os.stat` call, and the
+folder's settings (sample rate, mono, dtype) match. A rewrite with the same size and a restored
+mtime (`touch -r`, `cp -p`, `rsync -t`) still changes the ctime, which user space cannot set back,
+and a rewrite through a new file (most editors, `rsync`, `os.replace`) changes the inode; no file
+content is read, so checking a key costs one `stat`. A change that leaves the samples alone (chmod,
+a new hard link, a rename into place) also moves the ctime and only costs a re-decode. (On Windows
+`st_ctime_ns` is the creation time: there an in-place rewrite with restored mtime is not seen.)
+Integrity: the data file is checked against its recorded size when it is opened, and each entry
+against its CRC-32 the first time a process reads it; opening the cache (`for_settings`, `build`)
+checks every entry and rebuilds bad ones. A file that fails a check is read from the source
+instead, never from the cache. The index and data file are written with `atomic_write` (temporary
+names, `os.replace`, index last), so a crash leaves the previous cache or none; a build removes
+temporary data files left by dead builds, never one that a live process is still writing.
 
-Storage precision (`dtype`): "int16" (default, 2 bytes per sample: ESC-50 at 16 kHz is 320 MB) rounds
-to 16-bit PCM, exactly what 16-bit source files hold when no resampling happens; "float16" keeps
-11 significant bits; "float32" keeps the decoded values as they are. Cached and uncached loading
-give bit-identical clips when the uncached path rounds the same way: `LoadAudio(dtype=...)` and
+Storage type (`dtype`): "auto" (default) picks, per file, the type that keeps its source
+(`storage_dtype`): int16 (2 bytes per sample: ESC-50 at 16 kHz is 320 MB) for 16- and 8-bit PCM
+sources whose decoded values fit int16's range, float32 (4 bytes per sample, twice the disk) for
+float, 24- and 32-bit sources, lossy formats and 16-bit clips whose resampling overshoots full
+scale, so nothing is clipped and quiet clips are never rounded to silence. "int16", "float16"
+(11 significant bits) or "float32" force one type for every file. Cached and uncached loading give
+bit-identical clips when the uncached path rounds the same way: `LoadAudio(dtype=...)` and
 `quantize_waveform` apply exactly the rounding the cache stores (the ESC-50 pipeline does this,
 `ESC50Settings.audio_dtype`), so turning the cache on or off never changes a result.
+
+Upsampling: opening or building a cache whose files include rates below `sample_rate` warns once,
+naming the rates (`warn_upsampling`).
 
 Location: `cache_dir` when given, else `$FASTSPECNORM_CACHE`, else `$XDG_CACHE_HOME/fastspecnorm`
 or `~/.cache/fastspecnorm`. `FASTSPECNORM_CACHE=off` (or 0, false, no, none) turns the default
@@ -44,6 +57,7 @@ import re
 import secrets
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,16 +67,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_write
-from .io import STORAGE_DTYPES, quantize_waveform
+from .._io import atomic_write, remove_stale_temp_files
+from .io import (
+    AUDIO_DTYPES,
+    STORAGE_DTYPES,
+    from_storage,
+    quantize_waveform,
+    source_format,
+    storage_dtype,
+    to_storage,
+    warn_upsampling,
+)
 from .tensors import AudioTensor
 
 __all__ = ["AudioCache", "CacheEntry", "default_cache_dir", "CACHE_ENV", "CACHE_FORMAT"]
 
 CACHE_ENV = "FASTSPECNORM_CACHE"
-CACHE_FORMAT = "fastspecnorm.audiocache/1"
+CACHE_FORMAT = "fastspecnorm.audiocache/2"
 _OFF_VALUES = ("off", "0", "false", "no", "none")
 _INDEX_NAME = "index.json"
+_DATA_NAME = re.compile(r"data-[0-9a-f]+\.bin")
+_ALIGN = 8  # each clip starts at a multiple of 8 bytes, so every storage type is read aligned
 # Extensions soundfile decodes without FFmpeg; other files in the folder are not cached.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".w64", ".rf64", ".caf", ".mp3")
 
@@ -81,50 +106,54 @@ def default_cache_dir() -> Path | None:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One cached clip: the source's `size` (bytes) and `mtime_ns` when it was decoded, where the
-    clip lies in the data file (`offset`, in samples), its shape `(channels, samples)` and the
+    """One cached clip: the source's key when it was decoded (`size` in bytes, `mtime_ns`,
+    `ctime_ns`, `inode`) and its sample rate in Hz (`source_rate`), the storage type (`dtype`), where
+    the clip lies in the data file (`offset`, in bytes), its shape `(channels, samples)` and the
     CRC-32 of its stored bytes."""
 
     size: int
     mtime_ns: int
+    ctime_ns: int
+    inode: int
+    source_rate: int
+    dtype: str
     offset: int
     channels: int
     samples: int
     crc32: int
 
     @property
-    def n_values(self) -> int:
-        return self.channels * self.samples
+    def key(self) -> tuple[int, int, int, int]:
+        return self.size, self.mtime_ns, self.ctime_ns, self.inode
+
+    @property
+    def nbytes(self) -> int:
+        return self.channels * self.samples * np.dtype(STORAGE_DTYPES[self.dtype]).itemsize
 
 
-def _source_stamp(path: str) -> tuple[int, int]:
+def _source_key(path: str) -> tuple[int, int, int, int]:
+    "(size, mtime_ns, ctime_ns, inode) of `path` from one stat call: what detects a rewrite (module docstring)."
     st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
-
-
-def _decode_stored(path: str, sample_rate: int, mono: bool, dtype: str) -> np.ndarray:
-    """Decode like the uncached path (`AudioTensor.create`), then round to the storage dtype.
-    Returns the stored array `(channels, samples)` of `dtype`."""
-    wav = AudioTensor.create(path, sr=sample_rate, mono=mono).as_subclass(Tensor)
-    return _to_storage(wav.numpy(), dtype)
-
-
-def _to_storage(wav: np.ndarray, dtype: str) -> np.ndarray:
-    "float32 `(channels, samples)` -> the array the cache stores (see `core.quantize_waveform`)."
-    if dtype == "int16":
-        return np.clip(np.rint(wav * np.float32(32768.0)), -32768, 32767).astype(np.int16)
-    return np.ascontiguousarray(wav.astype(STORAGE_DTYPES[dtype], copy=False))
-
-
-def _from_storage(stored: np.ndarray, dtype: str) -> np.ndarray:
-    "The stored array -> float32, in one pass (int16 / 32768 is exact)."
-    if dtype == "int16":
-        return np.multiply(stored, np.float32(1.0 / 32768.0), dtype=np.float32)
-    return stored.astype(np.float32)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def _crc(values: np.ndarray) -> int:
     return zlib.crc32(memoryview(np.ascontiguousarray(values)).cast("B")) & 0xFFFFFFFF
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+def _decode(path: str, sample_rate: int, mono: bool, dtype: str) -> tuple[tuple[int, int, int, int], int, str, np.ndarray]:
+    """Decode `path` like the uncached path (`AudioTensor.create`) and round it to its storage type.
+    Returns (source key, source rate in Hz, storage type, stored array `(channels, samples)`). The key
+    is taken first: a rewrite while decoding then shows as a changed key on the next read."""
+    key = _source_key(path)
+    source_rate, subtype = source_format(path)
+    wav = AudioTensor.create(path, sr=sample_rate, mono=mono).as_subclass(Tensor)
+    kind = storage_dtype(dtype, wav, subtype)
+    return key, source_rate, kind, to_storage(wav, kind).numpy()
 
 
 @contextlib.contextmanager
@@ -151,13 +180,14 @@ def _folder_tag(audio_dir: Path) -> str:
 
 class AudioCache:
     """Decoded audio of the files in `audio_dir`, at `sample_rate` Hz (mono when `mono`), stored as
-    `dtype` ("int16", "float16" or "float32") in one memory-mapped array under `folder`.
+    `dtype` ("auto": per file, what keeps its source; or "int16", "float16", "float32" for every
+    file) in one memory-mapped data file under `folder`.
 
     Open it with `AudioCache.for_settings(audio_dir, sample_rate)`, which builds or refreshes it;
     `get(path)` returns a float32 tensor `(channels, samples)` (`(1, samples)` when mono) equal to
-    `quantize_waveform(AudioTensor.create(path, sr=sample_rate, mono=mono), dtype)`. Files that are
-    not in the cache, changed since it was built, or fail their checksum are decoded from the source
-    (never read stale or corrupt); the next `build()` refreshes them.
+    `quantize_waveform(AudioTensor.create(path, sr=sample_rate, mono=mono), dtype, source=path)`.
+    Files that are not in the cache, changed since it was built, or fail their checksum are decoded
+    from the source (never read stale or corrupt); the next `build()` refreshes them.
 
     The object is cheap to pickle (the memory map is opened lazily in each process), so it works in
     DataLoader worker processes. `verify` (default True) checks each entry's CRC-32 the first time a
@@ -169,11 +199,11 @@ class AudioCache:
     torch.Size([1, 80000])
     """
 
-    def __init__(self, audio_dir: str | os.PathLike, sample_rate: int, folder: str | os.PathLike, mono: bool = True, dtype: str = "int16", verify: bool = True):
+    def __init__(self, audio_dir: str | os.PathLike, sample_rate: int, folder: str | os.PathLike, mono: bool = True, dtype: str = "auto", verify: bool = True):
         if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) or sample_rate <= 0:
             raise ValueError(f"AudioCache needs a positive integer sample_rate in Hz, got {sample_rate!r}")
-        if dtype not in STORAGE_DTYPES:
-            raise ValueError(f"AudioCache dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
+        if dtype not in AUDIO_DTYPES:
+            raise ValueError(f"AudioCache dtype must be one of {list(AUDIO_DTYPES)}, got {dtype!r}")
         self.audio_dir = Path(os.path.abspath(audio_dir))
         self.sample_rate, self.mono, self.dtype, self.verify = sample_rate, bool(mono), dtype, verify
         self.folder = Path(folder)
@@ -192,7 +222,7 @@ class AudioCache:
         sample_rate: int,
         cache_dir: str | os.PathLike | None = None,
         mono: bool = True,
-        dtype: str = "int16",
+        dtype: str = "auto",
         build: bool = True,
         files: Iterable[str | os.PathLike] | None = None,
         progress: bool = True,
@@ -266,14 +296,17 @@ class AudioCache:
                 return
             entries = {name: CacheEntry(**e) for name, e in index["entries"].items()}
             data_name, data_size = str(index["data"]["name"]), int(index["data"]["size"])
-            if not re.fullmatch(r"data-[0-9a-f]+\.bin", data_name):
+            if not _DATA_NAME.fullmatch(data_name):
                 raise ValueError(f"unexpected data file name {data_name!r}")
+            for name, e in entries.items():
+                if e.dtype not in STORAGE_DTYPES or (self.dtype != "auto" and e.dtype != self.dtype) or e.offset % _ALIGN:
+                    raise ValueError(f"entry {name!r} has storage type {e.dtype!r} at byte {e.offset}")
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(f"audio cache index {self.index_path} is unreadable ({type(e).__name__}: {e}); it will be rebuilt", stacklevel=3)
             return
-        if data_size != sum(e.n_values for e in entries.values()) * np.dtype(STORAGE_DTYPES[self.dtype]).itemsize:
+        if data_size != max((e.offset + e.nbytes for e in entries.values()), default=0):
             return
         self._entries, self._data_name, self._data_size = entries, data_name, data_size
 
@@ -295,7 +328,7 @@ class AudioCache:
         return p[len(self._prefix) :].replace(os.sep, "/")
 
     def _memmap(self, warn: bool = True) -> np.ndarray | None:
-        "The data file, mapped read-only once per process; None (with a warning) when it is missing or truncated."
+        "The data file's bytes, mapped read-only once per process; None (with a warning) when it is missing or truncated."
         if self._mm is not None or self._mm_failed:
             return self._mm
         path = self.data_path
@@ -305,47 +338,53 @@ class AudioCache:
             size = os.path.getsize(path)
             if size != self._data_size:
                 raise ValueError(f"data file {path} has {size} bytes, the index records {self._data_size} (truncated or overwritten)")
-            dtype = STORAGE_DTYPES[self.dtype]
-            # A plain ndarray view of the map: slices and arithmetic then give plain arrays.
-            self._mm = np.memmap(path, dtype=dtype, mode="r").view(np.ndarray) if size else np.zeros(0, dtype=dtype)
+            # A plain ndarray view of the map: slices then give plain arrays.
+            self._mm = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray) if size else np.zeros(0, dtype=np.uint8)
         except (OSError, ValueError) as e:
             self._mm_failed = True
             if self._entries and warn:
                 warnings.warn(f"audio cache {self.folder} is unusable ({e}); audio is decoded from the source files", stacklevel=3)
         return self._mm
 
+    def _entry_values(self, mm: np.ndarray, entry: CacheEntry) -> np.ndarray | None:
+        "The stored values of `entry` `(channels, samples)` from the mapped bytes; None when they lie beyond its end."
+        raw = mm[entry.offset : entry.offset + entry.nbytes]
+        if raw.size != entry.nbytes:
+            return None
+        return raw.view(STORAGE_DTYPES[entry.dtype]).reshape(entry.channels, entry.samples)
+
     def _stored(self, name: str, entry: CacheEntry) -> np.ndarray | None:
         "The stored values of `entry`, checksum-verified on first read in this process; None if corrupt."
         mm = self._memmap()
         if mm is None:
             return None
-        values = mm[entry.offset : entry.offset + entry.n_values]
+        values = self._entry_values(mm, entry)
         if self.verify and name not in self._verified:
-            if values.size != entry.n_values or _crc(values) != entry.crc32:
+            if values is None or _crc(values) != entry.crc32:
                 if name not in self._warned:
                     self._warned.add(name)
                     warnings.warn(f"audio cache entry {name!r} in {self.folder} fails its checksum; decoding the source file instead", stacklevel=3)
                 return None
             self._verified.add(name)
-        return values.reshape(entry.channels, entry.samples)
+        return values
 
     def decode(self, path: str | os.PathLike) -> Tensor:
         "Decode `path` from the source file, rounded exactly as the cache stores it. float32 `(channels, samples)`."
         wav = AudioTensor.create(path, sr=self.sample_rate, mono=self.mono).as_subclass(Tensor)
-        return quantize_waveform(wav, self.dtype)
+        return quantize_waveform(wav, self.dtype, source=path)
 
     def stored(self, path: str | os.PathLike) -> np.ndarray | None:
-        """The stored array `(channels, samples)` of `path` (read-only, in the cache's `dtype`), or
-        None when `path` has no current, intact entry (not cached, changed since, or corrupt)."""
+        """The stored array `(channels, samples)` of `path` (read-only; int16, float16 or float32, see
+        `dtype`), or None when `path` has no current, intact entry (not cached, changed since, or corrupt)."""
         name = self._name(path)
         entry = self._entries.get(name) if name is not None else None
         if entry is None:
             return None
         try:
-            stamp = _source_stamp(os.fspath(path))
+            key = _source_key(os.fspath(path))
         except FileNotFoundError:
             return None
-        if stamp != (entry.size, entry.mtime_ns):
+        if key != entry.key:
             if name not in self._warned:
                 self._warned.add(name)
                 warnings.warn(
@@ -357,12 +396,11 @@ class AudioCache:
         return self._stored(name, entry)
 
     def to_float(self, stored: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        "Stored values (e.g. a crop of `stored(path)`) as float32, written to `out` when given (same shape)."
+        "Stored values (e.g. a crop of `stored(path)`) as float32 (`from_storage`), written to `out` when given (same shape)."
+        values = from_storage(torch.from_numpy(np.array(stored))).numpy()  # a writable copy: the map is read-only
         if out is None:
-            return _from_storage(stored, self.dtype)
-        if self.dtype == "int16":
-            return np.multiply(stored, np.float32(1.0 / 32768.0), out=out, dtype=np.float32)
-        np.copyto(out, stored)
+            return values
+        np.copyto(out, values)
         return out
 
     def get(self, path: str | os.PathLike) -> Tensor:
@@ -373,7 +411,7 @@ class AudioCache:
         values = self.stored(path)
         if values is None:
             return self.decode(path)
-        return torch.from_numpy(_from_storage(values, self.dtype))
+        return torch.from_numpy(self.to_float(values))
 
     def __contains__(self, path) -> bool:
         return self._name(path) in self._entries
@@ -385,6 +423,16 @@ class AudioCache:
     def nbytes(self) -> int:
         "Size of the data file in bytes."
         return self._data_size
+
+    @property
+    def source_rates(self) -> dict[int, int]:
+        "`{sample rate of the source files in Hz: number of cached files}`."
+        return dict(sorted(Counter(e.source_rate for e in self._entries.values()).items()))
+
+    @property
+    def storage_types(self) -> dict[str, int]:
+        "`{storage type: number of cached files}`, e.g. `{'int16': 40, 'float32': 2}`."
+        return dict(sorted(Counter(e.dtype for e in self._entries.values()).items()))
 
     def __repr__(self) -> str:
         return (
@@ -419,8 +467,8 @@ class AudioCache:
             return sorted(self._entries)
         bad = []
         for name, e in self._entries.items():
-            values = mm[e.offset : e.offset + e.n_values]
-            if values.size != e.n_values or _crc(values) != e.crc32:
+            values = self._entry_values(mm, e)
+            if values is None or _crc(values) != e.crc32:
                 bad.append(name)
             else:
                 self._verified.add(name)
@@ -429,13 +477,17 @@ class AudioCache:
     def build(self, files: Iterable[str | os.PathLike] | None = None, progress: bool = True) -> dict[str, int]:
         """Bring the cache up to date with `files` (default: every audio file under `audio_dir`).
 
-        Entries whose source file is new, changed (size or mtime_ns) or whose stored values fail
-        their checksum are decoded again (with a progress bar); entries of files that no longer exist are dropped. When anything
-        changed, a new data file and index are written atomically. Files that cannot be decoded are
-        left out with a warning (reading them later raises, as without a cache).
+        Entries whose source file is new, changed (size, mtime_ns, ctime_ns or inode) or whose stored
+        values fail their checksum are decoded again (with a progress bar); entries of files that no
+        longer exist are dropped. When anything changed, a new data file and index are written
+        atomically. Files that cannot be decoded are left out with a warning (reading them later
+        raises, as without a cache). Temporary files of builds that died mid-write are removed (never
+        those of a live build). Warns once when files below `sample_rate` are upsampled.
         Returns counts: `{"kept": ..., "decoded": ..., "dropped": ..., "failed": ...}`.
         """
         with _locked(self.folder):
+            # Under the lock no other build of this folder is writing, but the rule needs no lock.
+            remove_stale_temp_files(self.folder, _DATA_NAME)
             self._load_index()  # another process may have built it meanwhile
             self._reset_process_state()
             wanted = self._scan(files)
@@ -445,36 +497,36 @@ class AudioCache:
             for name, path in wanted.items():
                 e = self._entries.get(name)
                 try:
-                    stamp = _source_stamp(path)
+                    key = _source_key(path)
                 except FileNotFoundError:
                     continue
-                if e is not None and name not in bad and stamp == (e.size, e.mtime_ns):
+                if e is not None and name not in bad and key == e.key:
                     keep[name] = e
                 else:
                     todo.append(name)
             dropped = len(set(self._entries) - set(keep) - set(todo))
             counts = {"kept": len(keep), "decoded": 0, "dropped": dropped, "failed": 0}
-            if not todo and not dropped and not bad:
-                return counts
-            decoded, failed = self._decode_all([(name, wanted[name]) for name in todo], progress)
-            counts["decoded"], counts["failed"] = len(decoded), len(failed)
-            if failed:
-                shown = "; ".join(f"{n}: {msg}" for n, msg in list(failed.items())[:3])
-                warnings.warn(f"{len(failed)} file(s) could not be decoded and are not cached: {shown}", stacklevel=2)
-            self._rewrite(keep, decoded)
-            return counts
+            if todo or dropped or bad:
+                decoded, failed = self._decode_all([(name, wanted[name]) for name in todo], progress)
+                counts["decoded"], counts["failed"] = len(decoded), len(failed)
+                if failed:
+                    shown = "; ".join(f"{n}: {msg}" for n, msg in list(failed.items())[:3])
+                    warnings.warn(f"{len(failed)} file(s) could not be decoded and are not cached: {shown}", stacklevel=2)
+                self._rewrite(keep, decoded)
+        warn_upsampling(self.source_rates, self.sample_rate, f"audio cache of {self.audio_dir}")
+        return counts
 
     def _decode_one(self, item: tuple[str, str]):
-        "(name, source stamp, stored array, None), or (name, None, None, error message)."
+        "(name, decoded tuple of `_decode`, None), or (name, None, error message)."
         name, path = item
         try:
-            return name, _source_stamp(path), _decode_stored(path, self.sample_rate, self.mono, self.dtype), None
+            return name, _decode(path, self.sample_rate, self.mono, self.dtype), None
         except (OSError, ValueError, RuntimeError) as e:
-            return name, None, None, f"{type(e).__name__}: {e}"
+            return name, None, f"{type(e).__name__}: {e}"
 
     def _decode_all(self, todo: list[tuple[str, str]], progress: bool):
-        "Decode `todo` [(name, path)] one by one; returns ({name: (stamp, stored array)}, {name: error})."
-        decoded: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
+        "Decode `todo` [(name, path)] one by one; returns ({name: `_decode` tuple}, {name: error})."
+        decoded: dict[str, tuple] = {}
         failed: dict[str, str] = {}
         if not todo:
             return decoded, failed
@@ -485,17 +537,16 @@ class AudioCache:
             pbar = progress_bar(results, total=len(todo), leave=False)
             pbar.comment = f"caching audio at {self.sample_rate} Hz"
             results = pbar
-        for name, stamp, stored, err in results:
+        for name, result, err in results:
             if err is None:
-                decoded[name] = (stamp, stored)
+                decoded[name] = result
             else:
                 failed[name] = err
         return decoded, failed
 
-    def _rewrite(self, keep: dict[str, CacheEntry], decoded: dict[str, tuple[tuple[int, int], np.ndarray]]) -> None:
+    def _rewrite(self, keep: dict[str, CacheEntry], decoded: dict[str, tuple]) -> None:
         "Write a new data file holding `keep` (copied) and `decoded`, then the index; delete older data files."
         old = self._memmap() if keep else None
-        itemsize = np.dtype(STORAGE_DTYPES[self.dtype]).itemsize
         entries: dict[str, CacheEntry] = {}
         data_name = f"data-{secrets.token_hex(6)}.bin"
 
@@ -503,19 +554,21 @@ class AudioCache:
             offset = 0
             for name in sorted(set(keep) | set(decoded)):
                 if name in decoded:
-                    (size, mtime_ns), stored = decoded[name]
-                    channels, samples = stored.shape
+                    key, source_rate, kind, stored = decoded[name]
                 else:
                     e = keep[name]
-                    size, mtime_ns, channels, samples = e.size, e.mtime_ns, e.channels, e.samples
-                    stored = old[e.offset : e.offset + e.n_values]
+                    key, source_rate, kind = e.key, e.source_rate, e.dtype
+                    stored = self._entry_values(old, e)
                 stored = np.ascontiguousarray(stored)
+                start = _aligned(offset)
+                f.write(bytes(start - offset))
                 f.write(memoryview(stored).cast("B"))
-                entries[name] = CacheEntry(size, mtime_ns, offset, channels, samples, _crc(stored))
-                offset += channels * samples
+                channels, samples = stored.shape
+                entries[name] = CacheEntry(*key, source_rate, kind, start, channels, samples, _crc(stored))
+                offset = start + stored.nbytes
 
         atomic_write(self.folder / data_name, write)
-        data_size = sum(e.n_values for e in entries.values()) * itemsize
+        data_size = max((e.offset + e.nbytes for e in entries.values()), default=0)
         self._write_index(entries, data_name, data_size)
         self._entries, self._data_name, self._data_size = entries, data_name, data_size
         self._reset_process_state()

@@ -1,13 +1,18 @@
 """Reading audio files and the plain waveform operations: downmix, resample, crop/pad, rounding.
 
 Audio is read with soundfile (WAV, FLAC, OGG; no FFmpeg or torchcodec needed); resampling is
-torchaudio's windowed sinc.
+torchaudio's windowed sinc. Files whose header claims a sample rate outside `SAMPLE_RATE_RANGE`
+(1 kHz - 384 kHz) are refused by name: a damaged header claiming 1 Hz would otherwise be upsampled
+16000-fold (a 979 MB clip). Storage types (`to_storage`, `quantize_waveform`) are the one rounding
+rule that `LoadAudio(dtype=...)` and `AudioCache` share.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,41 +22,124 @@ from torch import Tensor
 
 from .._compat import import_torchaudio
 
-__all__ = ["AudioLoadError", "load_audio", "downmix_mono", "resample", "crop_pad", "quantize_waveform", "STORAGE_DTYPES"]
+__all__ = [
+    "AudioLoadError",
+    "load_audio",
+    "downmix_mono",
+    "resample",
+    "resampling_source_rate",
+    "warn_upsampling",
+    "crop_pad",
+    "quantize_waveform",
+    "to_storage",
+    "from_storage",
+    "storage_dtype",
+    "source_format",
+    "STORAGE_DTYPES",
+    "AUDIO_DTYPES",
+    "INT16_SUBTYPES",
+    "SAMPLE_RATE_RANGE",
+    "MAX_RESAMPLE_KERNEL",
+    "MAX_RATE_ROUNDING",
+]
+
+#: Sample rates (Hz, inclusive) a file may have; others are refused as damaged headers.
+SAMPLE_RATE_RANGE = (1_000, 384_000)
 
 
 class AudioLoadError(ValueError):
     "An audio file exists but cannot be decoded; the message names the file."
 
 
-
-
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     """Read an audio file with soundfile. Returns `(waveform, sample_rate)`, waveform float32
-    `(channels, samples)` in [-1, 1], sample rate in Hz.
+    `(channels, samples)` (in [-1, 1] for integer PCM; float files keep their values, peaks above
+    1.0 included), sample rate in Hz.
 
     Raises FileNotFoundError for a missing file and `AudioLoadError` (a ValueError) naming the file
-    for one that cannot be decoded, is empty or holds NaN/Inf.
+    for one that cannot be decoded, is empty, holds NaN/Inf or claims a sample rate outside
+    `SAMPLE_RATE_RANGE` (checked from the header, before any sample is read).
     """
     import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
+    low, high = SAMPLE_RATE_RANGE
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            sr = int(f.samplerate)
+            data = f.read(dtype="float32", always_2d=True) if low <= sr <= high else None
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
         raise AudioLoadError(f"cannot read audio file {path}: {e}") from e
+    if data is None:
+        raise AudioLoadError(
+            f"audio file {path} claims a sample rate of {sr} Hz, outside the plausible {low}-{high} Hz; "
+            "its header is probably damaged: re-encode the file or leave it out"
+        )
     if data.shape[0] == 0:
         raise AudioLoadError(f"audio file {path} has no samples (zero length)")
     if not np.isfinite(data).all():
         raise AudioLoadError(f"audio file {path} holds NaN or Inf samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
+    return torch.from_numpy(np.ascontiguousarray(data.T)), sr
+
+
+def source_format(path: str | os.PathLike) -> tuple[int, str]:
+    """`(sample rate in Hz, subtype)` from the header of `path`, the subtype being soundfile's name of
+    its sample format, e.g. 'PCM_16', 'PCM_24', 'FLOAT', 'VORBIS'. Raises like `load_audio`."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # as in load_audio
+        raise AudioLoadError(f"cannot read audio file {path}: {e}") from e
+    return int(info.samplerate), info.subtype
 
 
 def downmix_mono(x: Tensor) -> Tensor:
     "Average the channels: `(..., channels, samples)` -> `(..., 1, samples)`."
     return x if x.shape[-2] == 1 else x.mean(dim=-2, keepdim=True)
+
+
+#: The largest sinc kernel (elements) `resample` lets torchaudio build: 2**22 values, 16 MiB in
+#: float32. torchaudio's kernel has (new_sr / g) * (orig_sr / g + 2 * width) values for
+#: g = gcd(orig_sr, new_sr): 76 000 for 44100 -> 16000 Hz, 706 million (2.8 GB) for 44101 -> 16000.
+MAX_RESAMPLE_KERNEL = 2**22
+#: How far (relative) `resample` may round a source rate whose exact kernel is too large: 0.1%.
+MAX_RATE_ROUNDING = 1e-3
+
+
+def _kernel_elements(orig_sr: int, new_sr: int) -> int:
+    "Size of torchaudio's sinc kernel for orig_sr -> new_sr (lowpass_filter_width 6, rolloff 0.99)."
+    g = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // g, new_sr // g
+    width = math.ceil(6 * orig / (0.99 * min(orig, new)))
+    return new * (orig + 2 * width)
+
+
+@lru_cache(maxsize=256)
+def resampling_source_rate(orig_sr: int, new_sr: int) -> int:
+    """The source rate (Hz) `resample` treats audio at `orig_sr` as having when going to `new_sr`.
+
+    `orig_sr` itself when torchaudio's kernel for the pair has at most `MAX_RESAMPLE_KERNEL` values
+    (every common rate pair); otherwise the nearest rate within `MAX_RATE_ROUNDING` (0.1%) of
+    `orig_sr` whose kernel does, e.g. 44101 -> 44100 Hz for 16 kHz output. Treating a clip as
+    sampled at that rate scales its frequencies (and stretches its time axis) by that relative
+    amount: -23 ppm for 44101 Hz, 0.07 Hz at 3 kHz, far below a 40 Hz spectrogram bin.
+    Raises ValueError naming both rates when no rate that close fits.
+    """
+    if _kernel_elements(orig_sr, new_sr) <= MAX_RESAMPLE_KERNEL:
+        return orig_sr
+    for step in range(1, int(orig_sr * MAX_RATE_ROUNDING) + 1):
+        for rate in (orig_sr - step, orig_sr + step):
+            if rate > 0 and _kernel_elements(rate, new_sr) <= MAX_RESAMPLE_KERNEL:
+                return rate
+    size = _kernel_elements(orig_sr, new_sr) * 4 / 2**20
+    raise ValueError(
+        f"resampling {orig_sr} Hz -> {new_sr} Hz needs a {size:.0f} MiB sinc kernel (the rates share no large common "
+        f"factor) and no rate within {MAX_RATE_ROUNDING:.1%} of {orig_sr} Hz avoids that; choose a target rate such as "
+        "16000, 22050, 44100 or 48000 Hz, or re-encode the file"
+    )
 
 
 @lru_cache(maxsize=16)
@@ -64,36 +152,116 @@ def _resampler(orig_sr: int, new_sr: int, dtype: torch.dtype = torch.float32, de
 def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
     """Band-limited (windowed sinc) resampling with torchaudio: `(..., samples)` at `orig_sr` Hz to
     `(..., ceil(samples * new_sr / orig_sr))` at `new_sr` Hz, same dtype and device as `x`
-    (float16/bfloat16 are computed in float32)."""
+    (float16/bfloat16 are computed in float32).
+
+    Memory is bounded: a rate pair whose exact kernel would exceed `MAX_RESAMPLE_KERNEL` values
+    (e.g. 44101 -> 16000 Hz, 2.8 GB) is resampled from the nearest rate that fits (see
+    `resampling_source_rate`; 44100 Hz there), with a warning naming the rates; the result keeps the
+    exact length above. Rates that no rounding within 0.1% helps raise ValueError.
+    """
     if orig_sr <= 0 or new_sr <= 0:
         raise ValueError(f"sample rates must be positive, got orig_sr={orig_sr}, new_sr={new_sr}")
     if orig_sr == new_sr:
         return x
+    orig_sr, new_sr = int(orig_sr), int(new_sr)
+    used_sr = resampling_source_rate(orig_sr, new_sr)
+    if used_sr != orig_sr:
+        warnings.warn(
+            f"resampling {orig_sr} Hz -> {new_sr} Hz exactly needs a {_kernel_elements(orig_sr, new_sr) * 4 / 2**30:.1f} GiB "
+            f"kernel; the audio is resampled as if it were at {used_sr} Hz (its frequencies scaled by "
+            f"{(used_sr / orig_sr - 1) * 1e6:+.0f} ppm, the length kept)",
+            stacklevel=2,
+        )
     plain = x.as_subclass(Tensor) if type(x) is not Tensor else x
     dtype = plain.dtype if plain.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.no_grad():
-        return _resampler(int(orig_sr), int(new_sr), dtype, str(plain.device))(plain.to(dtype)).to(plain.dtype)
+        out = _resampler(used_sr, new_sr, dtype, str(plain.device))(plain.to(dtype)).to(plain.dtype)
+    if used_sr != orig_sr:
+        out = crop_pad(out, math.ceil(x.shape[-1] * new_sr / orig_sr))
+    return out
 
 
-#: Precisions decoded audio can be kept at (the `AudioCache` storage types).
-STORAGE_DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
+def warn_upsampling(files_per_rate: Mapping[int, int], sample_rate: int, where: str) -> None:
+    """Warn once, naming the rates, when audio below `sample_rate` Hz is upsampled to it.
 
-
-def quantize_waveform(x: Tensor, dtype: str | None = "int16") -> Tensor:
-    """Round a float waveform to the precision `dtype` keeps, returned as float32 (same shape).
-
-    "int16": 16-bit PCM, `clamp(round(x * 32768), -32768, 32767) / 32768` (exact for audio decoded
-    from 16-bit files; values beyond full scale are clipped); "float16": half precision;
-    "float32" or None: unchanged. `AudioCache` stores exactly this, so an uncached pipeline that
-    applies it yields the same values as a cached one.
+    files_per_rate: `{source rate in Hz: number of files}`; where: what reads them (a folder, a
+    cache), named in the message. Upsampling adds no information: the spectrogram above each file's
+    Nyquist frequency stays empty, and the clips take more memory and compute.
     """
-    if dtype is None or dtype == "float32":
-        return x.float()
+    low = {rate: n for rate, n in sorted(files_per_rate.items()) if rate < sample_rate}
+    if not low:
+        return
+    rates = ", ".join(f"{n} file(s) at {rate} Hz" for rate, n in low.items())
+    warnings.warn(
+        f"{where}: {rates} upsampled to {sample_rate} Hz; above {min(low) // 2} Hz their spectrograms hold no signal. "
+        f"Pass sample_rate={min(files_per_rate)} to keep the lowest rate (or None when all files share one)",
+        stacklevel=3,
+    )
+
+
+#: Precisions decoded audio can be stored at (the `AudioCache` storage types).
+STORAGE_DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
+#: `dtype` arguments of `quantize_waveform`, `LoadAudio` and `AudioCache`: a storage type, or
+#: "auto": per file, the storage type that keeps its source (see `storage_dtype`).
+AUDIO_DTYPES = ("auto", *STORAGE_DTYPES)
+#: soundfile subtypes whose decoded values 16-bit PCM holds exactly: integer PCM of at most 16
+#: bits and the 8-bit companded formats (they decode to 13 or 14 bits).
+INT16_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "ULAW", "ALAW"})
+_INT16_MAX = 32767 / 32768
+
+
+def storage_dtype(dtype: str, x: Tensor, subtype: str | None = None) -> str:
+    """The storage type of one clip: `dtype` itself, or for dtype "auto" "int16" when the clip comes
+    from a source of `subtype` in `INT16_SUBTYPES` and every value of `x` lies in int16's range
+    [-1, 32767/32768] (so nothing is clipped), else "float32" (float, 24- and 32-bit sources, lossy
+    formats, and 16-bit clips whose resampling overshoots full scale: never clipped, and quiet clips
+    never rounded to silence). "auto" costs 2 bytes per sample for 16-bit sources, 4 for the others.
+    """
+    if dtype not in AUDIO_DTYPES:
+        raise ValueError(f"dtype must be one of {list(AUDIO_DTYPES)}, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if subtype is None:
+        raise ValueError('dtype="auto" needs the source file\'s subtype (source_format(path)) to pick a storage type')
+    fits = x.numel() == 0 or (-1.0 <= x.min().item() and x.max().item() <= _INT16_MAX)
+    return "int16" if subtype in INT16_SUBTYPES and fits else "float32"
+
+
+def to_storage(x: Tensor, dtype: str) -> Tensor:
+    """A float waveform as the values storage type `dtype` keeps: an int16, float16 or float32 tensor,
+    same shape. The package's one rounding rule: "int16" is 16-bit PCM,
+    `clamp(round(x * 32768), -32768, 32767)` (round half to even, exact for audio decoded from 16-bit
+    files; values beyond full scale are clipped, which "auto" avoids); "float16" rounds to half
+    precision; "float32" keeps the values."""
     if dtype == "int16":
-        return (x.float() * 32768.0).round_().clamp_(-32768.0, 32767.0).mul_(1.0 / 32768.0)
+        return (x.float() * 32768.0).round_().clamp_(-32768.0, 32767.0).to(torch.int16)
     if dtype == "float16":
-        return x.half().float()
-    raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)} or None, got {dtype!r}")
+        return x.half()
+    if dtype == "float32":
+        return x.float()
+    raise ValueError(f"storage dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
+
+
+def from_storage(stored: Tensor) -> Tensor:
+    "Stored values (int16, float16 or float32) as float32, same shape; int16 / 32768 is exact."
+    if stored.dtype == torch.int16:
+        return stored.float().mul_(1.0 / 32768.0)
+    return stored.float()
+
+
+def quantize_waveform(x: Tensor, dtype: str | None = "int16", source: str | os.PathLike | None = None) -> Tensor:
+    """Round a float waveform to the precision `dtype` keeps, returned as float32 (same shape):
+    `from_storage(to_storage(x, dtype))`, exactly what `AudioCache` stores.
+
+    dtype: "int16" (16-bit PCM: `clamp(round(x * 32768), -32768, 32767) / 32768`), "float16",
+    "float32" or None (unchanged), or "auto": the storage type that keeps the `source` file
+    (`storage_dtype`; `source` is then required, its header is read). An uncached pipeline that
+    applies this yields the same values as a cached one.
+    """
+    if dtype is None:
+        return x.float()
+    subtype = source_format(source)[1] if dtype == "auto" and source is not None else None
+    return from_storage(to_storage(x, storage_dtype(dtype, x, subtype)))
 
 
 def crop_pad(x: Tensor, n_samples: int, start: int = 0, pad_mode: str = "zeros") -> Tensor:

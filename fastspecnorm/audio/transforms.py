@@ -14,7 +14,7 @@ from fastai.data.core import TfmdDL
 from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
-from .io import STORAGE_DTYPES, crop_pad, downmix_mono, quantize_waveform, resample
+from .io import AUDIO_DTYPES, crop_pad, downmix_mono, quantize_waveform, resample
 from .tensors import AudioTensor, RefusePlainTensor
 
 __all__ = ["LoadAudio", "DownmixMono", "Resample", "ResizeSignal", "AudioBlock", "AudioDataLoader", "RefusePlainTensor"]
@@ -51,8 +51,8 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
 
     def __init__(self, sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None):
         super().__init__()
-        if dtype is not None and dtype not in STORAGE_DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)} or None, got {dtype!r}")
+        if dtype is not None and dtype not in AUDIO_DTYPES:
+            raise ValueError(f"dtype must be one of {list(AUDIO_DTYPES)} or None, got {dtype!r}")
         if cache is not None:
             mine = {"sample_rate": sample_rate, "mono": mono, "dtype": dtype or cache.dtype}
             theirs = {"sample_rate": cache.sample_rate, "mono": cache.mono, "dtype": cache.dtype}
@@ -67,7 +67,7 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
         wav = AudioTensor.create(path, sr=self.sample_rate, mono=self.mono)
         if self.dtype in (None, "float32"):
             return wav
-        return AudioTensor(quantize_waveform(wav.as_subclass(Tensor), self.dtype), sr=wav.sr)
+        return AudioTensor(quantize_waveform(wav.as_subclass(Tensor), self.dtype, source=path), sr=wav.sr)
 
     def encodes(self, x: AudioTensor) -> AudioTensor:  # noqa: F811  (fastai dispatches encodes on the annotation)
         wav = x.as_subclass(Tensor).float()
