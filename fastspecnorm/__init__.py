@@ -3,7 +3,9 @@
 Public names (see the README): the audio core (`AudioTensor`, `AudioSpectrogram`, `AudioBlock`,
 `AudioToSpec`), the normalizations (`WaveformNormalize`, `SpecNormalize`, `InstanceMinMax`,
 `DbRangeNormalize`, and their math in `fastspecnorm.functional`), exact statistics
-(`StatsRecorder`, `collect_stats`, `StatsCallback`) and ESC-50 (`esc50_dataloaders`, `esc50_learner`).
+(`StatsRecorder`, `collect_stats`, `StatsCallback`), your own audio of any length
+(`AudioDataLoaders.from_folder` / `from_df`, `valid_mask`, `audio_learner`) and ESC-50
+(`esc50_dataloaders`, `esc50_learner`).
 """
 
 from . import functional
@@ -24,8 +26,12 @@ from .audio import (
     resample,
     spec_shape,
 )
+from .audio.check import AudioFilesError, check_audio_files
+from .audio.tensors import valid_mask
+from .audio.transforms import AudioDataLoader
 from .augment import SpecAugment
 from .callback import StatsCallback, install_normalizer, stats_loader
+from .data import AudioDataLoaders, get_audio_files
 from .datasets.esc50 import (
     PRESETS,
     CrossValidationSplitter,
@@ -37,6 +43,7 @@ from .datasets.esc50 import (
     read_esc50_meta,
 )
 from .datasets.validate import DatasetValidationError, ValidationReport, validate_esc50
+from .learner import FreqBatchNorm, audio_learner
 from .normalize import PCEN, DbRangeNormalize, InstanceMinMax, SpecNormalize, UtteranceNormalize, WaveformNormalize
 from .stats import StatsRecorder, collect_stats
 
@@ -59,6 +66,14 @@ __all__ = [
     "AudioCache",
     "AudioToSpec",
     "spec_shape",
+    "valid_mask",
+    "AudioDataLoader",
+    "AudioDataLoaders",
+    "get_audio_files",
+    "check_audio_files",
+    "AudioFilesError",
+    "audio_learner",
+    "FreqBatchNorm",
     "WaveformNormalize",
     "SpecNormalize",
     "InstanceMinMax",

@@ -195,6 +195,7 @@ def _mel_ticks(ax, n_mels: int, f_max: float) -> None:
 
 def _register_show_methods() -> None:
     from fastai.data.core import get_show_batch_func, show_batch, show_results
+    from fastai.interpret import plot_top_losses
     from fastai.vision.data import get_grid
 
     def _grid(n, nrows, ncols, figsize, x):
@@ -220,8 +221,19 @@ def _register_show_methods() -> None:
         ctxs[0].figure.tight_layout()
         return ctxs
 
+    def plot_audio_top_losses(x: AudioSpectrogram | AudioTensor, y, samples, outs, raws, losses, nrows=None, ncols=None, figsize=None, **kwargs):
+        "`Interpretation.plot_top_losses`: each item titled prediction / actual / loss / probability."
+        ctxs = _grid(len(samples), nrows, ncols, figsize, x)
+        for ax, s, o, r, loss in zip(ctxs, samples, outs, raws, losses, strict=False):
+            s[0].show(ctx=ax, **kwargs)
+            ax.set_title(f"{o[0]} / {s[1]} / {loss.item():.2f} / {r.max().item():.2f}", fontsize=9)
+        ctxs[0].figure.suptitle("prediction / actual / loss / probability")
+        ctxs[0].figure.tight_layout()
+        return ctxs
+
     show_batch.dispatch(show_audio_batch)
     show_results.dispatch(show_audio_results)
+    plot_top_losses.dispatch(plot_audio_top_losses)
 
 
 _register_show_methods()

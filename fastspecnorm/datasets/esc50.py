@@ -21,6 +21,8 @@ from fastai.data.transforms import ColReader
 
 from ..audio.spectrogram import AudioToSpec
 from ..audio.transforms import AudioBlock, LoadAudio, ResizeSignal
+from ..data import AudioDataLoaders
+from ..learner import audio_learner
 from ..normalize import WaveformNormalize
 from .validate import REQUIRED_COLUMNS, read_esc50_table, resolve_clip, validate_esc50
 
@@ -269,6 +271,7 @@ def esc50_dataloaders(
         # would only compete with the batch transforms for the same cores (measured 2-3x slower).
         kwargs["num_workers"] = 0
     dls = dblock.dataloaders(df, bs=s.bs, device=device, **kwargs)
+    dls = AudioDataLoaders(*dls.loaders, path=dls.path, device=dls.device)  # test_dl / predict on any file
     dls.esc50_settings = s
     dls.validation_report = report
     return dls
@@ -284,16 +287,6 @@ def _device_type(device) -> str:
     return torch.device(device).type if device is not None else default_device().type
 
 
-def esc50_learner(dls, cbs=None, **kwargs):
-    """xResNet18 from scratch: one input channel, one output per class, accuracy metric.
-
-    A plain fastai `Learner` as in the reference protocol (its default loss and optimizer); train it
-    with `learn.fit_one_cycle(epochs)` at fastai's default learning rate.
-    """
-    import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
-    from fastai.learner import Learner
-    from fastai.metrics import accuracy
-    from fastai.vision.models.xresnet import xresnet18
-
-    model = xresnet18(c_in=1, n_out=dls.c)
-    return Learner(dls, model, metrics=accuracy, cbs=cbs, **kwargs)
+#: The ESC-50 learner is the generic one (`fastspecnorm.learner.audio_learner`): xResNet18 from
+#: scratch, one input channel, accuracy; `input_bn=True` adds a BatchNorm over frequency bins.
+esc50_learner = audio_learner

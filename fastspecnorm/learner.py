@@ -1,0 +1,77 @@
+"""`audio_learner`: xResNet18 from scratch on spectrograms, optionally behind a BatchNorm over
+frequency bins (`FreqBatchNorm`, PANNs' bn0)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .audio.spectrogram import AudioToSpec
+from .audio.tensors import valid_mask
+
+__all__ = ["audio_learner", "FreqBatchNorm", "n_freq_bins"]
+
+
+class FreqBatchNorm(nn.Module):
+    """BatchNorm over frequency bins as a model's first layer (PANNs' `bn0`): one learned mean and
+    scale per bin, statistics over batch, channels and time.
+
+    x: `(batch, channels, freq, time)` -> same shape. Equal to `nn.BatchNorm2d(n_freq)` applied with
+    frequency on the channel axis. On a padded batch (an `AudioSpectrogram` with `lengths`) the
+    batch statistics are over the valid frames only and padded frames come out as 0.
+    """
+
+    def __init__(self, n_freq: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(n_freq, eps=eps, momentum=momentum)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mask = valid_mask(x) if getattr(x, "lengths", None) is not None else None
+        xs = x.as_subclass(Tensor).transpose(1, 2)  # (batch, freq, channels, time)
+        if mask is None:
+            return self.bn(xs).transpose(1, 2)
+        bn = self.bn
+        keep = mask.transpose(1, 2).expand_as(xs)
+        dims = (0, 2, 3)
+        if self.training:
+            count = keep.sum(dim=dims).clamp_min(1)
+            mean = torch.where(keep, xs, 0.0).sum(dim=dims) / count
+            var = torch.where(keep, (xs - mean[None, :, None, None]).square(), 0.0).sum(dim=dims) / count
+            with torch.no_grad():
+                bn.num_batches_tracked += 1
+                bn.running_mean.lerp_(mean.detach(), bn.momentum)
+                bn.running_var.lerp_(var.detach() * count / (count - 1).clamp_min(1), bn.momentum)
+        else:
+            mean, var = bn.running_mean, bn.running_var
+        out = (xs - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + bn.eps)
+        out = out * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+        return out.masked_fill(~keep, 0.0).transpose(1, 2)
+
+
+def n_freq_bins(dls) -> int:
+    "Frequency bins of the spectrograms `dls` yields: from its `AudioToSpec`, else from one batch."
+    for t in dls.train.after_batch.fs:
+        if isinstance(t, AudioToSpec):
+            return t.n_mels or t.n_fft // 2 + 1
+    return int(dls.one_batch()[0].shape[-2])
+
+
+def audio_learner(dls, cbs=None, input_bn: bool = False, **kwargs):
+    """xResNet18 from scratch: one input channel, `dls.c` outputs, accuracy metric, in a plain
+    fastai `Learner` (its default loss and optimizer; train with `learn.fit_one_cycle(epochs)`).
+
+    input_bn: put `FreqBatchNorm` (a BatchNorm over the frequency bins) before the network, the
+    learned alternative to dataset statistics (the `bn` norm). The model pools over time, so it
+    takes spectrograms of any length (`learn.predict` on a longer file uses all of it).
+    `learn.export()` / `load_learner` keep the whole pipeline, normalization included.
+    """
+    import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+    from fastai.vision.models.xresnet import xresnet18
+
+    model = xresnet18(c_in=1, n_out=dls.c)
+    if input_bn:
+        model = nn.Sequential(FreqBatchNorm(n_freq_bins(dls)), model)
+    kwargs.setdefault("metrics", accuracy)
+    return Learner(dls, model, cbs=cbs, **kwargs)
