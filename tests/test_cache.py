@@ -18,7 +18,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +29,7 @@ import torch
 from fastai.torch_core import set_seed
 from torch import Tensor
 
-from fastspecnorm import AudioLoadError, AudioTensor, esc50_dataloaders
+from fastspecnorm import AudioLoadError, AudioTensor, LoadAudio, esc50_dataloaders
 from fastspecnorm.audio import quantize_waveform
 from fastspecnorm.audio.cache import CACHE_ENV, AudioCache, default_cache_dir
 from fastspecnorm.audio.io import from_storage, to_storage
@@ -303,3 +305,172 @@ def test_stale_entry_inside_a_batch_is_decoded(esc50, tmp_path):
     with pytest.warns(UserWarning, match="changed since"):
         got = epoch(cached.valid, 0) + epoch(cached.train, 0)
     assert_same_batches(got, epoch(uncached.valid, 0) + epoch(uncached.train, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewrites that keep size and mtime, temporary files of killed builds
+
+
+@pytest.mark.parametrize("how", ["in place", "new file renamed over it"])
+def test_rewrite_with_same_size_and_restored_mtime_is_detected(write_audio, tmp_path, how):
+    rng = np.random.default_rng(5)
+    path = write_audio("audio/a.wav", rng.integers(-20000, 20000, 4000).astype(np.int16), sr=RATE, subtype="PCM_16")
+    cache = AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", progress=False)
+    old = cache.get(path)
+    before = os.stat(path)
+    new_samples = rng.integers(-20000, 20000, 4000).astype(np.int16)
+    if how == "in place":
+        sf.write(str(path), new_samples, RATE, subtype="PCM_16")
+    else:
+        sf.write(str(tmp_path / "new.wav"), new_samples, RATE, subtype="PCM_16")
+        os.replace(tmp_path / "new.wav", path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # what touch -r, cp -p and rsync -t do
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    expected = torch.from_numpy(sf.read(str(path), dtype="float32", always_2d=True)[0].T.copy())
+    with pytest.warns(UserWarning, match="changed since the audio cache was built"):
+        fresh = cache.get(path)
+    assert torch.equal(fresh, expected) and not torch.equal(fresh, old)
+    assert cache.build(progress=False)["decoded"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", progress=False).get(path), expected)
+
+
+# A process writing a cache data file with the package's writer, killed halfway (or held there).
+# It loads fastspecnorm/_io.py by path (standard library only), so it starts without torch.
+DATA_WRITER = """
+import importlib.util, os, signal, sys, time
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("fastspecnorm_io", sys.argv[1])
+io = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(io)
+target, release, how = Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+
+def write(f):
+    f.write(bytes(64_000))  # a full-size clip's worth of bytes
+    f.flush()
+    if how == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    while not release.exists():
+        time.sleep(0.02)
+
+io.atomic_write(target, write)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="liveness of a pid and SIGKILL need POSIX")
+def test_temporary_data_file_of_a_killed_build_is_removed_by_the_next_build(esc50, tmp_path):
+    cache = open_cache(esc50, tmp_path / "c")
+    script, release = tmp_path / "writer.py", tmp_path / "release"
+    script.write_text(DATA_WRITER)
+    io_path = str(Path(__file__).resolve().parents[1] / "fastspecnorm" / "_io.py")
+
+    def start(data_name, how):
+        return subprocess.Popen([sys.executable, str(script), io_path, str(cache.folder / data_name), str(release), how])
+
+    killed = start("data-0123456789ab.bin", "die")
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    live = start("data-ba9876543210.bin", "hold")
+    try:
+        def temps():
+            return sorted(p.name for p in cache.folder.iterdir() if p.name.endswith(".tmp"))
+
+        deadline = time.monotonic() + 60
+        while len(temps()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left_by_killed = [n for n in temps() if n.startswith(".data-0123456789ab.bin.")]
+        held_by_live = [n for n in temps() if n.startswith(".data-ba9876543210.bin.")]
+        assert len(left_by_killed) == 1 and len(held_by_live) == 1
+        assert (cache.folder / left_by_killed[0]).stat().st_size == 64_000
+        # Nothing to rebuild: the clean-up happens anyway, and spares the live writer.
+        assert cache.build(progress=False) == {"kept": 15, "decoded": 0, "dropped": 0, "failed": 0}
+        assert temps() == held_by_live
+    finally:
+        release.touch()
+        live.wait(timeout=60)
+    assert live.returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage type per file ("auto"): what keeps the source
+
+
+def soundfile_decode(path) -> Tensor:
+    "The independent reference: soundfile's float32 decode, (channels, samples)."
+    return torch.from_numpy(sf.read(str(path), dtype="float32", always_2d=True)[0].T.copy())
+
+
+def test_auto_storage_keeps_every_source_format(write_audio, tmp_path):
+    rng = np.random.default_rng(7)
+    noise = rng.uniform(-0.9, 0.9, 3001)  # odd: int16 clips need padding to 8 bytes
+    files = {  # name: (data, soundfile arguments, storage type expected)
+        "pcm16.wav": (noise, {"subtype": "PCM_16"}, "int16"),
+        "pcm8.wav": (noise, {"subtype": "PCM_U8"}, "int16"),
+        "pcm16.flac": (noise, {}, "int16"),
+        "quiet24.wav": (noise * 1e-6, {"subtype": "PCM_24"}, "float32"),  # -120 dBFS: below int16's step
+        "pcm32.wav": (noise, {"subtype": "PCM_32"}, "float32"),
+        "loud_float.wav": (noise * 1.7, {"subtype": "FLOAT"}, "float32"),  # peaks above full scale
+        "quiet_float.wav": (noise * 1e-7, {"subtype": "FLOAT"}, "float32"),
+    }
+    for name, (data, kwargs, _) in files.items():
+        write_audio(f"audio/{name}", data, sr=RATE, **kwargs)
+    cache = AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", progress=False)
+    assert cache.storage_types == {"int16": 3, "float32": 4}
+    index = json.loads(cache.index_path.read_text())["entries"]
+    for name, (_, _, kind) in files.items():
+        path = tmp_path / "audio" / name
+        assert index[name]["dtype"] == kind, name
+        got = cache.get(path)
+        assert torch.equal(got, soundfile_decode(path)), name  # no clipping, no rounding to silence
+        assert torch.equal(got, LoadAudio(RATE, dtype="auto")(path).as_subclass(Tensor)), name  # cache off: same
+    assert cache.get(tmp_path / "audio" / "loud_float.wav").abs().max() > 1.5
+    assert cache.get(tmp_path / "audio" / "quiet24.wav").abs().max() > 0  # int16 would give digital silence
+    assert quantize_waveform(soundfile_decode(tmp_path / "audio" / "quiet24.wav"), "int16").abs().max() == 0
+    end = 0  # clips lie in name order, each starting at a multiple of 8 bytes
+    for name in sorted(files):
+        end = -(-end // 8) * 8 + 3001 * (2 if files[name][2] == "int16" else 4)
+    assert cache.nbytes == end == 66052
+
+
+def test_auto_storage_of_resampled_16_bit_clips(write_audio, tmp_path):
+    "A 16-bit clip resampled: int16 while every value fits; float32 when resampling overshoots full scale."
+    square = np.where(np.arange(2205) % 50 < 25, 32767, -32768).astype(np.int16)  # Gibbs overshoot once band-limited
+    quiet = (np.random.default_rng(3).uniform(-0.5, 0.5, 2205) * 32767).astype(np.int16)
+    loud = write_audio("audio/square.wav", square, sr=22050, subtype="PCM_16")
+    soft = write_audio("audio/soft.wav", np.stack([quiet, quiet[::-1]], axis=1), sr=22050, subtype="PCM_16")
+    for mono in (True, False):
+        cache = AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", mono=mono, progress=False)
+        assert cache.storage_types == {"float32": 1, "int16": 1}
+        resampled = AudioTensor.create(loud, sr=RATE, mono=mono).as_subclass(Tensor)
+        assert resampled.abs().max() > 1.0 and torch.equal(cache.get(loud), resampled)  # kept, not clipped
+        assert torch.equal(cache.get(soft), reference(soft, mono=mono)) and cache.get(soft).shape[0] == (1 if mono else 2)
+        expected = np.rint(AudioTensor.create(soft, sr=RATE, mono=mono).double().numpy() * 32768) / 32768
+        np.testing.assert_array_equal(cache.get(soft).double().numpy(), expected)
+
+
+def test_upsampling_is_reported_once_per_build_naming_the_rates(write_audio, tmp_path):
+    for name, sr in [("a.wav", 8000), ("b.wav", 8000), ("c.wav", 11025), ("d.wav", 16000), ("e.wav", 48000)]:
+        write_audio(f"audio/{name}", np.zeros(800), sr=sr, subtype="PCM_16")
+    for _ in range(2):  # built, then reopened: each opening reports it once
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cache = AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", progress=False)
+        messages = [str(w.message) for w in caught if "upsampled" in str(w.message)]
+        assert len(messages) == 1
+        assert re.search(r"2 file\(s\) at 8000 Hz, 1 file\(s\) at 11025 Hz upsampled to 16000 Hz", messages[0])
+        assert "48000" not in messages[0].split("upsampled")[0]
+    assert cache.source_rates == {8000: 2, 11025: 1, 16000: 1, 48000: 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing below 8 kHz: no warning
+        AudioCache.for_settings(tmp_path / "audio", 8000, cache_dir=tmp_path / "c", progress=False)
+
+
+def test_implausible_sample_rate_is_not_cached_and_raises_by_name(write_audio, tmp_path):
+    write_audio("audio/ok.wav", np.zeros(800), sr=RATE, subtype="PCM_16")
+    bad = write_audio("audio/one_hertz.wav", np.zeros(800), sr=1, subtype="PCM_16")
+    with pytest.warns(UserWarning, match=r"one_hertz.wav.*1 Hz"):
+        cache = AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", progress=False)
+    assert len(cache) == 1 and cache.nbytes == 800 * 2
+    with pytest.raises(AudioLoadError, match=r"one_hertz\.wav.*1 Hz"):
+        cache.get(bad)
