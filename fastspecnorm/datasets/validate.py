@@ -277,8 +277,8 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
     an absolute path, or a name whose `..` parts leave `audio/`. Checks the name only (no file
     system access); whether the file exists and is audio is `validate_esc50`'s job.
 
-    >>> resolve_clip("ESC-50", "1-100032-A-0.wav")
-    PosixPath('ESC-50/audio/1-100032-A-0.wav')
+    >>> resolve_clip("ESC-50", "1-100032-A-0.wav").as_posix()
+    'ESC-50/audio/1-100032-A-0.wav'
     """
     audio = Path(root) / "audio"
     if not isinstance(filename, str) or not PurePath(filename).parts:
