@@ -6,10 +6,13 @@ PCM, which is what 16-bit storage can hold), NumPy channel means, and torchaudio
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
 import re
+import subprocess
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,6 +35,7 @@ from fastspecnorm import (
     load_audio,
     resample,
 )
+from fastspecnorm.audio import quantize_waveform
 
 PCM16_ATOL = 1.0 / 32768  # one 16-bit quantization step
 
@@ -180,6 +184,83 @@ def test_resample_transform_updates_sample_rate_and_keeps_metadata():
     expected = torchaudio.functional.resample(x.as_subclass(torch.Tensor).double(), 44100, 16000)
     torch.testing.assert_close(out.as_subclass(torch.Tensor).double(), expected, rtol=0, atol=2e-5)
     assert x.sr == 44100  # the input's metadata is untouched
+
+
+@pytest.mark.parametrize("sr", [1, 999, 384_001, 1_000_000])
+def test_load_audio_refuses_implausible_sample_rates_by_name(write_audio, sr):
+    "A damaged header claiming 1 Hz would be upsampled 16000-fold (a 979 MB clip): refused from the header."
+    path = write_audio(f"rate_{sr}.wav", np.zeros(100), sr=sr, subtype="PCM_16")
+    with pytest.raises(AudioLoadError, match=rf"rate_{sr}\.wav.* {sr} Hz.*1000-384000 Hz"):
+        load_audio(path)
+    with pytest.raises(AudioLoadError, match=rf"rate_{sr}\.wav"):
+        LoadAudio(16000)(path)
+
+
+@pytest.mark.parametrize("sr", [1000, 8000, 384_000])
+def test_load_audio_accepts_the_plausible_range(write_audio, sr):
+    path = write_audio(f"rate_{sr}.wav", np.full(100, 0.25), sr=sr, subtype="PCM_16")
+    wav, got = load_audio(path)
+    assert got == sr and wav.shape == (1, 100) and torch.all(wav == 0.25)
+
+
+def test_resample_odd_rate_matches_the_sampled_sine_within_the_rate_rounding():
+    """44101 Hz shares no factor with 16000 Hz: torchaudio's exact kernel would hold 706 million
+    values (2.6 GiB). `resample` treats the clip as 44100 Hz instead, which scales its frequencies by
+    eps = 44100/44101 - 1 = -22.7 ppm. Reference: the sine evaluated exactly at the output times.
+    Tolerance: the phase drift 2*pi*f*t*|eps| times the amplitude at the last compared sample, plus
+    the error of the same resampler at an exact rate pair (44100 -> 16000, measured here)."""
+    freq, amplitude, seconds = 440.0, 0.5, 0.2
+
+    def sine(sr, n):
+        return amplitude * np.sin(2 * np.pi * freq * np.arange(n) / sr)
+
+    n = int(seconds * 44101)
+    with pytest.warns(UserWarning, match=r"44101 Hz -> 16000 Hz.*as if it were at 44100 Hz.*-23 ppm"):
+        out = resample(torch.from_numpy(sine(44101, n)).float()[None], 44101, 16000)
+    assert out.shape == (1, math.ceil(n * 16000 / 44101))  # the exact rate's length
+    inner = slice(100, out.shape[-1] - 100)  # away from the zero-padded edges
+    err = np.abs(out[0].double().numpy() - sine(16000, out.shape[-1]))[inner].max()
+    exact = resample(torch.from_numpy(sine(44100, n)).float()[None], 44100, 16000)
+    baseline = np.abs(exact[0].double().numpy() - sine(16000, exact.shape[-1]))[inner].max()
+    drift = 2 * np.pi * freq * (out.shape[-1] - 100) / 16000 * (1 / 44101) * amplitude
+    assert baseline < 1e-3 and err <= baseline + drift
+    assert err > baseline  # the drift is real: the bound is not vacuous
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux")
+def test_resample_odd_rate_memory_stays_small():
+    "Peak memory of 44101 -> 16000 Hz in a fresh process: under 100 MiB more than before (2.6 GiB unbounded)."
+    code = """
+import resource, warnings, torch
+from fastspecnorm.audio.io import resample
+x = torch.randn(1, 44101)
+resample(x, 44100, 16000)  # loads torchaudio and its kernel code first
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    y = resample(x, 44101, 16000)
+print(y.shape[-1], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    samples, grown_mib = done.stdout.split()
+    assert int(samples) == 16000 and float(grown_mib) < 100
+
+
+def test_resample_refuses_a_rate_pair_no_rounding_helps():
+    with pytest.raises(ValueError, match=r"16000 Hz -> 44101 Hz.*choose a target rate"):
+        resample(torch.zeros(1, 1600), 16000, 44101)
+
+
+def test_quantize_auto_needs_the_source(write_audio):
+    x = torch.tensor([[0.5, 1.25]])
+    with pytest.raises(ValueError, match="auto"):
+        quantize_waveform(x, "auto")
+    path = write_audio("f.wav", np.zeros(10), subtype="FLOAT")
+    assert torch.equal(quantize_waveform(x, "auto", source=path), x)  # float source: kept as is
+    path16 = write_audio("i.wav", np.zeros(10), subtype="PCM_16")
+    assert torch.equal(quantize_waveform(x, "auto", source=path16), x)  # 1.25 does not fit int16: float32
+    assert torch.equal(quantize_waveform(x[:, :1] + 1e-6, "auto", source=path16), torch.tensor([[0.5]]))
 
 
 # ---------------------------------------------------------------------------------------------
