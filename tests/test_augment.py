@@ -1,0 +1,166 @@
+"""Train-only augmentations (`fastspecnorm.augment`): SpecAugment masks and fastai's MixUp."""
+
+import numpy as np
+import pytest
+import torch
+from fastai.callback.mixup import MixUp
+from fastai.learner import Learner
+
+from fastspecnorm import AudioSpectrogram, SpecAugment, StatsCallback, esc50_dataloaders, esc50_learner
+from fastspecnorm.augment import augment_callbacks, band_mask, mask_bands
+from fastspecnorm.experiment.norms import NORMS, norm_setup
+
+TINY = {"preset": "quick", "duration": 1.0, "bs": 4, "num_workers": 0}
+FILL = 12345.0  # a value no spectrogram holds, so masked positions are visible
+
+
+def plain(x):
+    return x.as_subclass(torch.Tensor).detach().cpu()
+
+
+def test_band_mask_widths_and_valid_extent():
+    torch.manual_seed(0)
+    valid = torch.tensor([100, 40, 10, 0])
+    m = band_mask(4, 100, n_masks=1, max_width=0.2, valid=valid)
+    assert m.shape == (4, 100) and m.dtype == torch.bool
+    for i, n in enumerate(valid.tolist()):
+        row = m[i].nonzero().flatten()
+        assert row.numel() <= int(0.2 * n)  # one band of at most 20% of the valid extent
+        if row.numel():
+            assert row.max() < n and (row.diff() == 1).all()  # contiguous, inside the valid frames
+    many = band_mask(2000, 50, n_masks=1, max_width=0.2)
+    widths = many.sum(1)
+    assert widths.min() == 0 and widths.max() == 10  # widths 0..floor(0.2 * 50), both ends drawn
+    assert many.any(0).all()  # every position can be masked
+    with pytest.raises(ValueError, match="fraction"):
+        band_mask(1, 10, 1, 1.5)
+
+
+def test_mask_bands_fills_by_hand_and_mean_per_bin():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 1, 4, 6)).astype(np.float32)
+    freq = torch.tensor([[False, True, False, False], [False] * 4])
+    time = torch.tensor([[False] * 6, [False, False, True, True, False, False]])
+    got = plain(mask_bands(AudioSpectrogram(torch.tensor(x)), freq, time, fill=-7.0)).numpy()
+    expected = x.copy()
+    expected[0, :, 1, :] = -7.0
+    expected[1, :, :, 2:4] = -7.0
+    np.testing.assert_array_equal(got, expected)
+    # "mean": each item's own mean per bin over its valid frames (item 1: the first 5 frames)
+    valid = torch.tensor([6, 5])
+    vmask = (torch.arange(6) < valid[:, None])[:, None, None, :]
+    got = plain(mask_bands(AudioSpectrogram(torch.tensor(x)), freq, time, fill="mean", valid=vmask)).numpy()
+    expected = x.copy()
+    expected[0, :, 1, :] = x[0, :, 1, :].mean()
+    expected[1, :, :, 2:4] = x[1, :, :, :5].mean(axis=-1, keepdims=True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_spec_augment_masks_valid_frames_only_and_keeps_metadata():
+    torch.manual_seed(1)
+    x = AudioSpectrogram(torch.randn(8, 1, 64, 50), sr=16000, hop_length=400, unit="std")
+    x.lengths = torch.tensor([50, 50, 30, 30, 20, 20, 10, 10])
+    out = SpecAugment(n_freq_masks=2, max_freq_width=0.2, n_time_masks=2, max_time_width=0.2, fill=FILL)(x, split_idx=0)
+    assert out.unit == "std" and out.hop_length == 400 and out.lengths is x.lengths
+    masked = plain(out) == FILL
+    assert masked.any()
+    for i, n in enumerate(x.lengths.tolist()):
+        assert not masked[i, ..., n:].any()  # padding untouched
+    kept = ~masked
+    assert torch.equal(plain(out)[kept], plain(x)[kept])  # everything else as it was
+    assert not (plain(x) == FILL).any()  # the input is not modified
+
+
+def test_spec_augment_is_train_only_in_a_dataloader(tiny_esc50):
+    aug = esc50_dataloaders(tiny_esc50, batch_tfms=[SpecAugment(fill=FILL)], **TINY)
+    ref = esc50_dataloaders(tiny_esc50, **TINY)
+    for a, r in zip(aug.valid, ref.valid, strict=True):  # validation: untouched, batch for batch
+        assert torch.equal(plain(a[0]), plain(r[0]))
+    assert any((plain(b[0]) == FILL).any() for b in aug.train)  # training: masked
+
+
+def test_statistics_pass_never_sees_augmented_batches(tiny_esc50):
+    def stats(batch_tfms, cbs=()):
+        dls = esc50_dataloaders(tiny_esc50, batch_tfms=batch_tfms, **TINY)
+        cb = StatsCallback(red_dims=(0, 1, 3))
+        learn = esc50_learner(dls, cbs=[cb, *cbs])
+        learn.fit(0)
+        return cb.stats_recorder, dls
+
+    ref, _ = stats([])
+    rec, dls = stats([SpecAugment(fill=FILL)], augment_callbacks())
+    torch.testing.assert_close(rec.mean, ref.mean, rtol=1e-6, atol=0)
+    torch.testing.assert_close(rec.std, ref.std, rtol=1e-6, atol=0)
+    assert ref.std.max() < FILL / 100  # a masked batch would have moved these
+    # and the augmentation runs after the installed normalizer, on normalized values
+    order = [type(t).__name__ for t in dls.train.after_batch.fs]
+    assert order.index("SpecNormalize") < order.index("SpecAugment")
+
+
+def test_mixup_is_fastais_and_leaves_validation_untouched(tiny_esc50):
+    (cb,) = augment_callbacks(mixup_alpha=0.4)
+    assert isinstance(cb, MixUp)
+    dls = esc50_dataloaders(tiny_esc50, **TINY)
+    torch.manual_seed(0)
+    learn = esc50_learner(dls, cbs=[cb])
+    plain_learn = Learner(dls, learn.model, loss_func=learn.loss_func)
+    np.testing.assert_allclose(learn.validate(), [plain_learn.validate()[0], learn.validate()[1]], rtol=1e-6)
+
+
+def test_mixup_blends_training_inputs(tiny_esc50):
+    from fastai.callback.core import Callback
+
+    class Before(Callback):  # fastai keys callbacks by class name: one class each
+        order = -10  # before MixUp (0)
+
+        def __init__(self):
+            self.seen = []
+
+        def before_batch(self):
+            if self.training:
+                self.seen.append(plain(self.xb[0]).clone())
+
+    class After(Before):
+        order = 100
+
+    (mixup,) = augment_callbacks()
+    before, after = Before(), After()
+    dls = esc50_dataloaders(tiny_esc50, **TINY)
+    learn = esc50_learner(dls, cbs=[mixup, before, after])
+    torch.manual_seed(0)
+    learn.fit(1, lr=0)
+    x, mixed, lam = before.seen[-1].double(), after.seen[-1].double(), plain(mixup.lam).double()
+    assert (lam >= 0.5).all() and (lam < 1).any()
+    for i in range(len(x)):  # each input is lam * its own + (1 - lam) * some item of the batch
+        err = [(mixed[i] - (lam[i] * x[i] + (1 - lam[i]) * x[j])).abs().max() for j in range(len(x))]
+        assert min(err) < 1e-3
+    # the shuffled partner is another item for some step (a random permutation may fix all four)
+    assert any(not torch.equal(b, a) for b, a in zip(before.seen, after.seen, strict=True))
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+def test_norm_setup_adds_augmentations_with_the_norms_fill(norm):
+    setup = norm_setup(norm, augment=True)
+    aug = [t for t in setup.batch_tfms if isinstance(t, SpecAugment)]
+    assert len(aug) == 1 and aug[0].fill == NORMS[norm].mask_fill and setup.batch_tfms[-1] is aug[0]
+    assert aug[0].split_idx == 0 and aug[0].order > 99
+    assert any(isinstance(cb, MixUp) for cb in setup.cbs)
+    plain_setup = norm_setup(norm)
+    assert not any(isinstance(t, SpecAugment) for t in plain_setup.batch_tfms)
+    assert not any(isinstance(cb, MixUp) for cb in plain_setup.cbs)
+
+
+def test_fills_by_norm():
+    # the value that carries no information after each normalization (see Norm.mask_fill)
+    assert {n: NORMS[n].mask_fill for n in NORMS} == {
+        "none": -100.0, "global": 0.0, "channel": 0.0, "instance": 0.0, "dbrange": 0.0, "pcen": 0.0, "utterance": 0.0, "bn": "mean",
+    }
+
+
+def test_spec_augment_bad_settings():
+    with pytest.raises(ValueError, match="fraction"):
+        SpecAugment(max_time_width=5)
+    with pytest.raises(ValueError, match="fill"):
+        SpecAugment(fill="median")
+    with pytest.raises(TypeError, match="AudioSpectrogram"):
+        SpecAugment()(torch.zeros(1, 1, 4, 4), split_idx=0)
