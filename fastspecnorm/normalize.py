@@ -70,7 +70,18 @@ class WaveformNormalize(RefusePlainTensor, Transform):
         self.eps, self.inplace = eps, inplace
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
-        return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False), mask=_padding_mask(x))
+        lengths = getattr(x, "lengths", None)
+        if lengths is None:
+            return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False))
+        # Each clip through the very computation it gets alone (bit-identical values, whatever the
+        # padding), then the padding set to silence; a loop over the batch's items, not samples.
+        clips = [F.standardize_waveform(x[i, :, :n].as_subclass(Tensor), self.eps) for i, n in enumerate(lengths.tolist())]
+        out = x if getattr(self, "inplace", False) and not (torch.is_grad_enabled() and x.requires_grad) else x.clone()
+        with torch.no_grad():
+            out.as_subclass(Tensor).zero_()
+            for i, clip in enumerate(clips):
+                out.as_subclass(Tensor)[i, :, : clip.shape[-1]] = clip
+        return out
 
 
 class SpecNormalize(_SpecTransform, DisplayedTransform):
