@@ -23,7 +23,6 @@ from fastai.learner import Learner, load_learner
 from fasttransform import Transform
 from torch import nn
 
-import fastspecnorm.callback as callback_module
 from fastspecnorm import (
     AudioSpectrogram,
     InstanceMinMax,
@@ -158,19 +157,34 @@ def test_statistics_equal_numpy_over_training_spectrograms(tiny_esc50, red_dims)
     torch.testing.assert_close(xb, (raw - rec.mean) / rec.std, rtol=0, atol=1e-5)
 
 
-def test_installed_exactly_once_also_after_a_second_fit(tiny_esc50, monkeypatch):
+class CountBatches(Transform):
+    "Counts the spectrogram batches of a loader (order 98: before the normalizer, also in the statistics pass)."
+
+    order = 98
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        self.n += 1
+        return x
+
+
+def test_installed_exactly_once_also_after_a_second_fit(tiny_esc50):
     dls = make_dls(tiny_esc50)
+    counter = CountBatches()
+    dls.train.after_batch.add(counter)
     cb = StatsCallback()
     learn = make_learner(dls, cb)
     learn.fit(1)
+    # the statistics pass reads every training batch (6, the last partial), then one epoch of 5
+    assert counter.n == 6 + 5
     first = cb.stats_recorder
     assert [len(spec_normalizers(dl)) for dl in dls.loaders] == [1, 1]
 
-    def fail(*args, **kwargs):
-        raise AssertionError("statistics were gathered again")
-
-    monkeypatch.setattr(callback_module, "collect_stats", fail)
     learn.fit(1)  # frozen statistics: reused, not recomputed
+    assert counter.n == 6 + 5 + 5  # training batches only
     assert cb.stats_recorder is first
     assert [len(spec_normalizers(dl)) for dl in dls.loaders] == [1, 1]
     assert torch.equal(spec_normalizers(dls.valid)[0].mean, first.mean)
@@ -208,11 +222,14 @@ def test_fraction_below_one_batch_raises_at_fit(tiny_esc50):
 # the statistics file
 
 
-def test_saved_file_is_reused_and_other_settings_are_refused(tiny_esc50, tmp_path, monkeypatch):
+def test_saved_file_is_reused_and_other_settings_are_refused(tiny_esc50, tmp_path):
     path = tmp_path / "stats" / "esc50.npz"
     dls = make_dls(tiny_esc50)
+    counter = CountBatches()
+    dls.train.after_batch.add(counter)
     cb = StatsCallback(path=path)
     make_learner(dls, cb).fit(1)
+    assert counter.n == 6 + 5  # statistics pass (6 batches), then one epoch (5)
     assert path.is_file()
     saved = StatsRecorder.load(path)
     assert saved.red_dims == (0, 2, 3) and saved.settings["red_dims"] == [0, 2, 3]
@@ -221,10 +238,12 @@ def test_saved_file_is_reused_and_other_settings_are_refused(tiny_esc50, tmp_pat
     stamp = path.stat().st_mtime_ns
 
     # a second learner with the same settings reads the file and gathers nothing
-    monkeypatch.setattr(callback_module, "collect_stats", lambda *a, **k: pytest.fail("statistics were recomputed"))
     dls2 = make_dls(tiny_esc50)
+    counter2 = CountBatches()
+    dls2.train.after_batch.add(counter2)
     cb2 = StatsCallback(path=path)
     make_learner(dls2, cb2).fit(1)
+    assert counter2.n == 5  # training batches only: no statistics pass
     assert torch.equal(cb2.stats_recorder.mean, saved.mean) and torch.equal(spec_normalizers(dls2.train)[0].std, saved.std)
     assert path.stat().st_mtime_ns == stamp
 
