@@ -2,8 +2,9 @@
 
 A driver runs `fastspecnorm.experiment.main` (what `experiments/esc50_normalization.py` calls) and
 SIGKILLs its own process at a chosen point: halfway through writing the temporary file of
-`results.csv` or of a statistics file, with the temporary file complete but not yet renamed, or
-right after a file is in place (e.g. the statistics of a run saved, its row not yet written).
+a run's record, `results.csv` or a statistics file, with the temporary file complete but not yet
+renamed, or right after a file is in place (e.g. a run claimed, or its statistics saved and its
+record not yet written).
 Running the same command again must give the `results.csv` of an uninterrupted run, byte for
 byte, read back no corrupt statistics file and leave no temporary file behind.
 
@@ -22,11 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fastspecnorm import StatsRecorder
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50
-from fastspecnorm.experiment.results import ResultsStore
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL hooks read /proc/self/fd")
 
@@ -139,15 +140,14 @@ def _finish(proc: subprocess.Popen, expect_killed: bool) -> str:
 
 
 def _temp_files(out: Path) -> list[str]:
-    return sorted(p.name for folder in (out, out / "stats") if folder.is_dir() for p in folder.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for folder in (out, out / "stats", out / "runs", out / "claims") if folder.is_dir() for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
 def _check_consistent(out: Path, ref: Path) -> None:
     "What a killed run leaves: complete rows of the reference only, statistics files that load."
-    store = ResultsStore(out / "results.csv")
-    if store.path.exists():
-        rows = store.rows()
-        ref_rows = ResultsStore(ref / "results.csv").rows().set_index(["norm", "fold", "seed"])
+    if (out / "results.csv").exists():
+        rows = pd.read_csv(out / "results.csv")
+        ref_rows = pd.read_csv(ref / "results.csv").set_index(["norm", "fold", "seed"])
         for _, row in rows.iterrows():
             expected = ref_rows.loc[(row["norm"], row["fold"], row["seed"])]
             assert (row["accuracy"], row["valid_loss"]) == (expected["accuracy"], expected["valid_loss"]), f"row {row['norm']}"
@@ -183,7 +183,7 @@ def _run_sequence(tmp: Path, data: Path, norms: list[str], kills: list[tuple[str
         if leftover:
             assert any(name.startswith(leftover) for name in _temp_files(out)), (point, target, _temp_files(out))
     _finish(reference, expect_killed=False)
-    assert len(ResultsStore(ref / "results.csv").rows()) == len(norms)
+    assert len(pd.read_csv(ref / "results.csv")) == len(norms)
     _check_consistent(out, ref)
     log = _finish(_start(tmp, _args(data, out, norms)), expect_killed=False)
     _assert_same_as_reference(out, ref)
@@ -194,8 +194,9 @@ def _run_sequence(tmp: Path, data: Path, norms: list[str], kills: list[tuple[str
 def test_sigkill_mid_row_write_then_same_command_gives_same_results(tmp_path, data):
     """Killed halfway through writing the row of `global`, its statistics already saved: the same
     command loads those statistics (no corrupt file, the same random numbers as when computing
-    them), trains again and ends with the uninterrupted run's results.csv, byte for byte."""
-    _run_sequence(tmp_path, data, ["global"], [("partial-write", "results.csv", 1, ".results.csv.")])
+    them), takes over the dead process's claim, trains again and ends with the uninterrupted run's
+    results.csv, byte for byte."""
+    _run_sequence(tmp_path, data, ["global"], [("partial-write", "global-fold1-seed0", 2, ".global-fold1-seed0")])
 
 
 @pytest.mark.slow
@@ -206,15 +207,16 @@ def test_sigkill_at_every_write_point(tmp_path, data):
         data,
         ["none", "global", "channel"],
         [
-            ("before-replace", "results.csv", 1, ".results.csv."),  # row of `none` complete, not renamed
-            ("after-replace", "results.csv", 1, ""),  # row of `none` in place, summary not written
+            ("after-replace", "none-fold1-seed0", 1, ""),  # `none` claimed, then killed: claim taken over
+            ("before-replace", "none-fold1-seed0", 2, ".none-fold1-seed0"),  # record of `none` complete, not renamed
+            ("before-replace", "results.csv", 1, ".results.csv."),  # record of `none` in place, table not rebuilt
             ("partial-write", "fold1-global", 1, ".fold1-global-"),  # statistics file half written
             ("before-replace", "fold1-global", 1, ".fold1-global-"),  # statistics complete, not renamed
             ("after-replace", "fold1-global", 1, ""),  # statistics saved, training not started
-            ("before-replace", "global-fold1-seed0.json", 1, ""),  # trained on loaded statistics; run log
+            ("before-replace", "global-fold1-seed0", 2, ""),  # trained on loaded statistics; its record
             ("partial-write", "summary.md", 1, ".summary.md."),  # row of `global` written, summary half
             ("partial-write", "fold1-channel", 1, ".fold1-channel-"),
-            ("partial-write", "results.csv", 1, ".results.csv."),  # the row of `channel`
+            ("partial-write", "channel-fold1-seed0", 2, ".channel-fold1-seed0"),  # the record of `channel`
         ],
     )
 

@@ -1,8 +1,10 @@
 """The experiment runner: grid, resume after interruption, bad input before training, outputs."""
 
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +39,7 @@ def test_grid_outputs_and_resume_after_crash(esc, tmp_path, monkeypatch):
     assert (full / "summary.md").read_text().count("| ") > 4
     assert (full / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((full / "stats").glob("*.npz"))) == 2  # global and channel, fold 1
+    assert len(list((full / "runs").glob("*.json"))) == 4 and not list((full / "claims").iterdir())
 
     # crash after two finished runs (inside the third), then resume with the same command
     crashed = tmp_path / "crashed"
@@ -53,6 +56,7 @@ def test_grid_outputs_and_resume_after_crash(esc, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_experiment(_cfg(esc, crashed, norms=("none", "global", "channel", "dbrange")), log=lambda *a: None)
     assert len(pd.read_csv(crashed / "results.csv")) == 2
+    assert not list((crashed / "claims").iterdir())  # the interrupted run's claim was released
     monkeypatch.setattr(experiment, "train_one", real_train_one)
     run_experiment(_cfg(esc, crashed, norms=("none", "global", "channel", "dbrange")), log=lambda *a: None)
     # same seeds -> identical file, byte for byte: nothing lost, nothing duplicated
@@ -137,3 +141,234 @@ def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized)
     with pytest.raises(Stop):
         experiment.train_one(esc, norm, 1, 0, "quick", 1, **TINY)
     assert seen.get("waveform_norm", True) is standardized
+
+
+def test_old_format_out_folder_is_refused(esc, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "results.csv").write_text("norm,fold,seed,epochs,accuracy\nnone,1,0,1,0.5\n")
+    assert main(["--data", str(esc), "--out", str(out), "--norms", "none", "--epochs", "1"]) == 2
+    assert "older format" in capsys.readouterr().err
+    assert (out / "results.csv").read_text() == "norm,fold,seed,epochs,accuracy\nnone,1,0,1,0.5\n"
+
+
+def _copy(esc, dest):
+    import shutil
+
+    shutil.copytree(esc, dest)
+    return dest
+
+
+def test_changed_audio_or_rows_are_refused_by_name(esc, tmp_path, monkeypatch, capsys):
+    "A grid resumed on other data is refused, naming what changed, before training."
+    data, out = _copy(esc, tmp_path / "data"), tmp_path / "o"
+    experiment.prepare(_cfg(data, out, norms=("none",)))
+    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    table = pd.read_csv(data / "meta" / "esc50.csv")
+    clip = data / "audio" / table["filename"].iloc[0]
+    original = clip.read_bytes()
+    clip.write_bytes(original[:-2] + bytes([original[-2] ^ 1, original[-1]]))  # one sample changed
+    args = ["--data", str(data), "--out", str(out), "--norms", "none", "--epochs", "1", "--bs", "4", "--set", "duration=1.0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "data differ" in err and f"changed content: audio/{clip.name}" in err
+    clip.write_bytes(original)
+    table.iloc[:-1].to_csv(data / "meta" / "esc50.csv", index=False)  # one row less
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "changed content: meta/esc50.csv" in err and f"removed: audio/{table['filename'].iloc[-1]}" in err
+    # Restored data: accepted again.
+    (data / "meta" / "esc50.csv").write_bytes((esc / "meta" / "esc50.csv").read_bytes())
+    experiment.prepare(_cfg(data, out, norms=("none",)))
+
+
+def test_data_fingerprint_depends_on_content_not_place_or_time(esc, tmp_path):
+    from fastspecnorm.experiment.fingerprint import esc50_fingerprint
+
+    ref = esc50_fingerprint(esc)
+    copy = _copy(esc, tmp_path / "elsewhere")
+    clip = next((copy / "audio").iterdir())
+    os.utime(clip, (0, 0))  # another modification time, as after a copy without -p
+    assert esc50_fingerprint(copy) == ref
+    n_clips = len(pd.read_csv(esc / "meta" / "esc50.csv"))
+    assert len(ref["files"]) == n_clips + 1 and ref["files"]["meta/esc50.csv"][0] == (esc / "meta" / "esc50.csv").stat().st_size
+    import hashlib
+
+    assert ref["files"][f"audio/{clip.name}"] == [clip.stat().st_size, hashlib.sha256(clip.read_bytes()).hexdigest()]
+    clip.write_bytes(clip.read_bytes()[:-1] + b"\x01")
+    assert esc50_fingerprint(copy)["digest"] != ref["digest"]
+
+
+def test_statistics_files_are_keyed_on_the_data():
+    settings = {"n_fft": 1024}
+    a = experiment._stats_path(Path("o"), "global", 1, settings, 1.0, "aaaa")
+    assert a == experiment._stats_path(Path("o"), "global", 1, settings, 1.0, "aaaa")
+    assert a != experiment._stats_path(Path("o"), "global", 1, settings, 1.0, "bbbb")
+
+
+def test_shards_are_disjoint_and_cover_the_grid(esc, tmp_path):
+    cfg = _cfg(esc, tmp_path, norms=("none", "global", "instance"), seeds=(0, 1, 2))
+    whole = experiment.grid_runs(cfg)
+    for n in (1, 2, 4, 9, 10):
+        parts = []
+        for i in range(1, n + 1):
+            cfg.shard = (i, n)
+            parts += experiment.grid_runs(cfg)
+        assert sorted(parts) == sorted(whole) and len(parts) == len(whole) == 9
+    for bad in ("0/2", "3/2", "1-2", "a/b"):
+        with pytest.raises(SystemExit):
+            experiment.parse_args(["--data", str(esc), "--out", str(tmp_path), "--shard", bad])
+
+
+# A driver for tests of several processes: the experiment command with training replaced by a fake
+# that sleeps FAKE_SECONDS (FAKE_SLOW_SECONDS for the run FAKE_SLOW_RUN) and notes every run it
+# trains in TRAINED_DIR. Patched at import, so `--devices` workers (spawned: they import this
+# module again) train the fake too.
+DRIVER = r'''
+import os, sys, time, uuid
+from pathlib import Path
+import fastspecnorm.experiment.runner as runner
+
+
+def fake_train_one(root, norm, fold, seed, preset="quick", epochs=None, stats_path=None, stats_fraction=1.0,
+                   device=None, **overrides):
+    key = f"{norm}-fold{fold}-seed{seed}"
+    slow = key == os.environ.get("FAKE_SLOW_RUN")
+    time.sleep(float(os.environ["FAKE_SLOW_SECONDS" if slow else "FAKE_SECONDS"]))
+    (Path(os.environ["TRAINED_DIR"]) / f"{key}.{os.getpid()}.{uuid.uuid4().hex}").write_text(str(device))
+    accuracy = ((hash(norm) % 7) + 3 * fold + 5 * seed) % 10 / 10  # deterministic within a run of the test
+    return {"norm": norm, "fold": fold, "seed": seed, "epochs": 1, "accuracy": accuracy, "device": "cpu", "seconds": 0.0}
+
+
+runner.train_one = fake_train_one
+if __name__ == "__main__":
+    sys.exit(runner.main(sys.argv[1:]))
+'''
+FAKE_GRID = ["--norms", "none", "instance", "--folds", "1", "--seeds", "0", "1", "2", "--epochs", "1", "--bs", "4",
+             "--num-workers", "0", "--set", "duration=1.0"]
+
+
+def _start(tmp_path, esc, out, *extra, seconds=0.5, slow_run="", slow_seconds=0.0):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    trained = tmp_path / "trained"
+    trained.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "FAKE_SECONDS": str(seconds), "FAKE_SLOW_RUN": slow_run, "FAKE_SLOW_SECONDS": str(slow_seconds),
+           "TRAINED_DIR": str(trained), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(driver), "--data", str(esc), "--out", str(out), *FAKE_GRID, *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(*procs):
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+    for p, log in zip(procs, logs, strict=True):
+        assert p.returncode == 0 and "Traceback" not in log, log[-3000:]
+    return logs
+
+
+def _trained(tmp_path):
+    "How many times each run was trained, from the fake's notes."
+    from collections import Counter
+
+    return Counter(p.name.split(".")[0] for p in (tmp_path / "trained").iterdir())
+
+
+GRID_KEYS = {f"{n}-fold1-seed{s}" for n in ("none", "instance") for s in (0, 1, 2)}
+
+
+def _check_results(out, reference=None):
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(f"{n}-fold{f}-seed{s}" for n, f, s in zip(table["norm"], table["fold"], table["seed"], strict=True)) == sorted(GRID_KEYS)
+    assert not list(out.rglob("*.tmp")) and not list((out / "claims").iterdir())
+    if reference is not None:
+        assert (out / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def fake_reference(esc, tmp_path_factory):
+    "The fake grid run by one process."
+    tmp = tmp_path_factory.mktemp("reference")
+    _finish(_start(tmp, esc, tmp / "out", seconds=0.0))
+    assert _trained(tmp) == dict.fromkeys(GRID_KEYS, 1)
+    return tmp / "out"
+
+
+def test_two_processes_started_together_train_each_run_once(esc, tmp_path, fake_reference):
+    _finish(_start(tmp_path, esc, tmp_path / "out"), _start(tmp_path, esc, tmp_path / "out"))
+    assert _trained(tmp_path) == dict.fromkeys(GRID_KEYS, 1)
+    _check_results(tmp_path / "out", fake_reference)
+
+
+@pytest.mark.slow
+def test_two_processes_started_seconds_apart_train_each_run_once(esc, tmp_path, fake_reference):
+    first = _start(tmp_path, esc, tmp_path / "out", seconds=1.5)
+    time.sleep(8.0)  # the first is training by now (importing takes a few seconds)
+    second = _start(tmp_path, esc, tmp_path / "out", seconds=1.5)
+    _finish(first, second)
+    assert _trained(tmp_path) == dict.fromkeys(GRID_KEYS, 1)
+    _check_results(tmp_path / "out", fake_reference)
+
+
+@pytest.mark.slow
+def test_shards_and_devices_give_the_runs_of_one_process(esc, tmp_path, fake_reference):
+    _finish(_start(tmp_path, esc, tmp_path / "shards", "--shard", "1/2", seconds=0.0),
+            _start(tmp_path, esc, tmp_path / "shards", "--shard", "2/2", seconds=0.0))
+    _check_results(tmp_path / "shards", fake_reference)
+    log = _finish(_start(tmp_path, esc, tmp_path / "devices", "--devices", "cpu", "cpu", seconds=0.3))[0]
+    _check_results(tmp_path / "devices", fake_reference)
+    assert _trained(tmp_path) == dict.fromkeys(GRID_KEYS, 2)  # once for the shards, once for the devices
+    assert "[cpu pid" in log and len(set(re.findall(r"\[cpu pid (\d+)\]", log))) == 2
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_survivor_or_rerun_completes_it(esc, tmp_path, fake_reference):
+    import signal
+
+    out = tmp_path / "out"
+    victim = _start(tmp_path, esc, out, seconds=0.2, slow_run="none-fold1-seed0", slow_seconds=300)
+    claim = None
+    for _ in range(600):  # wait until it trains the slow run
+        claim = next((out / "claims").glob("none-fold1-seed0-*.json"), None) if (out / "claims").is_dir() else None
+        if claim is not None:
+            break
+        time.sleep(0.1)
+    assert claim is not None, victim.communicate(timeout=5)[0] if victim.poll() is not None else "no claim"
+    survivor = _start(tmp_path, esc, out, seconds=0.2)  # finds the live claim, trains the rest, waits
+    time.sleep(10.0)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=60)
+    _finish(survivor)  # took the dead process's claim over
+    trained = _trained(tmp_path)
+    assert trained.pop("none-fold1-seed0") == 1 and all(v == 1 for v in trained.values())  # the killed try left no note
+    _check_results(out, fake_reference)
+    # A killed process's claim, with no survivor: the same command again takes it over.
+    out2 = tmp_path / "out2"
+    victim = _start(tmp_path, esc, out2, seconds=0.0, slow_run="instance-fold1-seed2", slow_seconds=300)
+    for _ in range(600):
+        if (out2 / "claims").is_dir() and list((out2 / "claims").glob("instance-fold1-seed2-*.json")):
+            break
+        time.sleep(0.1)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=60)
+    _finish(_start(tmp_path, esc, out2, seconds=0.0))
+    _check_results(out2, fake_reference)
+
+
+def test_summarize_rebuilds_outputs_without_training(esc, tmp_path, fake_reference, monkeypatch, capsys):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(fake_reference, out)
+    reference = (out / "results.csv").read_bytes()
+    for name in ("results.csv", "summary.md", "summary.png"):
+        (out / name).unlink()
+    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    assert main(["--summarize", "--out", str(out)]) == 0
+    assert (out / "results.csv").read_bytes() == reference
+    md = (out / "summary.md").read_text()
+    assert main(["--summarize", "--out", str(out)]) == 0  # idempotent
+    assert (out / "summary.md").read_text() == md and (out / "results.csv").read_bytes() == reference
+    assert main(["--summarize", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no experiment" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Tests for fastspecnorm.experiment.results: crash-safe results store and summary statistics.
+"""Tests for fastspecnorm.experiment.summary and .plots: summary statistics, summary.md and summary.png.
 
 Reference numbers are worked out by hand in each test (means, sample standard deviations,
 Student-t quantiles in closed form for 2 degrees of freedom).
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastspecnorm.experiment.results import ResultsStore, Summary, summarize, write_summary
+from fastspecnorm.experiment import Summary, summarize, write_summary
 
 # t quantile for 2 degrees of freedom in closed form: t_{p,2} = (2p - 1) * sqrt(2 / (4p(1 - p))).
 # For p = 0.975: 0.95 * sqrt(2 / 0.0975) = 4.3026527297494638...
@@ -26,233 +26,6 @@ def make_row(norm="none", fold=1, seed=0, epochs=8, accuracy=0.5, **extra):
 
 def temp_files(folder):
     return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
-
-
-# ---------------------------------------------------------------------------------------
-# ResultsStore
-# ---------------------------------------------------------------------------------------
-
-
-def test_missing_file_gives_empty_rows_and_no_keys(tmp_path):
-    store = ResultsStore(tmp_path / "out" / "results.csv")
-    frame = store.rows()
-    assert len(frame) == 0
-    assert list(frame.columns) == ["norm", "fold", "seed", "epochs", "accuracy"]
-    assert store.done() == set()
-    assert not (tmp_path / "out").exists()
-
-
-def test_append_and_read_round_trip(tmp_path):
-    path = tmp_path / "out" / "results.csv"  # the folder does not exist yet
-    store = ResultsStore(path)
-    store.append(make_row("none", 1, 0, accuracy=0.705, valid_loss=1.25))
-    store.append(make_row("global", 1, 0, accuracy=0.1))
-    store.append(make_row("null", 2, 1, epochs=3, accuracy=1.0, preset="quick"))
-
-    frame = ResultsStore(path).rows()
-    assert list(frame.columns) == [
-        "norm",
-        "fold",
-        "seed",
-        "epochs",
-        "accuracy",
-        "valid_loss",
-        "preset",
-    ]
-    # "null" is a name, not a missing value.
-    assert frame["norm"].tolist() == ["none", "global", "null"]
-    assert frame["fold"].tolist() == [1, 1, 2]
-    assert frame["seed"].tolist() == [0, 0, 1]
-    assert frame["epochs"].tolist() == [8, 8, 3]
-    assert pd.api.types.is_integer_dtype(frame["fold"])
-    # Floats are written with repr, so they come back exactly.
-    assert frame["accuracy"].tolist() == [0.705, 0.1, 1.0]
-    assert frame.loc[0, "valid_loss"] == 1.25
-    assert np.isnan(frame.loc[1, "valid_loss"]) and np.isnan(frame.loc[2, "valid_loss"])
-    assert frame["preset"].isna().tolist() == [True, True, False]
-    assert frame.loc[2, "preset"] == "quick"
-    assert temp_files(path.parent) == []
-
-
-def test_file_text_is_plain_csv(tmp_path):
-    path = tmp_path / "results.csv"
-    store = ResultsStore(path)
-    store.append(make_row("none", 1, 0, accuracy=0.5))
-    store.append(make_row("global", 2, 1, accuracy=0.25, note="a, b"))
-    assert path.read_text() == ('norm,fold,seed,epochs,accuracy,note\nnone,1,0,8,0.5,\nglobal,2,1,8,0.25,"a, b"\n')
-
-
-def test_numpy_values_and_whole_floats_are_normalized(tmp_path):
-    store = ResultsStore(tmp_path / "results.csv")
-    store.append(
-        make_row(np.str_("global"), np.int64(3), 2.0, epochs=np.int32(8), accuracy=np.float32(0.5), lr=np.float64(0.001))
-    )
-    assert (tmp_path / "results.csv").read_text().splitlines()[1] == "global,3,2,8,0.5,0.001"
-    assert store.done() == {("global", 3, 2)}
-
-
-def test_done_returns_normalized_keys(tmp_path):
-    store = ResultsStore(tmp_path / "results.csv")
-    store.append(make_row("none", 1, 0))
-    store.append(make_row("none", 2, 0))
-    store.append(make_row("dbrange", 1, 1))
-    done = store.done()
-    assert done == {("none", 1, 0), ("none", 2, 0), ("dbrange", 1, 1)}
-    for norm, fold, seed in done:
-        assert type(norm) is str and type(fold) is int and type(seed) is int
-    assert ("none", 2, 0) in store
-    assert ("none", 3, 0) not in store
-    assert len(store) == 3
-
-
-def test_custom_key(tmp_path):
-    store = ResultsStore(tmp_path / "results.csv", key=("norm", "fold", "seed", "preset"))
-    store.append(make_row("none", 1, 0, preset="quick"))
-    store.append(make_row("none", 1, 0, preset="blog"))
-    assert store.done() == {("none", 1, 0, "quick"), ("none", 1, 0, "blog")}
-    with pytest.raises(ValueError, match="preset"):
-        store.append(make_row("none", 2, 0))  # the extra key column is required
-
-
-def test_duplicate_key_is_rejected_and_file_unchanged(tmp_path):
-    path = tmp_path / "results.csv"
-    store = ResultsStore(path)
-    store.append(make_row("global", 2, 1, accuracy=0.6))
-    before = path.read_bytes()
-    # Same key written differently (float fold, numpy seed) is still the same run.
-    with pytest.raises(ValueError, match=r"'norm': 'global', 'fold': 2, 'seed': 1.*already recorded"):
-        store.append(make_row("global", 2.0, np.int64(1), accuracy=0.7))
-    assert path.read_bytes() == before
-
-
-@pytest.mark.parametrize("accuracy", [1.5, -0.01, float("nan"), float("inf"), 72.0, "0.7", None, True, [0.5]])
-def test_invalid_accuracy_is_rejected(tmp_path, accuracy):
-    path = tmp_path / "results.csv"
-    store = ResultsStore(path)
-    with pytest.raises(ValueError, match="accuracy"):
-        store.append(make_row(accuracy=accuracy))
-    assert not path.exists()
-
-
-def test_accuracy_bounds_are_allowed(tmp_path):
-    store = ResultsStore(tmp_path / "results.csv")
-    store.append(make_row(seed=0, accuracy=0))
-    store.append(make_row(seed=1, accuracy=1))
-    assert store.rows()["accuracy"].tolist() == [0.0, 1.0]
-
-
-@pytest.mark.parametrize("column", ["norm", "fold", "seed", "epochs", "accuracy"])
-def test_missing_required_column_is_rejected(tmp_path, column):
-    row = make_row()
-    del row[column]
-    with pytest.raises(ValueError, match=f"'{column}'"):
-        ResultsStore(tmp_path / "results.csv").append(row)
-    assert not (tmp_path / "results.csv").exists()
-
-
-@pytest.mark.parametrize("column, value", [("fold", 1.5), ("seed", "0"), ("epochs", -1), ("norm", ""), ("norm", 3)])
-def test_invalid_key_or_epochs_values_are_rejected(tmp_path, column, value):
-    with pytest.raises(ValueError, match=column):
-        ResultsStore(tmp_path / "results.csv").append(make_row(**{column: value}))
-
-
-def test_non_scalar_extra_value_is_rejected(tmp_path):
-    with pytest.raises(TypeError, match="history"):
-        ResultsStore(tmp_path / "results.csv").append(make_row(history=[0.1, 0.2]))
-
-
-def test_crash_during_replace_leaves_old_file_intact(tmp_path, monkeypatch):
-    path = tmp_path / "results.csv"
-    store = ResultsStore(path)
-    store.append(make_row("none", 1, 0, accuracy=0.5))
-    store.append(make_row("none", 2, 0, accuracy=0.6))
-    before = path.read_bytes()
-
-    def crash(source, destination):
-        # The new content must be complete in the temporary file before the rename.
-        assert b"global,1,0,8,0.7" in open(source, "rb").read()
-        raise OSError("simulated crash during os.replace")
-
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
-        store.append(make_row("global", 1, 0, accuracy=0.7))
-    monkeypatch.undo()
-
-    assert path.read_bytes() == before
-    assert store.done() == {("none", 1, 0), ("none", 2, 0)}
-    assert temp_files(tmp_path) == []
-    # The interrupted run is simply redone.
-    store.append(make_row("global", 1, 0, accuracy=0.7))
-    assert store.rows()["accuracy"].tolist() == [0.5, 0.6, 0.7]
-
-
-def test_crash_while_writing_temp_file_leaves_old_file_intact(tmp_path, monkeypatch):
-    path = tmp_path / "results.csv"
-    store = ResultsStore(path)
-    store.append(make_row("none", 1, 0, accuracy=0.5))
-    before = path.read_bytes()
-
-    def crash(fd):
-        raise OSError("simulated disk failure in fsync")
-
-    monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(OSError, match="simulated disk failure"):
-        store.append(make_row("none", 2, 0, accuracy=0.6))
-    monkeypatch.undo()
-    assert path.read_bytes() == before
-    assert temp_files(tmp_path) == []
-
-
-def test_stale_temp_file_from_killed_process_is_ignored_and_removed(tmp_path):
-    path = tmp_path / "results.csv"
-    store = ResultsStore(path)
-    store.append(make_row("none", 1, 0, accuracy=0.5))
-    # What a process killed between writing and renaming leaves behind: a partial file.
-    stale = tmp_path / ".results.csv.abc123.tmp"
-    stale.write_text("norm,fold,seed,epochs,accuracy\nnone,1,0,8,0.5\nglobal,1,0,8,0.")
-    old = os.stat(stale).st_mtime - 2 * 86400  # a name without host and pid counts as stale after a day
-    os.utime(stale, (old, old))
-    unrelated = tmp_path / "other.tmp"
-    unrelated.write_text("not ours")
-
-    assert store.done() == {("none", 1, 0)}
-    assert len(store.rows()) == 1
-    store.append(make_row("global", 1, 0, accuracy=0.75))
-    assert not stale.exists()
-    assert unrelated.exists()
-    assert store.rows()[["norm", "accuracy"]].values.tolist() == [["none", 0.5], ["global", 0.75]]
-
-
-@pytest.mark.parametrize(
-    "text, problem",
-    [
-        ("", "empty"),
-        ("norm,fold,seed,epochs,accuracy\nnone,1,0,8\n", "line 2 has 4 fields"),
-        ("norm,fold,seed,accuracy\nnone,1,0,0.5\n", "epochs"),
-        ("norm,fold,seed,epochs,accuracy\nnone,one,0,8,0.5\n", "whole numbers"),
-        ("norm,fold,seed,epochs,accuracy\nnone,1,0,8,0.5\nnone,1,0,8,0.6\n", "lines 2 and 3"),
-    ],
-)
-def test_unparseable_file_raises_naming_the_file(tmp_path, text, problem):
-    path = tmp_path / "results.csv"
-    path.write_text(text)
-    store = ResultsStore(path)
-    for action in (store.rows, store.done, lambda: store.append(make_row("x", 9, 9))):
-        with pytest.raises(ValueError, match=problem) as error:
-            action()
-        assert str(path) in str(error.value)
-        assert "move it aside" in str(error.value)
-    assert path.read_text() == text
-
-
-def test_file_mode_is_preserved(tmp_path):
-    path = tmp_path / "results.csv"
-    store = ResultsStore(path)
-    store.append(make_row(seed=0))
-    assert path.stat().st_mode & 0o777 == 0o644
-    os.chmod(path, 0o664)
-    store.append(make_row(seed=1))
-    assert path.stat().st_mode & 0o777 == 0o664
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,7 +176,7 @@ def test_order_argument_and_first_appearance():
 
 
 def test_empty_frame_gives_empty_tables(tmp_path):
-    summary = summarize(ResultsStore(tmp_path / "results.csv").rows())
+    summary = summarize(pd.DataFrame({c: [] for c in ["norm", "fold", "seed", "epochs", "accuracy"]}))
     assert summary.per_norm.empty and summary.paired.empty
 
 
@@ -497,16 +270,5 @@ def test_write_summary_replaces_previous_files(tmp_path):
 
 def test_write_summary_rejects_empty_results(tmp_path):
     with pytest.raises(ValueError, match="no results"):
-        write_summary(ResultsStore(tmp_path / "results.csv").rows(), tmp_path)
+        write_summary(pd.DataFrame({c: [] for c in ["norm", "fold", "seed", "epochs", "accuracy"]}), tmp_path)
     assert not (tmp_path / "summary.md").exists()
-
-
-def test_store_to_summary_end_to_end(tmp_path):
-    store = ResultsStore(tmp_path / "results.csv")
-    for row in experiment_frame().to_dict("records"):
-        store.append(row)
-    md_path, png_path = write_summary(store.rows(), tmp_path, order=["none", "dbrange"])
-    text = md_path.read_text()
-    assert text.index("| dbrange |") < text.index("| global |")
-    assert "20 runs" in text
-    assert png_path.exists()

@@ -1,6 +1,9 @@
-"""The experiment tooling on top of the library and datasets: the grid runner and command line,
-the results store, summary statistics and plots."""
+"""The experiment tooling on top of the library and datasets: the grid runner and command line
+(runner), the results store safe for many writers (store), the data fingerprint (fingerprint),
+summary statistics (summary) and plots (plots)."""
 
-from .runner import ExperimentConfig, main, run_experiment
+from .runner import ExperimentConfig, main, run_experiment, summarize_out
+from .store import RunStore
+from .summary import Summary, summarize, write_summary
 
-__all__ = ["ExperimentConfig", "main", "run_experiment"]
+__all__ = ["ExperimentConfig", "RunStore", "Summary", "main", "run_experiment", "summarize", "summarize_out", "write_summary"]

@@ -1,0 +1,62 @@
+"""A fingerprint of the data an experiment reads, the same for identical data on any host.
+
+It lists each file by its name relative to the dataset folder, its size and the SHA-256 of its
+content (never inodes, modification times or absolute paths, which differ between hosts and copies),
+sorted by name; the digest is the SHA-256 of that list. The experiment records it in
+`OUT/experiment.json` and keys saved statistics on it, so changed audio or changed table rows are
+refused by name rather than mixed with earlier results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["files_fingerprint", "esc50_fingerprint", "describe_changes"]
+
+
+def files_fingerprint(root: str | os.PathLike, names: Iterable[str]) -> dict:
+    """Fingerprint of the files `names` (paths relative to `root`, '/'-separated).
+
+    Returns ``{"digest": hex SHA-256 of the sorted list, "files": {name: [size in bytes, hex SHA-256]}}``.
+    Raises FileNotFoundError naming a file that does not exist.
+    """
+    root = Path(root)
+    files = {}
+    for name in sorted(set(names)):
+        path = root / name
+        try:
+            with open(path, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} is listed but does not exist; restore it or remove its row") from None
+        files[name] = [path.stat().st_size, digest]
+    listing = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
+    return {"digest": hashlib.sha256(listing).hexdigest(), "files": files}
+
+
+def esc50_fingerprint(root: str | os.PathLike) -> dict:
+    "`files_fingerprint` of an ESC-50-layout folder: `meta/esc50.csv` and every clip it lists in `audio/`."
+    from ..datasets.esc50 import read_esc50_meta
+
+    names = read_esc50_meta(root, check_files=False)["filename"].astype(str)
+    return files_fingerprint(root, ["meta/esc50.csv", *(f"audio/{name}" for name in names)])
+
+
+def describe_changes(old: dict, new: dict, limit: int = 5) -> str:
+    """What differs between two fingerprints' file lists, naming files, e.g.
+    "changed content: audio/1-100-A-0.wav; removed: audio/1-101-A-0.wav"."""
+    old_files, new_files = old.get("files", {}), new.get("files", {})
+    parts = []
+    for what, names in (
+        ("changed content", [n for n in new_files if n in old_files and new_files[n] != old_files[n]]),
+        ("added", [n for n in new_files if n not in old_files]),
+        ("removed", [n for n in old_files if n not in new_files]),
+    ):
+        if names:
+            more = f" and {len(names) - limit} more" if len(names) > limit else ""
+            parts.append(f"{what}: {', '.join(names[:limit])}{more}")
+    return "; ".join(parts) or "no file differs"

@@ -1,0 +1,256 @@
+"""The results store of an experiment folder, safe for many writers on one machine or on several
+sharing a file system.
+
+Layout of an experiment folder ``OUT``::
+
+    OUT/runs/<run_id>.json     one record per finished run (the source of truth)
+    OUT/claims/<run_id>.json   a run being trained: host, pid, heartbeat time (removed when done)
+    OUT/results.csv            derived from the records, rebuilt after every run (`RunStore.rebuild`)
+
+Every file is written whole to a temporary name and renamed into place (`_io.atomic_write`), so
+readers see the old file or the new one. Nothing relies on O_APPEND or O_EXCL, which NFS does not
+honour. A record's name is a deterministic run id (norm, fold, seed and a digest of the settings
+and data), so a run trained twice by accident is still one record, never a duplicate row.
+
+Claims: to train a run, a process writes a claim with a token of its own to a temporary name,
+renames it into place, waits `settle` seconds and reads it back; it trains only if the claim it
+reads is its own. While training, a background thread refreshes the claim's heartbeat every
+`heartbeat_every` seconds. A claim is taken over when its process is gone (same host, pid not
+running) or its heartbeat is older than `stale_after` seconds (any host: a crashed node).
+Two processes can both win a claim only if one's read-write-rename takes longer than `settle`;
+then the run is trained twice and recorded once.
+
+Example::
+
+    store = RunStore("out")
+    with store.claimed(run_id) as mine:
+        if mine and not store.is_done(run_id):
+            store.save(run_id, {"norm": "none", "fold": 1, "seed": 0, "epochs": 8, "accuracy": 0.71})
+    store.rebuild()                       # out/results.csv (and, with a title, summary.md / .png)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._io import atomic_write_text
+
+__all__ = ["REQUIRED_COLUMNS", "RunStore"]
+
+REQUIRED_COLUMNS = ("norm", "fold", "seed", "epochs", "accuracy")
+
+
+def _pid_running(pid: int) -> bool:
+    "Whether process `pid` exists on this host (signal 0 checks without sending anything)."
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict | None:
+    "The JSON object in `path`, or None when it does not exist (or, for a claim, is unreadable)."
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def check_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a finished run's row with plain JSON values; raise ValueError naming a missing or
+    bad column: `norm` a non-empty str, `fold`, `seed`, `epochs` whole numbers (epochs >= 0),
+    `accuracy` a finite fraction in [0, 1]."""
+    missing = [c for c in REQUIRED_COLUMNS if row.get(c) is None]
+    if missing:
+        raise ValueError(f"row lacks required column(s) {missing} (required: {list(REQUIRED_COLUMNS)}); got {list(row)}")
+    clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}  # NumPy / torch scalars
+    if not isinstance(clean["norm"], str) or not clean["norm"]:
+        raise ValueError(f"column 'norm' must be a non-empty string such as 'global', got {row['norm']!r}")
+    for column in ("fold", "seed", "epochs"):
+        value = clean[column]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+            raise ValueError(f"column {column!r} must be a whole number, got {value!r}")
+        clean[column] = int(value)
+    if clean["epochs"] < 0:
+        raise ValueError(f"column 'epochs' must be >= 0, got {clean['epochs']}")
+    accuracy = clean["accuracy"]
+    if isinstance(accuracy, bool) or not isinstance(accuracy, int | float) or not (math.isfinite(accuracy) and 0 <= accuracy <= 1):
+        raise ValueError(f"column 'accuracy' must be a finite number in [0, 1], got {accuracy!r}")
+    clean["accuracy"] = float(accuracy)
+    json.dumps(clean)  # TypeError naming the value if something is not plain JSON
+    return clean
+
+
+class RunStore:
+    """One record per finished run in `out/runs/`, claims in `out/claims/`, `out/results.csv`
+    derived from the records. Safe for any number of processes on any number of hosts that share
+    `out` (see the module docstring for the claim protocol).
+
+    out: the experiment folder. settle: seconds between writing a claim and reading it back
+    (longer than a claim's read-write-rename on your file system). heartbeat_every: seconds
+    between heartbeats while a run is trained. stale_after: a claim whose heartbeat is older is
+    taken over (choose well above heartbeat_every plus the clock skew between hosts).
+    """
+
+    def __init__(self, out: str | os.PathLike, settle: float = 0.5, heartbeat_every: float = 30.0,
+                 stale_after: float = 300.0):
+        if not stale_after > heartbeat_every > 0 or settle < 0:
+            raise ValueError(f"expected stale_after > heartbeat_every > 0 and settle >= 0, got stale_after={stale_after}, "
+                             f"heartbeat_every={heartbeat_every}, settle={settle}")
+        self.out = Path(out)
+        self.runs_dir, self.claims_dir = self.out / "runs", self.out / "claims"
+        self.results_path = self.out / "results.csv"
+        self.settle, self.heartbeat_every, self.stale_after = settle, heartbeat_every, stale_after
+        self.host = socket.gethostname()
+        self._tokens: dict[str, str] = {}  # run id -> token of the claim this object holds
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.out)!r})"
+
+    # -- finished runs -------------------------------------------------------------------------
+
+    def record_path(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.json"
+
+    def is_done(self, run_id: str) -> bool:
+        return self.record_path(run_id).is_file()
+
+    def save(self, run_id: str, row: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
+        """Record a finished run atomically as `runs/<run_id>.json`: `row` (what `results.csv`
+        shows; see `check_row`) and `info` (wall time, versions, host: kept out of the table so
+        that a resumed grid gives the same table). Saving a run again replaces its record."""
+        record = {"run_id": run_id, "row": check_row(row), "info": info or {}}
+        return atomic_write_text(self.record_path(run_id), json.dumps(record, indent=1))
+
+    def records(self) -> list[dict[str, Any]]:
+        "Every finished run's record, sorted by run id."
+        if not self.runs_dir.is_dir():
+            return []
+        records = []
+        for path in sorted(self.runs_dir.glob("*.json")):  # temporary files end in .tmp
+            try:
+                records.append(json.loads(path.read_text(encoding="utf-8")))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"cannot read run record {path}: {e}. Records are written whole by rename, so it was "
+                                 "edited by something else; delete it to train that run again") from None
+        return records
+
+    def rows(self, order: Sequence[str] = ()) -> pd.DataFrame:
+        """The finished runs, one row each (the record's row plus `run_id`), sorted by fold, seed
+        and normalization (in `order`, then by name): the same records always give the same table."""
+        rows = [{**r["row"], "run_id": r["run_id"]} for r in self.records()]
+        if not rows:
+            return pd.DataFrame({c: [] for c in (*REQUIRED_COLUMNS, "run_id")})
+        rank = {name: i for i, name in enumerate(order)}
+        rows.sort(key=lambda r: (r["fold"], r["seed"], rank.get(r["norm"], len(rank)), r["norm"]))
+        return pd.DataFrame(rows)
+
+    def rebuild(self, order: Sequence[str] = (), title: str | None = None, baseline: str = "none") -> pd.DataFrame:
+        """Write `results.csv` (and, when `title` is given, `summary.md` / `summary.png` by
+        `write_summary`) from the records; returns the rows. Idempotent. When another process adds
+        a record meanwhile, it rebuilds again, so the last writer always leaves every record in."""
+        from .summary import write_summary
+
+        while True:
+            ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
+            rows = self.rows(order)
+            if len(rows):
+                atomic_write_text(self.results_path, rows.to_csv(index=False, lineterminator="\n"))
+                if title is not None:
+                    write_summary(rows, self.out, baseline=baseline, order=order, title=title)
+            now = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
+            if now == ids:
+                return rows
+
+    # -- claims --------------------------------------------------------------------------------
+
+    def claim_path(self, run_id: str) -> Path:
+        return self.claims_dir / f"{run_id}.json"
+
+    def claim_holder(self, run_id: str) -> dict[str, Any] | None:
+        "The live claim on `run_id` (host, pid, heartbeat, token), or None when free or expired."
+        try:
+            claim = _read_json(self.claim_path(run_id))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # not written by a RunStore: treat as free
+        if claim is None or time.time() - float(claim.get("heartbeat", 0)) > self.stale_after:
+            return None
+        if claim.get("host") == self.host and not _pid_running(int(claim.get("pid", -1))):
+            return None
+        return claim
+
+    def _write_claim(self, run_id: str, token: str) -> None:
+        claim = {"host": self.host, "pid": os.getpid(), "token": token, "heartbeat": time.time()}
+        atomic_write_text(self.claim_path(run_id), json.dumps(claim))
+
+    def claim(self, run_id: str) -> bool:
+        """Claim `run_id` for this process; True when it is ours (already, or now), False when a
+        live claim of another process holds it. A dead or stale claim is taken over."""
+        holder = self.claim_holder(run_id)
+        if holder is not None:
+            return holder.get("token") == self._tokens.get(run_id)
+        token = uuid.uuid4().hex
+        self._write_claim(run_id, token)
+        time.sleep(self.settle)  # let a concurrent claimer's rename land before reading back
+        holder = self.claim_holder(run_id)
+        if holder is None or holder.get("token") != token:
+            return False
+        self._tokens[run_id] = token
+        return True
+
+    def heartbeat(self, run_id: str) -> bool:
+        "Refresh our claim's heartbeat; False (and nothing written) when the claim is no longer ours."
+        token = self._tokens.get(run_id)
+        holder = self.claim_holder(run_id)
+        if token is None or holder is None or holder.get("token") != token:
+            return False
+        self._write_claim(run_id, token)
+        return True
+
+    def release(self, run_id: str) -> None:
+        "Remove our claim on `run_id` (another process's claim is left alone)."
+        token = self._tokens.pop(run_id, None)
+        holder = self.claim_holder(run_id)
+        if token is not None and holder is not None and holder.get("token") == token:
+            try:
+                os.remove(self.claim_path(run_id))
+            except FileNotFoundError:
+                pass
+
+    @contextmanager
+    def claimed(self, run_id: str) -> Iterator[bool]:
+        """`with store.claimed(run_id) as mine:` claims the run (`mine` says whether it is ours),
+        refreshes the heartbeat from a background thread while the block runs, and releases the
+        claim at the end, also on an exception (the run is then free for others)."""
+        if not self.claim(run_id):
+            yield False
+            return
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(self.heartbeat_every) and self.heartbeat(run_id):
+                pass
+
+        thread = threading.Thread(target=beat, name=f"heartbeat {run_id}", daemon=True)
+        thread.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            thread.join()
+            self.release(run_id)

@@ -1,0 +1,159 @@
+"""The results store (fastspecnorm.experiment.store.RunStore): records, derived results.csv,
+claims taken over from dead or stale holders, and many writer processes at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fastspecnorm.experiment import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def row(norm="none", fold=1, seed=0, accuracy=0.5, **extra):
+    return {"norm": norm, "fold": fold, "seed": seed, "epochs": 2, "accuracy": accuracy, **extra}
+
+
+def test_records_and_results_csv_round_trip(tmp_path):
+    store = RunStore(tmp_path)
+    assert store.records() == [] and len(store.rows()) == 0
+    store.save("b", row("global", 2, 0, 0.25, note="a, b"), info={"seconds": 1.5})
+    store.save("a", row("none", 1, 1, 0.75))
+    store.save("c", row("none", 2, 0, 0.125))
+    assert store.is_done("a") and not store.is_done("d")
+    rows = store.rebuild(order=["none", "global"])
+    # Sorted by fold, seed, then norm in `order`, whatever the save order.
+    assert rows["run_id"].tolist() == ["a", "c", "b"]
+    text = (tmp_path / "results.csv").read_text()
+    assert text.splitlines()[0] == "norm,fold,seed,epochs,accuracy,run_id,note"
+    assert text.splitlines()[3] == 'global,2,0,2,0.25,b,"a, b"'
+    back = pd.read_csv(tmp_path / "results.csv")
+    assert back["accuracy"].tolist() == [0.75, 0.125, 0.25]  # floats round-trip exactly
+    # Rebuilding from the same records gives the same bytes; the info stays out of the table.
+    store.rebuild(order=["none", "global"])
+    assert (tmp_path / "results.csv").read_text() == text and "seconds" not in text
+    assert json.loads((tmp_path / "runs" / "b.json").read_text())["info"] == {"seconds": 1.5}
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_rebuild_with_title_writes_summary(tmp_path):
+    store = RunStore(tmp_path)
+    for seed, (a, b) in enumerate([(0.5, 0.6), (0.55, 0.6), (0.6, 0.7)]):
+        store.save(f"none-{seed}", row("none", 1, seed, a))
+        store.save(f"global-{seed}", row("global", 1, seed, b))
+    store.rebuild(order=["none", "global"], title="Store test")
+    text = (tmp_path / "summary.md").read_text()
+    assert text.startswith("# Store test") and "| global | 3 | +8.33 |" in text
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [({"accuracy": 1.5}, "accuracy"), ({"accuracy": float("nan")}, "accuracy"), ({"fold": 1.5}, "fold"),
+     ({"seed": "0"}, "seed"), ({"epochs": -1}, "epochs"), ({"norm": ""}, "norm"), ({"accuracy": None}, "accuracy")],
+)
+def test_bad_rows_are_refused_and_nothing_written(tmp_path, bad, message):
+    store = RunStore(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        store.save("x", {**row(), **bad})
+    assert not store.is_done("x")
+
+
+def test_a_live_claim_excludes_others_and_is_released(tmp_path):
+    first, second = RunStore(tmp_path, settle=0.0), RunStore(tmp_path, settle=0.0)
+    assert first.claim("r") and first.claim("r")  # ours, also when asked again
+    assert not second.claim("r")
+    holder = second.claim_holder("r")
+    assert holder["pid"] == os.getpid() and holder["host"] == first.host
+    second.release("r")  # not second's claim: left alone
+    assert first.claim_holder("r") is not None
+    first.release("r")
+    assert first.claim_holder("r") is None and second.claim("r")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_claim_of_a_dead_process_is_taken_over(tmp_path):
+    store = RunStore(tmp_path, settle=0.0)
+    claim = {"host": store.host, "pid": _dead_pid(), "token": "dead", "heartbeat": time.time()}
+    store.claim_path("r").parent.mkdir(parents=True)
+    store.claim_path("r").write_text(json.dumps(claim))
+    assert store.claim_holder("r") is None
+    assert store.claim("r") and store.claim_holder("r")["pid"] == os.getpid()
+
+
+def test_claim_of_another_host_is_taken_over_only_when_stale(tmp_path):
+    store = RunStore(tmp_path, settle=0.0, heartbeat_every=0.1, stale_after=1.0)
+    store.claim_path("r").parent.mkdir(parents=True)
+    # pid 1 on another host: only the heartbeat tells whether it lives.
+    fresh = {"host": "other-node", "pid": 1, "token": "t", "heartbeat": time.time()}
+    store.claim_path("r").write_text(json.dumps(fresh))
+    assert not store.claim("r")
+    store.claim_path("r").write_text(json.dumps({**fresh, "heartbeat": time.time() - 5.0}))
+    assert store.claim("r")
+
+
+def test_heartbeat_keeps_a_claim_alive_while_the_block_runs(tmp_path):
+    store = RunStore(tmp_path, settle=0.0, heartbeat_every=0.1, stale_after=0.5)
+    other = RunStore(tmp_path, settle=0.0, heartbeat_every=0.1, stale_after=0.5)
+    other.host = "other-node"  # sees the claim as another host would: by heartbeat only
+    with store.claimed("r") as mine:
+        assert mine
+        time.sleep(1.2)  # more than stale_after: only the heartbeat keeps it
+        assert other.claim_holder("r") is not None and not other.claim("r")
+    assert store.claim_holder("r") is None  # released at the end of the block
+
+
+def test_claim_is_released_when_the_block_raises(tmp_path):
+    store = RunStore(tmp_path, settle=0.0)
+    with pytest.raises(KeyboardInterrupt), store.claimed("r"):
+        raise KeyboardInterrupt
+    assert store.claim_holder("r") is None
+
+
+WRITER = r"""
+import sys
+from fastspecnorm.experiment.store import RunStore
+out, writer, n_records, n_shared = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+store = RunStore(out, settle=0.05)
+for i in range(n_records):  # records of this writer only, a rebuild after every fifth
+    store.save(f"w{writer}-r{i}", {"norm": f"w{writer}", "fold": 1, "seed": i, "epochs": 1, "accuracy": 0.5})
+    if i % 5 == 4:
+        store.rebuild()
+for i in range(n_shared):  # runs every writer competes for: trained by whoever claims them
+    rid = f"shared-{i}"
+    with store.claimed(rid) as mine:
+        if mine and not store.is_done(rid):
+            store.save(rid, {"norm": "shared", "fold": 1, "seed": i, "epochs": 1, "accuracy": 0.25, "writer": writer})
+store.rebuild()
+"""
+
+
+def test_many_writer_processes_lose_and_duplicate_nothing(tmp_path):
+    n_writers, n_records, n_shared = 4, 20, 8
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, str(script), str(out), str(w), str(n_records), str(n_shared)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for w in range(n_writers)]
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * n_writers, "\n".join(logs)[-3000:]
+    # The last rebuild of the last writer saw every record: results.csv holds each run once.
+    table = pd.read_csv(out / "results.csv")
+    expected = {f"w{w}-r{i}" for w in range(n_writers) for i in range(n_records)} | {f"shared-{i}" for i in range(n_shared)}
+    assert len(table) == len(expected) and set(table["run_id"]) == expected
+    assert RunStore(out).rows()["run_id"].tolist() == table["run_id"].tolist()
+    assert not list(out.rglob("*.tmp")) and not list((out / "claims").iterdir())
