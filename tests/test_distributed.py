@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastspecnorm import StatsRecorder, collect_stats, esc50_dataloaders
-from fastspecnorm.callback import _ItemSubset, stats_item_indices, stats_loader
+from fastspecnorm import StatsCallback, StatsRecorder, esc50_dataloaders, esc50_learner
+from fastspecnorm.callback import stats_item_indices
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,13 +300,12 @@ def test_all_reduce_is_a_no_op_without_distributed():
 
 
 def _single_process_stats(root, fraction):
-    "What one process computes: the same item selection, all of it, no torch.distributed."
+    "What one process computes (StatsCallback without torch.distributed) and how many items it selects."
     dls = esc50_dataloaders(root, **DLS)
-    dl = stats_loader(dls.train, shuffle=False)
-    idxs = stats_item_indices(len(dl.dataset), dl.bs, fraction, seed=0)
-    if len(idxs) != len(dl.dataset):
-        dl = dl.new(dataset=_ItemSubset(dl.dataset, idxs))
-    return collect_stats(dl, (0, 1, 3), progress=False), len(idxs)
+    cb = StatsCallback(red_dims=(0, 1, 3), fraction=fraction)
+    esc50_learner(dls, cbs=cb).fit(0)  # the statistics pass only
+    n_items = len(stats_item_indices(len(dls.train.dataset), dls.train.bs, fraction, seed=0))
+    return cb.stats_recorder, n_items
 
 
 def test_stats_item_indices_split_the_selection_exactly():
