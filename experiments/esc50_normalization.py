@@ -5,8 +5,13 @@
     python experiments/esc50_normalization.py --data DIR --folds 1 2 --seeds 0 1 \\
         --norms none global channel instance dbrange --preset quick --epochs 8 --out OUT_DIR
 
-Writes OUT_DIR/results.csv (one row per finished run), OUT_DIR/summary.md and OUT_DIR/summary.png.
-Running the same command again skips finished runs. See `fastspecnorm.experiment` for the logic.
+    python experiments/esc50_normalization.py --data DIR ... --out OUT_DIR --devices cuda:0 cuda:1
+    python experiments/esc50_normalization.py --data DIR ... --out OUT_DIR --shard 3/8   # job arrays
+    python experiments/esc50_normalization.py --summarize --out OUT_DIR
+
+Writes one record per finished run in OUT_DIR/runs/ and, derived from them, OUT_DIR/results.csv,
+OUT_DIR/summary.md and OUT_DIR/summary.png. Any number of processes may share OUT_DIR; running the
+same command again skips finished runs. See `fastspecnorm.experiment` for the logic.
 """
 
 import os
