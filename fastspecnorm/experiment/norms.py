@@ -48,7 +48,7 @@ NORMS: dict[str, Norm] = {
         Norm("dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False),
         # PCEN is its own gain control (its smoother divides each bin by its recent level), so clips
         # keep their own level, as in librosa's usage: energies scaled as int32 audio (2**62).
-        Norm("pcen", "per-channel energy normalization of mel energies (librosa's defaults, 0.4 s)", "per item (running)", waveform_norm=False),
+        Norm("pcen", "per-channel energy normalization of the (mel) energies, librosa's defaults (0.4 s)", "per item (running)", waveform_norm=False),
         # Standardized waveforms, as for the other standardizations: the per-bin mean removes a
         # clip's level anyway, and a standardized quiet clip stays above the -100 dB floor.
         Norm("utterance", "`(x - mean) / std` per item and frequency bin over its frames", "per item", True),
