@@ -136,17 +136,9 @@ WORKER = COMMON + RECORDER_PART + CALLBACK_PART
 FASTAI_DDP_WORKER = COMMON + """
 from fastai.callback.core import Callback
 from fastai.learner import Learner
-import fastai.distributed as fdist
 from torch import nn
 from fastspecnorm import StatsCallback, esc50_dataloaders
-
-# fastai 2.8's DistributedDL broadcasts the shuffled order through a CUDA tensor (NCCL only);
-# on CPU/gloo the same broadcast goes through broadcast_object_list.
-def _broadcast(self, t, rank):
-    obj = [list(t)]
-    dist.broadcast_object_list(obj, rank)
-    return obj[0]
-fdist.DistributedDL._broadcast = _broadcast
+from fastspecnorm.distributed import gloo_distrib_ctx  # fastai's distrib_ctx with a gloo-safe DistributedDL
 
 root, dls_kw = sys.argv[4], json.loads(sys.argv[5])
 dls = esc50_dataloaders(root, **dls_kw)
@@ -166,7 +158,7 @@ class Spy(Callback):
 cb, spy = StatsCallback(red_dims=(0, 1, 3)), Spy()
 model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, dls.c))
 learn = Learner(dls, model, cbs=[cb, spy])
-with learn.distrib_ctx(sync_bn=False, cpu=True):  # no SyncBatchNorm and no CUDA on CPU
+with gloo_distrib_ctx(learn):  # no SyncBatchNorm and no CUDA on CPU
     learn.fit(1)
 results = dict(mean=cb.stats_recorder.mean, std=cb.stats_recorder.std, loader=spy.loader, norm=spy.norm,
                batches=spy.batches, model=spy.model)
@@ -351,7 +343,7 @@ def test_fastai_distrib_ctx_trains_with_global_stats(tmp_path, esc_root):
         np.testing.assert_allclose(res["mean"].numpy(), ref.mean.numpy(), rtol=RTOL, atol=1e-6, err_msg=f"rank {rank}")
         np.testing.assert_allclose(res["std"].numpy(), ref.std.numpy(), rtol=RTOL, err_msg=f"rank {rank}")
         # Training ran on DistributedDL shards wrapped around loaders that normalize with the global stats.
-        assert res["loader"] == "DistributedDL" and res["model"] == "DistributedDataParallel"
+        assert res["loader"] == "GlooDistributedDL" and res["model"] == "DistributedDataParallel"
         assert torch.equal(res["norm"][0], res["mean"]) and torch.equal(res["norm"][1], res["std"])
     # DistributedDL pads the 9 training items to 10 and gives each rank half: 5 items, one batch
     # of 4 (the training loader drops the last partial batch, fastai's default).

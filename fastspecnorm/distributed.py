@@ -1,0 +1,61 @@
+"""fastai data-parallel training on CPU (gloo), for tests and CPU clusters.
+
+fastai's `DistributedDL` sends the shuffled order from rank 0 to the other ranks through a CUDA
+tensor, which only works on GPUs (NCCL). `GlooDistributedDL` sends it with
+`torch.distributed.broadcast_object_list`, which works on every backend; `gloo_distrib_ctx` is
+fastai's `learn.distrib_ctx` with that loader. Nothing of fastai's is patched: pass them explicitly.
+
+    # torchrun --nproc_per_node 2 train.py   (train.py:)
+    torch.distributed.init_process_group("gloo")
+    learn = esc50_learner(dls, cbs=StatsCallback(red_dims=(0, 1, 3)))
+    with gloo_distrib_ctx(learn):
+        learn.fit(1)
+
+On GPUs use fastai's own `with learn.distrib_ctx():` (or `accelerate launch`).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch.distributed as dist
+from fastai.callback.progress import ProgressCallback
+from fastai.distributed import DistributedDL, DistributedTrainer
+from fastai.torch_core import rank_distrib
+
+__all__ = ["GlooDistributedDL", "GlooDistributedTrainer", "gloo_distrib_ctx"]
+
+
+class GlooDistributedDL(DistributedDL):
+    "fastai's `DistributedDL`, broadcasting the order of items with `broadcast_object_list` (any backend)."
+
+    def _broadcast(self, t, rank):
+        obj = [list(t)]
+        dist.broadcast_object_list(obj, rank)
+        return obj[0]
+
+
+class GlooDistributedTrainer(DistributedTrainer):
+    "fastai's `DistributedTrainer` wrapping the loaders in `GlooDistributedDL`."
+
+    def _wrap_dl(self, dl):
+        return dl if isinstance(dl, DistributedDL) else GlooDistributedDL(dl, device=self.learn.model.device)
+
+
+@contextmanager
+def gloo_distrib_ctx(learn, sync_bn: bool = False, cpu: bool = True, **accelerator_kwargs):
+    """Train `learn` data-parallel over the initialized process group (gloo on CPU) inside the
+    block, like fastai's `learn.distrib_ctx(sync_bn, cpu=cpu)`: DistributedDataParallel model,
+    one shard of every batch order per rank, progress bar on rank 0 only. `sync_bn`: convert
+    BatchNorm to SyncBatchNorm (False by default: SyncBatchNorm needs CUDA)."""
+    trainer = GlooDistributedTrainer(sync_bn, cpu=cpu, **accelerator_kwargs)
+    learn.add_cb(trainer)
+    removed_progress = rank_distrib() != 0 and any(isinstance(cb, ProgressCallback) for cb in learn.cbs)
+    if removed_progress:
+        learn.remove_cb(ProgressCallback)
+    try:
+        yield learn
+    finally:
+        learn.remove_cb(trainer)
+        if removed_progress:
+            learn.add_cb(ProgressCallback())
