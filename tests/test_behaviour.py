@@ -202,8 +202,47 @@ def test_dbrange_is_tacotrons_fixed_range_on_raw_levels(tiny_esc50, refs):
     np.testing.assert_allclose(plain(hand).ravel(), [0, 0, 0.5, 1, 1], atol=1e-7)
 
 
+def test_utterance_is_per_item_and_frequency_bin_over_time(tiny_esc50, refs):
+    from fastspecnorm.normalize import UtteranceNormalize
+
+    dls, learn = build_run(tiny_esc50, "utterance")
+    learn.fit(0)
+    for dl in dls.loaders:
+        assert [type(t) for t in dl.after_batch.fs if isinstance(t, UtteranceNormalize)] == [UtteranceNormalize]
+    x = refs["valid", True]  # 1 s clips: no padding, every frame counts
+    mean = x.mean(axis=3, keepdims=True)
+    std = np.maximum(x.std(axis=3, keepdims=True), 1e-5)  # ESPnet's floor
+    got = valid_batch(dls)
+    # dB errors scale by 1 / std; near-constant bins (std ~ 0, e.g. the silent clip) give 0 on both sides
+    ok = std > 1e-2
+    np.testing.assert_allclose(got[np.broadcast_to(ok, got.shape)], ((x - mean) / std)[np.broadcast_to(ok, x.shape)],
+                               rtol=0, atol=2 * DB_ATOL / 1e-2)
+    assert np.abs(got[np.broadcast_to(~ok, got.shape)]).max(initial=0) <= 2 * DB_ATOL / 1e-5
+
+
+def test_bn_puts_a_batchnorm_over_frequency_bins_first_and_installs_nothing(tiny_esc50, refs):
+    dls, learn = build_run(tiny_esc50, "bn")
+    learn.fit(0)
+    assert [spec_normalizers(dl) for dl in dls.loaders] == [[], []]
+    np.testing.assert_allclose(valid_batch(dls), refs["valid", True], rtol=0, atol=DB_ATOL)  # standardized clips, dB
+    first = learn.model[0]  # the model's first layer
+    assert sum(p.numel() for p in first.parameters()) == 2 * N_MELS  # a scale and a shift per bin
+    rest = learn.model[1]
+    assert [type(m) for m in rest.modules()] == [type(m) for m in xresnet18(c_in=1, n_out=dls.c).modules()]
+    # in training mode it standardizes each frequency bin over the batch and time (BatchNorm, eps 1e-5)
+    x = torch.from_numpy(refs["valid", True]).float()
+    first.train()
+    with torch.no_grad():
+        y = first(AudioSpectrogram(x.clone())).as_subclass(torch.Tensor).double().numpy()
+    xd = refs["valid", True]
+    expected = (xd - xd.mean(axis=(0, 1, 3), keepdims=True)) / np.sqrt(xd.var(axis=(0, 1, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-4)
+
+
 def test_waveform_standardization_per_norm():
-    expected = {"none": False, "global": True, "channel": True, "instance": True, "dbrange": False}
+    expected = {"none": False, "global": True, "channel": True, "instance": True, "dbrange": False, "pcen": False,
+                "utterance": True, "bn": True}
+    assert set(expected) == set(NORMS)  # a new norm is pinned here too
     for name in expected:
         assert norm_setup(name).settings["waveform_norm"] is expected[name], name
 
