@@ -1,4 +1,6 @@
-"""The ESC-50 normalization comparison: a resumable grid of runs over norms x folds x seeds.
+"""The normalization comparison: a resumable grid of runs over norms x folds x seeds, on ESC-50
+(`dataset="esc50"`, official folds) or on real speech, FSDD (`dataset="fsdd"`, fold k holds out the
+k-th speaker in alphabetical order).
 
 Each run trains xResNet18 from scratch on the training folds and records the final-epoch
 validation accuracy on `fold`. Each finished run is one record in `OUT/runs/` (see `store.py`);
@@ -28,7 +30,7 @@ from typing import Any
 from .._io import atomic_write_text
 from ..datasets.esc50 import PRESETS, get_settings
 from ..datasets.validate import validate_esc50
-from .fingerprint import describe_changes, esc50_fingerprint
+from .fingerprint import describe_changes, esc50_fingerprint, files_fingerprint
 from .norms import NORMS, check_norms, norm_setup
 from .store import RunStore
 
@@ -37,12 +39,16 @@ __all__ = ["ExperimentConfig", "Prepared", "prepare", "run_experiment", "grid_ru
 
 FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewritten in place)
 POLL_SECONDS = 2.0  # how often a process waiting for runs claimed by others looks again
+#: The datasets the experiment runs on, with their default preset.
+DATASETS = {"esc50": "quick", "fsdd": "fsdd"}
 
 
 @dataclass
 class ExperimentConfig:
-    """What an experiment runs. `data` is an ESC-50-layout folder, "synthetic" (generated into
-    `OUT/synthetic-esc50`) or "download" (fastai `untar_data`). `overrides` are ESC50Settings fields.
+    """What an experiment runs. `dataset`: "esc50" or "fsdd". `data`: the dataset's folder (ESC-50
+    layout, or FSDD's folder holding `recordings/`), "synthetic" (ESC-50 only: generated into
+    `OUT/synthetic-esc50`) or "download" (fastai `untar_data`). `preset`: None for the dataset's
+    default ("quick" for ESC-50, "fsdd" for FSDD). `overrides` are ESC50Settings fields.
     `shard` (I, N): this process takes every N-th run of the grid from the I-th on (1 <= I <= N).
     `devices`: one worker process per entry ("cuda:0", "cpu", ...; empty: this process, default
     device). `summarize`: only rebuild results.csv / summary.md / summary.png from the records."""
@@ -52,7 +58,7 @@ class ExperimentConfig:
     folds: list[int] = field(default_factory=lambda: [1])
     seeds: list[int] = field(default_factory=lambda: [0])
     norms: list[str] = field(default_factory=lambda: list(NORMS))
-    preset: str = "quick"
+    preset: str | None = None
     epochs: int | None = None
     stats_fraction: float = 1.0
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +67,7 @@ class ExperimentConfig:
     shard: tuple[int, int] = (1, 1)
     devices: list[str] = field(default_factory=list)
     summarize: bool = False
+    dataset: str = "esc50"
 
     def fingerprint(self, settings: dict[str, Any]) -> dict[str, Any]:
         """What must match for results in one OUT folder to be comparable (the grid may grow); the
@@ -68,6 +75,7 @@ class ExperimentConfig:
         hosts may mount the same data at different paths."""
         return {
             "format": FORMAT,
+            "dataset": self.dataset,
             "preset": self.preset,
             "settings": settings,
             "stats_fraction": self.stats_fraction,
@@ -89,6 +97,12 @@ class Prepared:
 
 
 def _resolve_data(cfg: ExperimentConfig) -> Path:
+    if cfg.dataset == "fsdd":
+        from ..datasets.fsdd import download_fsdd, resolve_fsdd
+
+        if cfg.data == "synthetic":
+            raise ValueError("--data synthetic generates ESC-50-layout data; with --dataset fsdd give FSDD's folder or 'download'")
+        return download_fsdd() if cfg.data == "download" else resolve_fsdd(cfg.data)
     if cfg.data == "synthetic":
         from ..datasets.synthetic import make_synthetic_esc50
 
@@ -107,6 +121,17 @@ def _check_inputs(cfg: ExperimentConfig, root: Path) -> None:
         raise ValueError("folds, seeds and norms must each list at least one value")
     if cfg.epochs is not None and cfg.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {cfg.epochs}")
+    if cfg.dataset == "fsdd":
+        from ..audio.check import check_audio_files
+        from ..datasets.fsdd import FSDD_SPEAKERS, fsdd_table
+
+        df = fsdd_table(root)
+        missing = sorted(set(cfg.folds) - set(df["fold"]))
+        if missing:
+            raise ValueError(f"fold(s) {missing} not in {root / 'recordings'}: folds are 1-{len(FSDD_SPEAKERS)}, one per speaker "
+                             f"{list(FSDD_SPEAKERS)}, and these have no recordings")
+        check_audio_files([root / name for name in df["filename"]])
+        return
     # The table, every file and every requested fold, by the same rules as esc50_dataloaders.
     validate_esc50(root, folds=cfg.folds, progress=False).raise_if_errors()
 
@@ -135,9 +160,17 @@ def grid_runs(cfg: ExperimentConfig) -> list[tuple[str, int, int]]:
     return runs[index - 1 :: count]
 
 
+def _data_fingerprint(dataset: str, root: Path) -> dict:
+    if dataset == "fsdd":
+        from ..datasets.fsdd import fsdd_table
+
+        return files_fingerprint(root, fsdd_table(root)["filename"])
+    return esc50_fingerprint(root)
+
+
 def train_one(root: Path, norm: str, fold: int, seed: int, preset: str = "quick", epochs: int | None = None,
               stats_path: Path | None = None, stats_fraction: float = 1.0, device: str | None = None,
-              **overrides) -> dict[str, Any]:
+              dataset: str = "esc50", **overrides) -> dict[str, Any]:
     """Train one run and return its result row (final-epoch validation accuracy in [0, 1]).
 
     Seeds python, NumPy and torch (fastai `set_seed(seed, reproducible=True)`) before building the
@@ -146,15 +179,18 @@ def train_one(root: Path, norm: str, fold: int, seed: int, preset: str = "quick"
     """
     from fastai.torch_core import set_seed
 
-    from ..datasets.esc50 import esc50_dataloaders, esc50_learner
+    from ..datasets.esc50 import esc50_dataloaders
+    from ..datasets.fsdd import fsdd_dataloaders
+    from ..learner import audio_learner
 
     setup = norm_setup(norm, stats_fraction, stats_path, augment=get_settings(preset, **overrides).augment)
     overrides = {**overrides, **setup.settings}
     settings = get_settings(preset, **overrides)
     n_epochs = epochs or settings.epochs
     set_seed(seed, reproducible=True)
-    dls = esc50_dataloaders(root, valid_fold=fold, preset=preset, batch_tfms=setup.batch_tfms, device=device, **overrides)
-    learn = esc50_learner(dls, cbs=setup.cbs, **setup.learner_kwargs)
+    dataloaders = fsdd_dataloaders if dataset == "fsdd" else esc50_dataloaders
+    dls = dataloaders(root, valid_fold=fold, preset=preset, batch_tfms=setup.batch_tfms, device=device, **overrides)
+    learn = audio_learner(dls, cbs=setup.cbs, **setup.learner_kwargs)
     start = time.perf_counter()
     if settings.lr is None:
         learn.fit_one_cycle(n_epochs)
@@ -219,6 +255,9 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     data (naming the changed files) or of the older format.
     """
     cfg.out = Path(cfg.out)
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {list(DATASETS)}")
+    cfg.preset = cfg.preset or DATASETS[cfg.dataset]
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {sorted(PRESETS)}")
     check_norms(cfg.norms)  # before generating or downloading anything
@@ -241,7 +280,7 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     root = _resolve_data(cfg)
     if cfg.data == "synthetic":
         _check_inputs(cfg, root)
-    data = esc50_fingerprint(root)
+    data = _data_fingerprint(cfg.dataset, root)
     identity["data_fingerprint"] = data["digest"]
     _check_experiment(cfg.out, {**identity, "_files": data})
     if not (cfg.out / "experiment.json").is_file():
@@ -254,7 +293,10 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
 
 
 def _title(experiment: dict[str, Any]) -> str:
-    data = "synthetic ESC-50" if experiment.get("synthetic") else "ESC-50"
+    if experiment.get("dataset") == "fsdd":
+        data = "FSDD (real speech, speaker held out)"
+    else:
+        data = "synthetic ESC-50" if experiment.get("synthetic") else "ESC-50"
     return f"{data}, preset {experiment['preset']}, {experiment['settings']['epochs']} epochs"
 
 
@@ -275,7 +317,7 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
     if NORMS[norm].red_dims:
         stats_path = _stats_path(cfg.out, norm, fold, prep.settings, cfg.stats_fraction, prep.experiment["data_fingerprint"])
     row = train_one(prep.root, norm, fold, seed, cfg.preset, prep.epochs, stats_path, cfg.stats_fraction, device,
-                    **cfg.overrides)
+                    cfg.dataset, **cfg.overrides)
     # The table holds only what the seed determines, so a resumed grid reproduces it exactly;
     # wall-clock time, versions and host go to the record's info.
     info = {"seconds": row.pop("seconds"), "host": socket.gethostname(), "pid": os.getpid(),
@@ -388,14 +430,18 @@ def _parse_shard(text: str) -> tuple[int, int]:
 def parse_args(argv=None) -> ExperimentConfig:
     p = argparse.ArgumentParser(
         prog="esc50_normalization",
-        description="Compare spectrogram normalizations on ESC-50 (xResNet18 from scratch, official folds).",
+        description="Compare spectrogram normalizations on ESC-50 (official folds) or FSDD (speaker folds), xResNet18 from scratch.",
     )
-    p.add_argument("--data", help='ESC-50-layout folder, "synthetic" (generated) or "download" (fastai untar_data)')
+    p.add_argument("--dataset", default="esc50", choices=sorted(DATASETS),
+                   help="esc50 (official folds; default) or fsdd (real speech: fold k holds out the k-th speaker alphabetically)")
+    p.add_argument("--data", help='the dataset folder (ESC-50 layout, or FSDD holding recordings/), "synthetic" '
+                                  '(generated ESC-50 layout) or "download" (fastai untar_data)')
     p.add_argument("--out", required=True, type=Path, help="output folder: runs/, results.csv, summary.md, summary.png, stats/")
     p.add_argument("--folds", type=int, nargs="+", default=[1], help="validation folds (default: 1)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     p.add_argument("--norms", nargs="+", default=list(NORMS), help=f"normalizations, some of {' '.join(NORMS)}")
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="settings preset (default: quick)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="settings preset (default: quick for esc50, fsdd for fsdd)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="one-cycle max learning rate (default: fastai's)")
     p.add_argument("--bs", type=int, default=None, help="batch size (default: the preset's)")
@@ -429,7 +475,7 @@ def parse_args(argv=None) -> ExperimentConfig:
     return ExperimentConfig(
         data=a.data, out=a.out, folds=a.folds, seeds=a.seeds, norms=a.norms, preset=a.preset, epochs=a.epochs,
         stats_fraction=a.stats_fraction, overrides=overrides, synthetic_classes=a.synthetic_classes,
-        synthetic_clips=a.synthetic_clips, shard=a.shard, devices=a.devices, summarize=a.summarize,
+        synthetic_clips=a.synthetic_clips, shard=a.shard, devices=a.devices, summarize=a.summarize, dataset=a.dataset,
     )
 
 
