@@ -317,7 +317,7 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
     if NORMS[norm].red_dims:
         stats_path = _stats_path(cfg.out, norm, fold, prep.settings, cfg.stats_fraction, prep.experiment["data_fingerprint"])
     row = train_one(prep.root, norm, fold, seed, cfg.preset, prep.epochs, stats_path, cfg.stats_fraction, device,
-                    cfg.dataset, **cfg.overrides)
+                    dataset=cfg.dataset, **cfg.overrides)
     # The table holds only what the seed determines, so a resumed grid reproduces it exactly;
     # wall-clock time, versions and host go to the record's info.
     info = {"seconds": row.pop("seconds"), "host": socket.gethostname(), "pid": os.getpid(),
