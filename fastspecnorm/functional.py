@@ -101,17 +101,24 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, ma
         return _finish(_output(x, inplace), x, inplace)
     xc = x.to(_compute_dtype(x))
     if mask is None:
-        std, mean = torch.std_mean(xc, dim=-1, keepdim=True, correction=0)
+        # The mean, then the norm of the deviations (computed in the output anyway): the same
+        # population std as torch.std_mean, which is about 4x slower on CPU.
+        mean = xc.mean(dim=-1, keepdim=True)
+        out = _output(x, inplace).sub_(mean)
+        std = torch.linalg.vector_norm(out, dim=-1, keepdim=True) / math.sqrt(x.shape[-1])
     else:
         keep = mask.expand_as(xc)
         count = keep.sum(dim=-1, keepdim=True).clamp_min(1)
         mean = torch.where(keep, xc, 0.0).sum(dim=-1, keepdim=True) / count
         std = (torch.where(keep, xc - mean, 0.0).square().sum(dim=-1, keepdim=True) / count).sqrt()
+        out = _output(x, inplace).sub_(mean)
     # A constant clip whose rounded mean is off by a step keeps deviations of that step (about
     # 1e-7 of its level): variation below 1e-5 of the level is below the precision of the
     # samples (16-bit audio resolves 3e-5) and counts as silence too.
     silent = (std <= eps) | (std <= 1e-5 * mean.abs())
-    out = _output(x, inplace).sub_(mean).div_(torch.where(silent, torch.full_like(std, math.inf), std))  # silence: 0
+    scale = torch.where(silent, torch.full_like(std, math.inf), std)  # silence: x / inf = 0
+    # Out of place where autograd tracks `out`: the norm above saved it for the backward pass.
+    out = out / scale if torch.is_grad_enabled() and out.requires_grad else out.div_(scale)
     return _finish(_masked_fill_zero(out, mask), x, inplace)
 
 
