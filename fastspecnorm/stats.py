@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ._io import atomic_write
 from .audio.tensors import valid_mask
-from .functional import Moments, batch_moments, merge_moments, moments_std
+from .functional import Moments, _check_mask, batch_moments, merge_moments, moments_std
 
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
 
@@ -93,14 +93,7 @@ class StatsRecorder:
                 f"batch of shape {tuple(x.shape)} has kept dimensions {kept} (red_dims={self.red_dims}), "
                 f"but earlier batches had {tuple(self.moments.count.shape)}"
             )
-        if mask is not None:
-            if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-                raise TypeError(f"mask must be a bool tensor broadcastable to x, got {getattr(mask, 'dtype', type(mask))}")
-            try:
-                torch.broadcast_shapes(mask.shape, x.shape)
-            except RuntimeError as e:
-                raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to x of shape {tuple(x.shape)}") from e
-            mask = mask.as_subclass(Tensor).to(x.device)
+        mask = _check_mask(mask, x)
         if x.numel() == 0:
             return self
         if mask is not None:
