@@ -30,6 +30,7 @@ from fastspecnorm import (
     StatsCallback,
     WaveformNormalize,
     audio_learner,
+    check_audio_files,
     collect_stats,
     stats_loader,
     valid_mask,
@@ -248,6 +249,19 @@ def test_bad_files_named_before_training(folder):
     for name, why in (("empty.wav", "empty"), ("notes.wav", "not a readable audio file"), ("cut.wav", "truncated")):
         assert name in msg and why in msg
     assert len(info.value.problems) == 3
+
+
+def test_implausible_sample_rates_named_with_their_rate(tmp_path):
+    "check_audio_files refuses by file and rate what load_audio would refuse mid-epoch."
+    for sr in (999, 1000, 384_000, 384_001):
+        sf.write(tmp_path / f"r{sr}.wav", np.full(50, 0.25), sr, subtype="PCM_16")
+    with pytest.raises(AudioFilesError) as info:
+        check_audio_files(sorted(tmp_path.glob("*.wav")))
+    assert sorted(info.value.problems) == [str(tmp_path / "r384001.wav"), str(tmp_path / "r999.wav")]
+    for sr in (999, 384_001):
+        assert f"r{sr}.wav: the header claims a sample rate of {sr} Hz" in str(info.value)
+    facts = check_audio_files([tmp_path / "r1000.wav", tmp_path / "r384000.wav"])
+    assert [f["samplerate"] for f in facts.values()] == [1000, 384_000]
 
 
 def test_from_df_group_split(folder):

@@ -1,7 +1,7 @@
 """Bad-input matrix for `fastspecnorm.datasets.validate` and its use in `esc50_dataloaders`.
 
 Every broken file is generated here (truncated WAV, text named .wav, empty file, NaN/Inf samples,
-zero-length audio, stereo, another sample rate, duplicates, missing files and columns, filenames
+zero-length audio, stereo, another sample rate, an implausible one, duplicates, missing files and columns, filenames
 that are absolute, leave `audio/` or carry spaces, folds below 1, labels that disagree); each test
 asserts that the message names the file. `validate_esc50`, `read_esc50_meta` and
 `esc50_dataloaders` are checked to accept and refuse the same tables with the same message.
@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 
 from fastspecnorm import esc50_dataloaders, read_esc50_meta
+from fastspecnorm.audio.io import AudioLoadError, load_audio
 from fastspecnorm.datasets.validate import (
     DatasetNotFoundError,
     DatasetValidationError,
@@ -249,6 +250,20 @@ def test_stereo_and_other_rate_are_warnings(folder):
     # An explicit expected rate turns every other rate into a warning.
     report = validate_esc50(folder, progress=False, expected_sample_rate=22050)
     assert sum("resampled" in m for _, m in report.warnings) == 5
+
+
+def test_implausible_sample_rate_is_an_error_by_name_and_rate(folder):
+    "A header claiming 999 Hz is refused as load_audio would refuse it, not warned about as resampled."
+    names = _names(folder)
+    sf.write(folder / "audio" / names[2], _clip(4, 100), 999, subtype="PCM_16")
+    sf.write(folder / "audio" / names[3], _clip(5), 1000, subtype="PCM_16")  # the lowest plausible rate
+    report = validate_esc50(folder, mode="quick", progress=False)
+    assert report.bad_files == [names[2]]
+    ((name, msg),) = report.errors
+    assert name == names[2] and "999 Hz" in msg and "1000-384000 Hz" in msg
+    assert [n for n, _ in report.warnings] == [names[3]]  # 1000 Hz: accepted, resampled
+    with pytest.raises(AudioLoadError, match="999 Hz"):
+        load_audio(folder / "audio" / names[2])
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,12 @@
 
 `check_audio_file(path)` returns the problems of one file and its header facts (frames, sample
 rate, channels); `check_audio_files(paths)` checks a list and raises `AudioFilesError` naming every
-bad file. Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a WAV
-header that claims more frames than the file holds (libsndfile silently shortens such files), and
-with `full=True` NaN/Inf samples or data that stops decoding early. Header checks cost about
-0.3 ms per file; `full` decodes every sample.
+bad file. Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a
+sample rate outside `SAMPLE_RATE_RANGE` (the rule `load_audio` refuses by), a WAV header that
+claims more frames than the file holds (libsndfile silently shortens such files), and with
+`full=True` NaN/Inf samples or data that stops decoding early. Header checks cost about 0.3 ms per
+file; `full` decodes every sample. The ESC-50 validation (`datasets.validate`) uses the same
+`check_audio_file`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from .io import sample_rate_problem
 
 __all__ = ["AudioFilesError", "check_audio_file", "check_audio_files"]
 
@@ -31,8 +35,12 @@ class AudioFilesError(ValueError):
 
 
 def _wav_data_sizes(path: Path) -> tuple[int, int, int] | None:
-    """For a RIFF/WAVE file: `(declared data bytes, data bytes present, bytes per frame)`; None for
-    other formats, RF64 and streaming headers whose data size is unknown (0 or 0xFFFFFFFF)."""
+    """For a RIFF/WAVE file: `(declared data bytes, data bytes present, bytes per frame)`.
+
+    None for other formats, for RF64 and for streaming headers whose data size is unknown
+    (0 or 0xFFFFFFFF): there is nothing to compare. libsndfile silently shortens a truncated WAV,
+    so this parse is what finds a header that claims more frames than the file holds.
+    """
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(12)
@@ -80,8 +88,12 @@ def _decode_problems(path: Path, frames: int) -> list[str]:
 
 
 def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[str], dict | None]:
-    """Problems of one audio file (messages, empty when fine) and its header facts
-    `{"frames", "samplerate", "channels"}` (None when the header cannot be read)."""
+    """Problems of one audio file (messages without the file's name, empty when fine) and its header
+    facts `{"frames", "samplerate", "channels"}` (None when the header cannot be read).
+
+    full: also decode every sample (NaN/Inf, data that stops early); skipped once a header problem
+    is found. A sample rate outside `SAMPLE_RATE_RANGE` is a problem, as `load_audio` refuses it.
+    """
     import soundfile as sf
 
     path = Path(path)
@@ -95,11 +107,12 @@ def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[
         kind = "file is empty (0 bytes)" if path.stat().st_size == 0 else "not a readable audio file"
         return [f"{kind}: {e}"], None
     facts = {"frames": int(info.frames), "samplerate": int(info.samplerate), "channels": int(info.channels)}
-    problems: list[str] = []
+    rate_problem = sample_rate_problem(facts["samplerate"])
+    problems: list[str] = [f"the header {rate_problem}"] if rate_problem else []
     try:
         sizes = _wav_data_sizes(path)
     except OSError as e:
-        return [f"cannot read file: {e}"], facts
+        return [*problems, f"cannot read file: {e}"], facts
     if sizes is not None:
         declared, present, block_align = sizes
         if present < declared:

@@ -39,6 +39,7 @@ __all__ = [
     "AUDIO_DTYPES",
     "INT16_SUBTYPES",
     "SAMPLE_RATE_RANGE",
+    "sample_rate_problem",
     "MAX_RESAMPLE_KERNEL",
     "MAX_RATE_ROUNDING",
 ]
@@ -49,6 +50,18 @@ SAMPLE_RATE_RANGE = (1_000, 384_000)
 
 class AudioLoadError(ValueError):
     "An audio file exists but cannot be decoded; the message names the file."
+
+
+def sample_rate_problem(sr: int) -> str | None:
+    """None when `sr` (Hz, from a file's header) lies in `SAMPLE_RATE_RANGE`; otherwise why the file is
+    refused, worded to follow its name. The one rule `load_audio` and `check_audio_file` share."""
+    low, high = SAMPLE_RATE_RANGE
+    if low <= sr <= high:
+        return None
+    return (
+        f"claims a sample rate of {sr} Hz, outside the plausible {low}-{high} Hz; "
+        "its header is probably damaged: re-encode the file or leave it out"
+    )
 
 
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
@@ -65,18 +78,15 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
-    low, high = SAMPLE_RATE_RANGE
     try:
         with sf.SoundFile(str(path)) as f:
             sr = int(f.samplerate)
-            data = f.read(dtype="float32", always_2d=True) if low <= sr <= high else None
+            rate_problem = sample_rate_problem(sr)
+            data = f.read(dtype="float32", always_2d=True) if rate_problem is None else None
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
         raise AudioLoadError(f"cannot read audio file {path}: {e}") from e
-    if data is None:
-        raise AudioLoadError(
-            f"audio file {path} claims a sample rate of {sr} Hz, outside the plausible {low}-{high} Hz; "
-            "its header is probably damaged: re-encode the file or leave it out"
-        )
+    if rate_problem is not None:
+        raise AudioLoadError(f"audio file {path} {rate_problem}")
     if data.shape[0] == 0:
         raise AudioLoadError(f"audio file {path} has no samples (zero length)")
     if not np.isfinite(data).all():

@@ -10,16 +10,17 @@ errors (training would fail or be wrong)
     is not an integer >= 1 or a target that is not an integer >= 0; a filename breaks the name
     rule of `resolve_clip` (absolute, leaving `audio/` with `..`, spaces around it); a filename is
     listed twice; a listed file is missing,
-    is not audio (unreadable), is truncated (its WAV header claims more frames than the file
-    holds, or fewer frames decode than the header says), has zero length, or (full mode) holds
-    NaN or Inf samples.
+    is not audio (unreadable), claims a sample rate outside `SAMPLE_RATE_RANGE` (a damaged header),
+    is truncated (its WAV header claims more frames than the file holds, or fewer frames decode
+    than the header says), has zero length, or (full mode) holds NaN or Inf samples.
 warnings (handled by policy, reported)
     a file whose channel count differs from `expected_channels` (downmixed to mono) or whose
     sample rate differs from the dataset's usual rate (resampled to `sample_rate`).
 
 Modes: "quick" reads the CSV, checks that each file exists and reads its header (soundfile
 `info` plus a parse of the WAV chunk sizes, which finds truncated WAV files); about 0.3 ms per file.
-"full" also decodes every sample (finds NaN/Inf samples and damaged compressed files).
+"full" also decodes every sample (finds NaN/Inf samples and damaged compressed files). Each file is
+checked by `fastspecnorm.audio.check.check_audio_file`, the check `AudioDataLoaders` runs.
 
 The table alone (no audio file opened) is read and checked by `read_esc50_table`, which
 `validate_esc50`, `read_esc50_meta` and `esc50_dataloaders` share; `resolve_clip` is the one rule
@@ -36,7 +37,6 @@ of good rows is returned with the report. Problems of the whole dataset stay err
 from __future__ import annotations
 
 import os
-import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,6 +44,8 @@ from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
+
+from ..audio.check import check_audio_file
 
 __all__ = [
     "validate_esc50",
@@ -174,94 +176,6 @@ class ValidationReport:
             )
         error = DatasetNotFoundError if all(e in self.absent for e in self.errors) else DatasetValidationError
         raise error("\n".join(lines), self)
-
-
-# ---------------------------------------------------------------------------------------------
-# Audio headers
-
-
-def _wav_data_sizes(path: Path) -> tuple[int, int, int] | None:
-    """For a RIFF/WAVE file: `(declared data bytes, data bytes present, bytes per frame)`.
-
-    None for other formats, for RF64 and for streaming headers whose data size is unknown
-    (0 or 0xFFFFFFFF): there is nothing to compare. libsndfile silently shortens a truncated WAV,
-    so this parse is what finds a header that claims more frames than the file holds.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-            return None
-        endian = "<" if head[:4] == b"RIFF" else ">"
-        block_align = 0
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, csize = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
-            if cid == b"fmt ":
-                fmt = f.read(min(csize, 16))
-                if len(fmt) >= 14:
-                    block_align = struct.unpack(endian + "H", fmt[12:14])[0]
-            elif cid == b"data":
-                if csize in (0, 0xFFFFFFFF) or block_align == 0:
-                    return None
-                return csize, size - (pos + 8), block_align
-            pos += 8 + csize + (csize & 1)
-    return None
-
-
-def _check_audio_file(path: Path, full: bool) -> tuple[list[str], dict | None]:
-    """Problems (error messages) of one existing audio file and its header facts (None when unreadable)."""
-    import soundfile as sf
-
-    if not path.is_file():
-        return [f"{path} is not a regular file"], None
-    try:
-        info = sf.info(str(path))
-    except Exception as e:  # LibsndfileError / RuntimeError / TypeError depending on the format
-        kind = "file is empty (0 bytes)" if path.stat().st_size == 0 else "not a readable audio file"
-        return [f"{kind}: {e}"], None
-    facts = {"frames": int(info.frames), "samplerate": int(info.samplerate), "channels": int(info.channels)}
-    problems: list[str] = []
-    try:
-        sizes = _wav_data_sizes(path)
-    except OSError as e:
-        return [f"cannot read file: {e}"], facts
-    if sizes is not None:
-        declared, present, block_align = sizes
-        if present < declared:
-            problems.append(
-                f"truncated: the WAV header claims {declared // block_align} frames ({declared} data bytes) "
-                f"but the file holds {present // block_align} ({present} bytes)"
-            )
-    if facts["frames"] == 0 and not problems:
-        problems.append("zero-length audio (0 frames)")
-    if full and not problems:
-        problems += _decode_problems(path, facts["frames"])
-    return problems, facts
-
-
-def _decode_problems(path: Path, frames: int) -> list[str]:
-    "Decode every sample (in blocks): count frames and look for NaN/Inf."
-    import soundfile as sf
-
-    n_read = n_bad = 0
-    try:
-        with sf.SoundFile(str(path)) as f:
-            for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True):
-                n_read += len(block)
-                n_bad += int(block.size - np.count_nonzero(np.isfinite(block)))
-    except Exception as e:
-        return [f"cannot decode audio after {n_read} frames: {e}"]
-    problems = []
-    if n_read < frames:
-        problems.append(f"truncated: the header claims {frames} frames but only {n_read} decode")
-    if n_bad:
-        problems.append(f"holds {n_bad} NaN or Inf sample(s)")
-    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,7 +388,7 @@ def _check_files(report: ValidationReport, df: pd.DataFrame, full: bool, progres
         if not paths[name].exists():
             report._file_problem(name, f"file is missing (expected at {paths[name]})", absent=True)
             continue
-        problems, facts = _check_audio_file(paths[name], full)
+        problems, facts = check_audio_file(paths[name], full)
         for msg in problems:
             report._file_problem(name, msg)
         if facts is not None:
@@ -492,8 +406,9 @@ def _check_rates(report: ValidationReport, sample_rate: int, expected_sample_rat
     if not facts:
         return
     usual = expected_sample_rate or report.sample_rates.most_common(1)[0][0]
+    bad = set(report.bad_files)  # refused or skipped: never resampled, so no warning
     for name, f in facts.items():
-        if f["samplerate"] != usual:
+        if f["samplerate"] != usual and name not in bad:
             what = "the expected" if expected_sample_rate else "most files'"
             report._add(
                 "warnings", name, f"sample rate {f['samplerate']} Hz differs from {what} {usual} Hz: it is resampled to {sample_rate} Hz"
