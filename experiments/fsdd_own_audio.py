@@ -1,8 +1,8 @@
 """Your own audio on real recordings: the Free Spoken Digit Dataset through `AudioDataLoaders.from_df`.
 
-Builds the table from the file names (`recordings/{digit}_{speaker}_{take}.wav`; label = digit),
-holds out one speaker (`fold_col="speaker"`), keeps each clip's own length (`duration=None`) at the
-files' own rate (`sample_rate=None`: 8 kHz), and reports
+Takes the table from `fastspecnorm.datasets.fsdd.fsdd_table` (columns filename, label = digit,
+speaker, take, fold), holds out one speaker (`fold_col="speaker"`), keeps each clip's own length
+(`duration=None`) at the files' own rate (`sample_rate=None`: 8 kHz), and reports
 
 1. training-set spectrogram statistics (dB) over the clips' valid frames (what `StatsCallback`
    uses) against the same batches with their padding counted, global and per frequency bin;
@@ -19,24 +19,16 @@ import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from fastspecnorm import AudioDataLoaders, StatsCallback, audio_learner, collect_stats, stats_loader
-
-
-def fsdd_table(data: Path) -> pd.DataFrame:
-    files = sorted((data / "recordings").glob("*.wav"))
-    if not files:
-        raise FileNotFoundError(f"no recordings/*.wav under {data}")
-    parts = [f.stem.split("_") for f in files]
-    return pd.DataFrame({"file": [f"recordings/{f.name}" for f in files], "digit": [p[0] for p in parts], "speaker": [p[1] for p in parts]})
+from fastspecnorm.datasets.fsdd import FSDD_SPEAKERS, fsdd_table, resolve_fsdd
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="folder holding recordings/")
-    ap.add_argument("--valid-speaker", default="theo")
+    ap.add_argument("--data", type=Path, required=True, help="folder holding recordings/ (or its parent)")
+    ap.add_argument("--valid-speaker", default="theo", choices=FSDD_SPEAKERS)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--bs", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
@@ -44,9 +36,10 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     warnings.filterwarnings("ignore", category=UserWarning)
 
-    df = fsdd_table(args.data)
+    root = resolve_fsdd(args.data)  # fsdd_table's filenames are relative to this folder
+    df = fsdd_table(root)
     spec = {"n_fft": 256, "hop_length": 80, "n_mels": 40}  # 32 ms windows, 10 ms hop at 8 kHz
-    dls = AudioDataLoaders.from_df(df, path=args.data, fn_col="file", label_col="digit", fold_col="speaker",
+    dls = AudioDataLoaders.from_df(df, path=root, fn_col="filename", label_col="label", fold_col="speaker",
                                    valid_fold=args.valid_speaker, sample_rate=None, bs=args.bs, spec=spec)  # fmt: skip
     print(f"{len(dls.train.items)} training / {len(dls.valid.items)} validation clips ({args.valid_speaker} held out), {dls.sample_rate} Hz")
 
