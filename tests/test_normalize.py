@@ -58,6 +58,18 @@ def test_waveform_normalize_equals_functional(shape):
     assert torch.equal(x, before)
 
 
+def test_waveform_normalize_padded_batch_equals_masked_functional():
+    "On a padded batch the Transform is the functional with the batch's valid_mask (see test_own_audio)."
+    g = torch.Generator().manual_seed(2)
+    x = AudioTensor(torch.randn(3, 2, 600, generator=g) * 0.3 + 0.05, sr=16000)
+    x.lengths = torch.tensor([600, 250, 1])
+    out = WaveformNormalize()(x)
+    assert isinstance(out, AudioTensor) and out.sr == 16000 and torch.equal(out.lengths, x.lengths)
+    mask = torch.arange(600) < x.lengths[:, None, None]  # (batch, 1, samples), built by hand
+    torch.testing.assert_close(_plain(out), F.standardize_waveform(_plain(x), mask=mask), rtol=0, atol=0)
+    assert (_plain(out)[1, :, 250:] == 0).all() and (_plain(out)[2] == 0).all()  # one sample: silent
+
+
 def test_waveform_normalize_silent_clip_and_decodes():
     x = AudioTensor(torch.zeros(2, 1, 400), sr=8000)
     tfm = WaveformNormalize()
