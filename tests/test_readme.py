@@ -9,8 +9,8 @@ To keep the default suite short, two sizes are shrunk before a block runs (each 
 SHRINK, and a test fails if one no longer matches the README, so none goes stale silently):
 training runs one epoch instead of the README's count, and the batch size of the `preset="blog"`
 loaders is 2 instead of 64 (the tiny dataset has 16 training clips, 8 batches of 2; at 64 the
-README's `fraction=0.2` needs at least 320 clips). Nothing else is changed. Names that the README's fragments take
-as given (`path`, `spec`, `wav`) are defined in PRELUDE, as a reader of the README would have them.
+README's `fraction=0.2` needs at least 320 clips). Nothing else is changed: every name a block uses
+is defined by that block or an earlier one, as a reader running them in order would have it.
 """
 
 from __future__ import annotations
@@ -34,16 +34,6 @@ SHRINK = [
 ]
 # SHRINK entries that must match (the others apply when an example uses them)
 REQUIRED_SHRINK = {r"\.fit_one_cycle\(\s*\d+\s*\)", r'preset="blog"\)'}
-
-PRELUDE = """
-from pathlib import Path
-import torch
-from fastspecnorm import AudioTensor, AudioToSpec
-path = Path("path/to/ESC-50")                      # the README's ESC-50 folder, as a Path
-wav = AudioTensor(torch.randn(2, 1, 16000), sr=16000)  # (batch, channels, samples)
-spec = AudioToSpec()(wav)                          # (batch, 1, 201, 81) in dB
-"""
-
 
 def python_blocks(text: str) -> list[tuple[int, str]]:
     "`(line number, code)` of each ```python block, in order."
@@ -106,7 +96,6 @@ def test_every_shrink_rule_still_matches_the_readme():
 
 def test_readme_python_examples_run(readme_folder, capsys):
     ns: dict = {"__name__": "__readme__"}
-    exec(compile(PRELUDE, "<prelude>", "exec"), ns)
     ran, exempt = [], []
     for line, code in BLOCKS:
         first = code.lstrip().splitlines()[0] if code.strip() else ""
