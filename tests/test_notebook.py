@@ -1,14 +1,17 @@
-"""The ESC-50 notebook executes top to bottom on a tiny synthetic dataset and shows what it says.
+"""The notebook executes top to bottom on a tiny synthetic dataset and shows what it says.
 
 Pinned on the executed notebook's outputs (what a reader sees): figures as image/png outputs
-(the clip, the batch, the statistics plot, the summary plot, which is `OUT/summary.png` itself),
+(the clip, the batch, the statistics plot, the summary plot, which is `summary.png` itself),
 the statistics printed with their shapes, and the results table whose means are those of
-`OUT/results.csv`, recomputed here with pandas.
+`results.csv`, recomputed here with pandas. Two paths: training its own grid (`FSN_RUN_GRID=1`,
+into `FSN_OUT`) and, by default, reading a finished grid folder (`FSN_RESULTS`) without training.
+The committed notebook itself (executed on real FSDD audio) is checked for errors and audio.
 """
 
 import base64
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,9 +26,33 @@ def outputs(nb) -> list[dict]:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
 
+def execute(tmp_path, monkeypatch, env: dict) -> list[dict]:
+    "Run the notebook in `tmp_path` with the FSN_* parameters in `env`; its code cells' outputs."
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as image/png outputs, as in Jupyter
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    return outputs(nb)
+
+
+def pngs_of(outs) -> list[bytes]:
+    return [base64.b64decode(o["data"]["image/png"]) for o in outs if "image/png" in o.get("data", {})]
+
+
+def results_table(outs, norms) -> str:
+    "The first HTML table naming every normalization in `norms` and a mean column."
+    html = [o["data"]["text/html"] for o in outs if "text/html" in o.get("data", {})]
+    tables = [h for h in html if all(f">{n}<" in h for n in norms) and "mean" in h]
+    assert tables, "no table of the normalizations was displayed"
+    return tables[0]
+
+
 def test_notebook_runs_and_shows_figures_statistics_and_results(tmp_path, monkeypatch):
-    # the notebook's parameters cell reads these (its defaults are the full CPU comparison)
+    # the notebook's parameters cell reads these (its defaults: FSDD, reading the committed grid)
     env = {
+        "FSN_RUN_GRID": "1",
         "FSN_DATA": "synthetic",
         "FSN_PRESET": "quick",
         "FSN_EPOCHS": "1",
@@ -34,18 +61,12 @@ def test_notebook_runs_and_shows_figures_statistics_and_results(tmp_path, monkey
         "FSN_SYNTHETIC_CLASSES": "3",
         "FSN_SYNTHETIC_CLIPS": "5",
         "FSN_BS": "4",
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",  # figures as image/png outputs, as in Jupyter
     }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    outs = outputs(nb)
+    outs = execute(tmp_path, monkeypatch, env)
     assert not [o for o in outs if o.get("output_type") == "error"]
 
     # figures: the clip, the batch, the statistics, the summary plot (at least four PNG images)
-    pngs = [base64.b64decode(o["data"]["image/png"]) for o in outs if "image/png" in o.get("data", {})]
+    pngs = pngs_of(outs)
     assert len(pngs) >= 4 and all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     out = tmp_path / "out"
     assert (out / "summary.png").read_bytes() in pngs  # the summary figure is shown
@@ -57,8 +78,52 @@ def test_notebook_runs_and_shows_figures_statistics_and_results(tmp_path, monkey
     # the results table: one row per normalization, with the mean accuracy of results.csv
     results = pd.read_csv(out / "results.csv")
     assert sorted(results["norm"]) == sorted(NORMS) and results["accuracy"].between(0, 1).all()
-    html = [o["data"]["text/html"] for o in outs if "text/html" in o.get("data", {})]
-    tables = [h for h in html if all(f">{n}<" in h for n in NORMS) and "mean" in h]
-    assert tables, "no table of the normalizations was displayed"
+    table = results_table(outs, NORMS)
     for norm, acc in results.groupby("norm")["accuracy"].mean().items():
-        assert f"{acc:.4f}" in tables[0], (norm, acc)
+        assert f"{acc:.4f}" in table, (norm, acc)
+
+
+def test_notebook_reads_a_finished_grid_without_training(tmp_path, monkeypatch):
+    # a finished grid folder as the runner leaves it: results.csv and summary.png (any PNG); no runs/
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    keys = [(norm, fold, seed) for fold in (1, 2) for seed in (0, 1) for norm in ("none", "global", "channel")]
+    accuracies = [0.61, 0.70, 0.64, 0.55, 0.66, 0.52, 0.80, 0.83, 0.79, 0.77, 0.88, 0.81]
+    rows = [(*key, acc) for key, acc in zip(keys, accuracies, strict=True)]
+    results = pd.DataFrame(rows, columns=["norm", "fold", "seed", "accuracy"]).assign(epochs=6)
+    results.to_csv(grid / "results.csv", index=False)
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    (grid / "summary.png").write_bytes(png)
+    env = {
+        "FSN_DATA": "synthetic",
+        "FSN_PRESET": "quick",
+        "FSN_RESULTS": str(grid),
+        "FSN_OUT": str(tmp_path / "out"),
+        "FSN_SYNTHETIC_CLASSES": "3",
+        "FSN_SYNTHETIC_CLIPS": "5",
+        "FSN_BS": "4",
+    }
+    outs = execute(tmp_path, monkeypatch, env)
+    assert not [o for o in outs if o.get("output_type") == "error"]
+    assert not (tmp_path / "out" / "results.csv").exists() and not (grid / "runs").exists()  # nothing trained
+
+    assert png in pngs_of(outs)  # the grid's own summary.png is shown
+    text = "".join(o.get("text", "") for o in outs)
+    assert "12 finished runs" in text
+    table = results_table(outs, ["none", "global", "channel"])
+    for norm, acc in results.groupby("norm")["accuracy"].mean().items():
+        assert f"{acc:.4f}" in table, (norm, acc)
+    # paired differences against none, recomputed with NumPy: same fold and seed
+    wide = results.pivot_table(index=["fold", "seed"], columns="norm", values="accuracy")
+    for norm in ("global", "channel"):
+        assert f"{np.mean(wide[norm] - wide['none']):.4f}" in "".join(o["data"].get("text/html", "") for o in outs if "data" in o)
+
+
+def test_committed_notebook_has_figures_and_no_error_or_audio():
+    outs = outputs(nbformat.read(NOTEBOOK, as_version=4))
+    assert outs, f"{NOTEBOOK} is committed without outputs: execute it with `python docs/make_images.py --notebook`"
+    assert not [o for o in outs if o.get("output_type") == "error"]
+    assert not [o for o in outs if "<audio" in "".join(o.get("data", {}).get("text/html", ""))], "audio embedded"
+    pngs = pngs_of(outs)
+    assert len(pngs) >= 4
+    assert all(len(p) < 150_000 for p in pngs), [len(p) for p in pngs]  # small images

@@ -1,0 +1,190 @@
+"""Regenerate the README pictures in `docs/images/` from the Free Spoken Digit Dataset (FSDD).
+
+    python docs/make_images.py                      # FSDD from /work/shared/data/fsdd, else the download
+    python docs/make_images.py --data DIR           # DIR holds FSDD's recordings/ ("download": fastai untar_data)
+    python docs/make_images.py --notebook           # also re-execute nbs/esc50_normalization.ipynb in place
+
+Writes three small PNGs (80 dpi):
+
+- `spectrogram_batch.png`: `show_batch` of 6 training clips (fold 1: george held out), titled
+  with the spoken digit;
+- `per_frequency_stats.png`: mean +- std per mel bin in dB over the training speakers of fold 1
+  (`collect_stats` with `red_dims=(0, 1, 3)`; padding never counts), with the global mean and std;
+- `results.png`: the committed grid `--results` (default `results/fsdd`) re-plotted from its
+  `results.csv` (the same figure as its `summary.png`, at 80 dpi); skipped while no run is finished.
+
+Every picture is made from FSDD recordings and carries the dataset's attribution in its footer
+(CC BY-SA 4.0). Needs a few seconds of CPU, no training. `--notebook` executes the notebook with
+nbclient (figures as PNG outputs, no audio embedded, no execution timestamps) and fails on any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_FSDD = Path("/work/shared/data/fsdd")
+ATTRIBUTION = "Free Spoken Digit Dataset (Zohar Jackson and contributors), CC BY-SA 4.0"
+DPI = 80
+
+
+def credit(fig) -> None:
+    "Put the dataset's attribution in the figure's footer, just below its axes."
+    fig.text(0.5, -0.01, f"Recordings: {ATTRIBUTION}", ha="center", va="top", fontsize=8, color="0.35")
+
+
+def save(fig, path: Path) -> None:
+    "Save `fig` as a PNG at `DPI` (tight box, so the footer is inside) and close it."
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    plt.close(fig)
+    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({path.stat().st_size // 1024} KiB)")
+
+
+def mel_scale(hz):
+    "HTK mel value of frequencies `hz` (a list or array, in Hz)."
+    import numpy as np
+
+    return 2595 * np.log10(1 + np.asarray(hz, dtype=float) / 700)
+
+
+def spectrogram_batch(dls, path: Path) -> None:
+    "show_batch of 6 training clips, each titled with its digit."
+    import matplotlib.pyplot as plt
+
+    dls.show_batch(max_n=6, nrows=2, ncols=3, figsize=(9, 4.6))
+    fig = plt.gcf()
+    for ax in fig.axes:
+        if ax.get_title():
+            ax.set_title(f"digit {ax.get_title()}", fontsize=10)
+    fig.suptitle(
+        "FSDD log-mel spectrograms (8 kHz, 40 mel bins, 10 ms hop); black: padding to the batch's longest clip", fontsize=10
+    )
+    fig.tight_layout()
+    credit(fig)
+    save(fig, path)
+
+
+def per_frequency_stats(dls, path: Path) -> None:
+    "Mean +- std per mel bin in dB over the training speakers, with the global mean and std."
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from fastspecnorm import collect_stats, get_settings, stats_loader
+
+    loader = stats_loader(dls.train, shuffle=False)
+    glob = collect_stats(loader, red_dims=(0, 2, 3), progress=False)
+    chan = collect_stats(loader, red_dims=(0, 1, 3), progress=False)
+    s = get_settings("fsdd")
+    # bin centres, evenly spaced in HTK mel from 0 Hz to f_max (torchaudio's default mel scale)
+    mel = np.linspace(0, mel_scale(s.f_max or s.sample_rate / 2), chan.mean.shape[2] + 2)[1:-1]
+    mean, std = chan.mean.flatten().numpy(), chan.std.flatten().numpy()
+    g_mean, g_std = glob.mean.item(), glob.std.item()
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.fill_between(mel, mean - std, mean + std, alpha=0.3, label="per-frequency mean ± std")
+    ax.plot(mel, mean, lw=1.5, marker=".", ms=4)
+    ax.axhline(g_mean, color="k", ls="--", lw=1, label=f"global mean {g_mean:.1f} dB")
+    for level in (g_mean - g_std, g_mean + g_std):
+        ax.axhline(level, color="k", ls=":", lw=1)
+    ax.plot([], [], color="k", ls=":", lw=1, label=f"global mean ± std ({g_std:.1f} dB)")
+    ticks = [0, 250, 500, 1000, 2000, 4000]
+    ax.set_xticks(mel_scale(ticks), labels=[f"{f:g}" for f in ticks])
+    ax.set(
+        xlabel="mel bin centre (Hz, mel-spaced axis)",
+        ylabel="dB",
+        title=f"Training statistics per mel bin: {len(dls.train_ds)} clips of 5 speakers (fold 1)",
+    )
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    credit(fig)
+    save(fig, path)
+
+
+def results_plot(results: Path, path: Path) -> None:
+    "The grid's summary figure (accuracy per run, paired differences against none), re-plotted at DPI."
+    import pandas as pd
+
+    from fastspecnorm.experiment import summarize
+    from fastspecnorm.experiment.norms import NORMS
+    from fastspecnorm.experiment.plots import summary_figure
+
+    csv = results / "results.csv"
+    if not csv.is_file():
+        print(f"skipped {path.name}: no {csv} yet (no finished run of the grid)")
+        return
+    df = pd.read_csv(csv)
+    summary = summarize(df, baseline="none", order=list(NORMS))
+    folds, seeds = sorted(df["fold"].unique()), sorted(df["seed"].unique())
+    title = (
+        f"FSDD, held-out speaker folds {', '.join(map(str, folds))}, seeds {', '.join(map(str, seeds))}: "
+        f"{len(df)} run{'s' * (len(df) != 1)} (xResNet18, preset fsdd)"
+    )
+    fig = summary_figure(df, summary, title)
+    fig.set_size_inches(10, 4.2)
+    credit(fig)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB) from {len(df)} runs")
+
+
+def execute_notebook(notebook: Path, data: str) -> None:
+    """Execute `notebook` in place (cwd: its folder) on `data`; raise on an error output or embedded audio."""
+    import nbclient
+    import nbformat
+
+    os.environ["FSN_DATA"] = data
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures as image/png outputs
+    nb = nbformat.read(notebook, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=1200, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(notebook.parent)}}
+    )
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    audio = [o for o in outputs if "<audio" in str(o.get("data", {}).get("text/html", ""))]
+    if errors or audio:
+        raise RuntimeError(f"{notebook}: {len(errors)} error output(s), {len(audio)} embedded audio output(s); not written")
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, notebook)
+    pngs = sum("image/png" in o.get("data", {}) for o in outputs)
+    print(f"executed {notebook.relative_to(REPO)}: {pngs} figures, {notebook.stat().st_size // 1024} KiB")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data",
+        default=str(LOCAL_FSDD) if LOCAL_FSDD.is_dir() else "download",
+        help="folder holding FSDD's recordings/, or 'download' (fastai untar_data); default: "
+        f"{LOCAL_FSDD} when it exists, else download",
+    )
+    parser.add_argument("--results", type=Path, default=REPO / "results" / "fsdd", help="the grid folder plotted in results.png")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the PNGs go")
+    parser.add_argument("--notebook", action="store_true", help="also execute nbs/esc50_normalization.ipynb in place")
+    args = parser.parse_args(argv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fastai.torch_core import set_seed
+
+    from fastspecnorm.datasets.fsdd import download_fsdd, fsdd_dataloaders, resolve_fsdd
+
+    root = download_fsdd() if args.data == "download" else resolve_fsdd(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    set_seed(0)  # before the loaders: their shuffling draws from it, so the batch is the same 6 clips every time
+    dls = fsdd_dataloaders(root, valid_fold=1)
+    spectrogram_batch(dls, args.out / "spectrogram_batch.png")
+    per_frequency_stats(dls, args.out / "per_frequency_stats.png")
+    results_plot(args.results, args.out / "results.png")
+    if args.notebook:
+        execute_notebook(REPO / "nbs" / "esc50_normalization.ipynb", str(root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
