@@ -1,0 +1,51 @@
+"""The README's results tables are exactly what `experiments/results_tables.py` computes from the
+committed `results/*/results.csv`, and that script's numbers agree with pandas on the same rows."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GRIDS = sorted(p.parent for p in (REPO / "results").glob("*/results.csv"))
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("results_tables", REPO / "experiments" / "results_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=[g.name for g in GRIDS])
+def test_readme_holds_the_tables_of_the_committed_results(grid):
+    tables = _script()
+    region = tables.readme_region((REPO / "README.md").read_text(), grid.name)
+    assert region is not None, f"README.md has no <!-- results:{grid.name}:start --> ... end --> markers"
+    assert region == tables.results_markdown(grid), (
+        f"README.md's table for {grid.name} is out of date: run python experiments/results_tables.py {grid.relative_to(REPO)} --write README.md"
+    )
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=[g.name for g in GRIDS])
+def test_table_means_agree_with_pandas(grid):
+    text = _script().results_markdown(grid)
+    df = pd.read_csv(grid / "results.csv")
+    for norm, acc in df.groupby("norm")["accuracy"]:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{norm}` |"))
+        assert row.split(" | ")[1] == str(len(acc))
+        assert row.split(" | ")[2].startswith(f"{100 * acc.mean():.1f}")
+
+
+def test_paired_difference_by_hand(tmp_path):
+    rows = [("none", 1, 0, 0.60), ("none", 2, 0, 0.70), ("global", 1, 0, 0.65), ("global", 2, 0, 0.80)]
+    pd.DataFrame(
+        [{"norm": n, "fold": f, "seed": s, "epochs": 6, "accuracy": a, "preset": "fsdd"} for n, f, s, a in rows]
+    ).to_csv(tmp_path / "results.csv", index=False)
+    text = _script().results_markdown(tmp_path)
+    glob_row = next(line for line in text.splitlines() if line.startswith("| `global` |"))
+    # differences +0.05 and +0.10: mean +7.5 points; t(0.975, 1) = 12.706, sd 0.0354: +-31.8 points
+    assert "+7.5 [-24.3, +39.3]" in glob_row
+    assert glob_row.endswith("| 65.0 | 80.0 |")  # per speaker: george, jackson
+    assert "george | jackson" in text
