@@ -1,4 +1,4 @@
-"""Spectrograms: `spectrogram` (the math, on torchaudio) and `AudioToSpec` (the batch Transform).
+"""Spectrograms: `spectrogram` (the math, on torch.stft) and `AudioToSpec` (the batch Transform).
 
 One implementation on every device: torchaudio's `spectrogram` (torch.stft, centred, reflect
 padding, Hann window), its mel filter bank, and `10 * log10` with a `top_db` floor taken per item.

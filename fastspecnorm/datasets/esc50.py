@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import ColReader
 
 from ..audio.spectrogram import AudioToSpec
 from ..audio.transforms import AudioBlock, LoadAudio, ResizeSignal
-from ..data import AudioDataLoaders
+from ..data import AudioDataLoaders, _device_type
 from ..learner import audio_learner
 from ..normalize import WaveformNormalize
 from .validate import REQUIRED_COLUMNS, read_esc50_table, resolve_clip, validate_esc50
@@ -284,12 +283,6 @@ def esc50_dataloaders(
 
 def _uses_audio_cache(dblock: DataBlock) -> bool:
     return any(isinstance(t, LoadAudio) and t.cache is not None for tfms in dblock.type_tfms for t in tfms)
-
-
-def _device_type(device) -> str:
-    from fastai.torch_core import default_device
-
-    return torch.device(device).type if device is not None else default_device().type
 
 
 #: The ESC-50 learner is the generic one (`fastspecnorm.learner.audio_learner`): xResNet18 from
