@@ -339,3 +339,20 @@ def test_lengths_survive_worker_processes(folder):
     dls = AudioDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, bs=3, spec=SPEC, cache=False, num_workers=1)
     lengths = [xb.lengths for xb, _ in dls.valid]
     assert all(n is None or (n.dtype == torch.long and n.shape == (3,)) for n in lengths) and any(n is not None for n in lengths)
+
+
+def test_show_batch_draws_each_clip_without_its_padding(folder):
+    "Each panel spans its own clip's frames (the batch's `lengths`), not the longest clip's padding."
+    import matplotlib.pyplot as plt
+
+    dls = AudioDataLoaders.from_folder(folder, valid_pct=0.5, seed=0, bs=4, spec=SPEC)
+    xb, _ = b = dls.valid.one_batch()
+    frames = xb.lengths.tolist()
+    assert len(set(frames)) > 1  # clips of different lengths, so some are padded
+    dls.valid.show_batch(b, max_n=4)
+    axes = [ax for ax in plt.gcf().axes if ax.images]
+    ends = [ax.images[0].get_extent()[1] for ax in axes]
+    np.testing.assert_allclose(ends, [n * HOP / xb.sr for n in frames])  # seconds: frames x hop / rate
+    for ax, n in zip(axes, frames, strict=True):
+        assert ax.images[0].get_array().shape[-1] == n
+    plt.close("all")

@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 from fastai.torch_core import TensorBase
+from fastcore.foundation import L
 from torch import Tensor
 
 from .io import downmix_mono, load_audio, resample
@@ -204,7 +205,23 @@ def _register_show_methods() -> None:
         nrows = nrows or math.ceil(n / ncols)
         return get_grid(n, nrows=nrows, ncols=ncols, figsize=figsize or (per[0] * ncols, per[1] * nrows))
 
+    def without_padding(x, samples):
+        """The samples with each item's input cut to its own frames (samples), as `play` does:
+        a padded batch's items would otherwise show their padding, whose -100 dB floor (or zero)
+        stretches the colorbar and the time axis. `lengths` travels with the batch `x`, not with
+        its items."""
+        lengths = getattr(x, "lengths", None)
+        if lengths is None or tuple(lengths.shape) != (x.shape[0],):
+            return samples
+        res = []
+        for s, n in zip(samples, lengths.tolist(), strict=False):
+            item = s[0][..., : int(n)]
+            item.lengths = None
+            res.append((item, *s[1:]))
+        return L(res)
+
     def show_audio_batch(x: AudioSpectrogram | AudioTensor, y, samples, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+        samples = without_padding(x, samples)
         if ctxs is None:
             ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
         ctxs = get_show_batch_func(object)(x, y, samples, ctxs=ctxs, max_n=max_n, **kwargs)
@@ -212,6 +229,7 @@ def _register_show_methods() -> None:
         return ctxs
 
     def show_audio_results(x: AudioSpectrogram | AudioTensor, y, samples, outs, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+        samples = without_padding(x, samples)
         if ctxs is None:
             ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
         for i in range(len(samples[0])):
@@ -223,6 +241,7 @@ def _register_show_methods() -> None:
 
     def plot_audio_top_losses(x: AudioSpectrogram | AudioTensor, y, samples, outs, raws, losses, nrows=None, ncols=None, figsize=None, **kwargs):
         "`Interpretation.plot_top_losses`: each item titled prediction / actual / loss / probability."
+        samples = without_padding(x, samples)
         ctxs = _grid(len(samples), nrows, ncols, figsize, x)
         for ax, s, o, r, loss in zip(ctxs, samples, outs, raws, losses, strict=False):
             s[0].show(ctx=ax, **kwargs)
