@@ -356,6 +356,29 @@ def test_sigkill_mid_run_then_survivor_or_rerun_completes_it(esc, tmp_path, fake
     _check_results(out2, fake_reference)
 
 
+def test_run_records_keep_the_command_and_versions(esc, tmp_path, monkeypatch):
+    "Each record's info holds the command line and the versions, and summary.md repeats them."
+    import json
+
+    import fastai
+    import torch
+    import torchaudio
+
+    def fake_train_one(root, norm, fold, seed, *args, **kwargs):
+        return {"norm": norm, "fold": fold, "seed": seed, "epochs": 1, "accuracy": 0.5, "device": "cpu", "seconds": 3.0}
+
+    monkeypatch.setattr(experiment, "train_one", fake_train_one)
+    out = tmp_path / "with space"
+    argv = ["--data", str(esc), "--out", str(out), "--norms", "none", "--epochs", "1"]
+    assert main(argv) == 0
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    info = record["info"]
+    assert info["command"] == f"python experiments/esc50_normalization.py --data {esc} --out '{out}' --norms none --epochs 1"
+    assert (info["torch"], info["torchaudio"], info["fastai"]) == (torch.__version__, torchaudio.__version__, fastai.__version__)
+    summary = (out / "summary.md").read_text()
+    assert f"- Command (1 run): `{info['command']}`" in summary and f"torchaudio {torchaudio.__version__}" in summary
+
+
 def test_summarize_rebuilds_outputs_without_training(esc, tmp_path, fake_reference, monkeypatch, capsys):
     import shutil
 

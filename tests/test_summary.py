@@ -272,3 +272,23 @@ def test_write_summary_rejects_empty_results(tmp_path):
     with pytest.raises(ValueError, match="no results"):
         write_summary(pd.DataFrame({c: [] for c in ["norm", "fold", "seed", "epochs", "accuracy"]}), tmp_path)
     assert not (tmp_path / "summary.md").exists()
+
+
+def test_summary_says_how_the_runs_were_made(tmp_path):
+    "Commands, versions (counted when a resumed grid mixes them), host and wall time, from the records' info."
+    df = frame([("none", 1, 0, 0.70), ("global", 1, 0, 0.75), ("none", 2, 0, 0.72)])
+    base = {"python": "3.11.7", "torchaudio": "2.11.1", "fastai": "2.8.12", "fastspecnorm": "0.1.0", "host": "vm"}
+    infos = [
+        {**base, "torch": "2.14.1", "seconds": 60.0, "finished": "2026-11-28T10:00:00", "command": "python run.py --out 'a b'"},
+        {**base, "torch": "2.14.1", "seconds": 90.0, "finished": "2026-11-28T10:02:00", "command": "python run.py --out 'a b'"},
+        {**base, "torch": "2.15.0", "seconds": 120.0, "finished": "2026-11-28T09:58:00"},
+    ]
+    text = write_summary(df, tmp_path, title="t", infos=infos)[0].read_text()
+    section = text[text.index("## How these runs were made"):]
+    assert "- Command (2 runs): `python run.py --out 'a b'`" in section
+    assert "not recorded for 1 run(s)" in section
+    assert "Python 3.11.7; torch 2.14.1 (2 runs), 2.15.0 (1 run); torchaudio 2.11.1; fastai 2.8.12" in section
+    assert "- Host: vm" in section
+    # 60 + 90 + 120 s = 4.5 min; median 90 s; range 60-120 s; earliest and latest finish
+    assert "4.5 min of training over 3 runs, 90 s per run (median; 60-120 s); finished 2026-11-28 09:58:00 to 2026-11-28 10:02:00" in section
+    assert "How these runs were made" not in write_summary(df, tmp_path / "plain", title="t")[0].read_text()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shlex
 import socket
 import sys
 import time
@@ -41,6 +42,7 @@ FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewr
 POLL_SECONDS = 2.0  # how often a process waiting for runs claimed by others looks again
 #: The datasets the experiment runs on, with their default preset.
 DATASETS = {"esc50": "quick", "fsdd": "fsdd"}
+CLI_SCRIPT = "experiments/esc50_normalization.py"  # how `command` in run records names the CLI
 
 
 @dataclass
@@ -51,7 +53,8 @@ class ExperimentConfig:
     default ("quick" for ESC-50, "fsdd" for FSDD). `overrides` are ESC50Settings fields.
     `shard` (I, N): this process takes every N-th run of the grid from the I-th on (1 <= I <= N).
     `devices`: one worker process per entry ("cuda:0", "cpu", ...; empty: this process, default
-    device). `summarize`: only rebuild results.csv / summary.md / summary.png from the records."""
+    device). `summarize`: only rebuild results.csv / summary.md / summary.png from the records.
+    `command`: the command line that started it, kept in each run's record (the CLI sets it)."""
 
     data: str | None
     out: Path
@@ -68,6 +71,7 @@ class ExperimentConfig:
     devices: list[str] = field(default_factory=list)
     summarize: bool = False
     dataset: str = "esc50"
+    command: str | None = None
 
     def fingerprint(self, settings: dict[str, Any]) -> dict[str, Any]:
         """What must match for results in one OUT folder to be comparable (the grid may grow); the
@@ -305,9 +309,10 @@ def _versions() -> dict[str, str]:
     import torch
 
     from .. import __version__
+    from .._compat import import_torchaudio
 
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "fastai": fastai.__version__,
-            "fastspecnorm": __version__}
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchaudio": import_torchaudio().__version__,
+            "fastai": fastai.__version__, "fastspecnorm": __version__}
 
 
 def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, key: tuple[str, int, int],
@@ -322,6 +327,8 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
     # wall-clock time, versions and host go to the record's info.
     info = {"seconds": row.pop("seconds"), "host": socket.gethostname(), "pid": os.getpid(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **_versions()}
+    if cfg.command:
+        info["command"] = cfg.command
     store.save(run_id(norm, fold, seed, prep.experiment_id), row, info)
     log(f"    {norm} fold {fold} seed {seed}: accuracy {row['accuracy']:.4f} in {info['seconds']:.0f} s")
     store.rebuild(list(NORMS), _title(prep.experiment))
@@ -482,8 +489,10 @@ def parse_args(argv=None) -> ExperimentConfig:
 def main(argv=None) -> int:
     """Command-line entry point. Bad input exits with status 2 and a message, before any training;
     a failed `--devices` worker with status 1."""
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
-        cfg = parse_args(argv)
+        cfg = parse_args(args)
+        cfg.command = shlex.join(["python", CLI_SCRIPT, *args])
         if cfg.summarize:
             summarize_out(cfg.out)
             return 0

@@ -153,7 +153,11 @@ class RunStore:
     def rows(self, order: Sequence[str] = ()) -> pd.DataFrame:
         """The finished runs, one row each (the record's row plus `run_id`), sorted by fold, seed
         and normalization (in `order`, then by name): the same records always give the same table."""
-        rows = [{**r["row"], "run_id": r["run_id"]} for r in self.records()]
+        return self._rows(self.records(), order)
+
+    @staticmethod
+    def _rows(records: list[dict[str, Any]], order: Sequence[str]) -> pd.DataFrame:
+        rows = [{**r["row"], "run_id": r["run_id"]} for r in records]
         if not rows:
             return pd.DataFrame({c: [] for c in (*REQUIRED_COLUMNS, "run_id")})
         rank = {name: i for i, name in enumerate(order)}
@@ -162,17 +166,20 @@ class RunStore:
 
     def rebuild(self, order: Sequence[str] = (), title: str | None = None, baseline: str = "none") -> pd.DataFrame:
         """Write `results.csv` (and, when `title` is given, `summary.md` / `summary.png` by
-        `write_summary`) from the records; returns the rows. Idempotent. When another process adds
+        `write_summary`, with the records' commands, versions, hosts and wall times) from the
+        records; returns the rows. Idempotent. When another process adds
         a record meanwhile, it rebuilds again, so the last writer always leaves every record in."""
         from .summary import write_summary
 
         while True:
             ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
-            rows = self.rows(order)
+            records = self.records()
+            rows = self._rows(records, order)
             if len(rows):
                 atomic_write_text(self.results_path, rows.to_csv(index=False, lineterminator="\n"))
                 if title is not None:
-                    write_summary(rows, self.out, baseline=baseline, order=order, title=title)
+                    write_summary(rows, self.out, baseline=baseline, order=order, title=title,
+                                  infos=[r.get("info", {}) for r in records])
             now = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
             if now == ids:
                 return rows

@@ -178,8 +178,46 @@ def _listing(values, sort: bool = True) -> str:
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
 
 
-def summary_markdown(df: pd.DataFrame, summary: Summary, title: str) -> str:
-    "The text of `summary.md`: what was compared, the per-norm table and the paired table."
+def provenance_markdown(infos: list[dict]) -> list[str]:
+    """Lines of the section "How these runs were made" from the runs' records' `info` (see
+    `RunStore.save`): the commands, the versions, hosts, and the wall time. Each value is counted
+    over the runs that recorded it, so a grid resumed on another machine or version says so."""
+    n = len(infos)
+
+    def counted(key: str) -> str | None:
+        values = pd.Series([i.get(key) for i in infos], dtype=object).dropna()
+        if values.empty:
+            return None
+        counts = values.astype(str).value_counts(sort=False)
+        if len(counts) == 1 and counts.iloc[0] == n:
+            return str(counts.index[0])
+        return ", ".join(f"{v} ({c} run{'s' * (c > 1)})" for v, c in counts.items())
+
+    lines = ["", "## How these runs were made", ""]
+    commands = pd.Series([i.get("command") for i in infos], dtype=object).dropna()
+    for command, count in commands.value_counts(sort=False).items():
+        lines.append(f"- Command ({count} run{'s' * (count > 1)}): `{command}`")
+    if len(commands) < n:
+        lines.append(f"- Command: not recorded for {n - len(commands)} run(s) (records written before commands were recorded)")
+    versions = [(name, counted(key)) for name, key in (("Python", "python"), ("torch", "torch"), ("torchaudio", "torchaudio"),
+                                                       ("fastai", "fastai"), ("fastspecnorm", "fastspecnorm"))]
+    if any(v for _, v in versions):
+        lines.append("- Versions: " + "; ".join(f"{name} {v}" for name, v in versions if v))
+    if hosts := counted("host"):
+        lines.append(f"- Host: {hosts}")
+    seconds = pd.Series([i.get("seconds") for i in infos], dtype=float).dropna()
+    if len(seconds):
+        finished = sorted(str(i["finished"]).replace("T", " ") for i in infos if i.get("finished"))
+        when = f"; finished {finished[0]} to {finished[-1]}" if finished else ""
+        lines.append(f"- Wall time: {seconds.sum() / 60:.1f} min of training over {len(seconds)} runs, "
+                     f"{seconds.median():.0f} s per run (median; {seconds.min():.0f}-{seconds.max():.0f} s){when}")
+    return lines
+
+
+def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list[dict] | None = None) -> str:
+    """The text of `summary.md`: what was compared, the per-norm table and the paired table, and,
+    given the runs' records' `infos`, how the runs were made (`provenance_markdown`)."""
+    provenance = provenance_markdown(infos) if infos else []
     level, baseline = f"{100 * summary.confidence:g}%", summary.baseline
     cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
     description = (
@@ -206,7 +244,7 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str) -> str:
         lines.append(f"`{baseline}` is the only normalization, so there is nothing to compare."
                      if baseline in summary.per_norm.index
                      else f"The baseline `{baseline}` has no runs in these results, so no paired differences are computed.")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + provenance) + "\n"
     lines += [
         f"Each run is matched with the `{baseline}` run on the same fold and seed (unmatched runs are left "
         f"out); the difference is the normalization's accuracy minus `{baseline}`'s, in percentage points. "
@@ -225,16 +263,18 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str) -> str:
         f"give no evidence of a difference from `{baseline}`; it does not show that the two are equal. "
         "With few runs the intervals are wide.",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + provenance) + "\n"
 
 
 def write_summary(df: pd.DataFrame, out_dir, baseline: str = "none", confidence: float = 0.95, title: str | None = None,
-                  order=None) -> tuple[Path, Path]:
+                  order=None, infos: list[dict] | None = None) -> tuple[Path, Path]:
     """Write ``out_dir/summary.md`` (see `summary_markdown`) and ``out_dir/summary.png`` (see
     `plots.summary_figure`) for the runs in `df`, each atomically; returns both paths.
 
     df: one row per run (``RunStore.rows()``); baseline, confidence, order: as in `summarize`;
-    title: heading of both, default "Spectrogram normalization comparison". Raises ValueError
+    title: heading of both, default "Spectrogram normalization comparison"; infos: the runs'
+    records' `info` dicts (command, versions, host, seconds), summarized at the end of
+    `summary.md` (`RunStore.rebuild` passes them). Raises ValueError
     when `df` has no rows or is not valid for `summarize`.
     """
     from .plots import summary_png
@@ -246,6 +286,6 @@ def write_summary(df: pd.DataFrame, out_dir, baseline: str = "none", confidence:
     title = "Spectrogram normalization comparison" if title is None else str(title)
     out_dir = Path(out_dir)
     png = summary_png(df, summary, title)  # before writing anything: matplotlib may be missing
-    md_path = atomic_write_text(out_dir / "summary.md", summary_markdown(df, summary, title))
+    md_path = atomic_write_text(out_dir / "summary.md", summary_markdown(df, summary, title, infos))
     png_path = atomic_write(out_dir / "summary.png", lambda f: f.write(png))
     return md_path, png_path
