@@ -4,14 +4,16 @@
     python docs/make_images.py --data DIR           # DIR holds FSDD's recordings/ ("download": fastai untar_data)
     python docs/make_images.py --notebook           # also re-execute nbs/esc50_normalization.ipynb in place
 
-Writes three small PNGs (80 dpi):
+Writes four small PNGs (80 dpi):
 
 - `spectrogram_batch.png`: `show_batch` of 6 training clips (fold 1: george held out), titled
   with the spoken digit;
 - `per_frequency_stats.png`: mean +- std per mel bin in dB over the training speakers of fold 1
   (`collect_stats` with `red_dims=(0, 1, 3)`; padding never counts), with the global mean and std;
 - `results.png`: the committed grid `--results` (default `results/fsdd`) re-plotted from its
-  `results.csv` (the same figure as its `summary.png`, at 80 dpi); skipped while no run is finished.
+  `results.csv` (the same figure as its `summary.png`, at 80 dpi); skipped while no run is finished;
+- `augment.png`: that grid and the same grid with augmentations (`--augment-results`, default
+  `results/fsdd-augment`) side by side (`comparison_figure`): does the ranking survive?
 
 Every picture is made from FSDD recordings and carries the dataset's attribution in its footer
 (CC BY-SA 4.0). Needs a few seconds of CPU, no training. `--notebook` executes the notebook with
@@ -62,7 +64,7 @@ def spectrogram_batch(dls, path: Path) -> None:
         if ax.get_title():
             ax.set_title(f"digit {ax.get_title()}", fontsize=10)
     fig.suptitle(
-        "FSDD log-mel spectrograms (8 kHz, 40 mel bins, 10 ms hop); black: padding to the batch's longest clip", fontsize=10
+        "FSDD log-mel spectrograms (8 kHz, 40 mel bins, 10 ms hop), each clip at its own length", fontsize=10
     )
     fig.tight_layout()
     credit(fig)
@@ -131,6 +133,27 @@ def results_plot(results: Path, path: Path) -> None:
     print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB) from {len(df)} runs")
 
 
+def augment_plot(plain: Path, augmented: Path, path: Path) -> None:
+    "Both grids' means and paired differences against none, side by side; skipped while either has no run."
+    import pandas as pd
+
+    from fastspecnorm.experiment import comparison_figure
+    from fastspecnorm.experiment.norms import NORMS
+
+    csvs = {"without augmentation": plain / "results.csv", "with SpecAugment + mixup": augmented / "results.csv"}
+    if missing := [str(c) for c in csvs.values() if not c.is_file()]:
+        print(f"skipped {path.name}: no {', '.join(missing)} yet")
+        return
+    grids = {name: pd.read_csv(csv) for name, csv in csvs.items()}
+    order = [n for n in NORMS if any(n in set(df["norm"]) for df in grids.values())]
+    title = "FSDD, held-out speakers: the same grid without and with train-time augmentation (xResNet18, preset fsdd)"
+    fig = comparison_figure(grids, order=order, title=title)
+    fig.set_size_inches(10, 4.2)
+    credit(fig)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB) from {' and '.join(str(len(d)) for d in grids.values())} runs")
+
+
 def execute_notebook(notebook: Path, data: str) -> None:
     """Execute `notebook` in place (cwd: its folder) on `data`; raise on an error output or embedded audio."""
     import nbclient
@@ -163,6 +186,8 @@ def main(argv=None) -> int:
         f"{LOCAL_FSDD} when it exists, else download",
     )
     parser.add_argument("--results", type=Path, default=REPO / "results" / "fsdd", help="the grid folder plotted in results.png")
+    parser.add_argument("--augment-results", type=Path, default=REPO / "results" / "fsdd-augment",
+                        help="the same grid with augmentations, compared with --results in augment.png")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the PNGs go")
     parser.add_argument("--notebook", action="store_true", help="also execute nbs/esc50_normalization.ipynb in place")
     args = parser.parse_args(argv)
@@ -181,6 +206,7 @@ def main(argv=None) -> int:
     spectrogram_batch(dls, args.out / "spectrogram_batch.png")
     per_frequency_stats(dls, args.out / "per_frequency_stats.png")
     results_plot(args.results, args.out / "results.png")
+    augment_plot(args.results, args.augment_results, args.out / "augment.png")
     if args.notebook:
         execute_notebook(REPO / "nbs" / "esc50_normalization.ipynb", str(root))
     return 0

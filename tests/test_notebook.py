@@ -94,10 +94,16 @@ def test_notebook_reads_a_finished_grid_without_training(tmp_path, monkeypatch):
     results.to_csv(grid / "results.csv", index=False)
     png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
     (grid / "summary.png").write_bytes(png)
+    # the same grid with augmentations (section 4), one seed finished so far
+    augmented = pd.DataFrame([("none", 1, 0, 0.50), ("global", 1, 0, 0.58), ("none", 2, 0, 0.62), ("global", 2, 0, 0.66)],
+                             columns=["norm", "fold", "seed", "accuracy"]).assign(epochs=6)
+    (tmp_path / "augmented").mkdir()
+    augmented.to_csv(tmp_path / "augmented" / "results.csv", index=False)
     env = {
         "FSN_DATA": "synthetic",
         "FSN_PRESET": "quick",
         "FSN_RESULTS": str(grid),
+        "FSN_RESULTS_AUGMENT": str(tmp_path / "augmented"),
         "FSN_OUT": str(tmp_path / "out"),
         "FSN_SYNTHETIC_CLASSES": "3",
         "FSN_SYNTHETIC_CLIPS": "5",
@@ -115,8 +121,12 @@ def test_notebook_reads_a_finished_grid_without_training(tmp_path, monkeypatch):
         assert f"{acc:.4f}" in table, (norm, acc)
     # paired differences against none, recomputed with NumPy: same fold and seed
     wide = results.pivot_table(index=["fold", "seed"], columns="norm", values="accuracy")
+    html = "".join(o["data"].get("text/html", "") for o in outs if "data" in o)
     for norm in ("global", "channel"):
-        assert f"{np.mean(wide[norm] - wide['none']):.4f}" in "".join(o["data"].get("text/html", "") for o in outs if "data" in o)
+        assert f"{np.mean(wide[norm] - wide['none']):.4f}" in html
+    # section 4: the augmented grid's paired difference (+0.08, +0.04 -> +0.06) beside the plain one, and its figure
+    assert "with augmentation" in html and f"{0.06:.4f}" in html
+    assert len(pngs_of(outs)) >= 5
 
 
 def test_committed_notebook_has_figures_and_no_error_or_audio():

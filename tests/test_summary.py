@@ -292,3 +292,26 @@ def test_summary_says_how_the_runs_were_made(tmp_path):
     # 60 + 90 + 120 s = 4.5 min; median 90 s; range 60-120 s; earliest and latest finish
     assert "4.5 min of training over 3 runs, 90 s per run (median; 60-120 s); finished 2026-11-28 09:58:00 to 2026-11-28 10:02:00" in section
     assert "How these runs were made" not in write_summary(df, tmp_path / "plain", title="t")[0].read_text()
+
+
+def test_comparison_figure_plots_each_grids_means_and_paired_differences():
+    "Two grids side by side: the plotted points are the hand-computed means and paired differences."
+    from fastspecnorm.experiment import comparison_figure
+
+    plain = frame([("none", 1, 0, 0.70), ("none", 2, 0, 0.72), ("none", 3, 0, 0.74),
+                   ("global", 1, 0, 0.75), ("global", 2, 0, 0.73), ("global", 3, 0, 0.77)])
+    augmented = frame([("none", 1, 0, 0.60), ("none", 2, 0, 0.64), ("global", 1, 0, 0.70), ("global", 2, 0, 0.66)])
+    fig = comparison_figure({"plain": plain, "augmented": augmented}, order=["none", "global"], title="t")
+    left, right = fig.axes
+    points = lambda ax: [np.asarray(c.lines[0].get_ydata(), dtype=float) for c in ax.containers]  # noqa: E731
+    (plain_means, aug_means), (plain_diff, aug_diff) = points(left), points(right)
+    np.testing.assert_allclose(plain_means, [72.0, 75.0])
+    np.testing.assert_allclose(aug_means, [62.0, 68.0])
+    np.testing.assert_allclose(plain_diff, [3.0])  # differences +5, +1, +3
+    np.testing.assert_allclose(aug_diff, [6.0])  # +10, +2
+    # the plain grid's `global` interval: 75 -+ t(0.975, 2) * 2 / sqrt(3) = 75 -+ 4.968
+    caps = sorted(y for line in left.containers[0].lines[1] for y in line.get_ydata())
+    np.testing.assert_allclose([caps[1], caps[-1]], [75 - 4.9682, 75 + 4.9682], atol=1e-3)
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["plain (6 runs)", "augmented (4 runs)"]
+    with pytest.raises(ValueError, match="at least one grid"):
+        comparison_figure({})

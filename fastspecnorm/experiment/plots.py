@@ -1,5 +1,7 @@
 """`summary.png`: each run's accuracy per normalization with the mean and its confidence interval
-(left), and the paired differences against the baseline (right)."""
+(left), and the paired differences against the baseline (right). `comparison_figure`: the same
+statistics of several grids side by side (e.g. without and with augmentation), to see whether a
+ranking survives a change of protocol."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .summary import Summary, paired_differences
+from .summary import Summary, paired_differences, summarize
 
-__all__ = ["summary_figure", "summary_png"]
+__all__ = ["summary_figure", "summary_png", "comparison_figure"]
 
 
 def _dots_and_means(axes, groups: list[tuple[str, np.ndarray, float, float, float]], colors: dict, rng) -> None:
@@ -29,20 +31,26 @@ def _dots_and_means(axes, groups: list[tuple[str, np.ndarray, float, float, floa
     axes.grid(axis="y", alpha=0.3)
 
 
-def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
-    """A two-panel matplotlib `Figure` of `summarize(df)` (no pyplot: the caller's backend is left
-    alone). Accuracies in percent, differences in percentage points; jitter has a fixed seed, so
-    the same results always give the same picture."""
+def _figure(figsize):
+    "A matplotlib Figure drawn by Agg, without pyplot (the caller's backend is left alone)."
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("summary.png needs matplotlib: `pip install matplotlib` "
+        raise ImportError("the experiment's figures need matplotlib: `pip install matplotlib` "
                           "(or `pip install fastspecnorm[experiments]`)") from None
+    figure = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
+    """A two-panel matplotlib `Figure` of `summarize(df)` (no pyplot: the caller's backend is left
+    alone). Accuracies in percent, differences in percentage points; jitter has a fixed seed, so
+    the same results always give the same picture."""
     per_norm, paired, baseline = summary.per_norm, summary.paired, summary.baseline
     level = f"{100 * summary.confidence:g}%"
-    figure = Figure(figsize=(12, 5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = _figure((12, 5))
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
     colors = {norm: f"C{i % 10}" for i, norm in enumerate(per_norm.index)}
     rng = np.random.default_rng(0)
@@ -74,3 +82,47 @@ def summary_png(df: pd.DataFrame, summary: Summary, title: str) -> bytes:
     buffer = io.BytesIO()
     summary_figure(df, summary, title).savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
+
+
+def comparison_figure(grids: dict[str, pd.DataFrame], baseline: str = "none", confidence: float = 0.95, order=None,
+                      title: str | None = None):
+    """Several grids' results side by side, one colour per grid: per normalization the mean
+    accuracy with its Student-t interval (left) and the paired difference against `baseline` within
+    each grid (right), as `summarize` computes them. grids: name -> results frame (e.g.
+    ``{"plain": pd.read_csv("results/fsdd/results.csv"), "augmented": ...}``); order: the
+    normalizations shown, in order (default: those of the first grid). Returns a matplotlib `Figure`.
+    """
+    if not grids:
+        raise ValueError("comparison_figure needs at least one grid: {name: results DataFrame}")
+    summaries = {name: summarize(df, baseline=baseline, confidence=confidence, order=order) for name, df in grids.items()}
+    norms = list(order) if order is not None else list(next(iter(summaries.values())).per_norm.index)
+    level = f"{100 * confidence:g}%"
+    figure = _figure((12, 4.5))
+    left, right = figure.subplots(1, 2)
+    width = 0.7 / len(summaries)
+    for k, (name, summary) in enumerate(summaries.items()):
+        shift = (k - (len(summaries) - 1) / 2) * width
+        for axes, table, column in ((left, summary.per_norm, "mean"), (right, summary.paired, "mean_diff")):
+            shown = [n for n in norms if n in table.index]
+            if not shown:
+                continue
+            rows = table.loc[shown]
+            mean = 100 * rows[column].to_numpy(dtype=float)
+            low, high = 100 * rows["ci_low"].to_numpy(dtype=float), 100 * rows["ci_high"].to_numpy(dtype=float)
+            error = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
+            runs = rows["n" if column == "mean" else "n_pairs"].astype(int)
+            axes.errorbar([norms.index(n) + shift for n in shown], mean, yerr=error, fmt="o", color=f"C{k}", capsize=4,
+                          label=f"{name} ({runs.sum()} {'runs' if column == 'mean' else 'pairs'})")
+    right.axhline(0.0, color="gray", linewidth=1.2, linestyle="--")
+    for axes in (left, right):
+        axes.set_xticks(range(len(norms)), norms, rotation=30 if len(norms) > 6 else 0)
+        axes.set_xlabel("normalization")
+        axes.grid(axis="y", alpha=0.3)
+        axes.legend(fontsize=9)
+    left.set_ylabel("validation accuracy (%)")
+    left.set_title(f"Mean accuracy and {level} CI")
+    right.set_ylabel(f"accuracy minus '{baseline}' (percentage points)")
+    right.set_title(f"Paired difference vs '{baseline}' within each grid, {level} CI")
+    if title:
+        figure.suptitle(title)
+    return figure
