@@ -18,8 +18,17 @@ def machine() -> str:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
         f"{platform.node()}: {cores} CPU cores, {gpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}, load average {load}"
+        f"Python {platform.python_version()}, {allocator()}, load average {load}"
     )
+
+
+def allocator() -> str:
+    """The memory allocator settings in this process's environment (they change CPU timings: with
+    glibc's defaults, buffers over 32 MB are mapped anew at each allocation and zero-filled by the
+    kernel page by page; see benchmarks/README.md)."""
+    names = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF")
+    settings = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_") or k in names]
+    return "allocator " + (" ".join(settings) if settings else "defaults")
 
 
 def bench_dir() -> Path:
