@@ -58,7 +58,7 @@ def spectrogram_batch(dls, path: Path) -> None:
     "show_batch of 6 training clips, each titled with its digit."
     import matplotlib.pyplot as plt
 
-    dls.show_batch(max_n=6, nrows=2, ncols=3, figsize=(9, 4.6))
+    dls.show_batch(max_n=6, nrows=2, ncols=3, figsize=(8, 4.2))
     fig = plt.gcf()
     for ax in fig.axes:
         if ax.get_title():
