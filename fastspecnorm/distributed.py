@@ -61,7 +61,9 @@ def gloo_distrib_ctx(learn, sync_bn: bool = False, cpu: bool = True, **accelerat
         # prepared model, then a garbage collection). Without it, 3 of 35 two-rank CPU runs of
         # tests/test_distributed.py aborted at interpreter exit, after destroy_process_group
         # ("terminate called without an active exception", from a C++ thread torn down during
-        # finalization); with it, none of 70. Which object carried the thread was not pinned down.
+        # finalization); with it, none of 70. Which object carried the thread was not pinned down;
+        # pytorch/pytorch#179291 describes the likely mechanism (gloo work objects holding tensors
+        # that are only freed during interpreter finalization).
         trainer.accelerator.free_memory()
         if removed_progress:
             learn.add_cb(ProgressCallback())
