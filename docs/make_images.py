@@ -38,13 +38,20 @@ def credit(fig) -> None:
     fig.text(0.5, -0.01, f"Recordings: {ATTRIBUTION}", ha="center", va="top", fontsize=8, color="0.35")
 
 
-def save(fig, path: Path) -> None:
-    "Save `fig` as a PNG at `DPI` (tight box, so the footer is inside) and close it."
+def save(fig, path: Path, note: str = "") -> None:
+    "Save `fig` as a PNG at `DPI` (tight box, so the footer is inside) and close it; `note` ends the printed line."
     import matplotlib.pyplot as plt
 
     fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
     plt.close(fig)
-    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({path.stat().st_size // 1024} KiB)")
+    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({path.stat().st_size // 1024} KiB){note}")
+
+
+def save_grid_figure(fig, path: Path, note: str) -> None:
+    "A results figure (`summary_figure`, `comparison_figure`) at README width, with the attribution."
+    fig.set_size_inches(10, 4.2)
+    credit(fig)
+    save(fig, path, note)
 
 
 def mel_scale(hz):
@@ -127,10 +134,7 @@ def results_plot(results: Path, path: Path) -> None:
         f"{len(df)} run{'s' * (len(df) != 1)} (xResNet18, preset fsdd)"
     )
     fig = summary_figure(df, summary, title)
-    fig.set_size_inches(10, 4.2)
-    credit(fig)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
-    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB) from {len(df)} runs")
+    save_grid_figure(fig, path, f" from {len(df)} runs")
 
 
 def augment_plot(plain: Path, augmented: Path, path: Path) -> None:
@@ -148,10 +152,7 @@ def augment_plot(plain: Path, augmented: Path, path: Path) -> None:
     order = [n for n in NORMS if any(n in set(df["norm"]) for df in grids.values())]
     title = "FSDD, held-out speakers: the same grid without and with train-time augmentation (xResNet18, preset fsdd)"
     fig = comparison_figure(grids, order=order, title=title)
-    fig.set_size_inches(10, 4.2)
-    credit(fig)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
-    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB) from {' and '.join(str(len(d)) for d in grids.values())} runs")
+    save_grid_figure(fig, path, f" from {' and '.join(str(len(d)) for d in grids.values())} runs")
 
 
 def execute_notebook(notebook: Path, data: str) -> None:

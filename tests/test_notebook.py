@@ -49,19 +49,13 @@ def results_table(outs, norms) -> str:
     return tables[0]
 
 
+# The notebook's parameters cell reads FSN_* (its defaults: FSDD, reading the committed grid); the
+# tests run it on a tiny generated ESC-50-layout set.
+TINY_DATA = {"FSN_DATA": "synthetic", "FSN_PRESET": "quick", "FSN_SYNTHETIC_CLASSES": "3", "FSN_SYNTHETIC_CLIPS": "5", "FSN_BS": "4"}
+
+
 def test_notebook_runs_and_shows_figures_statistics_and_results(tmp_path, monkeypatch):
-    # the notebook's parameters cell reads these (its defaults: FSDD, reading the committed grid)
-    env = {
-        "FSN_RUN_GRID": "1",
-        "FSN_DATA": "synthetic",
-        "FSN_PRESET": "quick",
-        "FSN_EPOCHS": "1",
-        "FSN_NORMS": " ".join(NORMS),
-        "FSN_OUT": str(tmp_path / "out"),
-        "FSN_SYNTHETIC_CLASSES": "3",
-        "FSN_SYNTHETIC_CLIPS": "5",
-        "FSN_BS": "4",
-    }
+    env = {**TINY_DATA, "FSN_RUN_GRID": "1", "FSN_EPOCHS": "1", "FSN_NORMS": " ".join(NORMS), "FSN_OUT": str(tmp_path / "out")}
     outs = execute(tmp_path, monkeypatch, env)
     assert not [o for o in outs if o.get("output_type") == "error"]
 
@@ -99,16 +93,7 @@ def test_notebook_reads_a_finished_grid_without_training(tmp_path, monkeypatch):
                              columns=["norm", "fold", "seed", "accuracy"]).assign(epochs=6)
     (tmp_path / "augmented").mkdir()
     augmented.to_csv(tmp_path / "augmented" / "results.csv", index=False)
-    env = {
-        "FSN_DATA": "synthetic",
-        "FSN_PRESET": "quick",
-        "FSN_RESULTS": str(grid),
-        "FSN_RESULTS_AUGMENT": str(tmp_path / "augmented"),
-        "FSN_OUT": str(tmp_path / "out"),
-        "FSN_SYNTHETIC_CLASSES": "3",
-        "FSN_SYNTHETIC_CLIPS": "5",
-        "FSN_BS": "4",
-    }
+    env = {**TINY_DATA, "FSN_RESULTS": str(grid), "FSN_RESULTS_AUGMENT": str(tmp_path / "augmented"), "FSN_OUT": str(tmp_path / "out")}
     outs = execute(tmp_path, monkeypatch, env)
     assert not [o for o in outs if o.get("output_type") == "error"]
     assert not (tmp_path / "out" / "results.csv").exists() and not (grid / "runs").exists()  # nothing trained

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,21 +185,24 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
     over the runs that recorded it, so a grid resumed on another machine or version says so."""
     n = len(infos)
 
+    def counts(key: str) -> Counter:
+        "Runs per recorded value of `key`, in order of first appearance."
+        return Counter(str(i[key]) for i in infos if i.get(key) is not None)
+
     def counted(key: str) -> str | None:
-        values = pd.Series([i.get(key) for i in infos], dtype=object).dropna()
-        if values.empty:
+        values = counts(key)
+        if not values:
             return None
-        counts = values.astype(str).value_counts(sort=False)
-        if len(counts) == 1 and counts.iloc[0] == n:
-            return str(counts.index[0])
-        return ", ".join(f"{v} ({c} run{'s' * (c > 1)})" for v, c in counts.items())
+        if len(values) == 1 and sum(values.values()) == n:
+            return next(iter(values))
+        return ", ".join(f"{v} ({c} run{'s' * (c > 1)})" for v, c in values.items())
 
     lines = ["", "## How these runs were made", ""]
-    commands = pd.Series([i.get("command") for i in infos], dtype=object).dropna()
-    for command, count in commands.value_counts(sort=False).items():
+    commands = counts("command")
+    for command, count in commands.items():
         lines.append(f"- Command ({count} run{'s' * (count > 1)}): `{command}`")
-    if len(commands) < n:
-        lines.append(f"- Command: not recorded for {n - len(commands)} run(s) (records written before commands were recorded)")
+    if (unrecorded := n - sum(commands.values())) > 0:
+        lines.append(f"- Command: not recorded for {unrecorded} run(s) (records written before commands were recorded)")
     versions = [(name, counted(key)) for name, key in (("Python", "python"), ("torch", "torch"), ("torchaudio", "torchaudio"),
                                                        ("fastai", "fastai"), ("fastspecnorm", "fastspecnorm"))]
     if any(v for _, v in versions):
