@@ -58,6 +58,18 @@ def test_defaults_batched(batch):
     assert out.__dict__ == {"sr": 16000, "hop_length": 200, "n_fft": 400, "n_mels": None, "f_max": 8000.0, "unit": "dB", "lengths": None}
 
 
+@pytest.mark.parametrize("n_mels", [None, 64])
+def test_batch_spanning_several_stft_pieces_equals_torchaudio(n_mels):
+    "`spectrogram` hands torch.stft a few clips at a time; the pieces must join into the batch's spectrogram."
+    from fastspecnorm.audio.spectrogram import STFT_PIECE_BYTES
+
+    wav = _clips(24, levels=[1.0, 0.5, 0.1] * 8)  # 24 clips of 5 s at 16 kHz
+    assert 24 * 201 * 401 * 8 > STFT_PIECE_BYTES  # their complex STFT needs more than one piece
+    out = AudioToSpec(n_mels=n_mels)(AudioTensor(wav, sr=16000))
+    spec = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=200, n_mels=n_mels) if n_mels else torchaudio.transforms.Spectrogram()
+    torch.testing.assert_close(_plain(out), torchaudio.transforms.AmplitudeToDB()(spec(wav)), rtol=0, atol=DB_ATOL)
+
+
 def test_power_without_db_equals_torchaudio_spectrogram():
     wav = _clips(2, seconds=1.0)
     out = AudioToSpec(to_db=False)(AudioTensor(wav, sr=16000))
