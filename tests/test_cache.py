@@ -244,11 +244,17 @@ def test_default_location_follows_the_environment(monkeypatch, tmp_path):
         assert default_cache_dir() is None
 
 
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
 def test_switched_off_and_unwritable(esc50, tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # where the default cache would go
     assert AudioCache.for_settings(esc50 / "audio", RATE) is None
     dls = make_dls(esc50, True)  # the default setting, switched off by the environment
-    assert dls.train.dataset.tls[0].tfms.fs[-1].cache is None
+    epoch(dls.train, 0)
+    assert files_under(tmp_path / "xdg") == []
     assert_same_batches(epoch(dls.valid, 0), epoch(make_dls(esc50, False).valid, 0))
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
@@ -277,10 +283,11 @@ def make_dls(root, cache, num_workers=0, seed=0, **kwargs):
     return esc50_dataloaders(root, preset="quick", bs=4, duration=0.8, cache=cache, num_workers=num_workers, device="cpu", **kwargs)
 
 
-def test_cached_epochs_equal_uncached_epochs(esc50, tmp_path):
+def test_cached_epochs_equal_uncached_epochs(esc50, tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "default"))
     cached, uncached = make_dls(esc50, tmp_path / "c"), make_dls(esc50, False)
-    assert cached.train.dataset.tls[0].tfms.fs[-1].cache is not None
-    assert uncached.train.dataset.tls[0].tfms.fs[-1].cache is None
+    assert files_under(tmp_path / "c")  # the cached side built its cache there
+    assert files_under(tmp_path / "default") == []  # cache=False wrote none, not even in the default folder
     for seed in (1, 2):  # two training epochs: random crops differ between epochs, never between paths
         assert_same_batches(epoch(cached.train, seed), epoch(uncached.train, seed))
     assert_same_batches(epoch(cached.valid, 3), epoch(uncached.valid, 3))
