@@ -104,12 +104,13 @@ def spectrogram(
     # block over 32 MB back to the kernel, and the next batch pays a page fault per 4 KiB to get it
     # back (a 64-clip blog-preset batch: 41 MB; pieces took AudioToSpec from 0.93-0.97 to
     # 0.44-0.48 ms per clip on 2 CPU cores, benchmarks/README.md). The values do not depend on it.
-    step = max(1, STFT_PIECE_BYTES // (n_freq * n_frames * 8))
+    step = max(1, STFT_PIECE_BYTES // (n_freq * n_frames * 8))  # 8 bytes per complex64 bin
+    window = window.to(wav.dtype)
     for i in range(0, rows.shape[0], step):
         # torch.stft as torchaudio calls it (centred, reflect padding); |X|^2 as re^2 + im^2 rather
         # than torchaudio's abs().pow(2): the same values to float32 rounding, without a square
         # root per bin (2.4x faster on CPU).
-        stft = torch.stft(rows[i : i + step], n_fft, hop_length, window.numel(), window.to(wav.dtype),
+        stft = torch.stft(rows[i : i + step], n_fft, hop_length, window.numel(), window,
                           center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
         re, im = torch.view_as_real(stft).unbind(-1)
         power = re.square().addcmul_(im, im)
