@@ -1,100 +1,54 @@
 """fastspecnorm: correct, fast and reproducible normalization for audio models on fastai.
 
-Public names (see the README): the audio core (`AudioTensor`, `AudioSpectrogram`, `AudioBlock`,
-`AudioToSpec`), the normalizations (`WaveformNormalize`, `SpecNormalize`, `InstanceMinMax`,
-`DbRangeNormalize`, and their math in `fastspecnorm.functional`), exact statistics
+Public names: the audio core (`AudioTensor`, `AudioSpectrogram`, `AudioBlock`, `AudioToSpec`), the
+normalizations (`WaveformNormalize`, `SpecNormalize`, `InstanceMinMax`, `DbRangeNormalize`, `PCEN`,
+`UtteranceNormalize`, and their math in `fastspecnorm.functional`), exact statistics
 (`StatsRecorder`, `collect_stats`, `StatsCallback`), your own audio of any length
-(`AudioDataLoaders.from_folder` / `from_df`, `valid_mask`, `audio_learner`) and ESC-50
-(`esc50_dataloaders`, `esc50_learner`).
+(`AudioDataLoaders.from_folder` / `from_df`, `valid_mask`, `audio_learner`), the datasets
+(`esc50_dataloaders`, `fsdd_dataloaders`) and the comparison (`compare`, also the command
+`fastspecnorm compare`).
+
+Names are imported when first used (PEP 562), so `import fastspecnorm` and the command line start
+without importing torch; `from fastspecnorm import X` works as usual.
 """
 
-from . import functional
-from .audio import (
-    AudioBlock,
-    AudioCache,
-    AudioLoadError,
-    AudioSpectrogram,
-    AudioTensor,
-    AudioToSpec,
-    DownmixMono,
-    LoadAudio,
-    Resample,
-    ResizeSignal,
-    crop_pad,
-    downmix_mono,
-    load_audio,
-    resample,
-    spec_shape,
-)
-from .audio.check import AudioFilesError, check_audio_files
-from .audio.tensors import valid_mask
-from .audio.transforms import AudioDataLoader
-from .augment import SpecAugment
-from .callback import StatsCallback, install_normalizer, stats_loader
-from .data import AudioDataLoaders, get_audio_files
-from .datasets.esc50 import (
-    PRESETS,
-    CrossValidationSplitter,
-    ESC50Settings,
-    esc50_datablock,
-    esc50_dataloaders,
-    esc50_learner,
-    get_settings,
-    read_esc50_meta,
-)
-from .datasets.validate import DatasetValidationError, ValidationReport, validate_esc50
-from .learner import FreqBatchNorm, audio_learner
-from .normalize import PCEN, DbRangeNormalize, InstanceMinMax, SpecNormalize, UtteranceNormalize, WaveformNormalize
-from .stats import StatsRecorder, collect_stats
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "functional",
-    "AudioTensor",
-    "AudioSpectrogram",
-    "AudioBlock",
-    "AudioLoadError",
-    "LoadAudio",
-    "DownmixMono",
-    "Resample",
-    "ResizeSignal",
-    "load_audio",
-    "downmix_mono",
-    "resample",
-    "crop_pad",
-    "AudioCache",
-    "AudioToSpec",
-    "spec_shape",
-    "valid_mask",
-    "AudioDataLoader",
-    "AudioDataLoaders",
-    "get_audio_files",
-    "check_audio_files",
-    "AudioFilesError",
-    "audio_learner",
-    "FreqBatchNorm",
-    "WaveformNormalize",
-    "SpecNormalize",
-    "InstanceMinMax",
-    "DbRangeNormalize",
-    "PCEN",
-    "UtteranceNormalize",
-    "SpecAugment",
-    "StatsRecorder",
-    "collect_stats",
-    "validate_esc50",
-    "ValidationReport",
-    "DatasetValidationError",
-    "StatsCallback",
-    "install_normalizer",
-    "stats_loader",
-    "PRESETS",
-    "ESC50Settings",
-    "get_settings",
-    "CrossValidationSplitter",
-    "read_esc50_meta",
-    "esc50_datablock",
-    "esc50_dataloaders",
-    "esc50_learner",
-]
+_NAMES = {
+    ".audio": ["AudioBlock", "AudioCache", "AudioLoadError", "AudioSpectrogram", "AudioTensor", "AudioToSpec", "DownmixMono",
+               "LoadAudio", "Resample", "ResizeSignal", "crop_pad", "downmix_mono", "load_audio", "resample", "spec_shape"],
+    ".audio.check": ["AudioFilesError", "check_audio_files"],
+    ".audio.tensors": ["valid_mask"],
+    ".audio.transforms": ["AudioDataLoader"],
+    ".augment": ["SpecAugment"],
+    ".callback": ["StatsCallback", "install_normalizer", "stats_loader"],
+    ".data": ["AudioDataLoaders", "get_audio_files"],
+    ".presets": ["PRESETS", "AudioSettings", "ESC50Settings", "get_settings"],
+    ".datasets.esc50": ["CrossValidationSplitter", "esc50_datablock", "esc50_dataloaders", "esc50_learner", "read_esc50_meta"],
+    ".datasets.fsdd": ["fsdd_dataloaders"],
+    ".datasets.sources": ["RECIPES", "DataSource", "SourceSpec", "draw_folds", "read_source", "source_dataloaders"],
+    ".datasets.validate": ["DatasetValidationError", "ValidationReport", "validate_esc50"],
+    ".experiment.api": ["compare"],
+    ".learner": ["FreqBatchNorm", "audio_learner"],
+    ".normalize": ["PCEN", "DbRangeNormalize", "InstanceMinMax", "SpecNormalize", "UtteranceNormalize", "WaveformNormalize"],
+    ".stats": ["StatsRecorder", "collect_stats"],
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+
+__all__ = ["functional", *_MODULE_OF]
+
+
+def __getattr__(name):
+    if name == "functional":
+        return import_module(".functional", __name__)
+    if name in _MODULE_OF:
+        value = getattr(import_module(_MODULE_OF[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

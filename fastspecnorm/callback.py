@@ -158,8 +158,10 @@ class StatsCallback(Callback):
 
     order = -50  # before_fit must run before other callbacks start (progress bars, recorders, mixed precision)
 
-    def __init__(self, red_dims=(0, 2, 3), fraction: float = 1.0, path=None, min_std: float = 1e-5, seed: int = 0):
+    def __init__(self, red_dims=(0, 2, 3), fraction: float = 1.0, path=None, min_std: float = 1e-5, seed: int = 0,
+                 progress: bool = True):  # fmt: skip
         self.red_dims = _normalize_red_dims(red_dims)
+        self.progress = progress  # a progress bar while statistics are gathered
         check_fraction(fraction)  # before any long work; whether it selects a batch is checked at fit
         self.fraction, self.min_std, self.seed = fraction, min_std, seed
         self.path = None if path is None else Path(path)
@@ -217,7 +219,7 @@ class StatsCallback(Callback):
                 if len(idxs) != len(dl.dataset):
                     dl = dl.new(dataset=_ItemSubset(dl.dataset, idxs))
                 if idxs:  # a rank has no item when there are fewer items than ranks
-                    rec = collect_stats(dl, self.red_dims, 1.0, settings=settings, progress=rank == 0)
+                    rec = collect_stats(dl, self.red_dims, 1.0, settings=settings, progress=self.progress and rank == 0)
         except Exception as e:
             error = e
         _raise_if_any_rank_failed(error, "gathering statistics")  # so no rank is left waiting in all_reduce

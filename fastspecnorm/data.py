@@ -183,6 +183,9 @@ class AudioDataLoaders(DataLoaders):
         cache=True,
         validate: bool | str = True,
         device=None,
+        vocab=None,
+        audio_dtype: str | None = None,
+        progress: bool = True,
         **kwargs,
     ) -> AudioDataLoaders:
         """Loaders over the files `path / df[fn_col]` labelled by `df[label_col]` (names or positions).
@@ -198,7 +201,9 @@ class AudioDataLoaders(DataLoaders):
         cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
         False decodes every epoch. validate: True checks every file's header before anything else,
         "full" also decodes every sample, False skips it; bad files raise `AudioFilesError` naming
-        them all. Other keyword arguments go to fastai's `DataBlock.dataloaders` (e.g. `num_workers`;
+        them all. vocab: the class order (None: sorted labels). audio_dtype: the precision decoded
+        audio is kept at ("int16", "float16", "float32", "auto"; None: "auto" in the cache, float32
+        without it). progress: show a progress bar while the cache is built. Other keyword arguments go to fastai's `DataBlock.dataloaders` (e.g. `num_workers`;
         by default 0 on a CPU device when the cache is on: cached clips are read in ~0.1 ms and
         workers would only compete with the batch transforms for the cores).
         """
@@ -229,9 +234,10 @@ class AudioDataLoaders(DataLoaders):
                 f"bs={bs} is larger than the {n_train} training clips; the training loader drops incomplete batches, "
                 "so it would yield none: pass a smaller bs"
             )
-        audio_cache = _open_cache(files, sample_rate, cache)
+        audio_cache = _open_cache(files, sample_rate, cache, audio_dtype, progress)
         dblock = DataBlock(
-            blocks=(AudioBlock(sample_rate=sample_rate, cache=audio_cache), CategoryBlock),
+            blocks=(AudioBlock(sample_rate=sample_rate, cache=audio_cache, dtype=audio_dtype),
+                    CategoryBlock if vocab is None else CategoryBlock(vocab=list(vocab), sort=False)),
             get_x=_ReadPath(fn, str(root)),
             get_y=_Label(label),
             splitter=splitter,
@@ -258,12 +264,13 @@ class _Label:
         return row[self.col]
 
 
-def _open_cache(files: list[Path], sample_rate: int, cache) -> AudioCache | None:
+def _open_cache(files: list[Path], sample_rate: int, cache, dtype: str | None = None, progress: bool = True) -> AudioCache | None:
     "The `AudioCache` of `files` (their common folder, only these files), or None when off."
     if cache is False or cache is None:
         return None
     folder = Path(os.path.commonpath([os.path.abspath(f.parent) for f in files]))
-    return AudioCache.for_settings(folder, sample_rate, cache_dir=None if cache is True else cache, files=files)
+    return AudioCache.for_settings(folder, sample_rate, cache_dir=None if cache is True else cache, files=files,
+                                   dtype=dtype or "auto", progress=progress)  # fmt: skip
 
 
 def _device_type(device) -> str:

@@ -13,6 +13,8 @@ import pytest
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 from fastspecnorm.experiment import ExperimentConfig, main, run_experiment
 from fastspecnorm.experiment import runner as experiment
+from fastspecnorm.experiment import schedule
+from fastspecnorm.experiment import train as train_module
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"duration": 1.0, "bs": 4, "num_workers": 0}
@@ -52,29 +54,35 @@ def test_grid_outputs_and_resume_after_crash(esc, tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated crash")
         return real_train_one(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "train_one", dying_train_one)
+    monkeypatch.setattr(train_module, "train_one", dying_train_one)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(_cfg(esc, crashed, norms=("none", "global", "channel", "dbrange")), log=lambda *a: None)
     assert len(pd.read_csv(crashed / "results.csv")) == 2
     assert not list((crashed / "claims").iterdir())  # the interrupted run's claim was released
-    monkeypatch.setattr(experiment, "train_one", real_train_one)
+    monkeypatch.setattr(train_module, "train_one", real_train_one)
     run_experiment(_cfg(esc, crashed, norms=("none", "global", "channel", "dbrange")), log=lambda *a: None)
     # same seeds -> identical file, byte for byte: nothing lost, nothing duplicated
     assert (crashed / "results.csv").read_bytes() == (full / "results.csv").read_bytes()
 
     # a third invocation has nothing to do and trains nothing
-    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("finished run trained again"))
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("finished run trained again"))
     run_experiment(_cfg(esc, crashed, norms=("none", "global", "channel", "dbrange")), log=lambda *a: None)
     assert (crashed / "results.csv").read_bytes() == (full / "results.csv").read_bytes()
 
 
 def test_other_settings_in_same_out_refused(esc, tmp_path, monkeypatch):
-    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     out = tmp_path / "o"
+    from fastspecnorm.experiment import RunStore
+
     cfg = _cfg(esc, out, norms=("none",))
-    experiment.prepare(cfg)
+    prep = experiment.prepare(cfg)
     cfg2 = _cfg(esc, out, norms=("none",))
     cfg2.epochs = 3
+    experiment.prepare(cfg2)  # no run recorded yet: other settings may take the folder over
+    prep = experiment.prepare(cfg)
+    RunStore(out).save(experiment.run_id("none", 1, 0, prep.experiment_id),
+                       {"norm": "none", "fold": 1, "seed": 0, "epochs": 1, "accuracy": 0.5})  # fmt: skip
     with pytest.raises(ValueError, match="another experiment.*settings"):
         experiment.prepare(cfg2)
 
@@ -83,12 +91,12 @@ def test_other_settings_in_same_out_refused(esc, tmp_path, monkeypatch):
     "args, message",
     [
         (["--norms", "none", "zscore"], "unknown normalization"),
-        (["--folds", "9"], "fold 9 does not exist"),
+        (["--folds", "9"], r"fold\(s\) \[9\] not in the data"),
         (["--set", "n_mel=128"], "n_mel"),
     ],
 )
 def test_bad_input_exits_before_training(esc, tmp_path, monkeypatch, capsys, args, message):
-    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     code = None
     try:
         code = main(["--data", str(esc), "--out", str(tmp_path / "o"), "--epochs", "1", *args])
@@ -106,7 +114,7 @@ def test_bad_dataset_exits_before_training(esc, tmp_path, monkeypatch, capsys):
     shutil.copytree(esc, broken)
     victim = pd.read_csv(broken / "meta" / "esc50.csv")["filename"].iloc[0]
     (broken / "audio" / victim).write_text("not audio")
-    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     assert main(["--data", str(broken), "--out", str(tmp_path / "o"), "--norms", "none"]) == 2
     assert victim in capsys.readouterr().err
 
@@ -126,25 +134,25 @@ def test_command_line_script_runs(esc, tmp_path):
 
 @pytest.mark.parametrize("norm, standardized", [("none", False), ("dbrange", False), ("global", True), ("instance", True)])
 def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized):
-    import fastspecnorm.datasets.esc50
+    import fastspecnorm.datasets.sources
 
     seen = {}
 
     class Stop(Exception):
         pass
 
-    def capture(*args, **kwargs):
-        seen.update(kwargs)
+    def capture(source, valid_fold, settings, **kwargs):
+        seen["waveform_norm"] = settings.waveform_norm
         raise Stop
 
-    monkeypatch.setattr(fastspecnorm.datasets.esc50, "esc50_dataloaders", capture)
+    monkeypatch.setattr(fastspecnorm.datasets.sources, "source_dataloaders", capture)
     with pytest.raises(Stop):
         experiment.train_one(esc, norm, 1, 0, "quick", 1, **TINY)
-    assert seen.get("waveform_norm", True) is standardized
+    assert seen["waveform_norm"] is standardized
 
 
 def test_old_format_out_folder_is_refused(esc, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     out = tmp_path / "old"
     out.mkdir()
     (out / "results.csv").write_text("norm,fold,seed,epochs,accuracy\nnone,1,0,1,0.5\n")
@@ -162,9 +170,13 @@ def _copy(esc, dest):
 
 def test_changed_audio_or_rows_are_refused_by_name(esc, tmp_path, monkeypatch, capsys):
     "A grid resumed on other data is refused, naming what changed, before training."
+    from fastspecnorm.experiment import RunStore
+
     data, out = _copy(esc, tmp_path / "data"), tmp_path / "o"
-    experiment.prepare(_cfg(data, out, norms=("none",)))
-    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    prep = experiment.prepare(_cfg(data, out, norms=("none",)))
+    RunStore(out).save(experiment.run_id("none", 1, 0, prep.experiment_id),
+                       {"norm": "none", "fold": 1, "seed": 0, "epochs": 1, "accuracy": 0.5})  # a finished run on the old data
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     table = pd.read_csv(data / "meta" / "esc50.csv")
     clip = data / "audio" / table["filename"].iloc[0]
     original = clip.read_bytes()
@@ -202,9 +214,9 @@ def test_data_fingerprint_depends_on_content_not_place_or_time(esc, tmp_path):
 
 def test_statistics_files_are_keyed_on_the_data():
     settings = {"n_fft": 1024}
-    a = experiment._stats_path(Path("o"), "global", 1, settings, 1.0, "aaaa")
-    assert a == experiment._stats_path(Path("o"), "global", 1, settings, 1.0, "aaaa")
-    assert a != experiment._stats_path(Path("o"), "global", 1, settings, 1.0, "bbbb")
+    a = schedule._stats_path(Path("o"), "global", 1, settings, 1.0, "aaaa")
+    assert a == schedule._stats_path(Path("o"), "global", 1, settings, 1.0, "aaaa")
+    assert a != schedule._stats_path(Path("o"), "global", 1, settings, 1.0, "bbbb")
 
 
 def test_shards_are_disjoint_and_cover_the_grid(esc, tmp_path):
@@ -229,10 +241,11 @@ DRIVER = r'''
 import os, sys, time, uuid
 from pathlib import Path
 import fastspecnorm.experiment.runner as runner
+import fastspecnorm.experiment.train as train
 
 
-def fake_train_one(root, norm, fold, seed, preset="quick", epochs=None, stats_path=None, stats_fraction=1.0,
-                   device=None, **overrides):
+def fake_train_one(source, norm, fold, seed, settings=None, epochs=None, stats_path=None, stats_fraction=1.0,
+                   device=None, **kwargs):
     key = f"{norm}-fold{fold}-seed{seed}"
     slow = key == os.environ.get("FAKE_SLOW_RUN")
     time.sleep(float(os.environ["FAKE_SLOW_SECONDS" if slow else "FAKE_SECONDS"]))
@@ -241,7 +254,7 @@ def fake_train_one(root, norm, fold, seed, preset="quick", epochs=None, stats_pa
     return {"norm": norm, "fold": fold, "seed": seed, "epochs": 1, "accuracy": accuracy, "device": "cpu", "seconds": 0.0}
 
 
-runner.train_one = fake_train_one
+train.train_one = fake_train_one
 if __name__ == "__main__":
     sys.exit(runner.main(sys.argv[1:]))
 '''
@@ -367,13 +380,13 @@ def test_run_records_keep_the_command_and_versions(esc, tmp_path, monkeypatch):
     def fake_train_one(root, norm, fold, seed, *args, **kwargs):
         return {"norm": norm, "fold": fold, "seed": seed, "epochs": 1, "accuracy": 0.5, "device": "cpu", "seconds": 3.0}
 
-    monkeypatch.setattr(experiment, "train_one", fake_train_one)
+    monkeypatch.setattr(train_module, "train_one", fake_train_one)
     out = tmp_path / "with space"
-    argv = ["--data", str(esc), "--out", str(out), "--norms", "none", "--epochs", "1"]
+    argv = ["--data", str(esc), "--out", str(out), "--folds", "1", "--norms", "none", "--epochs", "1", "--bs", "4"]
     assert main(argv) == 0
     (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     info = record["info"]
-    assert info["command"] == f"python experiments/esc50_normalization.py --data {esc} --out '{out}' --norms none --epochs 1"
+    assert info["command"] == f"fastspecnorm compare --data {esc} --out '{out}' --folds 1 --norms none --epochs 1 --bs 4"
     assert (info["torch"], info["torchaudio"], info["fastai"]) == (torch.__version__, torchaudio.__version__, fastai.__version__)
     summary = (out / "summary.md").read_text()
     assert f"- Command (1 run): `{info['command']}`" in summary and f"torchaudio {torchaudio.__version__}" in summary
@@ -387,7 +400,7 @@ def test_summarize_rebuilds_outputs_without_training(esc, tmp_path, fake_referen
     reference = (out / "results.csv").read_bytes()
     for name in ("results.csv", "summary.md", "summary.png"):
         (out / name).unlink()
-    monkeypatch.setattr(experiment, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     assert main(["--summarize", "--out", str(out)]) == 0
     assert (out / "results.csv").read_bytes() == reference
     md = (out / "summary.md").read_text()

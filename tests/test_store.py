@@ -44,12 +44,16 @@ def test_records_and_results_csv_round_trip(tmp_path):
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
-def test_rebuild_with_title_writes_summary(tmp_path):
+def test_store_stores_and_summaries_render_from_its_rows(tmp_path):
+    from fastspecnorm.experiment import write_summary
+
     store = RunStore(tmp_path)
     for seed, (a, b) in enumerate([(0.5, 0.6), (0.55, 0.6), (0.6, 0.7)]):
         store.save(f"none-{seed}", row("none", 1, seed, a))
         store.save(f"global-{seed}", row("global", 1, seed, b))
-    store.rebuild(order=["none", "global"], title="Store test")
+    rows = store.rebuild(order=["none", "global"])
+    assert not (tmp_path / "summary.md").exists()  # the store renders nothing
+    write_summary(rows, tmp_path, order=["none", "global"], title="Store test")
     text = (tmp_path / "summary.md").read_text()
     assert text.startswith("# Store test") and "| global | 3 | +8.33 |" in text
     assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import ColReader
 
-from ..audio.spectrogram import AudioToSpec
 from ..audio.transforms import AudioBlock, LoadAudio, ResizeSignal
-from ..data import AudioDataLoaders, _device_type
 from ..learner import audio_learner
 from ..normalize import WaveformNormalize
+from ..presets import PRESETS, ESC50Settings, get_settings
+from .sources import DataSource, source_dataloaders
 from .validate import REQUIRED_COLUMNS, read_esc50_table, resolve_clip, validate_esc50
 
 __all__ = [
@@ -40,85 +38,6 @@ __all__ = [
 ]
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
-
-
-@dataclass(frozen=True)
-class ESC50Settings:
-    """Everything that defines the inputs of an ESC-50 run.
-
-    sample_rate (Hz), duration (s), n_fft / hop_length (samples), n_mels (None: linear frequency
-    axis), to_db (spectrogram in dB), waveform_norm (per-clip standardization before the
-    spectrogram), bs (batch size), epochs (the protocol's default for fit_one_cycle), lr (None:
-    fastai's default), num_workers (DataLoader processes; None: fastai's default, except 0 for
-    cached audio on a CPU device, where workers only compete for the cores), cache (decoded-
-    audio cache, see `fastspecnorm.cache`: True for the default folder, a path, or False),
-    audio_dtype (precision decoded audio is kept at, "int16" (16-bit PCM, like the source files),
-    "float16" or "float32"; applied with and without the cache, so `cache` never changes the data),
-    augment (the experiment adds the train-only augmentations of `fastspecnorm.augment`, SpecAugment
-    masks and mixup, to every norm; `esc50_dataloaders` itself adds none).
-    """
-
-    sample_rate: int = 16000
-    duration: float = 5.0
-    n_fft: int = 400
-    hop_length: int = 200
-    n_mels: int | None = None
-    f_max: float | None = None
-    to_db: bool = True
-    waveform_norm: bool = True
-    bs: int = 64
-    epochs: int = 20
-    lr: float | None = None
-    num_workers: int | None = None
-    cache: Any = field(default=True)
-    audio_dtype: str = "int16"
-    augment: bool = False
-
-    def spectrogram(self) -> AudioToSpec:
-        return AudioToSpec(
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            n_mels=self.n_mels,
-            to_db=self.to_db,
-            sample_rate=self.sample_rate,
-            f_max=self.f_max,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["cache"] = str(d["cache"]) if isinstance(d["cache"], os.PathLike) else d["cache"]
-        return d
-
-
-PRESETS: dict[str, ESC50Settings] = {
-    # The reference experiment: 16 kHz, linear power spectrogram in dB, [1, 201, 401], bs 64, 20 epochs.
-    "blog": ESC50Settings(),
-    # A CPU preset: 64 mel bins, n_fft 1024, hop 400 -> [1, 64, 201], about 11x cheaper per step.
-    # Batch size 16: a CPU run is short (8 epochs, often a few hundred clips), and from scratch the
-    # number of optimizer steps decides what is learned: on a 400-clip, 50-class set, 8 epochs reach
-    # 50% accuracy at bs 16 but 9% at bs 64 (4 steps per epoch).
-    "quick": ESC50Settings(n_fft=1024, hop_length=400, n_mels=64, bs=16, epochs=8),
-    # The blog preset plus the train-only augmentations (`augment`): per training batch 2 frequency
-    # masks of up to 12.5% of the bins and 2 time masks of up to 6.4% of the frames (PANNs' setting),
-    # then fastai's MixUp(0.4); statistics are still gathered from unaugmented batches.
-    "strong": ESC50Settings(augment=True),
-    # Real speech (FSDD, `datasets/fsdd.py`): the files' own 8 kHz, each clip at its own length
-    # (batches padded to their longest clip, padding masked), 40 mel bins from 32 ms windows every
-    # 10 ms -> (1, 40, 15-230 frames), bs 32, 6 epochs: one run is about a minute on 2 CPU cores.
-    "fsdd": ESC50Settings(sample_rate=8000, duration=None, n_fft=256, hop_length=80, n_mels=40, bs=32, epochs=6,
-                          audio_dtype="auto"),
-}
-
-
-def get_settings(preset: str = "blog", **overrides) -> ESC50Settings:
-    "The settings of `preset` with `overrides` applied one by one (unknown names raise TypeError)."
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-    names = {f.name for f in fields(ESC50Settings)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"unknown ESC-50 setting(s) {unknown}; expected some of {sorted(names)}")
-    return replace(PRESETS[preset], **overrides)
 
 
 def download_esc50() -> Path:
@@ -261,24 +180,23 @@ def esc50_dataloaders(
         raise ValueError(f"valid_fold={valid_fold!r} is not a fold of {root / 'meta' / 'esc50.csv'}; folds are {folds}")
     if len(folds) < 2:
         raise ValueError(f"{root / 'meta' / 'esc50.csv'} has only fold {folds}; training needs at least one other fold")
-    n_train = int((df["fold"] != valid_fold).sum())
-    if n_train < s.bs:
-        raise ValueError(
-            f"bs={s.bs} is larger than the {n_train} training clips (folds other than {valid_fold}); the training "
-            "loader drops incomplete batches, so it would yield none: pass a smaller bs"
-        )
-    vocab = df.sort_values("target").drop_duplicates("category")["category"].tolist()
-    dblock = esc50_datablock(root, vocab, valid_fold, s, batch_tfms)
-    kwargs = {} if s.num_workers is None else {"num_workers": s.num_workers}
-    if s.num_workers is None and _uses_audio_cache(dblock) and _device_type(device) == "cpu":
-        # Cached clips are batched in the main process in ~0.1 ms each; on a CPU, worker processes
-        # would only compete with the batch transforms for the same cores (measured 2-3x slower).
-        kwargs["num_workers"] = 0
-    dls = dblock.dataloaders(df, bs=s.bs, device=device, **kwargs)
-    dls = AudioDataLoaders(*dls.loaders, path=dls.path, device=dls.device)  # test_dl / predict on any file
+    source = esc50_source(root, df)
+    dls = source_dataloaders(source, valid_fold, s, batch_tfms=batch_tfms, device=device, validate=False)
     dls.esc50_settings = s
     dls.validation_report = report
     return dls
+
+
+def esc50_source(root: str | os.PathLike, df: pd.DataFrame) -> DataSource:
+    """The `DataSource` of the checked ESC-50 table `df` (rows of `meta/esc50.csv`): files in
+    `audio/`, labels the categories, classes ordered by target, the CSV's folds; the table keeps
+    every column of the CSV."""
+    vocab = df.sort_values("target").drop_duplicates("category")["category"].astype(str).tolist()
+    table = df.reset_index(drop=True).copy()  # every column of the CSV stays with its row (items, interpretation)
+    table["file"] = [resolve_clip(".", str(f)).as_posix() for f in table["filename"]]
+    table["label"] = table["category"].astype(str)
+    table["fold"] = table["fold"].astype(int)
+    return DataSource("esc50", Path(root), table, "quick", vocab=vocab, fingerprint_names=["meta/esc50.csv"])
 
 
 def _uses_audio_cache(dblock: DataBlock) -> bool:

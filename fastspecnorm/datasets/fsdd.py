@@ -74,28 +74,21 @@ def fsdd_dataloaders(path=None, valid_fold: int = 1, bs: int | None = None, pres
     """fastai DataLoaders over FSDD (downloaded with `untar_data` when `path` is None), holding out
     speaker `FSDD_SPEAKERS[valid_fold - 1]` for validation; the other five speakers train.
 
-    `preset` "fsdd" (see `fastspecnorm.datasets.esc50.PRESETS`): the files' own 8 kHz, each clip at
+    `preset` "fsdd" (see `fastspecnorm.presets.PRESETS`): the files' own 8 kHz, each clip at
     its own length (batches padded to their longest clip; `lengths` travel with the batch and padding
     never counts in statistics), 40 mel bins from 32 ms windows every 10 ms, bs 32. Any
-    `ESC50Settings` field can be overridden by keyword. Batches: `AudioSpectrogram`
+    `AudioSettings` field can be overridden by keyword. Batches: `AudioSpectrogram`
     `(bs, 1, 40, frames)` and the digit's index. Built on `AudioDataLoaders.from_df`.
     """
-    from ..data import AudioDataLoaders
-    from .esc50 import get_settings
+    from ..presets import get_settings
+    from .sources import SourceSpec, read_source, source_dataloaders
 
     if bs is not None:
         settings["bs"] = bs
     s = get_settings(preset, **settings)
     if valid_fold not in range(1, len(FSDD_SPEAKERS) + 1):
         raise ValueError(f"valid_fold must be 1-{len(FSDD_SPEAKERS)} (the speakers {list(FSDD_SPEAKERS)}), got {valid_fold!r}")
-    root = download_fsdd() if path is None else resolve_fsdd(path)
-    df = fsdd_table(root)
-    if valid_fold not in set(df["fold"]):
-        raise ValueError(f"no recordings of speaker {FSDD_SPEAKERS[valid_fold - 1]!r} (fold {valid_fold}) in {root / 'recordings'}")
-    spec = {"n_fft": s.n_fft, "hop_length": s.hop_length, "n_mels": s.n_mels, "f_max": s.f_max, "to_db": s.to_db}
-    kwargs = {} if s.num_workers is None else {"num_workers": s.num_workers}
-    return AudioDataLoaders.from_df(
-        df, path=root, fn_col="filename", label_col="label", fold_col="fold", valid_fold=valid_fold,
-        sample_rate=s.sample_rate, duration=s.duration, bs=s.bs, spec=spec, waveform_norm=s.waveform_norm,
-        batch_tfms=batch_tfms, cache=s.cache, validate=validate, device=device, **kwargs,
-    )  # fmt: skip
+    source = read_source(SourceSpec(data=download_fsdd() if path is None else path, dataset="fsdd"))
+    if valid_fold not in source.folds:
+        raise ValueError(f"no recordings of speaker {FSDD_SPEAKERS[valid_fold - 1]!r} (fold {valid_fold}) in {source.root / 'recordings'}")
+    return source_dataloaders(source, valid_fold, s, batch_tfms=batch_tfms, device=device, validate=validate)

@@ -1,10 +1,37 @@
-"""The experiment tooling on top of the library and datasets: the grid runner and command line
-(runner), the results store safe for many writers (store), the data fingerprint (fingerprint),
-summary statistics (summary) and plots (plots)."""
+"""The experiment tooling on top of the library and datasets: the command line (cli), preparing a
+grid (grid), scheduling its runs (schedule), training one run (train), `compare` from Python (api),
+the results store safe for many writers (store), the data fingerprint (fingerprint), summary
+statistics (summary) and plots (plots).
 
-from .plots import comparison_figure
-from .runner import ExperimentConfig, main, run_experiment, summarize_out
-from .store import RunStore
-from .summary import Summary, summarize, write_summary
+Names are imported when first used, so the command line starts without torch or fastai.
+"""
 
-__all__ = ["ExperimentConfig", "RunStore", "Summary", "comparison_figure", "main", "run_experiment", "summarize", "summarize_out", "write_summary"]
+from importlib import import_module
+
+_NAMES = {
+    "ExperimentConfig": ".grid",
+    "prepare": ".grid",
+    "main": ".cli",
+    "run_experiment": ".schedule",
+    "summarize_out": ".schedule",
+    "compare": ".api",
+    "RunStore": ".store",
+    "Summary": ".summary",
+    "summarize": ".summary",
+    "write_summary": ".summary",
+    "comparison_figure": ".plots",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(import_module(_NAMES[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

@@ -7,7 +7,7 @@ table all read it. `norm_setup(name)` says how one run of that norm is built.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,11 @@ class Norm:
     clip is standardized before the spectrogram; red_dims: the `StatsRecorder` dimensions for
     dataset statistics (None: no statistics pass); mask_fill: the value `SpecAugment` fills its
     masks with under `--augment`, the value that carries no information after this normalization
-    (a number in its output's unit, or "mean": each item's own per-bin mean).
+    (a number in its output's unit, or "mean": each item's own per-bin mean); spec_tfms: builds
+    the batch transforms it puts right after `AudioToSpec` (None: none); to_db: whether it works
+    on dB spectrograms (False: on energies); input_bn: a `FreqBatchNorm` first in the model.
+
+    Adding a normalization means adding one `Norm` to `NORMS`.
     """
 
     name: str
@@ -33,6 +37,35 @@ class Norm:
     waveform_norm: bool
     red_dims: tuple[int, ...] | None = None
     mask_fill: float | str = 0.0
+    spec_tfms: Callable[[], list] | None = None
+    to_db: bool = True
+    input_bn: bool = False
+
+
+# Builders of the norms' transforms (imported when a run is built: this module stays light). In place
+# where the transform comes right after AudioToSpec: its output is fresh, which saves an allocation.
+def _instance() -> list:
+    from ..normalize import InstanceMinMax
+
+    return [InstanceMinMax(inplace=True)]
+
+
+def _dbrange() -> list:
+    from ..normalize import DbRangeNormalize
+
+    return [DbRangeNormalize(inplace=True)]
+
+
+def _pcen() -> list:
+    from ..normalize import PCEN
+
+    return [PCEN()]
+
+
+def _utterance() -> list:
+    from ..normalize import UtteranceNormalize
+
+    return [UtteranceNormalize()]
 
 
 NORMS: dict[str, Norm] = {
@@ -42,20 +75,22 @@ NORMS: dict[str, Norm] = {
         Norm("none", "nothing (no waveform normalization either)", "-", waveform_norm=False, mask_fill=-100.0),
         Norm("global", "`(x - mean) / std`, one mean/std per audio channel", "dataset (training split)", True, (0, 2, 3)),
         Norm("channel", "`(x - mean) / std`, one mean/std per frequency bin", "dataset (training split)", True, (0, 1, 3)),
-        Norm("instance", "standardize, then min-max to [0, 1]", "per item", True),
+        Norm("instance", "standardize, then min-max to [0, 1]", "per item", True, spec_tfms=_instance),
         # A fixed dB range assumes the recording's own level: standardizing first put 46% of the
         # quick preset's values above +20 dB, where they are clipped to 1 (1.9% on raw levels).
-        Norm("dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False),
+        Norm("dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False, spec_tfms=_dbrange),
         # PCEN is its own gain control (its smoother divides each bin by its recent level), so clips
         # keep their own level, as in librosa's usage: energies scaled as int32 audio (2**62).
-        Norm("pcen", "per-channel energy normalization of the (mel) energies, librosa's defaults (0.4 s)", "per item (running)", waveform_norm=False),
+        Norm("pcen", "per-channel energy normalization of the (mel) energies, librosa's defaults (0.4 s)", "per item (running)", waveform_norm=False,
+             spec_tfms=_pcen, to_db=False),
         # Standardized waveforms, as for the other standardizations: the per-bin mean removes a
         # clip's level anyway, and a standardized quiet clip stays above the -100 dB floor.
-        Norm("utterance", "`(x - mean) / std` per item and frequency bin over its frames", "per item", True),
+        Norm("utterance", "`(x - mean) / std` per item and frequency bin over its frames", "per item", True, spec_tfms=_utterance),
         # The learned counterpart of `channel`: the same standardized inputs, statistics learned by
         # a BatchNorm2d over frequency bins as the model's first layer (PANNs' bn0). Masks take each
         # item's own per-bin mean, the value that BatchNorm maps near 0.
-        Norm("bn", "BatchNorm over frequency bins as the model's first layer", "learned (running batch stats)", True, mask_fill="mean"),
+        Norm("bn", "BatchNorm over frequency bins as the model's first layer", "learned (running batch stats)", True, mask_fill="mean",
+             input_bn=True),
     )
 }
 
@@ -80,30 +115,25 @@ class NormSetup:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def norm_setup(name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None, augment: bool = False) -> NormSetup:
+def norm_setup(name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None, augment: bool = False,
+               progress: bool = True) -> NormSetup:
     """How a run of normalization `name` is built. Dataset statistics come from the training split
     only, through `StatsCallback` (saved to / reused from `stats_path` when given), never from
     augmented batches. `augment`: add the train-only augmentations, `SpecAugment` masks after the
-    normalization (filled with the norm's `mask_fill`) and fastai's `MixUp` (see `fastspecnorm.augment`)."""
+    normalization (filled with the norm's `mask_fill`) and fastai's `MixUp` (see `fastspecnorm.augment`).
+    progress: a progress bar while statistics are gathered."""
     from ..augment import SpecAugment, augment_callbacks
     from ..callback import StatsCallback
-    from ..normalize import PCEN, DbRangeNormalize, InstanceMinMax, UtteranceNormalize
 
     norm = NORMS[check_norms([name])[0]]
     setup = NormSetup(settings={"waveform_norm": norm.waveform_norm})
+    if not norm.to_db:
+        setup.settings["to_db"] = False
     if norm.red_dims is not None:
-        setup.cbs.append(StatsCallback(red_dims=norm.red_dims, fraction=stats_fraction, path=stats_path))
-    # Right after AudioToSpec, on its fresh output: in place saves a batch-sized allocation.
-    if name == "instance":
-        setup.batch_tfms.append(InstanceMinMax(inplace=True))
-    elif name == "dbrange":
-        setup.batch_tfms.append(DbRangeNormalize(inplace=True))
-    elif name == "pcen":
-        setup.settings["to_db"] = False  # PCEN works on energies
-        setup.batch_tfms.append(PCEN())
-    elif name == "utterance":
-        setup.batch_tfms.append(UtteranceNormalize())
-    elif name == "bn":
+        setup.cbs.append(StatsCallback(red_dims=norm.red_dims, fraction=stats_fraction, path=stats_path, progress=progress))
+    if norm.spec_tfms is not None:
+        setup.batch_tfms.extend(norm.spec_tfms())
+    if norm.input_bn:
         setup.learner_kwargs["input_bn"] = True
     if augment:
         setup.batch_tfms.append(SpecAugment(fill=norm.mask_fill))

@@ -26,7 +26,7 @@ Example::
     with store.claimed(run_id) as mine:
         if mine and not store.is_done(run_id):
             store.save(run_id, {"norm": "none", "fold": 1, "seed": 0, "epochs": 8, "accuracy": 0.71})
-    store.rebuild()                       # out/results.csv (and, with a title, summary.md / .png)
+    store.rebuild()                       # out/results.csv
 """
 
 from __future__ import annotations
@@ -164,25 +164,23 @@ class RunStore:
         rows.sort(key=lambda r: (r["fold"], r["seed"], rank.get(r["norm"], len(rank)), r["norm"]))
         return pd.DataFrame(rows)
 
-    def rebuild(self, order: Sequence[str] = (), title: str | None = None, baseline: str = "none") -> pd.DataFrame:
-        """Write `results.csv` (and, when `title` is given, `summary.md` / `summary.png` by
-        `write_summary`, with the records' commands, versions, hosts and wall times) from the
-        records; returns the rows. Idempotent. When another process adds
-        a record meanwhile, it rebuilds again, so the last writer always leaves every record in."""
-        from .summary import write_summary
+    def rebuild(self, order: Sequence[str] = ()) -> pd.DataFrame:
+        """Write `results.csv` from the records; returns the rows. Idempotent. When another process
+        adds a record meanwhile, it rebuilds again, so the last writer always leaves every record in.
+        (Summaries are rendered from the rows elsewhere: `experiment.summary.write_summary`.)"""
+        return self.rebuild_with_records(order)[0]
 
+    def rebuild_with_records(self, order: Sequence[str] = ()) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        "`rebuild`, also returning the records the rows come from (for their `info`)."
         while True:
             ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
             records = self.records()
             rows = self._rows(records, order)
             if len(rows):
                 atomic_write_text(self.results_path, rows.to_csv(index=False, lineterminator="\n"))
-                if title is not None:
-                    write_summary(rows, self.out, baseline=baseline, order=order, title=title,
-                                  infos=[r.get("info", {}) for r in records])
             now = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
             if now == ids:
-                return rows
+                return rows, records
 
     # -- claims --------------------------------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""`compare`: the comparison of normalizations from Python, the same as `fastspecnorm compare`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .._io import atomic_write_text
+from .grid import ExperimentConfig
+from .log import RunLog
+
+__all__ = ["compare"]
+
+_OPTIONS = {"stats_fraction", "synthetic_classes", "synthetic_clips", "shard", "devices", "dataset", "path", "fn_col", "label_col",
+            "fold_col", "group_col", "k", "fold_seed"}  # fmt: skip
+_SETTINGS = {"lr", "bs", "num_workers", "augment"}
+
+
+def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs=None, progress: bool | None = None,
+            quiet: bool = False, **options) -> pd.DataFrame:  # fmt: skip
+    """Compare normalizations on `source`: one xResNet18 from scratch per (norm, fold, seed).
+
+    Resumable like the command: finished runs in `out` are kept and skipped, and any number of
+    processes may share `out`.
+
+    Args:
+        source: a dataset folder (ESC-50 layout, FSDD, one subfolder per label), a CSV file, or a
+            pandas DataFrame of clips (its file names relative to `path=`; written to
+            `out/source.csv` and read from there).
+        out: the output folder (runs/, results.csv, summary.md, summary.png).
+        norms: names of `NORMS` (None: all eight).
+        folds: fold values to validate on (None: all).
+        seeds: the seeds.
+        preset: a name of `PRESETS` (None: the dataset's default; "own" for your data).
+        epochs: epochs per run (None: the preset's).
+        progress: fastai's progress bars (None: when stdout is a terminal); otherwise one line per
+            epoch and one per run.
+        quiet: one line per run.
+        **options: the command's options by their Python names: `k=5`, `group_col="speaker"`,
+            `fold_col="fold"`, `fn_col`, `label_col`, `path`, `dataset`, `devices`, `shard`,
+            `stats_fraction`; settings `bs`, `lr`, `num_workers`, `augment`; and `overrides`
+            (a dict of other `AudioSettings` fields).
+
+    Returns:
+        One row per norm (accuracies as fractions): `norm, n, mean, std, ci_low, ci_high, min, max`
+        and the paired difference against `none`, matched on fold and seed: `n_pairs_vs_none,
+        diff_vs_none, diff_std, diff_low, diff_high, p_value` (NaN for `none` itself, and for all
+        when `none` is not in the grid).
+
+    Raises:
+        ValueError / TypeError / FileNotFoundError: bad input, before anything is trained.
+    """
+    from ..experiment.norms import NORMS
+    from .schedule import run_experiment
+    from .summary import summarize
+
+    overrides = dict(options.pop("overrides", {}))
+    overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise TypeError(f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | {'overrides'})}")
+    out = Path(out)
+    data = csv = None
+    if isinstance(source, pd.DataFrame):
+        if options.get("path") is None:
+            raise ValueError("a DataFrame source needs path=, the folder its file names are relative to")
+        csv = out / "source.csv"
+        atomic_write_text(csv, source.to_csv(index=False, lineterminator="\n"))
+        options.setdefault("fn_col", 0)
+        options.setdefault("label_col", 1)
+    elif isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".csv":
+        csv = str(source)
+    elif isinstance(source, str | os.PathLike):
+        data = str(source)
+    else:
+        raise TypeError(f"source must be a folder, a CSV path or a DataFrame, got {type(source).__name__}")
+    cfg = ExperimentConfig(data=data, out=out, folds=None if folds is None else list(folds), seeds=list(seeds),
+                           norms=list(norms or NORMS), preset=preset, epochs=epochs, overrides=overrides,
+                           csv=None if csv is None else str(csv), **options)  # fmt: skip
+    log = RunLog(progress=progress, quiet=quiet)
+    results = pd.read_csv(run_experiment(cfg, log))
+    summary = summarize(results, baseline="none", order=list(NORMS))
+    paired = summary.paired.rename(columns={"n_pairs": "n_pairs_vs_none", "mean_diff": "diff_vs_none", "std_diff": "diff_std",
+                                            "ci_low": "diff_low", "ci_high": "diff_high"})  # fmt: skip
+    table = summary.per_norm.join(paired, how="left")
+    table.index.name = "norm"
+    return table.reset_index()

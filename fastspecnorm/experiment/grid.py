@@ -1,0 +1,391 @@
+"""Preparing a comparison grid: every check that can be made before training, made once.
+
+`check_config` checks the arguments alone (no file is read or written). `prepare` reads the
+dataset with its recipe, draws its folds when it has none (or reuses `OUT/folds.csv`), checks
+every clip, fingerprints the data and writes the experiment's identity to `OUT/experiment.json`.
+Nothing is written to OUT before every check has passed, and an OUT folder that holds no finished
+run may be reused with other settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text
+from ..presets import PRESETS, get_settings
+from .fingerprint import describe_changes, files_fingerprint
+from .log import RunLog
+from .norms import NORMS, check_norms
+
+__all__ = ["FORMAT", "ExperimentConfig", "Prepared", "check_config", "prepare", "data_fingerprint", "experiment_title"]
+
+FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewritten in place)
+DATASET_NAMES = ("esc50", "fsdd", "folder", "csv")  # the recipes (datasets.sources.RECIPES), without importing it
+
+
+@dataclass
+class ExperimentConfig:
+    """What a comparison runs (the command line's options).
+
+    Args:
+        data: a dataset folder, "synthetic" (a generated ESC-50-layout set in `OUT/synthetic-esc50`)
+            or "download" (ESC-50 or FSDD by fastai's `untar_data`); None with `csv`.
+        out: the output folder.
+        folds: the fold values to validate on (numbers, or names such as speakers); None: all.
+        seeds, norms: the grid's seeds and normalizations (names of `NORMS`).
+        preset: a name of `PRESETS` (None: the dataset's default).
+        epochs: epochs per run (None: the preset's).
+        stats_fraction: share of training batches for dataset statistics.
+        overrides: `AudioSettings` fields to override (e.g. `{"bs": 8}`).
+        synthetic_classes, synthetic_clips: the size of the generated dataset.
+        shard: (I, N): this process takes every N-th run of the grid from the I-th on.
+        devices: one worker process per entry ("cuda:0", "cpu"; empty: this process).
+        summarize: only rebuild results.csv / summary.md / summary.png from the records.
+        dataset: the recipe ("esc50", "fsdd", "folder", "csv"); None detects it from `data`.
+        command: the command line, kept in each run's record.
+        csv, path, fn_col, label_col, fold_col, group_col, k, fold_seed: a CSV source (see
+            `datasets.sources.SourceSpec`).
+    """
+
+    data: str | None
+    out: Path
+    folds: list | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    norms: list[str] = field(default_factory=lambda: list(NORMS))
+    preset: str | None = None
+    epochs: int | None = None
+    stats_fraction: float = 1.0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    synthetic_classes: int = 10
+    synthetic_clips: int = 20
+    shard: tuple[int, int] = (1, 1)
+    devices: list[str] = field(default_factory=list)
+    summarize: bool = False
+    dataset: str | None = None
+    command: str | None = None
+    csv: str | None = None
+    path: str | None = None
+    fn_col: str | int = 0
+    label_col: str | int = 1
+    fold_col: str | int | None = None
+    group_col: str | int | None = None
+    k: int = 5
+    fold_seed: int = 0
+
+
+@dataclass
+class Prepared:
+    """What `prepare` found and decided.
+
+    Attributes:
+        source: the `DataSource`, folds included.
+        settings: the resolved `AudioSettings` of every run.
+        settings_dict: the settings that decide results (with epochs), as in experiment.json.
+        epochs: epochs per run.
+        folds: the fold numbers of the grid.
+        experiment: the identity written to `OUT/experiment.json`.
+        experiment_id: its short digest (part of every run id).
+        data: the data fingerprint (`files_fingerprint`).
+    """
+
+    source: Any
+    settings: Any
+    settings_dict: dict[str, Any]
+    epochs: int
+    folds: list[int]
+    experiment: dict[str, Any]
+    experiment_id: str
+    data: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def root(self) -> Path:
+        return self.source.root
+
+
+def digest(obj: Any, length: int = 12) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def check_config(cfg: ExperimentConfig) -> None:
+    """Check the arguments alone, before any file is read or written.
+
+    Raises:
+        ValueError / TypeError: naming the option, the value given and what is expected.
+    """
+    check_norms(cfg.norms)
+    if cfg.summarize:
+        return
+    if (cfg.data is None) == (cfg.csv is None):
+        raise ValueError("give the data as --data DIR or as --csv FILE (one of them)")
+    if cfg.dataset is not None and cfg.dataset not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {list(DATASET_NAMES)}")
+    if cfg.data == "synthetic" and cfg.dataset not in (None, "esc50"):
+        raise ValueError(f"--data synthetic generates ESC-50-layout data; it does not go with --dataset {cfg.dataset}")
+    if cfg.csv is None and any(v is not None for v in (cfg.fold_col, cfg.group_col, cfg.path)):
+        raise ValueError("--fold-col, --group-col and --path describe a --csv source; give --csv FILE")
+    if cfg.fold_col is not None and cfg.group_col is not None:
+        raise ValueError("give --fold-col (the folds are in the CSV) or --group-col (folds drawn by group), not both")
+    if cfg.folds is not None and not cfg.folds:
+        raise ValueError("--folds must list at least one fold")
+    if not cfg.seeds or not cfg.norms:
+        raise ValueError("seeds and norms must each list at least one value")
+    if len(set(cfg.norms)) != len(cfg.norms):
+        raise ValueError(f"--norms lists a normalization twice: {cfg.norms}")
+    if cfg.epochs is not None and not (isinstance(cfg.epochs, int) and cfg.epochs >= 1):
+        raise ValueError(f"epochs must be an integer >= 1, got {cfg.epochs!r}")
+    if not 0 < cfg.stats_fraction <= 1:
+        raise ValueError(f"stats fraction must be in (0, 1], got {cfg.stats_fraction!r}")
+    if not (isinstance(cfg.k, int) and cfg.k >= 2):
+        raise ValueError(f"k (folds to draw) must be an integer >= 2, got {cfg.k!r}")
+    if cfg.preset is not None and cfg.preset not in PRESETS:
+        raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {sorted(PRESETS)}")
+    settings = get_settings(cfg.preset or "blog", **cfg.overrides)  # TypeError naming an unknown setting
+    if not (isinstance(settings.bs, int) and not isinstance(settings.bs, bool) and settings.bs > 0):
+        raise ValueError(f"bs (batch size) must be a positive integer, got {settings.bs!r}")
+    if settings.lr is not None and not (isinstance(settings.lr, int | float) and settings.lr > 0):
+        raise ValueError(f"lr must be a positive number, got {settings.lr!r}")
+    if settings.num_workers is not None and not (isinstance(settings.num_workers, int) and settings.num_workers >= 0):
+        raise ValueError(f"num workers must be an integer >= 0, got {settings.num_workers!r}")
+    index, count = cfg.shard
+    if not 1 <= index <= count:
+        raise ValueError(f"shard must be I/N with 1 <= I <= N, got {index}/{count}")
+    for device in cfg.devices:
+        if device != "cpu" and not device.startswith(("cuda", "mps", "xpu")):
+            raise ValueError(f"unknown device {device!r}; expected e.g. cuda:0, cuda:1 or cpu")
+
+
+def _spec(cfg: ExperimentConfig, data):
+    from ..datasets.sources import SourceSpec
+
+    return SourceSpec(data=data, csv=cfg.csv, path=cfg.path, dataset=cfg.dataset, fn_col=cfg.fn_col, label_col=cfg.label_col,
+                      fold_col=cfg.fold_col, group_col=cfg.group_col, k=cfg.k, fold_seed=cfg.fold_seed)  # fmt: skip
+
+
+def _resolve_data(cfg: ExperimentConfig):
+    "The dataset folder of `cfg.data`: generated into OUT (synthetic), downloaded, or as given."
+    if cfg.data == "synthetic":
+        from ..datasets.synthetic import make_synthetic_esc50
+
+        return make_synthetic_esc50(Path(cfg.out) / "synthetic-esc50", n_classes=cfg.synthetic_classes,
+                                    clips_per_class=cfg.synthetic_clips)  # fmt: skip
+    if cfg.data == "download":
+        if cfg.dataset == "fsdd":
+            from ..datasets.fsdd import download_fsdd
+
+            return download_fsdd()
+        from ..datasets.esc50 import download_esc50
+
+        return download_esc50()
+    return cfg.data
+
+
+def _fold_numbers(source, wanted: list | None) -> list[int]:
+    "The fold numbers of the values in `wanted` (numbers or the source's names); all when None."
+    available = source.folds
+    if wanted is None:
+        return available
+    by_name = {str(f): f for f in available} | {str(name): f for f, name in source.fold_names.items() if f in available}
+    unknown = [w for w in wanted if str(w) not in by_name]
+    if unknown:
+        listed = ", ".join(f"{f} ({source.fold_names[f]})" if f in source.fold_names else str(f) for f in available)
+        raise ValueError(f"fold(s) {unknown} not in the data; its folds are {listed}")
+    numbers = [by_name[str(w)] for w in wanted]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"--folds names a fold twice: {wanted}")
+    return numbers
+
+
+def _records_exist(out: Path) -> bool:
+    runs = out / "runs"
+    return runs.is_dir() and any(runs.glob("*.json"))
+
+
+def _read_folds_csv(path: Path) -> dict[str, int]:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, dtype={"file": str})
+        if list(df.columns[:2]) != ["file", "fold"]:
+            raise ValueError(f"columns {list(df.columns)}, expected file, fold")
+        return {str(f): int(k) for f, k in zip(df["file"], df["fold"], strict=True)}
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"cannot read {path} ({e}); it is written whole by this tool, so something else changed it: "
+                         "delete it to draw the folds again (only while the folder holds no finished run)") from None  # fmt: skip
+
+
+def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
+    """`source` with its folds: drawn ones from `OUT/folds.csv` when it fits the clips, else drawn now.
+    Returns (source, folds table to write or None)."""
+    import pandas as pd
+
+    from ..datasets.sources import draw_folds
+
+    if not source.drawn:
+        return source, None
+    path = out / "folds.csv"
+    table = source.table.copy()
+    if path.is_file():
+        saved = _read_folds_csv(path)
+        files = set(table["file"])
+        if set(saved) == files:
+            table["fold"] = table["file"].map(saved).astype("Int64")
+            log.info(f"folds: {len(set(saved.values()))} folds read from {path}")
+            return replace(source, table=table), None
+        if _records_exist(out):
+            changes = describe_changes({"files": dict.fromkeys(saved, 0)}, {"files": dict.fromkeys(files, 0)})
+            raise ValueError(f"the clips differ from those in {path} ({changes}); results of different data are never mixed: "
+                             "use another --out folder, or restore the data")  # fmt: skip
+    groups = table["group"] if "group" in table.columns else None
+    table["fold"] = draw_folds(table["label"], cfg.k, seed=cfg.fold_seed, groups=groups)
+    grouped = f", grouped by {source.identity['group_col']!r}" if groups is not None else ""
+    log.info(f"folds: {cfg.k} folds drawn (seed {cfg.fold_seed}, stratified by label{grouped}), saved in {path}")
+    return replace(source, table=table), pd.DataFrame({"file": table["file"], "fold": table["fold"].astype(int)})
+
+
+def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
+    from ..presets import DEFAULT_SAMPLE_RATE
+
+    rates = sorted({f["samplerate"] for f in facts.values()})
+    if len(rates) == 1:
+        return rates[0]
+    log.info(f"the files have several sample rates ({', '.join(map(str, rates))} Hz): resampling all to {DEFAULT_SAMPLE_RATE} Hz")
+    return None
+
+
+def data_fingerprint(source) -> dict:
+    "The content fingerprint of `source`: its table's files and the files that describe it."
+    return files_fingerprint(source.root, [*source.fingerprint_names, *source.table["file"]])
+
+
+def _check_experiment(out: Path, expected: dict[str, Any], files: dict | None = None) -> bool:
+    """Whether `OUT/experiment.json` must be (re)written: True when absent or, with no finished run in
+    OUT, different. Raises ValueError when OUT holds finished runs of another experiment or data."""
+    path = out / "experiment.json"
+    if not path.is_file():
+        return True
+    old = _read_json_file(path, "experiment identity")
+    diff = sorted(k for k in set(old) | set(expected) if old.get(k) != expected.get(k))
+    if not diff:
+        return False
+    if not _records_exist(out):
+        return True  # nothing finished: these settings replace the old ones
+    if "data_fingerprint" in diff and files is not None:
+        old_files = _read_json_file(out / "data-files.json", "data fingerprint") if (out / "data-files.json").is_file() else {}
+        raise ValueError(f"the data differ from those of the runs in {out} ({describe_changes(old_files, files)}); results of "
+                         "different data are never mixed: use another --out folder, or restore the data")  # fmt: skip
+    if "data_fingerprint" in diff and set(diff) == {"data_fingerprint"}:
+        return False  # checked again with the files
+    raise ValueError(f"{out} holds finished runs of another experiment (differing: {', '.join(d for d in diff if d != 'data_fingerprint')}; "
+                     f"see {path}): use another --out folder, or the settings of those runs")  # fmt: skip
+
+
+def _read_json_file(path: Path, what: str) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {path} ({what}): {e}; delete it if the folder holds no finished run, else restore it") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} ({what}) holds {type(value).__name__}, expected a JSON object; restore or delete it")
+    return value
+
+
+def refuse_old_format(out: Path) -> None:
+    path = out / "experiment.json"
+    old = _read_json_file(path, "experiment identity") if path.is_file() else None
+    if (old is not None and old.get("format") != FORMAT) or (old is None and (out / "results.csv").is_file() and not (out / "runs").is_dir()):
+        raise ValueError(
+            f"{out} holds results in an older format (one results.csv rewritten in place, no per-run records in "
+            f"{out / 'runs'}); this version keeps one record per run and derives results.csv from them. "
+            "Use another --out folder, or move this one aside (its results.csv and summary stay readable)"
+        )
+
+
+def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
+    """Check everything that can be checked before training, once; then write (or check)
+    `OUT/experiment.json`, `OUT/data-files.json` and, for drawn folds, `OUT/folds.csv`.
+
+    Raises:
+        ValueError / TypeError / FileNotFoundError: naming the problem: an unknown preset, norm,
+            setting, fold, shard or device; a bad clip or table; an OUT folder holding finished runs
+            of another experiment, of other data (naming the changed files) or of the older format.
+    """
+    from ..datasets.sources import read_source
+
+    log = log or RunLog()
+    check_config(cfg)
+    out = cfg.out = Path(cfg.out)
+    refuse_old_format(out)
+    if cfg.data == "synthetic" and (out / "experiment.json").is_file() and _records_exist(out):
+        old = _read_json_file(out / "experiment.json", "experiment identity").get("synthetic")
+        if old != [cfg.synthetic_classes, cfg.synthetic_clips]:  # before regenerating the data of those runs
+            raise ValueError(f"{out} holds finished runs of another experiment (differing: synthetic, {old}); "
+                             "use another --out folder, or the settings of those runs")  # fmt: skip
+    source = read_source(_spec(cfg, _resolve_data(cfg)))
+    log.info(f"data: {source.description}")
+    source, folds_table = _with_folds(source, cfg, out, log)
+    folds = _fold_numbers(source, cfg.folds)
+    preset = cfg.preset or source.preset
+    settings = get_settings(preset, **cfg.overrides)
+    if source.dataset == "esc50":
+        from ..datasets.validate import validate_esc50
+
+        validate_esc50(source.root, folds=folds, progress=False).raise_if_errors()  # the table's rules and every file, decoded
+        facts = None
+    else:
+        from ..datasets.sources import check_source_files
+
+        facts = check_source_files(source, full=True)
+    if settings.sample_rate is None:
+        settings = replace(settings, sample_rate=_files_rate(facts, log))
+    settings = settings.resolved()
+    for fold in folds:
+        n_train = int((source.table["fold"] != fold).sum())
+        if n_train < settings.bs:
+            raise ValueError(f"bs={settings.bs} is larger than the {n_train} training clips of {source.fold_name(fold)}; the "
+                             "training loader drops incomplete batches, so it would yield none: pass a smaller --bs")  # fmt: skip
+    epochs = cfg.epochs or settings.epochs
+    settings_dict = {**settings.as_dict(), "epochs": epochs}
+    for speed_only in ("num_workers", "cache"):  # how fast, not what is computed
+        settings_dict.pop(speed_only)
+    identity = {
+        "format": FORMAT,
+        "dataset": source.dataset,
+        "preset": preset,
+        "settings": settings_dict,
+        "stats_fraction": cfg.stats_fraction,
+        "synthetic": [cfg.synthetic_classes, cfg.synthetic_clips] if cfg.data == "synthetic" else None,
+    }
+    if source.identity:  # own data: how the table was read and its folds drawn
+        identity["source"] = source.identity
+    data = data_fingerprint(source)
+    identity["data_fingerprint"] = data["digest"]
+    if _check_experiment(out, identity, data):
+        # Several processes may start at once: each writes the same files; a different
+        # experiment started at the same moment is caught by reading back.
+        if folds_table is None and source.drawn:
+            import pandas as pd
+
+            folds_table = pd.DataFrame({"file": source.table["file"], "fold": source.table["fold"].astype(int)})
+        if folds_table is not None:
+            atomic_write_text(out / "folds.csv", folds_table.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(out / "data-files.json", json.dumps(data, indent=1, sort_keys=True))
+        atomic_write_text(out / "experiment.json", json.dumps(identity, indent=2, sort_keys=True))
+        if _check_experiment(out, identity, data):
+            raise ValueError(f"another process wrote a different experiment to {out} at the same time; use another --out folder")
+    return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data)
+
+
+def experiment_title(experiment: dict[str, Any]) -> str:
+    "The summary's title: the dataset, preset and epochs of the experiment in experiment.json."
+    dataset = experiment.get("dataset")
+    if dataset == "fsdd":
+        data = "FSDD (real speech, speaker held out)"
+    elif dataset in ("folder", "csv"):
+        data = "own data (" + ("a folder per label" if dataset == "folder" else "CSV") + ")"
+    else:
+        data = "synthetic ESC-50" if experiment.get("synthetic") else "ESC-50"
+    return f"{data}, preset {experiment['preset']}, {experiment['settings']['epochs']} epochs"

@@ -1,0 +1,232 @@
+"""Scheduling a prepared grid: which process trains which run, claims, workers, records.
+
+Every (norm, fold, seed) of the grid is claimed while trained, so any number of processes on one
+OUT folder (one per device with `devices`, one per job-array task with `shard`, or the same command
+started twice, on one machine or several sharing a file system) record each run exactly once.
+Before a run is recorded, the data are fingerprinted again: a clip changed while the grid runs stops
+it, naming the file, instead of mixing data in one folder.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import train as _train
+from .fingerprint import describe_changes
+from .grid import ExperimentConfig, Prepared, data_fingerprint, digest, experiment_title, prepare
+from .log import RunLog
+from .norms import NORMS
+from .store import RunStore
+
+__all__ = ["POLL_SECONDS", "run_id", "grid_runs", "run_experiment", "rebuild_outputs", "summarize_out", "DataChangedError"]
+
+POLL_SECONDS = 2.0  # how often a process waiting for runs claimed by others looks again
+
+
+class DataChangedError(RuntimeError):
+    "The data changed while the grid ran; the run trained on them was not recorded."
+
+
+def run_id(norm: str, fold: int, seed: int, experiment_id: str) -> str:
+    "The deterministic name of a run's record and claim, e.g. 'global-fold1-seed0-3f2a9c01b7e4'."
+    return f"{norm}-fold{fold}-seed{seed}-{experiment_id}"
+
+
+def grid_runs(cfg: ExperimentConfig, folds: list[int] | None = None) -> list[tuple[str, int, int]]:
+    """The (norm, fold, seed) runs of this process: the whole grid in a fixed order (folds, then
+    seeds, then norms), every N-th from the I-th on for `shard=(I, N)`. The N shards are disjoint
+    and together the grid. `folds`: the fold numbers (default: `cfg.folds`)."""
+    index, count = cfg.shard
+    folds = cfg.folds if folds is None else folds
+    runs = [(n, f, s) for f in folds for s in cfg.seeds for n in cfg.norms]
+    return runs[index - 1 :: count]
+
+
+def _stats_path(out: Path, norm: str, fold: int, settings: dict[str, Any], fraction: float, data_fingerprint: str) -> Path:
+    "One statistics file per fold, normalization, settings and data content, shared by all seeds."
+    key = {"settings": settings, "fraction": fraction, "data_fingerprint": data_fingerprint}
+    return out / "stats" / f"fold{fold}-{norm}-{digest(key)}.npz"
+
+
+def rebuild_outputs(out: Path, experiment: dict[str, Any]):
+    "Rebuild `results.csv` from the records, then `summary.md` / `summary.png` from it; returns the rows."
+    from .summary import write_summary
+
+    store = RunStore(out)
+    rows, records = store.rebuild_with_records(list(NORMS))
+    if len(rows):
+        write_summary(rows, out, order=list(NORMS), title=experiment_title(experiment), infos=[r.get("info", {}) for r in records])
+    return rows
+
+
+def _versions() -> dict[str, str]:
+    import fastai
+    import torch
+
+    from .. import __version__
+    from .._compat import import_torchaudio
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchaudio": import_torchaudio().__version__,
+            "fastai": fastai.__version__, "fastspecnorm": __version__}  # fmt: skip
+
+
+def _check_data_unchanged(prep: Prepared) -> None:
+    now = data_fingerprint(prep.source)
+    if now["digest"] != prep.data.get("digest"):
+        raise DataChangedError(f"the data changed while the grid ran ({describe_changes(prep.data, now)}); the run just trained "
+                               "was not recorded. Restore the data and run the same command again, or use another --out folder")  # fmt: skip
+
+
+def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, key: tuple[str, int, int], device: str | None,
+                      log: RunLog, position: str) -> None:  # fmt: skip
+    norm, fold, seed = key
+    stats_path = None
+    if NORMS[norm].red_dims:
+        stats_path = _stats_path(cfg.out, norm, fold, prep.settings_dict, cfg.stats_fraction, prep.experiment["data_fingerprint"])
+    log.info(f"run {position}: norm={norm} {prep.source.fold_name(fold)} seed={seed} preset={prep.experiment['preset']} "
+             f"epochs={prep.epochs} device={device or 'default'}")  # fmt: skip
+    row = _train.train_one(prep.source, norm, fold, seed, prep.settings, prep.epochs, stats_path, cfg.stats_fraction, device,
+                           log=log, preset=prep.experiment["preset"])  # fmt: skip
+    _check_data_unchanged(prep)
+    # The table holds only what the seed determines, so a resumed grid reproduces it exactly;
+    # wall-clock time, versions and host go to the record's info.
+    info = {"seconds": row.pop("seconds"), "host": socket.gethostname(), "pid": os.getpid(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **_versions()}  # fmt: skip
+    if cfg.command:
+        info["command"] = cfg.command
+    store.save(run_id(norm, fold, seed, prep.experiment_id), row, info)
+    log.result(f"run {position}: {norm} {prep.source.fold_name(fold)} seed {seed}: accuracy {row['accuracy']:.4f} "
+               f"in {info['seconds']:.0f} s")  # fmt: skip
+    rebuild_outputs(cfg.out, prep.experiment)
+
+
+def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog) -> None:
+    """Train every run of this process's grid not yet recorded. Runs claimed by other processes
+    are skipped, then waited for: their claims are taken over if those processes die, so the call
+    returns when every run of its grid is recorded (by whichever process)."""
+    store = RunStore(cfg.out)
+    runs = grid_runs(cfg, prep.folds)
+    pending = [k for k in runs if not store.is_done(run_id(*k, prep.experiment_id))]
+    shard = f" (shard {cfg.shard[0]}/{cfg.shard[1]})" if cfg.shard != (1, 1) else ""
+    log.info(f"{len(runs)} runs in the grid{shard}, {len(runs) - len(pending)} already recorded in {store.runs_dir}, "
+             f"{len(pending)} to run")  # fmt: skip
+    total, started, waited = len(pending), 0, False
+    while pending:
+        waiting = []
+        for key in pending:
+            rid = run_id(*key, prep.experiment_id)
+            with store.claimed(rid) as mine:
+                if not mine:
+                    waiting.append(key)
+                elif not store.is_done(rid):  # another process may have finished it meanwhile
+                    started += 1
+                    _train_and_record(cfg, prep, store, key, device, log, f"{started} of {total}")
+        pending = [k for k in waiting if not store.is_done(run_id(*k, prep.experiment_id))]
+        if pending:
+            if not waited:  # once, not at every poll
+                log.info(f"{len(pending)} run(s) being trained by other processes; waiting for them")
+                waited = True
+            time.sleep(POLL_SECONDS)
+
+
+def _device_worker(cfg: ExperimentConfig, prep: Prepared, device: str, log: RunLog) -> None:
+    "Entry point of one `--devices` worker process (started with the 'spawn' method)."
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(device)  # this process's own device, for anything using the current one
+    log.prefix = f"[{device} pid {os.getpid()}] "
+    _work(cfg, prep, device, log)
+
+
+@contextmanager
+def _forwarding_signals(workers):
+    "While the block runs, SIGTERM / SIGINT to this process stop the workers too, then end it."
+    received = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run_workers(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
+    """One spawned worker per device; each is reaped the moment it ends (so its claim is free for
+    the others at once); a worker that dies does not stop the others, which take its run over."""
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: safe with CUDA and threads
+    workers = [context.Process(target=_device_worker, args=(cfg, prep, d, log), name=f"worker {d}") for d in cfg.devices]
+    with _forwarding_signals(workers) as received:
+        for worker in workers:
+            worker.start()
+        alive = list(workers)
+        while alive:
+            multiprocessing.connection.wait([w.sentinel for w in alive])
+            for w in [w for w in alive if not w.is_alive()]:
+                w.join()  # reaped now: a dead worker is not a zombie holding its claim
+                alive.remove(w)
+                if w.exitcode != 0 and not received:
+                    log.result(f"{w.name} ended with exit code {w.exitcode}; the other workers take over its run")
+    if received:
+        raise KeyboardInterrupt(f"stopped by signal {received[0]}; run the same command again to resume")
+    failed = [f"{w.name} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
+    store = RunStore(cfg.out)
+    missing = [k for k in grid_runs(cfg, prep.folds) if not store.is_done(run_id(*k, prep.experiment_id))]
+    if failed and missing:
+        raise RuntimeError(f"{', '.join(failed)} failed (messages above) and {len(missing)} run(s) are not recorded; "
+                           "run the same command again to resume")  # fmt: skip
+
+
+def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepared | None = None) -> Path:
+    """Run every (norm, fold, seed) of this process's grid not yet recorded in `cfg.out`; returns
+    the path of `results.csv`.
+
+    Bad input raises before any training (see `prepare`; pass `prep` when it was prepared already).
+    With several `cfg.devices`, one worker process per device pulls runs from the grid. Each
+    finished run is recorded atomically and the summary rebuilt, so an interruption loses at most
+    the runs in progress.
+    """
+    log = log if isinstance(log, RunLog) else RunLog()
+    prep = prep or prepare(cfg, log)
+    if len(cfg.devices) > 1:
+        _run_workers(cfg, prep, log)
+    else:
+        _work(cfg, prep, cfg.devices[0] if cfg.devices else None, log)
+    rebuild_outputs(cfg.out, prep.experiment)
+    store = RunStore(cfg.out)
+    log.result(f"results: {store.results_path}\nsummary: {cfg.out / 'summary.md'}, {cfg.out / 'summary.png'}")
+    return store.results_path
+
+
+def summarize_out(out: str | Path, log=None) -> Path:
+    """Rebuild `out/results.csv`, `summary.md` and `summary.png` from the finished runs' records,
+    without training; idempotent. Raises FileNotFoundError / ValueError when `out` holds no
+    experiment or no finished run, or is of the older format."""
+    from .grid import _read_json_file, refuse_old_format
+
+    log = log if isinstance(log, RunLog) else RunLog()
+    out = Path(out)
+    if not (out / "experiment.json").is_file() and not (out / "results.csv").is_file():
+        raise FileNotFoundError(f"{out} holds no experiment (no experiment.json); pass the --out folder of a grid")
+    refuse_old_format(out)
+    rows = rebuild_outputs(out, _read_json_file(out / "experiment.json", "experiment identity"))
+    if not len(rows):
+        raise ValueError(f"{out} has no finished run yet (no record in {out / 'runs'}); nothing to summarize")
+    log.result(f"{len(rows)} runs: {out / 'results.csv'}, {out / 'summary.md'}, {out / 'summary.png'}")
+    return out / "results.csv"

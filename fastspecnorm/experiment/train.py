@@ -1,0 +1,90 @@
+"""Training one run of the comparison: one normalization on one fold with one seed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .log import RunLog
+from .norms import norm_setup
+
+__all__ = ["train_one"]
+
+
+def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: int | None = None, stats_path: Path | None = None,
+              stats_fraction: float = 1.0, device: str | None = None, log: RunLog | None = None, preset: str | None = None,
+              dataset: str | None = None, **overrides) -> dict[str, Any]:  # fmt: skip
+    """Train one run and return its result row (final-epoch validation accuracy in [0, 1]).
+
+    Seeds Python, NumPy and torch (fastai `set_seed(seed, reproducible=True)`) before building
+    the data, so the shuffling, crops and initialization of a run are reproducible.
+
+    Args:
+        source: the `DataSource` (with folds), or a dataset folder with folds (read by its recipe,
+            `dataset` or detected).
+        norm: a name of `NORMS`.
+        fold: the fold number held out for validation.
+        seed: the run's seed.
+        settings: resolved `AudioSettings` (the norm adds its own, e.g. `to_db=False` for PCEN),
+            or a preset's name (None: `preset`, else the dataset's default), with `overrides`
+            applied; a preset that keeps the files' rate then runs at 16 kHz (`prepare`, which
+            reads the files' rate, is the way to keep it).
+        epochs: epochs of `fit_one_cycle` (None: the settings').
+        stats_path: where the norm's dataset statistics are saved and reused (None: not saved).
+        stats_fraction: share of training batches the statistics are gathered from.
+        device: where batches and the model go (None: fastai's default device).
+        log: how progress is shown (None: `RunLog()`, bars on a terminal).
+        preset: the preset's name, for the row.
+        dataset: the recipe of a `source` folder (None: detected).
+        overrides: `AudioSettings` fields to change.
+    """
+    from fastai.torch_core import set_seed
+
+    from ..datasets.sources import source_dataloaders
+    from ..learner import audio_learner
+
+    from ..datasets.sources import DataSource, SourceSpec, read_source
+    from ..presets import get_settings
+
+    if not isinstance(source, DataSource):
+        source = read_source(SourceSpec(data=source, dataset=dataset))
+    if settings is None or isinstance(settings, str):
+        preset = settings or preset or source.preset
+        settings = get_settings(preset, **overrides).resolved()
+    elif overrides:
+        settings = replace(settings, **overrides)
+    log = log or RunLog()
+    setup = norm_setup(norm, stats_fraction, stats_path, augment=settings.augment, progress=log.progress)
+    settings = replace(settings, **setup.settings)
+    n_epochs = epochs or settings.epochs
+    set_seed(seed, reproducible=True)
+    dls = source_dataloaders(source, fold, settings, batch_tfms=setup.batch_tfms, device=device, progress=log.progress)
+    learn = audio_learner(dls, cbs=setup.cbs, **setup.learner_kwargs)
+    start = time.perf_counter()
+    fit_kwargs = {} if settings.lr is None else {"lr_max": settings.lr}
+    if log.progress:
+        learn.fit_one_cycle(n_epochs, **fit_kwargs)
+    else:
+        learn.logger = log.epoch_logger(learn.recorder, n_epochs)
+        with learn.no_bar():
+            learn.fit_one_cycle(n_epochs, **fit_kwargs)
+    seconds = time.perf_counter() - start
+    names = list(learn.recorder.metric_names[1:-1])  # drop "epoch" and "time"
+    last = dict(zip(names, learn.recorder.values[-1], strict=True))
+    return {
+        "norm": norm,
+        "fold": int(fold),
+        "seed": seed,
+        "epochs": n_epochs,
+        "accuracy": float(last["accuracy"]),
+        "valid_loss": float(last["valid_loss"]),
+        "train_loss": float(last["train_loss"]),
+        "preset": preset,
+        "n_train": len(dls.train_ds),
+        "n_valid": len(dls.valid_ds),
+        "n_classes": dls.c,
+        "device": str(dls.device),
+        "seconds": round(seconds, 2),
+    }

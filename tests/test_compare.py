@@ -1,0 +1,224 @@
+"""`fastspecnorm compare` and `fastspecnorm.compare`: own data as a folder or a CSV, drawn folds,
+failing before writing, logs that read well in a file, the command without torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+import fastspecnorm
+from fastspecnorm.datasets.sources import draw_folds
+from fastspecnorm.experiment import ExperimentConfig, prepare, run_experiment
+from fastspecnorm.experiment import train as train_module
+from fastspecnorm.experiment.log import RunLog
+
+SPEAKERS = ("ann", "bob", "cid", "dee")
+TINY = {"bs": 4, "num_workers": 0}
+
+
+def _clip(rng, label: int, sr: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.3 * np.sin(2 * np.pi * (300 + 400 * label) * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """Clips of 3 labels by 4 speakers at 8 kHz, of different lengths: as a folder per label and
+    as a CSV with a speaker column."""
+    root = tmp_path_factory.mktemp("own") / "clips"
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in range(3):
+        for speaker in SPEAKERS:
+            for take in range(2):
+                name = f"digit{label}/{speaker}_{take}.wav"
+                (root / f"digit{label}").mkdir(parents=True, exist_ok=True)
+                sf.write(root / name, _clip(rng, label, 8000, 0.3 + 0.1 * take), 8000, subtype="PCM_16")
+                rows.append({"file": name, "label": f"digit{label}", "speaker": speaker})
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    return root
+
+
+def _fake_train_one(source, norm, fold, seed, settings, epochs=None, *args, **kwargs):
+    "Stands in for training: a deterministic accuracy, and the fold's clips for the checks."
+    n_valid = int((source.table["fold"] == fold).sum())
+    return {"norm": norm, "fold": int(fold), "seed": seed, "epochs": epochs or settings.epochs, "accuracy": (fold + seed) / 20,
+            "preset": kwargs.get("preset"), "n_valid": n_valid, "seconds": 0.0}  # fmt: skip
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    monkeypatch.setattr(train_module, "train_one", _fake_train_one)
+
+
+def _quiet() -> RunLog:
+    return RunLog(progress=False, quiet=True)
+
+
+def test_draw_folds_stratified_and_grouped():
+    labels = np.repeat(["a", "b", "c"], [30, 20, 10])
+    folds = draw_folds(labels, k=5, seed=3)
+    assert sorted(set(folds)) == [1, 2, 3, 4, 5]
+    for label, n in (("a", 30), ("b", 20), ("c", 10)):  # each label spread evenly: n/5 per fold
+        counts = np.bincount(folds[labels == label], minlength=6)[1:]
+        assert counts.tolist() == [n // 5] * 5
+    assert np.array_equal(folds, draw_folds(labels, k=5, seed=3))  # the same draw for the same seed
+    assert not np.array_equal(folds, draw_folds(labels, k=5, seed=4))
+
+    groups = np.array([f"g{i % 12}" for i in range(60)])
+    grouped = draw_folds(labels, k=4, seed=0, groups=groups)
+    for g in np.unique(groups):
+        assert len(set(grouped[groups == g])) == 1, f"group {g} split across folds"
+    assert sorted(set(grouped)) == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="cannot draw 5 folds from 3 group"):
+        draw_folds(["a"] * 6, k=5, groups=["x", "y", "z"] * 2)
+
+
+def test_folder_source_draws_folds_once_and_reuses_them(own, tmp_path, fake_training):
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(data=str(own), out=out, norms=["none", "global"], seeds=[0, 1], k=3, overrides=dict(TINY))
+    prep = prepare(cfg, _quiet())
+    assert prep.source.dataset == "folder" and prep.folds == [1, 2, 3]
+    assert prep.settings.sample_rate == 8000 and prep.settings.duration is None  # the "own" preset keeps rate and length
+    folds = pd.read_csv(out / "folds.csv")
+    assert list(folds.columns) == ["file", "fold"] and len(folds) == 24
+    assert set(folds["file"]) == {str(p.relative_to(own).as_posix()) for p in own.rglob("*.wav")}
+
+    run_experiment(cfg, _quiet(), prep=prep)
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(zip(results["norm"], results["fold"], results["seed"], strict=True)) == sorted(
+        (n, f, s) for n in ("none", "global") for f in (1, 2, 3) for s in (0, 1))  # fmt: skip
+
+    # A later process uses the saved folds, even if a fresh draw would differ.
+    edited = folds.copy()
+    edited["fold"] = 4 - edited["fold"]
+    edited.to_csv(out / "folds.csv", index=False)
+    again = prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
+    table = again.source.table.set_index("file")["fold"]
+    assert all(table[f] == k for f, k in zip(edited["file"], edited["fold"], strict=True))
+
+
+def test_folds_are_the_same_in_a_second_process(own, tmp_path):
+    out = tmp_path / "out"
+    code = ("import sys; from fastspecnorm.experiment import ExperimentConfig, prepare; from fastspecnorm.experiment.log import RunLog;"
+            f"prepare(ExperimentConfig(data={str(own)!r}, out={str(out)!r}, norms=['none'], k=4, overrides={TINY!r}), RunLog(quiet=True))")
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], check=True)
+    first = (out / "folds.csv").read_bytes()
+    prep = prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=4, overrides=dict(TINY)), _quiet())
+    assert (out / "folds.csv").read_bytes() == first
+    assert prep.source.table["fold"].tolist() == pd.read_csv(out / "folds.csv")["fold"].tolist()
+
+
+def test_csv_with_fold_column_of_speakers(own, tmp_path, fake_training):
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(data=None, csv=str(own / "labels.csv"), fold_col="speaker", out=out, norms=["none"], folds=["bob", "dee"],
+                           overrides=dict(TINY))  # fmt: skip
+    prep = prepare(cfg, _quiet())
+    assert prep.source.dataset == "csv" and prep.folds == [2, 4]  # speakers in sorted order: ann 1, bob 2, cid 3, dee 4
+    assert prep.source.fold_name(2) == "bob" and not (out / "folds.csv").exists()
+    run_experiment(cfg, _quiet(), prep=prep)
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(results["fold"]) == [2, 4] and (results["n_valid"] == 6).all()  # 3 labels x 2 takes of one speaker
+
+
+def test_csv_k_folds_grouped_by_speaker(own, tmp_path):
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(data=None, csv=str(own / "labels.csv"), group_col="speaker", k=2, out=out, norms=["none"],
+                           overrides=dict(TINY))  # fmt: skip
+    prepare(cfg, _quiet())
+    folds = pd.read_csv(out / "folds.csv").merge(pd.read_csv(own / "labels.csv"), on="file")
+    assert folds.groupby("speaker")["fold"].nunique().max() == 1  # no speaker in two folds
+    assert sorted(folds["fold"].unique()) == [1, 2]
+
+
+def _cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastspecnorm", "compare", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)  # fmt: skip
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    code = ("import sys\nfrom fastspecnorm.experiment.cli import command\n"
+            "try:\n    command(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'fastai' in sys.modules)")  # fmt: skip
+    for args in (["compare", "--help"], ["compare", "--out", "x", "--bs", "0"], ["compare", "--out", "x", "--norms", "nope"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert done.stdout.strip().splitlines()[-1] == "False False", (args, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bs", "0"], "--bs: expected a positive integer"),
+        (["--epochs", "-1"], "--epochs: expected a positive integer"),
+        (["--norms", "none", "zscore"], "unknown normalization"),
+        (["--stats-fraction", "1.5"], "fraction in (0, 1]"),
+        (["--folds", "9"], "fold(s) [9] not in the data"),
+        (["--bs", "100"], "bs=100 is larger than the"),
+        (["--set", "n_mel=3"], "unknown setting(s) ['n_mel']"),
+    ],
+)
+def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message):
+    out = tmp_path / "out"
+    done = _cli("--data", own, "--out", out, "--k", "3", *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 3  # argparse's usage lines and one error line
+    assert not out.exists()
+
+
+def test_out_without_finished_runs_is_reused_with_other_settings(own, tmp_path, fake_training):
+    out = tmp_path / "out"
+    base = dict(data=str(own), out=out, norms=["none"], k=3)
+    prepare(ExperimentConfig(**base, overrides={**TINY, "bs": 8}), _quiet())  # nothing trained
+    prepare(ExperimentConfig(**base, overrides=dict(TINY)), _quiet())  # other settings: fine, no run was recorded
+    run_experiment(ExperimentConfig(**base, folds=[1], overrides=dict(TINY)), _quiet())
+    with pytest.raises(ValueError, match="holds finished runs of another experiment .*settings"):
+        prepare(ExperimentConfig(**base, overrides={**TINY, "bs": 8}), _quiet())
+
+
+def test_compare_from_python_returns_the_summary(own, tmp_path, fake_training):
+    table = fastspecnorm.compare(own / "labels.csv", tmp_path / "out", norms=["none", "global"], seeds=(0, 1), k=2,
+                                 group_col="speaker", quiet=True, **TINY)  # fmt: skip
+    assert list(table["norm"]) == ["none", "global"] and (table["n"] == 4).all()
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    none = results[results["norm"] == "none"]["accuracy"]
+    assert table.loc[0, "mean"] == pytest.approx(none.mean())
+    assert table.loc[1, "diff_vs_none"] == pytest.approx(0.0)  # the fake accuracy depends on fold and seed only
+    df = pd.read_csv(own / "labels.csv")
+    from_df = fastspecnorm.compare(df, tmp_path / "out2", norms=["none"], path=own, fold_col="speaker", quiet=True, **TINY)
+    assert from_df.loc[0, "n"] == 4
+    with pytest.raises(TypeError, match="unknown option"):
+        fastspecnorm.compare(own, tmp_path / "out3", kk=3)
+
+
+def test_redirected_output_has_no_redraws_and_few_lines_per_epoch(own, tmp_path):
+    out = tmp_path / "out"
+    done = _cli("--data", own, "--out", out, "--k", "2", "--folds", "1", "--norms", "none", "global", "--epochs", "2", "--bs", "4")
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stdout and "\r" not in done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("data: a folder per label: 24 clips, 3 labels")
+    epoch_lines = [line for line in lines if line.strip().startswith("epoch ")]
+    assert len(epoch_lines) == 4  # one per epoch: 2 runs x 2 epochs
+    assert [line for line in lines if line.startswith("run ") and "accuracy" in line][1].startswith("run 2 of 2: global fold 1")
+    assert len(lines) <= 4 + 2 * 2 + 4 * 1 + 2  # header lines, 2 per run, 1 per epoch, results
+    quiet = _cli("--data", own, "--out", tmp_path / "q", "--k", "2", "--folds", "1", "--norms", "none", "--epochs", "1", "--bs", "4",
+                 "--quiet")  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert [line for line in quiet.stdout.splitlines() if line.startswith("run ")] == quiet.stdout.splitlines()[:1]
+    assert len(quiet.stdout.splitlines()) == 3  # the run, then results and summary paths
+
+
+def test_alias_script_keeps_fold_one_default(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "experiments" / "esc50_normalization.py"), "--help"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(repo)})  # fmt: skip
+    assert done.returncode == 0 and "--csv" in done.stdout and "--fold-col" in done.stdout
