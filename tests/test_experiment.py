@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50
-from fastspecnorm.experiment import ExperimentConfig, main, run_experiment
+from fastspecnorm.experiment import ExperimentConfig, main, run_experiment, schedule
 from fastspecnorm.experiment import runner as experiment
-from fastspecnorm.experiment import schedule
 from fastspecnorm.experiment import train as train_module
 
 REPO = Path(__file__).resolve().parents[1]

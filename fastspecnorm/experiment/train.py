@@ -42,10 +42,8 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
     """
     from fastai.torch_core import set_seed
 
-    from ..datasets.sources import source_dataloaders
+    from ..datasets.sources import DataSource, SourceSpec, read_source, source_dataloaders
     from ..learner import audio_learner
-
-    from ..datasets.sources import DataSource, SourceSpec, read_source
     from ..presets import get_settings
 
     if not isinstance(source, DataSource):
