@@ -222,3 +222,30 @@ def test_alias_script_keeps_fold_one_default(tmp_path):
     done = subprocess.run([sys.executable, str(repo / "experiments" / "esc50_normalization.py"), "--help"], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(repo)})  # fmt: skip
     assert done.returncode == 0 and "--csv" in done.stdout and "--fold-col" in done.stdout
+
+
+def test_clip_edited_while_the_grid_runs_stops_it_naming_the_file(own, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from fastspecnorm.experiment.cli import main
+
+    data = tmp_path / "clips"
+    shutil.copytree(own, data)
+    clip = data / "digit0" / "ann_0.wav"
+    calls = []
+
+    def edit_during_second_run(source, norm, fold, seed, *args, **kwargs):
+        calls.append(norm)
+        if len(calls) == 2:  # someone rewrites a clip while the grid runs
+            samples, sr = sf.read(clip)
+            sf.write(clip, samples * 0.5, sr, subtype="PCM_16")
+        return _fake_train_one(source, norm, fold, seed, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one", edit_during_second_run)
+    status = main(["--data", data, "--out", tmp_path / "out", "--k", "2", "--folds", "1", "--norms", "none", "global", "pcen",
+                   "--bs", "4", "--quiet"])  # fmt: skip
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "data changed while the grid ran" in err and "changed content: digit0/ann_0.wav" in err
+    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 1  # the run on the edited clip was not recorded
+    assert len(calls) == 2  # and the grid stopped there
