@@ -249,3 +249,27 @@ def test_clip_edited_while_the_grid_runs_stops_it_naming_the_file(own, tmp_path,
     assert "data changed while the grid ran" in err and "changed content: digit0/ann_0.wav" in err
     assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 1  # the run on the edited clip was not recorded
     assert len(calls) == 2  # and the grid stopped there
+
+
+def test_fsdd_folder_with_a_nan_clip_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    from fastspecnorm.datasets.fsdd import FSDD_SPEAKERS
+    from fastspecnorm.experiment.cli import main
+
+    rec = tmp_path / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for digit in range(2):
+        for speaker in FSDD_SPEAKERS[:3]:
+            for take in range(3):
+                sf.write(rec / f"{digit}_{speaker}_{take}.wav", _clip(rng, digit, 8000, 0.3), 8000, subtype="FLOAT")
+    bad = [rec / "1_jackson_2.wav", rec / "0_lucas_0.wav"]
+    for path in bad:
+        samples = _clip(rng, 0, 8000, 0.3)
+        samples[100] = np.nan
+        sf.write(path, samples, 8000, subtype="FLOAT")
+    monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
+    status = main(["--data", tmp_path / "fsdd", "--out", tmp_path / "out", "--norms", "none", "--bs", "4"])
+    err = capsys.readouterr().err
+    assert status == 2 and "2 of 18 audio file(s) cannot be used" in err
+    assert all(str(path) in err for path in bad) and "NaN" in err
+    assert not (tmp_path / "out").exists()

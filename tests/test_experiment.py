@@ -247,6 +247,10 @@ def fake_train_one(source, norm, fold, seed, settings=None, epochs=None, stats_p
                    device=None, **kwargs):
     key = f"{norm}-fold{fold}-seed{seed}"
     slow = key == os.environ.get("FAKE_SLOW_RUN")
+    if slow and os.environ.get("FAKE_SLOW_ONCE"):  # slow the first time only: a takeover then trains it quickly
+        marker = Path(os.environ["TRAINED_DIR"]).parent / f"{key}.slow-started"
+        slow = not marker.exists()
+        marker.touch()
     time.sleep(float(os.environ["FAKE_SLOW_SECONDS" if slow else "FAKE_SECONDS"]))
     (Path(os.environ["TRAINED_DIR"]) / f"{key}.{os.getpid()}.{uuid.uuid4().hex}").write_text(str(device))
     accuracy = ((hash(norm) % 7) + 3 * fold + 5 * seed) % 10 / 10  # deterministic within a run of the test
@@ -261,14 +265,15 @@ FAKE_GRID = ["--norms", "none", "instance", "--folds", "1", "--seeds", "0", "1",
              "--num-workers", "0", "--set", "duration=1.0"]
 
 
-def _start(tmp_path, esc, out, *extra, seconds=0.5, slow_run="", slow_seconds=0.0):
+def _start(tmp_path, esc, out, *extra, seconds=0.5, slow_run="", slow_seconds=0.0, slow_once=False):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     trained = tmp_path / "trained"
     trained.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "FAKE_SECONDS": str(seconds), "FAKE_SLOW_RUN": slow_run, "FAKE_SLOW_SECONDS": str(slow_seconds),
-           "TRAINED_DIR": str(trained), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+           "TRAINED_DIR": str(trained), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+           "FAKE_SLOW_ONCE": "1" if slow_once else ""}
     return subprocess.Popen([sys.executable, str(driver), "--data", str(esc), "--out", str(out), *FAKE_GRID, *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -407,3 +412,55 @@ def test_summarize_rebuilds_outputs_without_training(esc, tmp_path, fake_referen
     assert (out / "summary.md").read_text() == md and (out / "results.csv").read_bytes() == reference
     assert main(["--summarize", "--out", str(tmp_path / "nothing")]) == 2
     assert "no experiment" in capsys.readouterr().err
+
+
+def _claim_of(out, key):
+    import json
+
+    for path in (out / "claims").glob(f"{key}-*.json") if (out / "claims").is_dir() else []:
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, FileNotFoundError):
+            return None
+    return None
+
+
+def test_sigkilled_devices_worker_run_is_taken_over_within_seconds(esc, tmp_path, fake_reference):
+    import signal
+
+    out = tmp_path / "out"
+    proc = _start(tmp_path, esc, out, "--devices", "cpu", "cpu", seconds=0.2, slow_run="instance-fold1-seed0", slow_seconds=300.0,
+                  slow_once=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    # The other worker has recorded every other run and waits for this one when its holder is killed.
+    while (claim := _claim_of(out, "instance-fold1-seed0")) is None or len(list((out / "runs").glob("*.json"))) < len(GRID_KEYS) - 1:
+        assert time.monotonic() < deadline and proc.poll() is None, "the grid never got to the slow run alone"
+        time.sleep(0.1)
+    os.kill(claim["pid"], signal.SIGKILL)  # as the OOM killer would
+    killed_at = time.monotonic()
+    while (taken := _claim_of(out, "instance-fold1-seed0")) is None or taken["pid"] == claim["pid"]:
+        assert time.monotonic() - killed_at < 10, "the dead worker's run was not taken over within 10 s"
+        time.sleep(0.1)
+    log = proc.communicate(timeout=240)[0]
+    assert proc.returncode == 0, log[-3000:]
+    assert "exit code -9" in log and "take over" in log
+    _check_results(out, fake_reference)
+
+
+def test_sigterm_to_the_devices_parent_stops_its_workers(esc, tmp_path):
+    import signal
+
+    import psutil
+
+    out = tmp_path / "out"
+    proc = _start(tmp_path, esc, out, "--devices", "cpu", "cpu", seconds=30.0)
+    deadline = time.monotonic() + 120
+    while len(list((out / "claims").glob("*.json")) if (out / "claims").is_dir() else []) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the workers never started training"
+        time.sleep(0.1)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0 and "run the same command again to resume" in log, log[-2000:]
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "workers left training"
