@@ -135,7 +135,7 @@ def _read_fsdd(spec: SourceSpec) -> DataSource:
     df = fsdd_table(root)
     table = pd.DataFrame({"file": df["filename"], "label": df["label"].astype(str), "fold": df["fold"].astype(int)})
     names = {i + 1: s for i, s in enumerate(FSDD_SPEAKERS)}
-    return DataSource("fsdd", root, table, "fsdd", fold_names=names, description=_describe("FSDD (one fold per speaker)", table))
+    return DataSource("fsdd", root, table, "fsdd", fold_names=names, description=_describe("FSDD (one fold per speaker)", table, names=names))
 
 
 def _read_folder(spec: SourceSpec) -> DataSource:
@@ -205,11 +205,12 @@ def _read_csv(spec: SourceSpec) -> DataSource:
             identity["group_col"] = col
     what = f"CSV {csv.name}" + (f", folds from column {identity['fold_col']!r}" if not drawn else "")
     return DataSource("csv", root, table, "own", fold_names=names, identity=identity, drawn=drawn,
-                      description=_describe(what, table, drawn=drawn))  # fmt: skip
+                      description=_describe(what, table, drawn=drawn, names=names))  # fmt: skip
 
 
-def _describe(what: str, table: pd.DataFrame, drawn: bool = False) -> str:
-    folds = "" if drawn else f", folds {', '.join(str(f) for f in sorted(table['fold'].dropna().unique()))}"
+def _describe(what: str, table: pd.DataFrame, drawn: bool = False, names: dict[int, str] | None = None) -> str:
+    numbers = sorted(int(f) for f in table["fold"].dropna().unique())
+    folds = "" if drawn else f", folds {', '.join((names or {}).get(f, str(f)) for f in numbers)}"
     return f"{what}: {len(table)} clips, {table['label'].nunique()} labels{folds}"
 
 
