@@ -20,10 +20,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # imported where used, so that the command line starts fast
+    import numpy as np
+    import pandas as pd
 
 __all__ = ["SourceSpec", "DataSource", "Recipe", "RECIPES", "detect_dataset", "read_source", "draw_folds",
            "source_dataloaders", "check_source_files"]
@@ -117,6 +118,7 @@ class Recipe:
 
 
 def _read_esc50(spec: SourceSpec) -> DataSource:
+
     from .esc50 import esc50_source
     from .validate import read_esc50_table
 
@@ -129,6 +131,8 @@ def _read_esc50(spec: SourceSpec) -> DataSource:
 
 
 def _read_fsdd(spec: SourceSpec) -> DataSource:
+    import pandas as pd
+
     from .fsdd import FSDD_SPEAKERS, fsdd_table, resolve_fsdd
 
     root = resolve_fsdd(spec.data)
@@ -139,6 +143,8 @@ def _read_fsdd(spec: SourceSpec) -> DataSource:
 
 
 def _read_folder(spec: SourceSpec) -> DataSource:
+    import pandas as pd
+
     from ..data import get_audio_files
 
     root = Path(spec.data)
@@ -167,6 +173,8 @@ def _column(df: pd.DataFrame, col, option: str, csv: Path) -> str:
 
 
 def _read_csv(spec: SourceSpec) -> DataSource:
+    import pandas as pd
+
     csv = Path(spec.csv)
     if not csv.is_file():
         raise FileNotFoundError(f"--csv {csv}: no such file")
@@ -295,6 +303,8 @@ def draw_folds(labels, k: int, seed: int = 0, groups=None) -> np.ndarray:
     Raises:
         ValueError: k < 2, or fewer groups (or clips) than folds.
     """
+    import numpy as np
+
     labels = np.asarray(labels).astype(str)
     groups = np.arange(len(labels)).astype(str) if groups is None else np.asarray(groups).astype(str)
     if not (isinstance(k, int) and k >= 2):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
+from ..datasets.sources import RECIPES
 from ..presets import PRESETS, get_settings
 from .fingerprint import describe_changes, files_fingerprint
 from .log import RunLog
@@ -24,7 +25,7 @@ from .norms import NORMS, check_norms
 __all__ = ["FORMAT", "ExperimentConfig", "Prepared", "check_config", "prepare", "data_fingerprint", "experiment_title"]
 
 FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewritten in place)
-DATASET_NAMES = ("esc50", "fsdd", "folder", "csv")  # the recipes (datasets.sources.RECIPES), without importing it
+DATASET_NAMES = tuple(RECIPES)
 
 
 @dataclass
