@@ -15,13 +15,13 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from fastspecnorm import _io
 from fastspecnorm._io import STALE_TEMP_AGE_S, atomic_write, atomic_write_text, pid_alive, read_json, remove_stale_temp_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,7 +202,7 @@ def test_disk_full_removes_the_temporary_and_names_the_target(tmp_path, monkeypa
     if where == "fsync":  # buffered data reach the disk (and fail) only when flushed
         def fsync(fd):
             raise full
-        monkeypatch.setattr(_io.os, "fsync", fsync)
+        monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError) as info:
         atomic_write(target, write)
     monkeypatch.undo()
@@ -216,7 +216,7 @@ def test_unwritable_folder_error_names_the_target(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(_io.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(PermissionError, match=re.escape(str(tmp_path / "a.txt"))):
         atomic_write_text(tmp_path / "a.txt", "x")
 
