@@ -13,20 +13,29 @@ clean-up can tell a file left by a killed process from one a live process is sti
 
 A dead writer's pid may be reused by an unrelated live process: its file then waits until that
 process ends, which costs disk space only. Machines sharing a folder must have distinct host names.
+A zombie (a process that has exited but that its parent has not reaped yet) counts as dead.
+
+Reading: `read_json` is the one reader of the JSON files this package stores (run records, claims,
+experiment settings); a missing, empty, truncated or malformed file, or one holding the wrong kind
+of value, raises an error naming the file, what is wrong with it and what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
 import re
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text", "remove_stale_temp_files", "STALE_TEMP_AGE_S"]
+__all__ = ["atomic_write", "atomic_write_text", "remove_stale_temp_files", "STALE_TEMP_AGE_S", "pid_alive", "read_json",
+           "file_lock"]
 
 #: Age in seconds after which a temporary file whose writer cannot be checked (another host, or an
 #: older name without host and pid) counts as left by a dead process.
@@ -43,12 +52,32 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "unknown-host"
 
 
-def _pid_alive(pid: int) -> bool | None:
-    "Whether process `pid` runs on this machine; None where that cannot be asked (not POSIX)."
+def _proc_state(pid: int) -> str | None:
+    "The one-letter state of `pid` in /proc/<pid>/stat (Linux), '' when there is no such process, None without /proc."
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return "" if os.path.isdir("/proc/self") else None
+    except OSError:
+        return None
+    # "pid (comm) state ...": comm may hold spaces and parentheses, so the state follows the last ")".
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    return fields[0].decode("ascii", "replace") if fields else None
+
+
+def pid_alive(pid: int) -> bool | None:
+    """Whether process `pid` runs on this machine: False when it does not exist or is a zombie
+    (exited, not yet reaped by its parent: it will never write again), True when it exists; None
+    where that cannot be asked (not POSIX). Linux reads `/proc/<pid>/stat`; other POSIX systems
+    use `os.kill(pid, 0)`, which cannot see zombies (they count as alive there)."""
     if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
         return None
     if pid <= 0:
         return False
+    state = _proc_state(pid)
+    if state is not None:
+        return state not in ("", "Z", "X")  # X: dead, being removed
     try:
         os.kill(pid, 0)  # signal 0: only checks that the process exists
     except ProcessLookupError:
@@ -58,10 +87,13 @@ def _pid_alive(pid: int) -> bool | None:
     return True
 
 
+_pid_alive = pid_alive  # the name used before it was public
+
+
 def _writer_is_dead(folder: Path, name: str, match: re.Match, host: str, now: float) -> bool:
     "True when the temporary file `name` in `folder` was left by a process that no longer writes it."
     if match.re is _TEMP_NAME and match["host"] == host:
-        alive = _pid_alive(int(match["pid"]))
+        alive = pid_alive(int(match["pid"]))
         if alive is not None:
             return not alive
     try:  # another host, or liveness unknown: only an old file counts as abandoned
@@ -122,7 +154,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent, path.name)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from e
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -131,17 +166,104 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp makes it owner-only
         os.chmod(temp_name, mode)
         os.replace(temp_name, path)
-    except BaseException:
-        try:
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.remove(temp_name)
-        except FileNotFoundError:
-            pass
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from e
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def _write_error(path: Path, e: OSError) -> OSError:
+    """`e` (raised while writing `path`) as an error of the same type whose message names `path`,
+    says that the previous file is unchanged, and what to do."""
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        fix = "free disk space (or raise the quota) and run again"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make {path.parent} writable or choose another folder"
+    else:
+        fix = "fix the cause and run again"
+    message = f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged and no temporary file is left; {fix}"
+    try:
+        return type(e)(e.errno, message) if e.errno is not None else type(e)(message)
+    except TypeError:  # a subclass with its own constructor
+        return OSError(e.errno, message)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     "`atomic_write` of `text` encoded as UTF-8, written as is (no newline translation)."
     data = text.encode("utf-8")
     return atomic_write(path, lambda f: f.write(data))
+
+
+_NO_DEFAULT = object()
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def read_json(path: str | os.PathLike, what: str = "file", fix: str = "delete it or restore it from a backup",
+              expected: type | tuple[type, ...] = dict, required: tuple[str, ...] = (), default: Any = _NO_DEFAULT) -> Any:
+    """The JSON value stored in `path` (UTF-8), checked to be of type `expected` (for objects: to hold
+    the keys `required`).
+
+    what: what the file is, for messages ("run record", "experiment settings"). fix: what the
+    user should do about a bad file ("delete it to train that run again"). default: returned when
+    the file does not exist (without it, FileNotFoundError naming the file).
+
+    Raises:
+        FileNotFoundError: `path` does not exist and no `default` is given.
+        ValueError: the file is empty, truncated, not UTF-8, not JSON, holds another type than
+            `expected` or lacks a `required` key; one line naming the file, the fault and `fix`.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if default is not _NO_DEFAULT:
+            return default
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path} is a folder, expected a JSON file; {fix}") from None
+    fault = None
+    if not data.strip():
+        fault = f"is empty ({len(data)} bytes)"
+    else:
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            fault = f"is not UTF-8 text (byte {e.start})"
+        except json.JSONDecodeError as e:
+            ended = e.pos >= len(data.decode("utf-8").rstrip()) or e.msg.startswith("Unterminated string")
+            fault = (f"is truncated (its {len(data)} bytes end inside a JSON value)" if ended
+                     else f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})")
+    if fault is None:
+        kinds = expected if isinstance(expected, tuple) else (expected,)
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+            wanted = " or ".join(_JSON_KINDS.get(k, k.__name__) for k in kinds)
+            got = "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
+            fault = f"holds {got}, expected {wanted}"
+        elif isinstance(value, dict) and (missing := [k for k in required if k not in value]):
+            fault = f"lacks the key(s) {missing} (it has {sorted(value)})"
+    if fault is not None:
+        raise ValueError(f"{what} {path} {fault}; {fix}")
+    return value
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock (`fcntl.flock`) on the file `path` (created if missing) while
+    the block runs: other processes taking the same lock wait. Where `fcntl` does not exist
+    (Windows) there is no lock and the block runs at once. Raises OSError when `path` cannot be
+    opened for writing (a read-only folder or mount): the caller decides what that means."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -254,21 +254,29 @@ class StatsRecorder:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {k: np.array(data[k]) for k in ("count", "mean", "m2")}
-        except Exception as e:  # zipfile, JSON and key errors all mean the same thing to the user
+        except Exception as e:  # zipfile (truncated), JSON and key errors all mean the same thing to the user
             raise ValueError(
-                f"{path} is not a readable fastspecnorm statistics file ({type(e).__name__}: {e}); delete it to recompute"
-            ) from e
-        if header.get("format") != STATS_FORMAT:
-            raise ValueError(f"{path} has format {header.get('format')!r}, expected {STATS_FORMAT!r}")
+                f"{path} is not a readable fastspecnorm statistics file (truncated or not written by StatsRecorder.save: "
+                f"{type(e).__name__}: {e}); delete it to recompute"
+            ) from None
+        if not isinstance(header, dict) or header.get("format") != STATS_FORMAT:
+            found = header.get("format") if isinstance(header, dict) else header
+            raise ValueError(f"{path} has format {found!r}, expected {STATS_FORMAT!r}; delete it to recompute")
+        if not isinstance(header.get("red_dims"), list) or not isinstance(header.get("settings", {}), dict | None):
+            raise ValueError(f"{path} has a header without a red_dims list or with settings that are not an object "
+                             f"({header!r}); delete it to recompute")
         shapes = {k: a.shape for k, a in arrays.items()}
         if len(set(shapes.values())) != 1 or any(a.dtype != np.float64 for a in arrays.values()):
             raise ValueError(f"{path} is corrupt: arrays of shapes/dtypes {shapes} are inconsistent; delete it to recompute")
         if not all(np.isfinite(a).all() for a in arrays.values()) or (arrays["count"] < 0).any() or (arrays["m2"] < 0).any():
             raise ValueError(f"{path} is corrupt: non-finite or negative statistics; delete it to recompute")
-        rec = cls(header["red_dims"], settings=header.get("settings") or {})
+        try:
+            rec = cls(header["red_dims"], settings=header.get("settings") or {})
+            rec.n_batches = int(header.get("n_batches", 0))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path} has a bad header ({e}); delete it to recompute") from None
         rec.moments = Moments(*(torch.from_numpy(arrays[k]) for k in ("count", "mean", "m2")))
         rec.ndim = header.get("ndim")
-        rec.n_batches = int(header.get("n_batches", 0))
         return rec
 
 

@@ -8,18 +8,21 @@ name without host and pid); a live writer's file is never touched.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from fastspecnorm._io import STALE_TEMP_AGE_S, atomic_write, atomic_write_text, remove_stale_temp_files
+from fastspecnorm._io import STALE_TEMP_AGE_S, atomic_write, atomic_write_text, pid_alive, read_json, remove_stale_temp_files
 
 REPO = Path(__file__).resolve().parents[1]
 posix_only = pytest.mark.skipif(os.name != "posix", reason="liveness of a pid and SIGKILL need POSIX")
@@ -179,3 +182,90 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
     assert target.read_text() == "old" and temp_files(tmp_path) == []
     atomic_write_text(target, "new")
     assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o640  # mode kept
+
+
+# ---------------------------------------------------------------------------------------------
+# a full disk: the temporary file removed, the error naming the target
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_disk_full_removes_the_temporary_and_names_the_target(tmp_path, monkeypatch, where):
+    target = tmp_path / "results.csv"
+    atomic_write_text(target, "old")
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def write(f):
+        f.write(b"half")
+        if where == "write":
+            raise full
+
+    if where == "fsync":  # buffered data reach the disk (and fail) only when flushed
+        def fsync(fd):
+            raise full
+        monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError) as info:
+        atomic_write(target, write)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC and str(target) in message and "free disk space" in message
+    assert "\n" not in message
+    assert target.read_text() == "old" and temp_files(tmp_path) == []
+
+
+def test_unwritable_folder_error_names_the_target(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match=re.escape(str(tmp_path / "a.txt"))):
+        atomic_write_text(tmp_path / "a.txt", "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# liveness: a zombie counts as dead
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombies are told apart through /proc (Linux)")
+def test_a_zombie_counts_as_dead_and_a_live_process_as_alive(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    try:
+        assert pid_alive(child.pid) is False  # exited, not yet reaped: os.kill(pid, 0) would still succeed
+        os.kill(child.pid, 0)
+    finally:
+        child.wait()
+    assert pid_alive(child.pid) is False and pid_alive(os.getpid()) is True
+
+
+# ---------------------------------------------------------------------------------------------
+# read_json: one reader naming the file and what is wrong
+
+
+@pytest.mark.parametrize(
+    "content, fault",
+    [(b"", "is empty"), (b"  \n", "is empty"), (b'{"run_id": "a", "row": {"nor', "is truncated"),
+     (b"{'a': 1}", "is not valid JSON"), (b"\xff\xfe{}", "is not UTF-8"), (b"[]", "holds a list, expected an object"),
+     (b"null", "holds null"), (b'{"run_id": "a"}', "lacks the key(s) ['row']")],
+)
+def test_read_json_names_the_file_the_fault_and_the_fix(tmp_path, content, fault):
+    path = tmp_path / "r.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        read_json(path, "run record", "delete it to train that run again", required=("run_id", "row"))
+    message = str(info.value)
+    assert message.startswith(f"run record {path} ") and fault in message and message.endswith("delete it to train that run again")
+    assert "\n" not in message
+
+
+def test_read_json_returns_the_value_or_the_default(tmp_path):
+    path = tmp_path / "r.json"
+    assert read_json(path, default=None) is None
+    with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
+        read_json(path, "experiment settings")
+    path.write_text(json.dumps({"a": [1, 2]}))
+    assert read_json(path) == {"a": [1, 2]}
+    path.write_text("[1]")
+    assert read_json(path, expected=list) == [1]
+    path.write_text("true")
+    with pytest.raises(ValueError, match="holds true or false, expected a whole number"):
+        read_json(path, expected=int)

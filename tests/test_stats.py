@@ -324,6 +324,31 @@ def test_load_wrong_or_corrupt_file_raises_value_error_naming_it(tmp_path, kind)
         StatsRecorder.load(path)
     if kind == "other_format":
         assert "someone-else/2" in str(info.value) and STATS_FORMAT in str(info.value)
+    assert str(info.value).endswith("delete it to recompute") and "\n" not in str(info.value)
+
+
+def test_statistics_file_truncated_anywhere_is_refused_naming_it_and_the_fix(tmp_path):
+    "A file cut at any byte (a copy or a disk that gave out): one ValueError, never a zipfile or NumPy error."
+    path = tmp_path / "fold1-global.npz"
+    StatsRecorder(red_dims=(0, 1, 3)).update(torch.randn(2, 1, 5, 7)).save(path)
+    whole = path.read_bytes()
+    for n in range(len(whole)):
+        path.write_bytes(whole[:n])
+        with pytest.raises(ValueError) as info:
+            StatsRecorder.load(path)
+        message = str(info.value)
+        assert message.startswith(str(path)) and message.endswith("delete it to recompute") and "\n" not in message, (n, message)
+
+
+@pytest.mark.parametrize("header", ["[1, 2]", '"text"', f'{{"format": "{STATS_FORMAT}"}}',
+                                    f'{{"format": "{STATS_FORMAT}", "red_dims": ["a"]}}',
+                                    f'{{"format": "{STATS_FORMAT}", "red_dims": [0, 2, 3], "n_batches": "x"}}'])
+def test_statistics_file_with_a_bad_header_is_refused_naming_it(tmp_path, header):
+    path = tmp_path / "bad.npz"
+    np.savez(path, header=np.array(header), count=np.ones(2), mean=np.zeros(2), m2=np.zeros(2))
+    with pytest.raises(ValueError) as info:
+        StatsRecorder.load(path)
+    assert str(path) in str(info.value) and str(info.value).endswith("delete it to recompute")
 
 
 # ---------------------------------------------------------------------------------------------

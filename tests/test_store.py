@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -161,3 +162,76 @@ def test_many_writer_processes_lose_and_duplicate_nothing(tmp_path):
     assert len(table) == len(expected) and set(table["run_id"]) == expected
     assert RunStore(out).rows()["run_id"].tolist() == table["run_id"].tolist()
     assert not list(out.rglob("*.tmp")) and not list((out / "claims").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 23: a killed worker not yet reaped, clocks ahead, files that are not what the store wrote
+
+HOLDER = r"""
+import os, signal, sys
+from fastspecnorm.experiment.store import RunStore
+store = RunStore(sys.argv[1], settle=0.0)
+assert store.claim("r")
+os.kill(os.getpid(), signal.SIGKILL)  # dies holding the claim, like an OOM-killed worker
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombies are told apart through /proc (Linux)")
+def test_claim_of_a_killed_unreaped_worker_is_taken_over_at_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    worker = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], env=env)
+    store = RunStore(tmp_path, settle=0.0)  # default stale_after: 300 s, far beyond this test
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # not reaped: a zombie
+        assert time.monotonic() < deadline, "the worker did not die"
+        time.sleep(0.05)
+    try:
+        assert json.loads(store.claim_path("r").read_text())["pid"] == worker.pid
+        assert store.claim_holder("r") is None and store.claim("r")
+    finally:
+        worker.wait()
+    assert worker.returncode == -signal.SIGKILL
+
+
+def test_claim_with_a_heartbeat_far_ahead_is_stale(tmp_path):
+    store = RunStore(tmp_path, settle=0.0, heartbeat_every=1.0, stale_after=10.0)
+    store.claim_path("r").parent.mkdir(parents=True)
+    ahead = {"host": "other-node", "pid": 1, "token": "t", "heartbeat": time.time() + 5.0}  # within the bound: live
+    store.claim_path("r").write_text(json.dumps(ahead))
+    assert store.claim_holder("r") is not None and not store.claim("r")
+    ten_years = time.time() + 10 * 365 * 24 * 3600.0  # a clock run ahead: never an unbounded wait
+    store.claim_path("r").write_text(json.dumps({**ahead, "heartbeat": ten_years}))
+    assert store.claim_holder("r") is None and store.claim("r")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"host": "h", "pid": 1, "token": "t", "heartbeat": "abc"}', '{"host": "h", "pid": 1, "token": "t", "heartbeat": NaN}',
+     '{"host": "h", "pid": "1", "token": "t", "heartbeat": 1e18}', '{"host": "h", "pid": 1, "tok', "[]", "null", "", "\xff"],
+)
+def test_a_garbage_claim_counts_as_free(tmp_path, content):
+    store = RunStore(tmp_path, settle=0.0)
+    store.claim_path("r").parent.mkdir(parents=True)
+    store.claim_path("r").write_bytes(content.encode("utf-8", "surrogateescape") if content != "\xff" else b"\xff")
+    assert store.claim_holder("r") is None
+    assert store.claim("r") and store.claim_holder("r")["pid"] == os.getpid()
+    store.release("r")
+    assert not store.claim_path("r").exists()
+
+
+@pytest.mark.parametrize(
+    "content, fault",
+    [("[]", "holds a list"), ('{"run_id": "x"}', "lacks the key(s) ['row']"), ('{"run_id": "x", "row": {"norm": "no', "truncated"),
+     ("", "is empty"), ('{"run_id": "x", "row": []}', "expected an object"), ('{"run_id": 3, "row": {}}', "run_id 3"),
+     ('{"run_id": "x", "row": {"norm": "none", "fold": 1, "seed": 0, "epochs": 2}}', "accuracy")],
+)
+def test_a_bad_record_is_refused_naming_the_file_and_the_fix(tmp_path, content, fault):
+    store = RunStore(tmp_path)
+    store.save("good", row())
+    store.record_path("x").write_text(content)
+    for read in (store.records, store.rows, store.rebuild):
+        with pytest.raises(ValueError) as info:
+            read()
+        message = str(info.value)
+        assert str(store.record_path("x")) in message and fault in message and "delete it" in message, message
+        assert "\n" not in message

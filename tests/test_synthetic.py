@@ -9,7 +9,11 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +21,8 @@ import soundfile as sf
 
 from fastspecnorm.datasets import synthetic
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The real ESC-50 categories in target order, and its ESC-10 subset (from the ESC-50 README).
 REAL_CATEGORIES = (
@@ -366,3 +372,61 @@ def test_foreign_esc50_folder_is_only_replaced_with_overwrite(tmp_path):
 
     make_synthetic_esc50(tmp_path / "real", overwrite=True, **arguments)
     assert len(read_rows(tmp_path / "real")) == 2
+
+
+# --- concurrent starts (issue 23: three `--data synthetic` starts on one OUT) -----------------
+
+# Each child imports first, then waits for its own start signal, generates, and checks that the
+# folder it got back is whole (validate_esc50, every clip decoded) and never changes under it.
+CONCURRENT_START = r"""
+import json, sys, time
+from pathlib import Path
+from fastspecnorm.datasets.synthetic import make_synthetic_esc50
+from fastspecnorm.datasets.validate import validate_esc50
+root, go = Path(sys.argv[1]), Path(sys.argv[2])
+Path(str(go) + ".ready").touch()
+while not go.exists():
+    time.sleep(0.002)
+make_synthetic_esc50(root, n_classes=4, clips_per_class=10, sample_rate=22050, duration=2.0)
+
+def snapshot():
+    return {p.name: [p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size] for p in sorted((root / "audio").iterdir())}
+
+got = snapshot()
+for _ in range(2):
+    validate_esc50(root, progress=False).raise_if_errors()
+    assert snapshot() == got, "clips were rewritten after make_synthetic_esc50 returned"
+print(json.dumps(got))
+"""
+
+
+def test_concurrent_starts_generate_once_and_never_show_a_half_written_clip(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    root = tmp_path / "out" / "synthetic-esc50"
+    gos = [tmp_path / f"go{i}" for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_START, str(root), str(go)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for go in gos]
+    try:
+        deadline = time.monotonic() + 240
+        while not all(Path(f"{go}.ready").exists() for go in gos):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "children did not start"
+            time.sleep(0.01)
+        gos[0].touch()
+        marker = root / "meta" / "synthetic.json"
+        while not marker.exists():  # the first is generating (its marker says incomplete): start the others
+            assert time.monotonic() < deadline and procs[0].poll() is None, "the first child stopped"
+            time.sleep(0.002)
+        assert json.loads(marker.read_text())["complete"] is False  # they start while it is half done
+        gos[1].touch()
+        gos[2].touch()
+        logs = [p.communicate(timeout=240)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(log[-2000:] for log in logs)
+    snapshots = [json.loads(log.strip().splitlines()[-1]) for log in logs]
+    assert snapshots[0] == snapshots[1] == snapshots[2]  # the same files: generated once, by the first
+    reference = make_synthetic_esc50(tmp_path / "alone", n_classes=4, clips_per_class=10, sample_rate=22050, duration=2.0)
+    assert file_digests(root) == file_digests(reference)
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]

@@ -1,4 +1,4 @@
-"""`AudioCache`: decode, downmix and resample every audio file once, then read it memory-mapped.
+"""`AudioCache`: decode, downmix and resample every audio file once, then read it from one data file.
 
 fastaudio's pipeline decodes a 44.1 kHz file and resamples it again for every item of every epoch;
 on 2 CPU cores that alone caps it near 150 clips/s. The cache does that work once per file and
@@ -13,6 +13,17 @@ Layout, one folder per source folder and settings::
                              storage type, byte offset, channels, samples, CRC-32
         data-<token>.bin     every clip's stored values, in index order, each at an 8-byte boundary
         .lock                held while building (fcntl advisory lock)
+
+Reading: each clip is read with one positional read (`os.preadv`) from a handle opened once per
+process, never through a memory map: a data file truncated while a process reads it (by something
+other than this package, which only ever replaces whole files) gives a short read, and the clip is
+decoded from its source with a warning, instead of a SIGBUS that would kill the process. A clip
+costs one copy from the page cache, which `get` makes anyway.
+
+Read-only caches: a cache folder whose `.lock` cannot be opened for writing (a read-only mount,
+a folder of another user) is opened read-only: its current, intact entries are used, nothing is
+written, and files it lacks or that changed are decoded from the source (with one warning saying
+how many).
 
 Keys: an entry is used only while its source file has the recorded size, modification time
 (`st_mtime_ns`), status-change time (`st_ctime_ns`) and inode, from one `os.stat` call, and the
@@ -55,6 +66,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import warnings
 import zlib
 from collections import Counter
@@ -67,7 +79,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_write, remove_stale_temp_files
+from .._io import atomic_write, file_lock, read_json, remove_stale_temp_files
 from .io import (
     AUDIO_DTYPES,
     STORAGE_DTYPES,
@@ -157,19 +169,35 @@ def _decode(path: str, sample_rate: int, mono: bool, dtype: str) -> tuple[tuple[
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    "Hold an exclusive advisory lock on `folder/.lock` (two processes never build one cache at once)."
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; concurrent builds only waste work, each write is atomic
-        yield
-        return
-    with open(folder / ".lock", "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+def _locked(folder: Path) -> Iterator[bool]:
+    """Hold an exclusive advisory lock on `folder/.lock` (two processes never build one cache at
+    once); yields True, or False without a lock when `.lock` cannot be opened for writing (a
+    read-only folder: nothing may be written there). On Windows there is no lock; concurrent builds
+    then only waste work, each write is atomic."""
+    with contextlib.ExitStack() as stack:
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            stack.enter_context(file_lock(folder / ".lock"))
+        except OSError:
+            writable = False
+        else:
+            writable = True
+        yield writable
+
+
+def _read_at(handle, buffer: np.ndarray, offset: int, lock: threading.Lock) -> int:
+    "Read `buffer.nbytes` bytes of the open file `handle` from byte `offset` into `buffer`; returns the count read."
+    view = memoryview(buffer).cast("B")
+    if hasattr(os, "preadv"):  # positional: no shared file offset between threads or forked workers
+        done = 0
+        while done < len(view):
+            n = os.preadv(handle.fileno(), [view[done:]], offset + done)
+            if n == 0:  # end of file: the data file is shorter than the index says
+                break
+            done += n
+        return done
+    with lock:  # Windows: no preadv (and no fork); seek and read under this cache's lock
+        handle.seek(offset)
+        return handle.readinto(view) or 0
 
 
 def _folder_tag(audio_dir: Path) -> str:
@@ -181,7 +209,7 @@ def _folder_tag(audio_dir: Path) -> str:
 class AudioCache:
     """Decoded audio of the files in `audio_dir`, at `sample_rate` Hz (mono when `mono`), stored as
     `dtype` ("auto": per file, what keeps its source; or "int16", "float16", "float32" for every
-    file) in one memory-mapped data file under `folder`.
+    file) in one data file under `folder`.
 
     Open it with `AudioCache.for_settings(audio_dir, sample_rate)`, which builds or refreshes it;
     `get(path)` returns a float32 tensor `(channels, samples)` (`(1, samples)` when mono) equal to
@@ -189,7 +217,7 @@ class AudioCache:
     Files that are not in the cache, changed since it was built, or fail their checksum are decoded
     from the source (never read stale or corrupt); the next `build()` refreshes them.
 
-    The object is cheap to pickle (the memory map is opened lazily in each process), so it works in
+    The object is cheap to pickle (the data file is opened lazily in each process), so it works in
     DataLoader worker processes. `verify` (default True) checks each entry's CRC-32 the first time a
     process reads it, unless this process (or the one it was forked from) checked it on opening.
     `AudioCache(audio_dir, sample_rate, folder)` opens a cache folder as it is, without building.
@@ -250,18 +278,30 @@ class AudioCache:
             return None
         return cache
 
-    # -- pickling: the memory map and per-process checks stay in their process ------------------
+    # -- pickling: the open data file and per-process checks stay in their process -------------
     def _reset_process_state(self) -> None:
-        self._mm: np.ndarray | None = None
-        self._mm_failed = False
+        old = getattr(self, "_data", None)
+        if old is not None:
+            old.close()
+        self._data = None  # the open data file (binary, unbuffered)
+        self._data_failed = False
+        self._read_lock = threading.Lock()
         self._verified: set[str] = set()
         self._warned: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for k in ("_mm", "_mm_failed", "_verified", "_warned"):
+        for k in ("_data", "_data_failed", "_read_lock", "_verified", "_warned"):
             state.pop(k, None)
         return state
+
+    def close(self) -> None:
+        "Close the data file in this process (reopened by the next read)."
+        self._reset_process_state()
+
+    def __del__(self) -> None:
+        if getattr(self, "_data", None) is not None:
+            self._data.close()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -289,8 +329,7 @@ class AudioCache:
         "Read index.json; a missing, unreadable or mismatching index leaves the cache empty."
         self._entries, self._data_name, self._data_size = {}, None, 0
         try:
-            with open(self.index_path, encoding="utf-8") as f:
-                index = json.load(f)
+            index = read_json(self.index_path, "audio cache index", "it will be rebuilt", required=("header", "entries", "data"))
             header = index["header"]
             if any(header.get(k) != v for k, v in self._header().items()):
                 return
@@ -303,7 +342,7 @@ class AudioCache:
                     raise ValueError(f"entry {name!r} has storage type {e.dtype!r} at byte {e.offset}")
         except FileNotFoundError:
             return
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warnings.warn(f"audio cache index {self.index_path} is unreadable ({type(e).__name__}: {e}); it will be rebuilt", stacklevel=3)
             return
         if data_size != max((e.offset + e.nbytes for e in entries.values()), default=0):
@@ -327,38 +366,44 @@ class AudioCache:
             return None
         return p[len(self._prefix) :].replace(os.sep, "/")
 
-    def _memmap(self, warn: bool = True) -> np.ndarray | None:
-        "The data file's bytes, mapped read-only once per process; None (with a warning) when it is missing or truncated."
-        if self._mm is not None or self._mm_failed:
-            return self._mm
+    def _open_data(self, warn: bool = True):
+        "The data file, opened once per process; None (with a warning) when it is missing or not the recorded size."
+        if self._data is not None or self._data_failed:
+            return self._data
         path = self.data_path
         try:
             if path is None:
                 raise FileNotFoundError("no data file recorded")
-            size = os.path.getsize(path)
+            handle = open(path, "rb", buffering=0)
+            size = os.fstat(handle.fileno()).st_size
             if size != self._data_size:
+                handle.close()
                 raise ValueError(f"data file {path} has {size} bytes, the index records {self._data_size} (truncated or overwritten)")
-            # A plain ndarray view of the map: slices then give plain arrays.
-            self._mm = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray) if size else np.zeros(0, dtype=np.uint8)
+            self._data = handle
         except (OSError, ValueError) as e:
-            self._mm_failed = True
+            self._data_failed = True
             if self._entries and warn:
                 warnings.warn(f"audio cache {self.folder} is unusable ({e}); audio is decoded from the source files", stacklevel=3)
-        return self._mm
+        return self._data
 
-    def _entry_values(self, mm: np.ndarray, entry: CacheEntry) -> np.ndarray | None:
-        "The stored values of `entry` `(channels, samples)` from the mapped bytes; None when they lie beyond its end."
-        raw = mm[entry.offset : entry.offset + entry.nbytes]
-        if raw.size != entry.nbytes:
+    def _entry_values(self, handle, entry: CacheEntry) -> np.ndarray | None:
+        """The stored values of `entry` `(channels, samples)` read from the open data file (a fresh
+        array); None when they lie beyond its end (the file was truncated after it was opened)."""
+        values = np.empty((entry.channels, entry.samples), dtype=STORAGE_DTYPES[entry.dtype])
+        if _read_at(handle, values, entry.offset, self._read_lock) != entry.nbytes:
             return None
-        return raw.view(STORAGE_DTYPES[entry.dtype]).reshape(entry.channels, entry.samples)
+        return values
 
     def _stored(self, name: str, entry: CacheEntry) -> np.ndarray | None:
         "The stored values of `entry`, checksum-verified on first read in this process; None if corrupt."
-        mm = self._memmap()
-        if mm is None:
+        handle = self._open_data()
+        if handle is None:
             return None
-        values = self._entry_values(mm, entry)
+        values = self._entry_values(handle, entry)
+        if values is None and name not in self._warned:
+            self._warned.add(name)
+            warnings.warn(f"audio cache data file {self.data_path} ends before entry {name!r} (truncated since it was opened); "
+                          "decoding the source file instead; the next build rewrites it", stacklevel=3)
         if self.verify and name not in self._verified:
             if values is None or _crc(values) != entry.crc32:
                 if name not in self._warned:
@@ -374,7 +419,7 @@ class AudioCache:
         return quantize_waveform(wav, self.dtype, source=path)
 
     def stored(self, path: str | os.PathLike) -> np.ndarray | None:
-        """The stored array `(channels, samples)` of `path` (read-only; int16, float16 or float32, see
+        """The stored array `(channels, samples)` of `path` (a fresh copy; int16, float16 or float32, see
         `dtype`), or None when `path` has no current, intact entry (not cached, changed since, or corrupt)."""
         name = self._name(path)
         entry = self._entries.get(name) if name is not None else None
@@ -397,7 +442,7 @@ class AudioCache:
 
     def to_float(self, stored: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         "Stored values (e.g. a crop of `stored(path)`) as float32 (`from_storage`), written to `out` when given (same shape)."
-        values = from_storage(torch.from_numpy(np.array(stored))).numpy()  # a writable copy: the map is read-only
+        values = from_storage(torch.from_numpy(np.array(stored))).numpy()  # a copy: never shares memory with `stored`
         if out is None:
             return values
         np.copyto(out, values)
@@ -411,7 +456,7 @@ class AudioCache:
         values = self.stored(path)
         if values is None:
             return self.decode(path)
-        return torch.from_numpy(self.to_float(values))
+        return from_storage(torch.from_numpy(values))  # `values` is a fresh array: no copy needed
 
     def __contains__(self, path) -> bool:
         return self._name(path) in self._entries
@@ -462,12 +507,12 @@ class AudioCache:
     def check(self) -> list[str]:
         """Names of entries whose stored values fail their checksum (reads the whole data file).
         The others count as verified in this process and in worker processes forked from it."""
-        mm = self._memmap(warn=False)
-        if mm is None:
+        handle = self._open_data(warn=False)
+        if handle is None:
             return sorted(self._entries)
         bad = []
         for name, e in self._entries.items():
-            values = self._entry_values(mm, e)
+            values = self._entry_values(handle, e)
             if values is None or _crc(values) != e.crc32:
                 bad.append(name)
             else:
@@ -483,11 +528,14 @@ class AudioCache:
         atomically. Files that cannot be decoded are left out with a warning (reading them later
         raises, as without a cache). Temporary files of builds that died mid-write are removed (never
         those of a live build). Warns once when files below `sample_rate` are upsampled.
+        A read-only cache folder (its `.lock` cannot be opened for writing) is used as it is:
+        nothing is decoded or written, and files it lacks or that changed are decoded from the source
+        when read (one warning says how many).
         Returns counts: `{"kept": ..., "decoded": ..., "dropped": ..., "failed": ...}`.
         """
-        with _locked(self.folder):
-            # Under the lock no other build of this folder is writing, but the rule needs no lock.
-            remove_stale_temp_files(self.folder, _DATA_NAME)
+        with _locked(self.folder) as writable:
+            if writable:  # under the lock no other build of this folder is writing, but the rule needs no lock
+                remove_stale_temp_files(self.folder, _DATA_NAME)
             self._load_index()  # another process may have built it meanwhile
             self._reset_process_state()
             wanted = self._scan(files)
@@ -506,7 +554,13 @@ class AudioCache:
                     todo.append(name)
             dropped = len(set(self._entries) - set(keep) - set(todo))
             counts = {"kept": len(keep), "decoded": 0, "dropped": dropped, "failed": 0}
-            if todo or dropped or bad:
+            if not writable:
+                counts["dropped"] = 0
+                if todo:
+                    warnings.warn(f"audio cache {self.folder} is read-only ({self.folder / '.lock'} cannot be opened for writing): "
+                                  f"its {len(keep)} current clip(s) are read from it, {len(todo)} file(s) it lacks or that changed "
+                                  "are decoded from the source each time; make the folder writable to cache them", stacklevel=2)
+            elif todo or dropped or bad:
                 decoded, failed = self._decode_all([(name, wanted[name]) for name in todo], progress)
                 counts["decoded"], counts["failed"] = len(decoded), len(failed)
                 if failed:
@@ -546,7 +600,7 @@ class AudioCache:
 
     def _rewrite(self, keep: dict[str, CacheEntry], decoded: dict[str, tuple]) -> None:
         "Write a new data file holding `keep` (copied) and `decoded`, then the index; delete older data files."
-        old = self._memmap() if keep else None
+        old = self._open_data() if keep else None
         entries: dict[str, CacheEntry] = {}
         data_name = f"data-{secrets.token_hex(6)}.bin"
 
@@ -558,7 +612,9 @@ class AudioCache:
                 else:
                     e = keep[name]
                     key, source_rate, kind = e.key, e.source_rate, e.dtype
-                    stored = self._entry_values(old, e)
+                    stored = None if old is None else self._entry_values(old, e)
+                    if stored is None:  # truncated since `check` read it: this build fails, the old cache stays
+                        raise OSError(f"data file {self.data_path} was truncated while it was copied; open the cache again")
                 stored = np.ascontiguousarray(stored)
                 start = _aligned(offset)
                 f.write(bytes(start - offset))
@@ -579,8 +635,10 @@ class AudioCache:
                     stale.unlink()
 
     def clear(self) -> None:
-        "Delete this cache's index and data files."
-        with _locked(self.folder):
+        "Delete this cache's index and data files (PermissionError for a read-only cache folder)."
+        with _locked(self.folder) as writable:
+            if not writable:
+                raise PermissionError(f"cannot clear the audio cache {self.folder}: its .lock cannot be opened for writing (read-only folder)")
             for p in [self.index_path, *self.folder.glob("data-*.bin")]:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()

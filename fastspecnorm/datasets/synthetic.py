@@ -6,6 +6,7 @@ and the same audio format::
 
     ROOT/meta/esc50.csv        filename,fold,target,category,esc10,src_file,take
     ROOT/meta/synthetic.json   the arguments that produced the folder (written last)
+    .ROOT.lock                 next to ROOT, held while generating (fcntl advisory lock)
     ROOT/audio/1-104873-A-0.wav  {fold}-{src_file}-{take}-{target}.wav
 
 Every clip is 44.1 kHz (by default), mono, 16-bit PCM, exactly ``duration`` seconds long, like the
@@ -45,7 +46,7 @@ from numbers import Integral, Real
 import numpy as np
 import soundfile as sf
 
-from .._io import atomic_write_text
+from .._io import atomic_write, atomic_write_text, file_lock, read_json
 
 __all__ = [
     "ESC50_CATEGORIES",
@@ -349,8 +350,8 @@ def _check_float(name: str, value, low: float, high: float, low_inclusive: bool)
 def _read_marker(marker_path: pathlib.Path) -> dict | None:
     """The marker's content, or None when it is missing or unreadable."""
     try:
-        return json.loads(marker_path.read_text())
-    except (OSError, ValueError):
+        return read_json(marker_path, "synthetic dataset marker", default=None)
+    except (OSError, ValueError):  # regenerated
         return None
 
 
@@ -423,7 +424,13 @@ def make_synthetic_esc50(path, n_classes=10, clips_per_class=8, n_folds=5, sampl
             ``overwrite`` is False, or ``path`` is a file.
 
     An interrupted generation leaves ``synthetic.json`` marked incomplete, so the next call
-    regenerates. Two processes must not generate into the same folder at the same time.
+    regenerates. Any number of processes may call this on one folder at once (the same command
+    started several times on one output folder): generation runs under an exclusive lock on
+    ``.NAME.lock`` next to the folder ``NAME`` (where ``fcntl`` exists; outside the folder, which
+    holds only the dataset), a process that waited for it returns
+    the folder another one finished, and every clip is written to a temporary file renamed into
+    place, so no process ever reads a half-written clip. A complete folder is returned without
+    taking the lock (it may be read-only).
     """
     arguments = {
         "n_classes": _check_int("n_classes", n_classes, 1, len(ESC50_CATEGORIES)),
@@ -446,17 +453,37 @@ def make_synthetic_esc50(path, n_classes=10, clips_per_class=8, n_folds=5, sampl
     root = pathlib.Path(path)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"path must be a folder, but {root} is a file")
-    meta_dir, audio_dir = root / "meta", root / "audio"
+    meta_dir = root / "meta"
     marker_path = meta_dir / _MARKER_NAME
     marker = _read_marker(marker_path)
     if not overwrite and _is_complete(root, marker, arguments):
         return root
-    looks_like_esc50 = (meta_dir / "esc50.csv").exists() or any(audio_dir.glob("*.wav"))
+    _refuse_foreign(root, marker, overwrite)
+    absolute = root.resolve()  # a name for the lock also when `path` is "." or ends in ".."
+    absolute.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(absolute.parent / f".{absolute.name}.lock"):
+        marker = _read_marker(marker_path)  # another process may have finished it while we waited
+        if not overwrite and _is_complete(root, marker, arguments):
+            return root
+        _generate(root, arguments, marker, overwrite, n_samples)
+    return root
+
+
+def _refuse_foreign(root: pathlib.Path, marker: dict | None, overwrite: bool) -> None:
+    "FileExistsError when `root` holds an ESC-50 dataset this function did not write and `overwrite` is False."
+    looks_like_esc50 = (root / "meta" / "esc50.csv").exists() or any((root / "audio").glob("*.wav"))
     if marker is None and looks_like_esc50 and not overwrite:
         raise FileExistsError(
             f"{root} holds an ESC-50 dataset that make_synthetic_esc50 did not write "
             f"(no meta/{_MARKER_NAME}); pass overwrite=True to replace it, or choose another path"
         )
+
+
+def _generate(root: pathlib.Path, arguments: dict, marker: dict | None, overwrite: bool, n_samples: int) -> None:
+    "Write the dataset of `make_synthetic_esc50` into `root` (the caller holds its lock)."
+    meta_dir, audio_dir = root / "meta", root / "audio"
+    marker_path = meta_dir / _MARKER_NAME
+    _refuse_foreign(root, marker, overwrite)
 
     meta_dir.mkdir(parents=True, exist_ok=True)
     audio_dir.mkdir(parents=True, exist_ok=True)
@@ -478,11 +505,11 @@ def make_synthetic_esc50(path, n_classes=10, clips_per_class=8, n_folds=5, sampl
         rng = np.random.default_rng([arguments["seed"], 1, row["target"], row["clip_index"]])
         clip = _synthesize_clip(rng, signatures[row["target"]], n_samples, row["sound_samples"],
                                 arguments["sample_rate"])
-        sf.write(audio_dir / row["filename"], clip, arguments["sample_rate"], subtype="PCM_16")
+        atomic_write(audio_dir / row["filename"],
+                     lambda f, clip=clip: sf.write(f, clip, arguments["sample_rate"], subtype="PCM_16", format="WAV"))
 
     lines = [",".join(ESC50_COLUMNS)]
     for row in rows:
         lines.append(",".join(str(row[column]) for column in ESC50_COLUMNS))
     atomic_write_text(meta_dir / "esc50.csv", "\n".join(lines) + "\n")
     _write_marker(marker_path, arguments, complete=True)
-    return root

@@ -16,9 +16,19 @@ Claims: to train a run, a process writes a claim with a token of its own to a te
 renames it into place, waits `settle` seconds and reads it back; it trains only if the claim it
 reads is its own. While training, a background thread refreshes the claim's heartbeat every
 `heartbeat_every` seconds. A claim is taken over when its process is gone (same host, pid not
-running) or its heartbeat is older than `stale_after` seconds (any host: a crashed node).
+running or a zombie: a killed worker's claim is free at once) or its heartbeat is older than
+`stale_after` seconds (any host: a crashed node). Heartbeats are written with the writer's clock
+and judged by the reader's: a heartbeat more than `stale_after` seconds in the *future* also counts
+as stale, so a host whose clock runs ahead (ten years, or a few minutes) never holds a run longer
+than a stale claim; hosts sharing `OUT` must agree on the time to well within `stale_after`, or
+a live claim of a host far ahead is taken over (the run is then trained twice, recorded once). A
+claim file that is not a claim (unreadable, not JSON, a heartbeat such as "abc") counts as free.
 Two processes can both win a claim only if one's read-write-rename takes longer than `settle`;
 then the run is trained twice and recorded once.
+
+A record that cannot be read (truncated, not JSON, `[]`, `{"run_id": ...}` without a row, a bad
+row) raises ValueError naming the file and what is wrong: records are written whole by rename, so
+something else wrote it; deleting it makes that run train again.
 
 Example::
 
@@ -45,30 +55,29 @@ from typing import Any
 
 import pandas as pd
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, pid_alive, read_json
 
 __all__ = ["REQUIRED_COLUMNS", "RunStore"]
 
 REQUIRED_COLUMNS = ("norm", "fold", "seed", "epochs", "accuracy")
+_RECORD_FIX = "records are written whole by rename, so something else wrote it; delete it to train that run again"
 
 
-def _pid_running(pid: int) -> bool:
-    "Whether process `pid` exists on this host (signal 0 checks without sending anything)."
+def _read_claim(path: Path) -> dict[str, Any] | None:
+    """The claim in `path` with a finite number `heartbeat`, str `host` and `token` and int `pid`;
+    None when there is none or the file is not such a claim (it then counts as free)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
-def _read_json(path: Path) -> dict | None:
-    "The JSON object in `path`, or None when it does not exist (or, for a claim, is unreadable)."
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        claim = read_json(path, "claim", default=None)
+    except (OSError, ValueError):
         return None
+    if not isinstance(claim, dict):
+        return None
+    heartbeat, pid = claim.get("heartbeat"), claim.get("pid")
+    if (isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or not math.isfinite(heartbeat)
+            or isinstance(pid, bool) or not isinstance(pid, int)
+            or not isinstance(claim.get("host"), str) or not isinstance(claim.get("token"), str)):
+        return None
+    return claim
 
 
 def check_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +113,8 @@ class RunStore:
     out: the experiment folder. settle: seconds between writing a claim and reading it back
     (longer than a claim's read-write-rename on your file system). heartbeat_every: seconds
     between heartbeats while a run is trained. stale_after: a claim whose heartbeat is older is
-    taken over (choose well above heartbeat_every plus the clock skew between hosts).
+    taken over, and so is one whose heartbeat lies more than stale_after seconds ahead of this
+    host's clock (choose well above heartbeat_every plus the clock skew between hosts).
     """
 
     def __init__(self, out: str | os.PathLike, settle: float = 0.5, heartbeat_every: float = 30.0,
@@ -141,14 +151,23 @@ class RunStore:
         "Every finished run's record, sorted by run id."
         if not self.runs_dir.is_dir():
             return []
-        records = []
-        for path in sorted(self.runs_dir.glob("*.json")):  # temporary files end in .tmp
-            try:
-                records.append(json.loads(path.read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"cannot read run record {path}: {e}. Records are written whole by rename, so it was "
-                                 "edited by something else; delete it to train that run again") from None
-        return records
+        return [self._read_record(path) for path in sorted(self.runs_dir.glob("*.json"))]  # temporary files end in .tmp
+
+    @staticmethod
+    def _read_record(path: Path) -> dict[str, Any]:
+        "The record in `path`; ValueError naming the file and the fault when it is not one `save` wrote."
+        record = read_json(path, "run record", _RECORD_FIX, required=("run_id", "row"))
+        if not isinstance(record["run_id"], str) or not record["run_id"]:
+            raise ValueError(f"run record {path} has run_id {record['run_id']!r}, expected a non-empty string; {_RECORD_FIX}")
+        if not isinstance(record["row"], dict):
+            raise ValueError(f"run record {path} has a row of type {type(record['row']).__name__}, expected an object; {_RECORD_FIX}")
+        if not isinstance(record.get("info", {}), dict):
+            raise ValueError(f"run record {path} has info of type {type(record['info']).__name__}, expected an object; {_RECORD_FIX}")
+        try:
+            record["row"] = check_row(record["row"])
+        except ValueError as e:
+            raise ValueError(f"run record {path}: {e}; {_RECORD_FIX}") from None
+        return record
 
     def rows(self, order: Sequence[str] = ()) -> pd.DataFrame:
         """The finished runs, one row each (the record's row plus `run_id`), sorted by fold, seed
@@ -188,14 +207,13 @@ class RunStore:
         return self.claims_dir / f"{run_id}.json"
 
     def claim_holder(self, run_id: str) -> dict[str, Any] | None:
-        "The live claim on `run_id` (host, pid, heartbeat, token), or None when free or expired."
-        try:
-            claim = _read_json(self.claim_path(run_id))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None  # not written by a RunStore: treat as free
-        if claim is None or time.time() - float(claim.get("heartbeat", 0)) > self.stale_after:
+        """The live claim on `run_id` (host, pid, heartbeat, token), or None when free or expired:
+        no claim, not a claim, a heartbeat more than `stale_after` seconds old or ahead of this
+        host's clock, or a process of this host that is gone or a zombie."""
+        claim = _read_claim(self.claim_path(run_id))
+        if claim is None or abs(time.time() - claim["heartbeat"]) > self.stale_after:
             return None
-        if claim.get("host") == self.host and not _pid_running(int(claim.get("pid", -1))):
+        if claim["host"] == self.host and pid_alive(claim["pid"]) is False:  # None (unknown): the heartbeat decides
             return None
         return claim
 
