@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_json
 from ..datasets.sources import RECIPES
 from ..presets import PRESETS, get_settings
 from .fingerprint import describe_changes, files_fingerprint
@@ -285,13 +285,8 @@ def _check_experiment(out: Path, expected: dict[str, Any], files: dict | None = 
 
 
 def _read_json_file(path: Path, what: str) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read {path} ({what}): {e}; delete it if the folder holds no finished run, else restore it") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} ({what}) holds {type(value).__name__}, expected a JSON object; restore or delete it")
-    return value
+    "A stored JSON object through the one reader (`_io.read_json`), naming the file and the fix."
+    return read_json(path, what, fix="restore it, or delete it if the folder holds no finished run")
 
 
 def refuse_old_format(out: Path) -> None:
