@@ -273,3 +273,16 @@ def test_fsdd_folder_with_a_nan_clip_is_refused_before_training(tmp_path, monkey
     assert status == 2 and "2 of 18 audio file(s) cannot be used" in err
     assert all(str(path) in err for path in bad) and "NaN" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_claim_left_on_a_recorded_run_is_cleared_by_the_next_start(own, tmp_path, fake_training):
+    import json
+
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(data=str(own), out=out, norms=["none"], k=2, folds=[1], overrides=dict(TINY))
+    run_experiment(cfg, _quiet())
+    (record,) = (out / "runs").glob("*.json")
+    claim = out / "claims" / record.name  # as left by a process killed after recording, while rebuilding
+    claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": __import__("time").time()}))
+    run_experiment(cfg, _quiet())
+    assert not claim.exists()

@@ -106,7 +106,6 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
     store.save(run_id(norm, fold, seed, prep.experiment_id), row, info)
     log.result(f"run {position}: {norm} {prep.source.fold_name(fold)} seed {seed}: accuracy {row['accuracy']:.4f} "
                f"in {info['seconds']:.0f} s")  # fmt: skip
-    rebuild_outputs(cfg.out, prep.experiment)
 
 
 def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog) -> None:
@@ -119,6 +118,10 @@ def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog
     shard = f" (shard {cfg.shard[0]}/{cfg.shard[1]})" if cfg.shard != (1, 1) else ""
     log.info(f"{len(runs)} runs in the grid{shard}, {len(runs) - len(pending)} already recorded in {store.runs_dir}, "
              f"{len(pending)} to run")  # fmt: skip
+    for key in runs:  # claims left by a process killed after recording its run hold nothing
+        rid = run_id(*key, prep.experiment_id)
+        if store.is_done(rid):
+            store.claim_path(rid).unlink(missing_ok=True)
     total, started, waited = len(pending), 0, False
     while pending:
         waiting = []
@@ -130,6 +133,8 @@ def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog
                 elif not store.is_done(rid):  # another process may have finished it meanwhile
                     started += 1
                     _train_and_record(cfg, prep, store, key, device, log, f"{started} of {total}")
+            if mine and store.is_done(rid):  # claim released first: a kill while rebuilding leaves no claim behind
+                rebuild_outputs(cfg.out, prep.experiment)
         pending = [k for k in waiting if not store.is_done(run_id(*k, prep.experiment_id))]
         if pending:
             if not waited:  # once, not at every poll
