@@ -42,10 +42,52 @@ __all__ = [
     "sample_rate_problem",
     "MAX_RESAMPLE_KERNEL",
     "MAX_RATE_ROUNDING",
+    "AUDIO_EXTENSIONS",
+    "audio_extensions",
+    "is_audio_file",
 ]
 
 #: Sample rates (Hz, inclusive) a file may have; others are refused as damaged headers.
 SAMPLE_RATE_RANGE = (1_000, 384_000)
+
+
+#: File extensions of each soundfile (libsndfile) format name, for the formats people store audio in.
+#: Only the formats this machine's libsndfile lists in `soundfile.available_formats()` count.
+_FORMAT_EXTENSIONS = {
+    "WAV": (".wav",),
+    "WAVEX": (".wav",),
+    "FLAC": (".flac",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "MP3": (".mp3",),
+    "AIFF": (".aif", ".aiff", ".aifc"),
+    "AU": (".au", ".snd"),
+    "CAF": (".caf",),
+    "W64": (".w64",),
+    "RF64": (".rf64",),
+    "NIST": (".nist", ".sph"),
+    "VOC": (".voc",),
+}
+
+
+@lru_cache(maxsize=1)
+def audio_extensions() -> tuple[str, ...]:
+    """The file extensions (lower case, with the dot, sorted) of the audio formats soundfile can read
+    here: those of `soundfile.available_formats()` among WAV, FLAC, OGG/Vorbis/Opus, MP3 (libsndfile
+    >= 1.1), AIFF, AU, CAF, W64, RF64, NIST and VOC. The package's one list: `get_audio_files`
+    (`from_folder`), `AudioCache` and the loaders' checks use it."""
+    import soundfile as sf
+
+    available = set(sf.available_formats())
+    return tuple(sorted({ext for fmt, exts in _FORMAT_EXTENSIONS.items() if fmt in available for ext in exts}))
+
+
+#: `audio_extensions()` as a constant, e.g. ('.aif', ..., '.flac', '.mp3', ..., '.wav').
+AUDIO_EXTENSIONS = audio_extensions()
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    "Whether the name of `path` ends with one of `audio_extensions()` (case-insensitive); the file is not opened."
+    return os.fspath(path).lower().endswith(audio_extensions())
 
 
 class AudioLoadError(ValueError):
