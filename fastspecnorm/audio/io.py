@@ -25,6 +25,7 @@ from .._compat import import_torchaudio
 __all__ = [
     "AudioLoadError",
     "load_audio",
+    "load_audio_with_subtype",
     "downmix_mono",
     "resample",
     "resampling_source_rate",
@@ -115,6 +116,13 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     for one that cannot be decoded, is empty, holds NaN/Inf or claims a sample rate outside
     `SAMPLE_RATE_RANGE` (checked from the header, before any sample is read).
     """
+    wav, sr, _ = load_audio_with_subtype(path)
+    return wav, sr
+
+
+def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
+    """`load_audio` that also returns the file's subtype (soundfile's name of its sample format, e.g.
+    'PCM_16', 'FLOAT', 'VORBIS'), read from the same open: `(waveform, sample_rate, subtype)`."""
     import soundfile as sf
 
     path = Path(path)
@@ -122,7 +130,7 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
         with sf.SoundFile(str(path)) as f:
-            sr = int(f.samplerate)
+            sr, subtype = int(f.samplerate), str(f.subtype)
             rate_problem = sample_rate_problem(sr)
             data = f.read(dtype="float32", always_2d=True) if rate_problem is None else None
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
@@ -133,7 +141,7 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
         raise AudioLoadError(f"audio file {path} has no samples (zero length)")
     if not np.isfinite(data).all():
         raise AudioLoadError(f"audio file {path} holds NaN or Inf samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), sr
+    return torch.from_numpy(np.ascontiguousarray(data.T)), sr, subtype
 
 
 def source_format(path: str | os.PathLike) -> tuple[int, str]:

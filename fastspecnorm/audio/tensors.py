@@ -20,7 +20,7 @@ from fastai.torch_core import TensorBase
 from fastcore.foundation import L
 from torch import Tensor
 
-from .io import downmix_mono, load_audio, resample
+from .io import downmix_mono, load_audio_with_subtype, resample
 
 __all__ = ["AudioTensor", "AudioSpectrogram", "valid_mask", "lengths_mask", "RefusePlainTensor"]
 
@@ -52,13 +52,15 @@ class AudioTensor(_MetaTensor):
 
     @classmethod
     def create(cls, path, sr: int | None = None, mono: bool = True, **kwargs) -> AudioTensor:
-        "Load `path` as float32 in [-1, 1], optionally downmixed to mono and resampled to `sr` Hz."
-        wav, file_sr = load_audio(path)
+        """Load `path` as float32 `(channels, samples)` in [-1, 1], optionally downmixed to mono and
+        resampled to `sr` Hz. The result keeps the file's `subtype` (e.g. "PCM_16"), so a pipeline
+        rounds it exactly as it rounds the file itself (`LoadAudio`)."""
+        wav, file_sr, subtype = load_audio_with_subtype(path)
         if mono:
             wav = downmix_mono(wav)
         if sr is not None and sr != file_sr:
             wav = resample(wav, file_sr, sr)
-        return cls(wav, sr=sr or file_sr, **kwargs)
+        return cls(wav, sr=sr or file_sr, **{"subtype": subtype, **kwargs})
 
     @property
     def duration(self) -> float:
