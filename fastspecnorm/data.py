@@ -345,7 +345,7 @@ class AudioDataLoaders(DataLoaders):
         csv = Path(path) / csv_fname
         if not csv.is_file():
             raise FileNotFoundError(f"CSV not found: {csv}")
-        df = pd.read_csv(csv, header=header, delimiter=delimiter)
+        df = pd.read_csv(csv, header=header, **({} if delimiter is None else {"delimiter": delimiter}))
         return cls.from_df(df, path=path, **kwargs)
 
     @classmethod
