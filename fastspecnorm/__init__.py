@@ -27,9 +27,10 @@ from .audio import (
     spec_shape,
 )
 from .audio.check import AudioFilesError, check_audio_files
+from .audio.io import AUDIO_EXTENSIONS, audio_extensions
 from .audio.tensors import valid_mask
-from .audio.transforms import AudioDataLoader
-from .augment import SpecAugment
+from .audio.transforms import AudioDataLoader, array_layout
+from .augment import AddNoise, SpecAugment, TimeShift, WaveformGain, waveform_augmentations
 from .callback import StatsCallback, install_normalizer, stats_loader
 from .data import AudioDataLoaders, get_audio_files
 from .datasets.esc50 import (
@@ -44,7 +45,15 @@ from .datasets.esc50 import (
 )
 from .datasets.validate import DatasetValidationError, ValidationReport, validate_esc50
 from .learner import FreqBatchNorm, audio_learner
-from .normalize import PCEN, DbRangeNormalize, InstanceMinMax, SpecNormalize, UtteranceNormalize, WaveformNormalize
+from .normalize import (
+    PCEN,
+    DbRangeNormalize,
+    InstanceMinMax,
+    SpecNormalize,
+    UtteranceNormalize,
+    WaveformNormalize,
+    warn_level_after_waveform_norm,
+)
 from .stats import StatsRecorder, collect_stats
 
 __version__ = "0.1.0"
@@ -81,6 +90,14 @@ __all__ = [
     "PCEN",
     "UtteranceNormalize",
     "SpecAugment",
+    "WaveformGain",
+    "AddNoise",
+    "TimeShift",
+    "waveform_augmentations",
+    "AUDIO_EXTENSIONS",
+    "audio_extensions",
+    "array_layout",
+    "warn_level_after_waveform_norm",
     "StatsRecorder",
     "collect_stats",
     "validate_esc50",

@@ -294,3 +294,40 @@ def test_audio_to_spec_takes_the_batch_rate(flat):
     ref = torchaudio.transforms.MelSpectrogram(8000, n_fft=256, hop_length=128, n_mels=20)(wav.as_subclass(torch.Tensor))
     torch.testing.assert_close(spec.as_subclass(torch.Tensor), torchaudio.transforms.AmplitudeToDB()(ref), rtol=0, atol=1e-3)
     assert spec.sr == 8000 and spec.f_max == 4000
+
+
+# ---------------------------------------------------------------------------------------------
+# audio_learner, hear, show_results
+
+
+def test_audio_learner_takes_fastai_architectures(flat):
+    from fastai.vision.models.xresnet import xresnet18, xresnet34
+
+    dls = AudioDataLoaders.from_folder(flat, seed=0, **SMALL)
+    xb, _ = dls.one_batch()
+    default = audio_learner(dls)
+    assert sum(p.numel() for p in default.model.parameters()) == sum(p.numel() for p in xresnet18(c_in=1, n_out=2).parameters())
+    learn = audio_learner(dls, arch=xresnet34)
+    assert sum(p.numel() for p in learn.model.parameters()) == sum(p.numel() for p in xresnet34(c_in=1, n_out=2).parameters())
+    assert learn.model(xb).shape == (2, 2)
+    module = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(1, 2))
+    assert audio_learner(dls, arch=module).model is module
+    with pytest.raises(TypeError, match=r"arch\(c_in=1, n_out=2\)"):
+        audio_learner(dls, arch=lambda: None)
+
+
+def test_hear_is_play_and_show_results_colours(flat):
+    import matplotlib.pyplot as plt
+
+    clip = AudioTensor(torch.sin(torch.arange(800) * 0.1)[None], sr=8000)
+    assert clip.hear()._repr_html_() == clip.play()._repr_html_()
+    dls = AudioDataLoaders.from_folder(flat, seed=0, **SMALL)
+    learn = audio_learner(dls)
+    learn.show_results(max_n=2)
+    axes = [ax for ax in plt.gcf().axes if ax.images]
+    preds = learn.get_preds(dl=dls.valid.new(shuffle=False), with_decoded=True)[2][:2]
+    for ax, pred in zip(axes, preds.tolist(), strict=True):
+        actual, predicted = ax.get_title().split("\n")
+        assert predicted == dls.vocab[pred]
+        assert ax.title.get_color() == ("green" if actual == predicted else "red")
+    plt.close("all")

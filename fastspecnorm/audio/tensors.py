@@ -43,8 +43,8 @@ class AudioTensor(_MetaTensor):
 
     `sr` is the sample rate in Hz. `AudioTensor(x, sr=16000)` wraps a tensor;
     `AudioTensor.create(path, sr=None, mono=True)` loads a file. A padded batch carries `lengths`
-    (valid samples per item, LongTensor `(batch,)`; None when nothing is padded). `play()` gives
-    a notebook audio player; nothing is embedded in a notebook unless it is called.
+    (valid samples per item, LongTensor `(batch,)`; None when nothing is padded). `play()` (or
+    `hear()`, fastaudio's name) gives a notebook audio player; nothing is embedded unless it is called.
     """
 
     def __new__(cls, x, sr: int | None = 16000, **kwargs):
@@ -81,6 +81,9 @@ class AudioTensor(_MetaTensor):
             lengths = getattr(self, "lengths", None)
             x = x[item, :, : int(lengths[item])] if lengths is not None else x[item]
         return Audio(x.numpy(), rate=self.sr, normalize=True)
+
+    #: fastaudio's name for `play`.
+    hear = play
 
     def show(self, ctx=None, title: str | None = None, **kwargs):
         "Plot the waveform against time in seconds, one line per channel."
@@ -236,8 +239,13 @@ def _register_show_methods() -> None:
             ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
         for i in range(len(samples[0])):
             ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(samples.itemgot(i), ctxs, range(max_n), strict=False)]
+        targets = samples.itemgot(1) if len(samples[0]) > 1 else None
         for i in range(len(outs[0])):
-            ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(outs.itemgot(i), ctxs, range(max_n), strict=False)]
+            if i == 0 and targets is not None:  # as fastai's images: the prediction green when right, red when wrong
+                ctxs = [b.show(ctx=c, color="green" if str(b) == str(t) else "red", **kwargs)
+                        for b, t, c, _ in zip(outs.itemgot(i), targets, ctxs, range(max_n), strict=False)]
+            else:
+                ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(outs.itemgot(i), ctxs, range(max_n), strict=False)]
         ctxs[0].figure.tight_layout()
         return ctxs
 
