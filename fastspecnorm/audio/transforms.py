@@ -35,7 +35,7 @@ def array_layout(shape: tuple[int, ...]) -> str:
     Raises ValueError naming the layouts for other shapes: 0 or 3+ dimensions, two equal axes
     (e.g. `(2, 2)`), or no axis short enough to be channels.
     """
-    layouts = "(samples,), (channels, samples) or (samples, channels) with at most {} channels".format(MAX_ARRAY_CHANNELS)
+    layouts = f"(samples,), (channels, samples) or (samples, channels) with at most {MAX_ARRAY_CHANNELS} channels"
     if len(shape) == 1:
         return "(samples,)"
     if len(shape) == 2:
