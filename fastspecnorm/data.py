@@ -423,7 +423,7 @@ class AudioDataLoaders(DataLoaders):
         Names: each is normalized (`os.path.normpath`) and must be listed once (`x.wav` and `./x.wav`
         are one clip) and lie inside `path / folder`: absolute names, `..` leaving it and links to
         outside are refused (ValueError naming the rows) unless `allow_outside=True`. Integer labels
-        and folds must fit 64-bit integers. vocab: the classes, in order (default: sorted labels).
+        and folds must fit 64-bit integers. vocab: the classes, kept in the order given (default: the sorted labels).
         sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
         share one (ValueError naming the rates otherwise). duration: None keeps each clip's length
         (batches padded to their longest clip, with `lengths`); seconds crop (random on training,
@@ -485,7 +485,7 @@ class AudioDataLoaders(DataLoaders):
             warn_level_after_waveform_norm(batch_tfms)
         audio_cache = _open_cache(files, sample_rate, cache)
         dblock = DataBlock(
-            blocks=(AudioBlock(sample_rate=sample_rate, cache=audio_cache), CategoryBlock(vocab=vocab)),
+            blocks=(AudioBlock(sample_rate=sample_rate, cache=audio_cache), CategoryBlock(vocab=vocab, sort=vocab is None)),
             get_x=_ReadPath(fn, str(root)),
             get_y=_Label(label),
             splitter=splitter,

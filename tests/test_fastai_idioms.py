@@ -331,3 +331,12 @@ def test_hear_is_play_and_show_results_colours(flat):
         assert predicted == dls.vocab[pred]
         assert ax.title.get_color() == ("green" if actual == predicted else "red")
     plt.close("all")
+
+
+def test_from_df_folder_suffix_and_vocab(flat):
+    "fastai's from_df arguments: names in `path/folder`, `suff` appended, classes in `vocab`'s order."
+    files = sorted(p.relative_to(flat / "a").as_posix() for p in (flat / "a").glob("*.wav"))
+    df = pd.DataFrame({"name": [f[:-4] for f in files], "label": ["x", "y"] * 3})
+    dls = AudioDataLoaders.from_df(df, path=flat, folder="a", suff=".wav", vocab=["y", "x"], seed=0, **SMALL)
+    assert list(dls.vocab) == ["y", "x"] and set(dls.train.items["name"]) <= {f for f in files}
+    assert dls.path == flat / "a"
