@@ -20,9 +20,10 @@ _NAMES = {
     ".audio": ["AudioBlock", "AudioCache", "AudioLoadError", "AudioSpectrogram", "AudioTensor", "AudioToSpec", "DownmixMono",
                "LoadAudio", "Resample", "ResizeSignal", "crop_pad", "downmix_mono", "load_audio", "resample", "spec_shape"],
     ".audio.check": ["AudioFilesError", "check_audio_files"],
+    ".audio.io": ["AUDIO_EXTENSIONS", "audio_extensions"],
     ".audio.tensors": ["valid_mask"],
-    ".audio.transforms": ["AudioDataLoader"],
-    ".augment": ["SpecAugment"],
+    ".audio.transforms": ["AudioDataLoader", "array_layout"],
+    ".augment": ["AddNoise", "SpecAugment", "TimeShift", "WaveformGain", "waveform_augmentations"],
     ".callback": ["StatsCallback", "install_normalizer", "stats_loader"],
     ".data": ["AudioDataLoaders", "get_audio_files"],
     ".presets": ["PRESETS", "AudioSettings", "ESC50Settings", "get_settings"],
@@ -32,7 +33,8 @@ _NAMES = {
     ".datasets.validate": ["DatasetValidationError", "ValidationReport", "validate_esc50"],
     ".experiment.api": ["compare"],
     ".learner": ["FreqBatchNorm", "audio_learner"],
-    ".normalize": ["PCEN", "DbRangeNormalize", "InstanceMinMax", "SpecNormalize", "UtteranceNormalize", "WaveformNormalize"],
+    ".normalize": ["PCEN", "DbRangeNormalize", "InstanceMinMax", "SpecNormalize", "UtteranceNormalize", "WaveformNormalize",
+                   "warn_level_after_waveform_norm"],
     ".stats": ["StatsRecorder", "collect_stats"],
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}

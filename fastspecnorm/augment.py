@@ -8,6 +8,14 @@ depends on the normalization (see `fill`). The statistics pass (`stats_loader`, 
 drops every `split_idx = 0` transform, and mixup acts inside training steps only, so dataset
 statistics never see an augmented batch.
 
+Waveform augmentations (fastaudio had them): `WaveformGain` (dB), `AddNoise` (white noise at a
+signal-to-noise ratio in dB) and `TimeShift` (a circular shift within each clip), batch Transforms on
+`AudioTensor` batches on the batch's device, train-only (`split_idx = 0`) and lengths-aware: padding
+is never touched and a shift wraps within each clip's valid samples. `waveform_augmentations()` returns
+the three. They run before `WaveformNormalize` (`order = 40`), which scales every clip to unit std:
+after it a gain has no effect, so `WaveformGain` only matters where the recording's level is kept
+(`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms); noise and shifts always do.
+
 Mixup: fastai's `MixUp(alpha)` callback already does what spectrograms need (blends each training
 batch with a shuffled copy of itself, `lam ~ Beta(alpha, alpha)` kept >= 0.5, and the losses of
 both targets; untouched in validation), so it is reused rather than rewritten: `augment_callbacks`.
@@ -20,9 +28,10 @@ from fasttransform import Transform
 from torch import Tensor
 
 from . import functional as F
-from .audio.tensors import AudioSpectrogram, RefusePlainTensor, valid_mask
+from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, valid_mask
 
-__all__ = ["band_mask", "mask_bands", "SpecAugment", "augment_callbacks"]
+__all__ = ["band_mask", "mask_bands", "SpecAugment", "augment_callbacks", "WaveformGain", "AddNoise", "TimeShift",
+           "waveform_augmentations"]
 
 
 def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Tensor | None = None, device=None) -> Tensor:
@@ -131,3 +140,118 @@ def augment_callbacks(mixup_alpha: float = 0.4) -> list:
     if not mixup_alpha > 0:
         raise ValueError(f"mixup_alpha must be positive, got {mixup_alpha}")
     return [MixUp(mixup_alpha)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Waveform augmentations
+
+
+def _item_lengths(x: Tensor) -> Tensor:
+    "Valid samples per item of a batch `(batch, channels, samples)`: its `lengths`, or all samples."
+    lengths = getattr(x, "lengths", None)
+    if lengths is None:
+        return torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
+    return torch.as_tensor(lengths).to(x.device)
+
+
+def _chosen(n_items: int, p: float, device) -> Tensor:
+    "Bool `(n_items,)`: which items an augmentation applies to, each with probability `p`."
+    return torch.rand(n_items, device=device) < p
+
+
+class _WaveformAugment(RefusePlainTensor, Transform):
+    split_idx = 0  # training batches only
+    order = 40  # before WaveformNormalize (50) and AudioToSpec (60)
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"p is a probability per clip, expected 0..1, got {p}")
+        self.p = p
+
+    def _check(self, x: AudioTensor) -> Tensor:
+        if x.dim() != 3:
+            raise ValueError(f"{type(self).__name__} is a batch transform on (batch, channels, samples), got shape {tuple(x.shape)}")
+        return x.as_subclass(Tensor)
+
+    def _like(self, out: Tensor, x: AudioTensor) -> AudioTensor:
+        res = AudioTensor(out, **x._meta_kwargs())
+        res.lengths = getattr(x, "lengths", None)
+        return res
+
+
+class WaveformGain(_WaveformAugment):
+    """Multiply each training clip, with probability `p`, by a gain drawn uniformly in
+    [-max_gain_db, max_gain_db] dB (amplitude factor `10 ** (g / 20)`). x: `AudioTensor`
+    `(batch, channels, samples)`; padding stays 0. Has no effect before `WaveformNormalize`
+    (see the module docstring)."""
+
+    def __init__(self, max_gain_db: float = 6.0, p: float = 0.5):
+        super().__init__(p)
+        if not max_gain_db >= 0:
+            raise ValueError(f"max_gain_db must be >= 0 dB, got {max_gain_db}")
+        self.max_gain_db = max_gain_db
+
+    def encodes(self, x: AudioTensor) -> AudioTensor:
+        wav = self._check(x)
+        n = wav.shape[0]
+        gain_db = (torch.rand(n, device=wav.device) * 2 - 1) * self.max_gain_db
+        gain_db = torch.where(_chosen(n, self.p, wav.device), gain_db, torch.zeros_like(gain_db))
+        return self._like(wav * (10.0 ** (gain_db / 20.0)).to(wav.dtype)[:, None, None], x)
+
+
+class AddNoise(_WaveformAugment):
+    """Add white Gaussian noise to each training clip, with probability `p`, at a signal-to-noise
+    ratio drawn uniformly in [min_snr_db, max_snr_db] dB: noise power = the clip's mean power over
+    its valid samples (all channels) / `10 ** (snr / 10)`. x: `AudioTensor` `(batch, channels,
+    samples)`; padding gets no noise; a silent clip gets none either."""
+
+    def __init__(self, min_snr_db: float = 10.0, max_snr_db: float = 40.0, p: float = 0.5):
+        super().__init__(p)
+        if not min_snr_db <= max_snr_db:
+            raise ValueError(f"min_snr_db must be <= max_snr_db, got {min_snr_db} > {max_snr_db}")
+        self.min_snr_db, self.max_snr_db = min_snr_db, max_snr_db
+
+    def encodes(self, x: AudioTensor) -> AudioTensor:
+        wav = self._check(x)
+        n = wav.shape[0]
+        mask = valid_mask(x).to(wav.dtype)  # (batch, 1, samples)
+        count = (mask.sum(dim=(1, 2)) * wav.shape[1]).clamp_min(1)
+        power = (wav.square() * mask).sum(dim=(1, 2)) / count
+        snr_db = self.min_snr_db + torch.rand(n, device=wav.device) * (self.max_snr_db - self.min_snr_db)
+        std = torch.sqrt(power / 10.0 ** (snr_db / 10.0)) * _chosen(n, self.p, wav.device)
+        noise = torch.randn_like(wav) * std[:, None, None] * mask
+        return self._like(wav + noise, x)
+
+
+class TimeShift(_WaveformAugment):
+    """Shift each training clip in time, with probability `p`, by up to `max_shift` of its own valid
+    length (a fraction; uniform in samples, either way), circularly within its valid samples: what
+    leaves one end comes back at the other, the padding after the clip stays as it was.
+    x: `AudioTensor` `(batch, channels, samples)`."""
+
+    def __init__(self, max_shift: float = 0.2, p: float = 0.5):
+        super().__init__(p)
+        if not 0 <= max_shift <= 1:
+            raise ValueError(f"max_shift is a fraction of each clip's length, expected 0..1, got {max_shift}")
+        self.max_shift = max_shift
+
+    def encodes(self, x: AudioTensor) -> AudioTensor:
+        wav = self._check(x)
+        n_items, _, n_samples = wav.shape
+        lengths = _item_lengths(x).clamp(1, n_samples)
+        widest = torch.floor(self.max_shift * lengths.float())
+        shift = torch.floor(torch.rand(n_items, device=wav.device) * (2 * widest + 1)) - widest
+        shift = (shift.long() * _chosen(n_items, self.p, wav.device))[:, None]
+        pos = torch.arange(n_samples, device=wav.device)[None, :]
+        inside = pos < lengths[:, None]
+        index = torch.where(inside, torch.remainder(pos - shift, lengths[:, None]), pos)
+        return self._like(wav.gather(-1, index[:, None, :].expand(wav.shape)), x)
+
+
+def waveform_augmentations(max_gain_db: float = 6.0, snr_db: tuple[float, float] = (10.0, 40.0), max_shift: float = 0.2,
+                           p: float = 0.5) -> list:
+    """The train-only waveform augmentations as batch transforms, for `batch_tfms=`:
+    `[WaveformGain(max_gain_db, p), AddNoise(*snr_db, p), TimeShift(max_shift, p)]` (gain in dB,
+    SNR in dB, shift as a fraction of each clip). Each applies to a clip with probability `p`."""
+    return [WaveformGain(max_gain_db, p), AddNoise(snr_db[0], snr_db[1], p), TimeShift(max_shift, p)]

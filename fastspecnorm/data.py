@@ -9,8 +9,11 @@ Clips of any length, sample rate, channel count and format (WAV, FLAC, OGG) in a
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -22,25 +25,58 @@ from fasttransform import Pipeline, Transform
 
 from .audio.cache import AudioCache
 from .audio.check import check_audio_files
+from .audio.io import audio_extensions, is_audio_file
 from .audio.spectrogram import AudioToSpec
 from .audio.transforms import AudioBlock, LoadAudio, ResizeSignal
-from .normalize import WaveformNormalize
+from .normalize import WaveformNormalize, warn_level_after_waveform_norm
 
-__all__ = ["AudioDataLoaders", "AUDIO_FILE_EXTENSIONS", "get_audio_files"]
+__all__ = ["AudioDataLoaders", "AUDIO_FILE_EXTENSIONS", "get_audio_files", "LOADER_KWARGS", "MAX_DURATION"]
 
-#: Extensions `from_folder` collects (soundfile decodes them without FFmpeg).
-AUDIO_FILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
+#: Keyword arguments the loaders pass on to fastai (`DataBlock.dataloaders`, `Datasets.dataloaders`,
+#: `TfmdDL`, `DataLoader` of fastai 2.8); any other keyword raises TypeError naming it.
+LOADER_KWARGS = frozenset(
+    "shuffle shuffle_train val_shuffle val_bs drop_last n num_workers pin_memory pin_memory_device timeout "
+    "persistent_workers verbose do_setup indexed dl_type dl_kwargs wif before_iter before_batch after_iter "
+    "create_batches create_item create_batch retain get_idxs sample shuffle_fn do_batch".split()
+)
+#: fastai keywords these loaders take in another form, and what to use instead.
+_NOT_SUPPORTED = {
+    "batch_size": "use bs=",
+    "after_item": "use item_tfms=[...]",
+    "after_batch": "use batch_tfms=[...]",
+    "label_delim": "multi-label targets are not supported (one label per clip)",
+    "y_block": "the targets are always categories (CategoryBlock)",
+    "img_cls": "audio is always opened as AudioTensor",
+}
+#: Default bound on a clip's decoded length (seconds at the target rate) in the loaders: 10 minutes.
+MAX_DURATION = 600.0
+
+
+def _check_kwargs(kwargs: dict, where: str) -> None:
+    "TypeError naming every keyword that fastai's loaders would not take (or that these take otherwise)."
+    unknown = sorted(set(kwargs) - LOADER_KWARGS)
+    if unknown:
+        hints = "; ".join(f"{k}: {_NOT_SUPPORTED[k]}" for k in unknown if k in _NOT_SUPPORTED)
+        raise TypeError(
+            f"{where} got unexpected keyword argument(s) {unknown}" + (f" ({hints})" if hints else "")
+            + f"; besides its own arguments it passes on only fastai's DataLoader keywords {sorted(LOADER_KWARGS)}"
+        )
+
+#: Extensions `from_folder` collects: the package's one list (`audio.io.audio_extensions`), the
+#: formats this machine's soundfile can read (`.mp3` included with libsndfile >= 1.1).
+AUDIO_FILE_EXTENSIONS = audio_extensions()
 
 
 def get_audio_files(path: str | os.PathLike) -> list[Path]:
-    "Audio files under `path`, found recursively (hidden files and folders skipped), sorted."
+    """Audio files under `path` (extensions of `audio_extensions()`, any case), found recursively,
+    hidden files and folders skipped, sorted."""
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"audio folder not found: {root}")
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in filenames if not f.startswith(".") and f.lower().endswith(AUDIO_FILE_EXTENSIONS)]
+        found += [Path(dirpath) / f for f in filenames if not f.startswith(".") and is_audio_file(f)]
     return sorted(found)
 
 
@@ -78,13 +114,20 @@ def _column(df: pd.DataFrame, col, what: str) -> str:
     return col
 
 
+_DEFAULT_VALID_COL = "is_valid"
+
+
 def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: float, seed):
+    if valid_col == _DEFAULT_VALID_COL and (fold_col is not None or valid_col not in df.columns):
+        valid_col = None  # the default: used only when the column exists and no folds are asked for
     if valid_col is not None and fold_col is not None:
         raise ValueError("give either valid_col (a bool column) or fold_col with valid_fold, not both")
     if valid_col is not None:
         col = _column(df, valid_col, "valid_col")
         if df[col].dtype != bool:
             raise ValueError(f"valid_col {col!r} must hold True/False (True = validation), got dtype {df[col].dtype}")
+        if df[col].all() or not df[col].any():
+            raise ValueError(f"valid_col {col!r} is {bool(df[col].iloc[0])} on every row: nothing is left for " + ("training" if df[col].all() else "validation"))
         return ColSplitter(col)
     if fold_col is not None:
         col = _column(df, fold_col, "fold_col")
@@ -101,6 +144,94 @@ def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: floa
     return RandomSplitter(valid_pct, seed=seed)
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT_EXACT = 2**53  # the largest float64 up to which every integer is exact
+
+
+def _check_integer_column(df: pd.DataFrame, col: str, what: str) -> None:
+    """ValueError when the label or fold column `col` holds integers outside int64 (or floats beyond
+    2**53, where a float64 no longer holds every integer): they would wrap or merge silently."""
+    values = df[col]
+    if pd.api.types.is_float_dtype(values):
+        bad, limit = values.notna() & (values.abs() > _FLOAT_EXACT), f"+-2**53 ({_FLOAT_EXACT}), where float64 stops holding integers exactly"
+    elif pd.api.types.is_unsigned_integer_dtype(values):
+        bad, limit = values > _INT64[1], f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
+    elif values.dtype == object:
+        bad = values.map(lambda v: isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]).astype(bool)
+        limit = f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
+    else:
+        return
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise ValueError(
+            f"{what} column {col!r} holds {values.iloc[row]!r} (row {row}; {int(bad.sum())} such value(s)), outside {limit}: "
+            "use smaller integers, or strings, as labels and folds"
+        )
+
+
+def _clip_names(names: Iterable, root: Path, suff: str, allow_outside: bool, fn: str) -> list[str]:
+    """Each listed name normalized (`os.path.normpath`, posix separators, `suff` appended), checked.
+
+    ValueError for an empty name, one listed twice under any spelling (`x.wav`, `./x.wav`, `x.wav/`,
+    or two names of one file through a link) and, unless `allow_outside`, an absolute name, a name
+    whose `..` leaves `root`, or one that a symbolic link takes outside `root`.
+    """
+    real_root = os.path.realpath(root)
+    out: list[str] = []
+    first_row: dict[str, tuple[int, str]] = {}
+    problems: list[str] = []
+    for row, raw in enumerate(names):
+        name = ("" if raw is None else str(raw)) + suff
+        if raw is None or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip():
+            problems.append(f"row {row}: {fn} {raw!r} names no file")
+            out.append(name)
+            continue
+        norm = os.path.normpath(name).replace(os.sep, "/")
+        if not allow_outside:
+            if os.path.isabs(norm):
+                problems.append(f"row {row}: {name!r} is an absolute path; list clips relative to {root}")
+            elif norm == ".." or norm.startswith("../"):
+                problems.append(f"row {row}: {name!r} leaves {root} with '..'")
+            else:
+                real = os.path.realpath(root / norm)
+                if os.path.commonpath([real_root, real]) != real_root:
+                    problems.append(f"row {row}: {name!r} is a link to {real}, outside {root}")
+        key = os.path.normcase(os.path.realpath(root / norm))
+        if key in first_row:
+            other_row, other = first_row[key]
+            problems.append(f"row {row}: {name!r} is the same clip as row {other_row} ({other!r}); list each clip once")
+        else:
+            first_row[key] = (row, name)
+        out.append(norm)
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise ValueError(
+            f"{len(problems)} problem(s) with the file names in column {fn!r}"
+            + ("" if allow_outside else f" (clips must lie inside {root}; allow_outside=True lifts that)")
+            + f":\n  {shown}"
+        )
+    return out
+
+
+def _check_durations(facts: dict[str, dict], sample_rate: int, max_duration: float | None) -> None:
+    "ValueError naming every clip longer than `max_duration` s, with its length and decoded (cached) size."
+    if max_duration is None:
+        return
+    long = []
+    for path, f in facts.items():
+        seconds = f["frames"] / f["samplerate"]
+        if seconds > max_duration:
+            size = math.ceil(f["frames"] * sample_rate / f["samplerate"]) * 4  # float32 mono, the most it takes
+            long.append(f"{path}: {seconds / 60:.1f} min, up to {size / 1e6:,.0f} MB decoded at {sample_rate} Hz")
+    if long:
+        shown = "\n  ".join(long[:20]) + (f"\n  ... and {len(long) - 20} more" if len(long) > 20 else "")
+        raise ValueError(
+            f"{len(long)} clip(s) are longer than max_duration={max_duration:g} s; every clip is decoded whole into memory "
+            f"and the audio cache. Cut them into shorter files, leave them out, or pass max_duration=None (or a larger "
+            f"number of seconds):\n  {shown}"
+        )
+
+
 def _file_sample_rate(facts: dict[str, dict]) -> int:
     "The files' common sample rate (for `sample_rate=None`); ValueError naming the rates otherwise."
     rates = Counter(f["samplerate"] for f in facts.values())
@@ -110,15 +241,38 @@ def _file_sample_rate(facts: dict[str, dict]) -> int:
     return next(iter(rates))
 
 
+def _relative_names(path: Path, fnames: Iterable) -> list[str]:
+    """File names given to `from_path_func` & co as names relative to `path`: an absolute path inside
+    `path`, or a relative one that starts with `path` (as `get_audio_files(path)` returns them), loses
+    that prefix; any other name is taken as relative to `path` already (outside ones are then refused
+    by the name checks, unless `allow_outside`)."""
+    root, parts = os.path.abspath(path), Path(path).parts
+    res = []
+    for f in fnames:
+        p = Path(f)
+        if p.is_absolute():
+            inside = os.path.commonpath([root, os.path.abspath(p)]) == root
+            res.append(Path(os.path.relpath(p, root)).as_posix() if inside else p.as_posix())
+        elif parts and Path(path) != Path(".") and p.parts[: len(parts)] == parts:
+            res.append(Path(*p.parts[len(parts) :]).as_posix())
+        else:
+            res.append(p.as_posix())
+    return res
+
+
 class AudioDataLoaders(DataLoaders):
-    """fastai `DataLoaders` of spectrograms of your own audio, with `from_folder` and `from_df`.
+    """fastai `DataLoaders` of spectrograms of your own audio, built like fastai's `ImageDataLoaders`:
+    `from_folder`, `from_df`, `from_csv`, `from_path_func`, `from_name_func`, `from_path_re`,
+    `from_name_re`.
 
     Batches: `AudioSpectrogram` `(batch, 1, freq, time)` (mono) and category indices. With
     `duration=None` a batch is padded to its longest clip and the spectrogram's `lengths` gives
-    each item's valid frames. `test_dl` (and so `learn.predict`) accepts paths, `AudioTensor`s of
-    any rate and channel count, and NumPy arrays `(samples,)` / `(channels, samples)` at the
-    loaders' rate, and always uses each clip's whole length: a `duration` crop applies to training
-    and validation only, never silently to a prediction.
+    each item's valid frames. `test_dl` (and so `learn.predict`) accepts a file path, an
+    `AudioTensor` of any rate and channel count (resampled from its `sr`), or a NumPy array
+    `(samples,)`, `(channels, samples)` or `(samples, channels)` taken to be at the loaders' rate
+    (`dls.sample_rate` Hz: wrap audio at another rate as `AudioTensor(x, sr=...)`), and always uses
+    each clip's whole length: a `duration` crop applies to training and validation only, never
+    silently to a prediction. A file and `AudioTensor.create(file)` predict the same (see `LoadAudio`).
     """
 
     def test_dl(self, test_items, rm_type_tfms=None, with_labels: bool = False, **kwargs):
@@ -142,7 +296,9 @@ class AudioDataLoaders(DataLoaders):
     def from_folder(
         cls,
         path: str | os.PathLike,
-        valid_pct: float = 0.2,
+        train: str = "train",
+        valid: str = "valid",
+        valid_pct: float | None = None,
         seed: int | None = None,
         sample_rate: int | None = 16000,
         duration: float | None = None,
@@ -150,16 +306,83 @@ class AudioDataLoaders(DataLoaders):
         spec: dict | None = None,
         **kwargs,
     ) -> AudioDataLoaders:
-        """Loaders over the audio files under `path` (wav, flac, ogg, aiff; found recursively),
-        labelled by their parent folder's name, `valid_pct` of them (random, `seed`) for validation.
-        Other arguments as `from_df`."""
+        """Loaders over the audio files under `path` (any extension of `audio_extensions()`, found
+        recursively), labelled by their parent folder's name, as fastai's `ImageDataLoaders.from_folder`.
+
+        Split: when `valid_pct` is None and `path` holds both the `train` and `valid` subfolders, the
+        files under `path/valid` are validation and those under `path/train` training (fastai's
+        `GrandparentSplitter`; other folders are left out); otherwise a random `valid_pct` (0.2 when
+        None) of all files, drawn with `seed`. Other arguments as `from_df`.
+        """
+        if not isinstance(train, str) or not isinstance(valid, str):
+            raise TypeError(
+                f"train and valid are folder names, got train={train!r}, valid={valid!r}; "
+                "a fraction for validation goes in valid_pct= (by keyword)"
+            )
         root = Path(path)
-        files = get_audio_files(root)
+        by_folder = valid_pct is None and (root / train).is_dir() and (root / valid).is_dir()
+        files = (get_audio_files(root / train) + get_audio_files(root / valid)) if by_folder else get_audio_files(root)
         if not files:
-            raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_FILE_EXTENSIONS)}) under {root}")
-        df = pd.DataFrame({"file": [str(f.relative_to(root)) for f in files], "label": [f.parent.name for f in files]})
-        return cls.from_df(df, path=root, fn_col="file", label_col="label", valid_pct=valid_pct, seed=seed,
-                           sample_rate=sample_rate, duration=duration, bs=bs, spec=spec, **kwargs)  # fmt: skip
+            raise FileNotFoundError(f"no audio files ({', '.join(audio_extensions())}) under {root}")
+        df = pd.DataFrame({"file": [f.relative_to(root).as_posix() for f in files], "label": [f.parent.name for f in files]})
+        if by_folder:
+            df["is_valid"] = [f.relative_to(root).parts[0] == valid for f in files]
+            if not df["is_valid"].any() or df["is_valid"].all():
+                empty = valid if not df["is_valid"].any() else train
+                raise FileNotFoundError(f"no audio files under {root / empty}; the split follows the {train}/ and {valid}/ folders")
+        return cls.from_df(df, path=root, fn_col="file", label_col="label", valid_col="is_valid" if by_folder else None,
+                           valid_pct=0.2 if valid_pct is None else valid_pct, seed=seed, sample_rate=sample_rate,
+                           duration=duration, bs=bs, spec=spec, **kwargs)  # fmt: skip
+
+    @classmethod
+    def from_csv(
+        cls, path: str | os.PathLike, csv_fname: str | os.PathLike = "labels.csv", header="infer", delimiter: str | None = None, **kwargs
+    ) -> AudioDataLoaders:
+        """`from_df` over the CSV `path / csv_fname` (read with `pd.read_csv(header=header,
+        delimiter=delimiter)`), file names relative to `path`, as fastai's `from_csv`: by default the
+        first column names the file, the second its label, and a bool `is_valid` column, when present,
+        the validation rows."""
+        csv = Path(path) / csv_fname
+        if not csv.is_file():
+            raise FileNotFoundError(f"CSV not found: {csv}")
+        df = pd.read_csv(csv, header=header, **({} if delimiter is None else {"delimiter": delimiter}))
+        return cls.from_df(df, path=path, **kwargs)
+
+    @classmethod
+    def from_path_func(
+        cls, path: str | os.PathLike, fnames: Iterable, label_func: Callable, valid_pct: float = 0.2, seed: int | None = None, **kwargs
+    ) -> AudioDataLoaders:
+        """Loaders over the files `fnames` (paths under `path`, e.g. `get_audio_files(path)`, or names
+        relative to it), labelled by `label_func(fname)` (fname as given, a `Path`), `valid_pct` of them
+        (random, `seed`) for validation, as fastai's `ImageDataLoaders.from_path_func`. Labels are
+        computed once here, so `learn.export()` does not need `label_func` to be picklable. Other
+        arguments as `from_df`."""
+        fnames = list(fnames)
+        if not fnames:
+            raise ValueError("fnames is empty: pass the audio files, e.g. get_audio_files(path)")
+        labels = [label_func(Path(f)) for f in fnames]
+        df = pd.DataFrame({"file": _relative_names(Path(path), fnames), "label": labels})
+        return cls.from_df(df, path=path, fn_col="file", label_col="label", valid_col=None, valid_pct=valid_pct, seed=seed, **kwargs)
+
+    @classmethod
+    def from_name_func(cls, path: str | os.PathLike, fnames: Iterable, label_func: Callable, **kwargs) -> AudioDataLoaders:
+        "`from_path_func` with `label_func` applied to each file's name (`Path(fname).name`), as in fastai."
+        return cls.from_path_func(path, fnames, lambda f: label_func(f.name), **kwargs)
+
+    @classmethod
+    def from_path_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
+        """`from_path_func` labelling each file by the first group of the regular expression `pat`
+        searched in its whole path (as a posix string), as fastai's `from_path_re`. ValueError naming
+        the file when `pat` does not match."""
+        return cls.from_path_func(path, fnames, _RegexLabel(pat), **kwargs)
+
+    @classmethod
+    def from_name_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
+        """`from_path_func` labelling each file by the first group of the regular expression `pat`
+        searched in its name, as fastai's `from_name_re`: e.g. `pat=r"^(\\d)_"` labels FSDD's
+        `7_jackson_0.wav` as "7". ValueError naming the file when `pat` does not match."""
+        label = _RegexLabel(pat)
+        return cls.from_path_func(path, fnames, lambda f: label(f.name), **kwargs)
 
     @classmethod
     def from_df(
@@ -168,7 +391,7 @@ class AudioDataLoaders(DataLoaders):
         path: str | os.PathLike = ".",
         fn_col=0,
         label_col=1,
-        valid_col=None,
+        valid_col="is_valid",
         fold_col=None,
         valid_fold=None,
         valid_pct: float = 0.2,
@@ -183,30 +406,49 @@ class AudioDataLoaders(DataLoaders):
         cache=True,
         validate: bool | str = True,
         device=None,
+        folder: str | None = None,
+        suff: str = "",
         vocab=None,
+        allow_outside: bool = False,
+        max_duration: float | None = MAX_DURATION,
         audio_dtype: str | None = None,
         progress: bool = True,
         **kwargs,
     ) -> AudioDataLoaders:
-        """Loaders over the files `path / df[fn_col]` labelled by `df[label_col]` (names or positions).
+        """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`
+        (names or positions), as fastai's `ImageDataLoaders.from_df`.
 
-        Validation: rows where the bool column `valid_col` is True; else rows whose `fold_col`
-        equals `valid_fold` (a fold, a speaker: group-aware); else a random `valid_pct` (`seed`).
+        Validation: rows where the bool column `valid_col` is True (default "is_valid", used when the
+        DataFrame has it, as in fastai; `valid_col=None` ignores it); else rows whose `fold_col`
+        equals `valid_fold` (a fold, a speaker: group-aware; `fold_col` takes precedence over a
+        default `is_valid` column); else a random `valid_pct` (`seed`).
+        Names: each is normalized (`os.path.normpath`) and must be listed once (`x.wav` and `./x.wav`
+        are one clip) and lie inside `path / folder`: absolute names, `..` leaving it and links to
+        outside are refused (ValueError naming the rows) unless `allow_outside=True`. Integer labels
+        and folds must fit 64-bit integers. vocab: the classes, kept in the order given (default: the sorted labels).
         sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
         share one (ValueError naming the rates otherwise). duration: None keeps each clip's length
         (batches padded to their longest clip, with `lengths`); seconds crop (random on training,
         fixed at the start on validation) or zero-pad every clip to that length.
+        max_duration: seconds; a clip longer than that (10 minutes by default) is refused before any
+        decoding, with its length and decoded size (every clip is decoded whole, into memory and the
+        cache: an hour at 16 kHz is 230 MB); None lifts the bound (needs `validate`, which reads the
+        headers).
         Batch transforms: `WaveformNormalize` (per clip over its own samples; `waveform_norm=False`
-        drops it), `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`.
+        drops it), `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`. A
+        transform that reads the recording's own level (`DbRangeNormalize`) after `WaveformNormalize`
+        gets a warning: pass `waveform_norm=False` with it.
         cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
         False decodes every epoch. validate: True checks every file's header before anything else,
         "full" also decodes every sample, False skips it; bad files raise `AudioFilesError` naming
-        them all. vocab: the class order (None: sorted labels). audio_dtype: the precision decoded
-        audio is kept at ("int16", "float16", "float32", "auto"; None: "auto" in the cache, float32
-        without it). progress: show a progress bar while the cache is built. Other keyword arguments go to fastai's `DataBlock.dataloaders` (e.g. `num_workers`;
-        by default 0 on a CPU device when the cache is on: cached clips are read in ~0.1 ms and
-        workers would only compete with the batch transforms for the cores).
+        them all. audio_dtype: the precision decoded audio is kept at ("int16", "float16", "float32",
+        "auto"; None: "auto" in the cache, float32 without it). progress: show a progress bar while
+        the cache is built. Other keyword arguments go to fastai's `DataBlock.dataloaders` (those of
+        `LOADER_KWARGS`, e.g. `num_workers`, `shuffle`, `drop_last`, `val_bs`; any other raises
+        TypeError; `num_workers` is 0 by default on a CPU device when the cache is on: cached clips
+        are read in ~0.1 ms and workers would only compete with the batch transforms for the cores).
         """
+        _check_kwargs(kwargs, "AudioDataLoaders.from_df")
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"from_df expects a pandas DataFrame, got {type(df).__name__}")
         if df.empty:
@@ -215,10 +457,16 @@ class AudioDataLoaders(DataLoaders):
             raise ValueError(f"bs must be a positive integer, got {bs!r}")
         if duration is not None and not duration > 0:
             raise ValueError(f"duration must be positive seconds or None (each clip's own length), got {duration!r}")
-        root = Path(path)
+        if max_duration is not None and not max_duration > 0:
+            raise ValueError(f"max_duration must be positive seconds or None (no bound), got {max_duration!r}")
+        root = Path(path) / folder if folder else Path(path)
         fn, label = _column(df, fn_col, "fn_col"), _column(df, label_col, "label_col")
         df = df.reset_index(drop=True)
-        files = [root / str(f) for f in df[fn]]
+        _check_integer_column(df, label, "label")
+        if fold_col is not None:
+            _check_integer_column(df, _column(df, fold_col, "fold_col"), "fold")
+        df[fn] = _clip_names(df[fn], root, suff, allow_outside, fn)
+        files = [root / f for f in df[fn]]
         splitter = _splitter(df, valid_col, fold_col, valid_fold, valid_pct, seed)
         if validate not in (True, False, "full", "quick"):
             raise ValueError(f"validate must be True, False, 'quick' or 'full', got {validate!r}")
@@ -227,6 +475,8 @@ class AudioDataLoaders(DataLoaders):
             if facts is None:
                 raise ValueError("sample_rate=None reads the files' rate from their headers: it needs validate=True")
             sample_rate = _file_sample_rate(facts)
+        if facts is not None:
+            _check_durations(facts, sample_rate, max_duration)
         train_idx, _ = splitter(df)
         n_train = len(train_idx)
         if n_train < bs:
@@ -234,17 +484,20 @@ class AudioDataLoaders(DataLoaders):
                 f"bs={bs} is larger than the {n_train} training clips; the training loader drops incomplete batches, "
                 "so it would yield none: pass a smaller bs"
             )
+        batch_tfms = list(batch_tfms)
+        if waveform_norm:
+            warn_level_after_waveform_norm(batch_tfms)
         audio_cache = _open_cache(files, sample_rate, cache, audio_dtype, progress)
         dblock = DataBlock(
             blocks=(AudioBlock(sample_rate=sample_rate, cache=audio_cache, dtype=audio_dtype),
-                    CategoryBlock if vocab is None else CategoryBlock(vocab=list(vocab), sort=False)),
+                    CategoryBlock(vocab=None if vocab is None else list(vocab), sort=vocab is None)),
             get_x=_ReadPath(fn, str(root)),
             get_y=_Label(label),
             splitter=splitter,
             item_tfms=([ResizeSignal(duration)] if duration is not None else []) + list(item_tfms),
             batch_tfms=([WaveformNormalize(inplace=True)] if waveform_norm else [])
             + [AudioToSpec(**{**(spec or {}), "sample_rate": sample_rate})]
-            + list(batch_tfms),
+            + batch_tfms,
         )
         if "num_workers" not in kwargs and audio_cache is not None and _device_type(device) == "cpu":
             kwargs["num_workers"] = 0
@@ -252,6 +505,23 @@ class AudioDataLoaders(DataLoaders):
         res = cls(*dls.loaders, path=root, device=dls.device)
         res.sample_rate = sample_rate
         return res
+
+
+class _RegexLabel:
+    "fname -> the first group of `pat` searched in it (picklable); ValueError naming fname when it does not match."
+
+    def __init__(self, pat: str):
+        self.pat = pat
+        self.matcher = re.compile(pat)
+
+    def __call__(self, fname) -> str:
+        text = fname.as_posix() if isinstance(fname, Path) else str(fname)
+        found = self.matcher.search(text)
+        if found is None:
+            raise ValueError(f"the pattern {self.pat!r} does not match {text!r}; it must match every file (its first group is the label)")
+        if not found.groups():
+            raise ValueError(f"the pattern {self.pat!r} has no group: put the label's part in parentheses")
+        return found.group(1)
 
 
 class _Label:

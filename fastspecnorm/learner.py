@@ -1,4 +1,4 @@
-"""`audio_learner`: xResNet18 from scratch on spectrograms, optionally behind a BatchNorm over
+"""`audio_learner`: a fastai architecture (xResNet18 from scratch by default) on spectrograms, optionally behind a BatchNorm over
 frequency bins (`FreqBatchNorm`, PANNs' bn0)."""
 
 from __future__ import annotations
@@ -56,21 +56,44 @@ def n_freq_bins(dls) -> int:
     return int(dls.one_batch()[0].shape[-2])
 
 
-def audio_learner(dls, cbs=None, input_bn: bool = False, **kwargs):
-    """xResNet18 from scratch: one input channel, `dls.c` outputs, accuracy metric, in a plain
-    fastai `Learner` (its default loss and optimizer; train with `learn.fit_one_cycle(epochs)`).
+def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, **kwargs):
+    """A fastai `Learner` over spectrogram loaders: `arch` built for one input channel and `dls.c`
+    outputs, accuracy metric, fastai's default loss and optimizer (train with
+    `learn.fit_one_cycle(epochs)` or `learn.fine_tune`).
 
+    arch: None (xResNet18 from scratch, `fastai.vision.models.xresnet.xresnet18`), any callable
+    taking `c_in` and `n_out` and returning a module, as every fastai xresnet does (`xresnet34`,
+    `xresnet50`, `xse_resnext18`, ..., or your own function), or an `nn.Module` already built (used
+    as is; its input takes `(batch, 1, freq, time)`). Models must pool over time to take clips of any
+    length, as xresnets do. For torchvision's pretrained image models build the module yourself
+    (e.g. with fastai's `create_vision_model(arch, n_out, n_in=1)`) and pass it.
     input_bn: put `FreqBatchNorm` (a BatchNorm over the frequency bins) before the network, the
-    learned alternative to dataset statistics (the `bn` norm). The model pools over time, so it
-    takes spectrograms of any length (`learn.predict` on a longer file uses all of it).
-    `learn.export()` / `load_learner` keep the whole pipeline, normalization included.
+    learned alternative to dataset statistics (the `bn` norm). `learn.predict` on a longer file uses
+    all of it. `learn.export()` / `load_learner` keep the whole pipeline, normalization included.
+    Other keyword arguments go to fastai's `Learner` (e.g. `loss_func`, `opt_func`, `metrics`, `wd`).
     """
     import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
     from fastai.learner import Learner
     from fastai.metrics import accuracy
     from fastai.vision.models.xresnet import xresnet18
 
-    model = xresnet18(c_in=1, n_out=dls.c)
+    if arch is None:
+        arch = xresnet18
+    if isinstance(arch, nn.Module):
+        model = arch
+    elif callable(arch):
+        try:
+            model = arch(c_in=1, n_out=dls.c)
+        except TypeError as e:
+            name = getattr(arch, "__name__", type(arch).__name__)
+            raise TypeError(
+                f"audio_learner builds arch(c_in=1, n_out={dls.c}) and {name} refused it ({e}); pass a function taking "
+                "c_in and n_out (fastai's xresnet18, xresnet34, ...) or an nn.Module already built"
+            ) from e
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"arch(c_in=1, n_out={dls.c}) returned a {type(model).__name__}, not an nn.Module")
+    else:
+        raise TypeError(f"arch must be a callable like fastai's xresnet18 or an nn.Module, got {type(arch).__name__}")
     if input_bn:
         model = nn.Sequential(FreqBatchNorm(n_freq_bins(dls)), model)
     kwargs.setdefault("metrics", accuracy)

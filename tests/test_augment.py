@@ -164,3 +164,80 @@ def test_spec_augment_bad_settings():
         SpecAugment(fill="median")
     with pytest.raises(TypeError, match="AudioSpectrogram"):
         SpecAugment()(torch.zeros(1, 1, 4, 4), split_idx=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Waveform augmentations (issue 20): train-only, lengths-aware, against NumPy by hand
+
+
+def _padded_wave(seed=0):
+    from fastspecnorm import AudioTensor
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 2, 900, generator=g)
+    lengths = torch.tensor([900, 700, 500, 300, 100, 900])
+    x = x * (torch.arange(900)[None, None] < lengths[:, None, None])
+    res = AudioTensor(x, sr=16000)
+    res.lengths = lengths
+    return res
+
+
+def test_waveform_gain_scales_valid_samples_within_bounds():
+    from fastspecnorm.augment import WaveformGain
+
+    x = _padded_wave()
+    torch.manual_seed(0)
+    out = WaveformGain(max_gain_db=6.0, p=1.0)(x, split_idx=0)
+    ratio = plain(out)[:, 0, 0] / plain(x)[:, 0, 0]
+    gain_db = 20 * np.log10(ratio.numpy())
+    assert (np.abs(gain_db) <= 6.0 + 1e-4).all() and np.ptp(gain_db) > 0.1  # drawn per clip, within +-6 dB
+    torch.testing.assert_close(plain(out), plain(x) * ratio[:, None, None])  # one factor per clip
+    assert out.lengths is x.lengths and out.sr == 16000
+    assert WaveformGain(p=1.0)(x, split_idx=1) is x  # validation: untouched
+
+
+def test_add_noise_hits_the_snr_and_spares_padding():
+    from fastspecnorm.augment import AddNoise
+
+    x = _padded_wave()
+    torch.manual_seed(0)
+    out = AddNoise(min_snr_db=20.0, max_snr_db=20.0, p=1.0)(x, split_idx=0)
+    noise = (plain(out) - plain(x)).numpy().astype(np.float64)
+    for i, n in enumerate(x.lengths.tolist()):
+        sig = plain(x)[i, :, :n].numpy().astype(np.float64)
+        snr = 10 * np.log10(np.mean(sig**2) / np.mean(noise[i, :, :n] ** 2))
+        # 20 dB drawn; the measured power of 2n Gaussian samples deviates by ~sqrt(2 / 2n): <= 1.1 dB at 3 sigma for n = 100
+        assert abs(snr - 20.0) < 1.2
+        assert (noise[i, :, n:] == 0).all()
+    silent = x * 0
+    assert (plain(AddNoise(p=1.0)(silent, split_idx=0)) == 0).all()
+
+
+def test_time_shift_rotates_within_each_clip():
+    from fastspecnorm.augment import TimeShift
+
+    x = _padded_wave()
+    torch.manual_seed(0)
+    out = TimeShift(max_shift=0.3, p=1.0)(x, split_idx=0)
+    shifts = []
+    for i, n in enumerate(x.lengths.tolist()):
+        clip, got = plain(x)[i, :, :n].numpy(), plain(out)[i, :, :n].numpy()
+        found = [s for s in range(-n + 1, n) if np.array_equal(np.roll(clip, s, axis=-1), got)]
+        assert found and min(abs(s) for s in found) <= int(0.3 * n)
+        shifts.append(found[0])
+        assert np.array_equal(plain(out)[i, :, n:].numpy(), plain(x)[i, :, n:].numpy())  # padding as it was
+    assert any(s != 0 for s in shifts)
+
+
+def test_waveform_augmentations_helper_and_bad_settings():
+    from fastspecnorm.augment import AddNoise, TimeShift, WaveformGain, waveform_augmentations
+
+    tfms = waveform_augmentations()
+    assert [type(t) for t in tfms] == [WaveformGain, AddNoise, TimeShift]
+    assert all(t.split_idx == 0 and t.order < 50 for t in tfms)  # train only, before WaveformNormalize
+    with pytest.raises(ValueError, match="probability"):
+        WaveformGain(p=2)
+    with pytest.raises(ValueError, match="min_snr_db"):
+        AddNoise(30, 10)
+    with pytest.raises(ValueError, match="batch transform"):
+        TimeShift()(_padded_wave()[0], split_idx=0)

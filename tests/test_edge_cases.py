@@ -29,6 +29,7 @@ import pytest
 import torch
 from fastai.data.load import DataLoader as FastaiDataLoader
 
+import fastspecnorm.functional as SF
 from fastspecnorm import (
     AudioLoadError,
     AudioSpectrogram,
@@ -44,7 +45,6 @@ from fastspecnorm import (
     load_audio,
     spec_shape,
 )
-from fastspecnorm import functional as F
 from fastspecnorm.stats import n_batches_for
 
 SR = 16000
@@ -141,7 +141,7 @@ def test_waveform_standardization_decisions(dtype):
         # A 1e-7 clip has std above eps=1e-8: it is amplified to unit std, like any other clip ...
         assert abs(float(std[NAMES.index("quiet")]) - 1) < 1e-4
         # ... while one below eps counts as silence.
-        tiny = F.standardize_waveform(1e-9 * SINE[None])
+        tiny = SF.standardize_waveform(1e-9 * SINE[None])
         assert (tiny == 0).all()
     assert torch.equal(x, wave_batch(dtype)), "input modified in place"
 
@@ -202,13 +202,13 @@ def test_float16_normalize_is_float32_math_cast_back():
     mean = spec.mean((0, 3), keepdim=True)
     std = spec.std((0, 3), keepdim=True)
     half = spec.half()
-    out = F.normalize(half, mean, std)
+    out = SF.normalize(half, mean, std)
     assert out.dtype == torch.float16
-    torch.testing.assert_close(out, F.normalize(half.float(), mean, std).half(), rtol=0, atol=0)
-    back = F.denormalize(out, mean, std)
+    torch.testing.assert_close(out, SF.normalize(half.float(), mean, std).half(), rtol=0, atol=0)
+    back = SF.denormalize(out, mean, std)
     assert back.dtype == torch.float16
     torch.testing.assert_close(back.float(), spec, rtol=0, atol=0.1)
-    for fn in (F.instance_minmax, F.db_range, F.standardize_waveform):
+    for fn in (SF.instance_minmax, SF.db_range, SF.standardize_waveform):
         y = fn(half)
         assert y.dtype == torch.float16 and torch.isfinite(y).all()
         torch.testing.assert_close(y.float(), fn(half.float()), rtol=0, atol=2e-3)
@@ -292,4 +292,4 @@ def test_nan_is_refused_when_loading_and_gathering_statistics(tmp_path):
     with pytest.raises(ValueError, match="1 NaN or Inf"):
         StatsRecorder().update(torch.tensor(data).reshape(1, 1, 1, -1))
     # Transforms do not check: NaN in, NaN out (documented; the loaders never produce it).
-    assert torch.isnan(F.db_range(torch.tensor([float("nan")]))).all()
+    assert torch.isnan(SF.db_range(torch.tensor([float("nan")]))).all()

@@ -15,7 +15,7 @@ import pytest
 import torch
 from article_merge import naive_merge_mean_std
 
-from fastspecnorm import functional as F
+import fastspecnorm.functional as SF
 
 SEEDS = [0, 1, 2]
 
@@ -55,7 +55,7 @@ def ref_instance_minmax(x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 def test_standardize_waveform_matches_numpy(shape, seed):
     g = torch.Generator().manual_seed(seed)
     x = 0.3 * torch.randn(shape, generator=g) + 0.05
-    out = F.standardize_waveform(x)
+    out = SF.standardize_waveform(x)
     np.testing.assert_allclose(np64(out), ref_standardize(np64(x)), rtol=0, atol=1e-5)
     assert out.shape == x.shape and out.dtype == x.dtype
 
@@ -63,13 +63,13 @@ def test_standardize_waveform_matches_numpy(shape, seed):
 def test_standardize_waveform_hand_example():
     # mean 2, population std 1 -> [-1, 1]; mean 0.5, std 0.5 -> [1, -1]... worked by hand
     x = torch.tensor([[1.0, 3.0], [1.0, 0.0]])
-    torch.testing.assert_close(F.standardize_waveform(x), torch.tensor([[-1.0, 1.0], [1.0, -1.0]]), rtol=0, atol=1e-7)
+    torch.testing.assert_close(SF.standardize_waveform(x), torch.tensor([[-1.0, 1.0], [1.0, -1.0]]), rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("value", [0.0, 0.3, -1.0])
 def test_standardize_waveform_silent_and_constant_become_zeros(value):
     x = torch.full((2, 1, 160), value)
-    out = F.standardize_waveform(x)
+    out = SF.standardize_waveform(x)
     assert not torch.isnan(out).any()
     assert torch.equal(out, torch.zeros_like(x))
 
@@ -78,7 +78,7 @@ def test_standardize_waveform_silent_item_does_not_affect_others():
     g = torch.Generator().manual_seed(3)
     loud = torch.randn(1, 1, 200, generator=g)
     batch = torch.cat([torch.zeros(1, 1, 200), loud, torch.full((1, 1, 200), 0.25)])
-    out = F.standardize_waveform(batch)
+    out = SF.standardize_waveform(batch)
     assert torch.equal(out[0], torch.zeros(1, 200)) and torch.equal(out[2], torch.zeros(1, 200))
     np.testing.assert_allclose(np64(out[1]), ref_standardize(np64(loud[0])), rtol=0, atol=1e-5)
     assert torch.isfinite(out).all()
@@ -89,27 +89,27 @@ def test_standardize_waveform_keeps_dtype(dtype, atol):
     # float16: 11-bit mantissa, relative error ~5e-4 on values up to ~3 -> atol 5e-3; bfloat16: 8 bits -> 3e-2.
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 1, 300, generator=g).to(dtype)
-    out = F.standardize_waveform(x)
+    out = SF.standardize_waveform(x)
     assert out.dtype == dtype
     np.testing.assert_allclose(np64(out), ref_standardize(np64(x)), rtol=0, atol=atol)
-    silent = F.standardize_waveform(torch.zeros(1, 50, dtype=dtype))
+    silent = SF.standardize_waveform(torch.zeros(1, 50, dtype=dtype))
     assert silent.dtype == dtype and torch.equal(silent, torch.zeros(1, 50, dtype=dtype))
 
 
 def test_standardize_waveform_does_not_modify_input():
     x = torch.randn(2, 1, 100) * 3 + 1
     before = x.clone()
-    F.standardize_waveform(x)
+    SF.standardize_waveform(x)
     assert torch.equal(x, before)
 
 
 def test_standardize_waveform_bad_input():
     with pytest.raises(ValueError, match=r"no samples.*\(2, 1, 0\)"):
-        F.standardize_waveform(torch.zeros(2, 1, 0))
+        SF.standardize_waveform(torch.zeros(2, 1, 0))
     with pytest.raises(TypeError, match="floating-point"):
-        F.standardize_waveform(torch.zeros(2, 1, 10, dtype=torch.int16))
+        SF.standardize_waveform(torch.zeros(2, 1, 10, dtype=torch.int16))
     with pytest.raises(TypeError, match="torch.Tensor"):
-        F.standardize_waveform(np.zeros((1, 10)))
+        SF.standardize_waveform(np.zeros((1, 10)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_instance_minmax_matches_numpy(shape, seed):
     # items on very different scales, as spectrograms in dB of loud and quiet clips
     scales = torch.tensor([10.0 ** (i % 3) for i in range(shape[0])]).reshape(-1, *([1] * (len(shape) - 1)))
     x = torch.randn(shape, generator=g) * scales - 40.0
-    out = F.instance_minmax(x)
+    out = SF.instance_minmax(x)
     assert out.shape == x.shape and out.dtype == x.dtype
     np.testing.assert_allclose(np64(out), ref_instance_minmax(np64(x)), rtol=0, atol=1e-6)
     flat = out.reshape(shape[0], -1)
@@ -132,7 +132,7 @@ def test_instance_minmax_matches_numpy(shape, seed):
 
 def test_instance_minmax_hand_example():
     # [1, 2, 3]: mean 2, std sqrt(2/3); z is symmetric around 0, so min-max gives [0, 0.5, 1].
-    out = F.instance_minmax(torch.tensor([[[1.0, 2.0, 3.0]]]))
+    out = SF.instance_minmax(torch.tensor([[[1.0, 2.0, 3.0]]]))
     torch.testing.assert_close(out, torch.tensor([[[0.0, 0.5, 1.0]]]), rtol=0, atol=1e-6)
 
 
@@ -142,10 +142,10 @@ def test_instance_minmax_constant_item_becomes_zeros_and_leaves_others_alone(con
     g = torch.Generator().manual_seed(position)
     others = torch.randn(2, 1, 6, 9, generator=g) * 20 - 50
     batch = torch.cat([others[:position], torch.full((1, 1, 6, 9), constant), others[position:]])
-    out = F.instance_minmax(batch)
+    out = SF.instance_minmax(batch)
     assert torch.equal(out[position], torch.zeros(1, 6, 9))
     rest = torch.cat([out[:position], out[position + 1 :]])
-    torch.testing.assert_close(rest, F.instance_minmax(others), rtol=0, atol=0)
+    torch.testing.assert_close(rest, SF.instance_minmax(others), rtol=0, atol=0)
     assert torch.isfinite(out).all()
 
 
@@ -153,24 +153,24 @@ def test_instance_minmax_constant_item_becomes_zeros_and_leaves_others_alone(con
 def test_instance_minmax_batch_composition_independence(seed):
     g = torch.Generator().manual_seed(seed)
     batch = torch.randn(5, 1, 12, 10, generator=g) * torch.tensor([1.0, 100.0, 0.01, 5.0, 30.0]).reshape(5, 1, 1, 1)
-    together = F.instance_minmax(batch)
+    together = SF.instance_minmax(batch)
     for i in range(5):
-        alone = F.instance_minmax(batch[i : i + 1])
+        alone = SF.instance_minmax(batch[i : i + 1])
         torch.testing.assert_close(together[i : i + 1], alone, rtol=0, atol=0)
     # reordering the batch reorders the output and changes nothing else
     perm = torch.tensor([3, 0, 4, 1, 2])
-    torch.testing.assert_close(F.instance_minmax(batch[perm]), together[perm], rtol=0, atol=0)
+    torch.testing.assert_close(SF.instance_minmax(batch[perm]), together[perm], rtol=0, atol=0)
 
 
 def test_instance_minmax_3d_equals_4d_with_one_channel():
     x = torch.randn(3, 10, 12)
-    torch.testing.assert_close(F.instance_minmax(x), F.instance_minmax(x.unsqueeze(1)).squeeze(1), rtol=0, atol=0)
+    torch.testing.assert_close(SF.instance_minmax(x), SF.instance_minmax(x.unsqueeze(1)).squeeze(1), rtol=0, atol=0)
 
 
 def test_instance_minmax_dtype_and_no_in_place():
     x = (torch.randn(2, 1, 4, 5) * 10).half()
     before = x.clone()
-    out = F.instance_minmax(x)
+    out = SF.instance_minmax(x)
     assert out.dtype == torch.float16 and torch.equal(x, before)
     # float16 output rounding: values in [0, 1] with an ulp of at most 2^-11 ~ 5e-4
     np.testing.assert_allclose(np64(out), ref_instance_minmax(np64(x)), rtol=0, atol=1e-3)
@@ -180,11 +180,11 @@ def test_instance_minmax_dtype_and_no_in_place():
 @pytest.mark.parametrize("shape", [(10, 12), (2, 1, 1, 3, 4), (5,)])
 def test_instance_minmax_rejects_other_ranks(shape):
     with pytest.raises(ValueError, match=re.escape(f"got shape {shape}")):
-        F.instance_minmax(torch.zeros(shape))
+        SF.instance_minmax(torch.zeros(shape))
 
 
 def test_instance_minmax_empty_batch():
-    out = F.instance_minmax(torch.zeros(0, 1, 3, 4))
+    out = SF.instance_minmax(torch.zeros(0, 1, 3, 4))
     assert out.shape == (0, 1, 3, 4)
 
 
@@ -194,11 +194,11 @@ def test_instance_minmax_empty_batch():
 
 def test_db_range_hand_values():
     x = torch.tensor([-120.0, -100.0, -50.0, 0.0, 20.0])
-    torch.testing.assert_close(F.db_range(x), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]), rtol=0, atol=1e-7)
-    torch.testing.assert_close(F.db_range(x, clip=False), torch.tensor([-0.2, 0.0, 0.5, 1.0, 1.2]), rtol=0, atol=1e-7)
+    torch.testing.assert_close(SF.db_range(x), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]), rtol=0, atol=1e-7)
+    torch.testing.assert_close(SF.db_range(x, clip=False), torch.tensor([-0.2, 0.0, 0.5, 1.0, 1.2]), rtol=0, atol=1e-7)
     # Tacotron's reference level: (x - 20) maps 20 dB to 1 and -80 dB to 0
     torch.testing.assert_close(
-        F.db_range(torch.tensor([-80.0, -30.0, 20.0]), ref_level_db=20.0), torch.tensor([0.0, 0.5, 1.0]), rtol=0, atol=1e-7
+        SF.db_range(torch.tensor([-80.0, -30.0, 20.0]), ref_level_db=20.0), torch.tensor([0.0, 0.5, 1.0]), rtol=0, atol=1e-7
     )
 
 
@@ -209,15 +209,15 @@ def test_db_range_formula_clip_and_inverse(min_level_db, ref_level_db, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(2, 1, 8, 9, generator=g) * 200 - 150  # -150..50 dB: values on both sides of the range
     ref = ((np64(x) - ref_level_db) - min_level_db) / -min_level_db
-    unclipped = F.db_range(x, min_level_db, clip=False, ref_level_db=ref_level_db)
-    clipped = F.db_range(x, min_level_db, clip=True, ref_level_db=ref_level_db)
+    unclipped = SF.db_range(x, min_level_db, clip=False, ref_level_db=ref_level_db)
+    clipped = SF.db_range(x, min_level_db, clip=True, ref_level_db=ref_level_db)
     np.testing.assert_allclose(np64(unclipped), ref, rtol=0, atol=1e-6)
     np.testing.assert_allclose(np64(clipped), np.clip(ref, 0, 1), rtol=0, atol=1e-6)
     assert (ref < 0).any() and (ref > 1).any()  # the case where clipping matters is exercised
-    back = F.db_range_inverse(unclipped, min_level_db, ref_level_db=ref_level_db)
+    back = SF.db_range_inverse(unclipped, min_level_db, ref_level_db=ref_level_db)
     np.testing.assert_allclose(np64(back), np64(x), rtol=0, atol=1e-4)
     # clipped values come back at the range ends, the others exactly
-    back_clipped = np64(F.db_range_inverse(clipped, min_level_db, ref_level_db=ref_level_db))
+    back_clipped = np64(SF.db_range_inverse(clipped, min_level_db, ref_level_db=ref_level_db))
     inside = (ref >= 0) & (ref <= 1)
     np.testing.assert_allclose(back_clipped[inside], np64(x)[inside], rtol=0, atol=1e-4)
     np.testing.assert_allclose(back_clipped[ref < 0], min_level_db + ref_level_db, rtol=0, atol=1e-4)
@@ -227,16 +227,16 @@ def test_db_range_formula_clip_and_inverse(min_level_db, ref_level_db, seed):
 @pytest.mark.parametrize("bad", [0.0, 100.0])
 def test_db_range_rejects_non_negative_min_level(bad):
     with pytest.raises(ValueError, match=f"min_level_db must be negative.*{bad}"):
-        F.db_range(torch.zeros(3), min_level_db=bad)
+        SF.db_range(torch.zeros(3), min_level_db=bad)
     with pytest.raises(ValueError, match="min_level_db must be negative"):
-        F.db_range_inverse(torch.zeros(3), min_level_db=bad)
+        SF.db_range_inverse(torch.zeros(3), min_level_db=bad)
 
 
 def test_db_range_does_not_modify_input():
     x = torch.linspace(-150, 50, 30)
     before = x.clone()
-    F.db_range(x)
-    F.db_range_inverse(x)
+    SF.db_range(x)
+    SF.db_range_inverse(x)
     assert torch.equal(x, before)
 
 
@@ -251,21 +251,21 @@ def test_normalize_denormalize_broadcast(stats_shape, seed):
     x = torch.randn(3, 2, 6, 7, generator=g) * 15 - 40
     mean = torch.randn(stats_shape, generator=g, dtype=torch.float64) * 10 - 40
     std = torch.rand(stats_shape, generator=g, dtype=torch.float64) * 10 + 0.5
-    y = F.normalize(x, mean, std)
+    y = SF.normalize(x, mean, std)
     assert y.dtype == torch.float32 and y.shape == x.shape
     # float32 values of ~100 over std >= 0.5: relative 1e-7 of 200 -> atol 1e-5
     np.testing.assert_allclose(np64(y), (np64(x) - mean.numpy()) / std.numpy(), rtol=0, atol=1e-5)
-    np.testing.assert_allclose(np64(F.denormalize(y, mean, std)), np64(x), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np64(SF.denormalize(y, mean, std)), np64(x), rtol=0, atol=1e-4)
 
 
 def test_normalize_does_not_modify_input_and_rejects_int():
     x = torch.randn(2, 1, 3, 4)
     before = x.clone()
-    F.normalize(x, torch.tensor(1.0), torch.tensor(2.0))
-    F.denormalize(x, torch.tensor(1.0), torch.tensor(2.0))
+    SF.normalize(x, torch.tensor(1.0), torch.tensor(2.0))
+    SF.denormalize(x, torch.tensor(1.0), torch.tensor(2.0))
     assert torch.equal(x, before)
     with pytest.raises(TypeError, match="floating-point"):
-        F.normalize(torch.zeros(2, dtype=torch.int64), torch.tensor(0.0), torch.tensor(1.0))
+        SF.normalize(torch.zeros(2, dtype=torch.int64), torch.tensor(0.0), torch.tensor(1.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,16 +278,16 @@ def test_batch_moments_and_merge_match_numpy(red_dims, seed):
     rng = np.random.default_rng(seed)
     a = rng.normal(3.0, 2.0, size=(5, 2, 4, 6))
     b = rng.normal(-1.0, 0.5, size=(2, 2, 4, 6))
-    ma = F.batch_moments(torch.from_numpy(a).float(), red_dims)
-    mb = F.batch_moments(torch.from_numpy(b).float(), red_dims)
+    ma = SF.batch_moments(torch.from_numpy(a).float(), red_dims)
+    mb = SF.batch_moments(torch.from_numpy(b).float(), red_dims)
     if 0 in red_dims:
         both = np.concatenate([a.astype(np.float32), b.astype(np.float32)]).astype(np.float64)
-        merged = F.merge_moments(ma, mb)
+        merged = SF.merge_moments(ma, mb)
         np.testing.assert_allclose(merged.mean.numpy(), both.mean(axis=red_dims, keepdims=True), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(F.moments_std(merged).numpy(), both.std(axis=red_dims, keepdims=True), rtol=1e-12)
+        np.testing.assert_allclose(SF.moments_std(merged).numpy(), both.std(axis=red_dims, keepdims=True), rtol=1e-12)
         np.testing.assert_allclose(merged.count.numpy(), np.prod([both.shape[d] for d in red_dims]))
         np.testing.assert_allclose(
-            F.moments_std(merged, correction=1).numpy(), both.std(axis=red_dims, ddof=1, keepdims=True), rtol=1e-12
+            SF.moments_std(merged, correction=1).numpy(), both.std(axis=red_dims, ddof=1, keepdims=True), rtol=1e-12
         )
     a32 = a.astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(ma.mean.numpy(), a32.mean(axis=red_dims, keepdims=True), rtol=1e-12, atol=1e-12)
@@ -297,14 +297,14 @@ def test_batch_moments_and_merge_match_numpy(red_dims, seed):
 def test_merge_moments_is_pure_and_handles_empty_positions():
     m = torch.tensor([[True, False], [True, False]])  # second column never counted
     x = torch.tensor([[1.0, 5.0], [3.0, 7.0]])
-    mo = F.batch_moments(x, (0,), m)
+    mo = SF.batch_moments(x, (0,), m)
     assert mo.count.tolist() == [[2.0, 0.0]] and mo.mean.tolist() == [[2.0, 0.0]] and mo.m2.tolist() == [[2.0, 0.0]]
     snapshot = [t.clone() for t in mo]
-    merged = F.merge_moments(mo, mo)
+    merged = SF.merge_moments(mo, mo)
     assert all(torch.equal(s, t) for s, t in zip(snapshot, mo, strict=True))
     # two copies of [1, 3]: mean 2, population variance 1 (m2 4 over 4 values); empty column stays 0
     assert merged.count.tolist() == [[4.0, 0.0]] and merged.mean.tolist() == [[2.0, 0.0]] and merged.m2.tolist() == [[4.0, 0.0]]
-    assert F.moments_std(merged).tolist() == [[1.0, 0.0]]
+    assert SF.moments_std(merged).tolist() == [[1.0, 0.0]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,10 +325,10 @@ def test_naive_merge_is_measurably_off_on_uneven_batches(seed):
     unbiased = [torch.tensor(b.std(ddof=1)) for b in batches]
     items = [b.shape[0] for b in batches]
     _, naive_std = naive_merge_mean_std(means, unbiased, items)
-    exact = F.batch_moments(torch.from_numpy(batches[0]), (0, 1, 2, 3))
+    exact = SF.batch_moments(torch.from_numpy(batches[0]), (0, 1, 2, 3))
     for b in batches[1:]:
-        exact = F.merge_moments(exact, F.batch_moments(torch.from_numpy(b), (0, 1, 2, 3)))
-    assert abs(float(F.moments_std(exact)) - truth) / truth < 1e-12
+        exact = SF.merge_moments(exact, SF.batch_moments(torch.from_numpy(b), (0, 1, 2, 3)))
+    assert abs(float(SF.moments_std(exact)) - truth) / truth < 1e-12
     # The article's unbiased per-batch stds inflate each batch's variance by n/(n-1): with a one-item
     # batch of 20 values that alone is a 5% excess on its share; the result is off by far more than 1e-6.
     assert abs(float(naive_std) - truth) / truth > 1e-4
@@ -366,10 +366,10 @@ def _inplace_cases():
     spec[2] = -100.0  # a constant spectrogram
     mean, std = torch.tensor([[[[-40.0]], [[-35.0]]]]), torch.tensor([[[[12.0]], [[9.0]]]])
     return [
-        ("standardize_waveform", wav, lambda x, **kw: F.standardize_waveform(x, **kw), lambda x: ref_standardize(x)),
-        ("instance_minmax", spec, lambda x, **kw: F.instance_minmax(x, **kw), lambda x: ref_instance_minmax(x)),
-        ("db_range", spec, lambda x, **kw: F.db_range(x, -100.0, True, 20.0, **kw), lambda x: np.clip((x - 20.0 + 100.0) / 100.0, 0, 1)),
-        ("normalize", spec, lambda x, **kw: F.normalize(x, mean, std, **kw), lambda x: (x - mean.double().numpy()) / std.double().numpy()),
+        ("standardize_waveform", wav, lambda x, **kw: SF.standardize_waveform(x, **kw), lambda x: ref_standardize(x)),
+        ("instance_minmax", spec, lambda x, **kw: SF.instance_minmax(x, **kw), lambda x: ref_instance_minmax(x)),
+        ("db_range", spec, lambda x, **kw: SF.db_range(x, -100.0, True, 20.0, **kw), lambda x: np.clip((x - 20.0 + 100.0) / 100.0, 0, 1)),
+        ("normalize", spec, lambda x, **kw: SF.normalize(x, mean, std, **kw), lambda x: (x - mean.double().numpy()) / std.double().numpy()),
     ]
 
 
@@ -407,6 +407,6 @@ def test_inplace_half_precision_and_autograd(case):
 def test_normalize_inplace_falls_back_when_stats_broadcast_beyond_x():
     x = torch.randn(2, 5)  # stats of shape (3, 1, 1) broadcast to (3, 2, 5): cannot be written into x
     before = x.clone()
-    y = F.normalize(x, torch.zeros(3, 1, 1), torch.ones(3, 1, 1) * 2, inplace=True)
+    y = SF.normalize(x, torch.zeros(3, 1, 1), torch.ones(3, 1, 1) * 2, inplace=True)
     assert y.shape == (3, 2, 5) and torch.equal(x, before)
     np.testing.assert_allclose(np64(y), np.broadcast_to(np64(before) / 2, (3, 2, 5)), rtol=0, atol=1e-7)

@@ -17,6 +17,7 @@ import torch
 import torchaudio
 from fastai.torch_core import TensorCategory
 
+import fastspecnorm.functional as SF
 from fastspecnorm import (
     AudioDataLoaders,
     AudioFilesError,
@@ -35,7 +36,6 @@ from fastspecnorm import (
     stats_loader,
     valid_mask,
 )
-from fastspecnorm import functional as F
 
 N_FFT, HOP = 256, 128
 SPEC = {"n_fft": N_FFT, "hop_length": HOP}
@@ -135,7 +135,7 @@ def test_instance_minmax_mask_matches_numpy():
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.normal(size=(2, 1, 3, 6)).astype(np.float32))
     mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2]).reshape(2, 1, 1, 6)
-    out = F.instance_minmax(x, mask=mask)
+    out = SF.instance_minmax(x, mask=mask)
     v = x[1, :, :, :4].numpy().astype(np.float64)
     np.testing.assert_allclose(out[1, :, :, :4].numpy(), (v - v.min()) / (v.max() - v.min()), atol=1e-6)
     assert (out[1, :, :, 4:] == 0).all()
@@ -152,7 +152,7 @@ def test_plain_tensor_refused_labels_pass():
 
 def test_db_range_reference_levels():
     db = torch.tensor([-100.0, -80.0, 0.0, 20.0])
-    torch.testing.assert_close(F.db_range(db), torch.tensor([0.0, 0.2, 1.0, 1.0]))  # ref 0: -100..0 dB
+    torch.testing.assert_close(SF.db_range(db), torch.tensor([0.0, 0.2, 1.0, 1.0]))  # ref 0: -100..0 dB
     out = DbRangeNormalize()(AudioSpectrogram(db.reshape(1, 1, 1, 4)))
     torch.testing.assert_close(out.flatten().as_subclass(torch.Tensor), torch.tensor([0.0, 0.0, 0.8, 1.0]))  # -80..+20 dB
     assert "ref_level_db': 20.0" in repr(DbRangeNormalize())
@@ -209,7 +209,7 @@ def _reference_frames(dls) -> np.ndarray:
     frames = []
     for row in dls.train.items.itertuples():
         wav = AudioTensor.create(dls.path / row.file, sr=16000).as_subclass(torch.Tensor)
-        standardized = F.standardize_waveform(wav, mask=torch.ones_like(wav, dtype=torch.bool))
+        standardized = SF.standardize_waveform(wav, mask=torch.ones_like(wav, dtype=torch.bool))
         frames.append(_alone_db(standardized)[0].numpy().astype(np.float64))
     return np.concatenate(frames, axis=1)
 

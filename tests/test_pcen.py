@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+import fastspecnorm.functional as SF
 from fastspecnorm import PCEN, AudioSpectrogram, UtteranceNormalize
-from fastspecnorm import functional as F
 
 
 def energies(shape, seed=0, low=-3, high=8):
@@ -31,7 +31,7 @@ RTOL = 1e-4
 def test_pcen_equals_librosa_with_defaults(dtype, rtol):
     S = energies((3, 40, 150))
     expected = librosa_pcen(S, sr=16000, hop_length=200)
-    got = F.pcen(torch.tensor(S, dtype=dtype))
+    got = SF.pcen(torch.tensor(S, dtype=dtype))
     assert got.dtype == dtype and got.shape == S.shape
     np.testing.assert_allclose(got.numpy(), expected, rtol=rtol, atol=0)
 
@@ -49,31 +49,31 @@ def test_pcen_equals_librosa_with_defaults(dtype, rtol):
 def test_pcen_equals_librosa_with_other_parameters(kwargs):
     S = energies((2, 16, 300), seed=1)
     expected = librosa_pcen(S, **kwargs)
-    got = F.pcen(torch.tensor(S, dtype=torch.float32), **kwargs).numpy()
+    got = SF.pcen(torch.tensor(S, dtype=torch.float32), **kwargs).numpy()
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-30)
 
 
 def test_pcen_smoothing_coefficient_by_hand():
     # 0.4 s at 16 kHz, hop 200: t = 32 frames, b = (sqrt(1 + 4 * 32**2) - 1) / (2 * 32**2)
-    assert F.pcen_smoothing_coef(16000, 200, 0.4) == pytest.approx((np.sqrt(4097) - 1) / 2048, rel=1e-12)
-    assert F.pcen_smoothing_coef(16000, 200, 0.4) == pytest.approx(0.030765, abs=1e-6)
+    assert SF.pcen_smoothing_coef(16000, 200, 0.4) == pytest.approx((np.sqrt(4097) - 1) / 2048, rel=1e-12)
+    assert SF.pcen_smoothing_coef(16000, 200, 0.4) == pytest.approx(0.030765, abs=1e-6)
 
 
 def test_pcen_of_silence_and_of_a_first_frame_by_hand():
-    assert F.pcen(torch.zeros(2, 3, 5)).abs().max().item() == 0.0
+    assert SF.pcen(torch.zeros(2, 3, 5)).abs().max().item() == 0.0
     # one frame: M = b * x + (1 - b) (librosa's initial state), out = sqrt(bias) * (sqrt(1 + x * (eps + M)**-gain / bias) - 1)
-    x, b = 1e6, F.pcen_smoothing_coef(16000, 200, 0.4)
+    x, b = 1e6, SF.pcen_smoothing_coef(16000, 200, 0.4)
     m = b * x + (1 - b)
     expected = np.sqrt(2.0) * (np.sqrt(1 + x * (1e-6 + m) ** -0.98 / 2.0) - 1)
-    got = F.pcen(torch.tensor([[x]], dtype=torch.float64)).item()
+    got = SF.pcen(torch.tensor([[x]], dtype=torch.float64)).item()
     assert got == pytest.approx(expected, rel=1e-9)
 
 
 def test_pcen_batch_item_equals_item_alone():
     S = torch.tensor(energies((4, 1, 24, 80), seed=2), dtype=torch.float32)
-    batch = F.pcen(S)
+    batch = SF.pcen(S)
     for i in range(len(S)):
-        torch.testing.assert_close(batch[i], F.pcen(S[i]), rtol=0, atol=0)
+        torch.testing.assert_close(batch[i], SF.pcen(S[i]), rtol=0, atol=0)
 
 
 def test_pcen_ignores_padded_frames():
@@ -83,7 +83,7 @@ def test_pcen_ignores_padded_frames():
     padded[1, ..., 61:] = 1e12  # whatever padding holds
     padded[2, ..., 7:] = np.nan
     mask = torch.arange(100) < torch.tensor(lengths)[:, None, None, None]
-    got = F.pcen(torch.tensor(padded, dtype=torch.float32), mask=mask).numpy()
+    got = SF.pcen(torch.tensor(padded, dtype=torch.float32), mask=mask).numpy()
     for i, n in enumerate(lengths):
         np.testing.assert_allclose(got[i, ..., :n], librosa_pcen(S[i, ..., :n], sr=16000, hop_length=200), rtol=RTOL)
         assert (got[i, ..., n:] == 0).all()
@@ -91,18 +91,18 @@ def test_pcen_ignores_padded_frames():
 
 def test_pcen_refuses_db_input():
     with pytest.raises(ValueError, match="energies"):
-        F.pcen(torch.full((1, 4, 8), -30.0))
+        SF.pcen(torch.full((1, 4, 8), -30.0))
     with pytest.raises(ValueError, match="b must be in"):
-        F.pcen(torch.ones(1, 4, 8), b=1.5)
+        SF.pcen(torch.ones(1, 4, 8), b=1.5)
 
 
 def test_pcen_keeps_float16_and_runs_on_cuda_when_there():
     S = torch.tensor(energies((2, 8, 30), seed=4, low=0, high=3), dtype=torch.float16)
-    got = F.pcen(S)
+    got = SF.pcen(S)
     assert got.dtype == torch.float16
     np.testing.assert_allclose(got.float().numpy(), librosa_pcen(S.double().numpy(), sr=16000, hop_length=200), rtol=2e-3)
     if torch.cuda.is_available():
-        torch.testing.assert_close(F.pcen(S.float().cuda()).cpu(), F.pcen(S.float()), rtol=1e-5, atol=0)
+        torch.testing.assert_close(SF.pcen(S.float().cuda()).cpu(), SF.pcen(S.float()), rtol=1e-5, atol=0)
 
 
 def spec(x, unit="power", lengths=None, sr=16000, hop_length=200):
@@ -122,7 +122,7 @@ def test_pcen_transform_scales_to_int32_range_and_reads_time_settings():
         np.testing.assert_allclose(out[i, ..., :n].numpy(), expected, rtol=RTOL)
         assert (out[i, ..., n:] == 0).all()
     # the transform equals the function on the same scaled energies (thin wrapper)
-    torch.testing.assert_close(PCEN(input_scale=1.0)(spec(S)).as_subclass(torch.Tensor), F.pcen(torch.tensor(S, dtype=torch.float32)))
+    torch.testing.assert_close(PCEN(input_scale=1.0)(spec(S)).as_subclass(torch.Tensor), SF.pcen(torch.tensor(S, dtype=torch.float32)))
 
 
 def test_pcen_transform_refuses_db_spectrograms():
@@ -156,7 +156,7 @@ def test_utterance_mvn_equals_numpy(lengths):
     xt = torch.tensor(x, dtype=torch.float32)
     if lengths is not None:
         xt[1, ..., 23:] = float("nan")  # padding never counts, whatever it holds
-    got = F.utterance_mvn(xt, mask=mask).numpy()
+    got = SF.utterance_mvn(xt, mask=mask).numpy()
     expected = numpy_utterance_mvn(x, lengths)
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)
@@ -171,10 +171,10 @@ def test_utterance_mvn_item_alone_and_transform():
     assert out.unit == "std" and out.lengths.tolist() == lengths
     np.testing.assert_allclose(out.numpy(), numpy_utterance_mvn(x, lengths), rtol=0, atol=2e-5)
     for i, n in enumerate(lengths):
-        alone = F.utterance_mvn(torch.tensor(x[i : i + 1, ..., :n], dtype=torch.float32))
+        alone = SF.utterance_mvn(torch.tensor(x[i : i + 1, ..., :n], dtype=torch.float32))
         torch.testing.assert_close(out[i : i + 1, ..., :n].as_subclass(torch.Tensor), alone, rtol=0, atol=1e-6)
 
 
 def test_utterance_mvn_bad_mask():
     with pytest.raises(ValueError, match="broadcast"):
-        F.utterance_mvn(torch.zeros(2, 1, 4, 10), mask=torch.ones(3, 1, 1, 10, dtype=torch.bool))
+        SF.utterance_mvn(torch.zeros(2, 1, 4, 10), mask=torch.ones(3, 1, 1, 10, dtype=torch.bool))

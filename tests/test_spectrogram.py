@@ -135,8 +135,10 @@ def test_top_db_is_per_item(top_db, n_mels):
 
 
 def test_wrong_sample_rate_raises():
+    "A rate given explicitly is checked; the default (None) takes the batch's rate (issue 20)."
     with pytest.raises(ValueError, match=re.escape("sample_rate=16000 Hz but got audio at 44100 Hz")):
-        AudioToSpec()(AudioTensor(torch.randn(1, 1, 4410), sr=44100))
+        AudioToSpec(sample_rate=16000)(AudioTensor(torch.randn(1, 1, 4410), sr=44100))
+    assert AudioToSpec()(AudioTensor(torch.randn(1, 1, 4410), sr=44100)).sr == 44100
 
 
 @pytest.mark.parametrize("kwargs, pattern", [({"n_fft": 0}, "n_fft"), ({"hop_length": -1}, "hop_length"), ({"n_mels": 0}, "n_mels")])
@@ -146,11 +148,12 @@ def test_bad_settings_raise(kwargs, pattern):
 
 
 def test_settings_record_what_determines_the_output():
-    s = AudioToSpec(n_fft=1024, hop_length=400, n_mels=64).settings
+    s = AudioToSpec(n_fft=1024, hop_length=400, n_mels=64, sample_rate=16000).settings
     assert s == {
         "sample_rate": 16000, "n_fft": 1024, "win_length": None, "hop_length": 400, "n_mels": 64,
         "f_min": 0.0, "f_max": None, "to_db": True, "top_db": None,
     }
+    assert AudioToSpec().settings["sample_rate"] is None  # the batch's rate
 
 
 def test_half_precision_input_computes_in_float32():
@@ -239,13 +242,24 @@ def test_non_contiguous_input_and_input_left_alone():
     assert torch.equal(wav, before)
 
 
-def test_too_short_for_reflect_padding_raises_like_torch():
-    wav = torch.randn(2, 1, 150)  # reflect padding by n_fft // 2 = 200 needs more than 200 samples
-    with pytest.raises(RuntimeError) as ours:
-        AudioToSpec()(AudioTensor(wav, sr=16000))
-    with pytest.raises(RuntimeError) as theirs:
-        torchaudio.transforms.Spectrogram()(wav)
-    assert str(ours.value) == str(theirs.value)
+def test_too_short_for_reflect_padding_is_padded_with_lengths():
+    """A batch of at most n_fft // 2 samples, which torch.stft refuses (reflect padding by 200 needs
+    more than 200 samples), is padded and carries lengths; its one valid frame is the STFT of the
+    clip continued by its own reflection (what torch would pad a long-enough clip with), from
+    torchaudio on that signal built by hand in NumPy."""
+    with pytest.raises(RuntimeError):
+        torchaudio.transforms.Spectrogram()(torch.randn(2, 1, 150))
+    wav = torch.randn(2, 1, 150)
+    out = AudioToSpec()(AudioTensor(wav, sr=16000))
+    assert out.shape == (2, 1, 201, 2) and out.lengths.tolist() == [1, 1]
+    for i in range(2):
+        x = wav[i, 0].numpy()
+        y = np.concatenate([x, x[-2::-1][:51]])  # 201 samples: the clip, then its reflection
+        ref = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.Spectrogram()(torch.from_numpy(y)))[:, :1]
+        torch.testing.assert_close(_plain(out)[i, 0, :, :1], ref, rtol=0, atol=DB_ATOL)
+    one = AudioToSpec()(AudioTensor(wav[0], sr=16000))  # one clip (channels, samples)
+    assert one.shape == (1, 201, 1) and one.lengths is None
+    torch.testing.assert_close(_plain(one), _plain(out)[0, :, :, :1])
 
 
 

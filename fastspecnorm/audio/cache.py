@@ -84,6 +84,7 @@ from .io import (
     AUDIO_DTYPES,
     STORAGE_DTYPES,
     from_storage,
+    is_audio_file,
     quantize_waveform,
     source_format,
     storage_dtype,
@@ -100,8 +101,6 @@ _OFF_VALUES = ("off", "0", "false", "no", "none")
 _INDEX_NAME = "index.json"
 _DATA_NAME = re.compile(r"data-[0-9a-f]+\.bin")
 _ALIGN = 8  # each clip starts at a multiple of 8 bytes, so every storage type is read aligned
-# Extensions soundfile decodes without FFmpeg; other files in the folder are not cached.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".w64", ".rf64", ".caf", ".mp3")
 
 
 def default_cache_dir() -> Path | None:
@@ -493,7 +492,7 @@ class AudioCache:
             for dirpath, dirnames, filenames in os.walk(self.audio_dir):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for fn in filenames:
-                    if not fn.startswith(".") and fn.lower().endswith(AUDIO_EXTENSIONS):
+                    if not fn.startswith(".") and is_audio_file(fn):
                         path = os.path.join(dirpath, fn)
                         found[self._name(path)] = path
         else:

@@ -25,6 +25,7 @@ from .._compat import import_torchaudio
 __all__ = [
     "AudioLoadError",
     "load_audio",
+    "load_audio_with_subtype",
     "downmix_mono",
     "resample",
     "resampling_source_rate",
@@ -42,10 +43,52 @@ __all__ = [
     "sample_rate_problem",
     "MAX_RESAMPLE_KERNEL",
     "MAX_RATE_ROUNDING",
+    "AUDIO_EXTENSIONS",
+    "audio_extensions",
+    "is_audio_file",
 ]
 
 #: Sample rates (Hz, inclusive) a file may have; others are refused as damaged headers.
 SAMPLE_RATE_RANGE = (1_000, 384_000)
+
+
+#: File extensions of each soundfile (libsndfile) format name, for the formats people store audio in.
+#: Only the formats this machine's libsndfile lists in `soundfile.available_formats()` count.
+_FORMAT_EXTENSIONS = {
+    "WAV": (".wav",),
+    "WAVEX": (".wav",),
+    "FLAC": (".flac",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "MP3": (".mp3",),
+    "AIFF": (".aif", ".aiff", ".aifc"),
+    "AU": (".au", ".snd"),
+    "CAF": (".caf",),
+    "W64": (".w64",),
+    "RF64": (".rf64",),
+    "NIST": (".nist", ".sph"),
+    "VOC": (".voc",),
+}
+
+
+@lru_cache(maxsize=1)
+def audio_extensions() -> tuple[str, ...]:
+    """The file extensions (lower case, with the dot, sorted) of the audio formats soundfile can read
+    here: those of `soundfile.available_formats()` among WAV, FLAC, OGG/Vorbis/Opus, MP3 (libsndfile
+    >= 1.1), AIFF, AU, CAF, W64, RF64, NIST and VOC. The package's one list: `get_audio_files`
+    (`from_folder`), `AudioCache` and the loaders' checks use it."""
+    import soundfile as sf
+
+    available = set(sf.available_formats())
+    return tuple(sorted({ext for fmt, exts in _FORMAT_EXTENSIONS.items() if fmt in available for ext in exts}))
+
+
+#: `audio_extensions()` as a constant, e.g. ('.aif', ..., '.flac', '.mp3', ..., '.wav').
+AUDIO_EXTENSIONS = audio_extensions()
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    "Whether the name of `path` ends with one of `audio_extensions()` (case-insensitive); the file is not opened."
+    return os.fspath(path).lower().endswith(audio_extensions())
 
 
 class AudioLoadError(ValueError):
@@ -73,6 +116,13 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     for one that cannot be decoded, is empty, holds NaN/Inf or claims a sample rate outside
     `SAMPLE_RATE_RANGE` (checked from the header, before any sample is read).
     """
+    wav, sr, _ = load_audio_with_subtype(path)
+    return wav, sr
+
+
+def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
+    """`load_audio` that also returns the file's subtype (soundfile's name of its sample format, e.g.
+    'PCM_16', 'FLOAT', 'VORBIS'), read from the same open: `(waveform, sample_rate, subtype)`."""
     import soundfile as sf
 
     path = Path(path)
@@ -80,7 +130,7 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
         with sf.SoundFile(str(path)) as f:
-            sr = int(f.samplerate)
+            sr, subtype = int(f.samplerate), str(f.subtype)
             rate_problem = sample_rate_problem(sr)
             data = f.read(dtype="float32", always_2d=True) if rate_problem is None else None
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
@@ -91,7 +141,7 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
         raise AudioLoadError(f"audio file {path} has no samples (zero length)")
     if not np.isfinite(data).all():
         raise AudioLoadError(f"audio file {path} holds NaN or Inf samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), sr
+    return torch.from_numpy(np.ascontiguousarray(data.T)), sr, subtype
 
 
 def source_format(path: str | os.PathLike) -> tuple[int, str]:

@@ -26,6 +26,9 @@ __all__ = ["AudioToSpec", "spectrogram", "power_to_db", "spec_shape", "reflect_c
 
 torchaudio = import_torchaudio()
 
+#: The rate `AudioToSpec(sample_rate=None)` assumes for a batch that carries none (Hz).
+DEFAULT_SAMPLE_RATE = 16000
+
 STFT_PIECE_BYTES = 8 * 2**20
 "About how many bytes of complex STFT `spectrogram` computes at once (at least one row)."
 
@@ -131,6 +134,16 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
     float16/bfloat16 waveforms are transformed in float32 and give float32 spectrograms; an empty
     batch gives an empty spectrogram batch. The window and filter bank are `parameters`, so
     fastai's `DataLoader.to(device)` moves them.
+
+    sample_rate: Hz; None (the default) takes the batch's rate (`AudioTensor.sr`; 16000 Hz for a
+    batch without one), so `AudioBlock(sample_rate=8000)` needs no second rate here; the mel filter
+    bank and `f_max`'s default (the Nyquist frequency) follow that rate. A number fixes the rate:
+    a batch at another rate raises ValueError.
+    Short clips: torch.stft's centred framing needs more than `n_fft // 2` samples. A batch of at
+    most `n_fft // 2` samples (e.g. a 100-sample clip given to `learn.predict`) is zero-padded to
+    `n_fft // 2 + 1` samples and its spectrogram carries `lengths` (`n // hop_length + 1` valid
+    frames per clip; one clip `(channels, samples)` comes out with just those frames): the same
+    values such a clip gets in a padded batch of longer clips.
     """
 
     order = 60  # after waveform transforms (WaveformNormalize is 50), before spectrogram normalizations (99)
@@ -141,7 +154,7 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         hop_length: int = 200,
         n_mels: int | None = None,
         to_db: bool = True,
-        sample_rate: int = 16000,
+        sample_rate: int | None = None,
         f_min: float = 0.0,
         f_max: float | None = None,
         top_db: float | None = None,
@@ -154,18 +167,26 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
             raise ValueError(f"n_mels must be positive or None (linear spectrogram), got {n_mels}")
         if win_length is not None and not 0 < win_length <= n_fft:
             raise ValueError(f"win_length must be in (0, n_fft={n_fft}], got {win_length}")
-        nyquist = sample_rate / 2
-        if f_max is not None and f_max > nyquist:
-            raise ValueError(f"f_max={f_max} Hz is above the Nyquist frequency of sample_rate={sample_rate} Hz ({nyquist:g} Hz)")
-        if not 0 <= f_min < (f_max or nyquist):
-            raise ValueError(f"f_min must be in [0, f_max), got f_min={f_min}, f_max={f_max or nyquist}")
+        if sample_rate is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
+            raise ValueError(f"sample_rate must be a positive integer (Hz) or None (the batch's rate), got {sample_rate!r}")
         self.n_fft, self.hop_length, self.n_mels, self.to_db = n_fft, hop_length, n_mels, to_db
         self.sample_rate, self.f_min, self.f_max, self.top_db = sample_rate, f_min, f_max, top_db
         self.win_length = win_length
         self.window = torch.hann_window(win_length or n_fft)
-        self.mel_fb = (
-            torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or nyquist, n_mels, sample_rate) if n_mels else None
-        )
+        # The filter bank of the fixed rate, or with sample_rate=None of 16 kHz (the fallback, when
+        # f_max allows it); a batch at another rate gets its own, made per batch (a small
+        # (n_fft // 2 + 1, n_mels) matrix, cheap next to the STFT).
+        fb_rate = sample_rate or (DEFAULT_SAMPLE_RATE if f_max is None or f_max <= DEFAULT_SAMPLE_RATE / 2 else None)
+        self.mel_fb = self._mel_fb(fb_rate) if n_mels and fb_rate else None
+
+    def _mel_fb(self, sample_rate: int) -> Tensor:
+        "The mel filter bank `(n_fft // 2 + 1, n_mels)` at `sample_rate` Hz; ValueError for f_min/f_max outside it."
+        nyquist = sample_rate / 2
+        if self.f_max is not None and self.f_max > nyquist:
+            raise ValueError(f"f_max={self.f_max} Hz is above the Nyquist frequency of sample_rate={sample_rate} Hz ({nyquist:g} Hz)")
+        if not 0 <= self.f_min < (self.f_max or nyquist):
+            raise ValueError(f"f_min must be in [0, f_max), got f_min={self.f_min}, f_max={self.f_max or nyquist}")
+        return torchaudio.functional.melscale_fbanks(self.n_fft // 2 + 1, self.f_min, self.f_max or nyquist, self.n_mels, sample_rate)
 
     @property
     def parameters(self):
@@ -194,39 +215,52 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         }
 
     def encodes(self, x: AudioTensor) -> AudioSpectrogram:
-        sr = getattr(x, "sr", None)
-        if sr is not None and sr != self.sample_rate:
+        batch_sr = getattr(x, "sr", None)
+        if self.sample_rate is not None and batch_sr is not None and batch_sr != self.sample_rate:
             raise ValueError(
-                f"AudioToSpec is set for sample_rate={self.sample_rate} Hz but got audio at {sr} Hz; "
-                "resample first (AudioBlock(sample_rate=...)) or set AudioToSpec(sample_rate=...)"
+                f"AudioToSpec is set for sample_rate={self.sample_rate} Hz but got audio at {batch_sr} Hz; "
+                "resample first (AudioBlock(sample_rate=...)) or leave AudioToSpec's sample_rate at None (the batch's rate)"
             )
+        sr = self.sample_rate or batch_sr or DEFAULT_SAMPLE_RATE
         lengths = getattr(x, "lengths", None)
         wav = x.as_subclass(Tensor)
         if wav.dtype in (torch.float16, torch.bfloat16):
             wav = wav.float()
         if self.window.device != wav.device:  # a batch on another device than the DataLoader's
             self.to(wav.device)
+        mel_fb = self.mel_fb
+        if self.n_mels and self.sample_rate is None and (mel_fb is None or sr != DEFAULT_SAMPLE_RATE):
+            mel_fb = self._mel_fb(sr).to(wav.device)  # the batch's rate
+        if 0 < wav.shape[-1] <= self.n_fft // 2:  # too short for centred framing: pad, record lengths
+            if lengths is None:
+                lengths = torch.full(wav.shape[:1], wav.shape[-1], dtype=torch.long) if wav.dim() == 3 else None
+            wav = torch.nn.functional.pad(wav, (0, self.n_fft // 2 + 1 - wav.shape[-1]))
+            if lengths is None:  # one clip (channels, samples): a batch of one, cut to its valid frames
+                batch = self.encodes(AudioTensor(wav[None], sr=sr, lengths=torch.tensor([x.shape[-1]])))
+                one = batch[0, ..., : int(batch.lengths[0])].clone()
+                one.lengths = None
+                return one
         frames = None
         with torch.no_grad():
             if wav.numel() == 0:  # an empty batch gives an empty spectrogram; torch.stft rejects it
                 spec = wav.new_zeros(*wav.shape[:-1], *spec_shape(wav.shape[-1], self.n_fft, self.hop_length, self.n_mels))
             elif lengths is None:
-                spec = spectrogram(wav, self.window, self.n_fft, self.hop_length, self.mel_fb, self.to_db, self.top_db)
+                spec = spectrogram(wav, self.window, self.n_fft, self.hop_length, mel_fb, self.to_db, self.top_db)
             else:
                 if wav.dim() != 3 or tuple(lengths.shape) != (wav.shape[0],):
                     raise ValueError(f"AudioTensor of shape {tuple(wav.shape)} carries lengths of shape {tuple(lengths.shape)}; expected (batch,)")
                 wav = reflect_clip_ends(wav, lengths, self.n_fft)
-                power = spectrogram(wav, self.window, self.n_fft, self.hop_length, self.mel_fb, to_db=False)
+                power = spectrogram(wav, self.window, self.n_fft, self.hop_length, mel_fb, to_db=False)
                 frames = frame_lengths(lengths.cpu(), self.hop_length).clamp_max(power.shape[-1])
                 power = power.masked_fill(~lengths_mask(frames, power.shape[-1], power.device)[:, None, None, :], 0.0)
                 spec = power_to_db(power, self.top_db) if self.to_db else power
         return AudioSpectrogram(
             spec,
-            sr=self.sample_rate,
+            sr=sr,
             hop_length=self.hop_length,
             n_fft=self.n_fft,
             n_mels=self.n_mels,
-            f_max=self.f_max or self.sample_rate / 2,
+            f_max=self.f_max or sr / 2,
             unit="dB" if self.to_db else "power",
             lengths=frames,
         )

@@ -20,7 +20,7 @@ from fastai.torch_core import TensorBase
 from fastcore.foundation import L
 from torch import Tensor
 
-from .io import downmix_mono, load_audio, resample
+from .io import downmix_mono, load_audio_with_subtype, resample
 
 __all__ = ["AudioTensor", "AudioSpectrogram", "valid_mask", "lengths_mask", "RefusePlainTensor"]
 
@@ -43,8 +43,8 @@ class AudioTensor(_MetaTensor):
 
     `sr` is the sample rate in Hz. `AudioTensor(x, sr=16000)` wraps a tensor;
     `AudioTensor.create(path, sr=None, mono=True)` loads a file. A padded batch carries `lengths`
-    (valid samples per item, LongTensor `(batch,)`; None when nothing is padded). `play()` gives
-    a notebook audio player; nothing is embedded in a notebook unless it is called.
+    (valid samples per item, LongTensor `(batch,)`; None when nothing is padded). `play()` (or
+    `hear()`, fastaudio's name) gives a notebook audio player; nothing is embedded unless it is called.
     """
 
     def __new__(cls, x, sr: int | None = 16000, **kwargs):
@@ -52,13 +52,15 @@ class AudioTensor(_MetaTensor):
 
     @classmethod
     def create(cls, path, sr: int | None = None, mono: bool = True, **kwargs) -> AudioTensor:
-        "Load `path` as float32 in [-1, 1], optionally downmixed to mono and resampled to `sr` Hz."
-        wav, file_sr = load_audio(path)
+        """Load `path` as float32 `(channels, samples)` in [-1, 1], optionally downmixed to mono and
+        resampled to `sr` Hz. The result keeps the file's `subtype` (e.g. "PCM_16"), so a pipeline
+        rounds it exactly as it rounds the file itself (`LoadAudio`)."""
+        wav, file_sr, subtype = load_audio_with_subtype(path)
         if mono:
             wav = downmix_mono(wav)
         if sr is not None and sr != file_sr:
             wav = resample(wav, file_sr, sr)
-        return cls(wav, sr=sr or file_sr, **kwargs)
+        return cls(wav, sr=sr or file_sr, **{"subtype": subtype, **kwargs})
 
     @property
     def duration(self) -> float:
@@ -79,6 +81,9 @@ class AudioTensor(_MetaTensor):
             lengths = getattr(self, "lengths", None)
             x = x[item, :, : int(lengths[item])] if lengths is not None else x[item]
         return Audio(x.numpy(), rate=self.sr, normalize=True)
+
+    #: fastaudio's name for `play`.
+    hear = play
 
     def show(self, ctx=None, title: str | None = None, **kwargs):
         "Plot the waveform against time in seconds, one line per channel."
@@ -234,8 +239,13 @@ def _register_show_methods() -> None:
             ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
         for i in range(len(samples[0])):
             ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(samples.itemgot(i), ctxs, range(max_n), strict=False)]
+        targets = samples.itemgot(1) if len(samples[0]) > 1 else None
         for i in range(len(outs[0])):
-            ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(outs.itemgot(i), ctxs, range(max_n), strict=False)]
+            if i == 0 and targets is not None:  # as fastai's images: the prediction green when right, red when wrong
+                ctxs = [b.show(ctx=c, color="green" if str(b) == str(t) else "red", **kwargs)
+                        for b, t, c, _ in zip(outs.itemgot(i), targets, ctxs, range(max_n), strict=False)]
+            else:
+                ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(outs.itemgot(i), ctxs, range(max_n), strict=False)]
         ctxs[0].figure.tight_layout()
         return ctxs
 

@@ -14,39 +14,79 @@ from fastai.data.core import TfmdDL
 from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
-from .io import AUDIO_DTYPES, crop_pad, downmix_mono, quantize_waveform, resample
+from .io import AUDIO_DTYPES, crop_pad, downmix_mono, from_storage, quantize_waveform, resample, storage_dtype, to_storage
 from .tensors import AudioTensor, RefusePlainTensor
 
-__all__ = ["LoadAudio", "DownmixMono", "Resample", "ResizeSignal", "AudioBlock", "AudioDataLoader", "RefusePlainTensor"]
+__all__ = ["array_layout", "MAX_ARRAY_CHANNELS", "LoadAudio", "DownmixMono", "Resample", "ResizeSignal", "AudioBlock", "AudioDataLoader", "RefusePlainTensor"]
+
+
+#: The most channels a NumPy waveform may have: of a 2-D array's axes, the one no longer than this
+#: (and shorter than the other) is taken as channels.
+MAX_ARRAY_CHANNELS = 32
+#: NumPy integer dtypes whose values 16-bit PCM storage holds exactly (like `INT16_SUBTYPES` for files).
+_INT16_ARRAY_DTYPES = (np.int8, np.uint8, np.int16)
+
+
+def array_layout(shape: tuple[int, ...]) -> str:
+    """The layout of a NumPy waveform of `shape`: "(samples,)", "(channels, samples)" or "(samples, channels)".
+
+    A 2-D array's channel axis is the shorter one, of at most `MAX_ARRAY_CHANNELS` entries
+    (soundfile reads `(samples, channels)`, torchaudio and this package use `(channels, samples)`).
+    Raises ValueError naming the layouts for other shapes: 0 or 3+ dimensions, two equal axes
+    (e.g. `(2, 2)`), or no axis short enough to be channels.
+    """
+    layouts = f"(samples,), (channels, samples) or (samples, channels) with at most {MAX_ARRAY_CHANNELS} channels"
+    if len(shape) == 1:
+        return "(samples,)"
+    if len(shape) == 2:
+        a, b = shape
+        if a < b and a <= MAX_ARRAY_CHANNELS:
+            return "(channels, samples)"
+        if b < a and b <= MAX_ARRAY_CHANNELS:
+            return "(samples, channels)"
+        why = "both axes have the same length" if a == b else "neither axis is short enough to be the channels"
+        raise ValueError(f"cannot tell a NumPy waveform's layout from its shape {shape} ({why}); expected {layouts}")
+    raise ValueError(f"a NumPy waveform must be {layouts}, got shape {shape}")
 
 
 def _as_float_array(x: np.ndarray) -> np.ndarray:
-    "A NumPy waveform as float32 `(channels, samples)`: integer PCM scaled to [-1, 1), 1-D as one channel."
-    if x.ndim not in (1, 2):
-        raise ValueError(f"a NumPy waveform must be (samples,) or (channels, samples), got shape {x.shape}")
-    if np.issubdtype(x.dtype, np.integer):
+    """A NumPy waveform (see `array_layout`) as float32 `(channels, samples)`: integer PCM scaled to
+    [-1, 1) (unsigned 8-bit centred at 128, as in WAV files), 1-D as one channel."""
+    layout = array_layout(x.shape)
+    if x.size == 0:
+        raise ValueError(f"the NumPy waveform of shape {x.shape} has no samples")
+    if x.dtype == np.uint8:
+        x = (x.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
     elif not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"a NumPy waveform must hold floats or integer PCM, got dtype {x.dtype}")
     x = np.asarray(x, dtype=np.float32)
-    return x[None] if x.ndim == 1 else x
-
-
+    if not np.isfinite(x).all():
+        raise ValueError("the NumPy waveform holds NaN or Inf samples")
+    if layout == "(samples,)":
+        return x[None]
+    return np.ascontiguousarray(x.T) if layout == "(samples, channels)" else x
 
 
 class LoadAudio(RefusePlainTensor, DisplayedTransform):
     """Type transform: path -> `AudioTensor` at `sample_rate` Hz (None keeps the file's), mono when
     `mono`. With a `cache` (an `AudioCache`), decoded audio is read from it instead of the file.
 
-    Also takes audio already in memory (what `learn.predict` passes on): an `AudioTensor` of any
-    rate and channel count is downmixed and resampled the same way; a NumPy array
-    `(samples,)` or `(channels, samples)` is taken to be at `sample_rate` Hz (integer arrays as
-    PCM, scaled to [-1, 1)); wrap other rates as `AudioTensor(x, sr=...)`. In-memory audio is not
-    rounded to `dtype`.
+    Also takes audio already in memory (what `learn.predict` passes on): an `AudioTensor`
+    `(channels, samples)` of any rate and channel count is downmixed and resampled from its `sr`
+    the same way; a NumPy array `(samples,)`, `(channels, samples)` or `(samples, channels)` (see
+    `array_layout`) is taken to be at `sample_rate` Hz, the loaders' rate, since an array carries no
+    rate (integer arrays as PCM, scaled to [-1, 1)); wrap audio at another rate as
+    `AudioTensor(x, sr=...)`.
 
-    `dtype` ("int16", "float16", "float32" or None) rounds the decoded audio to that precision with
-    `quantize_waveform`, exactly as an `AudioCache` of that dtype stores it, so a pipeline gives the
-    same values with and without the cache. With a cache, `dtype` defaults to the cache's.
+    `dtype` ("auto", "int16", "float16", "float32" or None) rounds the decoded audio to that
+    precision with `quantize_waveform`, exactly as an `AudioCache` of that dtype stores it, so a
+    pipeline gives the same values with and without the cache. With a cache, `dtype` is the cache's.
+    In-memory audio is rounded by the same rule, after downmixing and resampling, with its source
+    format: an `AudioTensor.create(path)` keeps its file's `subtype`, an int8/uint8/int16 array
+    counts as 16-bit PCM, any other audio as float ("auto" then keeps it unrounded). So a file and
+    `AudioTensor.create` of it give the same values (and predictions), resampled or not.
     """
 
     def __init__(self, sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None):
@@ -80,14 +120,24 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
         sr = getattr(x, "sr", None)
         if sr is None:
             raise ValueError("the AudioTensor has no sample rate; create it with AudioTensor(x, sr=...)")
+        if wav.shape[-1] == 0:
+            raise ValueError(f"the AudioTensor of shape {tuple(x.shape)} has no samples")
         if self.sample_rate is not None and sr != self.sample_rate:
             wav, sr = resample(wav, sr, self.sample_rate), self.sample_rate
-        return AudioTensor(wav, sr=sr)
+        return AudioTensor(self._round(wav, getattr(x, "subtype", None)), sr=sr)
 
     def encodes(self, x: np.ndarray) -> AudioTensor:  # noqa: F811
         if self.sample_rate is None:
             raise ValueError("LoadAudio(sample_rate=None) cannot tell a NumPy array's rate; pass AudioTensor(x, sr=...)")
-        return self.encodes(AudioTensor(torch.from_numpy(_as_float_array(x)), sr=self.sample_rate))
+        subtype = "PCM_16" if x.dtype in _INT16_ARRAY_DTYPES else None
+        return self.encodes(AudioTensor(torch.from_numpy(_as_float_array(x)), sr=self.sample_rate, subtype=subtype))
+
+    def _round(self, wav: Tensor, subtype: str | None) -> Tensor:
+        "In-memory audio rounded as the cache rounds a file of `subtype` (None: a float source)."
+        if self.dtype in (None, "float32"):
+            return wav
+        kind = storage_dtype(self.dtype, wav, subtype or "FLOAT")
+        return from_storage(to_storage(wav, kind))
 
 
 class DownmixMono(RefusePlainTensor, Transform):
