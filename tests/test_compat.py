@@ -12,7 +12,7 @@ def _import_with_fake_torchaudio(tmp_path, body: str) -> subprocess.CompletedPro
     fake = tmp_path / "torchaudio"
     fake.mkdir()
     (fake / "__init__.py").write_text(textwrap.dedent(body))
-    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import fastspecnorm"
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from fastspecnorm import AudioToSpec  # the first use imports torchaudio"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
