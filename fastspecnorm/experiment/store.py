@@ -187,9 +187,12 @@ class RunStore:
         """Write `results.csv` (and, when `title` is given, `summary.md` / `summary.png` by
         `write_summary`, with the records' commands, versions, hosts and wall times) from the
         records; returns the rows. Idempotent. When another process adds
-        a record meanwhile, it rebuilds again, so the last writer always leaves every record in."""
+        a record meanwhile, it rebuilds again, so the last writer always leaves every record in.
+        Claims left on finished runs by processes that died (e.g. killed during this rebuild) are
+        removed."""
         from .summary import write_summary
 
+        self._remove_orphan_claims()
         while True:
             ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
             records = self.records()
@@ -204,6 +207,18 @@ class RunStore:
                 return rows
 
     # -- claims --------------------------------------------------------------------------------
+
+    def _remove_orphan_claims(self) -> None:
+        "Delete claims on finished runs whose holder is gone, stale or unreadable (nobody claims a finished run again)."
+        if not self.claims_dir.is_dir():
+            return
+        for path in self.claims_dir.glob("*.json"):
+            run_id = path.stem
+            if self.is_done(run_id) and self.claim_holder(run_id) is None:
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
 
     def claim_path(self, run_id: str) -> Path:
         return self.claims_dir / f"{run_id}.json"
