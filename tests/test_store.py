@@ -235,3 +235,15 @@ def test_a_bad_record_is_refused_naming_the_file_and_the_fix(tmp_path, content, 
         message = str(info.value)
         assert str(store.record_path("x")) in message and fault in message and "delete it" in message, message
         assert "\n" not in message
+
+
+def test_claim_left_on_a_finished_run_by_a_dead_process_is_removed_by_the_next_rebuild(tmp_path):
+    store = RunStore(tmp_path, settle=0.0)
+    store.save("r", row())
+    store.save("s", row(seed=1))
+    store.claim_path("r").parent.mkdir(parents=True)
+    # killed after its record was saved, before its claim was released
+    store.claim_path("r").write_text(json.dumps({"host": store.host, "pid": _dead_pid(), "token": "t", "heartbeat": time.time()}))
+    assert store.claim("s")  # a live holder's claim on a finished run is left alone
+    store.rebuild()
+    assert not store.claim_path("r").exists() and store.claim_holder("s") is not None

@@ -185,7 +185,9 @@ def _locked(folder: Path) -> Iterator[bool]:
 
 def _read_at(handle, buffer: np.ndarray, offset: int, lock: threading.Lock) -> int:
     "Read `buffer.nbytes` bytes of the open file `handle` from byte `offset` into `buffer`; returns the count read."
-    view = memoryview(buffer).cast("B")
+    if buffer.nbytes == 0:  # an empty clip (memoryview cannot cast a shape holding 0)
+        return 0
+    view = memoryview(buffer.reshape(-1)).cast("B")
     if hasattr(os, "preadv"):  # positional: no shared file offset between threads or forked workers
         done = 0
         while done < len(view):

@@ -186,11 +186,13 @@ class RunStore:
     def rebuild(self, order: Sequence[str] = ()) -> pd.DataFrame:
         """Write `results.csv` from the records; returns the rows. Idempotent. When another process
         adds a record meanwhile, it rebuilds again, so the last writer always leaves every record in.
-        (Summaries are rendered from the rows elsewhere: `experiment.summary.write_summary`.)"""
+        Claims left on finished runs by processes that died are removed. (Summaries are rendered
+        from the rows elsewhere: `experiment.summary.write_summary`.)"""
         return self.rebuild_with_records(order)[0]
 
     def rebuild_with_records(self, order: Sequence[str] = ()) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         "`rebuild`, also returning the records the rows come from (for their `info`)."
+        self._remove_orphan_claims()
         while True:
             ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
             records = self.records()
@@ -202,6 +204,18 @@ class RunStore:
                 return rows, records
 
     # -- claims --------------------------------------------------------------------------------
+
+    def _remove_orphan_claims(self) -> None:
+        "Delete claims on finished runs whose holder is gone, stale or unreadable (nobody claims a finished run again)."
+        if not self.claims_dir.is_dir():
+            return
+        for path in self.claims_dir.glob("*.json"):
+            run_id = path.stem
+            if self.is_done(run_id) and self.claim_holder(run_id) is None:
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
 
     def claim_path(self, run_id: str) -> Path:
         return self.claims_dir / f"{run_id}.json"
