@@ -65,7 +65,7 @@ def spectrogram_batch(dls, path: Path) -> None:
     "show_batch of 6 training clips, each titled with its digit."
     import matplotlib.pyplot as plt
 
-    dls.show_batch(max_n=6, nrows=2, ncols=3, figsize=(9, 4.6))
+    dls.show_batch(max_n=6, nrows=2, ncols=3, figsize=(8, 4.2))
     fig = plt.gcf()
     for ax in fig.axes:
         if ax.get_title():
@@ -80,11 +80,11 @@ def spectrogram_batch(dls, path: Path) -> None:
 
 
 def label_first_column_only(fig) -> None:
-    "Keep the frequency label on the left column only, so no y label runs into the colorbar of the panel on its left."
+    "Keep a short frequency label on the left column only, so no y label runs into a colorbar or into the next row's label."
     for ax in fig.axes:
-        spec = ax.get_subplotspec()
-        if spec is not None and ax.get_title() and spec.colspan.start > 0:
-            ax.set_ylabel("")
+        spec = ax.get_subplotspec()  # a colorbar nests the panel in a gridspec: take the figure-level one
+        if spec is not None and ax.get_title():
+            ax.set_ylabel("Hz (mel-spaced)" if spec.get_topmost_subplotspec().colspan.start == 0 else "")
 
 
 def per_frequency_stats(dls, path: Path) -> None:
