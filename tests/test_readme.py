@@ -7,10 +7,10 @@ hours) is exempt; the reason must be given. The examples run in a temporary fold
 they use exist: a tiny synthetic ESC-50 at `path/to/ESC-50` and a folder of clips at `path/to/clips`.
 
 To keep the default suite short, two sizes are shrunk before a block runs (each is listed in
-SHRINK, and a test fails if one no longer matches the README, so none goes stale silently):
-training runs one epoch instead of the README's count, and the batch size of the `preset="blog"`
+SHRINK, and a test fails if one no longer matches the examples, so none goes stale silently):
+training runs one epoch instead of the examples' count, and the batch size of the `preset="blog"`
 loaders is 2 instead of 64 (the tiny dataset has 16 training clips, 8 batches of 2; at 64 the
-README's `fraction=0.2` needs at least 320 clips). Nothing else is changed: every name a block uses
+`fraction=0.2` of the statistics example needs at least 320 clips). Nothing else is changed: every name a block uses
 is defined by that block or an earlier one, as a reader running them in order would have it.
 """
 
@@ -30,7 +30,7 @@ README = REPO / "README.md"
 FILES = [README, *sorted((REPO / "docs").rglob("*.md"))]
 NOT_RUN = re.compile(r"#\s*not run:\s*(\S.*)")
 
-# (pattern, replacement, why): applied to every block, each must match somewhere in the README
+# (pattern, replacement, why): applied to every block; the required ones must match somewhere in the examples
 SHRINK = [
     (r"\.fit_one_cycle\(\s*\d+\s*\)", ".fit_one_cycle(1)", "one epoch, not the protocol's 20"),
     (r"\.fit\(\s*\d+\s*\)", ".fit(1)", "one epoch"),
@@ -66,7 +66,7 @@ ALL_BLOCKS = [(name, line, code) for name, blocks in BLOCKS.items() for line, co
 
 @pytest.fixture
 def readme_folder(tmp_path, monkeypatch):
-    "A working folder holding the paths the README's examples use."
+    "A working folder holding the paths the examples use."
     make_synthetic_esc50(tmp_path / "path" / "to" / "ESC-50", n_classes=4, clips_per_class=5, n_folds=5,
                          sample_rate=16000, duration=1.0)
     # a folder of clips labelled by their parent folder (2 classes x 5 clips, 16 kHz, 0.5-1.2 s)
