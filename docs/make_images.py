@@ -1,8 +1,8 @@
 """Regenerate the README pictures in `docs/images/` from the Free Spoken Digit Dataset (FSDD).
 
-    python docs/make_images.py                      # FSDD from /work/shared/data/fsdd, else the download
+    python docs/make_images.py                      # FSDD from $FASTSPECNORM_FSDD, else the download
     python docs/make_images.py --data DIR           # DIR holds FSDD's recordings/ ("download": fastai untar_data)
-    python docs/make_images.py --notebook           # also re-execute nbs/esc50_normalization.ipynb in place
+    python docs/make_images.py --notebook           # also re-execute nbs/fsdd_normalization.ipynb in place
 
 Writes four small PNGs (80 dpi):
 
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LOCAL_FSDD = Path("/work/shared/data/fsdd")
+FSDD_ENV = "FASTSPECNORM_FSDD"  # a local FSDD copy (the folder holding recordings/), used when set
 ATTRIBUTION = "Free Spoken Digit Dataset (Zohar Jackson and contributors), CC BY-SA 4.0"
 DPI = 80
 
@@ -70,12 +70,21 @@ def spectrogram_batch(dls, path: Path) -> None:
     for ax in fig.axes:
         if ax.get_title():
             ax.set_title(f"digit {ax.get_title()}", fontsize=10)
+    label_first_column_only(fig)
     fig.suptitle(
         "FSDD log-mel spectrograms (8 kHz, 40 mel bins, 10 ms hop), each clip at its own length", fontsize=10
     )
     fig.tight_layout()
     credit(fig)
     save(fig, path)
+
+
+def label_first_column_only(fig) -> None:
+    "Keep a short frequency label on the left column only, so no y label runs into a colorbar or into the next row's label."
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()  # a colorbar nests the panel in a gridspec: take the figure-level one
+        if spec is not None and ax.get_title():
+            ax.set_ylabel("Hz (mel-spaced)" if spec.get_topmost_subplotspec().colspan.start == 0 else "")
 
 
 def per_frequency_stats(dls, path: Path) -> None:
@@ -182,15 +191,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data",
-        default=str(LOCAL_FSDD) if LOCAL_FSDD.is_dir() else "download",
-        help="folder holding FSDD's recordings/, or 'download' (fastai untar_data); default: "
-        f"{LOCAL_FSDD} when it exists, else download",
+        default=os.environ.get(FSDD_ENV) or "download",
+        help=f"folder holding FSDD's recordings/, or 'download' (fastai untar_data); default: ${FSDD_ENV} when set, else download",
     )
     parser.add_argument("--results", type=Path, default=REPO / "results" / "fsdd", help="the grid folder plotted in results.png")
     parser.add_argument("--augment-results", type=Path, default=REPO / "results" / "fsdd-augment",
                         help="the same grid with augmentations, compared with --results in augment.png")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the PNGs go")
-    parser.add_argument("--notebook", action="store_true", help="also execute nbs/esc50_normalization.ipynb in place")
+    parser.add_argument("--notebook", action="store_true", help="also execute nbs/fsdd_normalization.ipynb in place")
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -209,7 +217,7 @@ def main(argv=None) -> int:
     results_plot(args.results, args.out / "results.png")
     augment_plot(args.results, args.augment_results, args.out / "augment.png")
     if args.notebook:
-        execute_notebook(REPO / "nbs" / "esc50_normalization.ipynb", str(root))
+        execute_notebook(REPO / "nbs" / "fsdd_normalization.ipynb", str(root))
     return 0
 
 

@@ -9,7 +9,7 @@ speaker, take, fold), holds out one speaker (`fold_col="speaker"`), keeps each c
 2. the validation accuracy after a few epochs of xResNet18 with per-frequency statistics
    (`StatsCallback(red_dims=(0, 1, 3))`).
 
-    python experiments/fsdd_own_audio.py --data /work/shared/data/fsdd --epochs 4
+    python experiments/fsdd_own_audio.py --data path/to/fsdd --epochs 4
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ statistics are then the exact merge (`functional.merge_moments`) of its clips' m
 `collect_stats` over those clips alone. The full-set statistics come from `collect_stats` over the
 same batches, once, and the merge of every clip is checked against them.
 
-    python experiments/fsdd_stats_fraction.py --data /work/shared/data/fsdd --fold 1
+    python experiments/fsdd_stats_fraction.py --data path/to/fsdd --fold 1
 
 Prints a markdown table: per statistic and fraction, the largest absolute error of the mean over
 bins (dB), the largest relative error of the std over bins, and the largest mean error in units of

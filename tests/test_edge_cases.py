@@ -1,6 +1,6 @@
 """Numerical edge cases, decided and tested across every normalization.
 
-Decisions (see the README, "Failure behaviour"):
+Decisions (see docs/failures.md, "Numerical edge cases"):
 - silent clips: waveform standardization gives zeros; the spectrogram sits at the -100 dB floor;
   `instance_minmax` gives zeros; `db_range` gives 0; dataset statistics stay finite.
 - constant frequency bins (std 0, e.g. all-zero mel filters): `SpecNormalize` floors the std to

@@ -18,7 +18,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="install the test extra: pip install -e '.[test]'")
 nbclient = pytest.importorskip("nbclient", reason="install the test extra: pip install -e '.[test]'")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "nbs" / "esc50_normalization.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "nbs" / "fsdd_normalization.ipynb"
 NORMS = ["none", "global"]
 
 

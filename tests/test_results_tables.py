@@ -1,5 +1,6 @@
-"""The README's results tables are exactly what `experiments/results_tables.py` computes from the
-committed `results/*/results.csv`, and that script's numbers agree with pandas on the same rows."""
+"""The results tables of `docs/results.md` and the README's short answer are exactly what
+`experiments/results_tables.py` computes from the committed `results/*/results.csv`, and that
+script's numbers agree with pandas on the same rows."""
 
 import importlib.util
 from pathlib import Path
@@ -18,14 +19,38 @@ def _script():
     return module
 
 
+RESULTS_PAGE = REPO / "docs" / "results.md"
+
+
 @pytest.mark.parametrize("grid", GRIDS, ids=[g.name for g in GRIDS])
-def test_readme_holds_the_tables_of_the_committed_results(grid):
+def test_results_page_holds_the_tables_of_the_committed_results(grid):
     tables = _script()
-    region = tables.readme_region((REPO / "README.md").read_text(), grid.name)
-    assert region is not None, f"README.md has no <!-- results:{grid.name}:start --> ... end --> markers"
+    region = tables.readme_region(RESULTS_PAGE.read_text(), grid.name)
+    assert region is not None, f"docs/results.md has no <!-- results:{grid.name}:start --> ... end --> markers"
     assert region == tables.results_markdown(grid), (
-        f"README.md's table for {grid.name} is out of date: run python experiments/results_tables.py {grid.relative_to(REPO)} --write README.md"
+        f"docs/results.md's table for {grid.name} is out of date: "
+        f"run python experiments/results_tables.py {grid.relative_to(REPO)} --write docs/results.md"
     )
+
+
+def test_readme_answer_is_that_of_the_committed_results():
+    tables = _script()
+    region = tables.readme_region((REPO / "README.md").read_text(), "answer")
+    assert region is not None, "README.md has no <!-- results:answer:start --> ... end --> markers"
+    grids = " ".join(str(g.relative_to(REPO)) for g in GRIDS)
+    assert region == tables.answer_markdown(GRIDS), (
+        f"README.md's short answer is out of date: run python experiments/results_tables.py --answer {grids} --write README.md"
+    )
+
+
+def test_answer_names_the_best_normalization(tmp_path):
+    rows = [("none", 1, 0, 0.60), ("none", 2, 0, 0.70), ("global", 1, 0, 0.65), ("global", 2, 0, 0.80)]
+    pd.DataFrame(
+        [{"norm": n, "fold": f, "seed": s, "epochs": 6, "accuracy": a, "preset": "quick"} for n, f, s, a in rows]
+    ).to_csv(tmp_path / "results.csv", index=False)
+    line = _script().answer_markdown([tmp_path])
+    # global: mean 72.5; paired against none +7.5 [-24.3, +39.3] (worked out in test_paired_difference_by_hand)
+    assert line.startswith("- ESC-50 (") and "best `global`, 72.5%" in line and "vs `none` +7.5 [-24.3, +39.3]" in line
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=[g.name for g in GRIDS])
