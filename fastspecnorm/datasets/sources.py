@@ -39,7 +39,8 @@ class SourceSpec:
         csv: a CSV file listing the clips (instead of `data`).
         path: the folder the CSV's file names are relative to (default: the CSV's folder).
         dataset: the recipe's name; None detects it from `data` (or "csv" with `csv`).
-        fn_col, label_col: the CSV's file and label columns, by name or 0-based position.
+        fn_col: the CSV's file column, by name or 0-based position.
+        label_col: the CSV's label column, by name or 0-based position.
         fold_col: the CSV column whose distinct values are the folds (a fold number, a speaker).
         group_col: without `fold_col`: the column whose values are never split across drawn folds.
         k: how many folds to draw when the source has none.

@@ -37,19 +37,27 @@ class ExperimentConfig:
             or "download" (ESC-50 or FSDD by fastai's `untar_data`); None with `csv`.
         out: the output folder.
         folds: the fold values to validate on (numbers, or names such as speakers); None: all.
-        seeds, norms: the grid's seeds and normalizations (names of `NORMS`).
+        seeds: the grid's seeds.
+        norms: the grid's normalizations (names of `NORMS`).
         preset: a name of `PRESETS` (None: the dataset's default).
         epochs: epochs per run (None: the preset's).
         stats_fraction: share of training batches for dataset statistics.
         overrides: `AudioSettings` fields to override (e.g. `{"bs": 8}`).
-        synthetic_classes, synthetic_clips: the size of the generated dataset.
+        synthetic_classes: classes of the generated dataset.
+        synthetic_clips: clips per class of the generated dataset.
         shard: (I, N): this process takes every N-th run of the grid from the I-th on.
         devices: one worker process per entry ("cuda:0", "cpu"; empty: this process).
         summarize: only rebuild results.csv / summary.md / summary.png from the records.
         dataset: the recipe ("esc50", "fsdd", "folder", "csv"); None detects it from `data`.
         command: the command line, kept in each run's record.
-        csv, path, fn_col, label_col, fold_col, group_col, k, fold_seed: a CSV source (see
-            `datasets.sources.SourceSpec`).
+        csv: a CSV source (see `datasets.sources.SourceSpec` for it and the next options).
+        path: the folder the CSV's names are relative to.
+        fn_col: the CSV's file column.
+        label_col: the CSV's label column.
+        fold_col: the CSV's fold column.
+        group_col: the column no drawn fold splits.
+        k: folds to draw.
+        fold_seed: the seed of the draw.
     """
 
     data: str | None
