@@ -110,14 +110,24 @@ def main(argv=None) -> None:
     root = args.data.expanduser() if args.data else synthetic_esc50(n_classes=10, clips_per_class=max(1, args.clips // 10))
     t = time.perf_counter()
     kwargs = {} if args.bs is None else {"bs": args.bs}
-    dls = esc50_dataloaders(root, preset=args.preset, device=args.device, num_workers=args.num_workers,
-                            cache=False if args.no_cache else args.cache_dir or bench_dir() / "audio-cache", **kwargs)
-    print(f"\nDataLoaders ({'no audio cache' if args.no_cache else 'with the audio cache'}) ready in {time.perf_counter() - t:.1f} s; preset {args.preset!r}, "
-          f"bs {dls.bs}, {len(dls.train_ds)} training / {len(dls.valid_ds)} validation clips, "
-          f"num_workers {dls.train.fake_l.num_workers}, device {dls.device}")
+    dls = esc50_dataloaders(
+        root,
+        preset=args.preset,
+        device=args.device,
+        num_workers=args.num_workers,
+        cache=False if args.no_cache else args.cache_dir or bench_dir() / "audio-cache",
+        **kwargs,
+    )
+    print(
+        f"\nDataLoaders ({'no audio cache' if args.no_cache else 'with the audio cache'}) ready in {time.perf_counter() - t:.1f} s; preset {args.preset!r}, "
+        f"bs {dls.bs}, {len(dls.train_ds)} training / {len(dls.valid_ds)} validation clips, "
+        f"num_workers {dls.train.fake_l.num_workers}, device {dls.device}"
+    )
     # Fixed statistics: the statistics pass is benchmarked separately (stats_pass.py).
     # inplace=True: as StatsCallback installs it right after AudioToSpec
-    install_normalizer(dls, SpecNormalize(torch.tensor(-30.0).reshape(1, 1, 1, 1), torch.tensor(20.0).reshape(1, 1, 1, 1), inplace=True))
+    install_normalizer(
+        dls, SpecNormalize(torch.tensor(-30.0).reshape(1, 1, 1, 1), torch.tensor(20.0).reshape(1, 1, 1, 1), inplace=True)
+    )
     clock = DataClock()
     learn = esc50_learner(dls, cbs=[_BatchArrived(clock), _StepDone(clock)])
     with learn.no_bar(), learn.no_logging():

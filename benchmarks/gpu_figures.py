@@ -85,9 +85,31 @@ def epoch_figures(root, device, preset, bs, epochs, mixed: bool, num_workers: in
 def grid_throughput(root, device, k: int, preset: str, epochs: int, bs: int, num_workers: int, extra: list[str]) -> float:
     "Wall seconds for k runs of `epochs` epochs, k worker processes on one device."
     out = Path(tempfile.mkdtemp(prefix=f"grid{k}-", dir=bench_dir()))
-    cmd = [sys.executable, str(REPO / "experiments" / "esc50_normalization.py"), "--data", str(root), "--out", str(out),
-           "--norms", "none", "--folds", "1", "--seeds", *map(str, range(k)), "--preset", preset, "--epochs", str(epochs),
-           "--bs", str(bs), "--num-workers", str(num_workers), "--devices", *([device] * k), *extra]
+    cmd = [
+        sys.executable,
+        str(REPO / "experiments" / "esc50_normalization.py"),
+        "--data",
+        str(root),
+        "--out",
+        str(out),
+        "--norms",
+        "none",
+        "--folds",
+        "1",
+        "--seeds",
+        *map(str, range(k)),
+        "--preset",
+        preset,
+        "--epochs",
+        str(epochs),
+        "--bs",
+        str(bs),
+        "--num-workers",
+        str(num_workers),
+        "--devices",
+        *([device] * k),
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // k))}
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -110,8 +132,9 @@ def main(argv=None) -> None:
 
     if a.tiny:
         device, preset, bs, settings, extra = a.device or "cpu", "quick", 4, {"duration": 1.0}, ["--set", "duration=1.0"]
-        root = make_synthetic_esc50(bench_dir() / "gpu-figures-tiny", n_classes=3, clips_per_class=5, duration=1.0,
-                                    sample_rate=16000)
+        root = make_synthetic_esc50(
+            bench_dir() / "gpu-figures-tiny", n_classes=3, clips_per_class=5, duration=1.0, sample_rate=16000
+        )
         concurrency, epochs, grid_epochs = [1, 2], 2, 1
     else:
         device, preset, bs, settings, extra = a.device or "cuda:0", "blog", 64, {}, []
@@ -130,8 +153,10 @@ def main(argv=None) -> None:
         print(rows[-1], flush=True)
     for k in concurrency:
         wall = grid_throughput(root, device, k, preset, grid_epochs, bs, max(1, num_workers // k) if num_workers else 0, extra)
-        rows.append(f"| {k} concurrent run(s) x {grid_epochs} epochs | {wall:.0f} s wall (start-up included) "
-                    f"| {60 * k * grid_epochs / wall:.1f} epochs/min |")
+        rows.append(
+            f"| {k} concurrent run(s) x {grid_epochs} epochs | {wall:.0f} s wall (start-up included) "
+            f"| {60 * k * grid_epochs / wall:.1f} epochs/min |"
+        )
         print(rows[-1], flush=True)
     print(f"\n{machine()}\npreset {preset}, batch size {bs}, {num_workers} loader workers\n")
     print("| measurement | time | rate |\n|---|---|---|\n" + "\n".join(rows))

@@ -126,7 +126,9 @@ class FaAudioToSpec(Transform):
     def __init__(self, n_fft: int = 400, hop_length: int = 200, n_mels: int | None = None, sample_rate: int = 16000):
         super().__init__()
         if n_mels:
-            spec = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+            spec = torchaudio.transforms.MelSpectrogram(
+                sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
+            )
         else:
             spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=hop_length)
         self.pipe = torch.nn.Sequential(spec, torchaudio.transforms.AmplitudeToDB())
@@ -172,7 +174,9 @@ def fastspecnorm_dls(root: Path, preset: str, bs: int, num_workers: int | None, 
     dls = esc50_dataloaders(root, valid_fold=1, bs=bs, preset=preset, device=device, num_workers=num_workers, cache=cache_dir)
     build_s = time.perf_counter() - t
     # inplace=True: as StatsCallback installs it right after AudioToSpec (the values do not change)
-    install_normalizer(dls, SpecNormalize(torch.tensor(MEAN_DB).reshape(1, 1, 1, 1), torch.tensor(STD_DB).reshape(1, 1, 1, 1), inplace=True))
+    install_normalizer(
+        dls, SpecNormalize(torch.tensor(MEAN_DB).reshape(1, 1, 1, 1), torch.tensor(STD_DB).reshape(1, 1, 1, 1), inplace=True)
+    )
     return dls, build_s
 
 
@@ -246,16 +250,30 @@ def main(argv=None) -> None:
     p.add_argument("--preset", default="blog", choices=["blog", "quick"])
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--epochs", type=int, default=5, help="epochs per pipeline; the first is not timed")
-    p.add_argument("--num-workers", type=int, default=0,
-                   help="DataLoader workers for both paths (default 0: on 2 cores, workers compete with the batch transforms' threads)")
-    p.add_argument("--fastaudio-workers", type=int, default=None,
-                   help="DataLoader workers for the fastaudio path only (default: --num-workers); its per-item decoding is what workers parallelize")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (default 1: on a shared 2-core machine, 2 threads stall on each other's "
-                   "cores, which punishes the many small per-item operations of the fastaudio path)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="DataLoader workers for both paths (default 0: on 2 cores, workers compete with the batch transforms' threads)",
+    )
+    p.add_argument(
+        "--fastaudio-workers",
+        type=int,
+        default=None,
+        help="DataLoader workers for the fastaudio path only (default: --num-workers); its per-item decoding is what workers parallelize",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on a shared 2-core machine, 2 threads stall on each other's "
+        "cores, which punishes the many small per-item operations of the fastaudio path)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--stages", action="store_true", help="then time fastspecnorm's loader stage by stage (4 epochs, median)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="audio cache folder (default: a fresh one in the benchmark folder)")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="audio cache folder (default: a fresh one in the benchmark folder)"
+    )
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -265,9 +283,11 @@ def main(argv=None) -> None:
     if args.cache_dir is None:
         shutil.rmtree(cache_dir, ignore_errors=True)  # time a cold build once
     n_train = int((read_esc50_meta(root)["fold"] != 1).sum())
-    print(f"data: {root} ({n_train} training clips), preset {args.preset!r}, bs {args.bs}, device {args.device}, "
-          f"num_workers {args.num_workers} (fastaudio path: {args.num_workers if args.fastaudio_workers is None else args.fastaudio_workers}), "
-          f"torch threads {args.threads}, {args.epochs} epochs (first untimed)")
+    print(
+        f"data: {root} ({n_train} training clips), preset {args.preset!r}, bs {args.bs}, device {args.device}, "
+        f"num_workers {args.num_workers} (fastaudio path: {args.num_workers if args.fastaudio_workers is None else args.fastaudio_workers}), "
+        f"torch threads {args.threads}, {args.epochs} epochs (first untimed)"
+    )
 
     dls, build_s = fastspecnorm_dls(root, args.preset, args.bs, args.num_workers, args.device, cache_dir)
     fa_workers = args.num_workers if args.fastaudio_workers is None else args.fastaudio_workers
@@ -283,12 +303,17 @@ def main(argv=None) -> None:
         print(f"{k:<44}{rates[k][0]:>9.0f}{rates[k][1]:>13.2f}   {' '.join(f'{x:.0f}' for x in r['rates']):<34}  {r['shape']}")
     (fa_rate, fa_cpu), (fsn_rate, fsn_cpu) = rates.values()
     ratio = fsn_rate / fa_rate
-    print(f"ratio fastspecnorm / fastaudio: {ratio:.1f}x in clips/s, {fa_cpu / fsn_cpu:.1f}x in CPU time per clip "
-          f"(goal on 2 CPU cores: >= 5x clips/s: {'met' if ratio >= 5 else 'NOT met'})")
+    print(
+        f"ratio fastspecnorm / fastaudio: {ratio:.1f}x in clips/s, {fa_cpu / fsn_cpu:.1f}x in CPU time per clip "
+        f"(goal on 2 CPU cores: >= 5x clips/s: {'met' if ratio >= 5 else 'NOT met'})"
+    )
     if args.stages:
         stages = stage_times(dls.train, 4, args.device)
-        print("fastspecnorm stage by stage, ms per clip (median of 4 epochs): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + f"; sum {sum(stages.values()):.2f}")
+        print(
+            "fastspecnorm stage by stage, ms per clip (median of 4 epochs): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+            + f"; sum {sum(stages.values()):.2f}"
+        )
     print(f"machine at the end: {machine()}")
 
 

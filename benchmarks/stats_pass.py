@@ -91,7 +91,11 @@ def bare_float64(batches, red_dims):
     return mean, torch.sqrt((squares / n - mean * mean).clamp_min(0))
 
 
-METHODS = {"article StatsRecorder (float32)": article, "fastspecnorm collect_stats": fastspecnorm_stats, "bare float64 sum/sumsq": bare_float64}
+METHODS = {
+    "article StatsRecorder (float32)": article,
+    "fastspecnorm collect_stats": fastspecnorm_stats,
+    "bare float64 sum/sumsq": bare_float64,
+}
 
 
 def make_batches(kind: str, n_batches: int, shape, device, seed=0):
@@ -152,7 +156,17 @@ def memory_child(n_batches: int, shape, device) -> None:
     torch.randn(*shape).sum()  # warm up torch's kernels before the baseline
     before = current_rss_mb()
     rec = collect_stats(stream(), red_dims=(0, 1, 3), progress=False)
-    print(json.dumps({"batches": n_batches, "rss_before_mb": before, "rss_max_mb": max(seen), "peak_rss_mb": peak_rss_mb(), "values": rec.n_values}))
+    print(
+        json.dumps(
+            {
+                "batches": n_batches,
+                "rss_before_mb": before,
+                "rss_max_mb": max(seen),
+                "peak_rss_mb": peak_rss_mb(),
+                "values": rec.n_values,
+            }
+        )
+    )
 
 
 def main(argv=None) -> None:
@@ -173,13 +187,17 @@ def main(argv=None) -> None:
         return
 
     print(f"machine: {machine()}")
-    print(f"{args.batches} batches of {list(shape)} float32 ({args.batches * np.prod(shape) * 4 / 1e6:.0f} MB), device {args.device}, "
-          f"{args.repeats} repeats (best / median)")
+    print(
+        f"{args.batches} batches of {list(shape)} float32 ({args.batches * np.prod(shape) * 4 / 1e6:.0f} MB), device {args.device}, "
+        f"{args.repeats} repeats (best / median)"
+    )
     for red_dims, label in [((0, 2, 3), "global, red_dims (0, 2, 3)"), ((0, 1, 3), "per frequency bin, red_dims (0, 1, 3)")]:
         batches = make_batches("dB", args.batches, shape, args.device)
         times = time_methods(batches, red_dims, args.repeats, args.device)
         print(f"\n{label}")
-        print(f"  {'method':<34}{'best ms/batch':>14}{'median':>9}  max rel. error vs NumPy float64 (mean, std):  dB-like    |  10000 + N(0,1)")
+        print(
+            f"  {'method':<34}{'best ms/batch':>14}{'median':>9}  max rel. error vs NumPy float64 (mean, std):  dB-like    |  10000 + N(0,1)"
+        )
         errors = {}
         for kind in ("dB", "offset"):
             data = batches if kind == "dB" else make_batches("offset", min(args.batches, 4), shape, args.device, seed=1)
@@ -194,19 +212,27 @@ def main(argv=None) -> None:
             med = sorted(t)[len(t) // 2] / args.batches * 1e3
             (m1, s1), (m2, s2) = errors[k]
             print(f"  {k:<34}{best[k]:>14.1f}{med:>9.1f}  {'':<44}{m1:.0e}, {s1:.0e}  |  {m2:.0e}, {s2:.0e}")
-        fsn, art, bare = best["fastspecnorm collect_stats"], best["article StatsRecorder (float32)"], best["bare float64 sum/sumsq"]
+        fsn, art, bare = (
+            best["fastspecnorm collect_stats"],
+            best["article StatsRecorder (float32)"],
+            best["bare float64 sum/sumsq"],
+        )
         exact = max(max(e) for e in errors["fastspecnorm collect_stats"]) <= 1e-6
-        print(f"  collect_stats / article's float32 recorder: {fsn / art:.2f}x; "
-              f"collect_stats / bare float64: {fsn / bare:.2f}x (goal <= 1.2: {'met' if fsn <= 1.2 * bare else 'NOT met'}); "
-              f"exact to 1e-6: {'yes' if exact else 'NO'}")
+        print(
+            f"  collect_stats / article's float32 recorder: {fsn / art:.2f}x; "
+            f"collect_stats / bare float64: {fsn / bare:.2f}x (goal <= 1.2: {'met' if fsn <= 1.2 * bare else 'NOT met'}); "
+            f"exact to 1e-6: {'yes' if exact else 'NO'}"
+        )
         del batches
 
     print("\nmemory: RSS of a statistics pass streaming batches from a generator (fresh process each, red_dims (0, 1, 3))")
     for n in (args.memory_batches, 4 * args.memory_batches):
         cmd = [sys.executable, __file__, "--memory-child", str(n), "--device", args.device, "--shape", *map(str, shape)]
         out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        print(f"  {n:>4} batches ({n * np.prod(shape) * 4 / 1e9:.1f} GB streamed): RSS before the pass {out['rss_before_mb']:.0f} MB, "
-              f"most during it {out['rss_max_mb']:.0f} MB (+{out['rss_max_mb'] - out['rss_before_mb']:.0f} MB); process peak {out['peak_rss_mb']:.0f} MB")
+        print(
+            f"  {n:>4} batches ({n * np.prod(shape) * 4 / 1e9:.1f} GB streamed): RSS before the pass {out['rss_before_mb']:.0f} MB, "
+            f"most during it {out['rss_max_mb']:.0f} MB (+{out['rss_max_mb'] - out['rss_before_mb']:.0f} MB); process peak {out['peak_rss_mb']:.0f} MB"
+        )
     print(f"machine at the end: {machine()}")
 
 

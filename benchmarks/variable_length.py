@@ -48,7 +48,9 @@ def make_clips(root: Path, n: int, seed: int = 0) -> list[float]:
 
 def make_learner(root: Path, duration, bs: int, spec: dict):
     "A learner on the clips with `duration` (None: own lengths), warmed up by one epoch (allocations, first-call costs)."
-    dls = AudioDataLoaders.from_folder(root, valid_pct=0.1, seed=0, sample_rate=SR, duration=duration, bs=bs, spec=spec, cache=False)
+    dls = AudioDataLoaders.from_folder(
+        root, valid_pct=0.1, seed=0, sample_rate=SR, duration=duration, bs=bs, spec=spec, cache=False
+    )
     torch.manual_seed(0)
     learn = audio_learner(dls)
     with learn.no_bar(), learn.no_logging():
@@ -102,8 +104,10 @@ def main(argv=None) -> None:
                 padding = 1 - float(np.minimum(durations, duration).mean()) / duration
             rows[duration] = seconds / real[duration]
             name = "variable (duration=None)" if duration is None else f"fixed duration={duration:.2f} s"
-            print(f"{name:28s} epoch {seconds:6.1f} s (median of {' '.join(f'{t:.1f}' for t in times[duration])}), "
-                  f"{rows[duration] * 1000:6.1f} ms per second of real audio, padding {padding:.0%}")
+            print(
+                f"{name:28s} epoch {seconds:6.1f} s (median of {' '.join(f'{t:.1f}' for t in times[duration])}), "
+                f"{rows[duration] * 1000:6.1f} ms per second of real audio, padding {padding:.0%}"
+            )
     for d in (longest, 1.0):
         print(f"variable / fixed {d:.2f} s: {rows[None] / rows[d]:.2f} (goal <= 1.2)")
 

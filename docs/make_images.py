@@ -71,9 +71,7 @@ def spectrogram_batch(dls, path: Path) -> None:
         if ax.get_title():
             ax.set_title(f"digit {ax.get_title()}", fontsize=10)
     label_first_column_only(fig)
-    fig.suptitle(
-        "FSDD log-mel spectrograms (8 kHz, 40 mel bins, 10 ms hop), each clip at its own length", fontsize=10
-    )
+    fig.suptitle("FSDD log-mel spectrograms (8 kHz, 40 mel bins, 10 ms hop), each clip at its own length", fontsize=10)
     fig.tight_layout()
     credit(fig)
     save(fig, path)
@@ -195,8 +193,12 @@ def main(argv=None) -> int:
         help=f"folder holding FSDD's recordings/, or 'download' (fastai untar_data); default: ${FSDD_ENV} when set, else download",
     )
     parser.add_argument("--results", type=Path, default=REPO / "results" / "fsdd", help="the grid folder plotted in results.png")
-    parser.add_argument("--augment-results", type=Path, default=REPO / "results" / "fsdd-augment",
-                        help="the same grid with augmentations, compared with --results in augment.png")
+    parser.add_argument(
+        "--augment-results",
+        type=Path,
+        default=REPO / "results" / "fsdd-augment",
+        help="the same grid with augmentations, compared with --results in augment.png",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the PNGs go")
     parser.add_argument("--notebook", action="store_true", help="also execute nbs/fsdd_normalization.ipynb in place")
     args = parser.parse_args(argv)

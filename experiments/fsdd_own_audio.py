@@ -41,7 +41,9 @@ def main(argv=None) -> None:
     spec = {"n_fft": 256, "hop_length": 80, "n_mels": 40}  # 32 ms windows, 10 ms hop at 8 kHz
     dls = AudioDataLoaders.from_df(df, path=root, fn_col="filename", label_col="label", fold_col="speaker",
                                    valid_fold=args.valid_speaker, sample_rate=None, bs=args.bs, spec=spec)  # fmt: skip
-    print(f"{len(dls.train.items)} training / {len(dls.valid.items)} validation clips ({args.valid_speaker} held out), {dls.sample_rate} Hz")
+    print(
+        f"{len(dls.train.items)} training / {len(dls.valid.items)} validation clips ({args.valid_speaker} held out), {dls.sample_rate} Hz"
+    )
 
     def stats(red_dims, count_padding: bool):
         mask_fn = (lambda x: torch.ones_like(x, dtype=torch.bool)) if count_padding else None
@@ -61,7 +63,9 @@ def main(argv=None) -> None:
     with learn.no_bar():
         learn.fit_one_cycle(args.epochs)
     acc = float(learn.recorder.values[-1][2])
-    print(f"accuracy after {args.epochs} epochs (per-frequency statistics, seed {args.seed}): {acc:.1%} ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"accuracy after {args.epochs} epochs (per-frequency statistics, seed {args.seed}): {acc:.1%} ({time.perf_counter() - start:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

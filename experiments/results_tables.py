@@ -51,7 +51,8 @@ def results_markdown(out: str | Path) -> str:
         "paired differences are matched on held-out fold and seed.",
         "",
         "| normalization | runs | mean accuracy [95% CI] | vs `none` [95% CI] | vs `global` [95% CI] | "
-        + " | ".join(_fold_name(dataset, f) for f in folds) + " |",
+        + " | ".join(_fold_name(dataset, f) for f in folds)
+        + " |",
         "|---|---|---|---|---|" + "---|" * len(folds),
     ]
     by_none = summarize(df, baseline="none", order=order) if "none" in order else None
@@ -89,7 +90,9 @@ def answer_markdown(outs) -> str:
         by_global = summarize(df, baseline="global", order=order) if "global" in order else None
         per_norm = (by_none if by_none is not None else summarize(df, order=order)).per_norm
         best = per_norm["mean"].idxmax()
-        settings = json.loads((out / "experiment.json").read_text()).get("settings", {}) if (out / "experiment.json").is_file() else {}
+        settings = (
+            json.loads((out / "experiment.json").read_text()).get("settings", {}) if (out / "experiment.json").is_file() else {}
+        )
         dataset = "FSDD, speakers held out" if str(df["preset"].iloc[0]).startswith("fsdd") else "ESC-50"
         augment = ", with augmentation" if settings.get("augment") else ""
         row = per_norm.loc[best]

@@ -34,8 +34,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text", "remove_stale_temp_files", "STALE_TEMP_AGE_S", "pid_alive", "read_json",
-           "file_lock"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "remove_stale_temp_files",
+    "STALE_TEMP_AGE_S",
+    "pid_alive",
+    "read_json",
+    "file_lock",
+]
 
 #: Age in seconds after which a temporary file whose writer cannot be checked (another host, or an
 #: older name without host and pid) counts as left by a dead process.
@@ -185,7 +192,9 @@ def _write_error(path: Path, e: OSError) -> OSError:
         fix = f"make {path.parent} writable or choose another folder"
     else:
         fix = "fix the cause and run again"
-    message = f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged and no temporary file is left; {fix}"
+    message = (
+        f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged and no temporary file is left; {fix}"
+    )
     try:
         return type(e)(e.errno, message) if e.errno is not None else type(e)(message)
     except TypeError:  # a subclass with its own constructor
@@ -199,11 +208,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 _NO_DEFAULT = object()
-_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+_JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+}
 
 
-def read_json(path: str | os.PathLike, what: str = "file", fix: str = "delete it or restore it from a backup",
-              expected: type | tuple[type, ...] = dict, required: tuple[str, ...] = (), default: Any = _NO_DEFAULT) -> Any:
+def read_json(
+    path: str | os.PathLike,
+    what: str = "file",
+    fix: str = "delete it or restore it from a backup",
+    expected: type | tuple[type, ...] = dict,
+    required: tuple[str, ...] = (),
+    default: Any = _NO_DEFAULT,
+) -> Any:
     """The JSON value stored in `path` (UTF-8), checked to be of type `expected` (for objects: to hold
     the keys `required`).
 
@@ -235,8 +257,11 @@ def read_json(path: str | os.PathLike, what: str = "file", fix: str = "delete it
             fault = f"is not UTF-8 text (byte {e.start})"
         except json.JSONDecodeError as e:
             ended = e.pos >= len(data.decode("utf-8").rstrip()) or e.msg.startswith("Unterminated string")
-            fault = (f"is truncated (its {len(data)} bytes end inside a JSON value)" if ended
-                     else f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})")
+            fault = (
+                f"is truncated (its {len(data)} bytes end inside a JSON value)"
+                if ended
+                else f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+            )
     if fault is None:
         kinds = expected if isinstance(expected, tuple) else (expected,)
         if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):

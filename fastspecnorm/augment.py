@@ -30,8 +30,16 @@ from torch import Tensor
 from . import functional as F
 from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, valid_mask
 
-__all__ = ["band_mask", "mask_bands", "SpecAugment", "augment_callbacks", "WaveformGain", "AddNoise", "TimeShift",
-           "waveform_augmentations"]
+__all__ = [
+    "band_mask",
+    "mask_bands",
+    "SpecAugment",
+    "augment_callbacks",
+    "WaveformGain",
+    "AddNoise",
+    "TimeShift",
+    "waveform_augmentations",
+]
 
 
 def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Tensor | None = None, device=None) -> Tensor:
@@ -57,8 +65,13 @@ def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Te
     return inside.any(dim=1)
 
 
-def mask_bands(x: Tensor, freq_mask: Tensor | None = None, time_mask: Tensor | None = None, fill: float | str = 0.0,
-               valid: Tensor | None = None) -> Tensor:
+def mask_bands(
+    x: Tensor,
+    freq_mask: Tensor | None = None,
+    time_mask: Tensor | None = None,
+    fill: float | str = 0.0,
+    valid: Tensor | None = None,
+) -> Tensor:
     """Fill frequency bands and time bands of spectrograms.
 
     x: `(batch, channels, freq, time)`; freq_mask: bool `(batch, freq)`; time_mask: bool
@@ -108,8 +121,14 @@ class SpecAugment(RefusePlainTensor, Transform):
     order = 100  # after the normalizations (99): masks hold the normalized representation's neutral value
     wrap_hint = "AudioSpectrogram(x) for a (batch, channels, freq, time) spectrogram"
 
-    def __init__(self, n_freq_masks: int = 2, max_freq_width: float = 0.125, n_time_masks: int = 2, max_time_width: float = 0.064,
-                 fill: float | str = 0.0):
+    def __init__(
+        self,
+        n_freq_masks: int = 2,
+        max_freq_width: float = 0.125,
+        n_time_masks: int = 2,
+        max_time_width: float = 0.064,
+        fill: float | str = 0.0,
+    ):
         super().__init__()
         for name, value in (("max_freq_width", max_freq_width), ("max_time_width", max_time_width)):
             if not 0 <= value <= 1:
@@ -127,8 +146,14 @@ class SpecAugment(RefusePlainTensor, Transform):
         n_items, _, n_freq, n_frames = x.shape
         lengths = getattr(x, "lengths", None)
         freq_mask = band_mask(n_items, n_freq, self.n_freq_masks, self.max_freq_width, device=x.device)
-        time_mask = band_mask(n_items, n_frames, self.n_time_masks, self.max_time_width,
-                              valid=None if lengths is None else torch.as_tensor(lengths), device=x.device)
+        time_mask = band_mask(
+            n_items,
+            n_frames,
+            self.n_time_masks,
+            self.max_time_width,
+            valid=None if lengths is None else torch.as_tensor(lengths),
+            device=x.device,
+        )
         return mask_bands(x, freq_mask, time_mask, self.fill, valid=None if lengths is None else valid_mask(x))
 
 
@@ -171,7 +196,9 @@ class _WaveformAugment(RefusePlainTensor, Transform):
 
     def _check(self, x: AudioTensor) -> Tensor:
         if x.dim() != 3:
-            raise ValueError(f"{type(self).__name__} is a batch transform on (batch, channels, samples), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} is a batch transform on (batch, channels, samples), got shape {tuple(x.shape)}"
+            )
         return x.as_subclass(Tensor)
 
     def _like(self, out: Tensor, x: AudioTensor) -> AudioTensor:
@@ -249,8 +276,9 @@ class TimeShift(_WaveformAugment):
         return self._like(wav.gather(-1, index[:, None, :].expand(wav.shape)), x)
 
 
-def waveform_augmentations(max_gain_db: float = 6.0, snr_db: tuple[float, float] = (10.0, 40.0), max_shift: float = 0.2,
-                           p: float = 0.5) -> list:
+def waveform_augmentations(
+    max_gain_db: float = 6.0, snr_db: tuple[float, float] = (10.0, 40.0), max_shift: float = 0.2, p: float = 0.5
+) -> list:
     """The train-only waveform augmentations as batch transforms, for `batch_tfms=`:
     `[WaveformGain(max_gain_db, p), AddNoise(*snr_db, p), TimeShift(max_shift, p)]` (gain in dB,
     SNR in dB, shift as a fraction of each clip). Each applies to a clip with probability `p`."""

@@ -44,7 +44,9 @@ def stats_loader(dl, shuffle: bool = True, seed: int = 0):
     return new
 
 
-def stats_item_indices(n_items: int, bs: int, fraction: float = 1.0, seed: int = 0, rank: int = 0, world_size: int = 1) -> list[int]:
+def stats_item_indices(
+    n_items: int, bs: int, fraction: float = 1.0, seed: int = 0, rank: int = 0, world_size: int = 1
+) -> list[int]:
     """Indices of the training items one process uses for the statistics pass.
 
     The selection is global and does not depend on the number of processes: with `fraction` < 1,
@@ -125,7 +127,9 @@ def _normalizes_fresh_spectrograms(dls) -> bool:
     output on every loader, a fresh tensor it may overwrite (`inplace`): `AudioToSpec` is the last
     transform before it."""
     for dl in dls.loaders:
-        before = [t for t in dl.after_batch.fs if not isinstance(t, SPEC_NORMALIZERS) and getattr(t, "order", 0) <= SpecNormalize.order]
+        before = [
+            t for t in dl.after_batch.fs if not isinstance(t, SPEC_NORMALIZERS) and getattr(t, "order", 0) <= SpecNormalize.order
+        ]
         if not before or not isinstance(before[-1], AudioToSpec):
             return False
     return True

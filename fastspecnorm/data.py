@@ -58,9 +58,11 @@ def _check_kwargs(kwargs: dict, where: str) -> None:
     if unknown:
         hints = "; ".join(f"{k}: {_NOT_SUPPORTED[k]}" for k in unknown if k in _NOT_SUPPORTED)
         raise TypeError(
-            f"{where} got unexpected keyword argument(s) {unknown}" + (f" ({hints})" if hints else "")
+            f"{where} got unexpected keyword argument(s) {unknown}"
+            + (f" ({hints})" if hints else "")
             + f"; besides its own arguments it passes on only fastai's DataLoader keywords {sorted(LOADER_KWARGS)}"
         )
+
 
 #: Extensions `from_folder` collects: the package's one list (`audio.io.audio_extensions`), the
 #: formats this machine's soundfile can read (`.mp3` included with libsndfile >= 1.1).
@@ -127,7 +129,10 @@ def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: floa
         if df[col].dtype != bool:
             raise ValueError(f"valid_col {col!r} must hold True/False (True = validation), got dtype {df[col].dtype}")
         if df[col].all() or not df[col].any():
-            raise ValueError(f"valid_col {col!r} is {bool(df[col].iloc[0])} on every row: nothing is left for " + ("training" if df[col].all() else "validation"))
+            raise ValueError(
+                f"valid_col {col!r} is {bool(df[col].iloc[0])} on every row: nothing is left for "
+                + ("training" if df[col].all() else "validation")
+            )
         return ColSplitter(col)
     if fold_col is not None:
         col = _column(df, fold_col, "fold_col")
@@ -153,11 +158,16 @@ def _check_integer_column(df: pd.DataFrame, col: str, what: str) -> None:
     2**53, where a float64 no longer holds every integer): they would wrap or merge silently."""
     values = df[col]
     if pd.api.types.is_float_dtype(values):
-        bad, limit = values.notna() & (values.abs() > _FLOAT_EXACT), f"+-2**53 ({_FLOAT_EXACT}), where float64 stops holding integers exactly"
+        bad, limit = (
+            values.notna() & (values.abs() > _FLOAT_EXACT),
+            f"+-2**53 ({_FLOAT_EXACT}), where float64 stops holding integers exactly",
+        )
     elif pd.api.types.is_unsigned_integer_dtype(values):
         bad, limit = values > _INT64[1], f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
     elif values.dtype == object:
-        bad = values.map(lambda v: isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]).astype(bool)
+        bad = values.map(lambda v: isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]).astype(
+            bool
+        )
         limit = f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
     else:
         return
@@ -329,14 +339,21 @@ class AudioDataLoaders(DataLoaders):
             df["is_valid"] = [f.relative_to(root).parts[0] == valid for f in files]
             if not df["is_valid"].any() or df["is_valid"].all():
                 empty = valid if not df["is_valid"].any() else train
-                raise FileNotFoundError(f"no audio files under {root / empty}; the split follows the {train}/ and {valid}/ folders")
+                raise FileNotFoundError(
+                    f"no audio files under {root / empty}; the split follows the {train}/ and {valid}/ folders"
+                )
         return cls.from_df(df, path=root, fn_col="file", label_col="label", valid_col="is_valid" if by_folder else None,
                            valid_pct=0.2 if valid_pct is None else valid_pct, seed=seed, sample_rate=sample_rate,
                            duration=duration, bs=bs, spec=spec, **kwargs)  # fmt: skip
 
     @classmethod
     def from_csv(
-        cls, path: str | os.PathLike, csv_fname: str | os.PathLike = "labels.csv", header="infer", delimiter: str | None = None, **kwargs
+        cls,
+        path: str | os.PathLike,
+        csv_fname: str | os.PathLike = "labels.csv",
+        header="infer",
+        delimiter: str | None = None,
+        **kwargs,
     ) -> AudioDataLoaders:
         """`from_df` over the CSV `path / csv_fname` (read with `pd.read_csv(header=header,
         delimiter=delimiter)`), file names relative to `path`, as fastai's `from_csv`: by default the
@@ -350,7 +367,13 @@ class AudioDataLoaders(DataLoaders):
 
     @classmethod
     def from_path_func(
-        cls, path: str | os.PathLike, fnames: Iterable, label_func: Callable, valid_pct: float = 0.2, seed: int | None = None, **kwargs
+        cls,
+        path: str | os.PathLike,
+        fnames: Iterable,
+        label_func: Callable,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        **kwargs,
     ) -> AudioDataLoaders:
         """Loaders over the files `fnames` (paths under `path`, e.g. `get_audio_files(path)`, or names
         relative to it), labelled by `label_func(fname)` (fname as given, a `Path`), `valid_pct` of them
@@ -362,7 +385,9 @@ class AudioDataLoaders(DataLoaders):
             raise ValueError("fnames is empty: pass the audio files, e.g. get_audio_files(path)")
         labels = [label_func(Path(f)) for f in fnames]
         df = pd.DataFrame({"file": _relative_names(Path(path), fnames), "label": labels})
-        return cls.from_df(df, path=path, fn_col="file", label_col="label", valid_col=None, valid_pct=valid_pct, seed=seed, **kwargs)
+        return cls.from_df(
+            df, path=path, fn_col="file", label_col="label", valid_col=None, valid_pct=valid_pct, seed=seed, **kwargs
+        )
 
     @classmethod
     def from_name_func(cls, path: str | os.PathLike, fnames: Iterable, label_func: Callable, **kwargs) -> AudioDataLoaders:
@@ -489,8 +514,10 @@ class AudioDataLoaders(DataLoaders):
             warn_level_after_waveform_norm(batch_tfms)
         audio_cache = _open_cache(files, sample_rate, cache, audio_dtype, progress)
         dblock = DataBlock(
-            blocks=(AudioBlock(sample_rate=sample_rate, cache=audio_cache, dtype=audio_dtype),
-                    CategoryBlock(vocab=None if vocab is None else list(vocab), sort=vocab is None)),
+            blocks=(
+                AudioBlock(sample_rate=sample_rate, cache=audio_cache, dtype=audio_dtype),
+                CategoryBlock(vocab=None if vocab is None else list(vocab), sort=vocab is None),
+            ),
             get_x=_ReadPath(fn, str(root)),
             get_y=_Label(label),
             splitter=splitter,
@@ -518,7 +545,9 @@ class _RegexLabel:
         text = fname.as_posix() if isinstance(fname, Path) else str(fname)
         found = self.matcher.search(text)
         if found is None:
-            raise ValueError(f"the pattern {self.pat!r} does not match {text!r}; it must match every file (its first group is the label)")
+            raise ValueError(
+                f"the pattern {self.pat!r} does not match {text!r}; it must match every file (its first group is the label)"
+            )
         if not found.groups():
             raise ValueError(f"the pattern {self.pat!r} has no group: put the label's part in parentheses")
         return found.group(1)

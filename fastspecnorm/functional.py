@@ -164,7 +164,12 @@ def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False, mask: T
 
 
 def db_range(
-    x: Tensor, min_level_db: float = -100.0, clip: bool = True, ref_level_db: float = 0.0, inplace: bool = False, mask: Tensor | None = None
+    x: Tensor,
+    min_level_db: float = -100.0,
+    clip: bool = True,
+    ref_level_db: float = 0.0,
+    inplace: bool = False,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`.
 

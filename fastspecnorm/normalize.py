@@ -132,7 +132,9 @@ class SpecNormalize(_SpecTransform, DisplayedTransform):
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         self._check(x)
-        return _with_unit(F.normalize(x, self.mean, self.std, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "std")
+        return _with_unit(
+            F.normalize(x, self.mean, self.std, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "std"
+        )
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         return _with_unit(F.denormalize(x, self.mean, self.std), "dB")
@@ -155,7 +157,9 @@ class InstanceMinMax(_SpecTransform, Transform):
         self.eps, self.inplace = eps, inplace
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        return _with_unit(F.instance_minmax(x, self.eps, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "[0, 1]")
+        return _with_unit(
+            F.instance_minmax(x, self.eps, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "[0, 1]"
+        )
 
 
 class DbRangeNormalize(_SpecTransform, DisplayedTransform):
@@ -182,7 +186,9 @@ class DbRangeNormalize(_SpecTransform, DisplayedTransform):
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         if getattr(x, "unit", "dB") not in ("dB", None):
             raise ValueError(f"DbRangeNormalize expects a spectrogram in dB, got unit {x.unit!r}; use AudioToSpec(to_db=True)")
-        out = F.db_range(x, self.min_level_db, self.clip, self.ref_level_db, inplace=getattr(self, "inplace", False), mask=_padding_mask(x))
+        out = F.db_range(
+            x, self.min_level_db, self.clip, self.ref_level_db, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)
+        )
         return _with_unit(out, "[0, 1]")
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
@@ -241,8 +247,17 @@ class PCEN(_SpecTransform, DisplayedTransform):
 
     order = 99
 
-    def __init__(self, gain: float = 0.98, bias: float = 2.0, power: float = 0.5, time_constant: float = 0.4, eps: float = 1e-6,
-                 input_scale: float = INT32_ENERGY_SCALE, sr: float | None = None, hop_length: int | None = None):
+    def __init__(
+        self,
+        gain: float = 0.98,
+        bias: float = 2.0,
+        power: float = 0.5,
+        time_constant: float = 0.4,
+        eps: float = 1e-6,
+        input_scale: float = INT32_ENERGY_SCALE,
+        sr: float | None = None,
+        hop_length: int | None = None,
+    ):
         super().__init__()
         if not input_scale > 0:
             raise ValueError(f"input_scale must be positive, got {input_scale}")
@@ -257,7 +272,9 @@ class PCEN(_SpecTransform, DisplayedTransform):
             )
         sr, hop = self.sr or getattr(x, "sr", None), self.hop_length or getattr(x, "hop_length", None)
         if not (sr and hop):
-            raise ValueError("PCEN needs the sample rate and hop length: the spectrogram has none, pass PCEN(sr=..., hop_length=...)")
+            raise ValueError(
+                "PCEN needs the sample rate and hop length: the spectrogram has none, pass PCEN(sr=..., hop_length=...)"
+            )
         # float32 at least: 2**62 overflows float16.
         scaled = x.to(torch.promote_types(x.dtype, torch.float32)) * self.input_scale
         out = F.pcen(scaled, sr, hop, self.gain, self.bias, self.power, self.time_constant, self.eps, mask=_padding_mask(x))

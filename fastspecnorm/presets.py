@@ -81,7 +81,13 @@ class AudioSettings:
 
     def spec_kwargs(self) -> dict[str, Any]:
         "The `AudioToSpec` arguments of these settings, except the sample rate (the loaders give it)."
-        return {"n_fft": self.n_fft, "hop_length": self.hop_length, "n_mels": self.n_mels, "f_max": self.f_max, "to_db": self.to_db}
+        return {
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "f_max": self.f_max,
+            "to_db": self.to_db,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,10 +109,14 @@ PRESETS: dict[str, AudioSettings] = {
     "strong": AudioSettings(augment=True),
     # Real speech (FSDD): the files' own 8 kHz, each clip at its own length, 40 mel bins from 32 ms
     # windows every 10 ms -> (1, 40, 15-230 frames), bs 32, 6 epochs.
-    "fsdd": AudioSettings(sample_rate=8000, duration=None, n_fft=256, hop_length=80, n_mels=40, bs=32, epochs=6, audio_dtype="auto"),
+    "fsdd": AudioSettings(
+        sample_rate=8000, duration=None, n_fft=256, hop_length=80, n_mels=40, bs=32, epochs=6, audio_dtype="auto"
+    ),
     # Your own audio: the files' own rate when they share one (else 16 kHz), each clip at its own
     # length, 64 mel bins from windows of about 64 ms (a power of two) every quarter window, bs 32, 8 epochs.
-    "own": AudioSettings(sample_rate=None, duration=None, n_fft=None, hop_length=None, n_mels=64, bs=32, epochs=8, audio_dtype="auto"),
+    "own": AudioSettings(
+        sample_rate=None, duration=None, n_fft=None, hop_length=None, n_mels=64, bs=32, epochs=8, audio_dtype="auto"
+    ),
 }
 
 

@@ -82,9 +82,7 @@ class StatsRecorder:
             raise TypeError(f"StatsRecorder.update expects a floating-point tensor, got dtype {x.dtype}")
         x = x.as_subclass(Tensor) if type(x) is not Tensor else x
         if max(self.red_dims) >= x.dim():
-            raise ValueError(
-                f"red_dims={self.red_dims} does not fit input of shape {tuple(x.shape)} ({x.dim()} dimensions)"
-            )
+            raise ValueError(f"red_dims={self.red_dims} does not fit input of shape {tuple(x.shape)} ({x.dim()} dimensions)")
         if self.ndim is not None and x.dim() != self.ndim:
             raise ValueError(f"batch has {x.dim()} dimensions (shape {tuple(x.shape)}); earlier batches had {self.ndim}")
         kept = self._kept_shape(x)
@@ -163,7 +161,9 @@ class StatsRecorder:
                 continue
             m = Moments(*(torch.from_numpy(a) for a in part[:3]))
             if total is not None and total.count.shape != m.count.shape:
-                raise ValueError(f"rank {rank} has statistics of shape {tuple(m.count.shape)}, expected {tuple(total.count.shape)}")
+                raise ValueError(
+                    f"rank {rank} has statistics of shape {tuple(m.count.shape)}, expected {tuple(total.count.shape)}"
+                )
             total = m if total is None else merge_moments(total, m)
             ndim, n_batches = part[3], n_batches + part[4]
         if total is not None:
@@ -263,8 +263,10 @@ class StatsRecorder:
             found = header.get("format") if isinstance(header, dict) else header
             raise ValueError(f"{path} has format {found!r}, expected {STATS_FORMAT!r}; delete it to recompute")
         if not isinstance(header.get("red_dims"), list) or not isinstance(header.get("settings", {}), dict | None):
-            raise ValueError(f"{path} has a header without a red_dims list or with settings that are not an object "
-                             f"({header!r}); delete it to recompute")
+            raise ValueError(
+                f"{path} has a header without a red_dims list or with settings that are not an object "
+                f"({header!r}); delete it to recompute"
+            )
         shapes = {k: a.shape for k, a in arrays.items()}
         if len(set(shapes.values())) != 1 or any(a.dtype != np.float64 for a in arrays.values()):
             raise ValueError(f"{path} is corrupt: arrays of shapes/dtypes {shapes} are inconsistent; delete it to recompute")
@@ -313,7 +315,9 @@ def n_batches_for(n_total: int, fraction: float) -> int:
     """
     check_fraction(fraction)
     if n_total == 0:
-        raise ValueError("the DataLoader yields no batches (is the training set empty, or smaller than one batch with drop_last?)")
+        raise ValueError(
+            "the DataLoader yields no batches (is the training set empty, or smaller than one batch with drop_last?)"
+        )
     wanted = fraction * n_total
     if wanted < 1 - 1e-9:  # the tolerance lets fraction=1/n_total through (1/49*49 < 1 in floating point)
         raise ValueError(

@@ -55,7 +55,9 @@ def reasons(fn: ast.AST, modules: set[str], private: set[str]) -> list[str]:
     for node in ast.walk(fn):
         if isinstance(node, ast.Name) and node.id in private:
             found.append(f"imports {node.id}")
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("_"):  # not __dunder__ / _repr_html_
+        elif (
+            isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("_")
+        ):  # not __dunder__ / _repr_html_
             base = node.value
             root = base
             while isinstance(root, ast.Attribute):

@@ -153,7 +153,14 @@ def test_norm_setup_adds_augmentations_with_the_norms_fill(norm):
 def test_fills_by_norm():
     # the value that carries no information after each normalization (see Norm.mask_fill)
     assert {n: NORMS[n].mask_fill for n in NORMS} == {
-        "none": -100.0, "global": 0.0, "channel": 0.0, "instance": 0.0, "dbrange": 0.0, "pcen": 0.0, "utterance": 0.0, "bn": "mean",
+        "none": -100.0,
+        "global": 0.0,
+        "channel": 0.0,
+        "instance": 0.0,
+        "dbrange": 0.0,
+        "pcen": 0.0,
+        "utterance": 0.0,
+        "bn": "mean",
     }
 
 

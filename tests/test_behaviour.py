@@ -61,8 +61,9 @@ def plain(x) -> np.ndarray:
 def build_run(root, norm: str, bs: int = 4):
     "DataLoaders and learner of one run of `norm`, as `experiment.runner.train_one` builds them."
     setup = norm_setup(norm)
-    dls = esc50_dataloaders(root, valid_fold=1, preset="quick", bs=bs, duration=1.0, num_workers=0,
-                            batch_tfms=setup.batch_tfms, **setup.settings)
+    dls = esc50_dataloaders(
+        root, valid_fold=1, preset="quick", bs=bs, duration=1.0, num_workers=0, batch_tfms=setup.batch_tfms, **setup.settings
+    )
     learn = esc50_learner(dls, cbs=setup.cbs, **setup.learner_kwargs)
     return dls, learn
 
@@ -215,8 +216,9 @@ def test_utterance_is_per_item_and_frequency_bin_over_time(tiny_esc50, refs):
     got = valid_batch(dls)
     # dB errors scale by 1 / std; near-constant bins (std ~ 0, e.g. the silent clip) give 0 on both sides
     ok = std > 1e-2
-    np.testing.assert_allclose(got[np.broadcast_to(ok, got.shape)], ((x - mean) / std)[np.broadcast_to(ok, x.shape)],
-                               rtol=0, atol=2 * DB_ATOL / 1e-2)
+    np.testing.assert_allclose(
+        got[np.broadcast_to(ok, got.shape)], ((x - mean) / std)[np.broadcast_to(ok, x.shape)], rtol=0, atol=2 * DB_ATOL / 1e-2
+    )
     assert np.abs(got[np.broadcast_to(~ok, got.shape)]).max(initial=0) <= 2 * DB_ATOL / 1e-5
 
 
@@ -240,8 +242,16 @@ def test_bn_puts_a_batchnorm_over_frequency_bins_first_and_installs_nothing(tiny
 
 
 def test_waveform_standardization_per_norm():
-    expected = {"none": False, "global": True, "channel": True, "instance": True, "dbrange": False, "pcen": False,
-                "utterance": True, "bn": True}
+    expected = {
+        "none": False,
+        "global": True,
+        "channel": True,
+        "instance": True,
+        "dbrange": False,
+        "pcen": False,
+        "utterance": True,
+        "bn": True,
+    }
     assert set(expected) == set(NORMS)  # a new norm is pinned here too
     for name in expected:
         assert norm_setup(name).settings["waveform_norm"] is expected[name], name

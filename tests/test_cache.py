@@ -77,7 +77,9 @@ def open_cache(root, cache_dir, **kwargs) -> AudioCache:
 @pytest.mark.parametrize("dtype", ["int16", "float16", "float32"])
 def test_storage_rounding_against_numpy(dtype):
     "The one rounding rule, against NumPy float64 written the simplest way (x * 32768 is exact in both)."
-    x = torch.cat([torch.randn(1, 5000) * 0.3, torch.tensor([[1.2, -1.5, 1.0, -1.0, 0.0, 1 / 32768, 0.5 / 32768, 1.5 / 32768]])], dim=1)
+    x = torch.cat(
+        [torch.randn(1, 5000) * 0.3, torch.tensor([[1.2, -1.5, 1.0, -1.0, 0.0, 1 / 32768, 0.5 / 32768, 1.5 / 32768]])], dim=1
+    )
     x64 = x.double().numpy()
     if dtype == "int16":
         expected = np.clip(np.rint(x64 * 32768), -32768, 32767) / 32768  # rint: half to even
@@ -280,7 +282,9 @@ def assert_same_batches(a, b):
 
 def make_dls(root, cache, num_workers=0, seed=0, **kwargs):
     set_seed(seed)  # the DataLoaders' own shuffling generators are seeded at construction
-    return esc50_dataloaders(root, preset="quick", bs=4, duration=0.8, cache=cache, num_workers=num_workers, device="cpu", **kwargs)
+    return esc50_dataloaders(
+        root, preset="quick", bs=4, duration=0.8, cache=cache, num_workers=num_workers, device="cpu", **kwargs
+    )
 
 
 def test_cached_epochs_equal_uncached_epochs(esc50, tmp_path, monkeypatch):
@@ -298,7 +302,6 @@ def test_cached_epoch_with_two_workers(esc50, tmp_path):
     cached, uncached = make_dls(esc50, tmp_path / "c", num_workers=2), make_dls(esc50, False, num_workers=2)
     assert cached.train.fake_l.num_workers == 2
     assert_same_batches(epoch(cached.train, 5), epoch(uncached.train, 5))
-
 
 
 def test_stale_entry_inside_a_batch_is_decoded(esc50, tmp_path):
@@ -341,7 +344,9 @@ def test_rewrite_with_same_size_and_restored_mtime_is_detected(write_audio, tmp_
     assert cache.build(progress=False)["decoded"] == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert torch.equal(AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", progress=False).get(path), expected)
+        assert torch.equal(
+            AudioCache.for_settings(tmp_path / "audio", RATE, cache_dir=tmp_path / "c", progress=False).get(path), expected
+        )
 
 
 # A process writing a cache data file with the package's writer, killed halfway (or held there).
@@ -380,6 +385,7 @@ def test_temporary_data_file_of_a_killed_build_is_removed_by_the_next_build(esc5
     assert killed.wait(timeout=60) == -signal.SIGKILL
     live = start("data-ba9876543210.bin", "hold")
     try:
+
         def temps():
             return sorted(p.name for p in cache.folder.iterdir() if p.name.endswith(".tmp"))
 
@@ -515,10 +521,20 @@ print("ok", len(files))
 @pytest.mark.skipif(os.name != "posix", reason="os.truncate of an open file and SIGBUS are POSIX")
 def test_data_file_truncated_while_open_is_decoded_from_the_source_never_a_crash(esc50, tmp_path):
     open_cache(esc50, tmp_path / "c")  # built here; the child only opens it
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.run([sys.executable, "-c", TRUNCATE_WHILE_OPEN, str(esc50 / "audio"), str(tmp_path / "c")], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert child.returncode == 0, f"exit {child.returncode} (-{int(signal.SIGBUS)} is SIGBUS)\n{child.stdout}{child.stderr[-3000:]}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", TRUNCATE_WHILE_OPEN, str(esc50 / "audio"), str(tmp_path / "c")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 0, (
+        f"exit {child.returncode} (-{int(signal.SIGBUS)} is SIGBUS)\n{child.stdout}{child.stderr[-3000:]}"
+    )
     assert child.stdout.split() == ["ok", "15"]
     # The next build (a fresh open) sees the size mismatch and rewrites the data file.
     with warnings.catch_warnings():

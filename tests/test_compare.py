@@ -107,8 +107,10 @@ def test_folder_source_draws_folds_once_and_reuses_them(own, tmp_path, fake_trai
 
 def test_folds_are_the_same_in_a_second_process(own, tmp_path):
     out = tmp_path / "out"
-    code = ("import sys; from fastspecnorm.experiment import ExperimentConfig, prepare; from fastspecnorm.experiment.log import RunLog;"
-            f"prepare(ExperimentConfig(data={str(own)!r}, out={str(out)!r}, norms=['none'], k=4, overrides={TINY!r}), RunLog(quiet=True))")
+    code = (
+        "import sys; from fastspecnorm.experiment import ExperimentConfig, prepare; from fastspecnorm.experiment.log import RunLog;"
+        f"prepare(ExperimentConfig(data={str(own)!r}, out={str(out)!r}, norms=['none'], k=4, overrides={TINY!r}), RunLog(quiet=True))"
+    )
     for _ in range(2):
         subprocess.run([sys.executable, "-c", code], check=True)
     first = (out / "folds.csv").read_bytes()
@@ -201,7 +203,9 @@ def test_compare_from_python_returns_the_summary(own, tmp_path, fake_training):
 
 def test_redirected_output_has_no_redraws_and_few_lines_per_epoch(own, tmp_path):
     out = tmp_path / "out"
-    done = _cli("--data", own, "--out", out, "--k", "2", "--folds", "1", "--norms", "none", "global", "--epochs", "2", "--bs", "4")
+    done = _cli(
+        "--data", own, "--out", out, "--k", "2", "--folds", "1", "--norms", "none", "global", "--epochs", "2", "--bs", "4"
+    )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stdout and "\r" not in done.stderr
     lines = done.stdout.splitlines()

@@ -32,4 +32,3 @@ def test_missing_library_is_reported_the_same_way(tmp_path):
     res = _import_with_fake_torchaudio(tmp_path, 'raise ImportError("libc10_cuda.so: cannot open shared object file")')
     last = res.stderr.strip().splitlines()[-1]
     assert res.returncode != 0 and last.startswith("ImportError: torchaudio ") and "libc10_cuda.so" in last
-

@@ -67,7 +67,10 @@ def test_load_float_wav_exact(write_audio, channels):
     np.testing.assert_array_equal(wav.numpy(), expected)
 
 
-@pytest.mark.parametrize("ext, kwargs, atol", [("wav", {"subtype": "PCM_16"}, PCM16_ATOL), ("flac", {}, PCM16_ATOL), ("wav", {"subtype": "PCM_24"}, 2.0**-23)])
+@pytest.mark.parametrize(
+    "ext, kwargs, atol",
+    [("wav", {"subtype": "PCM_16"}, PCM16_ATOL), ("flac", {}, PCM16_ATOL), ("wav", {"subtype": "PCM_24"}, 2.0**-23)],
+)
 def test_load_integer_formats(write_audio, ext, kwargs, atol):
     data = _noise(1, 4000, 2)
     path = write_audio(f"a.{ext}", data, sr=8000, **kwargs)
@@ -309,7 +312,14 @@ def test_resize_signal_pads_short_clips(split_idx):
     assert rep[0, 300:].tolist() == list(range(200))
 
 
-@pytest.mark.parametrize("kwargs, pattern", [({"duration": 0}, "duration"), ({"duration": 1, "valid_crop": "end"}, "valid_crop"), ({"duration": 1, "pad_mode": "x"}, "pad_mode")])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"duration": 0}, "duration"),
+        ({"duration": 1, "valid_crop": "end"}, "valid_crop"),
+        ({"duration": 1, "pad_mode": "x"}, "pad_mode"),
+    ],
+)
 def test_resize_signal_bad_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         ResizeSignal(**kwargs)
@@ -388,7 +398,9 @@ def test_metadata_survives_fastai_dataloader_workers(write_audio):
         assert isinstance(x, AudioTensor) and x.sr == 16000 and x.shape == (2, 1, 16000)
         assert x.loaded_by != os.getpid()  # made in a worker process, metadata carried back
     first = AudioTensor.create(paths[0], sr=16000)
-    torch.testing.assert_close(batches[0][0][0, :, :16000].as_subclass(torch.Tensor), first.as_subclass(torch.Tensor)[:, :16000], rtol=0, atol=0)
+    torch.testing.assert_close(
+        batches[0][0][0, :, :16000].as_subclass(torch.Tensor), first.as_subclass(torch.Tensor)[:, :16000], rtol=0, atol=0
+    )
 
 
 def test_load_audio_transform_keeps_or_sets_rate(write_audio):
@@ -413,7 +425,9 @@ def test_audio_tensor_show_plots_seconds():
 @pytest.mark.parametrize("n_mels", [None, 64])
 def test_spectrogram_show_has_db_colorbar_and_hz_seconds_axes(n_mels):
     n_freq = n_mels or 201
-    spec = AudioSpectrogram(torch.randn(1, n_freq, 41) * 10 - 50, sr=16000, hop_length=400, n_mels=n_mels, f_max=8000.0, unit="dB")
+    spec = AudioSpectrogram(
+        torch.randn(1, n_freq, 41) * 10 - 50, sr=16000, hop_length=400, n_mels=n_mels, f_max=8000.0, unit="dB"
+    )
     ax = spec.show()
     fig = ax.figure
     assert len(fig.axes) == 2  # the image and its colorbar

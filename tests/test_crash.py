@@ -33,7 +33,22 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL hooks r
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "esc50_normalization.py"
-COMMON = ["--folds", "1", "--seeds", "0", "--preset", "quick", "--epochs", "1", "--bs", "4", "--num-workers", "0", "--set", "duration=0.25"]
+COMMON = [
+    "--folds",
+    "1",
+    "--seeds",
+    "0",
+    "--preset",
+    "quick",
+    "--epochs",
+    "1",
+    "--bs",
+    "4",
+    "--num-workers",
+    "0",
+    "--set",
+    "duration=0.25",
+]
 
 DRIVER = r'''
 """python driver.py POINT TARGET NTH -- ARGS: the experiment command, SIGKILLed at POINT of the
@@ -126,7 +141,11 @@ def _start(tmp: Path, args: list[str], point: str = "none", target: str = "-", n
         driver.write_text(DRIVER)
     return subprocess.Popen(
         [sys.executable, str(driver), point, target, str(nth), "--", *args],
-        env=_env(), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=_env(),
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -140,7 +159,13 @@ def _finish(proc: subprocess.Popen, expect_killed: bool) -> str:
 
 
 def _temp_files(out: Path) -> list[str]:
-    return sorted(p.name for folder in (out, out / "stats", out / "runs", out / "claims") if folder.is_dir() for p in folder.iterdir() if p.name.endswith(".tmp"))
+    return sorted(
+        p.name
+        for folder in (out, out / "stats", out / "runs", out / "claims")
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if p.name.endswith(".tmp")
+    )
 
 
 def _check_consistent(out: Path, ref: Path) -> None:

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = {"n_classes": 3, "clips_per_class": 5, "n_folds": 5, "sample_rate": 16000, "duration": 1.0, "seed": 0}
 
 # Runs as a fresh process (`python -c RUN root seeds...`) and inside the test process (`run_once`).
-RUN = r'''
+RUN = r"""
 import hashlib, json, sys
 
 import torch
@@ -69,7 +69,7 @@ def run_once(root, seed, num_workers=0):
 if __name__ == "__main__":
     root, num_workers, seeds = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3:]]
     print(json.dumps([run_once(root, s, num_workers) for s in seeds]))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,10 @@ def _fresh_process(root: Path, num_workers: int, *seeds: int) -> subprocess.Pope
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(
         [sys.executable, "-c", RUN, str(root), str(num_workers), *map(str, seeds)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -114,7 +117,9 @@ def test_same_seed_same_split_stats_and_batches(root):
     # num_workers=0, but the random crops are drawn in the workers, so crops and statistics differ.
     assert workers_a == workers_b
     assert workers_a["split"] == here[0]["split"] and workers_a["valid_batches"] == here[0]["valid_batches"]
-    assert [[y for _, y in epoch] for epoch in workers_a["train_batches"]] == [[y for _, y in epoch] for epoch in here[0]["train_batches"]]
+    assert [[y for _, y in epoch] for epoch in workers_a["train_batches"]] == [
+        [y for _, y in epoch] for epoch in here[0]["train_batches"]
+    ]
     # Two epochs differ from each other (the loader reshuffles), but repeat across runs.
     assert here[0]["train_batches"][0] != here[0]["train_batches"][1]
     # Another seed: same split, another batch order and other crops ...

@@ -31,7 +31,16 @@ RTOL = 1e-6
 # shards hold 5 and 4 clips and the batches differ in size.
 DATA = {"n_classes": 3, "clips_per_class": 4, "n_folds": 3, "sample_rate": 16000, "duration": 0.5, "seed": 0, "n_silent": 1}
 # A linear spectrogram: its values do not depend on how items are grouped into batches.
-DLS = {"preset": "quick", "valid_fold": 3, "bs": 4, "duration": 0.5, "n_mels": None, "n_fft": 256, "hop_length": 256, "num_workers": 0}
+DLS = {
+    "preset": "quick",
+    "valid_fold": 3,
+    "bs": 4,
+    "duration": 0.5,
+    "n_mels": None,
+    "n_fft": 256,
+    "hop_length": 256,
+    "num_workers": 0,
+}
 
 COMMON = """
 import datetime, json, os, sys
@@ -133,7 +142,9 @@ dist.destroy_process_group()
 # One pair of processes for both phases: starting them (importing fastai) is the slow part.
 WORKER = COMMON + RECORDER_PART + CALLBACK_PART
 
-FASTAI_DDP_WORKER = COMMON + """
+FASTAI_DDP_WORKER = (
+    COMMON
+    + """
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from torch import nn
@@ -165,6 +176,7 @@ results = dict(mean=cb.stats_recorder.mean, std=cb.stats_recorder.std, loader=sp
 torch.save(results, os.path.join(out, f"rank{rank}.pt"))
 dist.destroy_process_group()
 """
+)
 
 
 def _free_port() -> int:
@@ -194,7 +206,11 @@ def run_workers(tmp_path: Path, source: str, *args: str, timeout: float = 150) -
         procs.append(
             subprocess.Popen(
                 [sys.executable, str(script), str(rank), str(WORLD), str(out), *args],
-                env=env_r, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env=env_r,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
         )
     logs = []
@@ -214,7 +230,10 @@ def run_workers(tmp_path: Path, source: str, *args: str, timeout: float = 150) -
 def _shard(seed):
     g = torch.Generator().manual_seed(seed)
     return [
-        (torch.randn(1 + i + seed, 2, 5, 7 + 3 * i, generator=g) * 3 + 40, torch.rand(1 + i + seed, 1, 1, 7 + 3 * i, generator=g) > 0.3)
+        (
+            torch.randn(1 + i + seed, 2, 5, 7 + 3 * i, generator=g) * 3 + 40,
+            torch.rand(1 + i + seed, 1, 1, 7 + 3 * i, generator=g) > 0.3,
+        )
         for i in range(2 + seed)
     ]
 
@@ -227,7 +246,14 @@ def _reference(batches, red_dims):
         xm = np.broadcast_to(m.numpy(), x.shape)
         moved = np.moveaxis(x.double().numpy(), keep, list(range(len(keep))))
         mm = np.moveaxis(xm, keep, list(range(len(keep))))
-        vals.append([v[mask] for v, mask in zip(moved.reshape(-1, *moved.shape[len(keep):]), mm.reshape(-1, *mm.shape[len(keep):]), strict=True)])
+        vals.append(
+            [
+                v[mask]
+                for v, mask in zip(
+                    moved.reshape(-1, *moved.shape[len(keep) :]), mm.reshape(-1, *mm.shape[len(keep) :]), strict=True
+                )
+            ]
+        )
     per_pos = [np.concatenate([v[i] for v in vals]) for i in range(len(vals[0]))]
     shape = [1 if d in red_dims else s for d, s in enumerate(batches[0][0].shape)]
     mean = np.array([p.mean() for p in per_pos]).reshape(shape)
@@ -332,10 +358,16 @@ def test_stats_callback_two_ranks_equal_one_process(recorder_results, worker_dir
     assert (worker_dir / "out" / "stats1.0.npz").is_file()
     # The error of rank 1 stops both ranks with a message naming it.
     assert results[1]["error"].startswith("ValueError") and "broken clip on rank 1" in results[1]["error"]
-    assert results[0]["error"].startswith("RuntimeError") and "rank 1" in results[0]["error"] and "broken clip" in results[0]["error"]
+    assert (
+        results[0]["error"].startswith("RuntimeError")
+        and "rank 1" in results[0]["error"]
+        and "broken clip" in results[0]["error"]
+    )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="fastai.distributed needs `accelerate` (pip install accelerate)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("accelerate") is None, reason="fastai.distributed needs `accelerate` (pip install accelerate)"
+)
 def test_fastai_distrib_ctx_trains_with_global_stats(tmp_path, esc_root):
     results = run_workers(tmp_path, FASTAI_DDP_WORKER, str(esc_root), json.dumps(DLS))
     ref, n_items = _single_process_stats(esc_root, 1.0)

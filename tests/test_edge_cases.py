@@ -271,7 +271,9 @@ def test_fraction_of_exactly_one_batch_and_rounding(n):
 def test_collect_stats_and_callback_refuse_a_tiny_fraction():
     x = torch.randn(20, 1, 4, 6)
     dl = FastaiDataLoader([(x[i], 0) for i in range(20)], bs=4)  # 5 batches
-    with pytest.raises(ValueError, match=r"fraction=0.1 of 5 batch\(es\) selects less than one batch; use fraction >= 1/5 \(0.2\)"):
+    with pytest.raises(
+        ValueError, match=r"fraction=0.1 of 5 batch\(es\) selects less than one batch; use fraction >= 1/5 \(0.2\)"
+    ):
         collect_stats(dl, fraction=0.1, progress=False)
     assert collect_stats(dl, fraction=0.2, progress=False).n_batches == 1
     StatsCallback(fraction=0.001)  # a valid fraction: whether it selects a batch depends on the loader

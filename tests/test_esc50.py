@@ -59,7 +59,14 @@ def test_class_subset_works(esc, tmp_path):
 def test_presets_and_overrides():
     blog, quick = get_settings("blog"), get_settings("quick")
     assert (blog.sample_rate, blog.n_fft, blog.hop_length, blog.n_mels, blog.bs, blog.epochs) == (16000, 400, 200, None, 64, 20)
-    assert (quick.sample_rate, quick.n_fft, quick.hop_length, quick.n_mels, quick.bs, quick.epochs) == (16000, 1024, 400, 64, 16, 8)
+    assert (quick.sample_rate, quick.n_fft, quick.hop_length, quick.n_mels, quick.bs, quick.epochs) == (
+        16000,
+        1024,
+        400,
+        64,
+        16,
+        8,
+    )
     assert get_settings("quick", n_mels=128).n_mels == 128
     with pytest.raises(TypeError, match="n_mel"):
         get_settings("quick", n_mel=128)
@@ -109,8 +116,10 @@ def test_audio_format_of_synthetic(esc):
         (lambda m: m.assign(filename=m["filename"].where(m.index != 2, "../" + m["filename"])), "leaves the audio folder"),
         (lambda m: m.assign(filename=m["filename"].where(m.index != 2, " " + m["filename"])), "leading or trailing whitespace"),
         (lambda m: m.assign(fold=m["fold"].where(m.index != 2, 0)), "fold '0' is below 1"),
-        (lambda m: m.assign(category=m["category"].where(m["category"] != "dog", "Dog").where(m.index != 1, "dog")),
-         r"target 0 has several categories \['Dog', 'dog'\]"),
+        (
+            lambda m: m.assign(category=m["category"].where(m["category"] != "dog", "Dog").where(m.index != 1, "dog")),
+            r"target 0 has several categories \['Dog', 'dog'\]",
+        ),
     ],
     ids=["dotdot", "space", "fold0", "Dog-dog"],
 )

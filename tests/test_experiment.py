@@ -25,8 +25,9 @@ def esc(tmp_path_factory):
 
 
 def _cfg(esc, out, norms=("none", "global", "instance"), seeds=(0,)):
-    return ExperimentConfig(data=str(esc), out=out, folds=[1], seeds=list(seeds), norms=list(norms), preset="quick",
-                            epochs=1, overrides=dict(TINY))
+    return ExperimentConfig(
+        data=str(esc), out=out, folds=[1], seeds=list(seeds), norms=list(norms), preset="quick", epochs=1, overrides=dict(TINY)
+    )
 
 
 def test_grid_outputs_and_resume_after_crash(esc, tmp_path, monkeypatch):
@@ -120,9 +121,31 @@ def test_bad_dataset_exits_before_training(esc, tmp_path, monkeypatch, capsys):
 
 def test_command_line_script_runs(esc, tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, str(REPO / "experiments" / "esc50_normalization.py"), "--data", str(esc), "--folds", "1",
-           "--seeds", "0", "--norms", "none", "instance", "--preset", "quick", "--epochs", "1", "--out", str(out),
-           "--bs", "4", "--num-workers", "0", "--set", "duration=1.0"]
+    cmd = [
+        sys.executable,
+        str(REPO / "experiments" / "esc50_normalization.py"),
+        "--data",
+        str(esc),
+        "--folds",
+        "1",
+        "--seeds",
+        "0",
+        "--norms",
+        "none",
+        "instance",
+        "--preset",
+        "quick",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--bs",
+        "4",
+        "--num-workers",
+        "0",
+        "--set",
+        "duration=1.0",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     df = pd.read_csv(out / "results.csv")
@@ -173,8 +196,9 @@ def test_changed_audio_or_rows_are_refused_by_name(esc, tmp_path, monkeypatch, c
 
     data, out = _copy(esc, tmp_path / "data"), tmp_path / "o"
     prep = experiment.prepare(_cfg(data, out, norms=("none",)))
-    RunStore(out).save(experiment.run_id("none", 1, 0, prep.experiment_id),
-                       {"norm": "none", "fold": 1, "seed": 0, "epochs": 1, "accuracy": 0.5})  # a finished run on the old data
+    RunStore(out).save(
+        experiment.run_id("none", 1, 0, prep.experiment_id), {"norm": "none", "fold": 1, "seed": 0, "epochs": 1, "accuracy": 0.5}
+    )  # a finished run on the old data
     monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     table = pd.read_csv(data / "meta" / "esc50.csv")
     clip = data / "audio" / table["filename"].iloc[0]
@@ -236,7 +260,7 @@ def test_shards_are_disjoint_and_cover_the_grid(esc, tmp_path):
 # that sleeps FAKE_SECONDS (FAKE_SLOW_SECONDS for the run FAKE_SLOW_RUN) and notes every run it
 # trains in TRAINED_DIR. Patched at import, so `--devices` workers (spawned: they import this
 # module again) train the fake too.
-DRIVER = r'''
+DRIVER = r"""
 import os, sys, time, uuid
 from pathlib import Path
 import fastspecnorm.experiment.runner as runner
@@ -260,9 +284,26 @@ def fake_train_one(source, norm, fold, seed, settings=None, epochs=None, stats_p
 train.train_one = fake_train_one
 if __name__ == "__main__":
     sys.exit(runner.main(sys.argv[1:]))
-'''
-FAKE_GRID = ["--norms", "none", "instance", "--folds", "1", "--seeds", "0", "1", "2", "--epochs", "1", "--bs", "4",
-             "--num-workers", "0", "--set", "duration=1.0"]
+"""
+FAKE_GRID = [
+    "--norms",
+    "none",
+    "instance",
+    "--folds",
+    "1",
+    "--seeds",
+    "0",
+    "1",
+    "2",
+    "--epochs",
+    "1",
+    "--bs",
+    "4",
+    "--num-workers",
+    "0",
+    "--set",
+    "duration=1.0",
+]
 
 
 def _start(tmp_path, esc, out, *extra, seconds=0.5, slow_run="", slow_seconds=0.0, slow_once=False):
@@ -270,12 +311,24 @@ def _start(tmp_path, esc, out, *extra, seconds=0.5, slow_run="", slow_seconds=0.
     driver.write_text(DRIVER)
     trained = tmp_path / "trained"
     trained.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "FAKE_SECONDS": str(seconds), "FAKE_SLOW_RUN": slow_run, "FAKE_SLOW_SECONDS": str(slow_seconds),
-           "TRAINED_DIR": str(trained), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
-           "FAKE_SLOW_ONCE": "1" if slow_once else ""}
-    return subprocess.Popen([sys.executable, str(driver), "--data", str(esc), "--out", str(out), *FAKE_GRID, *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "FAKE_SECONDS": str(seconds),
+        "FAKE_SLOW_RUN": slow_run,
+        "FAKE_SLOW_SECONDS": str(slow_seconds),
+        "TRAINED_DIR": str(trained),
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": "1",
+        "FAKE_SLOW_ONCE": "1" if slow_once else "",
+    }
+    return subprocess.Popen(
+        [sys.executable, str(driver), "--data", str(esc), "--out", str(out), *FAKE_GRID, *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(*procs):
@@ -297,7 +350,9 @@ GRID_KEYS = {f"{n}-fold1-seed{s}" for n in ("none", "instance") for s in (0, 1, 
 
 def _check_results(out, reference=None):
     table = pd.read_csv(out / "results.csv")
-    assert sorted(f"{n}-fold{f}-seed{s}" for n, f, s in zip(table["norm"], table["fold"], table["seed"], strict=True)) == sorted(GRID_KEYS)
+    assert sorted(f"{n}-fold{f}-seed{s}" for n, f, s in zip(table["norm"], table["fold"], table["seed"], strict=True)) == sorted(
+        GRID_KEYS
+    )
     assert not list(out.rglob("*.tmp")) and not list((out / "claims").iterdir())
     if reference is not None:
         assert (out / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
@@ -330,8 +385,10 @@ def test_two_processes_started_seconds_apart_train_each_run_once(esc, tmp_path, 
 
 @pytest.mark.slow
 def test_shards_and_devices_give_the_runs_of_one_process(esc, tmp_path, fake_reference):
-    _finish(_start(tmp_path, esc, tmp_path / "shards", "--shard", "1/2", seconds=0.0),
-            _start(tmp_path, esc, tmp_path / "shards", "--shard", "2/2", seconds=0.0))
+    _finish(
+        _start(tmp_path, esc, tmp_path / "shards", "--shard", "1/2", seconds=0.0),
+        _start(tmp_path, esc, tmp_path / "shards", "--shard", "2/2", seconds=0.0),
+    )
     _check_results(tmp_path / "shards", fake_reference)
     log = _finish(_start(tmp_path, esc, tmp_path / "devices", "--devices", "cpu", "cpu", seconds=0.3))[0]
     _check_results(tmp_path / "devices", fake_reference)
@@ -433,7 +490,9 @@ def test_sigkilled_devices_worker_run_is_taken_over_within_seconds(esc, tmp_path
                   slow_once=True)  # fmt: skip
     deadline = time.monotonic() + 180
     # The other worker has recorded every other run and waits for this one when its holder is killed.
-    while (claim := _claim_of(out, "instance-fold1-seed0")) is None or len(list((out / "runs").glob("*.json"))) < len(GRID_KEYS) - 1:
+    while (claim := _claim_of(out, "instance-fold1-seed0")) is None or len(list((out / "runs").glob("*.json"))) < len(
+        GRID_KEYS
+    ) - 1:
         assert time.monotonic() < deadline and proc.poll() is None, "the grid never got to the slow run alone"
         time.sleep(0.1)
     os.kill(claim["pid"], signal.SIGKILL)  # as the OOM killer would

@@ -84,7 +84,9 @@ def test_standardize_waveform_silent_item_does_not_affect_others():
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("dtype, atol", [(torch.float16, 5e-3), (torch.bfloat16, 3e-2), (torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize(
+    "dtype, atol", [(torch.float16, 5e-3), (torch.bfloat16, 3e-2), (torch.float64, 1e-12), (torch.float32, 1e-5)]
+)
 def test_standardize_waveform_keeps_dtype(dtype, atol):
     # float16: 11-bit mantissa, relative error ~5e-4 on values up to ~3 -> atol 5e-3; bfloat16: 8 bits -> 3e-2.
     g = torch.Generator().manual_seed(0)
@@ -291,7 +293,9 @@ def test_batch_moments_and_merge_match_numpy(red_dims, seed):
         )
     a32 = a.astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(ma.mean.numpy(), a32.mean(axis=red_dims, keepdims=True), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(ma.m2.numpy(), ((a32 - a32.mean(axis=red_dims, keepdims=True)) ** 2).sum(axis=red_dims, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(
+        ma.m2.numpy(), ((a32 - a32.mean(axis=red_dims, keepdims=True)) ** 2).sum(axis=red_dims, keepdims=True), rtol=1e-12
+    )
 
 
 def test_merge_moments_is_pure_and_handles_empty_positions():
@@ -341,7 +345,10 @@ def test_naive_merge_differs_only_by_ddof_and_item_weights(seed):
     item weights wrong too."""
     rng = np.random.default_rng(seed)
     # items of different lengths per batch (like clips of different durations): 4x5, 4x11, 4x2 values
-    batches = [rng.normal(loc, s, size=(n, 1, 4, t)) for n, t, loc, s in zip((2, 5, 3), (5, 11, 2), (0.0, 3.0, -2.0), (1.0, 2.0, 0.5), strict=True)]
+    batches = [
+        rng.normal(loc, s, size=(n, 1, 4, t))
+        for n, t, loc, s in zip((2, 5, 3), (5, 11, 2), (0.0, 3.0, -2.0), (1.0, 2.0, 0.5), strict=True)
+    ]
     truth = np.concatenate([b.ravel() for b in batches])
     means = [torch.tensor(b.mean()) for b in batches]
     pop = [torch.tensor(b.std()) for b in batches]
@@ -368,8 +375,18 @@ def _inplace_cases():
     return [
         ("standardize_waveform", wav, lambda x, **kw: SF.standardize_waveform(x, **kw), lambda x: ref_standardize(x)),
         ("instance_minmax", spec, lambda x, **kw: SF.instance_minmax(x, **kw), lambda x: ref_instance_minmax(x)),
-        ("db_range", spec, lambda x, **kw: SF.db_range(x, -100.0, True, 20.0, **kw), lambda x: np.clip((x - 20.0 + 100.0) / 100.0, 0, 1)),
-        ("normalize", spec, lambda x, **kw: SF.normalize(x, mean, std, **kw), lambda x: (x - mean.double().numpy()) / std.double().numpy()),
+        (
+            "db_range",
+            spec,
+            lambda x, **kw: SF.db_range(x, -100.0, True, 20.0, **kw),
+            lambda x: np.clip((x - 20.0 + 100.0) / 100.0, 0, 1),
+        ),
+        (
+            "normalize",
+            spec,
+            lambda x, **kw: SF.normalize(x, mean, std, **kw),
+            lambda x: (x - mean.double().numpy()) / std.double().numpy(),
+        ),
     ]
 
 

@@ -47,7 +47,9 @@ def run_child(tmp_path: Path, code: str, *args: str) -> subprocess.Popen:
     script = tmp_path / f"child_{abs(hash(code))}.py"
     script.write_text(CHILD_PRELUDE + textwrap.dedent(code))
     env = {**os.environ, "FASTSPECNORM_IO": str(REPO / "fastspecnorm" / "_io.py")}
-    return subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def wait_for(condition, timeout=30.0):
@@ -200,8 +202,10 @@ def test_disk_full_removes_the_temporary_and_names_the_target(tmp_path, monkeypa
             raise full
 
     if where == "fsync":  # buffered data reach the disk (and fail) only when flushed
+
         def fsync(fd):
             raise full
+
         monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError) as info:
         atomic_write(target, write)
@@ -243,9 +247,16 @@ def test_a_zombie_counts_as_dead_and_a_live_process_as_alive(tmp_path):
 
 @pytest.mark.parametrize(
     "content, fault",
-    [(b"", "is empty"), (b"  \n", "is empty"), (b'{"run_id": "a", "row": {"nor', "is truncated"),
-     (b"{'a': 1}", "is not valid JSON"), (b"\xff\xfe{}", "is not UTF-8"), (b"[]", "holds a list, expected an object"),
-     (b"null", "holds null"), (b'{"run_id": "a"}', "lacks the key(s) ['row']")],
+    [
+        (b"", "is empty"),
+        (b"  \n", "is empty"),
+        (b'{"run_id": "a", "row": {"nor', "is truncated"),
+        (b"{'a': 1}", "is not valid JSON"),
+        (b"\xff\xfe{}", "is not UTF-8"),
+        (b"[]", "holds a list, expected an object"),
+        (b"null", "holds null"),
+        (b'{"run_id": "a"}', "lacks the key(s) ['row']"),
+    ],
 )
 def test_read_json_names_the_file_the_fault_and_the_fix(tmp_path, content, fault):
     path = tmp_path / "r.json"
@@ -253,7 +264,9 @@ def test_read_json_names_the_file_the_fault_and_the_fix(tmp_path, content, fault
     with pytest.raises(ValueError) as info:
         read_json(path, "run record", "delete it to train that run again", required=("run_id", "row"))
     message = str(info.value)
-    assert message.startswith(f"run record {path} ") and fault in message and message.endswith("delete it to train that run again")
+    assert (
+        message.startswith(f"run record {path} ") and fault in message and message.endswith("delete it to train that run again")
+    )
     assert "\n" not in message
 
 

@@ -147,7 +147,9 @@ def test_spec_normalize_bad_stats(mean, std, pattern):
 
 def test_spec_normalize_shape_mismatch_names_both_shapes():
     tfm = SpecNormalize(torch.zeros(1, 1, 201, 1), torch.ones(1, 1, 201, 1))
-    with pytest.raises(ValueError, match=re.escape("statistics of shape (1, 1, 201, 1) do not broadcast to spectrograms of shape (3, 1, 16, 20)")):
+    with pytest.raises(
+        ValueError, match=re.escape("statistics of shape (1, 1, 201, 1) do not broadcast to spectrograms of shape (3, 1, 16, 20)")
+    ):
         tfm(_spec())
 
 
@@ -265,7 +267,10 @@ def test_pipeline_orders_and_decodes_to_db():
 def _transforms_inplace(inplace):
     mean, std = torch.full((1, 1, 16, 1), -40.0), torch.full((1, 1, 16, 1), 12.0)
     return [
-        (WaveformNormalize(inplace=inplace), lambda: AudioTensor(torch.randn(3, 1, 800, generator=torch.Generator().manual_seed(3)) * 0.1, sr=16000)),
+        (
+            WaveformNormalize(inplace=inplace),
+            lambda: AudioTensor(torch.randn(3, 1, 800, generator=torch.Generator().manual_seed(3)) * 0.1, sr=16000),
+        ),
         (SpecNormalize(mean, std, inplace=inplace), _spec),
         (InstanceMinMax(inplace=inplace), _spec),
         (DbRangeNormalize(inplace=inplace), _spec),

@@ -51,7 +51,13 @@ def results_table(outs, norms) -> str:
 
 # The notebook's parameters cell reads FSN_* (its defaults: FSDD, reading the committed grid); the
 # tests run it on a tiny generated ESC-50-layout set.
-TINY_DATA = {"FSN_DATA": "synthetic", "FSN_PRESET": "quick", "FSN_SYNTHETIC_CLASSES": "3", "FSN_SYNTHETIC_CLIPS": "5", "FSN_BS": "4"}
+TINY_DATA = {
+    "FSN_DATA": "synthetic",
+    "FSN_PRESET": "quick",
+    "FSN_SYNTHETIC_CLASSES": "3",
+    "FSN_SYNTHETIC_CLIPS": "5",
+    "FSN_BS": "4",
+}
 
 
 def test_notebook_runs_and_shows_figures_statistics_and_results(tmp_path, monkeypatch):
@@ -89,11 +95,18 @@ def test_notebook_reads_a_finished_grid_without_training(tmp_path, monkeypatch):
     png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
     (grid / "summary.png").write_bytes(png)
     # the same grid with augmentations (section 4), one seed finished so far
-    augmented = pd.DataFrame([("none", 1, 0, 0.50), ("global", 1, 0, 0.58), ("none", 2, 0, 0.62), ("global", 2, 0, 0.66)],
-                             columns=["norm", "fold", "seed", "accuracy"]).assign(epochs=6)
+    augmented = pd.DataFrame(
+        [("none", 1, 0, 0.50), ("global", 1, 0, 0.58), ("none", 2, 0, 0.62), ("global", 2, 0, 0.66)],
+        columns=["norm", "fold", "seed", "accuracy"],
+    ).assign(epochs=6)
     (tmp_path / "augmented").mkdir()
     augmented.to_csv(tmp_path / "augmented" / "results.csv", index=False)
-    env = {**TINY_DATA, "FSN_RESULTS": str(grid), "FSN_RESULTS_AUGMENT": str(tmp_path / "augmented"), "FSN_OUT": str(tmp_path / "out")}
+    env = {
+        **TINY_DATA,
+        "FSN_RESULTS": str(grid),
+        "FSN_RESULTS_AUGMENT": str(tmp_path / "augmented"),
+        "FSN_OUT": str(tmp_path / "out"),
+    }
     outs = execute(tmp_path, monkeypatch, env)
     assert not [o for o in outs if o.get("output_type") == "error"]
     assert not (tmp_path / "out" / "results.csv").exists() and not (grid / "runs").exists()  # nothing trained

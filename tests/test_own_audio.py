@@ -128,7 +128,9 @@ def test_normalizations_set_padding_to_zero_and_use_valid_frames(clips, norm):
         assert (out[i, :, :, n:] == 0).all()
         alone = spec[i : i + 1, :, :, :n].clone()
         alone.lengths = None
-        torch.testing.assert_close(out[i : i + 1, :, :, :n].as_subclass(torch.Tensor), norm(alone).as_subclass(torch.Tensor), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            out[i : i + 1, :, :, :n].as_subclass(torch.Tensor), norm(alone).as_subclass(torch.Tensor), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_instance_minmax_mask_matches_numpy():
@@ -230,7 +232,9 @@ def test_padded_statistics_equal_clips_one_at_a_time(folder):
     np.testing.assert_allclose(per_bin.mean.flatten().numpy(), ref.mean(1), **tol)
     np.testing.assert_allclose(per_bin.std.flatten().numpy(), ref.std(1), **tol)
     # counting the padding would have moved the mean by dB, not by 1e-4
-    with_padding = collect_stats(stats_loader(dls.train), red_dims=(0, 2, 3), progress=False, mask_fn=lambda x: torch.ones_like(x, dtype=torch.bool))
+    with_padding = collect_stats(
+        stats_loader(dls.train), red_dims=(0, 2, 3), progress=False, mask_fn=lambda x: torch.ones_like(x, dtype=torch.bool)
+    )
     assert abs(with_padding.mean.item() - ref.mean()) > 1.0
 
 
@@ -280,7 +284,9 @@ def test_implausible_sample_rates_named_with_their_rate(tmp_path):
 
 def test_from_df_group_split(folder):
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.*"))
-    df = pd.DataFrame({"file": files, "label": [f.split("/")[0] for f in files], "speaker": [f"s{i % 3}" for i in range(len(files))]})
+    df = pd.DataFrame(
+        {"file": files, "label": [f.split("/")[0] for f in files], "speaker": [f"s{i % 3}" for i in range(len(files))]}
+    )
     dls = AudioDataLoaders.from_df(df, path=folder, fold_col="speaker", valid_fold="s1", bs=2, spec=SPEC)
     assert set(dls.valid.items["speaker"]) == {"s1"} and "s1" not in set(dls.train.items["speaker"])
     df["is_valid"] = df["speaker"] == "s2"

@@ -122,7 +122,9 @@ def test_pcen_transform_scales_to_int32_range_and_reads_time_settings():
         np.testing.assert_allclose(out[i, ..., :n].numpy(), expected, rtol=RTOL)
         assert (out[i, ..., n:] == 0).all()
     # the transform equals the function on the same scaled energies (thin wrapper)
-    torch.testing.assert_close(PCEN(input_scale=1.0)(spec(S)).as_subclass(torch.Tensor), SF.pcen(torch.tensor(S, dtype=torch.float32)))
+    torch.testing.assert_close(
+        PCEN(input_scale=1.0)(spec(S)).as_subclass(torch.Tensor), SF.pcen(torch.tensor(S, dtype=torch.float32))
+    )
 
 
 def test_pcen_transform_refuses_db_spectrograms():

@@ -39,6 +39,7 @@ SHRINK = [
 # SHRINK entries that must match (the others apply when an example uses them)
 REQUIRED_SHRINK = {r"\.fit_one_cycle\(\s*\d+\s*\)", r'preset="blog"\)'}
 
+
 def python_blocks(text: str) -> list[tuple[int, str]]:
     "`(line number, code)` of each ```python block, in order."
     blocks, lines, i = [], text.splitlines(), 0
@@ -67,8 +68,9 @@ ALL_BLOCKS = [(name, line, code) for name, blocks in BLOCKS.items() for line, co
 @pytest.fixture
 def readme_folder(tmp_path, monkeypatch):
     "A working folder holding the paths the examples use."
-    make_synthetic_esc50(tmp_path / "path" / "to" / "ESC-50", n_classes=4, clips_per_class=5, n_folds=5,
-                         sample_rate=16000, duration=1.0)
+    make_synthetic_esc50(
+        tmp_path / "path" / "to" / "ESC-50", n_classes=4, clips_per_class=5, n_folds=5, sample_rate=16000, duration=1.0
+    )
     # a folder of clips labelled by their parent folder (2 classes x 5 clips, 16 kHz, 0.5-1.2 s)
     import numpy as np
     import soundfile as sf
@@ -133,7 +135,9 @@ def check_datablock(ns: dict) -> None:
 def test_python_examples_run(name, readme_folder, capsys):
     ns = run_blocks(name)
     with capsys.disabled():
-        print(f"\n{name}: {len(ns['__ran__'])} python block(s) run, {len(ns['__exempt__'])} exempt (# not run) at lines {ns['__exempt__']}")
+        print(
+            f"\n{name}: {len(ns['__ran__'])} python block(s) run, {len(ns['__exempt__'])} exempt (# not run) at lines {ns['__exempt__']}"
+        )
     assert ns["__ran__"] or ns["__exempt__"]
     if "dblock" in ns:
         check_datablock(ns)

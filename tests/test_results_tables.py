@@ -65,9 +65,9 @@ def test_table_means_agree_with_pandas(grid):
 
 def test_paired_difference_by_hand(tmp_path):
     rows = [("none", 1, 0, 0.60), ("none", 2, 0, 0.70), ("global", 1, 0, 0.65), ("global", 2, 0, 0.80)]
-    pd.DataFrame(
-        [{"norm": n, "fold": f, "seed": s, "epochs": 6, "accuracy": a, "preset": "fsdd"} for n, f, s, a in rows]
-    ).to_csv(tmp_path / "results.csv", index=False)
+    pd.DataFrame([{"norm": n, "fold": f, "seed": s, "epochs": 6, "accuracy": a, "preset": "fsdd"} for n, f, s, a in rows]).to_csv(
+        tmp_path / "results.csv", index=False
+    )
     text = _script().results_markdown(tmp_path)
     glob_row = next(line for line in text.splitlines() if line.startswith("| `global` |"))
     # differences +0.05 and +0.10: mean +7.5 points; t(0.975, 1) = 12.706, sd 0.0354: +-31.8 points

@@ -25,7 +25,10 @@ def _clips(batch, seconds=5.0, sr=16000, seed=0, levels=None):
     n = int(seconds * sr)
     t = torch.arange(n) / sr
     levels = levels or [10.0 ** (-i) for i in range(batch)]
-    rows = [lv * (0.3 * torch.sin(2 * torch.pi * (300 + 200 * i) * t) + 0.1 * torch.randn(n, generator=g)) for i, lv in enumerate(levels)]
+    rows = [
+        lv * (0.3 * torch.sin(2 * torch.pi * (300 + 200 * i) * t) + 0.1 * torch.randn(n, generator=g))
+        for i, lv in enumerate(levels)
+    ]
     return torch.stack(rows)[:, None, :]
 
 
@@ -55,7 +58,15 @@ def test_defaults_batched(batch):
     expected = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.Spectrogram()(wav))
     torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
     assert torch.equal(wav, before)
-    assert out.__dict__ == {"sr": 16000, "hop_length": 200, "n_fft": 400, "n_mels": None, "f_max": 8000.0, "unit": "dB", "lengths": None}
+    assert out.__dict__ == {
+        "sr": 16000,
+        "hop_length": 200,
+        "n_fft": 400,
+        "n_mels": None,
+        "f_max": 8000.0,
+        "unit": "dB",
+        "lengths": None,
+    }
 
 
 @pytest.mark.parametrize("n_mels", [None, 64])
@@ -66,7 +77,11 @@ def test_batch_spanning_several_stft_pieces_equals_torchaudio(n_mels):
     wav = _clips(24, levels=[1.0, 0.5, 0.1] * 8)  # 24 clips of 5 s at 16 kHz
     assert 24 * 201 * 401 * 8 > STFT_PIECE_BYTES  # their complex STFT needs more than one piece
     out = AudioToSpec(n_mels=n_mels)(AudioTensor(wav, sr=16000))
-    spec = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=200, n_mels=n_mels) if n_mels else torchaudio.transforms.Spectrogram()
+    spec = (
+        torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=200, n_mels=n_mels)
+        if n_mels
+        else torchaudio.transforms.Spectrogram()
+    )
     torch.testing.assert_close(_plain(out), torchaudio.transforms.AmplitudeToDB()(spec(wav)), rtol=0, atol=DB_ATOL)
 
 
@@ -99,7 +114,9 @@ def test_mel_variant_equals_torchaudio(kwargs):
 def test_other_sample_rate_setting():
     wav = _clips(1, seconds=0.5, sr=8000)
     out = AudioToSpec(sample_rate=8000, n_mels=32, n_fft=256, hop_length=80)(AudioTensor(wav, sr=8000))
-    expected = torchaudio.transforms.AmplitudeToDB()(torchaudio.transforms.MelSpectrogram(8000, n_fft=256, hop_length=80, n_mels=32)(wav))
+    expected = torchaudio.transforms.AmplitudeToDB()(
+        torchaudio.transforms.MelSpectrogram(8000, n_fft=256, hop_length=80, n_mels=32)(wav)
+    )
     torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
     assert out.sr == 8000 and out.f_max == 4000.0
 
@@ -118,7 +135,9 @@ def test_top_db_is_per_item(top_db, n_mels):
         alone = tfm(AudioTensor(wav[i : i + 1], sr=16000))
         torch.testing.assert_close(_plain(together[i : i + 1]), _plain(alone), rtol=0, atol=0)
         # the same as torchaudio's AmplitudeToDB(top_db) on that one item (batch of one)
-        power = AudioToSpec(n_mels=n_mels, to_db=False, n_fft=tfm.n_fft, hop_length=tfm.hop_length)(AudioTensor(wav[i : i + 1], sr=16000))
+        power = AudioToSpec(n_mels=n_mels, to_db=False, n_fft=tfm.n_fft, hop_length=tfm.hop_length)(
+            AudioTensor(wav[i : i + 1], sr=16000)
+        )
         expected = torchaudio.transforms.AmplitudeToDB(top_db=top_db)(_plain(power))
         torch.testing.assert_close(_plain(alone), expected, rtol=0, atol=DB_ATOL)
         item = _plain(together[i])
@@ -141,7 +160,9 @@ def test_wrong_sample_rate_raises():
     assert AudioToSpec()(AudioTensor(torch.randn(1, 1, 4410), sr=44100)).sr == 44100
 
 
-@pytest.mark.parametrize("kwargs, pattern", [({"n_fft": 0}, "n_fft"), ({"hop_length": -1}, "hop_length"), ({"n_mels": 0}, "n_mels")])
+@pytest.mark.parametrize(
+    "kwargs, pattern", [({"n_fft": 0}, "n_fft"), ({"hop_length": -1}, "hop_length"), ({"n_mels": 0}, "n_mels")]
+)
 def test_bad_settings_raise(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         AudioToSpec(**kwargs)
@@ -150,8 +171,15 @@ def test_bad_settings_raise(kwargs, pattern):
 def test_settings_record_what_determines_the_output():
     s = AudioToSpec(n_fft=1024, hop_length=400, n_mels=64, sample_rate=16000).settings
     assert s == {
-        "sample_rate": 16000, "n_fft": 1024, "win_length": None, "hop_length": 400, "n_mels": 64,
-        "f_min": 0.0, "f_max": None, "to_db": True, "top_db": None,
+        "sample_rate": 16000,
+        "n_fft": 1024,
+        "win_length": None,
+        "hop_length": 400,
+        "n_mels": 64,
+        "f_min": 0.0,
+        "f_max": None,
+        "to_db": True,
+        "top_db": None,
     }
     assert AudioToSpec().settings["sample_rate"] is None  # the batch's rate
 
@@ -166,7 +194,11 @@ def test_half_precision_input_computes_in_float32():
 
 @pytest.mark.parametrize(
     "n_samples, n_fft, hop, n_mels, center, expected",
-    [(80000, 400, 200, None, True, (201, 401)), (80000, 1024, 400, 64, True, (64, 201)), (16000, 400, 200, None, False, (201, 79))],
+    [
+        (80000, 400, 200, None, True, (201, 401)),
+        (80000, 1024, 400, 64, True, (64, 201)),
+        (16000, 400, 200, None, False, (201, 79)),
+    ],
 )
 def test_spec_shape_by_hand(n_samples, n_fft, hop, n_mels, center, expected):
     assert spec_shape(n_samples, n_fft, hop, n_mels, center) == expected
@@ -197,7 +229,9 @@ def test_runs_on_the_batch_device_cuda():
 
 def _torchaudio_db(wav, n_fft=400, hop_length=200, n_mels=None, win_length=None, top_db=None, to_db=True):
     if n_mels:
-        spec = torchaudio.transforms.MelSpectrogram(16000, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels)(wav)
+        spec = torchaudio.transforms.MelSpectrogram(
+            16000, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels
+        )(wav)
     else:
         spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, win_length=win_length, hop_length=hop_length)(wav)
     return torchaudio.transforms.AmplitudeToDB(top_db=top_db)(spec) if to_db else spec
@@ -221,7 +255,9 @@ def test_framing_variants_equal_torchaudio(kwargs):
 
 
 def test_multichannel_top_db_is_per_item_over_its_channels():
-    wav = torch.cat([_clips(3, seconds=0.5, seed=5), _clips(3, seconds=0.5, seed=6, levels=[1e-3, 1.0, 1e-2])], dim=1)  # (3, 2, n)
+    wav = torch.cat(
+        [_clips(3, seconds=0.5, seed=5), _clips(3, seconds=0.5, seed=6, levels=[1e-3, 1.0, 1e-2])], dim=1
+    )  # (3, 2, n)
     tfm = AudioToSpec(top_db=40.0)
     out = _plain(tfm(AudioTensor(wav, sr=16000)))
     assert out.shape == (3, 2, 201, 41)
@@ -229,7 +265,6 @@ def test_multichannel_top_db_is_per_item_over_its_channels():
     for i in range(3):  # torchaudio's top_db on a batch of one item covers both of its channels
         expected = torchaudio.transforms.AmplitudeToDB(top_db=40.0)(power[i : i + 1])
         torch.testing.assert_close(out[i : i + 1], expected, rtol=0, atol=DB_ATOL)
-
 
 
 def test_non_contiguous_input_and_input_left_alone():
@@ -260,6 +295,3 @@ def test_too_short_for_reflect_padding_is_padded_with_lengths():
     one = AudioToSpec()(AudioTensor(wav[0], sr=16000))  # one clip (channels, samples)
     assert one.shape == (1, 201, 1) and one.lengths is None
     torch.testing.assert_close(_plain(one), _plain(out)[0, :, :, :1])
-
-
-

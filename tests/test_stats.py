@@ -189,7 +189,9 @@ def test_large_offset_where_float32_sum_of_squares_fails(seed, split):
 def test_recorder_exact_where_article_merge_is_not(seed):
     "The article's merge (unbiased per-batch std, item-count weights) vs the recorder, same batches."
     rng = np.random.default_rng(seed)
-    batches = [rng.normal(loc, 4.0, size=(n, 1, 6, t)).astype(np.float32) for n, t, loc in ((1, 4, -20.0), (7, 9, -35.0), (3, 6, -25.0))]
+    batches = [
+        rng.normal(loc, 4.0, size=(n, 1, 6, t)).astype(np.float32) for n, t, loc in ((1, 4, -20.0), (7, 9, -35.0), (3, 6, -25.0))
+    ]
     truth = np.concatenate([b.ravel() for b in batches]).astype(np.float64)
     rec = record(batches, (0, 1, 2, 3))
     np.testing.assert_allclose(float(rec.std), truth.std(), rtol=RTOL)
@@ -340,9 +342,16 @@ def test_statistics_file_truncated_anywhere_is_refused_naming_it_and_the_fix(tmp
         assert message.startswith(str(path)) and message.endswith("delete it to recompute") and "\n" not in message, (n, message)
 
 
-@pytest.mark.parametrize("header", ["[1, 2]", '"text"', f'{{"format": "{STATS_FORMAT}"}}',
-                                    f'{{"format": "{STATS_FORMAT}", "red_dims": ["a"]}}',
-                                    f'{{"format": "{STATS_FORMAT}", "red_dims": [0, 2, 3], "n_batches": "x"}}'])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "[1, 2]",
+        '"text"',
+        f'{{"format": "{STATS_FORMAT}"}}',
+        f'{{"format": "{STATS_FORMAT}", "red_dims": ["a"]}}',
+        f'{{"format": "{STATS_FORMAT}", "red_dims": [0, 2, 3], "n_batches": "x"}}',
+    ],
+)
 def test_statistics_file_with_a_bad_header_is_refused_naming_it(tmp_path, header):
     path = tmp_path / "bad.npz"
     np.savez(path, header=np.array(header), count=np.ones(2), mean=np.zeros(2), m2=np.zeros(2))
@@ -378,8 +387,13 @@ def test_mismatched_kept_dims_raise_with_both_shapes():
 
 @pytest.mark.parametrize(
     "red_dims, error, pattern",
-    [((0, 4), ValueError, "does not fit input of shape"), ((), ValueError, "empty"), ((0, -1), ValueError, "non-negative"),
-     ((0, 0), ValueError, "repeated"), (5, TypeError, "sequence of ints")],
+    [
+        ((0, 4), ValueError, "does not fit input of shape"),
+        ((), ValueError, "empty"),
+        ((0, -1), ValueError, "non-negative"),
+        ((0, 0), ValueError, "repeated"),
+        (5, TypeError, "sequence of ints"),
+    ],
 )
 def test_bad_red_dims(red_dims, error, pattern):
     with pytest.raises(error, match=pattern):

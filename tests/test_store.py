@@ -62,8 +62,15 @@ def test_store_stores_and_summaries_render_from_its_rows(tmp_path):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [({"accuracy": 1.5}, "accuracy"), ({"accuracy": float("nan")}, "accuracy"), ({"fold": 1.5}, "fold"),
-     ({"seed": "0"}, "seed"), ({"epochs": -1}, "epochs"), ({"norm": ""}, "norm"), ({"accuracy": None}, "accuracy")],
+    [
+        ({"accuracy": 1.5}, "accuracy"),
+        ({"accuracy": float("nan")}, "accuracy"),
+        ({"fold": 1.5}, "fold"),
+        ({"seed": "0"}, "seed"),
+        ({"epochs": -1}, "epochs"),
+        ({"norm": ""}, "norm"),
+        ({"accuracy": None}, "accuracy"),
+    ],
 )
 def test_bad_rows_are_refused_and_nothing_written(tmp_path, bad, message):
     store = RunStore(tmp_path)
@@ -152,8 +159,16 @@ def test_many_writer_processes_lose_and_duplicate_nothing(tmp_path):
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "out"
-    procs = [subprocess.Popen([sys.executable, str(script), str(out), str(w), str(n_records), str(n_shared)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for w in range(n_writers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(out), str(w), str(n_records), str(n_shared)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for w in range(n_writers)
+    ]
     logs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * n_writers, "\n".join(logs)[-3000:]
     # The last rebuild of the last writer saw every record: results.csv holds each run once.
@@ -206,8 +221,16 @@ def test_claim_with_a_heartbeat_far_ahead_is_stale(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    ['{"host": "h", "pid": 1, "token": "t", "heartbeat": "abc"}', '{"host": "h", "pid": 1, "token": "t", "heartbeat": NaN}',
-     '{"host": "h", "pid": "1", "token": "t", "heartbeat": 1e18}', '{"host": "h", "pid": 1, "tok', "[]", "null", "", "\xff"],
+    [
+        '{"host": "h", "pid": 1, "token": "t", "heartbeat": "abc"}',
+        '{"host": "h", "pid": 1, "token": "t", "heartbeat": NaN}',
+        '{"host": "h", "pid": "1", "token": "t", "heartbeat": 1e18}',
+        '{"host": "h", "pid": 1, "tok',
+        "[]",
+        "null",
+        "",
+        "\xff",
+    ],
 )
 def test_a_garbage_claim_counts_as_free(tmp_path, content):
     store = RunStore(tmp_path, settle=0.0)
@@ -221,9 +244,15 @@ def test_a_garbage_claim_counts_as_free(tmp_path, content):
 
 @pytest.mark.parametrize(
     "content, fault",
-    [("[]", "holds a list"), ('{"run_id": "x"}', "lacks the key(s) ['row']"), ('{"run_id": "x", "row": {"norm": "no', "truncated"),
-     ("", "is empty"), ('{"run_id": "x", "row": []}', "expected an object"), ('{"run_id": 3, "row": {}}', "run_id 3"),
-     ('{"run_id": "x", "row": {"norm": "none", "fold": 1, "seed": 0, "epochs": 2}}', "accuracy")],
+    [
+        ("[]", "holds a list"),
+        ('{"run_id": "x"}', "lacks the key(s) ['row']"),
+        ('{"run_id": "x", "row": {"norm": "no', "truncated"),
+        ("", "is empty"),
+        ('{"run_id": "x", "row": []}', "expected an object"),
+        ('{"run_id": 3, "row": {}}', "run_id 3"),
+        ('{"run_id": "x", "row": {"norm": "none", "fold": 1, "seed": 0, "epochs": 2}}', "accuracy"),
+    ],
 )
 def test_a_bad_record_is_refused_naming_the_file_and_the_fix(tmp_path, content, fault):
     store = RunStore(tmp_path)

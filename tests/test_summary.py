@@ -284,13 +284,16 @@ def test_summary_says_how_the_runs_were_made(tmp_path):
         {**base, "torch": "2.15.0", "seconds": 120.0, "finished": "2026-11-28T09:58:00"},
     ]
     text = write_summary(df, tmp_path, title="t", infos=infos)[0].read_text()
-    section = text[text.index("## How these runs were made"):]
+    section = text[text.index("## How these runs were made") :]
     assert "- Command (2 runs): `python run.py --out 'a b'`" in section
     assert "not recorded for 1 run(s)" in section
     assert "Python 3.11.7; torch 2.14.1 (2 runs), 2.15.0 (1 run); torchaudio 2.11.1; fastai 2.8.12" in section
     assert "- Host: vm" in section
     # 60 + 90 + 120 s = 4.5 min; median 90 s; range 60-120 s; earliest and latest finish
-    assert "4.5 min of training over 3 runs, 90 s per run (median; 60-120 s); finished 2026-11-28 09:58:00 to 2026-11-28 10:02:00" in section
+    assert (
+        "4.5 min of training over 3 runs, 90 s per run (median; 60-120 s); finished 2026-11-28 09:58:00 to 2026-11-28 10:02:00"
+        in section
+    )
     assert "How these runs were made" not in write_summary(df, tmp_path / "plain", title="t")[0].read_text()
 
 
@@ -298,8 +301,16 @@ def test_comparison_figure_plots_each_grids_means_and_paired_differences():
     "Two grids side by side: the plotted points are the hand-computed means and paired differences."
     from fastspecnorm.experiment import comparison_figure
 
-    plain = frame([("none", 1, 0, 0.70), ("none", 2, 0, 0.72), ("none", 3, 0, 0.74),
-                   ("global", 1, 0, 0.75), ("global", 2, 0, 0.73), ("global", 3, 0, 0.77)])
+    plain = frame(
+        [
+            ("none", 1, 0, 0.70),
+            ("none", 2, 0, 0.72),
+            ("none", 3, 0, 0.74),
+            ("global", 1, 0, 0.75),
+            ("global", 2, 0, 0.73),
+            ("global", 3, 0, 0.77),
+        ]
+    )
     augmented = frame([("none", 1, 0, 0.60), ("none", 2, 0, 0.64), ("global", 1, 0, 0.70), ("global", 2, 0, 0.66)])
     fig = comparison_figure({"plain": plain, "augmented": augmented}, order=["none", "global"], title="t")
     left, right = fig.axes

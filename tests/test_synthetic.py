@@ -33,8 +33,18 @@ REAL_CATEGORIES = (
     "vacuum_cleaner clock_alarm clock_tick glass_breaking helicopter chainsaw siren car_horn "
     "engine train church_bells airplane fireworks hand_saw"
 ).split()
-REAL_ESC10 = {"dog", "rooster", "rain", "sea_waves", "crackling_fire", "crying_baby", "sneezing",
-              "clock_tick", "helicopter", "chainsaw"}
+REAL_ESC10 = {
+    "dog",
+    "rooster",
+    "rain",
+    "sea_waves",
+    "crackling_fire",
+    "crying_baby",
+    "sneezing",
+    "clock_tick",
+    "helicopter",
+    "chainsaw",
+}
 HEADER = "filename,fold,target,category,esc10,src_file,take"
 
 SMALL = dict(n_classes=4, clips_per_class=6, n_folds=3, duration=1.0, n_silent=2, seed=0)
@@ -66,11 +76,13 @@ def file_digests(root):
     """{relative path: sha256} of every file under ``root``."""
     return {
         path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*")) if path.is_file()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
     }
 
 
 # --- layout and metadata ----------------------------------------------------------------------
+
 
 def test_layout_and_columns(small_dataset):
     root = small_dataset
@@ -92,15 +104,13 @@ def test_layout_and_columns(small_dataset):
 
 
 def test_returns_the_path(tmp_path):
-    root = make_synthetic_esc50(str(tmp_path / "d"), n_classes=1, clips_per_class=1, n_folds=1,
-                                duration=0.05)
+    root = make_synthetic_esc50(str(tmp_path / "d"), n_classes=1, clips_per_class=1, n_folds=1, duration=0.05)
     assert root == tmp_path / "d"
     assert root.is_dir()
 
 
 def test_all_fifty_categories_in_target_order(tmp_path):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=50, clips_per_class=1, n_folds=1,
-                                duration=0.02, n_silent=0)
+    root = make_synthetic_esc50(tmp_path / "d", n_classes=50, clips_per_class=1, n_folds=1, duration=0.02, n_silent=0)
     rows = read_rows(root)
     assert {int(row["target"]): row["category"] for row in rows} == dict(enumerate(REAL_CATEGORIES))
     assert {row["category"] for row in rows if row["esc10"] == "True"} == REAL_ESC10
@@ -108,8 +118,9 @@ def test_all_fifty_categories_in_target_order(tmp_path):
 
 @pytest.mark.parametrize("sample_rate, duration", [(44100, 5.0), (16000, 0.5), (22050, 1.25)])
 def test_every_listed_file_is_mono_int16_of_exact_length(tmp_path, sample_rate, duration):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=2, clips_per_class=2, n_folds=2,
-                                sample_rate=sample_rate, duration=duration)
+    root = make_synthetic_esc50(
+        tmp_path / "d", n_classes=2, clips_per_class=2, n_folds=2, sample_rate=sample_rate, duration=duration
+    )
     for row in read_rows(root):
         info = sf.info(root / "audio" / row["filename"])
         assert (info.format, info.subtype) == ("WAV", "PCM_16")
@@ -124,11 +135,13 @@ def test_default_format_matches_real_esc50(small_dataset):
         assert (info.samplerate, info.channels, info.subtype, info.frames) == (44100, 1, "PCM_16", 44100)
 
 
-@pytest.mark.parametrize("n_classes, clips_per_class, n_folds",
-                         [(4, 6, 3), (3, 7, 5), (2, 10, 5), (5, 5, 5), (3, 2, 5), (2, 8, 1)])
+@pytest.mark.parametrize(
+    "n_classes, clips_per_class, n_folds", [(4, 6, 3), (3, 7, 5), (2, 10, 5), (5, 5, 5), (3, 2, 5), (2, 8, 1)]
+)
 def test_classes_spread_evenly_over_folds(tmp_path, n_classes, clips_per_class, n_folds):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=n_classes,
-                                clips_per_class=clips_per_class, n_folds=n_folds, duration=0.02)
+    root = make_synthetic_esc50(
+        tmp_path / "d", n_classes=n_classes, clips_per_class=clips_per_class, n_folds=n_folds, duration=0.02
+    )
     counts = Counter((int(row["fold"]), int(row["target"])) for row in read_rows(root))
     assert {fold for fold, _ in counts} <= set(range(1, n_folds + 1))
     for target in range(n_classes):
@@ -141,8 +154,7 @@ def test_classes_spread_evenly_over_folds(tmp_path, n_classes, clips_per_class, 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_source_recordings_stay_in_one_fold(tmp_path, seed):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=5, clips_per_class=12, n_folds=4,
-                                duration=0.02, seed=seed)
+    root = make_synthetic_esc50(tmp_path / "d", n_classes=5, clips_per_class=12, n_folds=4, duration=0.02, seed=seed)
     rows = read_rows(root)
     takes = defaultdict(list)
     for row in rows:
@@ -157,6 +169,7 @@ def test_source_recordings_stay_in_one_fold(tmp_path, seed):
 
 
 # --- audio content ------------------------------------------------------------------------------
+
 
 def test_silent_and_padded_clips(small_dataset):
     rows = read_rows(small_dataset)
@@ -173,22 +186,21 @@ def test_silent_and_padded_clips(small_dataset):
     assert len(padded) == round(0.4 * len(audible))
     assert any(trailing_zeros(clip) > clip.size / 2 for clip in padded)
     for clip in padded:  # the sound itself is not silent
-        assert np.count_nonzero(clip[: clip.size - trailing_zeros(clip)]) > 0.9 * (
-            clip.size - trailing_zeros(clip))
+        assert np.count_nonzero(clip[: clip.size - trailing_zeros(clip)]) > 0.9 * (clip.size - trailing_zeros(clip))
 
 
 @pytest.mark.parametrize("padded_fraction", [0.0, 1.0])
 def test_padded_fraction(tmp_path, padded_fraction):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=3, clips_per_class=4, n_folds=2,
-                                duration=0.5, n_silent=0, padded_fraction=padded_fraction)
+    root = make_synthetic_esc50(
+        tmp_path / "d", n_classes=3, clips_per_class=4, n_folds=2, duration=0.5, n_silent=0, padded_fraction=padded_fraction
+    )
     clips = read_audio(root, read_rows(root))
     padded = [trailing_zeros(clip) >= 0.02 * clip.size for clip in clips]
     assert padded == [bool(padded_fraction)] * len(clips)
 
 
 def test_no_silent_clips_when_n_silent_is_zero(tmp_path):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=3, clips_per_class=4, n_folds=2,
-                                duration=0.2, n_silent=0)
+    root = make_synthetic_esc50(tmp_path / "d", n_classes=3, clips_per_class=4, n_folds=2, duration=0.2, n_silent=0)
     assert all(clip.any() for clip in read_audio(root, read_rows(root)))
 
 
@@ -208,8 +220,7 @@ def spectral_centroid_hz(clip, sample_rate):
 
 
 def test_class_signatures_differ(tmp_path):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=5, clips_per_class=4, n_folds=2,
-                                duration=1.0, n_silent=0)
+    root = make_synthetic_esc50(tmp_path / "d", n_classes=5, clips_per_class=4, n_folds=2, duration=1.0, n_silent=0)
     rows = read_rows(root)
     clips = read_audio(root, rows)
     log_centroids = defaultdict(list)
@@ -228,8 +239,7 @@ def test_class_signatures_differ(tmp_path):
 def test_classes_are_separable_by_a_simple_classifier(tmp_path):
     """Leave-one-out nearest class mean on log band energies: far above chance."""
     n_classes = 6
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=n_classes, clips_per_class=5,
-                                n_folds=5, duration=1.0, n_silent=0)
+    root = make_synthetic_esc50(tmp_path / "d", n_classes=n_classes, clips_per_class=5, n_folds=5, duration=1.0, n_silent=0)
     rows = read_rows(root)
     targets = np.array([int(row["target"]) for row in rows])
     freqs_hz = np.fft.rfftfreq(44100, d=1.0 / 44100)
@@ -237,8 +247,9 @@ def test_classes_are_separable_by_a_simple_classifier(tmp_path):
     features = []
     for clip in read_audio(root, rows):
         power = np.abs(np.fft.rfft(clip.astype(np.float64))) ** 2
-        bands = [power[(freqs_hz >= low) & (freqs_hz < high)].sum()
-                 for low, high in zip(edges_hz[:-1], edges_hz[1:], strict=True)]
+        bands = [
+            power[(freqs_hz >= low) & (freqs_hz < high)].sum() for low, high in zip(edges_hz[:-1], edges_hz[1:], strict=True)
+        ]
         log_bands = np.log10(np.array(bands) + 1e-3)
         features.append(log_bands - log_bands.max())  # independent of the clip's level
     features = np.array(features)
@@ -251,6 +262,7 @@ def test_classes_are_separable_by_a_simple_classifier(tmp_path):
 
 
 # --- determinism and reuse ----------------------------------------------------------------------
+
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
     arguments = dict(n_classes=3, clips_per_class=4, n_folds=2, duration=0.5, seed=7)
@@ -288,8 +300,7 @@ def test_complete_dataset_is_reused_without_rewriting(tmp_path):
 
 
 def test_changed_arguments_regenerate_and_remove_stale_files(tmp_path):
-    root = make_synthetic_esc50(tmp_path / "d", n_classes=2, clips_per_class=4, n_folds=2,
-                                duration=0.1)
+    root = make_synthetic_esc50(tmp_path / "d", n_classes=2, clips_per_class=4, n_folds=2, duration=0.1)
     make_synthetic_esc50(tmp_path / "d", n_classes=2, clips_per_class=2, n_folds=2, duration=0.1)
     rows = read_rows(root)
     assert len(rows) == 4
@@ -333,15 +344,33 @@ def test_interrupted_generation_is_not_taken_for_complete(tmp_path, monkeypatch)
 
 # --- errors ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, value", [
-    ("n_classes", 0), ("n_classes", 51), ("n_classes", 2.5), ("n_classes", True),
-    ("clips_per_class", 0), ("clips_per_class", "8"), ("n_folds", 0),
-    ("sample_rate", 4000), ("sample_rate", 44100.0),
-    ("duration", 0.0), ("duration", -1.0), ("duration", float("nan")), ("duration", 61.0),
-    ("duration", 1e-6),  # rounds to zero samples
-    ("seed", -1), ("seed", 1.5), ("n_silent", -1), ("n_silent", 5),
-    ("padded_fraction", -0.1), ("padded_fraction", 1.5), ("overwrite", "yes"),
-])
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("n_classes", 0),
+        ("n_classes", 51),
+        ("n_classes", 2.5),
+        ("n_classes", True),
+        ("clips_per_class", 0),
+        ("clips_per_class", "8"),
+        ("n_folds", 0),
+        ("sample_rate", 4000),
+        ("sample_rate", 44100.0),
+        ("duration", 0.0),
+        ("duration", -1.0),
+        ("duration", float("nan")),
+        ("duration", 61.0),
+        ("duration", 1e-6),  # rounds to zero samples
+        ("seed", -1),
+        ("seed", 1.5),
+        ("n_silent", -1),
+        ("n_silent", 5),
+        ("padded_fraction", -0.1),
+        ("padded_fraction", 1.5),
+        ("overwrite", "yes"),
+    ],
+)
 def test_bad_arguments_raise_value_error_naming_them(tmp_path, name, value):
     arguments = dict(n_classes=2, clips_per_class=2, n_folds=2, duration=0.1)
     arguments[name] = value
@@ -404,8 +433,16 @@ def test_concurrent_starts_generate_once_and_never_show_a_half_written_clip(tmp_
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     root = tmp_path / "out" / "synthetic-esc50"
     gos = [tmp_path / f"go{i}" for i in range(3)]
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_START, str(root), str(go)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for go in gos]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_START, str(root), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for go in gos
+    ]
     try:
         deadline = time.monotonic() + 240
         while not all(Path(f"{go}.ready").exists() for go in gos):

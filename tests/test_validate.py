@@ -505,7 +505,9 @@ def test_each_row_rule_refuses_by_name(folder, breaker, words):
     report = validate_esc50(folder, mode="quick", progress=False)
     assert report.bad_files == [bad]
     assert [n for n, _ in report.errors] == [bad] and words in report.errors[0][1], str(report)
-    assert report.n_files_checked == (6 if breaker.__name__.startswith(("fold", "target")) else 5)  # refused names are never opened
+    assert report.n_files_checked == (
+        6 if breaker.__name__.startswith(("fold", "target")) else 5
+    )  # refused names are never opened
     for read in (lambda: read_esc50_meta(folder), lambda: read_esc50_meta(folder, check_files=False)):
         with pytest.raises(DatasetValidationError, match=words) as err:
             read()
@@ -596,7 +598,9 @@ AGREEMENT = [
 def test_validation_and_loading_agree(folder, edit, refused):
     "One table, three entry points: each accepts it or each refuses it with the same message."
     edit(folder, _names(folder))
-    validated = _outcome(lambda: validate_esc50(folder, mode="quick", progress=False, folds=[1], sample_rate=SR).raise_if_errors())
+    validated = _outcome(
+        lambda: validate_esc50(folder, mode="quick", progress=False, folds=[1], sample_rate=SR).raise_if_errors()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the stereo clip's warning
         loaded = _outcome(lambda: esc50_dataloaders(folder, valid_fold=1, **DL_KW))

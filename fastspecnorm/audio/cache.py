@@ -228,7 +228,15 @@ class AudioCache:
     torch.Size([1, 80000])
     """
 
-    def __init__(self, audio_dir: str | os.PathLike, sample_rate: int, folder: str | os.PathLike, mono: bool = True, dtype: str = "auto", verify: bool = True):
+    def __init__(
+        self,
+        audio_dir: str | os.PathLike,
+        sample_rate: int,
+        folder: str | os.PathLike,
+        mono: bool = True,
+        dtype: str = "auto",
+        verify: bool = True,
+    ):
         if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) or sample_rate <= 0:
             raise ValueError(f"AudioCache needs a positive integer sample_rate in Hz, got {sample_rate!r}")
         if dtype not in AUDIO_DTYPES:
@@ -344,7 +352,9 @@ class AudioCache:
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            warnings.warn(f"audio cache index {self.index_path} is unreadable ({type(e).__name__}: {e}); it will be rebuilt", stacklevel=3)
+            warnings.warn(
+                f"audio cache index {self.index_path} is unreadable ({type(e).__name__}: {e}); it will be rebuilt", stacklevel=3
+            )
             return
         if data_size != max((e.offset + e.nbytes for e in entries.values()), default=0):
             return
@@ -379,12 +389,16 @@ class AudioCache:
             size = os.fstat(handle.fileno()).st_size
             if size != self._data_size:
                 handle.close()
-                raise ValueError(f"data file {path} has {size} bytes, the index records {self._data_size} (truncated or overwritten)")
+                raise ValueError(
+                    f"data file {path} has {size} bytes, the index records {self._data_size} (truncated or overwritten)"
+                )
             self._data = handle
         except (OSError, ValueError) as e:
             self._data_failed = True
             if self._entries and warn:
-                warnings.warn(f"audio cache {self.folder} is unusable ({e}); audio is decoded from the source files", stacklevel=3)
+                warnings.warn(
+                    f"audio cache {self.folder} is unusable ({e}); audio is decoded from the source files", stacklevel=3
+                )
         return self._data
 
     def _entry_values(self, handle, entry: CacheEntry) -> np.ndarray | None:
@@ -403,13 +417,19 @@ class AudioCache:
         values = self._entry_values(handle, entry)
         if values is None and name not in self._warned:
             self._warned.add(name)
-            warnings.warn(f"audio cache data file {self.data_path} ends before entry {name!r} (truncated since it was opened); "
-                          "decoding the source file instead; the next build rewrites it", stacklevel=3)
+            warnings.warn(
+                f"audio cache data file {self.data_path} ends before entry {name!r} (truncated since it was opened); "
+                "decoding the source file instead; the next build rewrites it",
+                stacklevel=3,
+            )
         if self.verify and name not in self._verified:
             if values is None or _crc(values) != entry.crc32:
                 if name not in self._warned:
                     self._warned.add(name)
-                    warnings.warn(f"audio cache entry {name!r} in {self.folder} fails its checksum; decoding the source file instead", stacklevel=3)
+                    warnings.warn(
+                        f"audio cache entry {name!r} in {self.folder} fails its checksum; decoding the source file instead",
+                        stacklevel=3,
+                    )
                 return None
             self._verified.add(name)
         return values
@@ -558,9 +578,12 @@ class AudioCache:
             if not writable:
                 counts["dropped"] = 0
                 if todo:
-                    warnings.warn(f"audio cache {self.folder} is read-only ({self.folder / '.lock'} cannot be opened for writing): "
-                                  f"its {len(keep)} current clip(s) are read from it, {len(todo)} file(s) it lacks or that changed "
-                                  "are decoded from the source each time; make the folder writable to cache them", stacklevel=2)
+                    warnings.warn(
+                        f"audio cache {self.folder} is read-only ({self.folder / '.lock'} cannot be opened for writing): "
+                        f"its {len(keep)} current clip(s) are read from it, {len(todo)} file(s) it lacks or that changed "
+                        "are decoded from the source each time; make the folder writable to cache them",
+                        stacklevel=2,
+                    )
             elif todo or dropped or bad:
                 decoded, failed = self._decode_all([(name, wanted[name]) for name in todo], progress)
                 counts["decoded"], counts["failed"] = len(decoded), len(failed)
@@ -639,7 +662,9 @@ class AudioCache:
         "Delete this cache's index and data files (PermissionError for a read-only cache folder)."
         with _locked(self.folder) as writable:
             if not writable:
-                raise PermissionError(f"cannot clear the audio cache {self.folder}: its .lock cannot be opened for writing (read-only folder)")
+                raise PermissionError(
+                    f"cannot clear the audio cache {self.folder}: its .lock cannot be opened for writing (read-only folder)"
+                )
             for p in [self.index_path, *self.folder.glob("data-*.bin")]:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()

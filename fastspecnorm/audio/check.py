@@ -143,7 +143,11 @@ def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) ->
             facts_of[str(p)] = facts
     if problems:
         lines = [f"  {p}: {'; '.join(msgs)}" for p, msgs in list(problems.items())[:_MAX_LISTED]]
-        more = f"\n  ... and {len(problems) - _MAX_LISTED} more (AudioFilesError.problems has all)" if len(problems) > _MAX_LISTED else ""
+        more = (
+            f"\n  ... and {len(problems) - _MAX_LISTED} more (AudioFilesError.problems has all)"
+            if len(problems) > _MAX_LISTED
+            else ""
+        )
         raise AudioFilesError(
             f"{len(problems)} of {len(problems) + len(facts_of)} audio file(s) cannot be used; fix or remove them:\n"
             + "\n".join(lines)

@@ -338,5 +338,3 @@ def crop_pad(x: Tensor, n_samples: int, start: int = 0, pad_mode: str = "zeros")
         reps = math.ceil(n_samples / max(length, 1))
         return x.repeat(*([1] * (x.dim() - 1)), reps)[..., :n_samples]
     raise ValueError(f"pad_mode must be 'zeros' or 'repeat', got {pad_mode!r}")
-
-

@@ -128,7 +128,9 @@ class AudioSpectrogram(_MetaTensor):
         t_end = n_frames * hop / sr if sr and hop else n_frames
         f_max = getattr(self, "f_max", None) or (sr / 2 if sr else n_freq)
         n_mels = getattr(self, "n_mels", None)
-        im = ax.imshow(x.numpy(), origin="lower", aspect="auto", extent=(0, t_end, 0, f_max), cmap=kwargs.pop("cmap", "magma"), **kwargs)
+        im = ax.imshow(
+            x.numpy(), origin="lower", aspect="auto", extent=(0, t_end, 0, f_max), cmap=kwargs.pop("cmap", "magma"), **kwargs
+        )
         ax.set_xlabel("time (s)" if sr and hop else "frame")
         ax.set_ylabel("frequency (Hz" + (", mel-spaced)" if n_mels else ")"))
         if n_mels:
@@ -225,7 +227,9 @@ def _register_show_methods() -> None:
             res.append((item, *s[1:]))
         return L(res)
 
-    def show_audio_batch(x: AudioSpectrogram | AudioTensor, y, samples, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+    def show_audio_batch(
+        x: AudioSpectrogram | AudioTensor, y, samples, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs
+    ):
         samples = without_padding(x, samples)
         if ctxs is None:
             ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
@@ -233,7 +237,9 @@ def _register_show_methods() -> None:
         ctxs[0].figure.tight_layout()
         return ctxs
 
-    def show_audio_results(x: AudioSpectrogram | AudioTensor, y, samples, outs, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+    def show_audio_results(
+        x: AudioSpectrogram | AudioTensor, y, samples, outs, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs
+    ):
         samples = without_padding(x, samples)
         if ctxs is None:
             ctxs = _grid(min(len(samples), max_n), nrows, ncols, figsize, x)
@@ -242,14 +248,18 @@ def _register_show_methods() -> None:
         targets = samples.itemgot(1) if len(samples[0]) > 1 else None
         for i in range(len(outs[0])):
             if i == 0 and targets is not None:  # as fastai's images: the prediction green when right, red when wrong
-                ctxs = [b.show(ctx=c, color="green" if str(b) == str(t) else "red", **kwargs)
-                        for b, t, c, _ in zip(outs.itemgot(i), targets, ctxs, range(max_n), strict=False)]
+                ctxs = [
+                    b.show(ctx=c, color="green" if str(b) == str(t) else "red", **kwargs)
+                    for b, t, c, _ in zip(outs.itemgot(i), targets, ctxs, range(max_n), strict=False)
+                ]
             else:
                 ctxs = [b.show(ctx=c, **kwargs) for b, c, _ in zip(outs.itemgot(i), ctxs, range(max_n), strict=False)]
         ctxs[0].figure.tight_layout()
         return ctxs
 
-    def plot_audio_top_losses(x: AudioSpectrogram | AudioTensor, y, samples, outs, raws, losses, nrows=None, ncols=None, figsize=None, **kwargs):
+    def plot_audio_top_losses(
+        x: AudioSpectrogram | AudioTensor, y, samples, outs, raws, losses, nrows=None, ncols=None, figsize=None, **kwargs
+    ):
         "`Interpretation.plot_top_losses`: each item titled prediction / actual / loss / probability."
         samples = without_padding(x, samples)
         ctxs = _grid(len(samples), nrows, ncols, figsize, x)

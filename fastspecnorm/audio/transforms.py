@@ -17,7 +17,17 @@ from torch import Tensor
 from .io import AUDIO_DTYPES, crop_pad, downmix_mono, from_storage, quantize_waveform, resample, storage_dtype, to_storage
 from .tensors import AudioTensor, RefusePlainTensor
 
-__all__ = ["array_layout", "MAX_ARRAY_CHANNELS", "LoadAudio", "DownmixMono", "Resample", "ResizeSignal", "AudioBlock", "AudioDataLoader", "RefusePlainTensor"]
+__all__ = [
+    "array_layout",
+    "MAX_ARRAY_CHANNELS",
+    "LoadAudio",
+    "DownmixMono",
+    "Resample",
+    "ResizeSignal",
+    "AudioBlock",
+    "AudioDataLoader",
+    "RefusePlainTensor",
+]
 
 
 #: The most channels a NumPy waveform may have: of a 2-D array's axes, the one no longer than this
@@ -97,7 +107,9 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
             mine = {"sample_rate": sample_rate, "mono": mono, "dtype": dtype or cache.dtype}
             theirs = {"sample_rate": cache.sample_rate, "mono": cache.mono, "dtype": cache.dtype}
             if mine != theirs:
-                raise ValueError(f"LoadAudio settings {mine} do not match its AudioCache's {theirs}; open the cache with the same settings")
+                raise ValueError(
+                    f"LoadAudio settings {mine} do not match its AudioCache's {theirs}; open the cache with the same settings"
+                )
             dtype = cache.dtype
         self.sample_rate, self.mono, self.cache, self.dtype = sample_rate, mono, cache, dtype
 
@@ -202,7 +214,9 @@ def AudioBlock(sample_rate: int | None = 16000, mono: bool = True, cache=None, d
     """A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz (see
     `LoadAudio`); its loaders are `AudioDataLoader`s, so clips of different lengths make a padded
     batch with `lengths` instead of a collate error."""
-    return TransformBlock(type_tfms=LoadAudio(sample_rate=sample_rate, mono=mono, cache=cache, dtype=dtype), dl_type=AudioDataLoader)
+    return TransformBlock(
+        type_tfms=LoadAudio(sample_rate=sample_rate, mono=mono, cache=cache, dtype=dtype), dl_type=AudioDataLoader
+    )
 
 
 def _pad_column(column: list) -> tuple[list, Tensor | None]:

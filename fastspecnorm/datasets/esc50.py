@@ -98,7 +98,9 @@ class CrossValidationSplitter:
         return [i for i in idx if not is_valid[i]], [i for i in idx if is_valid[i]]
 
 
-def esc50_datablock(root: str | os.PathLike, vocab, valid_fold: int = 1, settings: ESC50Settings | None = None, batch_tfms=()) -> DataBlock:
+def esc50_datablock(
+    root: str | os.PathLike, vocab, valid_fold: int = 1, settings: ESC50Settings | None = None, batch_tfms=()
+) -> DataBlock:
     """The ESC-50 DataBlock: audio at `settings.sample_rate` Hz cropped/padded to `settings.duration` s
     (random crop for training, deterministic for validation), optional per-clip waveform
     standardization and `AudioToSpec` as batch transforms, categories in `vocab` order."""
@@ -108,12 +110,17 @@ def esc50_datablock(root: str | os.PathLike, vocab, valid_fold: int = 1, setting
     if s.cache:
         from ..audio.cache import AudioCache
 
-        cache = AudioCache.for_settings(root / "audio", s.sample_rate, cache_dir=None if s.cache is True else s.cache, dtype=s.audio_dtype)
+        cache = AudioCache.for_settings(
+            root / "audio", s.sample_rate, cache_dir=None if s.cache is True else s.cache, dtype=s.audio_dtype
+        )
     # WaveformNormalize is the first batch transform: the batch it gets is the loader's fresh one,
     # so it standardizes in place instead of allocating another batch-sized tensor.
     tfms = ([WaveformNormalize(inplace=True)] if s.waveform_norm else []) + [s.spectrogram()] + list(batch_tfms)
     return DataBlock(
-        blocks=(AudioBlock(sample_rate=s.sample_rate, cache=cache, dtype=s.audio_dtype), CategoryBlock(vocab=list(vocab), sort=False)),
+        blocks=(
+            AudioBlock(sample_rate=s.sample_rate, cache=cache, dtype=s.audio_dtype),
+            CategoryBlock(vocab=list(vocab), sort=False),
+        ),
         get_x=_ClipPath(root),
         get_y=ColReader("category"),
         splitter=CrossValidationSplitter("fold", valid_fold),
@@ -131,7 +138,9 @@ def _checked_meta(root: Path, valid_fold: int, validate: bool | str, skip_bad: b
     mode = "quick" if validate is True else validate
     if mode not in ("quick", "full"):
         raise ValueError(f"validate must be True, False, 'quick' or 'full', got {validate!r}")
-    result = validate_esc50(root, sample_rate=sample_rate, skip_bad=skip_bad, progress=mode == "full", folds=[valid_fold], mode=mode)
+    result = validate_esc50(
+        root, sample_rate=sample_rate, skip_bad=skip_bad, progress=mode == "full", folds=[valid_fold], mode=mode
+    )
     report, df = result if skip_bad else (result, None)
     report.raise_if_errors()
     if report.warnings:

@@ -39,7 +39,9 @@ def resolve_fsdd(path: str | os.PathLike) -> Path:
     found = sorted(p.parent for p in root.glob("*/recordings") if p.is_dir())
     if len(found) == 1:
         return found[0]
-    raise FileNotFoundError(f"no recordings/ folder in {root} (expected FSDD's layout: recordings/{{digit}}_{{speaker}}_{{take}}.wav)")
+    raise FileNotFoundError(
+        f"no recordings/ folder in {root} (expected FSDD's layout: recordings/{{digit}}_{{speaker}}_{{take}}.wav)"
+    )
 
 
 def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -58,8 +60,15 @@ def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
             bad.append(name)
             continue
         digit, speaker, take = m.groups()
-        rows.append({"filename": f"recordings/{name}", "label": digit, "speaker": speaker, "take": int(take),
-                     "fold": FSDD_SPEAKERS.index(speaker) + 1})
+        rows.append(
+            {
+                "filename": f"recordings/{name}",
+                "label": digit,
+                "speaker": speaker,
+                "take": int(take),
+                "fold": FSDD_SPEAKERS.index(speaker) + 1,
+            }
+        )
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ValueError(
@@ -69,8 +78,16 @@ def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fsdd_dataloaders(path=None, valid_fold: int = 1, bs: int | None = None, preset: str = "fsdd", batch_tfms=(),
-                     device=None, validate: bool | str = True, **settings):
+def fsdd_dataloaders(
+    path=None,
+    valid_fold: int = 1,
+    bs: int | None = None,
+    preset: str = "fsdd",
+    batch_tfms=(),
+    device=None,
+    validate: bool | str = True,
+    **settings,
+):
     """fastai DataLoaders over FSDD (downloaded with `untar_data` when `path` is None), holding out
     speaker `FSDD_SPEAKERS[valid_fold - 1]` for validation; the other five speakers train.
 
@@ -90,5 +107,7 @@ def fsdd_dataloaders(path=None, valid_fold: int = 1, bs: int | None = None, pres
         raise ValueError(f"valid_fold must be 1-{len(FSDD_SPEAKERS)} (the speakers {list(FSDD_SPEAKERS)}), got {valid_fold!r}")
     source = read_source(SourceSpec(data=download_fsdd() if path is None else path, dataset="fsdd"))
     if valid_fold not in source.folds:
-        raise ValueError(f"no recordings of speaker {FSDD_SPEAKERS[valid_fold - 1]!r} (fold {valid_fold}) in {source.root / 'recordings'}")
+        raise ValueError(
+            f"no recordings of speaker {FSDD_SPEAKERS[valid_fold - 1]!r} (fold {valid_fold}) in {source.root / 'recordings'}"
+        )
     return source_dataloaders(source, valid_fold, s, batch_tfms=batch_tfms, device=device, validate=validate)

@@ -26,8 +26,17 @@ if TYPE_CHECKING:  # imported where used, so that the command line starts fast
     import numpy as np
     import pandas as pd
 
-__all__ = ["SourceSpec", "DataSource", "Recipe", "RECIPES", "detect_dataset", "read_source", "draw_folds",
-           "source_dataloaders", "check_source_files"]
+__all__ = [
+    "SourceSpec",
+    "DataSource",
+    "Recipe",
+    "RECIPES",
+    "detect_dataset",
+    "read_source",
+    "draw_folds",
+    "source_dataloaders",
+    "check_source_files",
+]
 
 
 @dataclass
@@ -140,7 +149,9 @@ def _read_fsdd(spec: SourceSpec) -> DataSource:
     df = fsdd_table(root)
     table = pd.DataFrame({"file": df["filename"], "label": df["label"].astype(str), "fold": df["fold"].astype(int)})
     names = {i + 1: s for i, s in enumerate(FSDD_SPEAKERS)}
-    return DataSource("fsdd", root, table, "fsdd", fold_names=names, description=_describe("FSDD (one fold per speaker)", table, names=names))
+    return DataSource(
+        "fsdd", root, table, "fsdd", fold_names=names, description=_describe("FSDD (one fold per speaker)", table, names=names)
+    )
 
 
 def _read_folder(spec: SourceSpec) -> DataSource:

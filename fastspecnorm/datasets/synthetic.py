@@ -57,20 +57,70 @@ __all__ = [
 
 #: The 50 ESC-50 category names, indexed by ``target`` (0..49) as in the real ``esc50.csv``.
 ESC50_CATEGORIES = (
-    "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow",
-    "rain", "sea_waves", "crackling_fire", "crickets", "chirping_birds", "water_drops", "wind",
-    "pouring_water", "toilet_flush", "thunderstorm", "crying_baby", "sneezing", "clapping",
-    "breathing", "coughing", "footsteps", "laughing", "brushing_teeth", "snoring",
-    "drinking_sipping", "door_wood_knock", "mouse_click", "keyboard_typing", "door_wood_creaks",
-    "can_opening", "washing_machine", "vacuum_cleaner", "clock_alarm", "clock_tick",
-    "glass_breaking", "helicopter", "chainsaw", "siren", "car_horn", "engine", "train",
-    "church_bells", "airplane", "fireworks", "hand_saw",
+    "dog",
+    "rooster",
+    "pig",
+    "cow",
+    "frog",
+    "cat",
+    "hen",
+    "insects",
+    "sheep",
+    "crow",
+    "rain",
+    "sea_waves",
+    "crackling_fire",
+    "crickets",
+    "chirping_birds",
+    "water_drops",
+    "wind",
+    "pouring_water",
+    "toilet_flush",
+    "thunderstorm",
+    "crying_baby",
+    "sneezing",
+    "clapping",
+    "breathing",
+    "coughing",
+    "footsteps",
+    "laughing",
+    "brushing_teeth",
+    "snoring",
+    "drinking_sipping",
+    "door_wood_knock",
+    "mouse_click",
+    "keyboard_typing",
+    "door_wood_creaks",
+    "can_opening",
+    "washing_machine",
+    "vacuum_cleaner",
+    "clock_alarm",
+    "clock_tick",
+    "glass_breaking",
+    "helicopter",
+    "chainsaw",
+    "siren",
+    "car_horn",
+    "engine",
+    "train",
+    "church_bells",
+    "airplane",
+    "fireworks",
+    "hand_saw",
 )
 
 #: The ten categories flagged ``esc10=True`` in the real ESC-50 (the ESC-10 subset).
 ESC10_CATEGORIES = (
-    "dog", "rooster", "rain", "sea_waves", "crackling_fire", "crying_baby", "sneezing",
-    "clock_tick", "helicopter", "chainsaw",
+    "dog",
+    "rooster",
+    "rain",
+    "sea_waves",
+    "crackling_fire",
+    "crying_baby",
+    "sneezing",
+    "clock_tick",
+    "helicopter",
+    "chainsaw",
 )
 
 #: Columns of ``meta/esc50.csv``, in the order of the real file.
@@ -137,8 +187,9 @@ def _fast_fft_length(n: int) -> int:
     return best
 
 
-def _noise_from_spectrum(rng: np.random.Generator, n_samples: int, sample_rate: int,
-                         amplitude: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _noise_from_spectrum(
+    rng: np.random.Generator, n_samples: int, sample_rate: int, amplitude: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
     """Random-phase noise whose amplitude spectrum is ``amplitude(freqs_hz)``.
 
     Returns float32 of shape (n_samples,), unit RMS. Every frequency bin gets its amplitude
@@ -159,19 +210,16 @@ def _noise_from_spectrum(rng: np.random.Generator, n_samples: int, sample_rate: 
     return noise / max(_rms(noise), 1e-12)
 
 
-def _lowpass_noise(rng: np.random.Generator, n_samples: int, sample_rate: int,
-                   cutoff_hz: float) -> np.ndarray:
+def _lowpass_noise(rng: np.random.Generator, n_samples: int, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     """Noise band-limited to (0, cutoff_hz], float32 of shape (n_samples,), unit RMS."""
     # At least one frequency bin is kept, so very short clips still get noise.
     cutoff_hz = max(cutoff_hz, sample_rate / _fast_fft_length(n_samples))
-    return _noise_from_spectrum(rng, n_samples, sample_rate,
-                                lambda freqs_hz: (freqs_hz <= cutoff_hz).astype(np.float32))
+    return _noise_from_spectrum(rng, n_samples, sample_rate, lambda freqs_hz: (freqs_hz <= cutoff_hz).astype(np.float32))
 
 
 def _pink_noise(rng: np.random.Generator, n_samples: int, sample_rate: int) -> np.ndarray:
     """Noise with a 1/f power spectrum (flat below 20 Hz), float32, shape (n_samples,), unit RMS."""
-    return _noise_from_spectrum(rng, n_samples, sample_rate,
-                                lambda freqs_hz: 1.0 / np.sqrt(np.maximum(freqs_hz, 20.0)))
+    return _noise_from_spectrum(rng, n_samples, sample_rate, lambda freqs_hz: 1.0 / np.sqrt(np.maximum(freqs_hz, 20.0)))
 
 
 def _rms(x: np.ndarray) -> float:
@@ -185,8 +233,9 @@ def _cycle_position(x: np.ndarray) -> np.ndarray:
     return x - np.floor(x)
 
 
-def _synthesize_clip(rng: np.random.Generator, signature: _ClassSignature, n_samples: int,
-                     sound_samples: int, sample_rate: int) -> np.ndarray:
+def _synthesize_clip(
+    rng: np.random.Generator, signature: _ClassSignature, n_samples: int, sound_samples: int, sample_rate: int
+) -> np.ndarray:
     """One clip as int16 PCM, shape (n_samples,).
 
     The first ``sound_samples`` samples hold the class sound plus background noise; the rest is
@@ -260,7 +309,7 @@ def _synthesize_clip(rng: np.random.Generator, signature: _ClassSignature, n_sam
     fade_out = min(sound_samples, int(0.010 * sample_rate))
     sound[:fade_in] *= np.sin(0.5 * np.pi * np.arange(fade_in) / fade_in) ** 2
     fade_out_position = np.arange(1, fade_out + 1) / fade_out
-    sound[sound_samples - fade_out:] *= np.cos(0.5 * np.pi * fade_out_position) ** 2
+    sound[sound_samples - fade_out :] *= np.cos(0.5 * np.pi * fade_out_position) ** 2
 
     peak_db = rng.uniform(*_PEAK_DB_RANGE)
     peak = max(float(np.max(np.abs(sound))), 1e-12)
@@ -269,8 +318,9 @@ def _synthesize_clip(rng: np.random.Generator, signature: _ClassSignature, n_sam
     return clip
 
 
-def _plan_clips(n_classes: int, clips_per_class: int, n_folds: int, n_silent: int,
-                padded_fraction: float, n_samples: int, seed: int) -> list[dict]:
+def _plan_clips(
+    n_classes: int, clips_per_class: int, n_folds: int, n_silent: int, padded_fraction: float, n_samples: int, seed: int
+) -> list[dict]:
     """Metadata rows (sorted by filename) plus ``sound_samples`` and ``clip_index`` per clip.
 
     ``clip_index`` numbers the clips of one class (0..clips_per_class-1); clip ``j`` goes to
@@ -282,8 +332,7 @@ def _plan_clips(n_classes: int, clips_per_class: int, n_folds: int, n_silent: in
     # Silent clip i is clip (i // n_classes + i) % clips_per_class of class i % n_classes: a
     # diagonal, so consecutive silent clips fall in different classes and folds.
     silent = {(i % n_classes, (i // n_classes + i) % clips_per_class) for i in range(n_silent)}
-    audible = [(target, j) for target in range(n_classes) for j in range(clips_per_class)
-               if (target, j) not in silent]
+    audible = [(target, j) for target in range(n_classes) for j in range(clips_per_class) if (target, j) not in silent]
     n_padded = int(round(padded_fraction * len(audible)))
     padded_order = rng.permutation(len(audible))[:n_padded]
     # Stratified sound lengths: the padded clips cover the whole range evenly.
@@ -311,17 +360,19 @@ def _plan_clips(n_classes: int, clips_per_class: int, n_folds: int, n_silent: in
         for take_number, clip_index in enumerate(clip_indices):
             take = chr(ord("A") + take_number)
             category = ESC50_CATEGORIES[target]
-            rows.append({
-                "filename": f"{fold}-{int(src_file)}-{take}-{target}.wav",
-                "fold": fold,
-                "target": target,
-                "category": category,
-                "esc10": category in ESC10_CATEGORIES,
-                "src_file": int(src_file),
-                "take": take,
-                "clip_index": clip_index,
-                "sound_samples": sound_samples[(target, clip_index)],
-            })
+            rows.append(
+                {
+                    "filename": f"{fold}-{int(src_file)}-{take}-{target}.wav",
+                    "fold": fold,
+                    "target": target,
+                    "category": category,
+                    "esc10": category in ESC10_CATEGORIES,
+                    "src_file": int(src_file),
+                    "take": take,
+                    "clip_index": clip_index,
+                    "sound_samples": sound_samples[(target, clip_index)],
+                }
+            )
     if len(rows) != n_clips:  # an internal invariant, not an input check
         raise RuntimeError(f"planned {len(rows)} clips instead of {n_clips}")
     return sorted(rows, key=lambda row: row["filename"])
@@ -357,9 +408,12 @@ def _read_marker(marker_path: pathlib.Path) -> dict | None:
 
 def _is_complete(root: pathlib.Path, marker: dict | None, arguments: dict) -> bool:
     """Whether ``root`` holds a finished generation with exactly these arguments."""
-    if (marker is None or not marker.get("complete")
-            or marker.get("format_version") != _FORMAT_VERSION
-            or marker.get("arguments") != arguments):
+    if (
+        marker is None
+        or not marker.get("complete")
+        or marker.get("format_version") != _FORMAT_VERSION
+        or marker.get("arguments") != arguments
+    ):
         return False
     try:
         with open(root / "meta" / "esc50.csv", newline="") as file:
@@ -380,9 +434,19 @@ def _write_marker(marker_path: pathlib.Path, arguments: dict, complete: bool) ->
     atomic_write_text(marker_path, json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
-def make_synthetic_esc50(path, n_classes=10, clips_per_class=8, n_folds=5, sample_rate=44100,
-                         duration=5.0, seed=0, n_silent=1, overwrite=False, *,
-                         padded_fraction=0.4) -> pathlib.Path:
+def make_synthetic_esc50(
+    path,
+    n_classes=10,
+    clips_per_class=8,
+    n_folds=5,
+    sample_rate=44100,
+    duration=5.0,
+    seed=0,
+    n_silent=1,
+    overwrite=False,
+    *,
+    padded_fraction=0.4,
+) -> pathlib.Path:
     """Write a synthetic dataset in the ESC-50 layout to ``path`` and return ``path``.
 
     Writes ``path/meta/esc50.csv`` (columns ``filename, fold, target, category, esc10,
@@ -440,15 +504,13 @@ def make_synthetic_esc50(path, n_classes=10, clips_per_class=8, n_folds=5, sampl
         "duration": _check_float("duration", duration, 0.0, 60.0, low_inclusive=False),
         "seed": _check_int("seed", seed, 0),
         "n_silent": _check_int("n_silent", n_silent, 0, n_classes * clips_per_class),
-        "padded_fraction": _check_float("padded_fraction", padded_fraction, 0.0, 1.0,
-                                        low_inclusive=True),
+        "padded_fraction": _check_float("padded_fraction", padded_fraction, 0.0, 1.0, low_inclusive=True),
     }
     if not isinstance(overwrite, bool):
         raise ValueError(f"overwrite must be True or False, got {overwrite!r}")
     n_samples = int(round(arguments["duration"] * arguments["sample_rate"]))
     if n_samples < 1:
-        raise ValueError(f"duration must give at least one sample at sample_rate={sample_rate} Hz, "
-                         f"got duration={duration} s")
+        raise ValueError(f"duration must give at least one sample at sample_rate={sample_rate} Hz, got duration={duration} s")
 
     root = pathlib.Path(path)
     if root.exists() and not root.is_dir():
@@ -489,24 +551,32 @@ def _generate(root: pathlib.Path, arguments: dict, marker: dict | None, overwrit
     audio_dir.mkdir(parents=True, exist_ok=True)
     _write_marker(marker_path, arguments, complete=False)
 
-    rows = _plan_clips(arguments["n_classes"], arguments["clips_per_class"], arguments["n_folds"],
-                       arguments["n_silent"], arguments["padded_fraction"], n_samples,
-                       arguments["seed"])
+    rows = _plan_clips(
+        arguments["n_classes"],
+        arguments["clips_per_class"],
+        arguments["n_folds"],
+        arguments["n_silent"],
+        arguments["padded_fraction"],
+        n_samples,
+        arguments["seed"],
+    )
     listed = {row["filename"] for row in rows}
     for stale in audio_dir.glob("*.wav"):
         if stale.name not in listed:
             stale.unlink()
 
-    signatures = [_class_signature(target, arguments["n_classes"], arguments["sample_rate"])
-                  for target in range(arguments["n_classes"])]
+    signatures = [
+        _class_signature(target, arguments["n_classes"], arguments["sample_rate"]) for target in range(arguments["n_classes"])
+    ]
     for row in rows:
         # One generator per clip, keyed by class and clip number, so a clip does not depend on
         # the order of generation or on the other clips.
         rng = np.random.default_rng([arguments["seed"], 1, row["target"], row["clip_index"]])
-        clip = _synthesize_clip(rng, signatures[row["target"]], n_samples, row["sound_samples"],
-                                arguments["sample_rate"])
-        atomic_write(audio_dir / row["filename"],
-                     lambda f, clip=clip: sf.write(f, clip, arguments["sample_rate"], subtype="PCM_16", format="WAV"))
+        clip = _synthesize_clip(rng, signatures[row["target"]], n_samples, row["sound_samples"], arguments["sample_rate"])
+        atomic_write(
+            audio_dir / row["filename"],
+            lambda f, clip=clip: sf.write(f, clip, arguments["sample_rate"], subtype="PCM_16", format="WAV"),
+        )
 
     lines = [",".join(ESC50_COLUMNS)]
     for row in rows:

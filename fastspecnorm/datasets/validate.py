@@ -171,8 +171,7 @@ class ValidationReport:
         lines = [self.summary_line(), "errors:"] + [f"  {name}: {msg}" for name, msg in self.errors]
         if self.bad_files and not self.skip_bad:
             lines.append(
-                "Fix or remove these files (and their rows in meta/esc50.csv), "
-                "or pass skip_bad=True to train without them."
+                "Fix or remove these files (and their rows in meta/esc50.csv), or pass skip_bad=True to train without them."
             )
         error = DatasetNotFoundError if all(e in self.absent for e in self.errors) else DatasetValidationError
         raise error("\n".join(lines), self)
@@ -411,7 +410,9 @@ def _check_rates(report: ValidationReport, sample_rate: int, expected_sample_rat
         if f["samplerate"] != usual and name not in bad:
             what = "the expected" if expected_sample_rate else "most files'"
             report._add(
-                "warnings", name, f"sample rate {f['samplerate']} Hz differs from {what} {usual} Hz: it is resampled to {sample_rate} Hz"
+                "warnings",
+                name,
+                f"sample rate {f['samplerate']} Hz differs from {what} {usual} Hz: it is resampled to {sample_rate} Hz",
             )
 
 

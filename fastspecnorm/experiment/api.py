@@ -60,7 +60,9 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
     overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
-        raise TypeError(f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | {'overrides'})}")
+        raise TypeError(
+            f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | {'overrides'})}"
+        )
     out = Path(out)
     data = csv = None
     if isinstance(source, pd.DataFrame):

@@ -117,10 +117,14 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=None, help="one-cycle max learning rate (default: fastai's)")
     p.add_argument("--bs", type=_positive_int, default=None, help="batch size (default: the preset's)")
     p.add_argument("--num-workers", type=_count, default=None, help="DataLoader worker processes")
-    p.add_argument("--stats-fraction", type=_fraction, default=1.0, help="share of training batches for global/channel statistics")
+    p.add_argument(
+        "--stats-fraction", type=_fraction, default=1.0, help="share of training batches for global/channel statistics"
+    )
     p.add_argument("--set", dest="overrides", type=_parse_override, action="append", default=[], metavar="NAME=VALUE",
                    help="override one setting of the preset, e.g. --set n_mels=128 (repeatable)")  # fmt: skip
-    p.add_argument("--synthetic-classes", type=_positive_int, default=10, help="classes in the generated dataset (--data synthetic)")
+    p.add_argument(
+        "--synthetic-classes", type=_positive_int, default=10, help="classes in the generated dataset (--data synthetic)"
+    )
     p.add_argument("--synthetic-clips", type=_positive_int, default=20, help="clips per class in the generated dataset")
     p.add_argument("--shard", type=_parse_shard, default=(1, 1), metavar="I/N",
                    help="run the I-th of N disjoint slices of the grid (job arrays), e.g. 3/8")  # fmt: skip
@@ -214,7 +218,9 @@ def command(argv=None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     usage = "usage: fastspecnorm compare [options]   (fastspecnorm compare --help for the options)"
     if not args or args[0] in ("-h", "--help"):
-        print(usage + "\n\ncommands:\n  compare   compare spectrogram normalizations on your data (folds x seeds, paired intervals)")
+        print(
+            usage + "\n\ncommands:\n  compare   compare spectrogram normalizations on your data (folds x seeds, paired intervals)"
+        )
         return 0 if args else 2
     if args[0] in ("--version", "-V"):
         from importlib.metadata import version

@@ -300,7 +300,9 @@ def _read_json_file(path: Path, what: str) -> dict:
 def refuse_old_format(out: Path) -> None:
     path = out / "experiment.json"
     old = _read_json_file(path, "experiment identity") if path.is_file() else None
-    if (old is not None and old.get("format") != FORMAT) or (old is None and (out / "results.csv").is_file() and not (out / "runs").is_dir()):
+    if (old is not None and old.get("format") != FORMAT) or (
+        old is None and (out / "results.csv").is_file() and not (out / "runs").is_dir()
+    ):
         raise ValueError(
             f"{out} holds results in an older format (one results.csv rewritten in place, no per-run records in "
             f"{out / 'runs'}); this version keeps one record per run and derives results.csv from them. "

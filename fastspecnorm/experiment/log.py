@@ -61,7 +61,9 @@ class RunLog:
             if len(values) != len(names) or values == list(names) or self.quiet:
                 return
             named = dict(zip(names, values, strict=True))
-            parts = [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in named.items() if k not in ("epoch", "time")]
+            parts = [
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in named.items() if k not in ("epoch", "time")
+            ]
             self._print(f"    epoch {int(named.get('epoch', 0)) + 1}/{n_epochs}: {', '.join(parts)} ({named.get('time', '')})")
 
         return log

@@ -78,19 +78,35 @@ NORMS: dict[str, Norm] = {
         Norm("instance", "standardize, then min-max to [0, 1]", "per item", True, spec_tfms=_instance),
         # A fixed dB range assumes the recording's own level: standardizing first put 46% of the
         # quick preset's values above +20 dB, where they are clipped to 1 (1.9% on raw levels).
-        Norm("dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False, spec_tfms=_dbrange),
+        Norm(
+            "dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False, spec_tfms=_dbrange
+        ),
         # PCEN is its own gain control (its smoother divides each bin by its recent level), so clips
         # keep their own level, as in librosa's usage: energies scaled as int32 audio (2**62).
-        Norm("pcen", "per-channel energy normalization of the (mel) energies, librosa's defaults (0.4 s)", "per item (running)", waveform_norm=False,
-             spec_tfms=_pcen, to_db=False),
+        Norm(
+            "pcen",
+            "per-channel energy normalization of the (mel) energies, librosa's defaults (0.4 s)",
+            "per item (running)",
+            waveform_norm=False,
+            spec_tfms=_pcen,
+            to_db=False,
+        ),
         # Standardized waveforms, as for the other standardizations: the per-bin mean removes a
         # clip's level anyway, and a standardized quiet clip stays above the -100 dB floor.
-        Norm("utterance", "`(x - mean) / std` per item and frequency bin over its frames", "per item", True, spec_tfms=_utterance),
+        Norm(
+            "utterance", "`(x - mean) / std` per item and frequency bin over its frames", "per item", True, spec_tfms=_utterance
+        ),
         # The learned counterpart of `channel`: the same standardized inputs, statistics learned by
         # a BatchNorm2d over frequency bins as the model's first layer (PANNs' bn0). Masks take each
         # item's own per-bin mean, the value that BatchNorm maps near 0.
-        Norm("bn", "BatchNorm over frequency bins as the model's first layer", "learned (running batch stats)", True, mask_fill="mean",
-             input_bn=True),
+        Norm(
+            "bn",
+            "BatchNorm over frequency bins as the model's first layer",
+            "learned (running batch stats)",
+            True,
+            mask_fill="mean",
+            input_bn=True,
+        ),
     )
 }
 
@@ -115,8 +131,9 @@ class NormSetup:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def norm_setup(name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None, augment: bool = False,
-               progress: bool = True) -> NormSetup:
+def norm_setup(
+    name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None, augment: bool = False, progress: bool = True
+) -> NormSetup:
     """How a run of normalization `name` is built. Dataset statistics come from the training split
     only, through `StatsCallback` (saved to / reused from `stats_path` when given), never from
     augmented batches. `augment`: add the train-only augmentations, `SpecAugment` masks after the

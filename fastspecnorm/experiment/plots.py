@@ -19,12 +19,14 @@ __all__ = ["summary_figure", "summary_png", "comparison_figure"]
 def _dots_and_means(axes, groups: list[tuple[str, np.ndarray, float, float, float]], colors: dict, rng) -> None:
     "Per group (name, values in %, mean, ci_low, ci_high as fractions): jittered dots, then the mean and CI."
     for position, (name, values, mean, low, high) in enumerate(groups):
-        axes.scatter(position + rng.uniform(-0.15, 0.15, size=values.size), values, s=22, alpha=0.55,
-                     color=colors[name], edgecolors="none")
+        axes.scatter(
+            position + rng.uniform(-0.15, 0.15, size=values.size), values, s=22, alpha=0.55, color=colors[name], edgecolors="none"
+        )
         if math.isfinite(mean):
             error = [[100 * (mean - low)], [100 * (high - mean)]] if math.isfinite(low) else None
-            axes.errorbar([position + 0.3], [100 * mean], yerr=error, fmt="D", color="black", markersize=6, capsize=5,
-                          linewidth=1.5)
+            axes.errorbar(
+                [position + 0.3], [100 * mean], yerr=error, fmt="D", color="black", markersize=6, capsize=5, linewidth=1.5
+            )
     axes.set_xticks(range(len(groups)), [name for name, *_ in groups], rotation=30 if len(groups) > 6 else 0)
     axes.set_xlim(-0.6, len(groups) - 0.3)
     axes.set_xlabel("normalization")
@@ -37,8 +39,9 @@ def _figure(figsize):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("the experiment's figures need matplotlib: `pip install matplotlib` "
-                          "(or `pip install fastspecnorm[experiments]`)") from None
+        raise ImportError(
+            "the experiment's figures need matplotlib: `pip install matplotlib` (or `pip install fastspecnorm[experiments]`)"
+        ) from None
     figure = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
@@ -57,20 +60,33 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
     norms = df["norm"].astype(str).to_numpy()
     accuracy = pd.to_numeric(df["accuracy"]).to_numpy(dtype=np.float64)
 
-    _dots_and_means(left, [(norm, 100 * accuracy[norms == norm], s["mean"], s["ci_low"], s["ci_high"])
-                           for norm, s in per_norm.iterrows()], colors, rng)
+    _dots_and_means(
+        left,
+        [(norm, 100 * accuracy[norms == norm], s["mean"], s["ci_low"], s["ci_high"]) for norm, s in per_norm.iterrows()],
+        colors,
+        rng,
+    )
     left.set_ylabel("validation accuracy (%)")
     left.set_title(f"Accuracy per run (dots), mean and {level} CI (black)")
 
     if paired.empty:
-        text = "nothing to compare" if baseline in per_norm.index else f"no paired differences:\nbaseline '{baseline}' has no runs"
+        text = (
+            "nothing to compare" if baseline in per_norm.index else f"no paired differences:\nbaseline '{baseline}' has no runs"
+        )
         right.text(0.5, 0.5, text, ha="center", va="center", transform=right.transAxes, color="gray")
         right.set_xticks([])
         right.set_yticks([])
     else:
         right.axhline(0.0, color="gray", linewidth=1.2, linestyle="--")
-        _dots_and_means(right, [(norm, 100 * paired_differences(df, norm, baseline), s["mean_diff"], s["ci_low"], s["ci_high"])
-                                for norm, s in paired.iterrows()], colors, rng)
+        _dots_and_means(
+            right,
+            [
+                (norm, 100 * paired_differences(df, norm, baseline), s["mean_diff"], s["ci_low"], s["ci_high"])
+                for norm, s in paired.iterrows()
+            ],
+            colors,
+            rng,
+        )
     right.set_ylabel(f"accuracy minus '{baseline}' (percentage points)")
     right.set_title(f"Paired difference vs '{baseline}' (same fold and seed)")
     figure.suptitle(title)
@@ -84,8 +100,9 @@ def summary_png(df: pd.DataFrame, summary: Summary, title: str) -> bytes:
     return buffer.getvalue()
 
 
-def comparison_figure(grids: dict[str, pd.DataFrame], baseline: str = "none", confidence: float = 0.95, order=None,
-                      title: str | None = None):
+def comparison_figure(
+    grids: dict[str, pd.DataFrame], baseline: str = "none", confidence: float = 0.95, order=None, title: str | None = None
+):
     """Several grids' results side by side, one colour per grid: per normalization the mean
     accuracy with its Student-t interval (left) and the paired difference against `baseline` within
     each grid (right), as `summarize` computes them. grids: name -> results frame (e.g.
@@ -111,8 +128,15 @@ def comparison_figure(grids: dict[str, pd.DataFrame], baseline: str = "none", co
             low, high = 100 * rows["ci_low"].to_numpy(dtype=float), 100 * rows["ci_high"].to_numpy(dtype=float)
             error = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
             runs = rows["n" if column == "mean" else "n_pairs"].astype(int)
-            axes.errorbar([norms.index(n) + shift for n in shown], mean, yerr=error, fmt="o", color=f"C{k}", capsize=4,
-                          label=f"{name} ({runs.sum()} {'runs' if column == 'mean' else 'pairs'})")
+            axes.errorbar(
+                [norms.index(n) + shift for n in shown],
+                mean,
+                yerr=error,
+                fmt="o",
+                color=f"C{k}",
+                capsize=4,
+                label=f"{name} ({runs.sum()} {'runs' if column == 'mean' else 'pairs'})",
+            )
     right.axhline(0.0, color="gray", linewidth=1.2, linestyle="--")
     for axes in (left, right):
         axes.set_xticks(range(len(norms)), norms, rotation=30 if len(norms) > 6 else 0)

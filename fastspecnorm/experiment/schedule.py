@@ -64,7 +64,9 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any]):
     store = RunStore(out)
     rows, records = store.rebuild_with_records(list(NORMS))
     if len(rows):
-        write_summary(rows, out, order=list(NORMS), title=experiment_title(experiment), infos=[r.get("info", {}) for r in records])
+        write_summary(
+            rows, out, order=list(NORMS), title=experiment_title(experiment), infos=[r.get("info", {}) for r in records]
+        )
     return rows
 
 

@@ -73,9 +73,15 @@ def _read_claim(path: Path) -> dict[str, Any] | None:
     if not isinstance(claim, dict):
         return None
     heartbeat, pid = claim.get("heartbeat"), claim.get("pid")
-    if (isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or not math.isfinite(heartbeat)
-            or isinstance(pid, bool) or not isinstance(pid, int)
-            or not isinstance(claim.get("host"), str) or not isinstance(claim.get("token"), str)):
+    if (
+        isinstance(heartbeat, bool)
+        or not isinstance(heartbeat, int | float)
+        or not math.isfinite(heartbeat)
+        or isinstance(pid, bool)
+        or not isinstance(pid, int)
+        or not isinstance(claim.get("host"), str)
+        or not isinstance(claim.get("token"), str)
+    ):
         return None
     return claim
 
@@ -98,7 +104,11 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
     if clean["epochs"] < 0:
         raise ValueError(f"column 'epochs' must be >= 0, got {clean['epochs']}")
     accuracy = clean["accuracy"]
-    if isinstance(accuracy, bool) or not isinstance(accuracy, int | float) or not (math.isfinite(accuracy) and 0 <= accuracy <= 1):
+    if (
+        isinstance(accuracy, bool)
+        or not isinstance(accuracy, int | float)
+        or not (math.isfinite(accuracy) and 0 <= accuracy <= 1)
+    ):
         raise ValueError(f"column 'accuracy' must be a finite number in [0, 1], got {accuracy!r}")
     clean["accuracy"] = float(accuracy)
     json.dumps(clean)  # TypeError naming the value if something is not plain JSON
@@ -117,11 +127,12 @@ class RunStore:
     host's clock (choose well above heartbeat_every plus the clock skew between hosts).
     """
 
-    def __init__(self, out: str | os.PathLike, settle: float = 0.5, heartbeat_every: float = 30.0,
-                 stale_after: float = 300.0):
+    def __init__(self, out: str | os.PathLike, settle: float = 0.5, heartbeat_every: float = 30.0, stale_after: float = 300.0):
         if not stale_after > heartbeat_every > 0 or settle < 0:
-            raise ValueError(f"expected stale_after > heartbeat_every > 0 and settle >= 0, got stale_after={stale_after}, "
-                             f"heartbeat_every={heartbeat_every}, settle={settle}")
+            raise ValueError(
+                f"expected stale_after > heartbeat_every > 0 and settle >= 0, got stale_after={stale_after}, "
+                f"heartbeat_every={heartbeat_every}, settle={settle}"
+            )
         self.out = Path(out)
         self.runs_dir, self.claims_dir = self.out / "runs", self.out / "claims"
         self.results_path = self.out / "results.csv"
@@ -160,9 +171,13 @@ class RunStore:
         if not isinstance(record["run_id"], str) or not record["run_id"]:
             raise ValueError(f"run record {path} has run_id {record['run_id']!r}, expected a non-empty string; {_RECORD_FIX}")
         if not isinstance(record["row"], dict):
-            raise ValueError(f"run record {path} has a row of type {type(record['row']).__name__}, expected an object; {_RECORD_FIX}")
+            raise ValueError(
+                f"run record {path} has a row of type {type(record['row']).__name__}, expected an object; {_RECORD_FIX}"
+            )
         if not isinstance(record.get("info", {}), dict):
-            raise ValueError(f"run record {path} has info of type {type(record['info']).__name__}, expected an object; {_RECORD_FIX}")
+            raise ValueError(
+                f"run record {path} has info of type {type(record['info']).__name__}, expected an object; {_RECORD_FIX}"
+            )
         try:
             record["row"] = check_row(record["row"])
         except ValueError as e:

@@ -141,8 +141,12 @@ def summarize(df: pd.DataFrame, baseline: str = "none", confidence: float = 0.95
         for norm in norms:
             if norm != baseline:
                 paired[norm] = list(_mean_test(paired_differences(df, norm, baseline), confidence))
-    return Summary(per_norm=_table(per_norm, _PER_NORM_COLUMNS), paired=_table(paired, _PAIRED_COLUMNS),
-                   baseline=baseline, confidence=confidence)
+    return Summary(
+        per_norm=_table(per_norm, _PER_NORM_COLUMNS),
+        paired=_table(paired, _PAIRED_COLUMNS),
+        baseline=baseline,
+        confidence=confidence,
+    )
 
 
 def _table(rows: dict, columns: list[str]) -> pd.DataFrame:
@@ -203,8 +207,16 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
         lines.append(f"- Command ({count} run{'s' * (count > 1)}): `{command}`")
     if (unrecorded := n - sum(commands.values())) > 0:
         lines.append(f"- Command: not recorded for {unrecorded} run(s) (records written before commands were recorded)")
-    versions = [(name, counted(key)) for name, key in (("Python", "python"), ("torch", "torch"), ("torchaudio", "torchaudio"),
-                                                       ("fastai", "fastai"), ("fastspecnorm", "fastspecnorm"))]
+    versions = [
+        (name, counted(key))
+        for name, key in (
+            ("Python", "python"),
+            ("torch", "torch"),
+            ("torchaudio", "torchaudio"),
+            ("fastai", "fastai"),
+            ("fastspecnorm", "fastspecnorm"),
+        )
+    ]
     if any(v for _, v in versions):
         lines.append("- Versions: " + "; ".join(f"{name} {v}" for name, v in versions if v))
     if hosts := counted("host"):
@@ -213,8 +225,10 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
     if len(seconds):
         finished = sorted(str(i["finished"]).replace("T", " ") for i in infos if i.get("finished"))
         when = f"; finished {finished[0]} to {finished[-1]}" if finished else ""
-        lines.append(f"- Wall time: {seconds.sum() / 60:.1f} min of training over {len(seconds)} runs, "
-                     f"{seconds.median():.0f} s per run (median; {seconds.min():.0f}-{seconds.max():.0f} s){when}")
+        lines.append(
+            f"- Wall time: {seconds.sum() / 60:.1f} min of training over {len(seconds)} runs, "
+            f"{seconds.median():.0f} s per run (median; {seconds.min():.0f}-{seconds.max():.0f} s){when}"
+        )
     return lines
 
 
@@ -236,18 +250,24 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
         lines.append("Not every normalization has the same number of runs.")
     lines += [
         f"Intervals are {level} Student-t confidence intervals for the mean over runs.",
-        "", "## Accuracy per normalization", "",
+        "",
+        "## Accuracy per normalization",
+        "",
         f"| normalization | runs | mean accuracy (%) | std (points) | {level} CI (%) | min (%) | max (%) |",
         "|---|---:|---:|---:|---|---:|---:|",
     ]
     for norm, s in summary.per_norm.iterrows():
-        lines.append(f"| {cell(norm)} | {int(s['n'])} | {_percent(s['mean'])} | {_percent(s['std'])} "
-                     f"| {_interval(s['ci_low'], s['ci_high'])} | {_percent(s['min'])} | {_percent(s['max'])} |")
+        lines.append(
+            f"| {cell(norm)} | {int(s['n'])} | {_percent(s['mean'])} | {_percent(s['std'])} "
+            f"| {_interval(s['ci_low'], s['ci_high'])} | {_percent(s['min'])} | {_percent(s['max'])} |"
+        )
     lines += ["", f"## Paired difference against `{baseline}`", ""]
     if summary.paired.empty:
-        lines.append(f"`{baseline}` is the only normalization, so there is nothing to compare."
-                     if baseline in summary.per_norm.index
-                     else f"The baseline `{baseline}` has no runs in these results, so no paired differences are computed.")
+        lines.append(
+            f"`{baseline}` is the only normalization, so there is nothing to compare."
+            if baseline in summary.per_norm.index
+            else f"The baseline `{baseline}` has no runs in these results, so no paired differences are computed."
+        )
         return "\n".join(lines + provenance) + "\n"
     lines += [
         f"Each run is matched with the `{baseline}` run on the same fold and seed (unmatched runs are left "
@@ -258,9 +278,11 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
         "|---|---:|---:|---:|---|---:|",
     ]
     for norm, s in summary.paired.iterrows():
-        lines.append(f"| {cell(norm)} | {int(s['n_pairs'])} | {_percent(s['mean_diff'], signed=True)} "
-                     f"| {_percent(s['std_diff'])} | {_interval(s['ci_low'], s['ci_high'], signed=True)} "
-                     f"| {_p_value_text(s['p_value'])} |")
+        lines.append(
+            f"| {cell(norm)} | {int(s['n_pairs'])} | {_percent(s['mean_diff'], signed=True)} "
+            f"| {_percent(s['std_diff'])} | {_interval(s['ci_low'], s['ci_high'], signed=True)} "
+            f"| {_p_value_text(s['p_value'])} |"
+        )
     lines += [
         "",
         f"An interval that contains zero (equivalently p >= {1 - summary.confidence:.2g}) means these runs "
@@ -270,8 +292,15 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
     return "\n".join(lines + provenance) + "\n"
 
 
-def write_summary(df: pd.DataFrame, out_dir, baseline: str = "none", confidence: float = 0.95, title: str | None = None,
-                  order=None, infos: list[dict] | None = None) -> tuple[Path, Path]:
+def write_summary(
+    df: pd.DataFrame,
+    out_dir,
+    baseline: str = "none",
+    confidence: float = 0.95,
+    title: str | None = None,
+    order=None,
+    infos: list[dict] | None = None,
+) -> tuple[Path, Path]:
     """Write ``out_dir/summary.md`` (see `summary_markdown`) and ``out_dir/summary.png`` (see
     `plots.summary_figure`) for the runs in `df`, each atomically; returns both paths.
 
