@@ -621,3 +621,21 @@ def test_missing_things_are_also_file_not_found(folder, tmp_path):
     with pytest.raises(DatasetValidationError) as err:
         read_esc50_meta(folder)
     assert not isinstance(err.value, FileNotFoundError)
+
+
+def test_huge_target_is_refused_not_wrapped(tmp_path):
+    import shutil
+
+    from fastspecnorm.datasets.synthetic import make_synthetic_esc50
+    from fastspecnorm.datasets.validate import read_esc50_table
+
+    root = make_synthetic_esc50(tmp_path / "esc", n_classes=2, clips_per_class=5, duration=0.5)
+    meta = root / "meta" / "esc50.csv"
+    lines = meta.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("target")] = "99999999999999999999"
+    meta.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    _, report = read_esc50_table(root)
+    assert any("99999999999999999999" in msg and "too large" in msg for _, msg in report.errors)
+    shutil.rmtree(root)

@@ -271,10 +271,13 @@ def _check_rows(report: ValidationReport, df: pd.DataFrame) -> pd.DataFrame:
     for col, lowest in (("fold", 1), ("target", 0)):
         num = pd.to_numeric(df[col], errors="coerce")
         not_int = ~np.isfinite(num) | (num != num.round())
-        bad = (not_int | (num < lowest)) & ~no_name
+        too_big = num.abs() > 2**53  # past float64's exact integers: it would not survive the int cast
+        bad = (not_int | (num < lowest) | too_big) & ~no_name
         for name, value, is_int in zip(df.loc[bad, "filename"], df.loc[bad, col], ~not_int[bad], strict=True):
             if pd.isna(value):
                 what = f"has no {col}"
+            elif is_int and abs(float(value)) > 2**53:
+                what = f"{col} {value!r} is too large ({col}s are integers below 2**53)"
             elif is_int:
                 what = f"{col} {value!r} is below {lowest} ({col}s are integers >= {lowest})"
             else:
