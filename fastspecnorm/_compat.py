@@ -1,10 +1,4 @@
-"""Import torchaudio, or say which torch / torchaudio pair is installed and how to fix it.
-
-torchaudio's compiled extension is built against one torch: installed next to another it fails at
-import with an undefined symbol or a missing CUDA library, which says nothing about versions.
-Measured pairs (README, "Install"): torchaudio 2.11.1 loads with torch 2.14 and 2.15, not with
-torch 2.11 to 2.13; torchaudio 2.11.0 loads with torch 2.11.
-"""
+"""Import torchaudio, or say which torch / torchaudio pair is installed and how to fix it."""
 
 from __future__ import annotations
 
@@ -26,8 +20,21 @@ def _version(dist: str) -> str:
 
 
 def import_torchaudio():
-    """Return the `torchaudio` module; raise ImportError naming the installed torch and torchaudio
-    versions and the fix when it cannot load next to this torch."""
+    """Import and return `torchaudio`, or explain why it cannot load next to this torch.
+
+    torchaudio's compiled extension is built against one torch: installed next to another it fails
+    at import with an undefined symbol or a missing CUDA library, which says nothing about versions.
+    Which pairs load together is listed in the install instructions (docs/index.md, "Which torch").
+
+    Returns:
+        The `torchaudio` module, with `torchaudio.functional` (which loads the compiled extension)
+        imported.
+
+    Raises:
+        ImportError: torchaudio is not installed or cannot load next to the installed torch; the
+            message names the installed torch and torchaudio versions and the pip command that
+            installs a matching pair.
+    """
     try:
         import torchaudio
         import torchaudio.functional  # noqa: F401  (loads the compiled extension where it is used)

@@ -1,24 +1,5 @@
-"""Crash-safe file replacement, shared by every module that writes results, statistics or caches.
-
-Several processes may write into one folder at once (experiment workers sharing an output folder,
-DataLoaders sharing an audio cache, on one machine or on several over a network file system). Each
-write goes to a temporary file named after its writer, `.<name>.<host>.<pid>.<random>.tmp`, so that
-clean-up can tell a file left by a killed process from one a live process is still writing:
-
-- same host, writer's pid no longer running: left by a dead process, removed;
-- same host, writer alive: never touched;
-- another host (whose processes cannot be seen from here), or a name without host and pid (written
-  by an older version): removed once unchanged for `STALE_TEMP_AGE_S` seconds (one day); no write
-  takes that long.
-
-A dead writer's pid may be reused by an unrelated live process: its file then waits until that
-process ends, which costs disk space only. Machines sharing a folder must have distinct host names.
-A zombie (a process that has exited but that its parent has not reaped yet) counts as dead.
-
-Reading: `read_json` is the one reader of the JSON files this package stores (run records, claims,
-experiment settings); a missing, empty, truncated or malformed file, or one holding the wrong kind
-of value, raises an error naming the file, what is wrong with it and what to do.
-"""
+"""Crash-safe file replacement, file locks and the JSON reader shared by every module that writes
+results, statistics or caches; safe with several writers, on one machine or over a network file system."""
 
 from __future__ import annotations
 
@@ -74,10 +55,23 @@ def _proc_state(pid: int) -> str | None:
 
 
 def pid_alive(pid: int) -> bool | None:
-    """Whether process `pid` runs on this machine: False when it does not exist or is a zombie
-    (exited, not yet reaped by its parent: it will never write again), True when it exists; None
-    where that cannot be asked (not POSIX). Linux reads `/proc/<pid>/stat`; other POSIX systems
-    use `os.kill(pid, 0)`, which cannot see zombies (they count as alive there)."""
+    """Whether process `pid` runs on this machine.
+
+    Linux reads `/proc/<pid>/stat`; other POSIX systems use `os.kill(pid, 0)`, which cannot see
+    zombies (they count as alive there).
+
+    Args:
+        pid: a process id on this machine; 0 and negative ids are never alive.
+
+    Returns:
+        False when the process does not exist or is a zombie (exited, not yet reaped by its parent:
+        it will never write again), True when it exists, None where that cannot be asked (not POSIX).
+
+    Examples:
+        >>> import os
+        >>> pid_alive(os.getpid()) in (True, None)
+        True
+    """
     if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
         return None
     if pid <= 0:
@@ -110,10 +104,32 @@ def _writer_is_dead(folder: Path, name: str, match: re.Match, host: str, now: fl
 
 
 def remove_stale_temp_files(folder: str | os.PathLike, target: str | re.Pattern) -> list[Path]:
-    """Delete temporary files in `folder` left by dead writers of `target` (see the module docstring
-    for the rule; a live writer's file is never removed). `target` is a file name, or a compiled
-    pattern that the whole name must match (e.g. every `data-*.bin` of a cache). Returns the removed
-    paths."""
+    """Delete the temporary files in `folder` left by dead writers of `target`.
+
+    Several processes may write into one folder at once (experiment workers sharing an output
+    folder, DataLoaders sharing an audio cache, on one machine or on several over a network file
+    system). Each write goes to a temporary file named after its writer,
+    `.<name>.<host>.<pid>.<random>.tmp`, so that clean-up can tell a file left by a killed process
+    from one a live process is still writing:
+
+    - same host, writer's pid no longer running: left by a dead process, removed;
+    - same host, writer alive: never touched;
+    - another host (whose processes cannot be seen from here), or a name without host and pid
+      (written by an older version): removed once unchanged for `STALE_TEMP_AGE_S` seconds (one
+      day); no write takes that long.
+
+    A dead writer's pid may be reused by an unrelated live process: its file then waits until that
+    process ends, which costs disk space only. Machines sharing a folder must have distinct host
+    names. A zombie (a process that has exited but that its parent has not reaped yet) counts as dead.
+
+    Args:
+        folder: the folder to clean; a missing folder has nothing to remove.
+        target: the file name whose temporary files are meant, or a compiled pattern that the whole
+            name must match (e.g. every `data-*.bin` of a cache).
+
+    Returns:
+        The paths removed (empty when none was stale).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -154,9 +170,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     `write` fills a temporary file in the same folder (`.<name>.<host>.<pid>.<random>.tmp`), which is
     flushed, fsynced and renamed onto `path` with `os.replace` (atomic on POSIX and Windows); the
     folder is then fsynced. If anything fails before the rename, the temporary file is removed and
-    `path` is untouched. Temporary files of `path` left by dead writers are removed first (see the
-    module docstring); several processes may write `path` at once, the last rename wins.
+    `path` is untouched. Temporary files of `path` left by dead writers are removed first (the rule:
+    `remove_stale_temp_files`); several processes may write `path` at once, the last rename wins.
     The file keeps the mode of the file it replaces (a new one gets rw-r--r--).
+
+    Args:
+        path: the file to replace or create; missing parent folders are created.
+        write: called once with the temporary file, opened for binary writing; what it writes
+            becomes the new content of `path`.
+
+    Returns:
+        `path`, as a `Path`.
+
+    Raises:
+        OSError: the file cannot be written (disk full, quota, permissions, read-only file system):
+            an error of the same type whose message names `path`, says that the previous file is
+            unchanged and what to do. Any exception raised by `write` propagates unchanged, with
+            the temporary file removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +232,18 @@ def _write_error(path: Path, e: OSError) -> OSError:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    "`atomic_write` of `text` encoded as UTF-8, written as is (no newline translation)."
+    """`atomic_write` of `text` encoded as UTF-8, written as is (no newline translation).
+
+    Args:
+        path: the file to replace or create.
+        text: the new content.
+
+    Returns:
+        `path`, as a `Path`.
+
+    Raises:
+        OSError: as `atomic_write`, naming `path`.
+    """
     data = text.encode("utf-8")
     return atomic_write(path, lambda f: f.write(data))
 
@@ -226,17 +267,29 @@ def read_json(
     required: tuple[str, ...] = (),
     default: Any = _NO_DEFAULT,
 ) -> Any:
-    """The JSON value stored in `path` (UTF-8), checked to be of type `expected` (for objects: to hold
-    the keys `required`).
+    """Read the JSON value stored in `path` (UTF-8), checked to be of type `expected`.
 
-    what: what the file is, for messages ("run record", "experiment settings"). fix: what the
-    user should do about a bad file ("delete it to train that run again"). default: returned when
-    the file does not exist (without it, FileNotFoundError naming the file).
+    The one reader of the JSON files this package stores (run records, claims, experiment
+    settings): a missing, empty, truncated or malformed file, or one holding the wrong kind of
+    value, raises an error naming the file, what is wrong with it and what to do.
+
+    Args:
+        path: the JSON file.
+        what: what the file is, for messages ("run record", "experiment settings").
+        fix: what the user should do about a bad file ("delete it to train that run again").
+        expected: the type, or tuple of types, the stored value must have (`dict` for a JSON
+            object, `list`, `str`, `int`, `float`, `bool`); `true`/`false` only pass as `bool`.
+        required: for objects, the keys the value must hold.
+        default: returned when the file does not exist; without it, FileNotFoundError naming the file.
+
+    Returns:
+        The decoded value, or `default` when the file does not exist.
 
     Raises:
         FileNotFoundError: `path` does not exist and no `default` is given.
-        ValueError: the file is empty, truncated, not UTF-8, not JSON, holds another type than
-            `expected` or lacks a `required` key; one line naming the file, the fault and `fix`.
+        ValueError: `path` is a folder, or the file is empty, truncated, not UTF-8, not JSON, holds
+            another type than `expected` or lacks a `required` key; one line naming the file, the
+            fault and `fix`.
     """
     path = Path(path)
     try:
@@ -277,10 +330,18 @@ def read_json(
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive advisory lock (`fcntl.flock`) on the file `path` (created if missing) while
-    the block runs: other processes taking the same lock wait. Where `fcntl` does not exist
-    (Windows) there is no lock and the block runs at once. Raises OSError when `path` cannot be
-    opened for writing (a read-only folder or mount): the caller decides what that means."""
+    """Hold an exclusive advisory lock (`fcntl.flock`) on the file `path` while the block runs.
+
+    Other processes taking the same lock wait. Where `fcntl` does not exist (Windows) there is no
+    lock and the block runs at once.
+
+    Args:
+        path: the lock file, created if missing (its content is never changed).
+
+    Raises:
+        OSError: `path` cannot be opened for writing (a read-only folder or mount); the caller
+            decides what that means.
+    """
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks

@@ -1,25 +1,5 @@
-"""Train-only spectrogram augmentations, fastai style: SpecAugment masks as a batch Transform on the
-batch's device, and mixup through fastai's own `MixUp` callback.
-
-`SpecAugment` has `split_idx = 0`, so fastai applies it to training batches only (validation and
-test batches pass untouched), and `order = 100`, after the spectrogram normalizations (99): a mask
-is filled with the value that means "nothing here" in the normalized representation, which
-depends on the normalization (see `fill`). The statistics pass (`stats_loader`, `StatsCallback`)
-drops every `split_idx = 0` transform, and mixup acts inside training steps only, so dataset
-statistics never see an augmented batch.
-
-Waveform augmentations (fastaudio had them): `WaveformGain` (dB), `AddNoise` (white noise at a
-signal-to-noise ratio in dB) and `TimeShift` (a circular shift within each clip), batch Transforms on
-`AudioTensor` batches on the batch's device, train-only (`split_idx = 0`) and lengths-aware: padding
-is never touched and a shift wraps within each clip's valid samples. `waveform_augmentations()` returns
-the three. They run before `WaveformNormalize` (`order = 40`), which scales every clip to unit std:
-after it a gain has no effect, so `WaveformGain` only matters where the recording's level is kept
-(`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms); noise and shifts always do.
-
-Mixup: fastai's `MixUp(alpha)` callback already does what spectrograms need (blends each training
-batch with a shuffled copy of itself, `lam ~ Beta(alpha, alpha)` kept >= 0.5, and the losses of
-both targets; untouched in validation), so it is reused rather than rewritten: `augment_callbacks`.
-"""
+"""Train-only augmentations, fastai style: SpecAugment masks and waveform gain, noise and shifts as
+batch Transforms on the batch's device, and mixup through fastai's own `MixUp` callback."""
 
 from __future__ import annotations
 
@@ -41,16 +21,53 @@ __all__ = [
     "waveform_augmentations",
 ]
 
+# Train-only: every Transform here has `split_idx = 0`, so fastai applies it to training batches
+# only (validation and test batches pass untouched). The statistics pass (`stats_loader`,
+# `StatsCallback`) drops every `split_idx = 0` transform, and mixup acts inside training steps only,
+# so dataset statistics never see an augmented batch. `SpecAugment` has `order = 100`, after the
+# spectrogram normalizations (99): a mask is filled with the value that means "nothing here" in the
+# normalized representation, which depends on the normalization (see its `fill`).
+#
+# Waveform augmentations (fastaudio had them): `WaveformGain` (dB), `AddNoise` (white noise at a
+# signal-to-noise ratio in dB) and `TimeShift` (a circular shift within each clip), batch Transforms
+# on `AudioTensor` batches, lengths-aware: padding is never touched and a shift wraps within each
+# clip's valid samples. They run before `WaveformNormalize` (`order = 40`), which scales every clip
+# to unit std: after it a gain has no effect, so `WaveformGain` only matters where the recording's
+# level is kept (`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms); noise and
+# shifts always do.
+#
+# Mixup: fastai's `MixUp(alpha)` callback already does what spectrograms need, so it is reused
+# rather than rewritten (`augment_callbacks`).
+
 
 def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Tensor | None = None, device=None) -> Tensor:
     """Random bands along one axis, per item: bool `(n_items, size)`, True inside a band.
 
     Each item gets `n_masks` bands (they may overlap); a band's width is drawn uniformly from
-    `0 .. floor(max_width * valid_i)` (`max_width`: a fraction of the item's valid extent) and its
-    start uniformly among the positions that keep it inside `0 .. valid_i`. valid: LongTensor
-    `(n_items,)`, each item's valid extent (e.g. frames from `lengths`); None: all of `size`.
-    Bands never cover positions at or beyond `valid_i` (padding). Draws from torch's global
-    generator on `device`, so `set_seed` makes them reproducible.
+    `0 .. floor(max_width * valid_i)` and its start uniformly among the positions that keep it
+    inside `0 .. valid_i`. Bands never cover positions at or beyond `valid_i` (padding). Draws from
+    torch's global generator on `device`, so `set_seed` makes them reproducible.
+
+    Args:
+        n_items: number of items (the batch size).
+        size: length of the axis (frequency bins or frames).
+        n_masks: bands per item, >= 0.
+        max_width: the widest band, as a fraction of the item's valid extent, in [0, 1].
+        valid: LongTensor `(n_items,)`, each item's valid extent (e.g. frames from `lengths`);
+            None: all of `size`.
+        device: where the mask (and the random numbers) are made; None: the default device.
+
+    Returns:
+        Bool `(n_items, size)`, True inside a band.
+
+    Raises:
+        ValueError: `n_masks` is negative or `max_width` not in [0, 1].
+
+    Examples:
+        >>> band_mask(2, 10, n_masks=1, max_width=0.3).shape
+        torch.Size([2, 10])
+        >>> band_mask(1, 5, n_masks=3, max_width=0.0).any().item()
+        False
     """
     if n_masks < 0 or not 0 <= max_width <= 1:
         raise ValueError(f"n_masks must be >= 0 and max_width a fraction in [0, 1], got n_masks={n_masks}, max_width={max_width}")
@@ -74,12 +91,26 @@ def mask_bands(
 ) -> Tensor:
     """Fill frequency bands and time bands of spectrograms.
 
-    x: `(batch, channels, freq, time)`; freq_mask: bool `(batch, freq)`; time_mask: bool
-    `(batch, time)` (True: masked; all channels alike). valid: bool, broadcastable to x, e.g.
-    `(batch, 1, 1, time)`, True on valid frames (None: all): only those are filled, padding keeps
-    its values. fill: a number (in x's unit), or "mean": each item's own mean per channel and
-    frequency bin over its valid frames, computed before masking.
-    Returns a new tensor of x's shape, dtype and type; x is not modified.
+    Args:
+        x: spectrograms `(batch, channels, freq, time)`.
+        freq_mask: bool `(batch, freq)`, True on the bins to fill (all channels alike); None: none.
+        time_mask: bool `(batch, time)`, True on the frames to fill (all channels alike); None: none.
+        fill: a number (in x's unit), or "mean": each item's own mean per channel and frequency
+            bin over its valid frames, computed before masking.
+        valid: bool, broadcastable to x, e.g. `(batch, 1, 1, time)`, True on valid frames (None:
+            all): only those are filled, padding keeps its values.
+
+    Returns:
+        A new tensor of x's shape, dtype and type; x is not modified.
+
+    Raises:
+        ValueError: x does not have 4 dimensions, or `fill` is a string other than "mean".
+
+    Examples:
+        >>> mask_bands(torch.zeros(1, 1, 3, 2), freq_mask=torch.tensor([[True, False, False]]), fill=-100.0)
+        tensor([[[[-100., -100.],
+                  [   0.,    0.],
+                  [   0.,    0.]]]])
     """
     if x.dim() != 4:
         raise ValueError(f"mask_bands expects (batch, channels, freq, time), got shape {tuple(x.shape)}")
@@ -107,14 +138,31 @@ class SpecAugment(RefusePlainTensor, Transform):
     `fill`. Only valid frames are masked (the spectrogram's `lengths`); padding stays as it was.
     Defaults follow PANNs (2 bands of up to 8 of 64 mel bins, 2 of up to 64 of 1000 frames).
 
-    fill: the value that carries no information after the pipeline's normalization (the
-    experiment's choice per norm is `Norm.mask_fill`): 0 after a standardization (global, channel,
-    utterance: their mean), the -100 dB floor on raw dB (`none`), 0 for ranges whose 0 is the floor
-    (`dbrange`: -80 dB; `instance`: the item's minimum; `pcen`: the PCEN of silence), or "mean",
-    each item's own per-bin mean (`bn`, whose input is raw dB that the model's BatchNorm centres).
+    `split_idx = 0`: training batches only (validation and test batches pass untouched);
+    `order = 100`: after the normalizations (99), so a mask holds the value that means "nothing
+    here" in the normalized representation. The statistics pass never sees it (`stats_loader`
+    drops `split_idx = 0` transforms).
 
-    `split_idx = 0`: training batches only; `order = 100`: after the normalizations (99). The
-    statistics pass never sees it (`stats_loader` drops `split_idx = 0` transforms).
+    Args:
+        n_freq_masks: frequency bands per item, >= 0.
+        max_freq_width: the widest frequency band, as a fraction of the bins, in [0, 1].
+        n_time_masks: time bands per item, >= 0.
+        max_time_width: the widest time band, as a fraction of the item's valid frames, in [0, 1].
+        fill: the value that carries no information after the pipeline's normalization (the
+            experiment's choice per norm is `Norm.mask_fill`): 0 after a standardization (global,
+            channel, utterance: their mean), the -100 dB floor on raw dB (`none`), 0 for ranges
+            whose 0 is the floor (`dbrange`: -80 dB; `instance`: the item's minimum; `pcen`: the
+            PCEN of silence), or "mean", each item's own per-bin mean (`bn`, whose input is raw dB
+            that the model's BatchNorm centres).
+
+    Raises:
+        ValueError: a width is not in [0, 1], a count is negative, or `fill` is a string other
+            than "mean"; when called, an input that is not a batch `(batch, channels, freq, time)`.
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`).
+
+    Examples:
+        >>> SpecAugment(fill=0.0)(AudioSpectrogram(torch.zeros(2, 1, 64, 100))).shape
+        torch.Size([2, 1, 64, 100])
     """
 
     split_idx = 0
@@ -158,8 +206,21 @@ class SpecAugment(RefusePlainTensor, Transform):
 
 
 def augment_callbacks(mixup_alpha: float = 0.4) -> list:
-    """The Learner callbacks of the train-only augmentations: fastai's `MixUp(mixup_alpha)` (its
-    default alpha), blending normalized training spectrograms and their targets; validation untouched."""
+    """The Learner callbacks of the train-only augmentations: fastai's `MixUp(mixup_alpha)`.
+
+    fastai's `MixUp` already does what spectrograms need: it blends each normalized training batch
+    with a shuffled copy of itself, `lam ~ Beta(alpha, alpha)` kept >= 0.5, and the losses of both
+    targets; validation is untouched. So it is reused rather than rewritten.
+
+    Args:
+        mixup_alpha: the Beta distribution's parameter (> 0); 0.4 is fastai's default.
+
+    Returns:
+        `[MixUp(mixup_alpha)]`, to pass as `cbs=`.
+
+    Raises:
+        ValueError: `mixup_alpha` is not positive.
+    """
     from fastai.callback.mixup import MixUp
 
     if not mixup_alpha > 0:
@@ -208,10 +269,27 @@ class _WaveformAugment(RefusePlainTensor, Transform):
 
 
 class WaveformGain(_WaveformAugment):
-    """Multiply each training clip, with probability `p`, by a gain drawn uniformly in
-    [-max_gain_db, max_gain_db] dB (amplitude factor `10 ** (g / 20)`). x: `AudioTensor`
-    `(batch, channels, samples)`; padding stays 0. Has no effect before `WaveformNormalize`
-    (see the module docstring)."""
+    """Multiply each training clip, with probability `p`, by a random gain in dB.
+
+    The gain g is drawn uniformly in [-max_gain_db, max_gain_db] dB (amplitude factor
+    `10 ** (g / 20)`). A batch Transform on `AudioTensor` `(batch, channels, samples)`, train-only
+    (`split_idx = 0`), `order = 40`; padding stays 0. It runs before `WaveformNormalize`, which
+    scales every clip to unit std and so undoes any gain: it only matters where the recording's
+    level is kept (`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms).
+
+    Args:
+        max_gain_db: the largest gain either way, in dB (>= 0).
+        p: probability per clip, in [0, 1].
+
+    Raises:
+        ValueError: `max_gain_db` is negative or `p` not in [0, 1]; when called, an input that is
+            not a batch `(batch, channels, samples)`.
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`).
+
+    Examples:
+        >>> WaveformGain(p=0.0)(AudioTensor(torch.ones(1, 1, 4)))
+        AudioTensor([[[1., 1., 1., 1.]]])
+    """
 
     def __init__(self, max_gain_db: float = 6.0, p: float = 0.5):
         super().__init__(p)
@@ -228,10 +306,23 @@ class WaveformGain(_WaveformAugment):
 
 
 class AddNoise(_WaveformAugment):
-    """Add white Gaussian noise to each training clip, with probability `p`, at a signal-to-noise
-    ratio drawn uniformly in [min_snr_db, max_snr_db] dB: noise power = the clip's mean power over
-    its valid samples (all channels) / `10 ** (snr / 10)`. x: `AudioTensor` `(batch, channels,
-    samples)`; padding gets no noise; a silent clip gets none either."""
+    """Add white Gaussian noise to each training clip, with probability `p`, at a random SNR.
+
+    The signal-to-noise ratio is drawn uniformly in [min_snr_db, max_snr_db] dB: noise power = the
+    clip's mean power over its valid samples (all channels) / `10 ** (snr / 10)`. A batch Transform
+    on `AudioTensor` `(batch, channels, samples)`, train-only (`split_idx = 0`), `order = 40`;
+    padding gets no noise; a silent clip gets none either.
+
+    Args:
+        min_snr_db: the lowest signal-to-noise ratio, in dB (the most noise).
+        max_snr_db: the highest signal-to-noise ratio, in dB (>= `min_snr_db`).
+        p: probability per clip, in [0, 1].
+
+    Raises:
+        ValueError: `min_snr_db > max_snr_db` or `p` not in [0, 1]; when called, an input that is
+            not a batch `(batch, channels, samples)`.
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`).
+    """
 
     def __init__(self, min_snr_db: float = 10.0, max_snr_db: float = 40.0, p: float = 0.5):
         super().__init__(p)
@@ -252,10 +343,26 @@ class AddNoise(_WaveformAugment):
 
 
 class TimeShift(_WaveformAugment):
-    """Shift each training clip in time, with probability `p`, by up to `max_shift` of its own valid
-    length (a fraction; uniform in samples, either way), circularly within its valid samples: what
-    leaves one end comes back at the other, the padding after the clip stays as it was.
-    x: `AudioTensor` `(batch, channels, samples)`."""
+    """Shift each training clip in time, with probability `p`, circularly within its valid samples.
+
+    The shift is uniform in samples, either way, up to `max_shift` of the clip's own valid length:
+    what leaves one end comes back at the other, the padding after the clip stays as it was. A
+    batch Transform on `AudioTensor` `(batch, channels, samples)`, train-only (`split_idx = 0`),
+    `order = 40`.
+
+    Args:
+        max_shift: the largest shift, as a fraction of each clip's valid length, in [0, 1].
+        p: probability per clip, in [0, 1].
+
+    Raises:
+        ValueError: `max_shift` or `p` is not in [0, 1]; when called, an input that is not a batch
+            `(batch, channels, samples)`.
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`).
+
+    Examples:
+        >>> TimeShift(p=0.0)(AudioTensor(torch.arange(4.0).reshape(1, 1, 4)))
+        AudioTensor([[[0., 1., 2., 3.]]])
+    """
 
     def __init__(self, max_shift: float = 0.2, p: float = 0.5):
         super().__init__(p)
@@ -279,7 +386,26 @@ class TimeShift(_WaveformAugment):
 def waveform_augmentations(
     max_gain_db: float = 6.0, snr_db: tuple[float, float] = (10.0, 40.0), max_shift: float = 0.2, p: float = 0.5
 ) -> list:
-    """The train-only waveform augmentations as batch transforms, for `batch_tfms=`:
-    `[WaveformGain(max_gain_db, p), AddNoise(*snr_db, p), TimeShift(max_shift, p)]` (gain in dB,
-    SNR in dB, shift as a fraction of each clip). Each applies to a clip with probability `p`."""
+    """The train-only waveform augmentations as batch transforms, for `batch_tfms=`.
+
+    `[WaveformGain(max_gain_db, p), AddNoise(*snr_db, p), TimeShift(max_shift, p)]`, the
+    augmentations fastaudio had. They run before `WaveformNormalize`, after which a gain has no
+    effect (see `WaveformGain`); noise and shifts always matter.
+
+    Args:
+        max_gain_db: the largest gain either way, in dB.
+        snr_db: `(min_snr_db, max_snr_db)`, the range of signal-to-noise ratios, in dB.
+        max_shift: the largest time shift, as a fraction of each clip's valid length.
+        p: probability with which each augmentation applies to a clip.
+
+    Returns:
+        The three Transforms, in that order.
+
+    Raises:
+        ValueError: a parameter out of range (see the three classes).
+
+    Examples:
+        >>> [type(t).__name__ for t in waveform_augmentations()]
+        ['WaveformGain', 'AddNoise', 'TimeShift']
+    """
     return [WaveformGain(max_gain_db, p), AddNoise(snr_db[0], snr_db[1], p), TimeShift(max_shift, p)]

@@ -1,4 +1,5 @@
-"""`StatsCallback`: gather training-only spectrogram statistics before fit and install `SpecNormalize`."""
+"""`StatsCallback`, which gathers training-only spectrogram statistics before fit and installs `SpecNormalize`,
+and the loader helpers of that statistics pass."""
 
 from __future__ import annotations
 
@@ -35,9 +36,20 @@ def _items_fingerprint(items) -> str:
 
 
 def stats_loader(dl, shuffle: bool = True, seed: int = 0):
-    """A copy of `dl` for the statistics pass: no normalizer and no train-only augmentation in
-    `after_batch`, no dropped last batch, and (when `shuffle`) a fixed-seed order so a `fraction` of
-    the batches is a reproducible random subset."""
+    """A copy of `dl` for the statistics pass.
+
+    The copy has no normalizer (`SPEC_NORMALIZERS`) and no train-only augmentation (`split_idx`
+    0) in `after_batch`, and no dropped last batch.
+
+    Args:
+        dl: a fastai `TfmdDL`, usually `dls.train`; it is not changed.
+        shuffle: shuffle in a fixed-seed order, so a `fraction` of the batches is a reproducible
+            random subset.
+        seed: the seed of that order.
+
+    Returns:
+        The new loader.
+    """
     tfms = [t for t in dl.after_batch.fs if not isinstance(t, SPEC_NORMALIZERS) and getattr(t, "split_idx", None) != 0]
     new = dl.new(shuffle=shuffle, drop_last=False, after_batch=Pipeline(tfms))
     new.rng = random.Random(seed)
@@ -54,7 +66,28 @@ def stats_item_indices(
     sequential reads), where `n_batches = ceil(n_items / bs)`; with `fraction == 1`, every item.
     It is then split over `world_size` processes (`rank` takes every `world_size`-th index, no
     padding, no repetition), so that merged over the ranks the statistics are those of a single
-    process. Raises ValueError (from `n_batches_for`) when `fraction` selects less than one batch.
+    process.
+
+    Args:
+        n_items: number of training items.
+        bs: batch size of the statistics pass.
+        fraction: share of the batches to use, in (0, 1].
+        seed: seed of the permutation.
+        rank: this process's rank, in `[0, world_size)`.
+        world_size: number of processes.
+
+    Returns:
+        The sorted item indices of this rank (empty when there are fewer items than ranks).
+
+    Raises:
+        ValueError: `rank` is not in `[0, world_size)`, there is no item, or `fraction` is not in
+            (0, 1] or selects less than one batch (from `n_batches_for`).
+
+    Examples:
+        >>> stats_item_indices(10, bs=2, rank=1, world_size=3)
+        [1, 4, 7]
+        >>> len(stats_item_indices(100, bs=10, fraction=0.2))
+        20
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -102,7 +135,18 @@ def _all_ranks(value) -> list:
 
 
 def pipeline_settings(dl) -> dict[str, Any]:
-    "What determines the spectrograms a loader yields: transform names and `AudioToSpec` settings."
+    """What determines the spectrograms a loader yields: transform names and `AudioToSpec` settings.
+
+    Spectrogram normalizers are left out, so the settings are those of the normalizer's input.
+
+    Args:
+        dl: a fastai `TfmdDL`.
+
+    Returns:
+        A dict with `spectrogram` (the `AudioToSpec` settings, None without one) and
+        `transforms` (`"<stage>:<class name>"` of each transform of `after_item`,
+        `before_batch` and `after_batch`).
+    """
     spec = [t for t in dl.after_batch.fs if isinstance(t, AudioToSpec)]
     names = []
     for nm in ("after_item", "before_batch", "after_batch"):
@@ -113,8 +157,14 @@ def pipeline_settings(dl) -> dict[str, Any]:
 
 
 def install_normalizer(dls, norm: SpecNormalize) -> None:
-    """Put `norm` on every loader's `after_batch`, replacing any spectrogram normalizer already
-    there, with its statistics on the loader's device."""
+    """Put `norm` on every loader's `after_batch`, replacing any spectrogram normalizer already there.
+
+    The statistics are moved to the loader's device.
+
+    Args:
+        dls: fastai `DataLoaders`; changed in place.
+        norm: the normalizer to install, e.g. `SpecNormalize.from_stats(recorder)`.
+    """
     for dl in dls.loaders:
         dl.after_batch.fs = dl.after_batch.fs.filter(lambda t: not isinstance(t, SPEC_NORMALIZERS))
         dl.after_batch.add(norm)
@@ -138,13 +188,6 @@ def _normalizes_fresh_spectrograms(dls) -> bool:
 class StatsCallback(Callback):
     """Before fitting, compute mean/std of the training spectrograms and install `SpecNormalize`.
 
-    red_dims: `(0, 2, 3)` for one mean/std per audio channel ("global"), `(0, 1, 3)` for one per
-    frequency bin ("channel"). fraction: share of the training batches used (a fixed-seed random
-    subset; the reference article found 10-20% enough on large sets). path: a `.npz` file to save
-    the statistics to and reuse on later fits when its settings (red_dims, spectrogram settings,
-    transforms, training items) match; a mismatch raises ValueError naming the differences.
-    A `fraction` that selects less than one batch raises ValueError at fit (see `n_batches_for`).
-
     Under `torch.distributed` (e.g. fastai's `distrib_ctx`), each rank reads a disjoint share of
     the selected training items (`stats_item_indices`) and the recorders are all-reduced, so every
     rank installs the statistics a single process would compute (equal to rounding). This runs
@@ -158,6 +201,34 @@ class StatsCallback(Callback):
     and training sees the same random numbers whether they were computed or loaded from `path`.
     Once computed they are frozen: later fits of the same learner reuse them, and `learn.export()`
     keeps the installed `SpecNormalize`.
+
+    Args:
+        red_dims: `(0, 2, 3)` for one mean/std per audio channel ("global"), `(0, 1, 3)` for one
+            per frequency bin ("channel"), of `(batch, channels, freq, time)` spectrograms.
+        fraction: share of the training batches used, in (0, 1] (a fixed-seed random subset; the
+            reference article found 10-20% enough on large sets).
+        path: a `.npz` file to save the statistics to and reuse on later fits when its settings
+            (red_dims, spectrogram settings, transforms, training items) match; None: computed
+            at the first fit and kept in memory only.
+        min_std: floor of the standard deviations (see `SpecNormalize`).
+        seed: seed of the statistics pass (item selection, loader order, random crops).
+        progress: show a progress bar while statistics are gathered (rank 0 only).
+
+    Attributes:
+        stats_recorder: the `StatsRecorder` in use, None before the first fit.
+
+    Raises:
+        TypeError: `red_dims` is not a sequence of ints.
+        ValueError: `red_dims` or `fraction` is invalid (at construction); at fit, a `fraction`
+            that selects less than one batch (see `n_batches_for`), an empty training set with no
+            statistics yet, or a file at `path` made with other settings (naming the
+            differences).
+        RuntimeError: under `torch.distributed`, gathering or saving failed on another rank
+            (naming it and its error).
+
+    Examples:
+        >>> StatsCallback(red_dims=(0, 1, 3), fraction=0.2).red_dims
+        (0, 1, 3)
     """
 
     order = -50  # before_fit must run before other callbacks start (progress bars, recorders, mixed precision)
@@ -172,6 +243,15 @@ class StatsCallback(Callback):
         self.stats_recorder: StatsRecorder | None = None
 
     def settings(self, dls) -> dict[str, Any]:
+        """What the statistics depend on, as stored with them and compared on reuse.
+
+        Args:
+            dls: the learner's `DataLoaders`; the training loader is described.
+
+        Returns:
+            A JSON-ready dict: `red_dims`, `fraction`, `seed`, the `pipeline_settings` of the
+            training loader, the number of training items and a fingerprint of them.
+        """
         train = dls.train
         settings = {
             "red_dims": list(self.red_dims),

@@ -1,10 +1,5 @@
-"""Your own audio: `AudioDataLoaders.from_folder` and `AudioDataLoaders.from_df`.
-
-Clips of any length, sample rate, channel count and format (WAV, FLAC, OGG) in a folder tree
-(labelled by their parent folder) or listed in a DataFrame. Every file is checked before training
-(`check_audio_files`: every bad file named at once), decoded audio is cached (`AudioCache`), and
-`duration=None` keeps each clip's own length: batches are padded to their longest clip and carry
-`lengths`, so per-clip standardization, statistics and normalizations never count the padding.
+"""Loaders over your own audio: `AudioDataLoaders` (`from_folder`, `from_df`, `from_csv` and fastai's
+other constructors) and `get_audio_files`.
 """
 
 from __future__ import annotations
@@ -32,13 +27,13 @@ from .normalize import WaveformNormalize, warn_level_after_waveform_norm
 
 __all__ = ["AudioDataLoaders", "AUDIO_FILE_EXTENSIONS", "get_audio_files", "LOADER_KWARGS", "MAX_DURATION"]
 
-#: Keyword arguments the loaders pass on to fastai (`DataBlock.dataloaders`, `Datasets.dataloaders`,
-#: `TfmdDL`, `DataLoader` of fastai 2.8); any other keyword raises TypeError naming it.
 LOADER_KWARGS = frozenset(
     "shuffle shuffle_train val_shuffle val_bs drop_last n num_workers pin_memory pin_memory_device timeout "
     "persistent_workers verbose do_setup indexed dl_type dl_kwargs wif before_iter before_batch after_iter "
     "create_batches create_item create_batch retain get_idxs sample shuffle_fn do_batch".split()
 )
+"""Keyword arguments the loaders pass on to fastai (`DataBlock.dataloaders`, `Datasets.dataloaders`,
+`TfmdDL`, `DataLoader` of fastai 2.8); any other keyword raises TypeError naming it."""
 #: fastai keywords these loaders take in another form, and what to use instead.
 _NOT_SUPPORTED = {
     "batch_size": "use bs=",
@@ -48,8 +43,8 @@ _NOT_SUPPORTED = {
     "y_block": "the targets are always categories (CategoryBlock)",
     "img_cls": "audio is always opened as AudioTensor",
 }
-#: Default bound on a clip's decoded length (seconds at the target rate) in the loaders: 10 minutes.
 MAX_DURATION = 600.0
+"""Default bound on a clip's decoded length (seconds at the target rate) in the loaders: 10 minutes."""
 
 
 def _check_kwargs(kwargs: dict, where: str) -> None:
@@ -64,14 +59,24 @@ def _check_kwargs(kwargs: dict, where: str) -> None:
         )
 
 
-#: Extensions `from_folder` collects: the package's one list (`audio.io.audio_extensions`), the
-#: formats this machine's soundfile can read (`.mp3` included with libsndfile >= 1.1).
 AUDIO_FILE_EXTENSIONS = audio_extensions()
+"""Extensions `from_folder` collects: the package's one list (`audio.io.audio_extensions`), the
+formats this machine's soundfile can read (`.mp3` included with libsndfile >= 1.1)."""
 
 
 def get_audio_files(path: str | os.PathLike) -> list[Path]:
-    """Audio files under `path` (extensions of `audio_extensions()`, any case), found recursively,
-    hidden files and folders skipped, sorted."""
+    """Audio files under `path`, found recursively, hidden files and folders skipped, sorted.
+
+    Args:
+        path: the folder to search.
+
+    Returns:
+        The paths (`path` joined with each file's place under it) of the files with an extension of
+            `audio_extensions()`, in any case.
+
+    Raises:
+        FileNotFoundError: `path` is not a folder.
+    """
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"audio folder not found: {root}")
@@ -271,22 +276,45 @@ def _relative_names(path: Path, fnames: Iterable) -> list[str]:
 
 
 class AudioDataLoaders(DataLoaders):
-    """fastai `DataLoaders` of spectrograms of your own audio, built like fastai's `ImageDataLoaders`:
-    `from_folder`, `from_df`, `from_csv`, `from_path_func`, `from_name_func`, `from_path_re`,
-    `from_name_re`.
+    """fastai `DataLoaders` of spectrograms of your own audio, built like fastai's `ImageDataLoaders`.
+
+    Constructors: `from_folder`, `from_df`, `from_csv`, `from_path_func`, `from_name_func`,
+    `from_path_re`, `from_name_re`. Clips of any length, sample rate, channel count and format (WAV,
+    FLAC, OGG: `audio_extensions()`) in a folder tree (labelled by their parent folder) or listed in a
+    DataFrame. Every file is checked before training (`check_audio_files`: every bad file named at
+    once), decoded audio is cached (`AudioCache`), and `duration=None` keeps each clip's own length.
 
     Batches: `AudioSpectrogram` `(batch, 1, freq, time)` (mono) and category indices. With
     `duration=None` a batch is padded to its longest clip and the spectrogram's `lengths` gives
-    each item's valid frames. `test_dl` (and so `learn.predict`) accepts a file path, an
-    `AudioTensor` of any rate and channel count (resampled from its `sr`), or a NumPy array
-    `(samples,)`, `(channels, samples)` or `(samples, channels)` taken to be at the loaders' rate
-    (`dls.sample_rate` Hz: wrap audio at another rate as `AudioTensor(x, sr=...)`), and always uses
-    each clip's whole length: a `duration` crop applies to training and validation only, never
-    silently to a prediction. A file and `AudioTensor.create(file)` predict the same (see `LoadAudio`).
+    each item's valid frames, so per-clip standardization, statistics and normalizations never count
+    the padding. `test_dl` (and so `learn.predict`) accepts a file path, an `AudioTensor` of any rate
+    and channel count (resampled from its `sr`), or a NumPy array `(samples,)`, `(channels, samples)`
+    or `(samples, channels)` taken to be at the loaders' rate (`dls.sample_rate` Hz: wrap audio at
+    another rate as `AudioTensor(x, sr=...)`), and always uses each clip's whole length: a `duration`
+    crop applies to training and validation only, never silently to a prediction. A file and
+    `AudioTensor.create(file)` predict the same (see `LoadAudio`).
+
+    Attributes:
+        sample_rate: the clips' sample rate, in Hz (the files' own rate when built with
+            `sample_rate=None`).
     """
 
     def test_dl(self, test_items, rm_type_tfms=None, with_labels: bool = False, **kwargs):
-        "A loader over `test_items` with the validation transforms, minus any `ResizeSignal` crop."
+        """A loader over `test_items` with the validation transforms, minus any `ResizeSignal` crop.
+
+        Args:
+            test_items: what to predict: file paths, `AudioTensor`s or NumPy arrays (see
+                `AudioDataLoaders`), or rows of the loaders' table (a DataFrame, e.g. from
+                `Interpretation`).
+            rm_type_tfms: how many of the type transforms to skip, as in fastai; None: paths and
+                in-memory audio start at `LoadAudio` (the row reader is skipped), a DataFrame's rows go
+                through every type transform.
+            with_labels: also build the targets (the items must then be rows).
+            **kwargs: passed on to fastai's `DataLoaders.test_dl` (e.g. `bs`).
+
+        Returns:
+            The test loader, its clips at their whole length.
+        """
         if isinstance(test_items, pd.DataFrame):  # rows (e.g. from Interpretation): every type transform applies
             items, rm_type_tfms = test_items, 0 if rm_type_tfms is None else rm_type_tfms
         else:
@@ -316,13 +344,35 @@ class AudioDataLoaders(DataLoaders):
         spec: dict | None = None,
         **kwargs,
     ) -> AudioDataLoaders:
-        """Loaders over the audio files under `path` (any extension of `audio_extensions()`, found
-        recursively), labelled by their parent folder's name, as fastai's `ImageDataLoaders.from_folder`.
+        """Loaders over the audio files under `path`, labelled by their parent folder's name.
 
-        Split: when `valid_pct` is None and `path` holds both the `train` and `valid` subfolders, the
-        files under `path/valid` are validation and those under `path/train` training (fastai's
-        `GrandparentSplitter`; other folders are left out); otherwise a random `valid_pct` (0.2 when
-        None) of all files, drawn with `seed`. Other arguments as `from_df`.
+        As fastai's `ImageDataLoaders.from_folder`; the files are found recursively (any extension of
+        `audio_extensions()`, see `get_audio_files`).
+
+        Args:
+            path: the dataset folder.
+            train: the name of the training subfolder.
+            valid: the name of the validation subfolder.
+            valid_pct: None: when `path` holds both the `train` and `valid` subfolders, the files under
+                `path/valid` are validation and those under `path/train` training (fastai's
+                `GrandparentSplitter`; other folders are left out); otherwise a random 0.2 of all files.
+                A fraction: that share of all files, drawn at random (the `train` and `valid` folders then
+                do not decide the split).
+            seed: the seed of the random split; None: not seeded.
+            sample_rate: as `from_df`, in Hz.
+            duration: as `from_df`, in seconds.
+            bs: as `from_df`.
+            spec: as `from_df`.
+            **kwargs: the other arguments of `from_df`.
+
+        Returns:
+            The loaders (see `from_df`).
+
+        Raises:
+            TypeError: `train` or `valid` is not a folder name (a fraction for validation goes in
+                `valid_pct=`, by keyword).
+            FileNotFoundError: `path` is not a folder, holds no audio files, or one of the `train` and
+                `valid` folders holds none.
         """
         if not isinstance(train, str) or not isinstance(valid, str):
             raise TypeError(
@@ -355,10 +405,24 @@ class AudioDataLoaders(DataLoaders):
         delimiter: str | None = None,
         **kwargs,
     ) -> AudioDataLoaders:
-        """`from_df` over the CSV `path / csv_fname` (read with `pd.read_csv(header=header,
-        delimiter=delimiter)`), file names relative to `path`, as fastai's `from_csv`: by default the
-        first column names the file, the second its label, and a bool `is_valid` column, when present,
-        the validation rows."""
+        """`from_df` over the CSV `path / csv_fname`, file names relative to `path`, as fastai's `from_csv`.
+
+        By default the first column names the file, the second its label, and a bool `is_valid`
+        column, when present, the validation rows.
+
+        Args:
+            path: the folder of the CSV; file names are relative to it.
+            csv_fname: the CSV's name, relative to `path`.
+            header: `pd.read_csv`'s `header` ("infer": the first row holds the column names).
+            delimiter: `pd.read_csv`'s `delimiter`; None: a comma.
+            **kwargs: the other arguments of `from_df` (`fn_col`, `label_col`, `valid_col`, ...).
+
+        Returns:
+            The loaders (see `from_df`).
+
+        Raises:
+            FileNotFoundError: the CSV is missing.
+        """
         csv = Path(path) / csv_fname
         if not csv.is_file():
             raise FileNotFoundError(f"CSV not found: {csv}")
@@ -375,11 +439,24 @@ class AudioDataLoaders(DataLoaders):
         seed: int | None = None,
         **kwargs,
     ) -> AudioDataLoaders:
-        """Loaders over the files `fnames` (paths under `path`, e.g. `get_audio_files(path)`, or names
-        relative to it), labelled by `label_func(fname)` (fname as given, a `Path`), `valid_pct` of them
-        (random, `seed`) for validation, as fastai's `ImageDataLoaders.from_path_func`. Labels are
-        computed once here, so `learn.export()` does not need `label_func` to be picklable. Other
-        arguments as `from_df`."""
+        """Loaders over the files `fnames`, labelled by `label_func`, as fastai's `ImageDataLoaders.from_path_func`.
+
+        Labels are computed once here, so `learn.export()` does not need `label_func` to be picklable.
+
+        Args:
+            path: the dataset folder.
+            fnames: the files: paths under `path` (e.g. `get_audio_files(path)`) or names relative to it.
+            label_func: `label_func(fname)` gives the label of a file (`fname` as given, as a `Path`).
+            valid_pct: the share of the files drawn at random for validation.
+            seed: the seed of that draw; None: not seeded.
+            **kwargs: the other arguments of `from_df`.
+
+        Returns:
+            The loaders (see `from_df`).
+
+        Raises:
+            ValueError: `fnames` is empty.
+        """
         fnames = list(fnames)
         if not fnames:
             raise ValueError("fnames is empty: pass the audio files, e.g. get_audio_files(path)")
@@ -391,21 +468,57 @@ class AudioDataLoaders(DataLoaders):
 
     @classmethod
     def from_name_func(cls, path: str | os.PathLike, fnames: Iterable, label_func: Callable, **kwargs) -> AudioDataLoaders:
-        "`from_path_func` with `label_func` applied to each file's name (`Path(fname).name`), as in fastai."
+        """`from_path_func` with `label_func` applied to each file's name (`Path(fname).name`), as in fastai.
+
+        Args:
+            path: the dataset folder.
+            fnames: the files, as in `from_path_func`.
+            label_func: `label_func(name)` gives the label of the file of that name.
+            **kwargs: the other arguments of `from_path_func` and `from_df`.
+
+        Returns:
+            The loaders (see `from_df`).
+        """
         return cls.from_path_func(path, fnames, lambda f: label_func(f.name), **kwargs)
 
     @classmethod
     def from_path_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
-        """`from_path_func` labelling each file by the first group of the regular expression `pat`
-        searched in its whole path (as a posix string), as fastai's `from_path_re`. ValueError naming
-        the file when `pat` does not match."""
+        """`from_path_func` labelling each file by the first group of the regular expression `pat` in its path.
+
+        As fastai's `from_path_re`: `pat` is searched in the file's whole path (as a posix string).
+
+        Args:
+            path: the dataset folder.
+            fnames: the files, as in `from_path_func`.
+            pat: the regular expression; its first group is the label.
+            **kwargs: the other arguments of `from_path_func` and `from_df`.
+
+        Returns:
+            The loaders (see `from_df`).
+
+        Raises:
+            ValueError: (naming the file) `pat` does not match a file, or has no group.
+        """
         return cls.from_path_func(path, fnames, _RegexLabel(pat), **kwargs)
 
     @classmethod
     def from_name_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
-        """`from_path_func` labelling each file by the first group of the regular expression `pat`
-        searched in its name, as fastai's `from_name_re`: e.g. `pat=r"^(\\d)_"` labels FSDD's
-        `7_jackson_0.wav` as "7". ValueError naming the file when `pat` does not match."""
+        r"""`from_path_func` labelling each file by the first group of the regular expression `pat` in its name.
+
+        As fastai's `from_name_re`: e.g. `pat=r"^(\d)_"` labels FSDD's `7_jackson_0.wav` as "7".
+
+        Args:
+            path: the dataset folder.
+            fnames: the files, as in `from_path_func`.
+            pat: the regular expression, searched in each file's name; its first group is the label.
+            **kwargs: the other arguments of `from_path_func` and `from_df`.
+
+        Returns:
+            The loaders (see `from_df`).
+
+        Raises:
+            ValueError: (naming the file) `pat` does not match a file, or has no group.
+        """
         label = _RegexLabel(pat)
         return cls.from_path_func(path, fnames, lambda f: label(f.name), **kwargs)
 
@@ -440,38 +553,97 @@ class AudioDataLoaders(DataLoaders):
         progress: bool = True,
         **kwargs,
     ) -> AudioDataLoaders:
-        """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`
-        (names or positions), as fastai's `ImageDataLoaders.from_df`.
+        """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`.
 
-        Validation: rows where the bool column `valid_col` is True (default "is_valid", used when the
-        DataFrame has it, as in fastai; `valid_col=None` ignores it); else rows whose `fold_col`
-        equals `valid_fold` (a fold, a speaker: group-aware; `fold_col` takes precedence over a
-        default `is_valid` column); else a random `valid_pct` (`seed`).
-        Names: each is normalized (`os.path.normpath`) and must be listed once (`x.wav` and `./x.wav`
-        are one clip) and lie inside `path / folder`: absolute names, `..` leaving it and links to
-        outside are refused (ValueError naming the rows) unless `allow_outside=True`. Integer labels
-        and folds must fit 64-bit integers. vocab: the classes, kept in the order given (default: the sorted labels).
-        sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
-        share one (ValueError naming the rates otherwise). duration: None keeps each clip's length
-        (batches padded to their longest clip, with `lengths`); seconds crop (random on training,
-        fixed at the start on validation) or zero-pad every clip to that length.
-        max_duration: seconds; a clip longer than that (10 minutes by default) is refused before any
-        decoding, with its length and decoded size (every clip is decoded whole, into memory and the
-        cache: an hour at 16 kHz is 230 MB); None lifts the bound (needs `validate`, which reads the
-        headers).
+        As fastai's `ImageDataLoaders.from_df`. Validation: rows where the bool column `valid_col` is
+        True; else rows whose `fold_col` equals `valid_fold`; else a random `valid_pct`.
+
         Batch transforms: `WaveformNormalize` (per clip over its own samples; `waveform_norm=False`
         drops it), `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`. A
         transform that reads the recording's own level (`DbRangeNormalize`) after `WaveformNormalize`
         gets a warning: pass `waveform_norm=False` with it.
-        cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
-        False decodes every epoch. validate: True checks every file's header before anything else,
-        "full" also decodes every sample, False skips it; bad files raise `AudioFilesError` naming
-        them all. audio_dtype: the precision decoded audio is kept at ("int16", "float16", "float32",
-        "auto"; None: "auto" in the cache, float32 without it). progress: show a progress bar while
-        the cache is built. Other keyword arguments go to fastai's `DataBlock.dataloaders` (those of
-        `LOADER_KWARGS`, e.g. `num_workers`, `shuffle`, `drop_last`, `val_bs`; any other raises
-        TypeError; `num_workers` is 0 by default on a CPU device when the cache is on: cached clips
-        are read in ~0.1 ms and workers would only compete with the batch transforms for the cores).
+
+        Args:
+            df: the table, one row per clip.
+            path: the folder the file names are relative to (with `folder`).
+            fn_col: the column of file names, by name or position.
+            label_col: the column of labels, by name or position. Integer labels must fit 64-bit
+                integers.
+            valid_col: the bool column marking the validation rows (True = validation). The default
+                "is_valid" is used when the DataFrame has it, as in fastai, and no `fold_col` is given;
+                None ignores it.
+            fold_col: the column whose value `valid_fold` marks the validation rows (a fold, a speaker:
+                group-aware), by name or position; it takes precedence over a default `is_valid`
+                column. Integer folds must fit 64-bit integers.
+            valid_fold: the value of `fold_col` held out for validation.
+            valid_pct: without `valid_col` or `fold_col`, the share of rows drawn at random for
+                validation, in (0, 1).
+            seed: the seed of that draw; None: not seeded.
+            sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
+                share one (ValueError naming the rates otherwise).
+            duration: None keeps each clip's length (batches padded to their longest clip, with
+                `lengths`); seconds crop (random on training, fixed at the start on validation) or
+                zero-pad every clip to that length.
+            bs: the batch size, in clips; at most the number of training clips (the training loader
+                drops incomplete batches).
+            spec: keyword arguments of `AudioToSpec` (e.g. `n_mels`, `n_fft`, `hop_length`, `top_db`);
+                its `sample_rate` is always `sample_rate`.
+            waveform_norm: start the batch transforms with `WaveformNormalize`.
+            item_tfms: more item transforms, after the `duration` crop.
+            batch_tfms: more batch transforms, after `AudioToSpec`.
+            cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
+                False decodes every epoch.
+            validate: True (or "quick") checks every file's header before anything else, "full" also
+                decodes every sample, False skips it; bad files raise `AudioFilesError` naming them all.
+            device: the device of the batches; None: fastai's `default_device()`.
+            folder: a subfolder of `path` that the file names are relative to; None: `path` itself.
+            suff: appended to every file name, e.g. ".wav".
+            vocab: the classes, kept in the order given (default: the sorted labels).
+            allow_outside: accept names outside `path / folder`. Each name is normalized
+                (`os.path.normpath`) and must be listed once (`x.wav` and `./x.wav` are one clip) and lie
+                inside `path / folder`: absolute names, `..` leaving it and links to outside are refused
+                (ValueError naming the rows) unless `allow_outside=True`.
+            max_duration: seconds; a clip longer than that (10 minutes by default) is refused before any
+                decoding, with its length and decoded size (every clip is decoded whole, into memory and
+                the cache: an hour at 16 kHz is 230 MB); None lifts the bound. The check needs
+                `validate`, which reads the headers.
+            audio_dtype: the precision decoded audio is kept at ("int16", "float16", "float32",
+                "auto"; None: "auto" in the cache, float32 without it).
+            progress: show a progress bar while the cache is built.
+            **kwargs: passed on to fastai's `DataBlock.dataloaders`: those of `LOADER_KWARGS`, e.g.
+                `num_workers`, `shuffle`, `drop_last`, `val_bs`. `num_workers` is 0 by default on a CPU
+                device when the cache is on: reading a cached clip costs little next to the batch
+                transforms, and workers would only compete with them for the cores (docs/performance.md).
+
+        Returns:
+            The loaders, with `sample_rate` set to the clips' rate in Hz.
+
+        Raises:
+            TypeError: `df` is not a DataFrame, or a keyword is not one of `LOADER_KWARGS` (the error
+                names it, with what to use instead where there is something).
+            ValueError: the DataFrame has no rows; `bs` is not a positive integer or exceeds the
+                training clips; `duration` or `max_duration` is not positive; a column is missing; a
+                file name is empty, listed twice or outside `path / folder`; an integer label or fold
+                does not fit 64 bits; the split cannot be made (`valid_col` not bool, or leaving nothing
+                for training or validation; both `valid_col` and `fold_col`; `valid_fold` not a value of
+                `fold_col`, or without it; `valid_pct` outside (0, 1)); `validate` is not one of the
+                values above; `sample_rate=None` without `validate` or with files at several rates; a
+                clip is longer than `max_duration`.
+            AudioFilesError: (a ValueError) files are missing, unreadable or damaged; it names them all.
+
+        Examples:
+            >>> import os, tempfile
+            >>> import numpy as np, pandas as pd, soundfile as sf
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     for i, n in enumerate([1600, 2400, 3200, 4000]):
+            ...         sf.write(os.path.join(d, f"{i}.wav"), np.zeros(n, dtype="float32"), 16000)
+            ...     df = pd.DataFrame({"file": ["0.wav", "1.wav", "2.wav", "3.wav"], "label": ["a", "b", "a", "b"]})
+            ...     dls = AudioDataLoaders.from_df(df, path=d, bs=2, valid_pct=0.5, seed=0, cache=False, device="cpu")
+            ...     x, y = dls.one_batch()
+            >>> dls.vocab, dls.sample_rate
+            (['a', 'b'], 16000)
+            >>> type(x).__name__, x.shape[:3], x.lengths.shape
+            ('AudioSpectrogram', torch.Size([2, 1, 201]), torch.Size([2]))
         """
         _check_kwargs(kwargs, "AudioDataLoaders.from_df")
         if not isinstance(df, pd.DataFrame):

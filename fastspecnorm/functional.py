@@ -1,10 +1,7 @@
 """Normalization math on plain tensors: the functions the fastai Transforms and the statistics wrap.
 
-Every function here takes and returns `torch.Tensor`, never modifies its input in place, and keeps
-the input's dtype (float16 / bfloat16 inputs are computed in float32 and cast back).
-
-Layouts: waveforms are `(batch, channels, samples)`, spectrograms `(batch, channels, freq, time)`;
-the per-item functions also accept an unbatched item where noted.
+Each takes and returns `torch.Tensor`, keeps the input's dtype (float16 / bfloat16 computed in float32)
+and changes its input only with `inplace=True`.
 """
 
 from __future__ import annotations
@@ -15,6 +12,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+# Layouts: waveforms are `(batch, channels, samples)`, spectrograms `(batch, channels, freq, time)`;
+# the per-item functions also accept an unbatched item where their docstrings say so.
 
 __all__ = [
     "standardize_waveform",
@@ -80,18 +80,33 @@ def _masked_fill_zero(out: Tensor, mask: Tensor | None) -> Tensor:
 def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
     """Zero mean and unit (population) standard deviation per item and channel, over samples.
 
-    x: `(..., samples)`, e.g. `(batch, channels, samples)` or one clip `(channels, samples)`.
     A constant waveform (a silent clip: std <= eps) becomes all zeros, never NaN; any other clip,
-    however quiet (e.g. 1e-7 amplitude, below one 16-bit step), is scaled to unit std.
-    A clip whose std is below 1e-5 of its mean (a constant level, up to rounding) is silent too.
-    mask: optional bool, broadcastable to x (e.g. `(batch, 1, samples)` from `valid_mask`), True
-    at the samples that count: mean and std are taken over those only, so a padded clip gets the
-    same values as alone, and the padding (mask False) becomes 0.
-    Returns a tensor of the same shape and dtype; with `inplace`, x itself holds the result (unless
-    autograd tracks x), which saves allocating a batch-sized tensor (see `WaveformNormalize`).
+    however quiet (e.g. 1e-7 amplitude, below one 16-bit step), is scaled to unit std. A clip whose
+    std is below 1e-5 of its mean (a constant level, up to rounding) is silent too.
 
-    >>> standardize_waveform(torch.tensor([[1.0, 3.0]]))
-    tensor([[-1.,  1.]])
+    Args:
+        x: floating-point waveforms `(..., samples)`, e.g. `(batch, channels, samples)` or one
+            clip `(channels, samples)`, with at least one sample.
+        eps: a std at or below it (in x's unit, amplitude) counts as silence.
+        inplace: write the result into x itself (unless autograd tracks x), which saves
+            allocating a batch-sized tensor (see `WaveformNormalize`).
+        mask: optional bool, broadcastable to x (e.g. `(batch, 1, samples)` from `valid_mask`),
+            True at the samples that count: mean and std are taken over those only, so a padded
+            clip gets the same values as alone, and the padding (mask False) becomes 0. None:
+            every sample counts.
+
+    Returns:
+        A tensor of x's shape and dtype (x itself with `inplace`).
+
+    Raises:
+        TypeError: x is not a floating-point tensor, or mask not a bool tensor.
+        ValueError: x has no samples, or mask does not broadcast to x.
+
+    Examples:
+        >>> standardize_waveform(torch.tensor([[1.0, 3.0]]))
+        tensor([[-1.,  1.]])
+        >>> standardize_waveform(torch.zeros(1, 4))  # silence stays silence
+        tensor([[0., 0., 0., 0.]])
     """
     _check_float(x, "x")
     mask = _check_mask(mask, x)
@@ -102,7 +117,7 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, ma
     xc = x.to(_compute_dtype(x))
     if mask is None:
         # The mean, then the norm of the deviations (computed in the output anyway): the same
-        # population std as torch.std_mean, which is about 4x slower on CPU.
+        # population std as torch.std_mean, which is slower on CPU (docs/performance.md).
         mean = xc.mean(dim=-1, keepdim=True)
         out = _output(x, inplace).sub_(mean)
         std = torch.linalg.vector_norm(out, dim=-1, keepdim=True) / math.sqrt(x.shape[-1])
@@ -125,14 +140,31 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, ma
 def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
     """Per item: standardize, then map to [0, 1] with the item's own min and max.
 
-    x: `(batch, freq, time)` or `(batch, channels, freq, time)`; every statistic is taken per item
-    over all non-batch dimensions, never across the batch, so an item's result does not depend on
-    the other items of its batch. Steps per item: `z = (x - mean) / (std + eps)`; if
-    `max(z) - min(z) > eps`, `(clamp(z, min, max) - min) / (max - min)`, else all zeros (a constant
-    spectrogram such as a silent clip's). mask: optional bool broadcastable to x (e.g.
-    `(batch, 1, 1, time)` from `valid_mask`): statistics over the True positions only, and the
-    others (padding) become 0. Returns the same shape and dtype, values in [0, 1]; with
-    `inplace`, x itself holds the result (unless autograd tracks x).
+    Every statistic is taken per item over all non-batch dimensions, never across the batch, so an
+    item's result does not depend on the other items of its batch. Steps per item:
+    `z = (x - mean) / (std + eps)`; if `max(z) - min(z) > eps`,
+    `(clamp(z, min, max) - min) / (max - min)`, else all zeros (a constant spectrogram such as a
+    silent clip's).
+
+    Args:
+        x: floating-point spectrograms `(batch, freq, time)` or `(batch, channels, freq, time)`,
+            in any unit (usually dB).
+        eps: added to the std, and the smallest standardized range that is not constant.
+        inplace: write the result into x itself (unless autograd tracks x).
+        mask: optional bool broadcastable to x (e.g. `(batch, 1, 1, time)` from `valid_mask`):
+            statistics over the True positions only, and the others (padding) become 0. None:
+            every position counts.
+
+    Returns:
+        A tensor of x's shape and dtype, values in [0, 1] (x itself with `inplace`).
+
+    Raises:
+        TypeError: x is not a floating-point tensor, or mask not a bool tensor.
+        ValueError: x has neither 3 nor 4 dimensions, or mask does not broadcast to x.
+
+    Examples:
+        >>> instance_minmax(torch.tensor([[[-80.0, -40.0, -60.0]]]))
+        tensor([[[0.0000, 1.0000, 0.5000]]])
     """
     _check_float(x, "x")
     if x.dim() not in (3, 4):
@@ -173,13 +205,30 @@ def db_range(
 ) -> Tensor:
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`.
 
-    x: a spectrogram in dB, any shape. `x - ref_level_db = min_level_db` (dB, < 0) maps to 0 and
-    `x = ref_level_db` maps to 1, so the range covered is `ref_level_db + min_level_db` to
-    `ref_level_db` dB (-100..0 dB with the defaults; `DbRangeNormalize` uses Tacotron's reference
-    level of 20 dB: -80..+20 dB). With `clip` the result is clamped to [0, 1] (values outside the
-    assumed range are common on real audio, so clipping loses them; `db_range_inverse` cannot
-    bring them back). mask: optional bool broadcastable to x; positions where it is False
-    (padding) become 0. With `inplace`, x itself holds the result (unless autograd tracks x).
+    `x - ref_level_db = min_level_db` maps to 0 and `x = ref_level_db` maps to 1, so the range
+    covered is `ref_level_db + min_level_db` to `ref_level_db` dB (-100..0 dB with the defaults;
+    `DbRangeNormalize` uses Tacotron's reference level of 20 dB: -80..+20 dB).
+
+    Args:
+        x: a floating-point spectrogram in dB, any shape.
+        min_level_db: bottom of the range relative to `ref_level_db`, in dB (< 0).
+        clip: clamp the result to [0, 1]. Values outside the assumed range are common on real
+            audio, so clipping loses them; `db_range_inverse` cannot bring them back.
+        ref_level_db: the level (dB) that maps to 1.
+        inplace: write the result into x itself (unless autograd tracks x).
+        mask: optional bool broadcastable to x; positions where it is False (padding) become 0.
+            None: nothing is padded.
+
+    Returns:
+        A tensor of x's shape and dtype (x itself with `inplace`).
+
+    Raises:
+        TypeError: x is not a floating-point tensor, or mask not a bool tensor.
+        ValueError: `min_level_db` is not negative, or mask does not broadcast to x.
+
+    Examples:
+        >>> db_range(torch.tensor([-100.0, -50.0, 0.0, 10.0]))
+        tensor([0.0000, 0.5000, 1.0000, 1.0000])
     """
     _check_float(x, "x")
     mask = _check_mask(mask, x)
@@ -190,7 +239,24 @@ def db_range(
 
 
 def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: float = 0.0) -> Tensor:
-    "Undo `db_range`: `y * -min_level_db + min_level_db + ref_level_db`, in dB (exact when not clipped)."
+    """Undo `db_range`: `y * -min_level_db + min_level_db + ref_level_db`, in dB (exact when not clipped).
+
+    Args:
+        y: floating-point values on `db_range`'s [0, 1] scale, any shape.
+        min_level_db: the `min_level_db` given to `db_range`, in dB (< 0).
+        ref_level_db: the `ref_level_db` given to `db_range`, in dB.
+
+    Returns:
+        A new tensor of y's shape: the levels in dB.
+
+    Raises:
+        TypeError: y is not a floating-point tensor.
+        ValueError: `min_level_db` is not negative.
+
+    Examples:
+        >>> db_range_inverse(torch.tensor([0.0, 0.5, 1.0]), ref_level_db=20.0)
+        tensor([-80., -30.,  20.])
+    """
     _check_float(y, "y")
     if not min_level_db < 0:
         raise ValueError(f"min_level_db must be negative (dB), got {min_level_db}")
@@ -198,13 +264,32 @@ def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: floa
 
 
 def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
-    """`(x - mean) / std` with broadcasting statistics, e.g. `mean` of shape `(1, 1, freq, 1)` per
-    frequency bin or `(1, channels, 1, 1)` global, against x `(batch, channels, freq, time)`.
+    """`(x - mean) / std` with broadcasting statistics.
+
     Statistics are moved to x's device; float16/bfloat16 x is computed in float32 and cast back
     (values beyond the float16 range, e.g. a floored std under unseen data, become +-inf there).
-    The caller floors `std` (see `SpecNormalize`). mask: optional bool broadcastable to x;
-    positions where it is False (padding) become 0, the normalized value of the mean. With
-    `inplace`, x itself holds the result (unless autograd tracks x).
+
+    Args:
+        x: floating-point spectrograms, e.g. `(batch, channels, freq, time)` in dB.
+        mean: statistics broadcastable to x, e.g. `(1, 1, freq, 1)` per frequency bin or
+            `(1, channels, 1, 1)` global, as `StatsRecorder` gives them; in x's unit.
+        std: standard deviations of the same shape, in x's unit. The caller floors them (see
+            `SpecNormalize`): no floor is applied here.
+        inplace: write the result into x itself (unless autograd tracks x, or the statistics
+            have more dimensions than x).
+        mask: optional bool broadcastable to x; positions where it is False (padding) become 0,
+            the normalized value of the mean. None: nothing is padded.
+
+    Returns:
+        A tensor of x's dtype, in standard deviations (x itself with `inplace`).
+
+    Raises:
+        TypeError: x is not a floating-point tensor, or mask not a bool tensor.
+        ValueError: mask does not broadcast to x.
+
+    Examples:
+        >>> normalize(torch.tensor([[-30.0, -50.0]]), torch.tensor(-40.0), torch.tensor(10.0))
+        tensor([[ 1., -1.]])
     """
     _check_float(x, "x")
     mask = _check_mask(mask, x)
@@ -217,7 +302,19 @@ def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False, mask:
 
 
 def denormalize(y: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    "Inverse of `normalize`: `y * std + mean`, broadcasting the statistics (float16 computed in float32)."
+    """Inverse of `normalize`: `y * std + mean`, broadcasting the statistics (float16 computed in float32).
+
+    Args:
+        y: floating-point normalized values, e.g. `(batch, channels, freq, time)`.
+        mean: the statistics given to `normalize`, broadcastable to y.
+        std: the standard deviations given to `normalize`, of the same shape.
+
+    Returns:
+        A new tensor of y's dtype, in the unit of the statistics (e.g. dB).
+
+    Raises:
+        TypeError: y is not a floating-point tensor.
+    """
     _check_float(y, "y")
     dt = _compute_dtype(y)
     yc = y if y.dtype == dt else y.to(dt)
@@ -233,8 +330,12 @@ def denormalize(y: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 class Moments(NamedTuple):
     """Float64 sufficient statistics, all of the same keepdim shape.
 
-    count: number of counted values per kept position; mean: their mean; m2: the sum of squared
-    deviations from `mean`. Population variance is `m2 / count`.
+    Population variance is `m2 / count`.
+
+    Attributes:
+        count: number of counted values per kept position.
+        mean: their mean.
+        m2: the sum of squared deviations from `mean`.
     """
 
     count: Tensor
@@ -245,12 +346,24 @@ class Moments(NamedTuple):
 def batch_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None) -> Moments:
     """Float64 moments of `x` over `red_dims` (kept with keepdim), counting only `mask`.
 
-    x: any float tensor, e.g. `(batch, channels, freq, time)`; mask: bool, broadcastable to x, True
-    where a value counts. In float64: `torch.var_mean` (Welford's update) without a mask, the mean
-    then the squared deviations from it with one, so nothing cancels even for data far from 0
-    (e.g. 10000 + N(0, 1)). Positions with no counted
-    value get count 0, mean 0, m2 0. Non-finite counted values give non-finite moments; values
-    outside the mask never count, whatever they hold (NaN padding included).
+    In float64: `torch.var_mean` (Welford's update) without a mask, the mean then the squared
+    deviations from it with one, so nothing cancels even for data far from 0 (e.g.
+    10000 + N(0, 1)). Non-finite counted values give non-finite moments.
+
+    Args:
+        x: any float tensor, e.g. `(batch, channels, freq, time)`.
+        red_dims: the dimensions to reduce, e.g. `(0, 2, 3)` for one set of moments per channel.
+        mask: optional bool, broadcastable to x, True where a value counts; values outside the
+            mask never count, whatever they hold (NaN padding included). None: every value counts.
+
+    Returns:
+        `Moments` of keepdim shape (size 1 along `red_dims`). Positions with no counted value get
+        count 0, mean 0, m2 0.
+
+    Examples:
+        >>> m = batch_moments(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), red_dims=(1,))
+        >>> m.count, m.mean, m.m2
+        (tensor([[4.]], dtype=torch.float64), tensor([[2.5000]], dtype=torch.float64), tensor([[5.]], dtype=torch.float64))
     """
     dims = tuple(red_dims)
     x64 = x.to(torch.float64)
@@ -270,8 +383,21 @@ def batch_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None
 def merge_moments(a: Moments, b: Moments) -> Moments:
     """Chan's exact merge of two sets of moments (pure; inputs untouched).
 
-    n = na + nb; delta = mean_b - mean_a; mean = mean_a + delta * nb / n;
-    m2 = m2_a + m2_b + delta^2 * na * nb / n. Positions where n == 0 stay zero.
+    `n = na + nb; delta = mean_b - mean_a; mean = mean_a + delta * nb / n;
+    m2 = m2_a + m2_b + delta^2 * na * nb / n`. Positions where n == 0 stay zero.
+
+    Args:
+        a: moments of the first part of the data.
+        b: moments of the second part, of the same shape and on the same device.
+
+    Returns:
+        The moments of both parts together.
+
+    Examples:
+        >>> x = torch.randn(2, 100, dtype=torch.float64)
+        >>> both = merge_moments(batch_moments(x[:, :30], (1,)), batch_moments(x[:, 30:], (1,)))
+        >>> torch.allclose(both.m2, batch_moments(x, (1,)).m2)
+        True
     """
     n = a.count + b.count
     safe_n = torch.where(n > 0, n, torch.ones_like(n))
@@ -282,7 +408,16 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
 
 def moments_std(m: Moments, correction: int = 0) -> Tensor:
-    "Standard deviation from moments: `sqrt(m2 / (count - correction))` (population std by default)."
+    """Standard deviation from moments: `sqrt(m2 / (count - correction))` (population std by default).
+
+    Args:
+        m: the moments.
+        correction: degrees of freedom subtracted from the count: 0 population std, 1 sample std.
+            The divisor is at least 1, so a position with too few values gets std 0, never NaN.
+
+    Returns:
+        Float64 standard deviations of the moments' shape.
+    """
     return torch.sqrt(m.m2 / (m.count - correction).clamp_min(1.0))
 
 
@@ -296,9 +431,26 @@ __all__ += ["pcen_smoothing_coef", "pcen", "utterance_mvn"]
 def pcen_smoothing_coef(sr: float = 16000, hop_length: int = 200, time_constant: float = 0.4) -> float:
     """librosa's smoothing coefficient b of PCEN's first-order IIR smoother.
 
-    With `t = time_constant * sr / hop_length` (the time constant in frames; seconds, Hz, samples),
+    With `t = time_constant * sr / hop_length` (the time constant in frames),
     `b = (sqrt(1 + 4 t^2) - 1) / (2 t^2)`, the b whose squared frequency response has its
-    half-maximum at 1 / t. E.g. 0.4 s at 16 kHz with hop 200 (32 frames): b = 0.0308.
+    half-maximum at 1 / t.
+
+    Args:
+        sr: sample rate of the audio, in Hz.
+        hop_length: hop between frames, in samples.
+        time_constant: the smoother's time constant, in seconds.
+
+    Returns:
+        b, in (0, 1].
+
+    Raises:
+        ValueError: `sr`, `hop_length` or `time_constant` is not positive.
+
+    Examples:
+        0.4 s at 16 kHz with hop 200 (32 frames):
+
+        >>> round(pcen_smoothing_coef(16000, 200, 0.4), 4)
+        0.0308
     """
     if not (sr > 0 and hop_length > 0 and time_constant > 0):
         raise ValueError(f"sr, hop_length and time_constant must be positive, got {sr}, {hop_length}, {time_constant}")
@@ -320,31 +472,54 @@ def pcen(
 ) -> Tensor:
     """Per-channel energy normalization of a linear spectrogram, as `librosa.pcen`.
 
-    x: energies (power, not dB; >= 0), `(..., freq, time)`, e.g. `(batch, channels, n_mels, time)`;
-    every frequency bin of every item is filtered along its own time axis (per item and bin, nothing
-    across the batch). Steps, with librosa's defaults and initial state:
+    Every frequency bin of every item is filtered along its own time axis (per item and bin,
+    nothing across the batch). Steps, with librosa's defaults and initial state:
     `M = lfilter([b], [1, b - 1], x, zi=[1 - b])` (a first-order IIR smoother whose state starts as
-    after a long input of 1, scipy's `lfilter_zi`; b from `pcen_smoothing_coef(sr, hop_length,
-    time_constant)` unless given), `smooth = exp(-gain * (log(eps) + log1p(M / eps)))` (i.e.
-    `(eps + M) ** -gain`), and `bias**power * expm1(power * log1p(x * smooth / bias))`
+    after a long input of 1, scipy's `lfilter_zi`), `smooth = exp(-gain * (log(eps) + log1p(M / eps)))`
+    (i.e. `(eps + M) ** -gain`), and `bias**power * expm1(power * log1p(x * smooth / bias))`
     (`log1p(x * smooth)` when power is 0; `(x * smooth) ** power` when bias is 0). Equal to
     `librosa.pcen(x, sr=sr, hop_length=hop_length, gain=gain, bias=bias, power=power,
     time_constant=time_constant, eps=eps)` to rounding (float32 inputs: about 1e-6 relative).
+    The IIR runs with torchaudio's `lfilter` (a compiled loop on CPU and GPU) and is differentiable.
 
     Scale: the result depends on x's level. librosa's defaults assume audio scaled to the int32
     range: for waveforms in [-1, 1], multiply their energies by `2.0**62` (`(2**31)**2`) first, as
     the `PCEN` Transform does; at [-1, 1] levels most energies sit below `eps` and are flattened.
 
-    mask: optional bool, broadcastable to x, e.g. `(batch, 1, 1, time)`, True on valid frames. The
-    smoother is causal, so padding at the end of an item (the `lengths` layout) never changes its
-    valid frames, which equal the item's PCEN computed alone; masked frames become 0 (the PCEN of
-    silence). Values in masked frames are never read into valid ones, whatever they hold.
-    Negative valid values raise ValueError (a dB spectrogram passed by mistake). Returns x's shape
-    and dtype (float16/bfloat16 computed in float32); the IIR runs with torchaudio's `lfilter`
-    (a compiled loop on CPU and GPU) and is differentiable.
+    Args:
+        x: floating-point energies (power, not dB; >= 0), `(..., freq, time)`, e.g.
+            `(batch, channels, n_mels, time)`.
+        sr: sample rate of the audio, in Hz (for the time constant).
+        hop_length: hop between frames, in samples (for the time constant).
+        gain: exponent of the automatic gain control (librosa's `gain`, alpha in the PCEN paper).
+        bias: offset before the root compression (librosa's `bias`, delta), >= 0.
+        power: exponent of the root compression (librosa's `power`, r), >= 0; 0 takes a log.
+        time_constant: the smoother's time constant, in seconds.
+        eps: floor of the smoothed energy, > 0, in x's unit.
+        mask: optional bool, broadcastable to x, e.g. `(batch, 1, 1, time)`, True on valid frames.
+            The smoother is causal, so padding at the end of an item (the `lengths` layout) never
+            changes its valid frames, which equal the item's PCEN computed alone; masked frames
+            become 0 (the PCEN of silence). Values in masked frames are never read into valid
+            ones, whatever they hold. None: every frame is valid.
+        b: the smoothing coefficient, in (0, 1]; None: `pcen_smoothing_coef(sr, hop_length,
+            time_constant)`.
 
-    >>> pcen(torch.zeros(1, 3)).abs().max().item()
-    0.0
+    Returns:
+        A tensor of x's shape and dtype (float16/bfloat16 computed in float32).
+
+    Raises:
+        TypeError: x is not a floating-point tensor, or mask not a bool tensor.
+        ValueError: x has fewer than 2 dimensions; `b` is not in (0, 1]; `power`, `bias` or
+            `gain` is negative or `eps` not positive; `sr`, `hop_length` or `time_constant` is not
+            positive (when `b` is None); mask does not broadcast to x; or a valid value is negative
+            (a dB spectrogram passed by mistake).
+        ImportError: torchaudio cannot load next to the installed torch (naming both versions).
+
+    Examples:
+        >>> pcen(torch.zeros(1, 3)).abs().max().item()
+        0.0
+        >>> pcen(torch.full((1, 64, 100), 2.0**62)).shape
+        torch.Size([1, 64, 100])
     """
     from ._compat import import_torchaudio
 
@@ -389,13 +564,32 @@ def pcen(
 def utterance_mvn(x: Tensor, mask: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Per-utterance mean and variance normalization (ESPnet's UtteranceMVN, Kaldi's per-utterance CMVN).
 
-    x: `(..., freq, time)`, e.g. `(batch, channels, freq, time)` in dB. Per item, channel and
-    frequency bin, over that item's time frames: subtract the mean and divide by the population
-    std (ddof 0) floored at `eps`, so a constant bin (e.g. silence at the dB floor) becomes 0, never
-    NaN. mask: optional bool, broadcastable to x, e.g. `(batch, 1, 1, time)`, True where a frame
-    counts; the statistics use only those frames and the others (padding) become 0, whatever they
-    held (NaN included). A bin with no valid frame becomes 0. Statistics in float64; returns x's
-    shape and dtype. Nothing is shared across the batch: an item's result equals the item alone.
+    Per item, channel and frequency bin, over that item's time frames: subtract the mean and
+    divide by the population std (ddof 0) floored at `eps`, so a constant bin (e.g. silence at the
+    dB floor) becomes 0, never NaN. Statistics in float64. Nothing is shared across the batch: an
+    item's result equals the item alone.
+
+    Args:
+        x: floating-point spectrograms `(..., freq, time)`, e.g. `(batch, channels, freq, time)`
+            in dB.
+        mask: optional bool, broadcastable to x, e.g. `(batch, 1, 1, time)`, True where a frame
+            counts; the statistics use only those frames and the others (padding) become 0,
+            whatever they held (NaN included). A bin with no valid frame becomes 0. None: every
+            frame counts.
+        eps: floor of the std, in x's unit (> 0).
+
+    Returns:
+        A tensor of x's shape and dtype, in standard deviations per bin.
+
+    Raises:
+        TypeError: x is not a floating-point tensor, or mask not a bool tensor.
+        ValueError: x has fewer than 2 dimensions, `eps` is not positive, or mask does not
+            broadcast to x.
+
+    Examples:
+        >>> utterance_mvn(torch.tensor([[1.0, 3.0], [5.0, 5.0]]))
+        tensor([[-1.,  1.],
+                [ 0.,  0.]])
     """
     _check_float(x, "x")
     if x.dim() < 2:

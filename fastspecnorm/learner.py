@@ -1,5 +1,5 @@
-"""`audio_learner`: a fastai architecture (xResNet18 from scratch by default) on spectrograms, optionally behind a BatchNorm over
-frequency bins (`FreqBatchNorm`, PANNs' bn0)."""
+"""`audio_learner`: a fastai architecture (xResNet18 from scratch by default) on spectrograms, optionally
+behind a BatchNorm over frequency bins (`FreqBatchNorm`, PANNs' bn0)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,24 @@ __all__ = ["audio_learner", "FreqBatchNorm", "n_freq_bins"]
 
 
 class FreqBatchNorm(nn.Module):
-    """BatchNorm over frequency bins as a model's first layer (PANNs' `bn0`): one learned mean and
-    scale per bin, statistics over batch, channels and time.
+    """BatchNorm over frequency bins as a model's first layer (PANNs' `bn0`).
 
-    x: `(batch, channels, freq, time)` -> same shape. Equal to `nn.BatchNorm2d(n_freq)` applied with
+    One learned shift and scale per bin, statistics over batch, channels and time. Input
+    `(batch, channels, freq, time)` -> same shape. Equal to `nn.BatchNorm2d(n_freq)` applied with
     frequency on the channel axis. On a padded batch (an `AudioSpectrogram` with `lengths`) the
     batch statistics are over the valid frames only and padded frames come out as 0.
+
+    Args:
+        n_freq: number of frequency bins of the spectrograms (`n_freq_bins(dls)`).
+        eps: added to the variance (as `nn.BatchNorm2d`).
+        momentum: weight of each batch in the running statistics (as `nn.BatchNorm2d`).
+
+    Attributes:
+        bn: the `nn.BatchNorm2d(n_freq)` holding the learned parameters and running statistics.
+
+    Examples:
+        >>> FreqBatchNorm(64)(torch.randn(8, 1, 64, 100)).shape
+        torch.Size([8, 1, 64, 100])
     """
 
     def __init__(self, n_freq: int, eps: float = 1e-5, momentum: float = 0.1):
@@ -49,7 +61,14 @@ class FreqBatchNorm(nn.Module):
 
 
 def n_freq_bins(dls) -> int:
-    "Frequency bins of the spectrograms `dls` yields: from its `AudioToSpec`, else from one batch."
+    """Frequency bins of the spectrograms `dls` yields: from its `AudioToSpec`, else from one batch.
+
+    Args:
+        dls: fastai `DataLoaders` of spectrograms `(batch, channels, freq, time)`.
+
+    Returns:
+        The number of bins: `n_mels`, or `n_fft // 2 + 1` for a linear frequency axis.
+    """
     for t in dls.train.after_batch.fs:
         if isinstance(t, AudioToSpec):
             return t.n_mels or t.n_fft // 2 + 1
@@ -57,20 +76,35 @@ def n_freq_bins(dls) -> int:
 
 
 def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, **kwargs):
-    """A fastai `Learner` over spectrogram loaders: `arch` built for one input channel and `dls.c`
-    outputs, accuracy metric, fastai's default loss and optimizer (train with
-    `learn.fit_one_cycle(epochs)` or `learn.fine_tune`).
+    """A fastai `Learner` over spectrogram loaders.
 
-    arch: None (xResNet18 from scratch, `fastai.vision.models.xresnet.xresnet18`), any callable
-    taking `c_in` and `n_out` and returning a module, as every fastai xresnet does (`xresnet34`,
-    `xresnet50`, `xse_resnext18`, ..., or your own function), or an `nn.Module` already built (used
-    as is; its input takes `(batch, 1, freq, time)`). Models must pool over time to take clips of any
-    length, as xresnets do. For torchvision's pretrained image models build the module yourself
-    (e.g. with fastai's `create_vision_model(arch, n_out, n_in=1)`) and pass it.
-    input_bn: put `FreqBatchNorm` (a BatchNorm over the frequency bins) before the network, the
-    learned alternative to dataset statistics (the `bn` norm). `learn.predict` on a longer file uses
-    all of it. `learn.export()` / `load_learner` keep the whole pipeline, normalization included.
-    Other keyword arguments go to fastai's `Learner` (e.g. `loss_func`, `opt_func`, `metrics`, `wd`).
+    `arch` is built for one input channel and `dls.c` outputs, with the accuracy metric and
+    fastai's default loss and optimizer (train with `learn.fit_one_cycle(epochs)` or
+    `learn.fine_tune`). `learn.predict` on a longer file uses all of it. `learn.export()` /
+    `load_learner` keep the whole pipeline, normalization included.
+
+    Args:
+        dls: fastai `DataLoaders` of spectrograms `(batch, 1, freq, time)` with `dls.c` classes,
+            e.g. from `AudioDataLoaders.from_folder` or `esc50_dataloaders`.
+        arch: None (xResNet18 from scratch, `fastai.vision.models.xresnet.xresnet18`), any callable
+            taking `c_in` and `n_out` and returning a module, as every fastai xresnet does
+            (`xresnet34`, `xresnet50`, `xse_resnext18`, ..., or your own function), or an
+            `nn.Module` already built (used as is; its input takes `(batch, 1, freq, time)`).
+            Models must pool over time to take clips of any length, as xresnets do. For
+            torchvision's pretrained image models build the module yourself (e.g. with fastai's
+            `create_vision_model(arch, n_out, n_in=1)`) and pass it.
+        cbs: callbacks of the learner, e.g. `StatsCallback()`; None: none.
+        input_bn: put `FreqBatchNorm` (a BatchNorm over the frequency bins) before the network,
+            the learned alternative to dataset statistics (the `bn` norm).
+        **kwargs: further arguments of fastai's `Learner` (e.g. `loss_func`, `opt_func`,
+            `metrics`, `wd`); `metrics` defaults to accuracy.
+
+    Returns:
+        The `Learner`.
+
+    Raises:
+        TypeError: `arch` is neither a callable nor an `nn.Module`, refuses `c_in` and `n_out`,
+            or returns something that is not an `nn.Module`.
     """
     import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
     from fastai.learner import Learner

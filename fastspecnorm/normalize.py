@@ -1,27 +1,5 @@
-"""fastai Transforms for waveform and spectrogram normalization (thin wrappers of `functional`).
-
-Orders: `WaveformNormalize` 50 (before `AudioToSpec`, 60); the spectrogram normalizations 99, like
-fastai's `Normalize`, so they run after spectrogram augmentations.
-
-`inplace=True` (like torchvision's `Normalize(inplace=True)`) writes the result into the input
-batch instead of allocating a new one: the same values, one batch-sized allocation (20 MB for 64
-5-second clips) and its page faults fewer per transform. It is for batch pipelines where the input
-is an intermediate nobody else holds: the DataLoader's fresh batch for `WaveformNormalize`,
-`AudioToSpec`'s fresh output for the spectrogram normalizations. `esc50_dataloaders`,
-`StatsCallback` and the experiment use it there; the default is `False`, so a tensor passed in by
-hand is never changed. Ignored for tensors that autograd tracks.
-
-Padded batches (clips of different lengths, see `AudioDataLoader`): every transform here takes
-its statistics over each item's valid samples or frames only (the batch's `lengths`, via
-`valid_mask`) and sets the padded positions to 0: after `WaveformNormalize` the padding is
-silence, after `SpecNormalize` it sits at the dataset mean (0 in standard deviations), after
-`InstanceMinMax` and `DbRangeNormalize` at the bottom of [0, 1]. So a clip's normalized values do
-not depend on how much padding its batch gave it, and the padding is never an outlier.
-
-Typed transforms refuse a plain `torch.Tensor` passed directly (TypeError naming the wrapper:
-`AudioTensor(x, sr=...)` or `AudioSpectrogram(x)`); inside a fastai batch tuple, labels and
-other tensors pass through untouched.
-"""
+"""fastai Transforms that normalize waveforms and spectrograms, each a thin wrapper of a function in
+`fastspecnorm.functional`, with a `decodes` that inverts it where it can."""
 
 from __future__ import annotations
 
@@ -36,6 +14,26 @@ from . import functional as F
 from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, valid_mask
 
 __all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize", "SPEC_NORMALIZERS"]
+
+# What every transform here shares (each class docstring repeats what applies to it):
+# - Orders: `WaveformNormalize` 50 (before `AudioToSpec`, 60); the spectrogram normalizations 99,
+#   like fastai's `Normalize`, before `SpecAugment` (100), whose masks hold the normalized value.
+# - `inplace=True` (like torchvision's `Normalize(inplace=True)`) writes the result into the input
+#   batch instead of allocating a new one: the same values, one batch-sized allocation (20 MB for 64
+#   5-second clips) and its page faults fewer per transform. It is for batch pipelines where the
+#   input is an intermediate nobody else holds: the DataLoader's fresh batch for `WaveformNormalize`,
+#   `AudioToSpec`'s fresh output for the spectrogram normalizations. `esc50_dataloaders`,
+#   `StatsCallback` and the experiment use it there; the default is `False`, so a tensor passed in
+#   by hand is never changed. Ignored for tensors that autograd tracks.
+# - Padded batches (clips of different lengths, see `AudioDataLoader`): every transform takes its
+#   statistics over each item's valid samples or frames only (the batch's `lengths`, via
+#   `valid_mask`) and sets the padded positions to 0: after `WaveformNormalize` the padding is
+#   silence, after `SpecNormalize` it sits at the dataset mean (0 in standard deviations), after
+#   `InstanceMinMax` and `DbRangeNormalize` at the bottom of [0, 1]. So a clip's normalized values
+#   do not depend on how much padding its batch gave it, and the padding is never an outlier.
+# - Typed transforms refuse a plain `torch.Tensor` passed directly (TypeError naming the wrapper:
+#   `AudioTensor(x, sr=...)` or `AudioSpectrogram(x)`); inside a fastai batch tuple, labels and
+#   other tensors pass through untouched.
 
 
 def _with_unit(x: AudioSpectrogram, unit: str) -> AudioSpectrogram:
@@ -59,9 +57,27 @@ class WaveformNormalize(RefusePlainTensor, Transform):
     Works on one clip `(channels, samples)` as an item transform or on a batch
     `(batch, channels, samples)` as a batch transform; a silent clip becomes zeros. On a padded
     batch (`lengths`), mean and std are over each clip's own samples (the batch's `valid_mask`) and
-    the padding becomes 0, so a clip gets the same values whatever its batch, up to float32
-    rounding (a few 1e-7 relative: the masked sums group the samples differently). Not invertible
-    (the clip's level is discarded), so `decodes` returns its input. `inplace`: see the module docstring.
+    the padding becomes 0 (silence), so a clip gets the same values whatever its batch, up to
+    float32 rounding (a few 1e-7 relative: the masked sums group the samples differently). Not
+    invertible (the clip's level is discarded), so `decodes` returns its input. `order` 50: before
+    `AudioToSpec` (60).
+
+    Args:
+        eps: a clip whose std (amplitude) is at or below it counts as silent and becomes zeros.
+        inplace: write the result into the input batch instead of allocating a new one (like
+            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
+            (20 MB for 64 5-second clips) and its page faults fewer. Only for an input nobody else
+            holds, such as the DataLoader's fresh batch (the package's loaders set it there); the
+            default False never changes a tensor passed in by hand. Ignored for tensors that
+            autograd tracks.
+
+    Raises:
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`);
+            inside a fastai batch tuple, labels and other tensors pass through untouched.
+
+    Examples:
+        >>> WaveformNormalize()(AudioTensor(torch.tensor([[[1.0, 3.0]]]), sr=16000))
+        AudioTensor([[[-1.,  1.]]])
     """
 
     order = 50
@@ -78,14 +94,43 @@ class WaveformNormalize(RefusePlainTensor, Transform):
 class SpecNormalize(_SpecTransform, DisplayedTransform):
     """Normalize spectrograms with fixed statistics: `(x - mean) / std`, inverted by `decodes`.
 
-    mean, std: tensors broadcastable to `(batch, channels, freq, time)`, e.g. `(1, 1, freq, 1)` per
-    frequency bin or `(1, channels, 1, 1)` global, as produced by `StatsRecorder`. Use
-    `SpecNormalize.from_stats(recorder)`. Standard deviations below `min_std` (constant bins, e.g.
-    frequencies above a low-pass, or a dataset of silence) are floored to `min_std` with a warning,
-    so such bins are centred but not blown up. The statistics are declared in `parameters`, so
-    `DataLoader.to(device)` moves them with the batches. Padded frames (the batch's `lengths`)
-    become 0, the normalized mean; `decodes` maps them back to the mean. `inplace`: see the module
-    docstring.
+    Use `SpecNormalize.from_stats(recorder)` to build it from a `StatsRecorder`. The statistics are
+    declared in `parameters`, so `DataLoader.to(device)` moves them with the batches. Padded frames
+    (the batch's `lengths`) become 0, the normalized mean; `decodes` maps them back to the mean.
+    The output's `unit` is "std"; `decodes` gives "dB" back. `order` 99, like fastai's
+    `Normalize`: before `SpecAugment` (100).
+
+    Args:
+        mean: tensor (or anything `torch.as_tensor` takes) broadcastable to
+            `(batch, channels, freq, time)`, e.g. `(1, 1, freq, 1)` per frequency bin or
+            `(1, channels, 1, 1)` global, as produced by `StatsRecorder`; in the spectrogram's
+            unit (dB). Stored as float32.
+        std: standard deviations of the same shape and unit.
+        min_std: standard deviations below it (constant bins, e.g. frequencies above a low-pass,
+            or a dataset of silence) are floored to it with a warning, so such bins are centred
+            but not blown up.
+        red_dims: the dimensions the statistics were reduced over, shown in the transform's
+            `name`; None: not known.
+        inplace: write the result into the input batch instead of allocating a new one (like
+            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
+            and its page faults fewer. Only for an input nobody else holds, such as `AudioToSpec`'s
+            fresh output (`StatsCallback` sets it there); the default False never changes a tensor
+            passed in by hand. Ignored for tensors that autograd tracks.
+
+    Raises:
+        ValueError: mean and std differ in shape, are not finite, or std is negative; when
+            called, statistics that do not broadcast to the spectrograms (computed with other
+            spectrogram settings?).
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
+            inside a fastai batch tuple, labels and other tensors pass through untouched.
+
+    Examples:
+        >>> norm = SpecNormalize(torch.full((1, 1, 1, 1), -40.0), torch.full((1, 1, 1, 1), 10.0))
+        >>> y = norm(AudioSpectrogram(torch.tensor([[[[-30.0, -50.0]]]])))
+        >>> y, y.unit
+        (AudioSpectrogram([[[[ 1., -1.]]]]), 'std')
+        >>> norm.decode(y)
+        AudioSpectrogram([[[[-30., -50.]]]])
     """
 
     order = 99
@@ -114,11 +159,30 @@ class SpecNormalize(_SpecTransform, DisplayedTransform):
 
     @property
     def name(self) -> str:
+        "The name fastai shows for this transform: the statistics' shape and `red_dims`."
         return f"SpecNormalize -- stats of shape {tuple(self.mean.shape)}, red_dims={self.red_dims}"
 
     @classmethod
     def from_stats(cls, recorder, min_std: float = 1e-5, inplace: bool = False) -> SpecNormalize:
-        "Build from a `StatsRecorder` (its float32 `mean` and population `std`)."
+        """Build from a `StatsRecorder` (its float32 `mean` and population `std`).
+
+        Args:
+            recorder: a `StatsRecorder` that has seen data; its `red_dims` are kept for `name`.
+            min_std: floor of the standard deviations (see the class).
+            inplace: write into the input batch (see the class).
+
+        Returns:
+            The transform, with the statistics on the CPU (the DataLoader moves them).
+
+        Raises:
+            ValueError: the recorder has seen no data.
+
+        Examples:
+            >>> from fastspecnorm.stats import StatsRecorder
+            >>> rec = StatsRecorder((0, 1, 3)).update(torch.randn(4, 1, 64, 50))
+            >>> SpecNormalize.from_stats(rec).mean.shape
+            torch.Size([1, 1, 64, 1])
+        """
         return cls(recorder.mean.cpu(), recorder.std.cpu(), min_std=min_std, red_dims=recorder.red_dims, inplace=inplace)
 
     def _check(self, x: Tensor) -> None:
@@ -145,9 +209,26 @@ class InstanceMinMax(_SpecTransform, Transform):
 
     A batch transform on `(batch, channels, freq, time)`: statistics are per item over channels,
     frequency and time, never across the batch; a constant spectrogram (silent clip) becomes zeros.
-    On a padded batch the statistics are over each item's valid frames and padded frames become 0.
-    Not invertible, so `decodes` returns its input (shown on a [0, 1] scale). `inplace`: see the
-    module docstring.
+    On a padded batch the statistics are over each item's valid frames and padded frames become 0,
+    the bottom of [0, 1]. Not invertible, so `decodes` returns its input (shown on a [0, 1] scale,
+    `unit` "[0, 1]"). `order` 99: before `SpecAugment` (100).
+
+    Args:
+        eps: added to each item's std, and the smallest standardized range that is not constant
+            (see `functional.instance_minmax`).
+        inplace: write the result into the input batch instead of allocating a new one (like
+            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
+            and its page faults fewer. Only for an input nobody else holds, such as `AudioToSpec`'s
+            fresh output (the experiment sets it there); the default False never changes a tensor
+            passed in by hand. Ignored for tensors that autograd tracks.
+
+    Raises:
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
+            inside a fastai batch tuple, labels and other tensors pass through untouched.
+
+    Examples:
+        >>> InstanceMinMax()(AudioSpectrogram(torch.tensor([[[[-80.0, -40.0, -60.0]]]])))
+        AudioSpectrogram([[[[0.0000, 1.0000, 0.5000]]]])
     """
 
     order = 99
@@ -166,15 +247,40 @@ class DbRangeNormalize(_SpecTransform, DisplayedTransform):
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`, clipped to
     [0, 1] when `clip`; `decodes` maps back to dB (values that were clipped stay at the range ends).
 
-    x: spectrogram in dB. Defaults follow Tacotron: min_level_db -100 dB and a reference level
-    `ref_level_db` of 20 dB, so -80 dB maps to 0 and +20 dB to 1 (the range is -80..+20 dB).
-    `functional.db_range` has no reference level unless given (`ref_level_db=0`: -100..0 dB).
-    Padded frames (the batch's `lengths`) become 0. `inplace`: see the module docstring.
+    Its input is a spectrogram in dB (`AudioToSpec(to_db=True)`). Defaults follow Tacotron:
+    min_level_db -100 dB and a reference level `ref_level_db` of 20 dB, so -80 dB maps to 0 and
+    +20 dB to 1 (the range is -80..+20 dB). `functional.db_range` has no reference level unless
+    given (`ref_level_db=0`: -100..0 dB). The fixed range assumes the recording's own level
+    (`assumes_recording_level`): the loaders warn when `WaveformNormalize` runs first (see
+    `warn_level_after_waveform_norm`). Padded frames (the batch's `lengths`) become 0, the bottom
+    of [0, 1]. `order` 99: before `SpecAugment` (100).
+
+    Args:
+        min_level_db: bottom of the range relative to `ref_level_db`, in dB (< 0).
+        ref_level_db: the level that maps to 1, in dB.
+        clip: clamp the result to [0, 1]; values outside the range are lost (`decodes` gives the
+            range ends for them).
+        inplace: write the result into the input batch instead of allocating a new one (like
+            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
+            and its page faults fewer. Only for an input nobody else holds, such as `AudioToSpec`'s
+            fresh output (the experiment sets it there); the default False never changes a tensor
+            passed in by hand. Ignored for tensors that autograd tracks.
+
+    Raises:
+        ValueError: `min_level_db` is not negative; when called, a spectrogram whose `unit` is not
+            dB (use `AudioToSpec(to_db=True)`).
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
+            inside a fastai batch tuple, labels and other tensors pass through untouched.
+
+    Examples:
+        >>> DbRangeNormalize()(AudioSpectrogram(torch.tensor([[[[-80.0, -30.0, 20.0, 30.0]]]])))
+        AudioSpectrogram([[[[0.0000, 0.5000, 1.0000, 1.0000]]]])
     """
 
     order = 99
     #: Its fixed dB range assumes the recording's own level: `WaveformNormalize` before it (unit std
-    #: per clip) puts 21.6% of FSDD's values above +20 dB, clipped to 1 (see `warn_level_after_waveform_norm`).
+    #: per clip) makes typical recordings louder and puts many values above +20 dB, clipped to 1
+    #: (docs/guide/normalizations.md; see `warn_level_after_waveform_norm`).
     assumes_recording_level = True
 
     def __init__(self, min_level_db: float = -100.0, ref_level_db: float = 20.0, clip: bool = True, inplace: bool = False):
@@ -200,10 +306,22 @@ __all__ += ["warn_level_after_waveform_norm"]
 
 
 def warn_level_after_waveform_norm(tfms) -> bool:
-    """Warn (and return True) when a transform of `tfms` that assumes the recording's own level
-    (class attribute `assumes_recording_level`, e.g. `DbRangeNormalize`) is to run after
-    `WaveformNormalize`, which scales every clip to unit std first. The loaders call it on their
-    `batch_tfms` when `waveform_norm=True`; pass `waveform_norm=False` to keep the recorded level."""
+    """Warn when a transform of `tfms` assumes the recording's own level but runs after `WaveformNormalize`.
+
+    Such transforms have the class attribute `assumes_recording_level` (e.g. `DbRangeNormalize`);
+    `WaveformNormalize` scales every clip to unit std first. The loaders call it on their
+    `batch_tfms` when `waveform_norm=True`; pass `waveform_norm=False` to keep the recorded level.
+
+    Args:
+        tfms: the transforms that are to run after `WaveformNormalize` (instances).
+
+    Returns:
+        True when it warned (a `UserWarning` naming the transforms), else False.
+
+    Examples:
+        >>> warn_level_after_waveform_norm([SpecNormalize(torch.zeros(1), torch.ones(1))])
+        False
+    """
     level = [type(t).__name__ for t in tfms if getattr(t, "assumes_recording_level", False)]
     if level:
         warnings.warn(
@@ -221,7 +339,7 @@ def warn_level_after_waveform_norm(tfms) -> bool:
 __all__ += ["PCEN", "UtteranceNormalize", "INT32_ENERGY_SCALE"]
 
 INT32_ENERGY_SCALE = 2.0**62
-"`(2**31)**2`: energies of [-1, 1] audio scaled as if the audio were int32, the level librosa's PCEN defaults assume."
+"""`(2**31)**2`: energies of [-1, 1] audio scaled as if the audio were int32, the level librosa's PCEN defaults assume."""
 
 
 def _like(out: Tensor, x: AudioSpectrogram) -> AudioSpectrogram:
@@ -236,13 +354,36 @@ class PCEN(_SpecTransform, DisplayedTransform):
     linear (mel) power spectrograms `(batch, channels, freq, time)`, per item and frequency bin.
 
     Needs energies, not dB: build the spectrogram with `AudioToSpec(to_db=False)` (unit "power").
-    The energies are multiplied by `input_scale` first: the default `INT32_ENERGY_SCALE` (2**62)
-    makes [-1, 1] audio look like int32 audio, the level librosa's defaults (`eps` 1e-6, `bias` 2)
-    assume; without it most energies sit below `eps` and PCEN flattens them. The time constant is
-    in seconds: `sr` (Hz) and `hop_length` (samples) come from the spectrogram's metadata unless
-    given. Padded frames (the spectrogram's `lengths`) are ignored and set to 0, the PCEN of silence.
+    Padded frames (the spectrogram's `lengths`) are ignored and set to 0, the PCEN of silence.
     PCEN is its own gain control, so the experiment keeps each waveform at its own level (no
     waveform standardization), as librosa's users do. Not inverted: `decodes` returns its input.
+    The output's `unit` is "pcen". `order` 99: before `SpecAugment` (100).
+
+    Args:
+        gain: exponent of the automatic gain control (librosa's `gain`).
+        bias: offset before the root compression (librosa's `bias`), >= 0.
+        power: exponent of the root compression (librosa's `power`), >= 0; 0 takes a log.
+        time_constant: the smoother's time constant, in seconds.
+        eps: floor of the smoothed energy (> 0), on the scaled energies.
+        input_scale: the energies are multiplied by it first (> 0): the default
+            `INT32_ENERGY_SCALE` (2**62) makes [-1, 1] audio look like int32 audio, the level
+            librosa's defaults (`eps` 1e-6, `bias` 2) assume; without it most energies sit below
+            `eps` and PCEN flattens them.
+        sr: sample rate in Hz, for the time constant; None: the spectrogram's `sr`.
+        hop_length: hop in samples, for the time constant; None: the spectrogram's `hop_length`.
+
+    Raises:
+        ValueError: `input_scale` is not positive; when called, a spectrogram whose `unit` is not
+            "power" (use `AudioToSpec(to_db=False)`), one without sample rate or hop length when
+            none is given, or parameters `functional.pcen` refuses.
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
+            inside a fastai batch tuple, labels and other tensors pass through untouched.
+
+    Examples:
+        >>> x = AudioSpectrogram(torch.rand(2, 1, 40, 50), sr=8000, hop_length=80, unit="power")
+        >>> y = PCEN()(x)
+        >>> y.shape, y.unit
+        (torch.Size([2, 1, 40, 50]), 'pcen')
     """
 
     order = 99
@@ -282,11 +423,24 @@ class PCEN(_SpecTransform, DisplayedTransform):
 
 
 class UtteranceNormalize(_SpecTransform, Transform):
-    """Per item and frequency bin, over the item's valid time frames: `(x - mean) / max(std, eps)`
-    (`functional.utterance_mvn`; ESPnet's UtteranceMVN). A batch transform on
+    """Per item and frequency bin, over the item's valid time frames: `(x - mean) / max(std, eps)`.
+
+    The Transform of `functional.utterance_mvn` (ESPnet's UtteranceMVN). A batch transform on
     `(batch, channels, freq, time)` spectrograms (dB); padded frames (the spectrogram's `lengths`)
     are excluded from the statistics and set to 0. No dataset statistics; not invertible
-    (`decodes` returns its input).
+    (`decodes` returns its input). The output's `unit` is "std". `order` 99: before `SpecAugment` (100).
+
+    Args:
+        eps: floor of each bin's population std, in the spectrogram's unit (dB; > 0).
+
+    Raises:
+        ValueError: `eps` is not positive.
+        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
+            inside a fastai batch tuple, labels and other tensors pass through untouched.
+
+    Examples:
+        >>> UtteranceNormalize()(AudioSpectrogram(torch.tensor([[[[1.0, 3.0]]]])))
+        AudioSpectrogram([[[[-1.,  1.]]]])
     """
 
     order = 99
@@ -302,3 +456,5 @@ class UtteranceNormalize(_SpecTransform, Transform):
 
 
 SPEC_NORMALIZERS = (*SPEC_NORMALIZERS, PCEN, UtteranceNormalize)
+"""The spectrogram normalization classes: the statistics pass (`stats_loader`) leaves them out and
+`install_normalizer` replaces any of them."""

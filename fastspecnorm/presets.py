@@ -1,11 +1,6 @@
 """Settings presets: everything that defines the inputs and training of one run, by name.
 
-`PRESETS` is the one table of named settings; `get_settings(preset, **overrides)` applies
-overrides by name (unknown names raise TypeError). A preset may leave the sample rate and the
-STFT sizes open (None): `AudioSettings.resolved(sample_rate)` fills them from the files' rate,
-which is how the "own" preset follows the data it is given.
-
-This module imports neither torch nor fastai, so the command line can list presets quickly.
+Imports neither torch nor fastai, so the command line can list presets quickly.
 """
 
 from __future__ import annotations
@@ -23,7 +18,12 @@ DEFAULT_SAMPLE_RATE = 16000
 
 @dataclass(frozen=True)
 class AudioSettings:
-    """Everything that defines the inputs of a run.
+    """Everything that defines the inputs and training of a run.
+
+    `PRESETS` names the settings the package uses; `get_settings(preset, **overrides)` takes one by
+    name and changes some fields. A preset may leave the sample rate and the STFT sizes open (None):
+    `resolved(sample_rate)` fills them from the files' rate, which is how the "own" preset follows
+    the data it is given. Frozen: change a field with `dataclasses.replace` or `get_settings`.
 
     Args:
         sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they share
@@ -45,6 +45,10 @@ class AudioSettings:
         audio_dtype: precision decoded audio is kept at: "int16", "float16", "float32" or "auto"
             (per file, the type that keeps its source); applied with and without the cache.
         augment: the comparison adds its train-only augmentations to every norm.
+
+    Examples:
+        >>> AudioSettings(sample_rate=None, n_fft=None, hop_length=None).resolved(44100).n_fft
+        2048
     """
 
     sample_rate: int | None = 16000
@@ -64,9 +68,23 @@ class AudioSettings:
     augment: bool = False
 
     def resolved(self, sample_rate: int | None = None) -> AudioSettings:
-        """These settings with every open field filled: `sample_rate` (Hz, the files' rate) where
-        the preset leaves it open, then `n_fft` (the power of two nearest 64 ms) and `hop_length`
-        (`n_fft // 4`) from the rate. Settings already set are kept."""
+        """These settings with every open field filled.
+
+        `sample_rate` where the preset leaves it open, then `n_fft` (the power of two nearest
+        64 ms) and `hop_length` (`n_fft // 4`) from the rate. Settings already set are kept.
+
+        Args:
+            sample_rate: the files' rate in Hz, used where `self.sample_rate` is None; None (or
+                both None): `DEFAULT_SAMPLE_RATE`.
+
+        Returns:
+            A new `AudioSettings` with `sample_rate`, `n_fft` and `hop_length` set.
+
+        Examples:
+            >>> s = PRESETS["own"].resolved(8000)
+            >>> s.sample_rate, s.n_fft, s.hop_length
+            (8000, 512, 128)
+        """
         rate = self.sample_rate or sample_rate or DEFAULT_SAMPLE_RATE
         n_fft = self.n_fft or 2 ** round(math.log2(0.064 * rate))
         return replace(self, sample_rate=rate, n_fft=n_fft, hop_length=self.hop_length or n_fft // 4)
@@ -90,6 +108,7 @@ class AudioSettings:
         }
 
     def as_dict(self) -> dict[str, Any]:
+        "The settings as a JSON-ready dict, field by field (a `cache` path as a string)."
         d = asdict(self)
         d["cache"] = str(d["cache"]) if isinstance(d["cache"], os.PathLike) else d["cache"]
         return d
@@ -98,10 +117,13 @@ class AudioSettings:
 #: The old name, kept for code written against it.
 ESC50Settings = AudioSettings
 
+#: The named settings: "blog" (the reference experiment), "quick" (a CPU preset), "strong" (blog
+#: plus train-only augmentations), "fsdd" (real speech) and "own" (your own audio); see the comments.
 PRESETS: dict[str, AudioSettings] = {
     # The reference experiment: 16 kHz, linear power spectrogram in dB, [1, 201, 401], bs 64, 20 epochs.
     "blog": AudioSettings(),
-    # A CPU preset: 64 mel bins, n_fft 1024, hop 400 -> [1, 64, 201], about 11x cheaper per step.
+    # A CPU preset: 64 mel bins, n_fft 1024, hop 400 -> [1, 64, 201], much cheaper per step than
+    # the blog preset's [1, 201, 401] (docs/performance.md).
     # Batch size 16: from scratch, the number of optimizer steps decides what is learned on a few
     # hundred clips (see the docs' performance page).
     "quick": AudioSettings(n_fft=1024, hop_length=400, n_mels=64, bs=16, epochs=8),
@@ -123,9 +145,20 @@ PRESETS: dict[str, AudioSettings] = {
 def get_settings(preset: str = "blog", **overrides) -> AudioSettings:
     """The settings of `preset` with `overrides` applied by name.
 
+    Args:
+        preset: a name of `PRESETS`: "blog", "quick", "strong", "fsdd" or "own".
+        **overrides: fields of `AudioSettings` to change, e.g. `bs=32, epochs=4`.
+
+    Returns:
+        A new `AudioSettings` (the preset itself is unchanged).
+
     Raises:
         ValueError: an unknown preset.
         TypeError: an unknown setting name.
+
+    Examples:
+        >>> get_settings("quick", epochs=2).epochs
+        2
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")

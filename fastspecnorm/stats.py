@@ -1,11 +1,4 @@
-"""Exact streaming mean and standard deviation: `StatsRecorder` and `collect_stats`.
-
-The recorder keeps float64 sufficient statistics (count, mean, M2) per kept position and merges
-batches with Chan's formula (`functional.merge_moments`), so the result equals NumPy float64 on
-the concatenated data whatever the batch sizes, lengths or number of processes. Compare the
-reference article's recorder, which merged unbiased per-batch stds with item-count weights in
-float32 (the tests reproduce it): close, but not exact.
-"""
+"""Exact streaming mean and standard deviation of spectrograms: `StatsRecorder` and `collect_stats`."""
 
 from __future__ import annotations
 
@@ -27,6 +20,7 @@ from .functional import Moments, _check_mask, batch_moments, merge_moments, mome
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
 
 STATS_FORMAT = "fastspecnorm.stats/1"
+"""The format tag in the header of every file `StatsRecorder.save` writes; `load` refuses any other."""
 
 
 def _normalize_red_dims(red_dims: Sequence[int]) -> tuple[int, ...]:
@@ -46,16 +40,42 @@ def _normalize_red_dims(red_dims: Sequence[int]) -> tuple[int, ...]:
 class StatsRecorder:
     """Accumulate exact mean and population std over the dimensions `red_dims`.
 
+    The recorder keeps float64 sufficient statistics (count, mean, M2) per kept position and merges
+    batches with Chan's formula (`functional.merge_moments`), so the result equals NumPy float64 on
+    the concatenated data whatever the batch sizes, lengths or number of processes. Compare the
+    reference article's recorder, which merged unbiased per-batch stds with item-count weights in
+    float32 (the tests reproduce it): close, but not exact.
+
     Statistics are kept with keepdim shape: for input `(batch, channels, freq, time)`,
     `red_dims=(0, 2, 3)` gives one mean/std per channel, shape `(1, channels, 1, 1)` ("global"),
     and `red_dims=(0, 1, 3)` one per frequency bin, shape `(1, 1, freq, 1)` ("channel").
     Reduced dimensions may change size from batch to batch (batch size, number of frames); kept
     dimensions may not.
 
-    >>> rec = StatsRecorder(red_dims=(0, 2, 3))
-    >>> rec.update(torch.randn(8, 1, 64, 100)); rec.update(torch.randn(3, 1, 64, 37))
-    >>> rec.mean.shape, rec.std.shape
-    (torch.Size([1, 1, 1, 1]), torch.Size([1, 1, 1, 1]))
+    Args:
+        red_dims: the dimensions to reduce over (non-negative, no repeats; their order does not
+            matter); the others are kept, one statistic per position.
+        settings: JSON-serializable description of what produced the data (spectrogram settings,
+            transforms, items), saved with the statistics and compared on reuse (`StatsCallback`);
+            None: empty.
+
+    Attributes:
+        red_dims: the reduced dimensions, sorted.
+        settings: the `settings` given (a copy).
+        moments: the accumulated float64 `Moments`, None before the first non-empty batch.
+        ndim: number of dimensions of the batches seen (None before the first).
+        n_batches: number of non-empty batches added.
+
+    Raises:
+        TypeError: `red_dims` is not a sequence of ints.
+        ValueError: `red_dims` is empty, negative or repeats a dimension.
+
+    Examples:
+        >>> rec = StatsRecorder(red_dims=(0, 2, 3))
+        >>> rec.update(torch.randn(8, 1, 64, 100)).update(torch.randn(3, 1, 64, 37))
+        StatsRecorder(red_dims=(0, 2, 3), shape=(1, 1, 1, 1), batches=2, values=58304)
+        >>> rec.mean.shape, rec.std.shape
+        (torch.Size([1, 1, 1, 1]), torch.Size([1, 1, 1, 1]))
     """
 
     def __init__(self, red_dims: Sequence[int] = (0, 2, 3), settings: dict[str, Any] | None = None):
@@ -70,11 +90,25 @@ class StatsRecorder:
         return tuple(1 if d in self.red_dims else s for d, s in enumerate(x.shape))
 
     def update(self, x: Tensor, mask: Tensor | None = None) -> StatsRecorder:
-        """Add one batch. x: float tensor, e.g. `(batch, channels, freq, time)`; mask: optional bool
-        tensor broadcastable to x, True where a value counts (padding excluded).
+        """Add one batch to the statistics.
 
-        Raises ValueError on NaN/Inf in counted values and on kept dimensions that differ from
-        earlier batches. An empty batch (no counted values) changes nothing.
+        An empty batch (no values) changes nothing. Statistics accumulate in float64 on the device
+        of the first batch.
+
+        Args:
+            x: floating-point tensor, e.g. spectrograms `(batch, channels, freq, time)`; the same
+                number of dimensions and the same kept dimensions as earlier batches.
+            mask: optional bool tensor broadcastable to x, True where a value counts (padding
+                excluded); None: every value counts.
+
+        Returns:
+            This recorder, updated.
+
+        Raises:
+            TypeError: x is not a floating-point tensor, or mask not a bool tensor.
+            ValueError: `red_dims` does not fit x, x has another number of dimensions or other
+                kept dimensions than earlier batches, mask does not broadcast to x, or a counted
+                value is NaN or Inf.
         """
         if not isinstance(x, Tensor):
             raise TypeError(f"StatsRecorder.update expects a torch.Tensor, got {type(x).__name__}")
@@ -117,7 +151,26 @@ class StatsRecorder:
             raise ValueError(f"batch of shape {tuple(x.shape)} has {bad} NaN or Inf values among the counted values")
 
     def merge(self, other: StatsRecorder) -> StatsRecorder:
-        "A new recorder equal to one that saw this recorder's inputs and then `other`'s."
+        """A new recorder equal to one that saw this recorder's inputs and then `other`'s.
+
+        Both recorders stay unchanged; the new one keeps this recorder's `settings`.
+
+        Args:
+            other: a recorder with the same `red_dims` (either may be empty).
+
+        Returns:
+            The merged recorder.
+
+        Raises:
+            TypeError: `other` is not a `StatsRecorder`.
+            ValueError: the recorders have different `red_dims` or statistics of different shapes.
+
+        Examples:
+            >>> a = StatsRecorder((0, 2, 3)).update(torch.ones(2, 1, 4, 5))
+            >>> b = StatsRecorder((0, 2, 3)).update(torch.zeros(2, 1, 4, 5))
+            >>> a.merge(b).mean.item(), a.merge(b).std.item()
+            (0.5, 0.5)
+        """
         if not isinstance(other, StatsRecorder):
             raise TypeError(f"can only merge another StatsRecorder, got {type(other).__name__}")
         if other.red_dims != self.red_dims:
@@ -141,7 +194,17 @@ class StatsRecorder:
         """Combine the recorders of all ranks in place (every rank ends with the global statistics).
 
         A no-op when `torch.distributed` is not initialized. Ranks are merged in rank order, so every
-        rank computes bit-identical results; a rank that saw no data contributes nothing.
+        rank computes bit-identical results; a rank that saw no data contributes nothing. A
+        collective call: every rank of `group` must make it.
+
+        Args:
+            group: the `torch.distributed` process group; None: the default group.
+
+        Returns:
+            This recorder, holding the statistics of all ranks.
+
+        Raises:
+            ValueError: the ranks have different `red_dims` or statistics of different shapes.
         """
         dist = torch.distributed
         if not (dist.is_available() and dist.is_initialized()):
@@ -181,28 +244,44 @@ class StatsRecorder:
 
     @property
     def count(self) -> Tensor:
-        "Number of counted values per kept position (float64, keepdim shape)."
+        """Number of counted values per kept position (float64, keepdim shape).
+
+        Raises:
+            ValueError: the recorder has seen no data yet.
+        """
         return self._require().count
 
     @property
     def mean(self) -> Tensor:
-        "Mean per kept position, float32 of keepdim shape."
+        """Mean per kept position, float32 of keepdim shape.
+
+        Raises:
+            ValueError: the recorder has seen no data yet.
+        """
         return self._require().mean.float()
 
     @property
     def std(self) -> Tensor:
-        "Population standard deviation (ddof=0) per kept position, float32 of keepdim shape."
+        """Population standard deviation (ddof=0) per kept position, float32 of keepdim shape.
+
+        Raises:
+            ValueError: the recorder has seen no data yet.
+        """
         return moments_std(self._require()).float()
 
     @property
     def var(self) -> Tensor:
-        "Population variance per kept position, float64 of keepdim shape."
+        """Population variance per kept position, float64 of keepdim shape.
+
+        Raises:
+            ValueError: the recorder has seen no data yet.
+        """
         m = self._require()
         return m.m2 / m.count.clamp_min(1.0)
 
     @property
     def n_values(self) -> int:
-        "Total number of counted values at one kept position (the largest, if masks differ)."
+        "Total number of counted values at one kept position (the largest, if masks differ); 0 before any data."
         return 0 if self.moments is None else int(self.moments.count.max())
 
     def __repr__(self) -> str:
@@ -213,6 +292,15 @@ class StatsRecorder:
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The recorder's state, as `save` writes it.
+
+        Returns:
+            A dict with `format` (`STATS_FORMAT`), `red_dims` (a list), `ndim`, `n_batches`,
+            `settings`, and `count`, `mean`, `m2`: float64 NumPy arrays of keepdim shape.
+
+        Raises:
+            ValueError: the recorder has seen no data yet.
+        """
         m = self._require()
         return {
             "format": STATS_FORMAT,
@@ -233,6 +321,17 @@ class StatsRecorder:
         either the previous file or none, never a partial one; the temporary file such a crash
         leaves next to `path` (`.NAME.*.tmp`) is removed by the next `save` to `path`. One process
         writes a given file at a time (under torch.distributed, rank 0).
+
+        Args:
+            path: the file to write, replaced if it exists; missing folders are created.
+
+        Returns:
+            `path`, as a `Path`.
+
+        Raises:
+            ValueError: the recorder has seen no data yet.
+            TypeError: `settings` is not JSON-serializable.
+            OSError: the file cannot be written (naming it; the previous file is unchanged).
         """
         path = Path(path)
         state = self.state_dict()
@@ -246,7 +345,19 @@ class StatsRecorder:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> StatsRecorder:
-        "Read a file written by `save`; raises FileNotFoundError / ValueError naming the file."
+        """Read a file written by `save`.
+
+        Args:
+            path: a `.npz` file written by `StatsRecorder.save`.
+
+        Returns:
+            A recorder equal to the one saved (statistics, `red_dims`, settings, batch count).
+
+        Raises:
+            FileNotFoundError: `path` does not exist (naming it).
+            ValueError: the file is truncated, not a statistics file, of another format, or holds
+                inconsistent, negative or non-finite statistics (naming it; delete it to recompute).
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"statistics file not found: {path}")
@@ -299,7 +410,17 @@ def _first_input(batch: Any) -> Tensor:
 
 
 def check_fraction(fraction: float) -> float:
-    "Raise ValueError unless `fraction` is a number in (0, 1]; return it."
+    """Check that `fraction` is a number in (0, 1] and return it.
+
+    Args:
+        fraction: a share of the batches.
+
+    Returns:
+        `fraction`, unchanged.
+
+    Raises:
+        ValueError: `fraction` is not a number in (0, 1] (booleans are refused).
+    """
     if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     return fraction
@@ -308,10 +429,23 @@ def check_fraction(fraction: float) -> float:
 def n_batches_for(n_total: int, fraction: float) -> int:
     """Number of batches a `fraction` of `n_total` batches selects: `ceil(fraction * n_total)`.
 
-    Raises ValueError when `fraction` is not in (0, 1], when there is no batch, and when
-    `fraction * n_total < 1`: such a fraction asks for less than one batch, and rounding it up to a
-    whole batch would silently use far more data than asked for (e.g. `fraction=0.01` of 5 batches
-    would take 20%). The message gives the number of batches and the smallest usable fraction.
+    Args:
+        n_total: number of batches of the loader.
+        fraction: share of them to use, in (0, 1].
+
+    Returns:
+        The number of batches, between 1 and `n_total`.
+
+    Raises:
+        ValueError: `fraction` is not in (0, 1], there is no batch, or `fraction * n_total < 1`:
+            such a fraction asks for less than one batch, and rounding it up to a whole batch
+            would silently use far more data than asked for (e.g. `fraction=0.01` of 5 batches
+            would take 20%). The message gives the number of batches and the smallest usable
+            fraction.
+
+    Examples:
+        >>> n_batches_for(10, 0.3)
+        3
     """
     check_fraction(fraction)
     if n_total == 0:
@@ -337,14 +471,40 @@ def collect_stats(
 ) -> StatsRecorder:
     """One pass over `fraction` of the batches of `dl`, returning a `StatsRecorder`.
 
-    dl: a DataLoader (fastai or PyTorch) or any iterable of batches; inputs are the first element of
-    each batch, e.g. spectrograms `(batch, channels, freq, time)`. The first `ceil(fraction * n)`
-    batches are used, so pass a shuffled loader (or use `StatsCallback`, which does) when `fraction`
-    < 1. Runs under `torch.no_grad()` with a progress bar. Padding never counts: a batch that
-    carries `lengths` (a padded batch of clips of different lengths, see `AudioDataLoader`) is
-    masked with its `valid_mask`, so the statistics equal those of the clips' spectrograms taken
-    one at a time. `mask_fn(x)` may return another bool mask of values to count (it replaces the
-    lengths mask). Statistics accumulate on the batches' device, in float64.
+    Runs under `torch.no_grad()`. Padding never counts: a batch that carries `lengths` (a padded
+    batch of clips of different lengths, see `AudioDataLoader`) is masked with its `valid_mask`, so
+    the statistics equal those of the clips' spectrograms taken one at a time. Statistics
+    accumulate on the batches' device, in float64.
+
+    Args:
+        dl: a DataLoader (fastai or PyTorch) or any iterable of batches; inputs are the first
+            element of each batch (a tuple `(x, y)`, or the tensor itself), e.g. spectrograms
+            `(batch, channels, freq, time)`.
+        red_dims: the dimensions to reduce: `(0, 2, 3)` one mean/std per audio channel
+            ("global"), `(0, 1, 3)` one per frequency bin ("channel").
+        fraction: share of the batches to use, in (0, 1]: the first `ceil(fraction * n)` batches
+            are used, so pass a shuffled loader (or use `StatsCallback`, which does) when
+            `fraction` < 1. A fraction below 1 needs a loader with a length.
+        mask_fn: optional function `mask_fn(x)` returning a bool mask (broadcastable to x) of the
+            values to count; it replaces the lengths mask. None: the lengths mask, or every value.
+        progress: show a progress bar.
+        settings: JSON-serializable description stored in the recorder (see `StatsRecorder`).
+
+    Returns:
+        The recorder holding the statistics, of keepdim shape (e.g. `(1, channels, 1, 1)`).
+
+    Raises:
+        ValueError: `fraction` is not in (0, 1] or selects less than one batch (see
+            `n_batches_for`), `fraction` < 1 for a loader without a length, the loader yields no
+            batch or no value, or a counted value is NaN or Inf.
+        TypeError: `red_dims` is not a sequence of ints, or a batch's first element is not a
+            floating-point tensor.
+
+    Examples:
+        >>> batches = [(torch.randn(4, 1, 64, 50), torch.zeros(4)) for _ in range(3)]
+        >>> rec = collect_stats(batches, red_dims=(0, 1, 3), progress=False)
+        >>> rec.mean.shape, rec.n_values
+        (torch.Size([1, 1, 64, 1]), 600)
     """
     red_dims = _normalize_red_dims(red_dims)
     try:

@@ -1,5 +1,5 @@
 """The audio layer: tensor types, file reading and resampling, the decoded-audio cache, waveform
-Transforms and spectrograms. Depends on nothing else in the package."""
+Transforms and spectrograms; it uses no other public module of the package."""
 
 from .cache import AudioCache
 from .io import AudioLoadError, crop_pad, downmix_mono, load_audio, quantize_waveform, resample

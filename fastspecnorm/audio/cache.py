@@ -1,61 +1,5 @@
-"""`AudioCache`: decode, downmix and resample every audio file once, then read it from one data file.
-
-fastaudio's pipeline decodes a 44.1 kHz file and resamples it again for every item of every epoch;
-on 2 CPU cores that alone caps it near 150 clips/s. The cache does that work once per file and
-settings and keeps the result on disk, so an epoch reads clips from the page cache instead.
-Random crops and augmentations still happen per epoch, after the cache (it stores full clips).
-
-Layout, one folder per source folder and settings::
-
-    CACHE_DIR/<folder name>-<hash of its absolute path>/sr16000-mono-auto/
-        index.json           header (format, settings, data file and its size) and one entry per
-                             file: source size, mtime_ns, ctime_ns and inode, source sample rate,
-                             storage type, byte offset, channels, samples, CRC-32
-        data-<token>.bin     every clip's stored values, in index order, each at an 8-byte boundary
-        .lock                held while building (fcntl advisory lock)
-
-Reading: each clip is read with one positional read (`os.preadv`) from a handle opened once per
-process, never through a memory map: a data file truncated while a process reads it (by something
-other than this package, which only ever replaces whole files) gives a short read, and the clip is
-decoded from its source with a warning, instead of a SIGBUS that would kill the process. A clip
-costs one copy from the page cache, which `get` makes anyway.
-
-Read-only caches: a cache folder whose `.lock` cannot be opened for writing (a read-only mount,
-a folder of another user) is opened read-only: its current, intact entries are used, nothing is
-written, and files it lacks or that changed are decoded from the source (with one warning saying
-how many).
-
-Keys: an entry is used only while its source file has the recorded size, modification time
-(`st_mtime_ns`), status-change time (`st_ctime_ns`) and inode, from one `os.stat` call, and the
-folder's settings (sample rate, mono, dtype) match. A rewrite with the same size and a restored
-mtime (`touch -r`, `cp -p`, `rsync -t`) still changes the ctime, which user space cannot set back,
-and a rewrite through a new file (most editors, `rsync`, `os.replace`) changes the inode; no file
-content is read, so checking a key costs one `stat`. A change that leaves the samples alone (chmod,
-a new hard link, a rename into place) also moves the ctime and only costs a re-decode. (On Windows
-`st_ctime_ns` is the creation time: there an in-place rewrite with restored mtime is not seen.)
-Integrity: the data file is checked against its recorded size when it is opened, and each entry
-against its CRC-32 the first time a process reads it; opening the cache (`for_settings`, `build`)
-checks every entry and rebuilds bad ones. A file that fails a check is read from the source
-instead, never from the cache. The index and data file are written with `atomic_write` (temporary
-names, `os.replace`, index last), so a crash leaves the previous cache or none; a build removes
-temporary data files left by dead builds, never one that a live process is still writing.
-
-Storage type (`dtype`): "auto" (default) picks, per file, the type that keeps its source
-(`storage_dtype`): int16 (2 bytes per sample: ESC-50 at 16 kHz is 320 MB) for 16- and 8-bit PCM
-sources whose decoded values fit int16's range, float32 (4 bytes per sample, twice the disk) for
-float, 24- and 32-bit sources, lossy formats and 16-bit clips whose resampling overshoots full
-scale, so nothing is clipped and quiet clips are never rounded to silence. "int16", "float16"
-(11 significant bits) or "float32" force one type for every file. Cached and uncached loading give
-bit-identical clips when the uncached path rounds the same way: `LoadAudio(dtype=...)` and
-`quantize_waveform` apply exactly the rounding the cache stores (the ESC-50 pipeline does this,
-`ESC50Settings.audio_dtype`), so turning the cache on or off never changes a result.
-
-Upsampling: opening or building a cache whose files include rates below `sample_rate` warns once,
-naming the rates (`warn_upsampling`).
-
-Location: `cache_dir` when given, else `$FASTSPECNORM_CACHE`, else `$XDG_CACHE_HOME/fastspecnorm`
-or `~/.cache/fastspecnorm`. `FASTSPECNORM_CACHE=off` (or 0, false, no, none) turns the default
-cache off: `AudioCache.for_settings` then returns None and audio is decoded from the source files.
+"""`AudioCache`: every audio file decoded, downmixed and resampled once, then read from one data file
+per folder and settings.
 """
 
 from __future__ import annotations
@@ -96,7 +40,9 @@ from .tensors import AudioTensor
 __all__ = ["AudioCache", "CacheEntry", "default_cache_dir", "CACHE_ENV", "CACHE_FORMAT"]
 
 CACHE_ENV = "FASTSPECNORM_CACHE"
+"""The environment variable naming the default cache folder; "off" (or 0, false, no, none) turns the default cache off."""
 CACHE_FORMAT = "fastspecnorm.audiocache/2"
+"""The format in each cache's index header; an index of another format is ignored and the cache rebuilt."""
 _OFF_VALUES = ("off", "0", "false", "no", "none")
 _INDEX_NAME = "index.json"
 _DATA_NAME = re.compile(r"data-[0-9a-f]+\.bin")
@@ -104,8 +50,19 @@ _ALIGN = 8  # each clip starts at a multiple of 8 bytes, so every storage type i
 
 
 def default_cache_dir() -> Path | None:
-    """The default cache folder: `$FASTSPECNORM_CACHE`, else `$XDG_CACHE_HOME/fastspecnorm`, else
-    `~/.cache/fastspecnorm`. None when `FASTSPECNORM_CACHE` is "off" (or 0, false, no, none)."""
+    """The default cache folder, from the environment.
+
+    Returns:
+        `$FASTSPECNORM_CACHE`, else `$XDG_CACHE_HOME/fastspecnorm`, else `~/.cache/fastspecnorm`;
+            None when `FASTSPECNORM_CACHE` is "off" (or 0, false, no, none): the default cache is off.
+
+    Examples:
+        >>> import os
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"FASTSPECNORM_CACHE": "off"}):
+        ...     print(default_cache_dir())
+        None
+    """
     env = os.environ.get(CACHE_ENV, "").strip()
     if env.lower() in _OFF_VALUES:
         return None
@@ -117,10 +74,20 @@ def default_cache_dir() -> Path | None:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One cached clip: the source's key when it was decoded (`size` in bytes, `mtime_ns`,
-    `ctime_ns`, `inode`) and its sample rate in Hz (`source_rate`), the storage type (`dtype`), where
-    the clip lies in the data file (`offset`, in bytes), its shape `(channels, samples)` and the
-    CRC-32 of its stored bytes."""
+    """One cached clip: its source's key when it was decoded, and where its stored values lie.
+
+    Args:
+        size: the source file's size, in bytes.
+        mtime_ns: the source's modification time (`st_mtime_ns`), in nanoseconds.
+        ctime_ns: the source's status-change time (`st_ctime_ns`), in nanoseconds.
+        inode: the source's inode number (`st_ino`).
+        source_rate: the source's sample rate, in Hz.
+        dtype: the storage type: "int16", "float16" or "float32".
+        offset: where the clip starts in the data file, in bytes (a multiple of 8).
+        channels: the clip's channels; its shape is `(channels, samples)`.
+        samples: the clip's samples per channel, at the cache's sample rate.
+        crc32: the CRC-32 of its stored bytes.
+    """
 
     size: int
     mtime_ns: int
@@ -135,15 +102,17 @@ class CacheEntry:
 
     @property
     def key(self) -> tuple[int, int, int, int]:
+        """The source's key `(size, mtime_ns, ctime_ns, inode)`, compared with one `os.stat` of the file on each read."""
         return self.size, self.mtime_ns, self.ctime_ns, self.inode
 
     @property
     def nbytes(self) -> int:
+        """Size of the stored clip in bytes: `channels * samples` times the storage type's item size."""
         return self.channels * self.samples * np.dtype(STORAGE_DTYPES[self.dtype]).itemsize
 
 
 def _source_key(path: str) -> tuple[int, int, int, int]:
-    "(size, mtime_ns, ctime_ns, inode) of `path` from one stat call: what detects a rewrite (module docstring)."
+    "(size, mtime_ns, ctime_ns, inode) of `path` from one stat call: what detects a rewrite (`AudioCache`, Keys)."
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
@@ -208,24 +177,94 @@ def _folder_tag(audio_dir: Path) -> str:
 
 
 class AudioCache:
-    """Decoded audio of the files in `audio_dir`, at `sample_rate` Hz (mono when `mono`), stored as
-    `dtype` ("auto": per file, what keeps its source; or "int16", "float16", "float32" for every
-    file) in one data file under `folder`.
+    """Decoded audio of the files in `audio_dir`, at `sample_rate` Hz, stored as `dtype` in one data file under `folder`.
+
+    Decoding a file (a 44.1 kHz one, say) and resampling it again for every item of every epoch, as
+    fastaudio's pipeline does, is what holds back a CPU pipeline (docs/performance.md). The cache
+    does that work once per file and settings and keeps the result on disk, so an epoch reads clips
+    from the page cache instead. Random crops and augmentations still happen per epoch, after the
+    cache (it stores full clips).
 
     Open it with `AudioCache.for_settings(audio_dir, sample_rate)`, which builds or refreshes it;
     `get(path)` returns a float32 tensor `(channels, samples)` (`(1, samples)` when mono) equal to
     `quantize_waveform(AudioTensor.create(path, sr=sample_rate, mono=mono), dtype, source=path)`.
     Files that are not in the cache, changed since it was built, or fail their checksum are decoded
     from the source (never read stale or corrupt); the next `build()` refreshes them.
-
-    The object is cheap to pickle (the data file is opened lazily in each process), so it works in
-    DataLoader worker processes. `verify` (default True) checks each entry's CRC-32 the first time a
-    process reads it, unless this process (or the one it was forked from) checked it on opening.
     `AudioCache(audio_dir, sample_rate, folder)` opens a cache folder as it is, without building.
+    The object is cheap to pickle (the data file is opened lazily in each process), so it works in
+    DataLoader worker processes.
 
-    >>> cache = AudioCache.for_settings("ESC-50-master/audio", 16000)   # doctest: +SKIP
-    >>> cache.get("ESC-50-master/audio/1-100032-A-0.wav").shape           # doctest: +SKIP
-    torch.Size([1, 80000])
+    Layout, one folder per source folder and settings:
+
+    ```text
+    CACHE_DIR/<folder name>-<hash of its absolute path>/sr16000-mono-auto/
+        index.json           header (format, settings, data file and its size) and one entry per
+                             file: source size, mtime_ns, ctime_ns and inode, source sample rate,
+                             storage type, byte offset, channels, samples, CRC-32
+        data-<token>.bin     every clip's stored values, in index order, each at an 8-byte boundary
+        .lock                held while building (fcntl advisory lock)
+    ```
+
+    Reading: each clip is read with one positional read (`os.preadv`) from a handle opened once per
+    process, never through a memory map: a data file truncated while a process reads it (by something
+    other than this package, which only ever replaces whole files) gives a short read, and the clip is
+    decoded from its source with a warning, instead of a SIGBUS that would kill the process. A clip
+    costs one copy from the page cache, which `get` makes anyway.
+
+    Keys: an entry is used only while its source file has the recorded size, modification time
+    (`st_mtime_ns`), status-change time (`st_ctime_ns`) and inode, from one `os.stat` call, and the
+    folder's settings (sample rate, mono, dtype) match. A rewrite with the same size and a restored
+    mtime (`touch -r`, `cp -p`, `rsync -t`) still changes the ctime, which user space cannot set back,
+    and a rewrite through a new file (most editors, `rsync`, `os.replace`) changes the inode; no file
+    content is read, so checking a key costs one `stat`. A change that leaves the samples alone (chmod,
+    a new hard link, a rename into place) also moves the ctime and only costs a re-decode. (On Windows
+    `st_ctime_ns` is the creation time: there an in-place rewrite with restored mtime is not seen.)
+
+    Integrity: the data file is checked against its recorded size when it is opened, and each entry
+    against its CRC-32 the first time a process reads it; opening the cache (`for_settings`, `build`)
+    checks every entry and rebuilds bad ones. A file that fails a check is read from the source
+    instead, never from the cache. The index and data file are written with `atomic_write` (temporary
+    names, `os.replace`, index last), so a crash leaves the previous cache or none; a build removes
+    temporary data files left by dead builds, never one that a live process is still writing.
+
+    Read-only caches: a cache folder whose `.lock` cannot be opened for writing (a read-only mount,
+    a folder of another user) is opened read-only: its current, intact entries are used, nothing is
+    written, and files it lacks or that changed are decoded from the source (with one warning saying
+    how many).
+
+    Args:
+        audio_dir: the folder of the source files; entries are named by their path relative to it.
+        sample_rate: the rate clips are stored at, in Hz (a positive integer).
+        folder: the cache folder of these settings (`for_settings` picks it under the cache root).
+        mono: clips are downmixed to one channel, `(1, samples)`.
+        dtype: the storage type. "auto" (default) picks, per file, the type that keeps its source
+            (`storage_dtype`): int16 (2 bytes per sample: ESC-50 at 16 kHz is 320 MB) for 16- and
+            8-bit PCM sources whose decoded values fit int16's range, float32 (4 bytes per sample,
+            twice the disk) for float, 24- and 32-bit sources, lossy formats and 16-bit clips whose
+            resampling overshoots full scale, so nothing is clipped and quiet clips are never rounded
+            to silence. "int16", "float16" (11 significant bits) or "float32" force one type for
+            every file. Cached and uncached loading give bit-identical clips when the uncached path
+            rounds the same way: `LoadAudio(dtype=...)` and `quantize_waveform` apply exactly the
+            rounding the cache stores (the ESC-50 pipeline does this, `ESC50Settings.audio_dtype`),
+            so turning the cache on or off never changes a result.
+        verify: check each entry's CRC-32 the first time a process reads it, unless this process
+            (or the one it was forked from) checked it on opening.
+
+    Raises:
+        ValueError: `sample_rate` is not a positive integer, or `dtype` is not one of `AUDIO_DTYPES`.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np, soundfile as sf
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     audio = os.path.join(d, "audio")
+        ...     os.mkdir(audio)
+        ...     path = os.path.join(audio, "clip.wav")
+        ...     sf.write(path, np.zeros(22050, dtype="float32"), 44100, subtype="PCM_16")
+        ...     cache = AudioCache.for_settings(audio, 16000, cache_dir=os.path.join(d, "cache"), progress=False)
+        ...     print(len(cache), cache.storage_types, cache.source_rates, cache.get(path).shape)
+        ...     cache.close()
+        1 {'int16': 1} {44100: 1} torch.Size([1, 8000])
     """
 
     def __init__(
@@ -264,11 +303,32 @@ class AudioCache:
         files: Iterable[str | os.PathLike] | None = None,
         progress: bool = True,
     ) -> AudioCache | None:
-        """The cache of `audio_dir` at `sample_rate` Hz, `mono`, stored as `dtype`, under `cache_dir`
-        (None: `default_cache_dir()`), built or refreshed now when `build` (see `build`).
+        """The cache of `audio_dir` for these settings, built or refreshed now when `build`.
 
-        Returns None, and the caller decodes from the source files, when `cache_dir` is None and
-        `FASTSPECNORM_CACHE` is "off", or when the cache folder cannot be written (with a warning).
+        Its folder is `<cache root>/<folder name>-<hash of its absolute path>/sr<sample_rate>-<mono or
+        multi>-<dtype>/`. Opening or building a cache whose files include rates below `sample_rate`
+        warns once, naming the rates (`warn_upsampling`).
+
+        Args:
+            audio_dir: the folder of the source files.
+            sample_rate: the rate clips are stored at, in Hz.
+            cache_dir: the cache root; None: `default_cache_dir()` (`$FASTSPECNORM_CACHE`, else
+                `$XDG_CACHE_HOME/fastspecnorm` or `~/.cache/fastspecnorm`).
+            mono: store clips downmixed to one channel.
+            dtype: the storage type, "auto", "int16", "float16" or "float32" (see `AudioCache`).
+            build: bring the cache up to date now (see `build`); False opens it as it is.
+            files: the files to cache, all inside `audio_dir`; None: every audio file under it.
+            progress: show a progress bar while files are decoded.
+
+        Returns:
+            The cache; None, and the caller decodes from the source files, when `cache_dir` is None and
+                `FASTSPECNORM_CACHE` is "off" (or 0, false, no, none), or when the cache folder cannot be
+                written (with a warning).
+
+        Raises:
+            FileNotFoundError: `audio_dir` is not a folder.
+            ValueError: `sample_rate` is not a positive integer, `dtype` is not one of `AUDIO_DTYPES`,
+                or one of `files` lies outside `audio_dir`.
         """
         audio_dir = Path(os.path.abspath(audio_dir))
         if not audio_dir.is_dir():
@@ -319,10 +379,12 @@ class AudioCache:
     # -- index ------------------------------------------------------------------------------
     @property
     def index_path(self) -> Path:
+        """The cache's index file, `folder / "index.json"`."""
         return self.folder / _INDEX_NAME
 
     @property
     def data_path(self) -> Path | None:
+        """The current data file, `folder / "data-<token>.bin"`; None while the cache has none."""
         return None if self._data_name is None else self.folder / self._data_name
 
     def _header(self) -> dict[str, Any]:
@@ -435,13 +497,33 @@ class AudioCache:
         return values
 
     def decode(self, path: str | os.PathLike) -> Tensor:
-        "Decode `path` from the source file, rounded exactly as the cache stores it. float32 `(channels, samples)`."
+        """Decode `path` from the source file, rounded exactly as the cache stores it.
+
+        Args:
+            path: a source audio file.
+
+        Returns:
+            float32 `(channels, samples)` at the cache's sample rate (`(1, samples)` when mono).
+
+        Raises:
+            FileNotFoundError: `path` is missing.
+            AudioLoadError: (a ValueError naming the file) the file cannot be decoded (see `load_audio`).
+        """
         wav = AudioTensor.create(path, sr=self.sample_rate, mono=self.mono).as_subclass(Tensor)
         return quantize_waveform(wav, self.dtype, source=path)
 
     def stored(self, path: str | os.PathLike) -> np.ndarray | None:
-        """The stored array `(channels, samples)` of `path` (a fresh copy; int16, float16 or float32, see
-        `dtype`), or None when `path` has no current, intact entry (not cached, changed since, or corrupt)."""
+        """The stored values of `path`, as the cache keeps them, or None without a current, intact entry.
+
+        Warns once per file when the source changed since the cache was built.
+
+        Args:
+            path: a source audio file inside `audio_dir`.
+
+        Returns:
+            A fresh copy `(channels, samples)`, int16, float16 or float32 (see `dtype`); None when
+                `path` has no current, intact entry (not cached, changed since, or corrupt).
+        """
         name = self._name(path)
         entry = self._entries.get(name) if name is not None else None
         if entry is None:
@@ -462,7 +544,15 @@ class AudioCache:
         return self._stored(name, entry)
 
     def to_float(self, stored: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        "Stored values (e.g. a crop of `stored(path)`) as float32 (`from_storage`), written to `out` when given (same shape)."
+        """Stored values (e.g. a crop of `stored(path)`) as float32 (`from_storage`).
+
+        Args:
+            stored: stored values, int16, float16 or float32, any shape.
+            out: a float32 array of the same shape to write into; None returns a new array.
+
+        Returns:
+            float32, same shape as `stored` (`out` when given); never shares memory with `stored`.
+        """
         values = from_storage(torch.from_numpy(np.array(stored))).numpy()  # a copy: never shares memory with `stored`
         if out is None:
             return values
@@ -470,10 +560,20 @@ class AudioCache:
         return out
 
     def get(self, path: str | os.PathLike) -> Tensor:
-        """float32 tensor `(channels, samples)` of `path` at the cache's sample rate (`(1, samples)`
-        when mono), from the cache when its entry is present, current and intact, else decoded
-        from the source file with the same rounding. Raises like `load_audio` for a missing or
-        undecodable file."""
+        """A clip at the cache's sample rate, from the cache when it can, else decoded with the same rounding.
+
+        Args:
+            path: a source audio file.
+
+        Returns:
+            float32 `(channels, samples)` (`(1, samples)` when mono), from the cache when its entry is
+                present, current and intact, else decoded from the source file with the same rounding.
+
+        Raises:
+            FileNotFoundError: `path` is missing, as in `load_audio`.
+            AudioLoadError: (a ValueError naming the file) `path` has no current entry and cannot be
+                decoded, as in `load_audio`.
+        """
         values = self.stored(path)
         if values is None:
             return self.decode(path)
@@ -527,7 +627,13 @@ class AudioCache:
 
     def check(self) -> list[str]:
         """Names of entries whose stored values fail their checksum (reads the whole data file).
-        The others count as verified in this process and in worker processes forked from it."""
+
+        The others count as verified in this process and in worker processes forked from it.
+
+        Returns:
+            The names (paths relative to `audio_dir`, posix separators); every entry's when the data
+                file is missing or not its recorded size.
+        """
         handle = self._open_data(warn=False)
         if handle is None:
             return sorted(self._entries)
@@ -541,7 +647,7 @@ class AudioCache:
         return bad
 
     def build(self, files: Iterable[str | os.PathLike] | None = None, progress: bool = True) -> dict[str, int]:
-        """Bring the cache up to date with `files` (default: every audio file under `audio_dir`).
+        """Bring the cache up to date with `files`.
 
         Entries whose source file is new, changed (size, mtime_ns, ctime_ns or inode) or whose stored
         values fail their checksum are decoded again (with a progress bar); entries of files that no
@@ -552,7 +658,16 @@ class AudioCache:
         A read-only cache folder (its `.lock` cannot be opened for writing) is used as it is:
         nothing is decoded or written, and files it lacks or that changed are decoded from the source
         when read (one warning says how many).
-        Returns counts: `{"kept": ..., "decoded": ..., "dropped": ..., "failed": ...}`.
+
+        Args:
+            files: the files to cache, all inside `audio_dir`; None: every audio file under `audio_dir`.
+            progress: show a progress bar while files are decoded.
+
+        Returns:
+            Counts: `{"kept": ..., "decoded": ..., "dropped": ..., "failed": ...}`.
+
+        Raises:
+            ValueError: one of `files` lies outside `audio_dir`.
         """
         with _locked(self.folder) as writable:
             if writable:  # under the lock no other build of this folder is writing, but the rule needs no lock
@@ -659,7 +774,11 @@ class AudioCache:
                     stale.unlink()
 
     def clear(self) -> None:
-        "Delete this cache's index and data files (PermissionError for a read-only cache folder)."
+        """Delete this cache's index and data files.
+
+        Raises:
+            PermissionError: the cache folder is read-only (its `.lock` cannot be opened for writing).
+        """
         with _locked(self.folder) as writable:
             if not writable:
                 raise PermissionError(

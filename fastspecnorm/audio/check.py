@@ -1,13 +1,5 @@
-"""Check audio files before training: every bad file is named at once, not the first one mid-epoch.
-
-`check_audio_file(path)` returns the problems of one file and its header facts (frames, sample
-rate, channels); `check_audio_files(paths)` checks a list and raises `AudioFilesError` naming every
-bad file. Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a
-sample rate outside `SAMPLE_RATE_RANGE` (the rule `load_audio` refuses by), a WAV header that
-claims more frames than the file holds (libsndfile silently shortens such files), and with
-`full=True` NaN/Inf samples or data that stops decoding early. Header checks cost about 0.3 ms per
-file; `full` decodes every sample. The ESC-50 validation (`datasets.validate`) uses the same
-`check_audio_file`.
+"""Checking audio files before training: `check_audio_file`, `check_audio_files` and `AudioFilesError`,
+so that every bad file is named at once, not the first one mid-epoch.
 """
 
 from __future__ import annotations
@@ -27,7 +19,17 @@ _MAX_LISTED = 20
 
 
 class AudioFilesError(ValueError):
-    "Raised by `check_audio_files`; `.problems` maps each bad file to its list of problems."
+    """Raised by `check_audio_files`, naming every bad file and its problems; a ValueError.
+
+    Args:
+        message: the error message: how many files cannot be used, and the first 20 of them with
+            their problems.
+        problems: `{path: [problem, ...]}` of every bad file, kept as `.problems`.
+
+    Attributes:
+        problems: `{path: [problem, ...]}`: each bad file's list of problems, all of them (the
+            message lists at most 20 files).
+    """
 
     def __init__(self, message: str, problems: dict[str, list[str]]):
         super().__init__(message)
@@ -88,11 +90,36 @@ def _decode_problems(path: Path, frames: int) -> list[str]:
 
 
 def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[str], dict | None]:
-    """Problems of one audio file (messages without the file's name, empty when fine) and its header
-    facts `{"frames", "samplerate", "channels"}` (None when the header cannot be read).
+    """Problems of one audio file and its header facts.
 
-    full: also decode every sample (NaN/Inf, data that stops early); skipped once a header problem
-    is found. A sample rate outside `SAMPLE_RATE_RANGE` is a problem, as `load_audio` refuses it.
+    Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a sample
+    rate outside `SAMPLE_RATE_RANGE` (the rule `load_audio` refuses by), a WAV header that claims
+    more frames than the file holds (libsndfile silently shortens such files), and with `full=True`
+    NaN/Inf samples or data that stops decoding early. Only the header (and, for WAV files, the
+    chunk headers) is read unless `full`, so the check is cheap next to decoding
+    (docs/performance.md). The ESC-50 validation (`fastspecnorm.datasets.validate`) uses the
+    same check.
+
+    Args:
+        path: the audio file.
+        full: also decode every sample (NaN/Inf, data that stops early); skipped once a header
+            problem is found.
+
+    Returns:
+        `(problems, facts)`: the problems as messages without the file's name (empty when the file
+            is fine), and the header facts `{"frames", "samplerate", "channels"}` (frames in samples
+            per channel, samplerate in Hz), None when the header cannot be read.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np, soundfile as sf
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = os.path.join(d, "silence.wav")
+        ...     sf.write(path, np.zeros(1600, dtype="float32"), 16000)
+        ...     print(check_audio_file(path))
+        ...     print(check_audio_file(os.path.join(d, "missing.wav"))[0])
+        ([], {'frames': 1600, 'samplerate': 16000, 'channels': 1})
+        ['file is missing (expected at ...missing.wav)']
     """
     import soundfile as sf
 
@@ -128,10 +155,21 @@ def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[
 
 
 def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) -> dict[str, dict]:
-    """Check every file of `paths` (see `check_audio_file`); returns `{path: facts}`.
+    """Check every file of `paths` with `check_audio_file`, naming every bad file at once.
 
-    Raises `AudioFilesError` (a ValueError) naming every bad file and its problems at once, so
-    a dataset is fixed in one go, before any training.
+    All problems are reported together, so a dataset is fixed in one go, before any training.
+
+    Args:
+        paths: the audio files.
+        full: also decode every sample of each file (see `check_audio_file`).
+
+    Returns:
+        `{path: facts}`: each file's header facts `{"frames", "samplerate", "channels"}`, keyed by
+            `str(path)`.
+
+    Raises:
+        AudioFilesError: (a ValueError) any file has a problem; the message names every bad file
+            and its problems (the first 20; `.problems` holds all).
     """
     facts_of: dict[str, dict] = {}
     problems: dict[str, list[str]] = {}

@@ -1,10 +1,5 @@
-"""Reading audio files and the plain waveform operations: downmix, resample, crop/pad, rounding.
-
-Audio is read with soundfile (WAV, FLAC, OGG; no FFmpeg or torchcodec needed); resampling is
-torchaudio's windowed sinc. Files whose header claims a sample rate outside `SAMPLE_RATE_RANGE`
-(1 kHz - 384 kHz) are refused by name: a damaged header claiming 1 Hz would otherwise be upsampled
-16000-fold (a 979 MB clip). Storage types (`to_storage`, `quantize_waveform`) are the one rounding
-rule that `LoadAudio(dtype=...)` and `AudioCache` share.
+"""Reading audio files and the plain waveform operations: downmix, resample, crop/pad, and the
+rounding to storage types that `LoadAudio(dtype=...)` and `AudioCache` share.
 """
 
 from __future__ import annotations
@@ -48,8 +43,8 @@ __all__ = [
     "is_audio_file",
 ]
 
-#: Sample rates (Hz, inclusive) a file may have; others are refused as damaged headers.
 SAMPLE_RATE_RANGE = (1_000, 384_000)
+"""Sample rates (Hz, inclusive: 1 kHz - 384 kHz) a file may have; others are refused as damaged headers."""
 
 
 #: File extensions of each soundfile (libsndfile) format name, for the formats people store audio in.
@@ -72,32 +67,72 @@ _FORMAT_EXTENSIONS = {
 
 @lru_cache(maxsize=1)
 def audio_extensions() -> tuple[str, ...]:
-    """The file extensions (lower case, with the dot, sorted) of the audio formats soundfile can read
-    here: those of `soundfile.available_formats()` among WAV, FLAC, OGG/Vorbis/Opus, MP3 (libsndfile
+    """The file extensions of the audio formats soundfile can read on this machine.
+
+    Those of `soundfile.available_formats()` among WAV, FLAC, OGG/Vorbis/Opus, MP3 (libsndfile
     >= 1.1), AIFF, AU, CAF, W64, RF64, NIST and VOC. The package's one list: `get_audio_files`
-    (`from_folder`), `AudioCache` and the loaders' checks use it."""
+    (`from_folder`), `AudioCache` and the loaders' checks use it.
+
+    Returns:
+        The extensions, lower case, with the dot, sorted, e.g. `('.aif', ..., '.flac', ..., '.wav')`.
+
+    Examples:
+        >>> ".wav" in audio_extensions() and ".flac" in audio_extensions()
+        True
+    """
     import soundfile as sf
 
     available = set(sf.available_formats())
     return tuple(sorted({ext for fmt, exts in _FORMAT_EXTENSIONS.items() if fmt in available for ext in exts}))
 
 
-#: `audio_extensions()` as a constant, e.g. ('.aif', ..., '.flac', '.mp3', ..., '.wav').
 AUDIO_EXTENSIONS = audio_extensions()
+"""`audio_extensions()` as a constant, e.g. `('.aif', ..., '.flac', '.mp3', ..., '.wav')`."""
 
 
 def is_audio_file(path: str | os.PathLike) -> bool:
-    "Whether the name of `path` ends with one of `audio_extensions()` (case-insensitive); the file is not opened."
+    """Whether the name of `path` ends with one of `audio_extensions()`; the file is not opened.
+
+    Args:
+        path: a file name or path; only its name is looked at, case-insensitively.
+
+    Returns:
+        True for an audio file name, e.g. `clip.WAV`; False otherwise.
+
+    Examples:
+        >>> is_audio_file("dog/1-100032-A-0.WAV"), is_audio_file("labels.csv")
+        (True, False)
+    """
     return os.fspath(path).lower().endswith(audio_extensions())
 
 
 class AudioLoadError(ValueError):
-    "An audio file exists but cannot be decoded; the message names the file."
+    """An audio file exists but cannot be decoded; the message names the file.
+
+    A ValueError, raised by `load_audio` (and so by `AudioTensor.create`, `LoadAudio` and
+    `AudioCache.get`) for a file that cannot be decoded, is empty, holds NaN/Inf samples or claims a
+    sample rate outside `SAMPLE_RATE_RANGE`.
+    """
 
 
 def sample_rate_problem(sr: int) -> str | None:
-    """None when `sr` (Hz, from a file's header) lies in `SAMPLE_RATE_RANGE`; otherwise why the file is
-    refused, worded to follow its name. The one rule `load_audio` and `check_audio_file` share."""
+    """Why a file's header sample rate is refused, or None when it lies in `SAMPLE_RATE_RANGE`.
+
+    The one rule `load_audio` and `check_audio_file` share: a damaged header claiming 1 Hz would
+    otherwise be upsampled 16000-fold to 16 kHz (a 979 MB clip).
+
+    Args:
+        sr: the sample rate from a file's header, in Hz.
+
+    Returns:
+        None for a plausible rate; otherwise why the file is refused, worded to follow its name.
+
+    Examples:
+        >>> sample_rate_problem(16000) is None
+        True
+        >>> sample_rate_problem(1)
+        'claims a sample rate of 1 Hz, outside the plausible 1000-384000 Hz; ...'
+    """
     low, high = SAMPLE_RATE_RANGE
     if low <= sr <= high:
         return None
@@ -108,21 +143,53 @@ def sample_rate_problem(sr: int) -> str | None:
 
 
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
-    """Read an audio file with soundfile. Returns `(waveform, sample_rate)`, waveform float32
-    `(channels, samples)` (in [-1, 1] for integer PCM; float files keep their values, peaks above
-    1.0 included), sample rate in Hz.
+    """Read an audio file with soundfile.
 
-    Raises FileNotFoundError for a missing file and `AudioLoadError` (a ValueError) naming the file
-    for one that cannot be decoded, is empty, holds NaN/Inf or claims a sample rate outside
-    `SAMPLE_RATE_RANGE` (checked from the header, before any sample is read).
+    soundfile (libsndfile) reads WAV, FLAC, OGG and the other formats of `audio_extensions()`;
+    no FFmpeg or torchcodec is needed.
+
+    Args:
+        path: the audio file.
+
+    Returns:
+        `(waveform, sample_rate)`: the waveform as float32 `(channels, samples)`, in [-1, 1] for
+            integer PCM (float files keep their values, peaks above 1.0 included), and its sample
+            rate in Hz.
+
+    Raises:
+        FileNotFoundError: `path` is missing (or not a regular file).
+        AudioLoadError: (a ValueError naming the file) the file cannot be decoded, is empty, holds
+            NaN/Inf or claims a sample rate outside `SAMPLE_RATE_RANGE` (checked from the header,
+            before any sample is read).
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np, soundfile as sf
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = os.path.join(d, "silence.wav")
+        ...     sf.write(path, np.zeros((8000, 2), dtype="float32"), 8000, subtype="PCM_16")
+        ...     wav, sr = load_audio(path)
+        >>> wav.shape, wav.dtype, sr
+        (torch.Size([2, 8000]), torch.float32, 8000)
     """
     wav, sr, _ = load_audio_with_subtype(path)
     return wav, sr
 
 
 def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
-    """`load_audio` that also returns the file's subtype (soundfile's name of its sample format, e.g.
-    'PCM_16', 'FLOAT', 'VORBIS'), read from the same open: `(waveform, sample_rate, subtype)`."""
+    """`load_audio` that also returns the file's subtype, read from the same open.
+
+    Args:
+        path: the audio file.
+
+    Returns:
+        `(waveform, sample_rate, subtype)`: as `load_audio`, plus soundfile's name of the file's
+            sample format, e.g. 'PCM_16', 'FLOAT', 'VORBIS'.
+
+    Raises:
+        FileNotFoundError: `path` is missing (or not a regular file).
+        AudioLoadError: as in `load_audio`.
+    """
     import soundfile as sf
 
     path = Path(path)
@@ -145,8 +212,18 @@ def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
 
 
 def source_format(path: str | os.PathLike) -> tuple[int, str]:
-    """`(sample rate in Hz, subtype)` from the header of `path`, the subtype being soundfile's name of
-    its sample format, e.g. 'PCM_16', 'PCM_24', 'FLOAT', 'VORBIS'. Raises like `load_audio`."""
+    """The sample rate and subtype from the header of `path`; no sample is decoded.
+
+    Args:
+        path: the audio file.
+
+    Returns:
+        `(sample rate in Hz, subtype)`, the subtype being soundfile's name of the file's sample
+            format, e.g. 'PCM_16', 'PCM_24', 'FLOAT', 'VORBIS'.
+
+    Raises:
+        AudioLoadError: (a ValueError naming the file) the header cannot be read, as in `load_audio`.
+    """
     import soundfile as sf
 
     try:
@@ -157,16 +234,30 @@ def source_format(path: str | os.PathLike) -> tuple[int, str]:
 
 
 def downmix_mono(x: Tensor) -> Tensor:
-    "Average the channels: `(..., channels, samples)` -> `(..., 1, samples)`."
+    """Average the channels of a waveform to one.
+
+    Args:
+        x: waveform `(..., channels, samples)`.
+
+    Returns:
+        `(..., 1, samples)`, the mean over channels; `x` itself when it has one channel.
+
+    Examples:
+        >>> import torch
+        >>> downmix_mono(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        tensor([[0.5000, 0.5000]])
+    """
     return x if x.shape[-2] == 1 else x.mean(dim=-2, keepdim=True)
 
 
-#: The largest sinc kernel (elements) `resample` lets torchaudio build: 2**22 values, 16 MiB in
-#: float32. torchaudio's kernel has (new_sr / g) * (orig_sr / g + 2 * width) values for
-#: g = gcd(orig_sr, new_sr): 76 000 for 44100 -> 16000 Hz, 706 million (2.8 GB) for 44101 -> 16000.
 MAX_RESAMPLE_KERNEL = 2**22
-#: How far (relative) `resample` may round a source rate whose exact kernel is too large: 0.1%.
+"""The largest sinc kernel (elements) `resample` lets torchaudio build: 2**22 values, 16 MiB in float32.
+
+torchaudio's kernel has `(new_sr / g) * (orig_sr / g + 2 * width)` values for
+`g = gcd(orig_sr, new_sr)`: 76 000 for 44100 -> 16000 Hz, 706 million (2.8 GB) for 44101 -> 16000.
+"""
 MAX_RATE_ROUNDING = 1e-3
+"""How far (relative) `resample` may round a source rate whose exact kernel is too large: 0.1%."""
 
 
 def _kernel_elements(orig_sr: int, new_sr: int) -> int:
@@ -179,14 +270,28 @@ def _kernel_elements(orig_sr: int, new_sr: int) -> int:
 
 @lru_cache(maxsize=256)
 def resampling_source_rate(orig_sr: int, new_sr: int) -> int:
-    """The source rate (Hz) `resample` treats audio at `orig_sr` as having when going to `new_sr`.
+    """The source rate `resample` treats audio at `orig_sr` as having when going to `new_sr`.
 
     `orig_sr` itself when torchaudio's kernel for the pair has at most `MAX_RESAMPLE_KERNEL` values
     (every common rate pair); otherwise the nearest rate within `MAX_RATE_ROUNDING` (0.1%) of
     `orig_sr` whose kernel does, e.g. 44101 -> 44100 Hz for 16 kHz output. Treating a clip as
     sampled at that rate scales its frequencies (and stretches its time axis) by that relative
     amount: -23 ppm for 44101 Hz, 0.07 Hz at 3 kHz, far below a 40 Hz spectrogram bin.
-    Raises ValueError naming both rates when no rate that close fits.
+
+    Args:
+        orig_sr: the audio's sample rate, in Hz.
+        new_sr: the target sample rate, in Hz.
+
+    Returns:
+        The source rate in Hz to resample from.
+
+    Raises:
+        ValueError: (naming both rates) no rate within `MAX_RATE_ROUNDING` of `orig_sr` has a small
+            enough kernel.
+
+    Examples:
+        >>> resampling_source_rate(44100, 16000), resampling_source_rate(44101, 16000)
+        (44100, 44100)
     """
     if _kernel_elements(orig_sr, new_sr) <= MAX_RESAMPLE_KERNEL:
         return orig_sr
@@ -210,14 +315,30 @@ def _resampler(orig_sr: int, new_sr: int, dtype: torch.dtype = torch.float32, de
 
 
 def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
-    """Band-limited (windowed sinc) resampling with torchaudio: `(..., samples)` at `orig_sr` Hz to
-    `(..., ceil(samples * new_sr / orig_sr))` at `new_sr` Hz, same dtype and device as `x`
-    (float16/bfloat16 are computed in float32).
+    """Band-limited (windowed sinc) resampling with torchaudio.
 
     Memory is bounded: a rate pair whose exact kernel would exceed `MAX_RESAMPLE_KERNEL` values
     (e.g. 44101 -> 16000 Hz, 2.8 GB) is resampled from the nearest rate that fits (see
     `resampling_source_rate`; 44100 Hz there), with a warning naming the rates; the result keeps the
-    exact length above. Rates that no rounding within 0.1% helps raise ValueError.
+    exact length below.
+
+    Args:
+        x: waveform `(..., samples)` at `orig_sr` Hz; any float dtype, on any device.
+        orig_sr: the sample rate of `x`, in Hz.
+        new_sr: the target sample rate, in Hz; `x` itself is returned when it equals `orig_sr`.
+
+    Returns:
+        `(..., ceil(samples * new_sr / orig_sr))` at `new_sr` Hz, same dtype and device as `x`
+            (float16/bfloat16 are computed in float32).
+
+    Raises:
+        ValueError: a rate is not positive, or no rounding within 0.1% of `orig_sr` makes the kernel
+            small enough.
+
+    Examples:
+        >>> import torch
+        >>> resample(torch.zeros(1, 44100), 44100, 16000).shape
+        torch.Size([1, 16000])
     """
     if orig_sr <= 0 or new_sr <= 0:
         raise ValueError(f"sample rates must be positive, got orig_sr={orig_sr}, new_sr={new_sr}")
@@ -244,9 +365,14 @@ def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
 def warn_upsampling(files_per_rate: Mapping[int, int], sample_rate: int, where: str) -> None:
     """Warn once, naming the rates, when audio below `sample_rate` Hz is upsampled to it.
 
-    files_per_rate: `{source rate in Hz: number of files}`; where: what reads them (a folder, a
-    cache), named in the message. Upsampling adds no information: the spectrogram above each file's
-    Nyquist frequency stays empty, and the clips take more memory and compute.
+    Upsampling adds no information: the spectrogram above each file's Nyquist frequency stays
+    empty, and the clips take more memory and compute. Nothing is warned when no rate is below
+    `sample_rate`.
+
+    Args:
+        files_per_rate: `{source rate in Hz: number of files}`.
+        sample_rate: the rate the audio is resampled to, in Hz.
+        where: what reads the files (a folder, a cache), named in the message.
     """
     low = {rate: n for rate, n in sorted(files_per_rate.items()) if rate < sample_rate}
     if not low:
@@ -259,23 +385,42 @@ def warn_upsampling(files_per_rate: Mapping[int, int], sample_rate: int, where: 
     )
 
 
-#: Precisions decoded audio can be stored at (the `AudioCache` storage types).
 STORAGE_DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
-#: `dtype` arguments of `quantize_waveform`, `LoadAudio` and `AudioCache`: a storage type, or
-#: "auto": per file, the storage type that keeps its source (see `storage_dtype`).
+"""Precisions decoded audio can be stored at (the `AudioCache` storage types), each with its NumPy dtype."""
 AUDIO_DTYPES = ("auto", *STORAGE_DTYPES)
-#: soundfile subtypes whose decoded values 16-bit PCM holds exactly: integer PCM of at most 16
-#: bits and the 8-bit companded formats (they decode to 13 or 14 bits).
+"""`dtype` arguments of `quantize_waveform`, `LoadAudio` and `AudioCache`: a storage type, or
+"auto": per file, the storage type that keeps its source (see `storage_dtype`)."""
 INT16_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "ULAW", "ALAW"})
+"""soundfile subtypes whose decoded values 16-bit PCM holds exactly: integer PCM of at most 16
+bits and the 8-bit companded formats (they decode to 13 or 14 bits)."""
 _INT16_MAX = 32767 / 32768
 
 
 def storage_dtype(dtype: str, x: Tensor, subtype: str | None = None) -> str:
-    """The storage type of one clip: `dtype` itself, or for dtype "auto" "int16" when the clip comes
-    from a source of `subtype` in `INT16_SUBTYPES` and every value of `x` lies in int16's range
-    [-1, 32767/32768] (so nothing is clipped), else "float32" (float, 24- and 32-bit sources, lossy
-    formats, and 16-bit clips whose resampling overshoots full scale: never clipped, and quiet clips
-    never rounded to silence). "auto" costs 2 bytes per sample for 16-bit sources, 4 for the others.
+    """The storage type of one clip: `dtype` itself, or what keeps its source for "auto".
+
+    For dtype "auto": "int16" when the clip comes from a source of `subtype` in `INT16_SUBTYPES`
+    and every value of `x` lies in int16's range [-1, 32767/32768] (so nothing is clipped), else
+    "float32" (float, 24- and 32-bit sources, lossy formats, and 16-bit clips whose resampling
+    overshoots full scale: never clipped, and quiet clips never rounded to silence). "auto" costs 2
+    bytes per sample for 16-bit sources, 4 for the others.
+
+    Args:
+        dtype: one of `AUDIO_DTYPES`: "auto", "int16", "float16" or "float32".
+        x: the decoded float waveform, any shape (only read for "auto").
+        subtype: soundfile's name of the source's sample format (`source_format(path)[1]`), e.g.
+            "PCM_16"; needed for "auto", ignored otherwise.
+
+    Returns:
+        "int16", "float16" or "float32".
+
+    Raises:
+        ValueError: `dtype` is not one of `AUDIO_DTYPES`, or it is "auto" and `subtype` is None.
+
+    Examples:
+        >>> import torch
+        >>> storage_dtype("auto", torch.zeros(1, 10), "PCM_16"), storage_dtype("auto", torch.zeros(1, 10), "PCM_24")
+        ('int16', 'float32')
     """
     if dtype not in AUDIO_DTYPES:
         raise ValueError(f"dtype must be one of {list(AUDIO_DTYPES)}, got {dtype!r}")
@@ -288,11 +433,29 @@ def storage_dtype(dtype: str, x: Tensor, subtype: str | None = None) -> str:
 
 
 def to_storage(x: Tensor, dtype: str) -> Tensor:
-    """A float waveform as the values storage type `dtype` keeps: an int16, float16 or float32 tensor,
-    same shape. The package's one rounding rule: "int16" is 16-bit PCM,
-    `clamp(round(x * 32768), -32768, 32767)` (round half to even, exact for audio decoded from 16-bit
-    files; values beyond full scale are clipped, which "auto" avoids); "float16" rounds to half
-    precision; "float32" keeps the values."""
+    """A float waveform as the values storage type `dtype` keeps.
+
+    The package's one rounding rule, shared by `quantize_waveform`, `LoadAudio(dtype=...)` and
+    `AudioCache`: "int16" is 16-bit PCM, `clamp(round(x * 32768), -32768, 32767)` (round half to
+    even, exact for audio decoded from 16-bit files; values beyond full scale are clipped, which
+    "auto" avoids); "float16" rounds to half precision; "float32" keeps the values.
+
+    Args:
+        x: float waveform, any shape.
+        dtype: one of `STORAGE_DTYPES`: "int16", "float16" or "float32".
+
+    Returns:
+        An int16, float16 or float32 tensor, same shape as `x`.
+
+    Raises:
+        ValueError: `dtype` is not one of `STORAGE_DTYPES` ("auto" is resolved first, with
+            `storage_dtype`).
+
+    Examples:
+        >>> import torch
+        >>> to_storage(torch.tensor([0.5, -1.0, 1.0]), "int16")
+        tensor([ 16384, -32768,  32767], dtype=torch.int16)
+    """
     if dtype == "int16":
         return (x.float() * 32768.0).round_().clamp_(-32768.0, 32767.0).to(torch.int16)
     if dtype == "float16":
@@ -303,20 +466,45 @@ def to_storage(x: Tensor, dtype: str) -> Tensor:
 
 
 def from_storage(stored: Tensor) -> Tensor:
-    "Stored values (int16, float16 or float32) as float32, same shape; int16 / 32768 is exact."
+    """Stored values as float32; int16 / 32768 is exact.
+
+    Args:
+        stored: int16, float16 or float32 tensor, any shape (from `to_storage`).
+
+    Returns:
+        float32 tensor, same shape.
+    """
     if stored.dtype == torch.int16:
         return stored.float().mul_(1.0 / 32768.0)
     return stored.float()
 
 
 def quantize_waveform(x: Tensor, dtype: str | None = "int16", source: str | os.PathLike | None = None) -> Tensor:
-    """Round a float waveform to the precision `dtype` keeps, returned as float32 (same shape):
-    `from_storage(to_storage(x, dtype))`, exactly what `AudioCache` stores.
+    """Round a float waveform to the precision `dtype` keeps, returned as float32.
 
-    dtype: "int16" (16-bit PCM: `clamp(round(x * 32768), -32768, 32767) / 32768`), "float16",
-    "float32" or None (unchanged), or "auto": the storage type that keeps the `source` file
-    (`storage_dtype`; `source` is then required, its header is read). An uncached pipeline that
-    applies this yields the same values as a cached one.
+    `from_storage(to_storage(x, dtype))`, exactly what `AudioCache` stores: an uncached pipeline
+    that applies this yields the same values as a cached one.
+
+    Args:
+        x: float waveform, any shape.
+        dtype: "int16" (16-bit PCM: `clamp(round(x * 32768), -32768, 32767) / 32768`), "float16",
+            "float32" or None (unchanged), or "auto": the storage type that keeps the `source` file
+            (`storage_dtype`; `source` is then required, its header is read).
+        source: the file `x` was decoded from; read (header only) for dtype "auto".
+
+    Returns:
+        float32 tensor, same shape as `x`.
+
+    Raises:
+        ValueError: `dtype` is not one of `AUDIO_DTYPES` or None, or it is "auto" without `source`.
+    AudioLoadError: `dtype` is "auto" and the header of `source` cannot be read.
+
+    Examples:
+        >>> import torch
+        >>> quantize_waveform(torch.tensor([0.1]), "int16")
+        tensor([0.1000])
+        >>> quantize_waveform(torch.tensor([0.1]), "int16").item() == 3277 / 32768
+        True
     """
     if dtype is None:
         return x.float()
@@ -327,7 +515,24 @@ def quantize_waveform(x: Tensor, dtype: str | None = "int16", source: str | os.P
 def crop_pad(x: Tensor, n_samples: int, start: int = 0, pad_mode: str = "zeros") -> Tensor:
     """Fixed length along the last axis: crop `n_samples` from `start`, or pad at the end.
 
-    x: `(..., samples)`. `pad_mode` "zeros" pads with silence, "repeat" tiles the clip.
+    Args:
+        x: waveform `(..., samples)`.
+        n_samples: the length wanted, in samples.
+        start: first sample of the crop, for a clip longer than `n_samples`.
+        pad_mode: how a shorter clip is padded: "zeros" pads with silence, "repeat" tiles the clip.
+
+    Returns:
+        `(..., n_samples)`.
+
+    Raises:
+        ValueError: `pad_mode` is neither "zeros" nor "repeat" (for a clip that needs padding).
+
+    Examples:
+        >>> import torch
+        >>> crop_pad(torch.tensor([1.0, 2.0, 3.0]), 5, pad_mode="repeat")
+        tensor([1., 2., 3., 1., 2.])
+        >>> crop_pad(torch.tensor([1.0, 2.0, 3.0]), 2, start=1)
+        tensor([2., 3.])
     """
     length = x.shape[-1]
     if length >= n_samples:

@@ -1,13 +1,5 @@
-"""Spectrograms: `spectrogram` (the math, on torch.stft) and `AudioToSpec` (the batch Transform).
-
-One implementation on every device: torchaudio's `spectrogram` (torch.stft, centred, reflect
-padding, Hann window), its mel filter bank, and `10 * log10` with a `top_db` floor taken per item.
-
-Padded batches: a clip of n samples in a batch padded to its longest clip has `n // hop_length + 1`
-valid frames (`AudioSpectrogram.lengths`), and these equal the frames of the clip's spectrogram
-computed alone: before the STFT, the `n_fft // 2` samples after each clip's end are replaced by
-the reflection that torch.stft's centred framing would put there for the clip alone. The frames
-after a clip's last valid frame hold silence (power 0, -100 dB; with `top_db`, the item's floor).
+"""Spectrograms: `spectrogram` (the math, on torch.stft), `AudioToSpec` (the batch Transform) and the
+helpers of padded batches (`spec_shape`, `frame_lengths`, `reflect_clip_ends`).
 """
 
 from __future__ import annotations
@@ -34,25 +26,69 @@ STFT_PIECE_BYTES = 8 * 2**20
 
 
 def spec_shape(n_samples: int, n_fft: int = 400, hop_length: int = 200, n_mels: int | None = None, center: bool = True):
-    """`(freq, time)` of the spectrogram of `n_samples` samples: e.g. 80000 samples -> (201, 401).
+    """`(freq, time)` of the spectrogram of `n_samples` samples.
+
     With centred framing (the default) a clip of n samples has `n // hop_length + 1` frames (even
-    `n_fft`; one fewer for some lengths with odd `n_fft`)."""
+    `n_fft`; one fewer for some lengths with odd `n_fft`).
+
+    Args:
+        n_samples: the clip's length, in samples.
+        n_fft: the FFT size, in samples.
+        hop_length: the step between frames, in samples.
+        n_mels: the number of mel bins; None for the `n_fft // 2 + 1` linear bins.
+        center: centred framing (torch.stft's `center=True`, as `spectrogram` uses); False: the
+            first frame starts at sample 0.
+
+    Returns:
+        `(freq, time)`: the frequency bins and the frames.
+
+    Examples:
+        >>> spec_shape(80000)
+        (201, 401)
+        >>> spec_shape(80000, n_mels=64)
+        (64, 401)
+    """
     n_freq = n_mels if n_mels else n_fft // 2 + 1
     padded = n_samples + 2 * (n_fft // 2) if center else n_samples
     return n_freq, (padded - n_fft) // hop_length + 1
 
 
 def frame_lengths(lengths: Tensor, hop_length: int = 200) -> Tensor:
-    "Valid frames of clips of `lengths` samples with centred framing: `lengths // hop_length + 1`."
+    """Valid frames of clips of `lengths` samples with centred framing: `lengths // hop_length + 1`.
+
+    Args:
+        lengths: the clips' lengths in samples, `(batch,)` (a tensor or anything `torch.as_tensor`
+            takes).
+        hop_length: the step between frames, in samples.
+
+    Returns:
+        The valid frames per clip, an integer tensor shaped like `lengths`.
+
+    Examples:
+        >>> frame_lengths([16000, 8000])
+        tensor([81, 41])
+    """
     return torch.as_tensor(lengths) // hop_length + 1
 
 
 def reflect_clip_ends(wav: Tensor, lengths: Tensor, n_fft: int = 400) -> Tensor:
-    """A copy of the padded batch `wav` `(batch, channels, samples)` where the `n_fft // 2` samples
-    after each clip's end (`lengths`, `(batch,)` samples) are the reflection torch.stft's centred
-    framing would pad that clip with alone (`x[n - 2 - j]` at position `n + j`), so the clip's
-    valid frames equal its spectrogram computed alone. Positions a clip too short to reflect
-    (fewer than `n_fft // 2 + 1` samples, which torch.stft refuses alone) keep their padding."""
+    """A copy of a padded batch whose clips end as torch.stft's centred framing would pad each clip alone.
+
+    A clip of n samples in a batch padded to its longest clip has `n // hop_length + 1` valid frames
+    (`AudioSpectrogram.lengths`), and these equal the frames of the clip's spectrogram computed
+    alone: before the STFT, the `n_fft // 2` samples after each clip's end are replaced by the
+    reflection torch.stft's centred framing would pad that clip with alone (`x[n - 2 - j]` at
+    position `n + j`). Positions a clip too short to reflect (fewer than `n_fft // 2 + 1` samples,
+    which torch.stft refuses alone) keep their padding.
+
+    Args:
+        wav: the padded batch `(batch, channels, samples)`.
+        lengths: each clip's length in samples, `(batch,)`.
+        n_fft: the FFT size, in samples.
+
+    Returns:
+        `(batch, channels, samples)`, a new tensor on `wav`'s device.
+    """
     n_samples = wav.shape[-1]
     pos = torch.arange(n_samples, device=wav.device)
     n = lengths.to(wav.device)[:, None]
@@ -64,10 +100,29 @@ def reflect_clip_ends(wav: Tensor, lengths: Tensor, n_fft: int = 400) -> Tensor:
 
 
 def power_to_db(spec: Tensor, top_db: float | None = None, inplace: bool = False) -> Tensor:
-    """`10 * log10(max(spec, 1e-10))` like torchaudio `AmplitudeToDB(stype="power")`, with the
-    `top_db` floor `max(db, item_max - top_db)` taken per item over all non-batch dimensions
-    (spec: `(batch, ...)`; torchaudio's would take it over the whole batch). `inplace`: compute in
-    `spec` itself (a fresh intermediate; ignored where autograd tracks it)."""
+    """Power to dB, `10 * log10(max(spec, 1e-10))`, like torchaudio `AmplitudeToDB(stype="power")`.
+
+    With `top_db`, the floor `max(db, item_max - top_db)` is taken per item over all non-batch
+    dimensions; torchaudio's would take it over the whole batch.
+
+    Args:
+        spec: a power spectrogram `(batch, ...)`.
+        top_db: the floor, in dB below each item's peak; None for none (the -100 dB of the 1e-10
+            clamp remains).
+        inplace: compute in `spec` itself (for a fresh intermediate; ignored where autograd tracks
+            it).
+
+    Returns:
+        dB, same shape and dtype as `spec`.
+
+    Raises:
+        ValueError: `top_db` is given and `spec` is not batched (fewer than 2 dimensions).
+
+    Examples:
+        >>> import torch
+        >>> power_to_db(torch.tensor([[1.0, 1e-2, 0.0]]), top_db=30.0)
+        tensor([[  0., -20., -30.]])
+    """
     if inplace and not (torch.is_grad_enabled() and spec.requires_grad):
         db = spec.clamp_min_(1e-10).log10_().mul_(10.0)
     else:
@@ -91,12 +146,31 @@ def spectrogram(
 ) -> Tensor:
     """Power spectrogram of `wav` `(..., samples)` -> `(..., freq, time)`, in dB when `to_db`.
 
-    torch.stft, centred with reflect padding, one-sided, power `re^2 + im^2`.
-    window: `(win_length,)`, e.g. `torch.hann_window(n_fft)`; mel_fb: `(n_fft // 2 + 1, n_mels)`
-    from `torchaudio.functional.melscale_fbanks`, or None for linear frequency bins. Equal to
-    torchaudio `Spectrogram` / `MelSpectrogram` followed by `AmplitudeToDB()`; `top_db` (dB) is
-    taken per item (see `power_to_db`). Silence sits at the -100 dB floor. The STFT runs on a few
-    rows at a time (`STFT_PIECE_BYTES` of complex output each); the values do not depend on it.
+    torch.stft, centred with reflect padding, one-sided, power `re^2 + im^2`: equal to torchaudio
+    `Spectrogram` / `MelSpectrogram` followed by `AmplitudeToDB()`, with one implementation on every
+    device. Silence sits at the -100 dB floor. Each clip needs more than `n_fft // 2` samples (the
+    reflect padding); `AudioToSpec` pads shorter ones. The STFT runs on a few rows at a time
+    (`STFT_PIECE_BYTES` of complex output each); the values do not depend on it.
+
+    Args:
+        wav: waveforms `(..., samples)`, float32 or float64.
+        window: `(win_length,)`, e.g. `torch.hann_window(n_fft)`.
+        n_fft: the FFT size, in samples.
+        hop_length: the step between frames, in samples.
+        mel_fb: the mel filter bank `(n_fft // 2 + 1, n_mels)` from
+            `torchaudio.functional.melscale_fbanks`, or None for linear frequency bins.
+        to_db: convert the power to dB (`power_to_db`); False returns the power.
+        top_db: the floor in dB below each item's peak, taken per item (see `power_to_db`); None
+            for none.
+
+    Returns:
+        `(..., freq, time)`, `freq` being `n_mels` (or `n_fft // 2 + 1`) and `time` the frames of
+            `spec_shape`; dB or power, same dtype as `wav`.
+
+    Examples:
+        >>> import torch
+        >>> spectrogram(torch.zeros(2, 1, 16000), torch.hann_window(400)).shape
+        torch.Size([2, 1, 201, 81])
     """
     rows = wav.reshape(-1, wav.shape[-1])
     n_frames = spec_shape(wav.shape[-1], n_fft, hop_length)[1]
@@ -105,14 +179,14 @@ def spectrogram(
     # The batch goes through torch.stft a few clips at a time, so that its largest buffers (the
     # windowed frames and the complex STFT) stay near STFT_PIECE_BYTES: glibc hands every freed
     # block over 32 MB back to the kernel, and the next batch pays a page fault per 4 KiB to get it
-    # back (a 64-clip blog-preset batch: 41 MB; pieces took AudioToSpec from 0.93-0.97 to
-    # 0.44-0.48 ms per clip on 2 CPU cores, benchmarks/README.md). The values do not depend on it.
+    # back. A large batch's buffers exceed that, and the pieces make AudioToSpec much faster on
+    # CPU (docs/performance.md). The values do not depend on it.
     step = max(1, STFT_PIECE_BYTES // (n_freq * n_frames * 8))  # 8 bytes per complex64 bin
     window = window.to(wav.dtype)
     for i in range(0, rows.shape[0], step):
         # torch.stft as torchaudio calls it (centred, reflect padding); |X|^2 as re^2 + im^2 rather
         # than torchaudio's abs().pow(2): the same values to float32 rounding, without a square
-        # root per bin (2.4x faster on CPU).
+        # root per bin (faster on CPU: docs/performance.md).
         stft = torch.stft(
             rows[i : i + step],
             n_fft,
@@ -135,25 +209,51 @@ def spectrogram(
 
 
 class AudioToSpec(RefusePlainTensor, DisplayedTransform):
-    """Batch transform: `AudioTensor` `(batch, channels, samples)` -> `AudioSpectrogram`
-    `(batch, channels, freq, time)`, computed on the batch's device with `spectrogram`.
+    """Batch transform: `AudioTensor` `(batch, channels, samples)` -> `AudioSpectrogram` `(batch, channels, freq, time)`.
 
-    torchaudio `Spectrogram(n_fft, hop_length, power=2)` (or `MelSpectrogram` with `n_mels` bins from
-    `f_min` to `f_max` Hz) followed, when `to_db`, by `AmplitudeToDB(stype="power", top_db=top_db)`
-    with the `top_db` floor taken per item. Defaults turn a 5 s clip at 16 kHz into `(1, 201, 401)`.
-    float16/bfloat16 waveforms are transformed in float32 and give float32 spectrograms; an empty
-    batch gives an empty spectrogram batch. The window and filter bank are `parameters`, so
-    fastai's `DataLoader.to(device)` moves them.
+    Computed on the batch's device with `spectrogram`: torchaudio `Spectrogram(n_fft, hop_length,
+    power=2)` (torch.stft, centred, reflect padding, Hann window; or `MelSpectrogram` with `n_mels`
+    bins from `f_min` to `f_max` Hz, torchaudio's mel filter bank) followed, when `to_db`, by
+    `AmplitudeToDB(stype="power", top_db=top_db)` with the `top_db` floor taken per item. Defaults
+    turn a 5 s clip at 16 kHz into `(1, 201, 401)`. float16/bfloat16 waveforms are transformed in
+    float32 and give float32 spectrograms; an empty batch gives an empty spectrogram batch. The
+    window and filter bank are `parameters`, so fastai's `DataLoader.to(device)` moves them.
 
-    sample_rate: Hz; None (the default) takes the batch's rate (`AudioTensor.sr`; 16000 Hz for a
-    batch without one), so `AudioBlock(sample_rate=8000)` needs no second rate here; the mel filter
-    bank and `f_max`'s default (the Nyquist frequency) follow that rate. A number fixes the rate:
-    a batch at another rate raises ValueError.
+    Padded batches: a batch carrying `lengths` gives a spectrogram whose `lengths` are each clip's
+    valid frames (`n // hop_length + 1` for n samples); they equal the frames of the clip's
+    spectrogram computed alone (see `reflect_clip_ends`). The frames after a clip's last valid
+    frame hold silence (power 0, -100 dB; with `top_db`, the item's floor).
+
     Short clips: torch.stft's centred framing needs more than `n_fft // 2` samples. A batch of at
     most `n_fft // 2` samples (e.g. a 100-sample clip given to `learn.predict`) is zero-padded to
     `n_fft // 2 + 1` samples and its spectrogram carries `lengths` (`n // hop_length + 1` valid
     frames per clip; one clip `(channels, samples)` comes out with just those frames): the same
     values such a clip gets in a padded batch of longer clips.
+
+    Args:
+        n_fft: the FFT size, in samples: `n_fft // 2 + 1` linear frequency bins.
+        hop_length: the step between frames, in samples.
+        n_mels: the number of mel bins; None for a linear frequency axis.
+        to_db: convert the power to dB; False keeps the power.
+        sample_rate: Hz; None (the default) takes the batch's rate (`AudioTensor.sr`; 16000 Hz for
+            a batch without one), so `AudioBlock(sample_rate=8000)` needs no second rate here; the
+            mel filter bank and `f_max`'s default (the Nyquist frequency) follow that rate. A number
+            fixes the rate: a batch at another rate raises ValueError.
+        f_min: the lowest frequency of the mel bins, in Hz.
+        f_max: the highest frequency of the mel bins, in Hz; None for the Nyquist frequency.
+        top_db: the floor, in dB below each item's peak; None for none.
+        win_length: the length of the Hann window, in samples, at most `n_fft`; None for `n_fft`.
+
+    Raises:
+        ValueError: a setting is out of range (`n_fft`, `hop_length`, `n_mels` or `sample_rate` not
+            positive, `win_length` outside `(0, n_fft]`, `f_max` above the Nyquist frequency or
+            `f_min` outside `[0, f_max)`), or a batch's rate differs from a fixed `sample_rate`.
+
+    Examples:
+        >>> import torch
+        >>> spec = AudioToSpec()(AudioTensor(torch.zeros(2, 1, 80000), sr=16000))
+        >>> type(spec).__name__, tuple(spec.shape), spec.unit
+        ('AudioSpectrogram', (2, 1, 201, 401), 'dB')
     """
 
     order = 60  # after waveform transforms (WaveformNormalize is 50), before spectrogram normalizations (99)
@@ -204,11 +304,18 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
 
     @property
     def parameters(self):
-        "The tensors fastai's `DataLoader.to(device)` moves."
+        """The names of the tensors fastai's `DataLoader.to(device)` moves: "window", and "mel_fb" with mel bins."""
         return L("window") if self.mel_fb is None else L("window", "mel_fb")
 
     def to(self, device):
-        "Move the window and filter bank to `device`."
+        """Move the window and filter bank to `device`.
+
+        Args:
+            device: a `torch.device` or its name, e.g. "cuda".
+
+        Returns:
+            This transform.
+        """
         for name in self.parameters:
             setattr(self, name, getattr(self, name).to(device))
         return self
@@ -229,6 +336,21 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         }
 
     def encodes(self, x: AudioTensor) -> AudioSpectrogram:
+        """The spectrogram of a batch of waveforms (see `AudioToSpec`).
+
+        Args:
+            x: `(batch, channels, samples)` (or one clip `(channels, samples)`), with `lengths` when
+                padded.
+
+        Returns:
+            An `AudioSpectrogram` `(batch, channels, freq, time)` (`(channels, freq, time)` for one
+                clip) with its `sr`, `hop_length`, `n_fft`, `n_mels`, `f_max`, `unit` ("dB" or "power")
+                and `lengths` (valid frames per item; None when nothing is padded).
+
+        Raises:
+            ValueError: `x` is at another rate than a fixed `sample_rate`, its `lengths` do not match
+                the batch, or its rate puts `f_max` above the Nyquist frequency.
+        """
         batch_sr = getattr(x, "sr", None)
         if self.sample_rate is not None and batch_sr is not None and batch_sr != self.sample_rate:
             raise ValueError(

@@ -1,13 +1,5 @@
-"""The package's tensor types: `AudioTensor` (waveforms) and `AudioSpectrogram`, with `show`.
-
-Names follow fastaudio (`AudioTensor.create`, `AudioSpectrogram`) so that its users recognize
-them; metadata (sample rate, hop length, unit) lives in the tensor's `__dict__` and survives
-`clone`, pickling and DataLoader workers.
-
-Variable-length batches: a batch padded to its longest clip carries `lengths`, the number of
-valid (unpadded) positions per item, a LongTensor `(batch,)` in samples on an `AudioTensor` and in
-frames on an `AudioSpectrogram` (None when nothing is padded). `valid_mask(x)` turns it into the
-bool mask of the positions that count.
+"""The package's tensor types, `AudioTensor` (waveforms) and `AudioSpectrogram`, and the masks of
+padded batches (`valid_mask`, `lengths_mask`).
 """
 
 from __future__ import annotations
@@ -41,20 +33,67 @@ class _MetaTensor(TensorBase):
 class AudioTensor(_MetaTensor):
     """A waveform: `(channels, samples)` for one clip, `(batch, channels, samples)` for a batch.
 
-    `sr` is the sample rate in Hz. `AudioTensor(x, sr=16000)` wraps a tensor;
-    `AudioTensor.create(path, sr=None, mono=True)` loads a file. A padded batch carries `lengths`
-    (valid samples per item, LongTensor `(batch,)`; None when nothing is padded). `play()` (or
-    `hear()`, fastaudio's name) gives a notebook audio player; nothing is embedded unless it is called.
+    `AudioTensor(x, sr=16000)` wraps a tensor; `AudioTensor.create(path, sr=None, mono=True)` loads
+    a file. Names follow fastaudio (`AudioTensor.create`, `hear`) so that its users recognize them.
+    The metadata (`sr`, `lengths`, `subtype` and any other keyword given) lives in the tensor's
+    `__dict__` and survives `clone`, pickling and DataLoader workers. `play()` (or `hear()`,
+    fastaudio's name) gives a notebook audio player; nothing is embedded unless it is called.
+
+    Attributes:
+        sr: the sample rate in Hz.
+        lengths: on a batch padded to its longest clip, the number of valid (unpadded) samples per
+            item, a LongTensor `(batch,)`; None when nothing is padded. `valid_mask(x)` turns it into
+            the bool mask of the samples that count.
+        subtype: on a clip from `create`, soundfile's name of the file's sample format (e.g.
+            "PCM_16"), so a pipeline rounds it as it rounds the file itself (`LoadAudio`).
+
+    Examples:
+        >>> import torch
+        >>> x = AudioTensor(torch.zeros(2, 8000), sr=16000)
+        >>> x.sr, x.duration, x.nchannels
+        (16000, 0.5, 2)
     """
 
     def __new__(cls, x, sr: int | None = 16000, **kwargs):
+        """Wrap `x` as a waveform at `sr` Hz.
+
+        Args:
+            x: the samples, `(channels, samples)` or `(batch, channels, samples)`: a tensor or anything
+                fastai's `tensor` takes (an array, a list).
+            sr: the sample rate in Hz; None when unknown.
+            **kwargs: more metadata kept on the tensor, e.g. `lengths` or `subtype`.
+        """
         return super().__new__(cls, x, sr=sr, **kwargs)
 
     @classmethod
     def create(cls, path, sr: int | None = None, mono: bool = True, **kwargs) -> AudioTensor:
-        """Load `path` as float32 `(channels, samples)` in [-1, 1], optionally downmixed to mono and
-        resampled to `sr` Hz. The result keeps the file's `subtype` (e.g. "PCM_16"), so a pipeline
-        rounds it exactly as it rounds the file itself (`LoadAudio`)."""
+        """Load an audio file as an `AudioTensor`, optionally downmixed to mono and resampled.
+
+        Args:
+            path: the audio file (see `load_audio`).
+            sr: the sample rate to resample to, in Hz; None keeps the file's rate.
+            mono: downmix the channels to one (`downmix_mono`).
+            **kwargs: more metadata kept on the tensor.
+
+        Returns:
+            float32 `(channels, samples)` (`(1, samples)` when `mono`), in [-1, 1] for integer PCM, at
+                `sr` Hz (the file's rate when None). It keeps the file's `subtype` (e.g. "PCM_16"), so a
+                pipeline rounds it exactly as it rounds the file itself (`LoadAudio`).
+
+        Raises:
+            FileNotFoundError: `path` is missing.
+            AudioLoadError: (a ValueError naming the file) the file cannot be decoded (see `load_audio`).
+
+        Examples:
+            >>> import os, tempfile
+            >>> import numpy as np, soundfile as sf
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     path = os.path.join(d, "silence.wav")
+            ...     sf.write(path, np.zeros((4000, 2), dtype="float32"), 8000, subtype="PCM_16")
+            ...     x = AudioTensor.create(path, sr=16000)
+            >>> x.shape, x.sr, x.subtype
+            (torch.Size([1, 8000]), 16000, 'PCM_16')
+        """
         wav, file_sr, subtype = load_audio_with_subtype(path)
         if mono:
             wav = downmix_mono(wav)
@@ -64,16 +103,24 @@ class AudioTensor(_MetaTensor):
 
     @property
     def duration(self) -> float:
-        "Length in seconds."
+        """Length in seconds: `samples / sr`."""
         return self.shape[-1] / self.sr
 
     @property
     def nchannels(self) -> int:
+        """Number of channels: the size of the channel axis (1 for a 1-D tensor)."""
         return self.shape[-2] if self.dim() >= 2 else 1
 
     def play(self, item: int = 0):
-        """An `IPython.display.Audio` player of this clip (of item `item` of a batch, without its
-        padding), at `sr` Hz; channels as stereo when there are two."""
+        """A notebook audio player of this clip.
+
+        Args:
+            item: on a batch `(batch, channels, samples)`, which item to play, without its padding
+                (its `lengths`); ignored for one clip.
+
+        Returns:
+            An `IPython.display.Audio` at `sr` Hz; channels as stereo when there are two.
+        """
         from IPython.display import Audio
 
         x = self.as_subclass(Tensor).detach().float().cpu()
@@ -82,11 +129,21 @@ class AudioTensor(_MetaTensor):
             x = x[item, :, : int(lengths[item])] if lengths is not None else x[item]
         return Audio(x.numpy(), rate=self.sr, normalize=True)
 
-    #: fastaudio's name for `play`.
     hear = play
+    """fastaudio's name for `play`: a notebook audio player of this clip (of item `item` of a batch)."""
 
     def show(self, ctx=None, title: str | None = None, **kwargs):
-        "Plot the waveform against time in seconds, one line per channel."
+        """Plot the waveform against time in seconds, one line per channel.
+
+        Args:
+            ctx: the matplotlib `Axes` to draw on; None makes a new figure.
+            title: the plot's title; None for none.
+            **kwargs: `figsize` (inches, default `(6, 2)`) for a new figure; the others go to
+                matplotlib's `Axes.plot`.
+
+        Returns:
+            The matplotlib `Axes`.
+        """
         import matplotlib.pyplot as plt
 
         ax = ctx if ctx is not None else plt.subplots(figsize=kwargs.pop("figsize", (6, 2)))[1]
@@ -106,15 +163,39 @@ class AudioTensor(_MetaTensor):
 class AudioSpectrogram(_MetaTensor):
     """A spectrogram: `(channels, freq, time)` for one clip, `(batch, channels, freq, time)` batched.
 
-    Metadata: `sr` (Hz), `hop_length` (samples), `n_fft`, `n_mels` (None for a linear frequency
-    axis), `f_max` (Hz) and `unit` ("dB", "power", "std" after standardization, "[0, 1]" after a
-    min-max or dB-range scaling), used by `show` to label axes in seconds and Hz. A batch made from
-    a padded `AudioTensor` carries `lengths`, valid frames per item (LongTensor `(batch,)`: a clip
-    of n samples has `n // hop_length + 1`), or None when nothing is padded.
+    Made by `AudioToSpec`. The name follows fastaudio; the metadata lives in the tensor's `__dict__`
+    and survives `clone`, pickling and DataLoader workers; `show` uses it to label axes in seconds
+    and Hz.
+
+    Attributes:
+        sr: the audio's sample rate, in Hz.
+        hop_length: the step between frames, in samples.
+        n_fft: the FFT size, in samples.
+        n_mels: the number of mel bins; None for a linear frequency axis.
+        f_max: the top of the frequency axis, in Hz.
+        unit: "dB", "power", "std" after standardization, "[0, 1]" after a min-max or dB-range
+            scaling.
+        lengths: on a batch made from a padded `AudioTensor`, the valid frames per item (LongTensor
+            `(batch,)`: a clip of n samples has `n // hop_length + 1`); None when nothing is padded.
+            `valid_mask(x)` turns it into the bool mask of the frames that count.
     """
 
     def show(self, ctx=None, title: str | None = None, colorbar: bool = True, **kwargs):
-        "Image of the first channel, time in seconds on x, frequency in Hz on y, colorbar in `unit`."
+        """Image of the first channel: time in seconds on x, frequency in Hz on y, colorbar in `unit`.
+
+        For a batch the first item is shown. Without `sr` and `hop_length` the x axis counts frames; a
+        mel axis is plotted evenly and labelled with the Hz of its bins.
+
+        Args:
+            ctx: the matplotlib `Axes` to draw on; None makes a new figure.
+            title: the plot's title; None for none.
+            colorbar: add a colorbar labelled with `unit`.
+            **kwargs: `figsize` (inches, default `(5, 3)`) for a new figure and `cmap` (default
+                "magma"); the others go to matplotlib's `Axes.imshow`.
+
+        Returns:
+            The matplotlib `Axes`.
+        """
         import matplotlib.pyplot as plt
 
         figsize = kwargs.pop("figsize", (5, 3))
@@ -143,10 +224,18 @@ class AudioSpectrogram(_MetaTensor):
 
 
 class RefusePlainTensor:
-    """Mixin for typed Transforms: calling one directly on a plain `torch.Tensor` raises TypeError
-    saying what to wrap it in, instead of returning it unchanged (fastai's rule for a type with no
-    `encodes`). Inside a fastai batch tuple the elements are dispatched as usual, so labels and other
-    tensors pass through untouched. `wrap_hint` names the expected wrapper."""
+    """Mixin for typed Transforms: calling one directly on a plain `torch.Tensor` raises TypeError.
+
+    The error says what to wrap the tensor in, instead of returning it unchanged (fastai's rule for
+    a type with no `encodes`). Inside a fastai batch tuple the elements are dispatched as usual, so
+    labels and other tensors pass through untouched.
+
+    Attributes:
+        wrap_hint: the expected wrapper, named in the error, e.g. `"AudioTensor(x, sr=16000)"`.
+
+    Raises:
+        TypeError: the Transform is called on a plain `torch.Tensor`.
+    """
 
     wrap_hint = "AudioTensor(x, sr=16000)"
 
@@ -160,7 +249,26 @@ class RefusePlainTensor:
 
 
 def lengths_mask(lengths: Tensor, size: int, device=None) -> Tensor:
-    """Bool `(batch, size)`: True at positions `< lengths[i]` of item i. lengths: `(batch,)` ints."""
+    """Bool mask of the valid positions of a padded batch: True at positions `< lengths[i]` of item i.
+
+    Args:
+        lengths: the valid positions per item, `(batch,)` integers (a tensor or anything
+            `torch.as_tensor` takes).
+        size: the length of the padded axis (samples or frames).
+        device: the mask's device; None keeps that of `lengths`.
+
+    Returns:
+        bool `(batch, size)`.
+
+    Raises:
+        ValueError: `lengths` does not have shape `(batch,)`.
+
+    Examples:
+        >>> import torch
+        >>> lengths_mask(torch.tensor([1, 3]), 4)
+        tensor([[ True, False, False, False],
+                [ True,  True,  True, False]])
+    """
     lengths = torch.as_tensor(lengths).to(device=device)
     if lengths.dim() != 1:
         raise ValueError(f"lengths must have shape (batch,), got {tuple(lengths.shape)}")
@@ -170,10 +278,24 @@ def lengths_mask(lengths: Tensor, size: int, device=None) -> Tensor:
 def valid_mask(x: Tensor) -> Tensor:
     """Bool mask of the positions of a batch that hold audio, not padding, from its `lengths`.
 
-    x: an `AudioSpectrogram` `(batch, channels, freq, time)` -> mask `(batch, 1, 1, time)`; an
-    `AudioTensor` `(batch, channels, samples)` -> `(batch, 1, samples)`; on x's device. All True
-    when x has no `lengths` (nothing padded). Raises ValueError when `lengths` does not match the
-    batch (e.g. a slice `x[:4]` of a batch keeps the batch's lengths: take `x.lengths[:4]` too).
+    Args:
+        x: an `AudioSpectrogram` `(batch, channels, freq, time)` or an `AudioTensor`
+            `(batch, channels, samples)`, with or without `lengths`.
+
+    Returns:
+        bool `(batch, 1, 1, time)` for a spectrogram, `(batch, 1, samples)` for a waveform, on x's
+            device; all True when x has no `lengths` (nothing padded).
+
+    Raises:
+        ValueError: `lengths` does not match the batch (e.g. a slice `x[:4]` of a batch keeps the
+            batch's lengths: take `x.lengths[:4]` too).
+
+    Examples:
+        >>> import torch
+        >>> x = AudioTensor(torch.zeros(2, 1, 4), sr=16000, lengths=torch.tensor([4, 2]))
+        >>> valid_mask(x)
+        tensor([[[ True,  True,  True,  True]],
+                [[ True,  True, False, False]]])
     """
     lengths = getattr(x, "lengths", None)
     shape = (x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1]) if x.dim() >= 2 else tuple(x.shape)

@@ -1,6 +1,6 @@
-"""fastai Transforms on waveforms (fastaudio names): `LoadAudio`, `DownmixMono`, `Resample`,
-`ResizeSignal`, the `AudioBlock` that opens files and `AudioDataLoader`, which pads a batch of
-clips of different lengths to its longest and records each clip's `lengths`."""
+"""fastai Transforms on waveforms (`LoadAudio`, `DownmixMono`, `Resample`, `ResizeSignal`), the
+`AudioBlock` that opens audio files and `AudioDataLoader`, which pads batches of clips of different lengths.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ __all__ = [
 ]
 
 
-#: The most channels a NumPy waveform may have: of a 2-D array's axes, the one no longer than this
-#: (and shorter than the other) is taken as channels.
 MAX_ARRAY_CHANNELS = 32
+"""The most channels a NumPy waveform may have: of a 2-D array's axes, the one no longer than this
+(and shorter than the other) is taken as channels."""
 #: NumPy integer dtypes whose values 16-bit PCM storage holds exactly (like `INT16_SUBTYPES` for files).
 _INT16_ARRAY_DTYPES = (np.int8, np.uint8, np.int16)
 
@@ -42,8 +42,20 @@ def array_layout(shape: tuple[int, ...]) -> str:
 
     A 2-D array's channel axis is the shorter one, of at most `MAX_ARRAY_CHANNELS` entries
     (soundfile reads `(samples, channels)`, torchaudio and this package use `(channels, samples)`).
-    Raises ValueError naming the layouts for other shapes: 0 or 3+ dimensions, two equal axes
-    (e.g. `(2, 2)`), or no axis short enough to be channels.
+
+    Args:
+        shape: the array's shape.
+
+    Returns:
+        "(samples,)", "(channels, samples)" or "(samples, channels)".
+
+    Raises:
+        ValueError: (naming the layouts) for other shapes: 0 or 3+ dimensions, two equal axes (e.g.
+            `(2, 2)`), or no axis short enough to be channels.
+
+    Examples:
+        >>> array_layout((16000,)), array_layout((2, 16000)), array_layout((16000, 2))
+        ('(samples,)', '(channels, samples)', '(samples, channels)')
     """
     layouts = f"(samples,), (channels, samples) or (samples, channels) with at most {MAX_ARRAY_CHANNELS} channels"
     if len(shape) == 1:
@@ -80,23 +92,42 @@ def _as_float_array(x: np.ndarray) -> np.ndarray:
 
 
 class LoadAudio(RefusePlainTensor, DisplayedTransform):
-    """Type transform: path -> `AudioTensor` at `sample_rate` Hz (None keeps the file's), mono when
-    `mono`. With a `cache` (an `AudioCache`), decoded audio is read from it instead of the file.
+    """Type transform: path -> `AudioTensor` at `sample_rate` Hz, mono when `mono`.
+
+    With a `cache` (an `AudioCache`), decoded audio is read from it instead of the file.
 
     Also takes audio already in memory (what `learn.predict` passes on): an `AudioTensor`
     `(channels, samples)` of any rate and channel count is downmixed and resampled from its `sr`
     the same way; a NumPy array `(samples,)`, `(channels, samples)` or `(samples, channels)` (see
     `array_layout`) is taken to be at `sample_rate` Hz, the loaders' rate, since an array carries no
-    rate (integer arrays as PCM, scaled to [-1, 1)); wrap audio at another rate as
-    `AudioTensor(x, sr=...)`.
+    rate (integer arrays as PCM, scaled to [-1, 1); unsigned 8-bit centred at 128, as in WAV files);
+    wrap audio at another rate as `AudioTensor(x, sr=...)`.
 
-    `dtype` ("auto", "int16", "float16", "float32" or None) rounds the decoded audio to that
-    precision with `quantize_waveform`, exactly as an `AudioCache` of that dtype stores it, so a
-    pipeline gives the same values with and without the cache. With a cache, `dtype` is the cache's.
+    Rounding: `dtype` rounds the decoded audio with `quantize_waveform`, exactly as an `AudioCache`
+    of that dtype stores it, so a pipeline gives the same values with and without the cache.
     In-memory audio is rounded by the same rule, after downmixing and resampling, with its source
     format: an `AudioTensor.create(path)` keeps its file's `subtype`, an int8/uint8/int16 array
     counts as 16-bit PCM, any other audio as float ("auto" then keeps it unrounded). So a file and
     `AudioTensor.create` of it give the same values (and predictions), resampled or not.
+
+    Args:
+        sample_rate: the rate every clip is resampled to, in Hz; None keeps each file's (and then
+            refuses NumPy arrays, which carry no rate).
+        mono: downmix the channels to one, `(1, samples)`.
+        cache: an `AudioCache` opened with the same `sample_rate`, `mono` and `dtype`; None decodes
+            every file.
+        dtype: "auto", "int16", "float16", "float32" or None (no rounding), the precision the
+            decoded audio is rounded to (see above). With a cache, `dtype` is the cache's (None takes it).
+
+    Raises:
+        ValueError: `dtype` is not one of `AUDIO_DTYPES` or None, or the settings differ from the
+            cache's.
+
+    Examples:
+        >>> import numpy as np
+        >>> wav = LoadAudio(sample_rate=16000)(np.zeros((8000, 2), dtype=np.int16))
+        >>> type(wav).__name__, wav.shape, wav.sr
+        ('AudioTensor', torch.Size([1, 8000]), 16000)
     """
 
     def __init__(self, sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None):
@@ -114,6 +145,19 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
         self.sample_rate, self.mono, self.cache, self.dtype = sample_rate, mono, cache, dtype
 
     def encodes(self, path: str | Path) -> AudioTensor:
+        """Read the audio file `path`, from the cache when there is one.
+
+        Args:
+            path: the audio file.
+
+        Returns:
+            float32 `(channels, samples)` (`(1, samples)` when `mono`) at `sample_rate` Hz (the
+                file's when None), rounded to `dtype`.
+
+        Raises:
+            FileNotFoundError: `path` is missing.
+            AudioLoadError: (a ValueError naming the file) the file cannot be decoded (see `load_audio`).
+        """
         if self.cache is not None:
             return AudioTensor(self.cache.get(path), sr=self.sample_rate)
         wav = AudioTensor.create(path, sr=self.sample_rate, mono=self.mono)
@@ -122,6 +166,18 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
         return AudioTensor(quantize_waveform(wav.as_subclass(Tensor), self.dtype, source=path), sr=wav.sr)
 
     def encodes(self, x: AudioTensor) -> AudioTensor:  # noqa: F811  (fastai dispatches encodes on the annotation)
+        """Downmix, resample and round audio already in memory as a file of its source format would be.
+
+        Args:
+            x: one clip `(channels, samples)` (or `(samples,)`) at `x.sr` Hz, any channel count.
+
+        Returns:
+            float32 `(channels, samples)` (`(1, samples)` when `mono`) at `sample_rate` Hz (`x.sr`
+                when None).
+
+        Raises:
+            ValueError: `x` is not one clip, has no sample rate (`sr`) or no samples.
+        """
         wav = x.as_subclass(Tensor).float()
         if wav.dim() == 1:
             wav = wav[None]
@@ -139,6 +195,20 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
         return AudioTensor(self._round(wav, getattr(x, "subtype", None)), sr=sr)
 
     def encodes(self, x: np.ndarray) -> AudioTensor:  # noqa: F811
+        """A NumPy waveform, taken to be at `sample_rate` Hz, as an `AudioTensor` (see `array_layout`).
+
+        Args:
+            x: `(samples,)`, `(channels, samples)` or `(samples, channels)`: floats, or integer PCM
+                (int8/uint8/int16 count as 16-bit sources when rounding).
+
+        Returns:
+            float32 `(channels, samples)` (`(1, samples)` when `mono`) at `sample_rate` Hz.
+
+        Raises:
+            ValueError: `sample_rate` is None, the layout cannot be told, or the array is empty or holds
+                NaN/Inf.
+            TypeError: the array holds neither floats nor integers.
+        """
         if self.sample_rate is None:
             raise ValueError("LoadAudio(sample_rate=None) cannot tell a NumPy array's rate; pass AudioTensor(x, sr=...)")
         subtype = "PCM_16" if x.dtype in _INT16_ARRAY_DTYPES else None
@@ -153,20 +223,40 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
 
 
 class DownmixMono(RefusePlainTensor, Transform):
-    "Average an `AudioTensor`'s channels to one (fastaudio name)."
+    """Average an `AudioTensor`'s channels to one (fastaudio name): `(..., channels, samples)` -> `(..., 1, samples)`."""
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
+        """Average the channels of `x`.
+
+        Args:
+            x: `(..., channels, samples)`.
+
+        Returns:
+            `(..., 1, samples)`.
+        """
         return downmix_mono(x)
 
 
 class Resample(RefusePlainTensor, Transform):
-    "Resample an `AudioTensor` to `sample_rate` Hz (fastaudio name)."
+    """Resample an `AudioTensor` to `sample_rate` Hz (fastaudio name), with `resample`.
+
+    Args:
+        sample_rate: the target rate, in Hz.
+    """
 
     def __init__(self, sample_rate: int):
         super().__init__()
         self.sample_rate = sample_rate
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
+        """Resample `x` from its `sr` to `sample_rate` Hz, keeping its other metadata.
+
+        Args:
+            x: `(..., samples)` at `x.sr` Hz.
+
+        Returns:
+            `(..., ceil(samples * sample_rate / x.sr))` at `sample_rate` Hz.
+        """
         res = AudioTensor(resample(x, x.sr, self.sample_rate), **{**x._meta_kwargs(), "sr": self.sample_rate})
         return res
 
@@ -175,8 +265,16 @@ class ResizeSignal(RefusePlainTensor, DisplayedTransform):
     """Crop or pad an `AudioTensor` to `duration` seconds (fastaudio name).
 
     On the training split (split_idx 0) the crop start is random; on validation and test it is
-    deterministic (`valid_crop`: "start" or "center"), so validation results do not change between
-    epochs. Shorter clips are padded at the end (`pad_mode` "zeros" or "repeat").
+    deterministic (`valid_crop`), so validation results do not change between epochs. Shorter clips
+    are padded at the end.
+
+    Args:
+        duration: the length wanted, in seconds (rounded to samples at each clip's `sr`).
+        pad_mode: how shorter clips are padded: "zeros" (silence) or "repeat" (the clip tiled).
+        valid_crop: where validation and test clips are cropped: "start" or "center".
+
+    Raises:
+        ValueError: `duration` is not positive, or `pad_mode` or `valid_crop` is none of the above.
     """
 
     order = 5
@@ -197,8 +295,18 @@ class ResizeSignal(RefusePlainTensor, DisplayedTransform):
         return super().__call__(x, split_idx=split_idx, **kwargs)
 
     def crop_start(self, extra: int, split_idx: int | None) -> int:
-        """Start (in samples) of the crop of a clip `extra` samples longer than wanted (<= 0: no crop).
-        Draws from Python's `random` only for a training item that needs a crop."""
+        """Start of the crop of a clip `extra` samples longer than wanted.
+
+        Draws from Python's `random` only for a training item that needs a crop.
+
+        Args:
+            extra: how many samples the clip is longer than wanted; <= 0: no crop.
+            split_idx: 0 for the training split (random start); 1 or None for validation and test.
+
+        Returns:
+            The start, in samples: random in `[0, extra]` on training, else 0 (`valid_crop="start"`)
+                or `extra // 2` (`"center"`); 0 when `extra <= 0`.
+        """
         if extra <= 0:
             return 0
         if split_idx == 0:
@@ -206,14 +314,37 @@ class ResizeSignal(RefusePlainTensor, DisplayedTransform):
         return extra // 2 if self.valid_crop == "center" else 0
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
+        """Crop or pad `x` to `duration` seconds.
+
+        Args:
+            x: `(..., samples)` at `x.sr` Hz.
+
+        Returns:
+            `(..., round(duration * x.sr))`.
+        """
         n = int(round(self.duration * x.sr))
         return crop_pad(x, n, self.crop_start(x.shape[-1] - n, self._split_idx), self.pad_mode)
 
 
 def AudioBlock(sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None) -> TransformBlock:
-    """A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz (see
-    `LoadAudio`); its loaders are `AudioDataLoader`s, so clips of different lengths make a padded
-    batch with `lengths` instead of a collate error."""
+    """A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz.
+
+    Its loaders are `AudioDataLoader`s, so clips of different lengths make a padded batch with
+    `lengths` instead of a collate error.
+
+    Args:
+        sample_rate: the rate every clip is resampled to, in Hz; None keeps each file's.
+        mono: downmix the channels to one.
+        cache: an `AudioCache` to read decoded audio from; None decodes every file.
+        dtype: the precision decoded audio is rounded to ("auto", "int16", "float16", "float32"),
+            None for none; see `LoadAudio`.
+
+    Returns:
+        The block, with `LoadAudio(sample_rate, mono, cache, dtype)` as its type transform.
+
+    Raises:
+        ValueError: as `LoadAudio`.
+    """
     return TransformBlock(
         type_tfms=LoadAudio(sample_rate=sample_rate, mono=mono, cache=cache, dtype=dtype), dl_type=AudioDataLoader
     )
@@ -230,14 +361,33 @@ def _pad_column(column: list) -> tuple[list, Tensor | None]:
 
 
 class AudioDataLoader(TfmdDL):
-    """fastai's `TfmdDL` whose batches of clips of different lengths are padded with zeros at the
-    end to the longest clip of the batch: the batch's `AudioTensor` `(batch, channels, samples)`
+    """fastai's `TfmdDL` that pads a batch of clips of different lengths to its longest clip.
+
+    Clips are padded with zeros at the end; the batch's `AudioTensor` `(batch, channels, samples)`
     then carries `lengths`, the valid samples of each clip (LongTensor `(batch,)`; None when all
     clips have the same length). The batch transforms use it (`WaveformNormalize` standardizes over
     each clip's own samples, `AudioToSpec` gives frame `lengths`, statistics and normalizations
-    skip the padding). Everything else is `TfmdDL`'s (workers, `show_batch`, `test_dl`)."""
+    skip the padding). Everything else is `TfmdDL`'s (its arguments, workers, `show_batch`,
+    `test_dl`).
+
+    Examples:
+        >>> import torch
+        >>> clips = [(AudioTensor(torch.ones(1, n), sr=16000), 0) for n in (3, 5)]
+        >>> x, y = AudioDataLoader(clips, bs=2).one_batch()
+        >>> x.shape, x.lengths
+        (torch.Size([2, 1, 5]), tensor([3, 5]))
+    """
 
     def create_batch(self, b):
+        """Collate the items of one batch, padding clips of different lengths (fastai's hook).
+
+        Args:
+            b: the batch's items: `AudioTensor`s, or tuples holding them (e.g. `(clip, label)`).
+
+        Returns:
+            The collated batch; each `AudioTensor` in it carries `lengths` (None when its clips have one
+                length).
+        """
         items = list(b)
         if self.prebatched or not items:
             return super().create_batch(b)
