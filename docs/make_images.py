@@ -3,8 +3,9 @@
     python docs/make_images.py                      # FSDD from $FASTSPECNORM_FSDD, else the download
     python docs/make_images.py --data DIR           # DIR holds FSDD's recordings/ ("download": fastai untar_data)
     python docs/make_images.py --notebook           # also re-execute nbs/fsdd_normalization.ipynb in place
+    python docs/make_images.py --no-images --esc50-notebook DIR   # only write nbs/esc50_normalization.ipynb from DIR
 
-Writes four small PNGs (80 dpi):
+Writes five small PNGs (80 dpi):
 
 - `spectrogram_batch.png`: `show_batch` of 6 training clips (fold 1: george held out), titled
   with the spoken digit;
@@ -12,12 +13,17 @@ Writes four small PNGs (80 dpi):
   (`collect_stats` with `red_dims=(0, 1, 3)`; padding never counts), with the global mean and std;
 - `results.png`: the committed grid `--results` (default `results/fsdd`) re-plotted from its
   `results.csv` (the same figure as its `summary.png`, at 80 dpi); skipped while no run is finished;
+- `esc50_real400.png`: the same figure for the committed grid on 400 real ESC-50 clips
+  (`results/esc50-real400`, CC BY-NC 3.0);
 - `augment.png`: that grid and the same grid with augmentations (`--augment-results`, default
   `results/fsdd-augment`) side by side (`comparison_figure`): does the ranking survive?
 
-Every picture is made from FSDD recordings and carries the dataset's attribution in its footer
-(CC BY-SA 4.0). Needs a few seconds of CPU, no training. `--notebook` executes the notebook with
+Every picture carries its dataset's attribution in its footer (FSDD: CC BY-SA 4.0; ESC-50:
+CC BY-NC 3.0). Needs a few seconds of CPU, no training. `--notebook` executes the notebook with
 nbclient (figures as PNG outputs, no audio embedded, no execution timestamps) and fails on any error.
+`--esc50-notebook DIR` (default `$FASTSPECNORM_ESC50`) writes the notebook's ESC-50 version,
+`nbs/esc50_normalization.ipynb`: the same cells with a cell tagged `injected-parameters` after the
+parameters cell (papermill's convention) choosing the ESC-50-layout folder DIR, executed on it.
 """
 
 from __future__ import annotations
@@ -29,13 +35,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FSDD_ENV = "FASTSPECNORM_FSDD"  # a local FSDD copy (the folder holding recordings/), used when set
+ESC50_ENV = "FASTSPECNORM_ESC50"  # a local ESC-50-layout folder (meta/esc50.csv + audio/), used when set
+NOTEBOOK = REPO / "nbs" / "fsdd_normalization.ipynb"  # the source; its ESC-50 version is written beside it
+ESC50_NOTEBOOK = REPO / "nbs" / "esc50_normalization.ipynb"
+ESC50_PARAMETERS = f"""# Parameters injected by docs/make_images.py (papermill's convention): this copy runs on an ESC-50-layout folder
+DATASET = "esc50"
+DATA = os.environ.get("{ESC50_ENV}")  # the ESC-50-layout folder (meta/esc50.csv + audio/)
+RESULTS = None  # the committed grid on the 400 real clips, results/esc50-real400"""
 ATTRIBUTION = "Free Spoken Digit Dataset (Zohar Jackson and contributors), CC BY-SA 4.0"
+ESC50_ATTRIBUTION = "ESC-50 (K. J. Piczak, ACM MM 2015), clips from freesound.org, CC BY-NC 3.0"
 DPI = 80
 
 
-def credit(fig) -> None:
+def credit(fig, attribution: str = ATTRIBUTION) -> None:
     "Put the dataset's attribution in the figure's footer, just below its axes."
-    fig.text(0.5, -0.01, f"Recordings: {ATTRIBUTION}", ha="center", va="top", fontsize=8, color="0.35")
+    fig.text(0.5, -0.01, f"Recordings: {attribution}", ha="center", va="top", fontsize=8, color="0.35")
 
 
 def save(fig, path: Path, note: str = "") -> None:
@@ -47,10 +61,10 @@ def save(fig, path: Path, note: str = "") -> None:
     print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({path.stat().st_size // 1024} KiB){note}")
 
 
-def save_grid_figure(fig, path: Path, note: str) -> None:
+def save_grid_figure(fig, path: Path, note: str, attribution: str = ATTRIBUTION) -> None:
     "A results figure (`summary_figure`, `comparison_figure`) at README width, with the attribution."
     fig.set_size_inches(10, 4.2)
-    credit(fig)
+    credit(fig, attribution)
     save(fig, path, note)
 
 
@@ -121,7 +135,7 @@ def per_frequency_stats(dls, path: Path) -> None:
     save(fig, path)
 
 
-def results_plot(results: Path, path: Path) -> None:
+def results_plot(results: Path, path: Path, dataset: str = "fsdd") -> None:
     "The grid's summary figure (accuracy per run, paired differences against none), re-plotted at DPI."
     import pandas as pd
 
@@ -136,12 +150,15 @@ def results_plot(results: Path, path: Path) -> None:
     df = pd.read_csv(csv)
     summary = summarize(df, baseline="none", order=list(NORMS))
     folds, seeds = sorted(df["fold"].unique()), sorted(df["seed"].unique())
+    name, held_out, preset = (
+        ("FSDD", "held-out speaker folds", "fsdd") if dataset == "fsdd" else ("ESC-50, 400 real clips", "held-out folds", "quick")
+    )
     title = (
-        f"FSDD, held-out speaker folds {', '.join(map(str, folds))}, seeds {', '.join(map(str, seeds))}: "
-        f"{len(df)} run{'s' * (len(df) != 1)} (xResNet18, preset fsdd)"
+        f"{name}, {held_out} {', '.join(map(str, folds))}, seeds {', '.join(map(str, seeds))}: "
+        f"{len(df)} run{'s' * (len(df) != 1)} (xResNet18, preset {preset})"
     )
     fig = summary_figure(df, summary, title)
-    save_grid_figure(fig, path, f" from {len(df)} runs")
+    save_grid_figure(fig, path, f" from {len(df)} runs", ATTRIBUTION if dataset == "fsdd" else ESC50_ATTRIBUTION)
 
 
 def augment_plot(plain: Path, augmented: Path, path: Path) -> None:
@@ -162,27 +179,40 @@ def augment_plot(plain: Path, augmented: Path, path: Path) -> None:
     save_grid_figure(fig, path, f" from {' and '.join(str(len(d)) for d in grids.values())} runs")
 
 
-def execute_notebook(notebook: Path, data: str) -> None:
-    """Execute `notebook` in place (cwd: its folder) on `data`; raise on an error output or embedded audio."""
+def execute_notebook(notebook: Path, env: dict[str, str], target: Path | None = None, injected: str | None = None) -> None:
+    """Execute `notebook` (cwd: its folder) with the environment variables `env` and write it to
+    `target` (default: in place), with the cell `injected` after its parameters cell when given;
+    raise, writing nothing, on an error output or embedded audio."""
     import nbclient
     import nbformat
 
-    os.environ["FSN_DATA"] = data
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures as image/png outputs
+    target = target or notebook
     nb = nbformat.read(notebook, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=1200, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(notebook.parent)}}
-    )
-    client.execute()
+    if injected is not None:
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(injected, metadata={"tags": ["injected-parameters"]}))
+    saved = {k: os.environ.get(k) for k in (*env, "MPLBACKEND")}
+    os.environ.update({**env, "MPLBACKEND": "module://matplotlib_inline.backend_inline"})  # figures as image/png outputs
+    try:
+        client = nbclient.NotebookClient(
+            nb, timeout=1200, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(notebook.parent)}}
+        )
+        client.execute()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     audio = [o for o in outputs if "<audio" in str(o.get("data", {}).get("text/html", ""))]
     if errors or audio:
         raise RuntimeError(f"{notebook}: {len(errors)} error output(s), {len(audio)} embedded audio output(s); not written")
     nb.metadata.pop("widgets", None)
-    nbformat.write(nb, notebook)
+    nbformat.write(nb, target)
     pngs = sum("image/png" in o.get("data", {}) for o in outputs)
-    print(f"executed {notebook.relative_to(REPO)}: {pngs} figures, {notebook.stat().st_size // 1024} KiB")
+    print(f"executed {target.relative_to(REPO)}: {pngs} figures, {target.stat().st_size // 1024} KiB")
 
 
 def main(argv=None) -> int:
@@ -201,7 +231,21 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the PNGs go")
     parser.add_argument("--notebook", action="store_true", help="also execute nbs/fsdd_normalization.ipynb in place")
+    parser.add_argument(
+        "--esc50-notebook",
+        nargs="?",
+        const=os.environ.get(ESC50_ENV),
+        metavar="DIR",
+        help=f"also write nbs/esc50_normalization.ipynb, executed on the ESC-50-layout folder DIR (default: ${ESC50_ENV})",
+    )
+    parser.add_argument("--no-images", action="store_true", help="write no PNG (with the notebook options: only the notebooks)")
     args = parser.parse_args(argv)
+    if "--esc50-notebook" in (argv if argv is not None else sys.argv[1:]) and not args.esc50_notebook:
+        parser.error(f"--esc50-notebook needs an ESC-50-layout folder: give DIR or set ${ESC50_ENV}")
+    if args.esc50_notebook and not (Path(args.esc50_notebook) / "meta" / "esc50.csv").is_file():
+        parser.error(
+            f"--esc50-notebook {args.esc50_notebook}: no meta/esc50.csv there (an ESC-50-layout folder has meta/ and audio/)"
+        )
 
     import matplotlib
 
@@ -210,16 +254,21 @@ def main(argv=None) -> int:
 
     from fastspecnorm.datasets.fsdd import download_fsdd, fsdd_dataloaders, resolve_fsdd
 
-    root = download_fsdd() if args.data == "download" else resolve_fsdd(args.data)
-    args.out.mkdir(parents=True, exist_ok=True)
-    set_seed(0)  # before the loaders: their shuffling draws from it, so the batch is the same 6 clips every time
-    dls = fsdd_dataloaders(root, valid_fold=1)
-    spectrogram_batch(dls, args.out / "spectrogram_batch.png")
-    per_frequency_stats(dls, args.out / "per_frequency_stats.png")
-    results_plot(args.results, args.out / "results.png")
-    augment_plot(args.results, args.augment_results, args.out / "augment.png")
+    if not args.no_images or args.notebook:
+        root = download_fsdd() if args.data == "download" else resolve_fsdd(args.data)
+    if not args.no_images:
+        args.out.mkdir(parents=True, exist_ok=True)
+        set_seed(0)  # before the loaders: their shuffling draws from it, so the batch is the same 6 clips every time
+        dls = fsdd_dataloaders(root, valid_fold=1)
+        spectrogram_batch(dls, args.out / "spectrogram_batch.png")
+        per_frequency_stats(dls, args.out / "per_frequency_stats.png")
+        results_plot(args.results, args.out / "results.png")
+        augment_plot(args.results, args.augment_results, args.out / "augment.png")
+        results_plot(REPO / "results" / "esc50-real400", args.out / "esc50_real400.png", dataset="esc50")
     if args.notebook:
-        execute_notebook(REPO / "nbs" / "fsdd_normalization.ipynb", str(root))
+        execute_notebook(NOTEBOOK, {"FSN_DATA": str(Path(root).resolve())})  # the kernel runs in nbs/
+    if args.esc50_notebook:
+        execute_notebook(NOTEBOOK, {ESC50_ENV: str(Path(args.esc50_notebook).resolve())}, ESC50_NOTEBOOK, ESC50_PARAMETERS)
     return 0
 
 
