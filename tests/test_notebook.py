@@ -5,7 +5,7 @@ Pinned on the executed notebook's outputs (what a reader sees): figures as image
 the statistics printed with their shapes, and the results table whose means are those of
 `results.csv`, recomputed here with pandas. Two paths: training its own grid (`FSN_RUN_GRID=1`,
 into `FSN_OUT`) and, by default, reading a finished grid folder (`FSN_RESULTS`) without training.
-The committed notebook itself (executed on real FSDD audio) is checked for errors and audio.
+The committed notebooks (the source executed on real FSDD audio, its ESC-50 version on 400 real\nESC-50 clips) are checked for errors and audio, and the ESC-50 version against its source and grid.
 """
 
 import base64
@@ -18,7 +18,9 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="install the test extra: pip install -e '.[test]'")
 nbclient = pytest.importorskip("nbclient", reason="install the test extra: pip install -e '.[test]'")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "nbs" / "fsdd_normalization.ipynb"
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "nbs" / "fsdd_normalization.ipynb"  # the source, committed executed on FSDD
+ESC50_NOTEBOOK = REPO / "nbs" / "esc50_normalization.ipynb"  # its ESC-50 version (docs/make_images.py --esc50-notebook)
 NORMS = ["none", "global"]
 
 
@@ -127,11 +129,32 @@ def test_notebook_reads_a_finished_grid_without_training(tmp_path, monkeypatch):
     assert len(pngs_of(outs)) >= 5
 
 
-def test_committed_notebook_has_figures_and_no_error_or_audio():
-    outs = outputs(nbformat.read(NOTEBOOK, as_version=4))
-    assert outs, f"{NOTEBOOK} is committed without outputs: execute it with `python docs/make_images.py --notebook`"
+@pytest.mark.parametrize("notebook", [NOTEBOOK, ESC50_NOTEBOOK], ids=lambda p: p.name)
+def test_committed_notebook_has_figures_and_no_error_or_audio(notebook):
+    outs = outputs(nbformat.read(notebook, as_version=4))
+    assert outs, f"{notebook} is committed without outputs: execute it with `python docs/make_images.py --notebook`"
     assert not [o for o in outs if o.get("output_type") == "error"]
     assert not [o for o in outs if "<audio" in "".join(o.get("data", {}).get("text/html", ""))], "audio embedded"
     pngs = pngs_of(outs)
     assert len(pngs) >= 4
     assert all(len(p) < 150_000 for p in pngs), [len(p) for p in pngs]  # small images
+
+
+def test_esc50_notebook_is_the_source_run_on_the_real_esc50_clips():
+    "The ESC-50 version: the source's cells plus one injected-parameters cell, with outputs of the committed grid."
+    source, twin = nbformat.read(NOTEBOOK, as_version=4), nbformat.read(ESC50_NOTEBOOK, as_version=4)
+    injected = [c for c in twin.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'DATASET = "esc50"' in injected[0].source
+    rest = [c.source for c in twin.cells if c not in injected]
+    assert rest == [c.source for c in source.cells], "regenerate it: python docs/make_images.py --no-images --esc50-notebook DIR"
+    outs = outputs(twin)
+    text = "".join(o.get("text", "") for o in outs)
+    assert "ESC-50 layout: 400 clips, 50 classes, folds [1, 2, 3, 4]" in text  # the 400 real clips, not synthetic data
+    results = pd.read_csv(REPO / "results" / "esc50-real400" / "results.csv")
+    assert f"{len(results)} finished runs" in text, "re-execute it after the grid's last commit"
+    table = results_table(outs, sorted(set(results["norm"])))
+    for norm, acc in results.groupby("norm")["accuracy"].mean().items():
+        assert f"{acc:.4f}" in table, (norm, acc)
+    html = "".join(o["data"].get("text/html", "") for o in outs if "data" in o)
+    assert "CC BY-NC" in "".join(c.source for c in twin.cells if c.cell_type == "markdown")
+    assert len(pngs_of(outs)) >= 4 and html
