@@ -32,8 +32,6 @@ MACHINE_PATH = re.compile("|".join(f"(?:{p})" for p in PATTERNS.values()), flags
 
 # Files allowed to keep a match, each with the reason; the test fails when an allowance is no longer needed.
 ALLOWED = {
-    "fastspecnorm/datasets/synthetic.py": "a docstring example writing to /tmp/esc50-synthetic; the module is being "
-    "refactored elsewhere and its docstrings are restyled at the end",
     "tests/test_no_machine_paths.py": "this file: the examples below",
 }
 

@@ -1,2 +1,2 @@
-"""Datasets on the library: ESC-50 (reading and validating its table, presets, DataLoaders) and a
+"""The datasets: recipes over one loader factory (`sources`), ESC-50 and its validator, FSDD, and a
 synthetic ESC-50-layout generator for tests and the quick start."""

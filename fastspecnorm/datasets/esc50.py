@@ -1,10 +1,4 @@
-"""ESC-50 on the official folds: metadata validation, presets, the DataBlock and the learner.
-
-ESC-50 layout: `ROOT/meta/esc50.csv` (columns filename, fold, target, category, ...) and the clips in
-`ROOT/audio/`. Training uses every fold except `valid_fold`, as in the reference article's
-`CrossValidationSplitter(col="fold", fold=k)`. Fragments of one source recording share a fold,
-so the official folds are the only honest split.
-"""
+"""ESC-50 on the official folds: reading its table, the DataBlock, the DataLoaders and the learner."""
 
 from __future__ import annotations
 
@@ -41,7 +35,14 @@ ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 
 
 def download_esc50() -> Path:
-    "Download and extract ESC-50 with fastai's `untar_data`; returns the folder holding `meta/` and `audio/`."
+    """Download and extract ESC-50 with fastai's `untar_data` (once; later calls reuse it).
+
+    Returns:
+        The folder holding `meta/` and `audio/`.
+
+    Raises:
+        FileNotFoundError: the download holds no `meta/esc50.csv`.
+    """
     from fastai.data.external import untar_data
 
     root = Path(untar_data(ESC50_URL))
@@ -54,14 +55,20 @@ def download_esc50() -> Path:
 
 
 def read_esc50_meta(path: str | os.PathLike, check_files: bool = True) -> pd.DataFrame:
-    """Read and check `path/meta/esc50.csv` by the rules of `validate_esc50`; returns the table
-    (every column of the CSV) with `fold` and `target` as ints.
+    """Read and check `path/meta/esc50.csv` by the rules of `validate_esc50`.
 
-    check_files: also check every listed file as `validate_esc50(mode="quick")` does (it exists,
-    its header reads); False checks the table alone (`read_esc50_table`). Raises
-    `DatasetValidationError` (a ValueError) listing every problem with its file or CSV line, the
-    same messages as `validate_esc50`; when every problem is something absent (the CSV, `audio/`,
-    listed files) the error is a `DatasetNotFoundError`, also a FileNotFoundError.
+    Args:
+        path: the ESC-50-layout folder (holding `meta/esc50.csv` and `audio/`).
+        check_files: also check every listed file as `validate_esc50(mode="quick")` does (it
+            exists, its header reads); False checks the table alone (`read_esc50_table`).
+
+    Returns:
+        The table (every column of the CSV) with `fold` and `target` as ints.
+
+    Raises:
+        DatasetValidationError: a ValueError listing every problem with its file or CSV line, the
+            same messages as `validate_esc50`; when every problem is something absent (the CSV,
+            `audio/`, listed files) the error is a `DatasetNotFoundError`, also a FileNotFoundError.
     """
     if check_files:
         report = validate_esc50(path, mode="quick", progress=False)
@@ -82,7 +89,15 @@ class _ClipPath:
 
 
 class CrossValidationSplitter:
-    "Split a DataFrame by column `col`: rows whose value is `fold` are validation, the others training."
+    """Split a DataFrame by column `col`: rows whose value is `fold` are validation, the others training.
+
+    Called with the DataFrame, it returns `(train_indices, valid_indices)`, as fastai splitters do;
+    it raises ValueError when `col` is not a column or `fold` not one of its values.
+
+    Args:
+        col: the column holding the folds.
+        fold: the value held out for validation.
+    """
 
     def __init__(self, col: str = "fold", fold: int = 1):
         self.col, self.fold = col, fold
@@ -101,9 +116,23 @@ class CrossValidationSplitter:
 def esc50_datablock(
     root: str | os.PathLike, vocab, valid_fold: int = 1, settings: ESC50Settings | None = None, batch_tfms=()
 ) -> DataBlock:
-    """The ESC-50 DataBlock: audio at `settings.sample_rate` Hz cropped/padded to `settings.duration` s
-    (random crop for training, deterministic for validation), optional per-clip waveform
-    standardization and `AudioToSpec` as batch transforms, categories in `vocab` order."""
+    """The ESC-50 DataBlock over the rows of `meta/esc50.csv`.
+
+    Audio at `settings.sample_rate` Hz cropped/padded to `settings.duration` s (random crop for
+    training, deterministic for validation), optional per-clip waveform standardization and
+    `AudioToSpec` as batch transforms, categories in `vocab` order.
+
+    Args:
+        root: the ESC-50-layout folder; clips are read from `root/audio/` (`resolve_clip`).
+        vocab: the categories, in class order.
+        valid_fold: the fold held out for validation.
+        settings: the `AudioSettings` (None: the "blog" preset); with `settings.cache`, decoded
+            audio is kept in an `AudioCache`.
+        batch_tfms: transforms after `AudioToSpec` (e.g. a normalization).
+
+    Returns:
+        A fastai `DataBlock`; build loaders with `dblock.dataloaders(df)` on the table's rows.
+    """
     s = settings or PRESETS["blog"]
     root = Path(root)
     cache = None
@@ -161,21 +190,42 @@ def esc50_dataloaders(
     skip_bad: bool = False,
     **settings,
 ):
-    """fastai DataLoaders over an ESC-50-layout folder (downloaded with `untar_data` when `path` is None).
+    """fastai DataLoaders over an ESC-50-layout folder, on its official folds.
 
-    Training = every fold except `valid_fold`; classes are the CSV's categories, ordered by target,
-    so a subset of classes works. `preset` "blog" is the reference experiment (16 kHz, n_fft 400,
-    hop 200, linear dB spectrogram `(1, 201, 401)`, per-clip waveform standardization, bs 64);
-    "quick" the CPU preset (64 mel bins, n_fft 1024, hop 400, `(1, 64, 201)`). Any setting of
-    `ESC50Settings` can be overridden by keyword; `bs` defaults to the preset's (64 for "blog", 16 for
-    "quick").
-    Batches: `AudioSpectrogram` `(bs, 1, freq, time)` and category indices.
+    ESC-50 layout: `ROOT/meta/esc50.csv` (columns filename, fold, target, category, ...) and the
+    clips in `ROOT/audio/`. Training = every fold except `valid_fold`, as in the reference
+    article's `CrossValidationSplitter(col="fold", fold=k)`: fragments of one source recording
+    share a fold, so the official folds are the only honest split. Classes are the CSV's
+    categories, ordered by target, so a subset of classes works.
 
-    validate: True or "quick" checks the CSV, that every listed file exists and its header (fast:
-    about 0.3 ms per file); "full" also decodes every file (NaN/Inf samples, damaged data); False
-    only parses the CSV. Problems raise `DatasetValidationError` (a ValueError) listing every bad
-    file at once; unusual channel counts or sample rates are warnings. skip_bad: drop the rows with
-    a bad file (listed in a warning and in `dls.validation_report.skipped`) instead of raising.
+    Args:
+        path: the ESC-50-layout folder (None: downloaded with `untar_data`, `download_esc50`).
+        valid_fold: the fold held out for validation.
+        bs: batch size (None: the preset's, 64 for "blog", 16 for "quick").
+        preset: a name of `PRESETS`: "blog" is the reference experiment (16 kHz, n_fft 400, hop
+            200, linear dB spectrogram `(1, 201, 401)`, per-clip waveform standardization, bs 64);
+            "quick" the CPU preset (64 mel bins, n_fft 1024, hop 400, `(1, 64, 201)`).
+        batch_tfms: transforms after `AudioToSpec` (e.g. a normalization).
+        device: where batches go (None: fastai's default device).
+        validate: True or "quick" checks the CSV, that every listed file exists and its header
+            (fast: no sample is decoded, docs/performance.md); "full" also decodes every file
+            (NaN/Inf samples, damaged data); False only parses the CSV. Unusual channel counts or
+            sample rates are warnings.
+        skip_bad: drop the rows with a bad file (listed in a warning and in
+            `dls.validation_report.skipped`) instead of raising; needs validation.
+        **settings: any field of `ESC50Settings` (`AudioSettings`), overriding the preset's.
+
+    Returns:
+        The DataLoaders; batches are `AudioSpectrogram` `(bs, 1, freq, time)` and category
+            indices. `dls.esc50_settings` holds the settings and `dls.validation_report` the
+            `ValidationReport` (None when `validate=False`).
+
+    Raises:
+        DatasetValidationError: problems in the data (a ValueError listing every bad file at once;
+            a `DatasetNotFoundError`, also a FileNotFoundError, when everything wrong is absent).
+        ValueError: a bad `bs`, `validate` or `valid_fold`, `skip_bad` without validation, or a
+            table with a single fold.
+        TypeError: an unknown setting name.
     """
     if bs is not None:
         settings["bs"] = bs
@@ -197,9 +247,16 @@ def esc50_dataloaders(
 
 
 def esc50_source(root: str | os.PathLike, df: pd.DataFrame) -> DataSource:
-    """The `DataSource` of the checked ESC-50 table `df` (rows of `meta/esc50.csv`): files in
-    `audio/`, labels the categories, classes ordered by target, the CSV's folds; the table keeps
-    every column of the CSV."""
+    """The `DataSource` of a checked ESC-50 table.
+
+    Args:
+        root: the ESC-50-layout folder.
+        df: the checked rows of `meta/esc50.csv` (fold and target as int).
+
+    Returns:
+        The source: files in `audio/`, labels the categories, classes ordered by target, the
+            CSV's folds, default preset "quick"; the table keeps every column of the CSV.
+    """
     vocab = df.sort_values("target").drop_duplicates("category")["category"].astype(str).tolist()
     table = df.reset_index(drop=True).copy()  # every column of the CSV stays with its row (items, interpretation)
     table["file"] = [resolve_clip(".", str(f)).as_posix() for f in table["filename"]]

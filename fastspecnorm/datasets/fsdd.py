@@ -1,11 +1,5 @@
-"""The Free Spoken Digit Dataset (FSDD): 3000 recordings of the digits 0-9 by six speakers, 8 kHz,
-mono, 16-bit, 0.14 to 2.3 s. Source: github.com/Jakobovski/free-spoken-digit-dataset (Zohar Jackson
-and contributors), licensed CC BY-SA 4.0.
-
-Files are `recordings/{digit}_{speaker}_{take}.wav`. Folds are speaker-independent: fold k holds out
-the k-th speaker in alphabetical order (`FSDD_SPEAKERS`), so a model is always validated on a voice
-it never heard.
-"""
+"""The Free Spoken Digit Dataset (FSDD): its download, its table with speaker-independent folds, and
+its DataLoaders."""
 
 from __future__ import annotations
 
@@ -24,15 +18,35 @@ _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
 
 def download_fsdd() -> Path:
-    "Download and extract FSDD with fastai's `untar_data`; returns the folder holding `recordings/`."
+    """Download and extract FSDD (release v1.0.10) with fastai's `untar_data` (once; later calls reuse it).
+
+    Source: github.com/Jakobovski/free-spoken-digit-dataset (Zohar Jackson and contributors),
+    licensed CC BY-SA 4.0.
+
+    Returns:
+        The folder holding `recordings/`.
+
+    Raises:
+        FileNotFoundError: the download holds no `recordings/` folder.
+    """
     from fastai.data.external import untar_data
 
     return resolve_fsdd(untar_data(FSDD_URL))
 
 
 def resolve_fsdd(path: str | os.PathLike) -> Path:
-    """The folder holding `recordings/`: `path` itself or its single subfolder that does (as in the
-    release archive). Raises FileNotFoundError naming `path` otherwise."""
+    """The folder holding `recordings/`: `path` itself or its single subfolder that does (as in the release archive).
+
+    Args:
+        path: FSDD's folder, or the folder the release archive was extracted into.
+
+    Returns:
+        The folder holding `recordings/`.
+
+    Raises:
+        FileNotFoundError: neither `path` nor exactly one of its subfolders holds `recordings/`
+            (the message names `path`).
+    """
     root = Path(path)
     if (root / "recordings").is_dir():
         return root
@@ -45,10 +59,24 @@ def resolve_fsdd(path: str | os.PathLike) -> Path:
 
 
 def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
-    """One row per recording under `path/recordings`: columns `filename` (relative to `path`),
-    `label` (the digit, as a string), `speaker`, `take` (int) and `fold` (1-6, the speaker's
-    position in `FSDD_SPEAKERS`). Raises ValueError naming files that do not follow the naming
-    scheme or speakers not in `FSDD_SPEAKERS`, and FileNotFoundError when there are no recordings."""
+    """One row per recording under `path/recordings`, named `recordings/{digit}_{speaker}_{take}.wav`.
+
+    Folds are speaker-independent: fold k holds out the k-th speaker in alphabetical order
+    (`FSDD_SPEAKERS`), so a model is always validated on a voice it never heard.
+
+    Args:
+        path: FSDD's folder (as `resolve_fsdd` finds it).
+
+    Returns:
+        A DataFrame, columns `filename` (relative to `path`), `label` (the digit, as a string),
+            `speaker`, `take` (int) and `fold` (1-6, the speaker's position in `FSDD_SPEAKERS`),
+            sorted by file name.
+
+    Raises:
+        ValueError: files that do not follow the naming scheme or speakers not in
+            `FSDD_SPEAKERS` (naming them).
+        FileNotFoundError: there are no recordings, or no `recordings/` folder.
+    """
     root = resolve_fsdd(path)
     names = sorted(p.name for p in (root / "recordings").glob("*.wav"))
     if not names:
@@ -88,14 +116,34 @@ def fsdd_dataloaders(
     validate: bool | str = True,
     **settings,
 ):
-    """fastai DataLoaders over FSDD (downloaded with `untar_data` when `path` is None), holding out
-    speaker `FSDD_SPEAKERS[valid_fold - 1]` for validation; the other five speakers train.
+    """fastai DataLoaders over FSDD, holding out one speaker for validation; the other five train.
 
-    `preset` "fsdd" (see `fastspecnorm.presets.PRESETS`): the files' own 8 kHz, each clip at
-    its own length (batches padded to their longest clip; `lengths` travel with the batch and padding
-    never counts in statistics), 40 mel bins from 32 ms windows every 10 ms, bs 32. Any
-    `AudioSettings` field can be overridden by keyword. Batches: `AudioSpectrogram`
-    `(bs, 1, 40, frames)` and the digit's index. Built on `AudioDataLoaders.from_df`.
+    FSDD: 3000 recordings of the digits 0-9 by six speakers, 8 kHz, mono, 16-bit, 0.14 to 2.3 s
+    (see `download_fsdd` for its source and licence). Built on `AudioDataLoaders.from_df`.
+
+    Args:
+        path: FSDD's folder (None: downloaded with `untar_data`, `download_fsdd`).
+        valid_fold: 1-6: speaker `FSDD_SPEAKERS[valid_fold - 1]` is held out.
+        bs: batch size (None: the preset's, 32 for "fsdd").
+        preset: a name of `PRESETS`; "fsdd" (see `fastspecnorm.presets.PRESETS`): the files' own
+            8 kHz, each clip at its own length (batches padded to their longest clip; `lengths`
+            travel with the batch and padding never counts in statistics), 40 mel bins from 32 ms
+            windows every 10 ms, bs 32.
+        batch_tfms: transforms after `AudioToSpec` (e.g. a normalization).
+        device: where batches go (None: fastai's default device).
+        validate: True (or "quick") checks every file's header before anything else, "full"
+            also decodes every sample, False skips it (as in `AudioDataLoaders.from_df`).
+        **settings: any `AudioSettings` field, overriding the preset's.
+
+    Returns:
+        The DataLoaders; batches are `AudioSpectrogram` `(bs, 1, 40, frames)` (with the "fsdd"
+            preset) and the digit's index.
+
+    Raises:
+        ValueError: `valid_fold` not in 1-6, no recordings of that speaker, or badly named files.
+        TypeError: an unknown setting name.
+        FileNotFoundError: no recordings under `path`.
+        AudioFilesError: bad audio files found by `validate`, naming them all.
     """
     from ..presets import get_settings
     from .sources import SourceSpec, read_source, source_dataloaders

@@ -1,15 +1,5 @@
-"""Datasets as recipes over one loader factory, `AudioDataLoaders.from_df`.
-
-A recipe says how to read a dataset's table (one row per clip: `file` relative to the dataset's
-folder, `label`, `fold`), where its folds come from and which preset it runs with by default.
-`RECIPES` is the one registry: ESC-50 (`esc50`), the Free Spoken Digit Dataset (`fsdd`), a folder
-with one subfolder per label (`folder`) and a CSV of your own (`csv`). Adding a dataset means
-adding one `Recipe` here.
-
-`read_source(SourceSpec(...))` reads a dataset into a `DataSource`; sources without folds (a
-folder, a CSV without `fold_col`) get `k` folds from `draw_folds`, stratified by label and, with
-`group_col`, grouped (no group in two folds). `source_dataloaders(source, valid_fold, settings)`
-builds the loaders of one fold.
+"""Datasets as recipes (`RECIPES`) over one loader factory, `AudioDataLoaders.from_df`: reading a
+source, drawing its folds, building the loaders of one fold.
 
 This module imports neither torch nor fastai at import time.
 """
@@ -104,18 +94,36 @@ class DataSource:
         return sorted(int(f) for f in self.table["fold"].dropna().unique())
 
     def fold_name(self, fold: int) -> str:
-        "How tables name fold `fold`: the source's value (a speaker) or 'fold k'."
+        """How tables name a fold.
+
+        Args:
+            fold: the fold number.
+
+        Returns:
+            The source's value for it (a speaker), or 'fold k'.
+        """
         return self.fold_names.get(int(fold), f"fold {fold}")
 
     def files(self) -> list[Path]:
-        "Every clip's path."
+        "Every clip's path (`root` / `file`), in table order."
         return [self.root / f for f in self.table["file"]]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One dataset: `read(spec) -> DataSource`, its default `preset`, and `detect(folder)`, whether a
-    folder is in its layout (None: never detected, name it with `--dataset`)."""
+    """One dataset: how to read its table, where its folds come from, and its default preset.
+
+    A recipe reads a dataset's table (one row per clip: `file` relative to the dataset's folder,
+    `label`, `fold`). Adding a dataset means adding one `Recipe` to `RECIPES`.
+
+    Attributes:
+        name: the recipe's name (`--dataset`).
+        preset: the name of its default preset.
+        read: `read(spec) -> DataSource`.
+        detect: `detect(folder)`, whether a folder is in its layout (None: never detected, name it
+            with `--dataset`).
+        summary: one line describing its layout (listed when no layout is recognized).
+    """
 
     name: str
     preset: str
@@ -248,6 +256,8 @@ def _is_folder(path: Path) -> bool:
     return any(d.is_dir() and not d.name.startswith(".") and get_audio_files(d) for d in path.iterdir())
 
 
+#: The one registry of datasets, in detection order: ESC-50 (`esc50`), the Free Spoken Digit
+#: Dataset (`fsdd`), a folder with one subfolder per label (`folder`) and a CSV of your own (`csv`).
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
@@ -261,6 +271,12 @@ RECIPES: dict[str, Recipe] = {
 
 def detect_dataset(path: str | os.PathLike) -> str:
     """The recipe whose layout the folder `path` has, checked in `RECIPES` order.
+
+    Args:
+        path: a dataset folder.
+
+    Returns:
+        The recipe's name.
 
     Raises:
         FileNotFoundError: `path` is not a folder.
@@ -279,8 +295,20 @@ def detect_dataset(path: str | os.PathLike) -> str:
 def read_source(spec: SourceSpec) -> DataSource:
     """Read the dataset `spec` names with its recipe (detected when `spec.dataset` is None).
 
-    Folds are not drawn here (see `draw_folds`): a source read twice gives the same table.
-    Raises ValueError / FileNotFoundError naming the file, column or option at fault.
+    Sources without folds (a folder, a CSV without `fold_col`) are returned with `drawn=True` and
+    no folds yet: they get `k` folds from `draw_folds`, stratified by label and, with `group_col`,
+    grouped (no group in two folds). Folds are not drawn here: a source read twice gives the same
+    table.
+
+    Args:
+        spec: where the dataset is and how to read it.
+
+    Returns:
+        The `DataSource`.
+
+    Raises:
+        ValueError: a bad option, column or table, naming the file, column or option at fault.
+        FileNotFoundError: a dataset folder, CSV or clip folder that does not exist or holds no clips.
     """
     if spec.csv is not None:
         if spec.dataset not in (None, "csv"):
@@ -345,8 +373,21 @@ def draw_folds(labels, k: int, seed: int = 0, groups=None) -> np.ndarray:
 
 
 def check_source_files(source: DataSource, full: bool = True) -> dict[str, dict]:
-    """Check every clip of `source` (`check_audio_files`: every bad file named at once);
-    returns each file's header facts. ESC-50 tables were checked when read."""
+    """Check every clip of `source` (`check_audio_files`: every bad file named at once).
+
+    ESC-50 tables were checked when read.
+
+    Args:
+        source: the `DataSource`.
+        full: also decode every sample of each file (False: headers only).
+
+    Returns:
+        `{path: facts}`: each file's header facts `{"frames", "samplerate", "channels"}`, keyed by
+            `str(path)`.
+
+    Raises:
+        AudioFilesError: (a ValueError) any file has a problem; the message names every bad file.
+    """
     from ..audio.check import check_audio_files
 
     return check_audio_files(source.files(), full=full)
@@ -362,9 +403,16 @@ def source_dataloaders(source: DataSource, valid_fold: int, settings, batch_tfms
         settings: `AudioSettings`, resolved (`settings.resolved(rate)`) when the preset leaves
             the rate open.
         batch_tfms: transforms after `AudioToSpec`.
+        device: where batches go (None: fastai's default device).
         validate: passed to `from_df` (the comparison checks the files once, before the grid).
         progress: show progress bars (cache building).
         kwargs: more `from_df` arguments.
+
+    Returns:
+        The `AudioDataLoaders`.
+
+    Raises:
+        ValueError: `valid_fold` is not a fold of `source`.
     """
     from ..data import AudioDataLoaders
 

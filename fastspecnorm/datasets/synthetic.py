@@ -1,37 +1,5 @@
-"""A small synthetic dataset in the ESC-50 layout, for tests, notebooks and the quickstart.
-
-The real ESC-50 (2000 five-second clips, 50 classes, 5 folds) cannot be downloaded everywhere
-this package is tested, so :func:`make_synthetic_esc50` writes a stand-in with the same layout
-and the same audio format::
-
-    ROOT/meta/esc50.csv        filename,fold,target,category,esc10,src_file,take
-    ROOT/meta/synthetic.json   the arguments that produced the folder (written last)
-    .ROOT.lock                 next to ROOT, held while generating (fcntl advisory lock)
-    ROOT/audio/1-104873-A-0.wav  {fold}-{src_file}-{take}-{target}.wav
-
-Every clip is 44.1 kHz (by default), mono, 16-bit PCM, exactly ``duration`` seconds long, like the
-real recordings. The properties that matter for normalization experiments are copied from the
-real data:
-
-- levels differ from clip to clip (peak between -35 dBFS and 0 dBFS);
-- about 40% of the clips stop early and are padded with digital silence (exact zeros), some of
-  them for more than half the clip, and ``n_silent`` clips are entirely digital silence;
-- fragments of one source recording (``src_file``, takes A, B, ...) all lie in one fold.
-
-Each class has its own spectral and temporal signature: a base frequency spread log-uniformly
-from 150 Hz to 6 kHz over the classes, a class-specific number of harmonics and share of
-narrow-band noise, and a temporal pattern (steady, pulsed at a class-specific rate, or repeated
-chirps). Per-clip jitter of frequency, rate and level, plus background noise, makes neighbouring
-classes overlap, so a small CNN on log-mel spectrograms can learn the task without finding it
-trivial. The data carry no meaning beyond that: accuracies on them say nothing about ESC-50.
-
-Example::
-
-    >>> from fastspecnorm.synthetic import make_synthetic_esc50
-    >>> root = make_synthetic_esc50("/tmp/esc50-synthetic", n_classes=10, clips_per_class=8)
-    >>> sorted(p.name for p in root.iterdir())
-    ['audio', 'meta']
-"""
+"""A small synthetic dataset in the ESC-50 layout (`make_synthetic_esc50`), for tests, notebooks and
+the quickstart."""
 
 from __future__ import annotations
 
@@ -449,11 +417,45 @@ def make_synthetic_esc50(
 ) -> pathlib.Path:
     """Write a synthetic dataset in the ESC-50 layout to ``path`` and return ``path``.
 
-    Writes ``path/meta/esc50.csv`` (columns ``filename, fold, target, category, esc10,
-    src_file, take``, sorted by filename), one WAV file per row in ``path/audio/`` named
-    ``{fold}-{src_file}-{take}-{target}.wav`` (mono, 16-bit PCM, ``sample_rate`` Hz, exactly
-    ``round(duration * sample_rate)`` samples), and last ``path/meta/synthetic.json`` with the
-    arguments. 400 clips of 5 s take about 10 s on one core and 170 MB of disk.
+    The real ESC-50 (2000 five-second clips, 50 classes, 5 folds) cannot be downloaded everywhere
+    this package is tested, so this writes a stand-in with the same layout and the same audio
+    format (``ROOT`` is ``path``):
+
+        ROOT/meta/esc50.csv        filename,fold,target,category,esc10,src_file,take
+        ROOT/meta/synthetic.json   the arguments that produced the folder (written last)
+        .ROOT.lock                 next to ROOT, held while generating (fcntl advisory lock)
+        ROOT/audio/1-104873-A-0.wav  {fold}-{src_file}-{take}-{target}.wav
+
+    ``esc50.csv`` has the columns ``filename, fold, target, category, esc10, src_file, take``,
+    sorted by filename; one WAV file per row in ``path/audio/`` is named
+    ``{fold}-{src_file}-{take}-{target}.wav``. Every clip is ``sample_rate`` Hz (44.1 kHz by
+    default), mono, 16-bit PCM (2 bytes of disk per sample), exactly
+    ``round(duration * sample_rate)`` samples long, like the real recordings; generation is
+    quick enough for tests on one core (timings: docs/performance.md). The properties that
+    matter for normalization experiments are copied from the real data:
+
+    - levels differ from clip to clip (peak between -35 dBFS and 0 dBFS);
+    - a share of the clips (``padded_fraction``, 40% by default) stop early and are padded with
+      digital silence (exact zeros), some of them for more than half the clip, and ``n_silent``
+      clips are entirely digital silence;
+    - fragments of one source recording (``src_file``, takes A, B, ...) all lie in one fold.
+
+    Each class has its own spectral and temporal signature: a base frequency spread log-uniformly
+    from 150 Hz to 6 kHz over the classes, a class-specific number of harmonics and share of
+    narrow-band noise, and a temporal pattern (steady, pulsed at a class-specific rate, or
+    repeated chirps). Per-clip jitter of frequency, rate and level, plus background noise, makes
+    neighbouring classes overlap, so a small CNN on log-mel spectrograms can learn the task
+    without finding it trivial. The data carry no meaning beyond that: accuracies on them say
+    nothing about ESC-50.
+
+    An interrupted generation leaves ``synthetic.json`` marked incomplete, so the next call
+    regenerates. Any number of processes may call this on one folder at once (the same command
+    started several times on one output folder): generation runs under an exclusive lock on
+    ``.NAME.lock`` next to the folder ``NAME`` (where ``fcntl`` exists; outside the folder, which
+    holds only the dataset), a process that waited for it returns the folder another one
+    finished, and every clip is written to a temporary file renamed into place, so no process
+    ever reads a half-written clip. A complete folder is returned without taking the lock (it
+    may be read-only).
 
     Args:
         path: folder to write (str or path-like); created if missing.
@@ -487,14 +489,17 @@ def make_synthetic_esc50(
         FileExistsError: ``path`` holds an ESC-50 dataset not written by this function and
             ``overwrite`` is False, or ``path`` is a file.
 
-    An interrupted generation leaves ``synthetic.json`` marked incomplete, so the next call
-    regenerates. Any number of processes may call this on one folder at once (the same command
-    started several times on one output folder): generation runs under an exclusive lock on
-    ``.NAME.lock`` next to the folder ``NAME`` (where ``fcntl`` exists; outside the folder, which
-    holds only the dataset), a process that waited for it returns
-    the folder another one finished, and every clip is written to a temporary file renamed into
-    place, so no process ever reads a half-written clip. A complete folder is returned without
-    taking the lock (it may be read-only).
+    Examples:
+        Small sizes keep this quick:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from fastspecnorm.datasets.synthetic import make_synthetic_esc50
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = make_synthetic_esc50(Path(tmp) / "esc50-synthetic", n_classes=2, clips_per_class=2, n_folds=2,
+        ...                                 sample_rate=8000, duration=0.5)
+        ...     print(sorted(p.name for p in root.iterdir()), len(list((root / "audio").glob("*.wav"))))
+        ['audio', 'meta'] 4
     """
     arguments = {
         "n_classes": _check_int("n_classes", n_classes, 1, len(ESC50_CATEGORIES)),

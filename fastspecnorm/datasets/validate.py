@@ -1,38 +1,5 @@
-"""Check an ESC-50-layout folder before training and report every problem at once.
-
-`validate_esc50(path)` makes one pass over `meta/esc50.csv` and the files it lists in `audio/` and
-returns a `ValidationReport` holding every problem found, not only the first:
-
-errors (training would fail or be wrong)
-    the CSV is missing, unparsable, lacks a required column (filename, fold, target, category) or
-    lists no clip; a category has several targets or a target several categories (case counts:
-    "Dog" and "dog" are two); a requested fold does not exist; a row has no filename, a fold that
-    is not an integer >= 1 or a target that is not an integer >= 0; a filename breaks the name
-    rule of `resolve_clip` (absolute, leaving `audio/` with `..`, spaces around it); a filename is
-    listed twice; a listed file is missing,
-    is not audio (unreadable), claims a sample rate outside `SAMPLE_RATE_RANGE` (a damaged header),
-    is truncated (its WAV header claims more frames than the file holds, or fewer frames decode
-    than the header says), has zero length, or (full mode) holds NaN or Inf samples.
-warnings (handled by policy, reported)
-    a file whose channel count differs from `expected_channels` (downmixed to mono) or whose
-    sample rate differs from the dataset's usual rate (resampled to `sample_rate`).
-
-Modes: "quick" reads the CSV, checks that each file exists and reads its header (soundfile
-`info` plus a parse of the WAV chunk sizes, which finds truncated WAV files); about 0.3 ms per file.
-"full" also decodes every sample (finds NaN/Inf samples and damaged compressed files). Each file is
-checked by `fastspecnorm.audio.check.check_audio_file`, the check `AudioDataLoaders` runs.
-
-The table alone (no audio file opened) is read and checked by `read_esc50_table`, which
-`validate_esc50`, `read_esc50_meta` and `esc50_dataloaders` share; `resolve_clip` is the one rule
-from a CSV filename to a path, used by validation and by the loaders.
-
-With `skip_bad=True`, problems tied to one row (a bad file or name, a duplicate, a bad fold) do not stop
-training: the rows are dropped, listed in `report.skipped` and as warnings, and the cleaned table
-of good rows is returned with the report. Problems of the whole dataset stay errors.
-
->>> report = validate_esc50("data/ESC-50", mode="quick", progress=False)  # doctest: +SKIP
->>> report.raise_if_errors()  # doctest: +SKIP
-"""
+"""Checking an ESC-50-layout folder before training, every problem reported at once (`validate_esc50`),
+with the table's rules (`read_esc50_table`) and the filename rule (`resolve_clip`) it shares with the loaders."""
 
 from __future__ import annotations
 
@@ -66,7 +33,12 @@ _MAX_LISTED = 20  # problems of one kind shown by str(report); raise_if_errors l
 
 
 class DatasetValidationError(ValueError):
-    "Raised by `ValidationReport.raise_if_errors`; `.report` holds the full `ValidationReport`."
+    """Raised by `ValidationReport.raise_if_errors` (a ValueError); `.report` holds the full `ValidationReport`.
+
+    Args:
+        message: the error's text, listing every error with its file.
+        report: the `ValidationReport` the errors come from.
+    """
 
     def __init__(self, message: str, report: ValidationReport):
         super().__init__(message)
@@ -82,12 +54,27 @@ class DatasetNotFoundError(DatasetValidationError, FileNotFoundError):
 class ValidationReport:
     """What `validate_esc50` found in one ESC-50-layout folder.
 
-    errors, warnings: lists of `(name, message)`, where name is a filename from the CSV or
-    "meta/esc50.csv" for problems of the table itself. skipped: `(filename, message)` of the rows
-    dropped in `skip_bad` mode (also listed as warnings). bad_files: every filename with a
-    problem of its own (missing, unreadable, truncated, empty, NaN/Inf, duplicated, bad fold or
-    target), in CSV order. table: the parsed CSV (None when it could not be read), fold and target
-    as ints where they parse. sample_rates, channels: how many checked files have each value.
+    `str(report)` lists the problems (the first 20 of each kind); `raise_if_errors` raises with all.
+
+    Attributes:
+        root: the folder checked.
+        mode: "quick" or "full" (`validate_esc50`), "table" (`read_esc50_table`: no audio file opened).
+        skip_bad: whether rows with a problem of their own are skipped instead of errors.
+        errors: `(name, message)` pairs, where name is a filename from the CSV or
+            "meta/esc50.csv" for problems of the table itself (or "audio/" for a missing folder).
+        warnings: `(name, message)` pairs, named as errors are.
+        skipped: `(filename, message)` of the rows dropped in `skip_bad` mode (also listed as
+            warnings).
+        bad_files: every filename with a problem of its own (missing, unreadable, truncated,
+            empty, NaN/Inf, duplicated, bad fold or target), in CSV order.
+        n_rows: the CSV's rows.
+        n_files_checked: the audio files checked.
+        sample_rates: how many checked files have each sample rate (Hz).
+        channels: how many checked files have each channel count.
+        table: the parsed CSV (None when it could not be read), fold and target as ints where
+            they parse.
+        facts: the header facts of each readable file (`{"frames", "samplerate", "channels"}`).
+        absent: the errors that are missing files or folders.
     """
 
     root: Path
@@ -111,9 +98,12 @@ class ValidationReport:
         return not self.errors
 
     def good_rows(self) -> pd.DataFrame:
-        """The CSV rows without a problem of their own, `fold` and `target` as int, index reset.
+        """The CSV rows without a problem of their own.
 
-        An empty table (with the required columns) when the CSV could not be read."""
+        Returns:
+            A DataFrame with every column of the CSV, `fold` and `target` as int, index reset;
+                empty (with the required columns) when the CSV could not be read.
+        """
         if self.table is None:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED_COLUMNS})
         bad = set(self.bad_files)
@@ -138,6 +128,7 @@ class ValidationReport:
             self._add("errors", filename, message, absent)
 
     def summary_line(self) -> str:
+        """One line: the folder, what was checked, and the numbers of errors, warnings and skipped rows."""
         if self.mode == "table":
             what = f"table check of {self.n_rows} row(s), audio files not opened"
         else:
@@ -163,9 +154,16 @@ class ValidationReport:
         return "\n".join(lines)
 
     def raise_if_errors(self) -> ValidationReport:
-        """Raise `DatasetValidationError` (a ValueError) listing every error, each with its file;
-        return the report unchanged when there is none. When every error is something absent
-        (the CSV, `audio/`, listed files) it is a `DatasetNotFoundError`, also a FileNotFoundError."""
+        """Raise on errors, listing every error, each with its file.
+
+        Returns:
+            The report unchanged, when there is no error.
+
+        Raises:
+            DatasetValidationError: (a ValueError) any error; when every error is something absent
+                (the CSV, `audio/`, listed files) it is a `DatasetNotFoundError`, also a
+                FileNotFoundError.
+        """
         if self.ok:
             return self
         lines = [self.summary_line(), "errors:"] + [f"  {name}: {msg}" for name, msg in self.errors]
@@ -185,13 +183,28 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
     """The path of the clip `filename` of `root/meta/esc50.csv`: `root/audio/filename`.
 
     The one rule from a CSV filename to a file, used by validation and by the loaders: a relative
-    path inside `audio/` (subfolders allowed), written exactly as the file is named. Raises
-    ValueError naming the filename for an empty name, a name with leading or trailing whitespace,
-    an absolute path, or a name whose `..` parts leave `audio/`. Checks the name only (no file
-    system access); whether the file exists and is audio is `validate_esc50`'s job.
+    path inside `audio/` (subfolders allowed), written exactly as the file is named. Checks the
+    name only (no file system access); whether the file exists and is audio is
+    `validate_esc50`'s job.
 
-    >>> resolve_clip("ESC-50", "1-100032-A-0.wav").as_posix()
-    'ESC-50/audio/1-100032-A-0.wav'
+    Args:
+        root: the ESC-50-layout folder.
+        filename: a value of the CSV's `filename` column.
+
+    Returns:
+        `root/audio/filename`.
+
+    Raises:
+        ValueError: naming the filename, for an empty name (or not a string), a name with leading
+            or trailing whitespace, an absolute path, or a name whose `..` parts leave `audio/`.
+
+    Examples:
+        >>> resolve_clip("ESC-50", "1-100032-A-0.wav").as_posix()
+        'ESC-50/audio/1-100032-A-0.wav'
+        >>> resolve_clip("ESC-50", "../1-100032-A-0.wav")
+        Traceback (most recent call last):
+        ...
+        ValueError: filename '../1-100032-A-0.wav' leaves the audio folder with '..': list only clips inside ...
     """
     audio = Path(root) / "audio"
     if not isinstance(filename, str) or not PurePath(filename).parts:
@@ -214,12 +227,17 @@ def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[p
     The table rules shared by `validate_esc50`, `read_esc50_meta` and `esc50_dataloaders`: the
     required columns; every row has a filename obeying `resolve_clip`, listed once, a fold that is
     an integer >= 1, a target that is an integer >= 0, and a category; each category has one target
-    and each target one category (case counts: "Dog" and "dog" are two categories).
+    and each target one category (case counts: "Dog" and "dog" are two categories). Nothing is
+    raised: call `report.raise_if_errors()`.
 
-    Returns `(good_rows, report)`: the rows without a problem of their own (fold and target as int,
-    see `ValidationReport.good_rows`) and a `ValidationReport` of mode "table" listing every problem
-    (`report.table` holds every row as read). With `skip_bad`, rows with a problem of their own are
-    skipped (warnings) instead of errors. Nothing is raised: call `report.raise_if_errors()`.
+    Args:
+        path: the ESC-50-layout folder.
+        skip_bad: rows with a problem of their own are skipped (warnings) instead of errors.
+
+    Returns:
+        `(good_rows, report)`: the rows without a problem of their own (fold and target as int,
+            see `ValidationReport.good_rows`) and a `ValidationReport` of mode "table" listing
+            every problem (`report.table` holds every row as read).
     """
     report = ValidationReport(root=Path(path), mode="table", skip_bad=skip_bad)
     _check_table(report)
@@ -331,18 +349,75 @@ def validate_esc50(
     """Check the ESC-50-layout folder `path` (`meta/esc50.csv` and `audio/`) in one pass.
 
     The table is checked by the rules of `read_esc50_table`; then each listed file (at
-    `resolve_clip(path, filename)`; names that break that rule are not opened).
-    sample_rate: the rate (Hz) the data pipeline resamples to, named in the warnings.
-    expected_channels: files with another channel count are reported as warnings (they are
-    downmixed to mono). expected_sample_rate: files at another rate (Hz) are reported as warnings
-    (they are resampled); None takes the rate most files have. folds: folds that must exist (e.g.
-    `[valid_fold]`). mode: "full" decodes every file (NaN/Inf, damaged data), "quick" reads the CSV
-    and each file's header only (missing, unreadable, truncated WAV, zero-length, channels, rates).
-    progress: show a progress bar over the files.
+    `resolve_clip(path, filename)`; names that break that rule are not opened), by
+    `fastspecnorm.audio.check.check_audio_file`, the check `AudioDataLoaders` runs. Every problem
+    found is reported, not only the first:
 
-    Returns a `ValidationReport`; call `.raise_if_errors()` to stop on errors. With `skip_bad=True`
-    returns `(report, good_rows)`: rows with a problem of their own are dropped and listed in
-    `report.skipped`, and `good_rows` is the cleaned table (fold and target as int).
+    - errors (training would fail or be wrong): the CSV is missing, unparsable, lacks a required
+      column (filename, fold, target, category) or lists no clip; a category has several targets
+      or a target several categories (case counts: "Dog" and "dog" are two); a requested fold
+      does not exist; a row has no filename, a fold that is not an integer >= 1 or a target that
+      is not an integer >= 0; a filename breaks the name rule of `resolve_clip` (absolute,
+      leaving `audio/` with `..`, spaces around it); a filename is listed twice; a listed file is
+      missing, is not audio (unreadable), claims a sample rate outside `SAMPLE_RATE_RANGE` (a
+      damaged header), is truncated (its WAV header claims more frames than the file holds, or
+      fewer frames decode than the header says), has zero length, or (full mode) holds NaN or Inf
+      samples.
+    - warnings (handled by policy, reported): a file whose channel count differs from
+      `expected_channels` (downmixed to mono) or whose sample rate differs from the dataset's
+      usual rate (resampled to `sample_rate`).
+
+    With `skip_bad=True`, problems tied to one row (a bad file or name, a duplicate, a bad fold)
+    do not stop training: the rows are dropped, listed in `report.skipped` and as warnings, and
+    the cleaned table of good rows is returned with the report. Problems of the whole dataset
+    stay errors.
+
+    Args:
+        path: the ESC-50-layout folder.
+        sample_rate: the rate (Hz) the data pipeline resamples to, named in the warnings.
+        expected_channels: files with another channel count are reported as warnings (they are
+            downmixed to mono).
+        skip_bad: drop the rows with a problem of their own instead of reporting errors (see
+            above).
+        progress: show a progress bar over the files.
+        folds: folds that must exist (e.g. `[valid_fold]`); None: no fold is required.
+        mode: "full" decodes every sample (NaN/Inf samples, damaged compressed files); "quick"
+            (or True) reads the CSV and each file's header only: that it exists, soundfile `info`
+            plus a parse of the WAV chunk sizes (missing, unreadable, truncated WAV, zero-length,
+            channels, rates), much faster as no sample is decoded (docs/performance.md).
+        expected_sample_rate: files at another rate (Hz) are reported as warnings (they are
+            resampled); None takes the rate most files have.
+
+    Returns:
+        A `ValidationReport`; call `.raise_if_errors()` to stop on errors. With `skip_bad=True`,
+            `(report, good_rows)`: rows with a problem of their own are dropped and listed in
+            `report.skipped`, and `good_rows` is the cleaned table (fold and target as int).
+
+    Raises:
+        ValueError: `mode` is not "quick", "full" or True. Problems in the data are never raised
+            here: they are in the report.
+
+    Examples:
+        A small generated dataset, then the same with one listed file removed:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from fastspecnorm.datasets.synthetic import make_synthetic_esc50
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = make_synthetic_esc50(Path(tmp) / "esc50", n_classes=2, clips_per_class=2, n_folds=2,
+        ...                                 sample_rate=8000, duration=0.5)
+        ...     report = validate_esc50(root, mode="quick", progress=False)
+        ...     print(report.ok, report.n_files_checked)
+        ...     (root / "audio" / "1-156051-A-1.wav").unlink()
+        ...     report = validate_esc50(root, mode="quick", progress=False)
+        ...     print(report.ok, report.bad_files)
+        ...     try:
+        ...         report.raise_if_errors()
+        ...     except FileNotFoundError as e:
+        ...         print(type(e).__name__)
+        True 4
+        False ['1-156051-A-1.wav']
+        DatasetNotFoundError
     """
     mode = _norm_mode(mode)
     report = ValidationReport(root=Path(path), mode=mode, skip_bad=skip_bad)

@@ -1,9 +1,9 @@
-"""The experiment tooling on top of the library and datasets: the command line (cli), preparing a
-grid (grid), scheduling its runs (schedule), training one run (train), `compare` from Python (api),
-the results store safe for many writers (store), the data fingerprint (fingerprint), summary
-statistics (summary) and plots (plots).
+"""The comparison's experiment tooling on top of the library and datasets; names are imported when
+first used, so the command line starts without torch or fastai.
 
-Names are imported when first used, so the command line starts without torch or fastai.
+Submodules: `cli` (the command line), `grid` (preparing a grid), `schedule` (scheduling its runs),
+`train` (training one run), `api` (`compare` from Python), `store` (the results store, safe for
+many writers), `fingerprint` (the data fingerprint), `summary` (summary statistics) and `plots`.
 """
 
 from importlib import import_module

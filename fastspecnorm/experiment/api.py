@@ -30,9 +30,9 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
             pandas DataFrame of clips (its file names relative to `path=`; written to
             `out/source.csv` and read from there).
         out: the output folder (runs/, results.csv, summary.md, summary.png).
-        norms: names of `NORMS` (None: all eight).
-        folds: fold values to validate on (None: all).
-        seeds: the seeds.
+        norms: names of `NORMS` (None: all of them).
+        folds: fold values to validate on (numbers, or names such as speakers; None: all).
+        seeds: the seeds (default: seed 0 only).
         preset: a name of `PRESETS` (None: the dataset's default; "own" for your data).
         epochs: epochs per run (None: the preset's).
         progress: fastai's progress bars (None: when stdout is a terminal); otherwise one line per
@@ -40,17 +40,24 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
         quiet: one line per run.
         **options: the command's options by their Python names: `k=5`, `group_col="speaker"`,
             `fold_col="fold"`, `fn_col`, `label_col`, `path`, `dataset`, `devices`, `shard`,
-            `stats_fraction`; settings `bs`, `lr`, `num_workers`, `augment`; and `overrides`
-            (a dict of other `AudioSettings` fields).
+            `stats_fraction`, `synthetic_classes`, `synthetic_clips`; settings `bs`, `lr`,
+            `num_workers`, `augment`; and `overrides` (a dict of other `AudioSettings` fields).
 
     Returns:
-        One row per norm (accuracies as fractions): `norm, n, mean, std, ci_low, ci_high, min, max`
-        and the paired difference against `none`, matched on fold and seed: `n_pairs_vs_none,
-        diff_vs_none, diff_std, diff_low, diff_high, p_value` (NaN for `none` itself, and for all
-        when `none` is not in the grid).
+        A DataFrame, one row per norm (accuracies as fractions): `norm, n, mean, std, ci_low,
+            ci_high, min, max` and the paired difference against `none`, matched on fold and seed:
+            `n_pairs_vs_none, diff_vs_none, diff_std, diff_low, diff_high, p_value` (NaN for
+            `none` itself, and for all when `none` is not in the grid).
 
     Raises:
-        ValueError / TypeError / FileNotFoundError: bad input, before anything is trained.
+        TypeError: an unknown option, or a `source` that is not a folder, a CSV path or a
+            DataFrame; or bad input found by `prepare` (an unknown setting). Raised before
+            anything is trained.
+        ValueError: a DataFrame `source` without `path=`, or bad input found by `prepare` (an
+            unknown preset, norm, fold, shard or device; a bad clip or table; an `out` holding
+            finished runs of another experiment). Raised before anything is trained.
+        FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, before
+            anything is trained.
     """
     from ..experiment.norms import NORMS
     from .schedule import run_experiment

@@ -87,7 +87,14 @@ def _fold(text: str) -> int | str:
 
 
 def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
-    "The `compare` command's parser (also the alias script's)."
+    """The `compare` command's argument parser (also the alias script's).
+
+    Args:
+        prog: the program name shown in the usage line and in error messages.
+
+    Returns:
+        The `argparse.ArgumentParser`; `--help` lists its options.
+    """
     p = argparse.ArgumentParser(
         prog=prog,
         usage="%(prog)s (--data DIR | --csv FILE) --out OUT [options]   (--help lists them)",
@@ -137,8 +144,21 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> ExperimentConfig:
-    """Parse and check the command line into an `ExperimentConfig` (argparse exits with status 2
-    and one message on bad input). `default_folds`: the folds when `--folds` is not given (None: all)."""
+    """Parse and check the command line into an `ExperimentConfig`.
+
+    The arguments are checked alone (`check_config`): no file is read or written.
+
+    Args:
+        argv: the arguments after the command's name (None: `sys.argv[1:]`).
+        prog: the program name shown in the usage line and in error messages.
+        default_folds: the folds when `--folds` is not given (None: all).
+
+    Returns:
+        The `ExperimentConfig`, with `quiet` and `debug` set from `--quiet` and `--debug`.
+
+    Raises:
+        SystemExit: bad input; argparse exits with status 2 and one message on stderr.
+    """
     p = build_parser(prog)
     a = p.parse_args(argv)
     overrides = dict(a.overrides)
@@ -165,8 +185,19 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
 def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> int:
     """Command-line entry point: parse, prepare the grid once, run it.
 
-    Returns the exit status: 0 done, 2 bad input (before anything is written or trained),
-    1 a failure while running, 130 interrupted (run the same command again to resume).
+    Errors end in one `error:` line on stderr; `--debug` shows the traceback instead.
+
+    Args:
+        argv: the arguments after the command's name (None: `sys.argv[1:]`).
+        prog: the program name, shown in messages and recorded in each run's command line.
+        default_folds: the folds when `--folds` is not given (None: all).
+
+    Returns:
+        The exit status: 0 done, 2 bad input (before anything is written or trained), 1 a
+            failure while running, 130 interrupted (run the same command again to resume).
+
+    Raises:
+        SystemExit: status 2 on an argument error found by argparse (`parse_args`).
     """
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     cfg = parse_args(args, prog=prog, default_folds=default_folds)
@@ -209,10 +240,18 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
 
 
 def command(argv=None) -> int:
-    """`fastspecnorm SUBCOMMAND ...`: the installed command (`[project.scripts]`) and `python -m fastspecnorm`."""
-    # Spinning OpenMP threads stall training steps on a CPU shared with other work (3x slower measured
-    # on 2 cores); waiting passively avoids it. The program's own setting, before torch is imported;
-    # a value already in the environment wins.
+    """`fastspecnorm SUBCOMMAND ...`: the installed command (`[project.scripts]`) and `python -m fastspecnorm`.
+
+    Args:
+        argv: the arguments after `fastspecnorm` (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit status: `main`'s for `compare`; 0 for `--help` and `--version`; 2 for no command
+            or an unknown one.
+    """
+    # Spinning OpenMP threads stall training steps on a CPU shared with other work
+    # (docs/performance.md); waiting passively avoids it. The program's own setting, before torch
+    # is imported; a value already in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = sys.argv[1:] if argv is None else list(argv)
     usage = "usage: fastspecnorm compare [options]   (fastspecnorm compare --help for the options)"

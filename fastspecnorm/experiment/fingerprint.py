@@ -19,10 +19,17 @@ __all__ = ["files_fingerprint", "esc50_fingerprint", "describe_changes"]
 
 
 def files_fingerprint(root: str | os.PathLike, names: Iterable[str]) -> dict:
-    """Fingerprint of the files `names` (paths relative to `root`, '/'-separated).
+    """Fingerprint of the files `names` under `root`.
 
-    Returns ``{"digest": hex SHA-256 of the sorted list, "files": {name: [size in bytes, hex SHA-256]}}``.
-    Raises FileNotFoundError naming a file that does not exist.
+    Args:
+        root: the dataset folder the names are relative to.
+        names: paths relative to `root`, '/'-separated (duplicates are counted once).
+
+    Returns:
+        ``{"digest": hex SHA-256 of the sorted list, "files": {name: [size in bytes, hex SHA-256]}}``.
+
+    Raises:
+        FileNotFoundError: a listed file does not exist (the message names it).
     """
     root = Path(root)
     files = {}
@@ -39,7 +46,19 @@ def files_fingerprint(root: str | os.PathLike, names: Iterable[str]) -> dict:
 
 
 def esc50_fingerprint(root: str | os.PathLike) -> dict:
-    "`files_fingerprint` of an ESC-50-layout folder: `meta/esc50.csv` and every clip it lists in `audio/`."
+    """`files_fingerprint` of an ESC-50-layout folder: `meta/esc50.csv` and every clip it lists in `audio/`.
+
+    Args:
+        root: the ESC-50-layout folder (holding `meta/esc50.csv` and `audio/`).
+
+    Returns:
+        The fingerprint, as `files_fingerprint` returns it.
+
+    Raises:
+        DatasetValidationError: the table breaks the rules of `read_esc50_table` (a ValueError;
+            a `DatasetNotFoundError`, also a FileNotFoundError, when the CSV is missing).
+        FileNotFoundError: a listed clip does not exist.
+    """
     from ..datasets.esc50 import read_esc50_meta
 
     names = read_esc50_meta(root, check_files=False)["filename"].astype(str)
@@ -47,8 +66,17 @@ def esc50_fingerprint(root: str | os.PathLike) -> dict:
 
 
 def describe_changes(old: dict, new: dict, limit: int = 5) -> str:
-    """What differs between two fingerprints' file lists, naming files, e.g.
-    "changed content: audio/1-100-A-0.wav; removed: audio/1-101-A-0.wav"."""
+    """What differs between two fingerprints' file lists, naming files.
+
+    Args:
+        old: the earlier fingerprint (`files_fingerprint`; only its "files" are read).
+        new: the later fingerprint.
+        limit: the most file names listed per kind of change; the rest are counted ("and 3 more").
+
+    Returns:
+        One line, e.g. "changed content: audio/1-100-A-0.wav; removed: audio/1-101-A-0.wav", or
+            "no file differs".
+    """
     old_files, new_files = old.get("files", {}), new.get("files", {})
     parts = []
     for what, names in (

@@ -1,11 +1,5 @@
-"""Preparing a comparison grid: every check that can be made before training, made once.
-
-`check_config` checks the arguments alone (no file is read or written). `prepare` reads the
-dataset with its recipe, draws its folds when it has none (or reuses `OUT/folds.csv`), checks
-every clip, fingerprints the data and writes the experiment's identity to `OUT/experiment.json`.
-Nothing is written to OUT before every check has passed, and an OUT folder that holds no finished
-run may be reused with other settings.
-"""
+"""Preparing a comparison grid: its options (`ExperimentConfig`), and every check that can be made
+before training, made once (`check_config`, `prepare`)."""
 
 from __future__ import annotations
 
@@ -41,7 +35,7 @@ class ExperimentConfig:
         norms: the grid's normalizations (names of `NORMS`).
         preset: a name of `PRESETS` (None: the dataset's default).
         epochs: epochs per run (None: the preset's).
-        stats_fraction: share of training batches for dataset statistics.
+        stats_fraction: share of training batches for dataset statistics, in (0, 1].
         overrides: `AudioSettings` fields to override (e.g. `{"bs": 8}`).
         synthetic_classes: classes of the generated dataset.
         synthetic_clips: clips per class of the generated dataset.
@@ -112,18 +106,24 @@ class Prepared:
 
     @property
     def root(self) -> Path:
+        "The dataset folder the table's file names are relative to (`source.root`)."
         return self.source.root
 
 
 def digest(obj: Any, length: int = 12) -> str:
+    "The first `length` hex digits of the SHA-256 of `obj` as JSON with sorted keys."
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:length]
 
 
 def check_config(cfg: ExperimentConfig) -> None:
     """Check the arguments alone, before any file is read or written.
 
+    Args:
+        cfg: the comparison's options.
+
     Raises:
-        ValueError / TypeError: naming the option, the value given and what is expected.
+        TypeError: an unknown setting name in `cfg.overrides` (naming it and the known ones).
+        ValueError: any other bad option, naming the option, the value given and what is expected.
     """
     check_norms(cfg.norms)
     if cfg.summarize:
@@ -266,7 +266,17 @@ def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
 
 
 def data_fingerprint(source) -> dict:
-    "The content fingerprint of `source`: its table's files and the files that describe it."
+    """The content fingerprint of `source`: its table's files and the files that describe it.
+
+    Args:
+        source: the `DataSource`.
+
+    Returns:
+        Its `files_fingerprint` (digest and per-file size and SHA-256).
+
+    Raises:
+        FileNotFoundError: a listed file does not exist.
+    """
     return files_fingerprint(source.root, [*source.fingerprint_names, *source.table["file"]])
 
 
@@ -298,6 +308,7 @@ def _read_json_file(path: Path, what: str) -> dict:
 
 
 def refuse_old_format(out: Path) -> None:
+    "Raise ValueError when `out` holds results in an older format than `FORMAT`."
     path = out / "experiment.json"
     old = _read_json_file(path, "experiment identity") if path.is_file() else None
     if (old is not None and old.get("format") != FORMAT) or (
@@ -311,13 +322,30 @@ def refuse_old_format(out: Path) -> None:
 
 
 def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
-    """Check everything that can be checked before training, once; then write (or check)
-    `OUT/experiment.json`, `OUT/data-files.json` and, for drawn folds, `OUT/folds.csv`.
+    """Check everything that can be checked before training, once, then write (or check) the identity.
+
+    Reads the dataset with its recipe, draws its folds when it has none (or reuses
+    `OUT/folds.csv`), checks every clip, fingerprints the data and writes the experiment's identity
+    to `OUT/experiment.json`, with `OUT/data-files.json` and, for drawn folds, `OUT/folds.csv`
+    (`cfg.out` is made a `Path`). Nothing is written to OUT before every check has passed, and an
+    OUT folder that holds no finished run may be reused with other settings. A `--data synthetic`
+    set is generated into `OUT/synthetic-esc50` and `--data download` fetches ESC-50 or FSDD first.
+
+    Args:
+        cfg: the comparison's options.
+        log: how progress is shown (None: `RunLog()`).
+
+    Returns:
+        The `Prepared` grid: source with folds, resolved settings, epochs, fold numbers and the
+            experiment's identity.
 
     Raises:
-        ValueError / TypeError / FileNotFoundError: naming the problem: an unknown preset, norm,
-            setting, fold, shard or device; a bad clip or table; an OUT folder holding finished runs
-            of another experiment, of other data (naming the changed files) or of the older format.
+        TypeError: an unknown setting name.
+        ValueError: naming the problem: an unknown preset, norm, fold, shard or device; a bad clip
+            or table; a batch size larger than a fold's training clips; an OUT folder holding
+            finished runs of another experiment, of other data (naming the changed files) or of
+            the older format.
+        FileNotFoundError: a dataset folder, CSV or listed clip that does not exist.
     """
     from ..datasets.sources import read_source
 
@@ -386,7 +414,14 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
 
 
 def experiment_title(experiment: dict[str, Any]) -> str:
-    "The summary's title: the dataset, preset and epochs of the experiment in experiment.json."
+    """The summary's title: the dataset, preset and epochs of the experiment in experiment.json.
+
+    Args:
+        experiment: the identity in `OUT/experiment.json` (`Prepared.experiment`).
+
+    Returns:
+        One line, e.g. "FSDD (real speech, speaker held out), preset fsdd, 6 epochs".
+    """
     dataset = experiment.get("dataset")
     if dataset == "fsdd":
         data = "FSDD (real speech, speaker held out)"

@@ -1,9 +1,4 @@
-"""How the comparison reports progress: fastai's bars on a terminal, plain lines elsewhere.
-
-On a terminal, training shows fastai's progress bars. Redirected to a file (nohup, SLURM, CI),
-nothing is redrawn: one line per epoch and one per run. `quiet` keeps one line per run. Results
-go to stdout; warnings go to stderr (Python's `warnings`).
-"""
+"""How the comparison reports progress (`RunLog`): fastai's bars on a terminal, plain lines elsewhere."""
 
 from __future__ import annotations
 
@@ -17,6 +12,10 @@ __all__ = ["RunLog"]
 @dataclass
 class RunLog:
     """Where and how much the comparison prints.
+
+    On a terminal, training shows fastai's progress bars. Redirected to a file (nohup, SLURM, CI),
+    nothing is redrawn: one line per epoch and one per run. `quiet` keeps one line per run. Results
+    go to stdout; warnings go to stderr (Python's `warnings`).
 
     Args:
         progress: fastai's progress bars (None: when stdout is a terminal).
@@ -41,20 +40,36 @@ class RunLog:
         print(f"{self.prefix}{message}", file=self._out(), flush=True)
 
     def info(self, message: str) -> None:
-        "A line about what is being done (not with `quiet`)."
+        """Print a line about what is being done (not with `quiet`).
+
+        Args:
+            message: the line, without the prefix.
+        """
         if not self.quiet:
             self._print(message)
 
     def result(self, message: str) -> None:
-        "A line with a result: always printed."
+        """Print a line with a result: always printed, also with `quiet`.
+
+        Args:
+            message: the line, without the prefix.
+        """
         self._print(message)
 
     def __call__(self, message: str) -> None:  # the runner's old `log=print` callables
         self.info(message)
 
     def epoch_logger(self, recorder, n_epochs: int):
-        """A fastai `learn.logger` printing one line per epoch from the Recorder's values
-        (`[epoch, train_loss, valid_loss, metrics..., time]`), ignoring the header."""
+        """A fastai `learn.logger` printing one line per epoch (nothing with `quiet`).
+
+        Args:
+            recorder: the Learner's `Recorder`, whose `metric_names` name the logged values
+                (`[epoch, train_loss, valid_loss, metrics..., time]`).
+            n_epochs: the epochs of the fit, shown as "epoch 3/8".
+
+        Returns:
+            A callable taking one row of the Recorder's values; it ignores the header row.
+        """
 
         def log(values) -> None:
             values, names = list(values), list(recorder.metric_names)

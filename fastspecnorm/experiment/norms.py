@@ -1,9 +1,5 @@
-"""The experiment's normalizations, in one place: their names, what each does, and what it adds to a
-run (batch transforms, a statistics callback, learner options).
-
-`NORMS` is the only list of names; the runner, the command line, the notebook and the README's
-table all read it. `norm_setup(name)` says how one run of that norm is built.
-"""
+"""The comparison's normalizations in one place: their names and what each does (`NORMS`), and what
+each adds to a run (batch transforms, a statistics callback, learner options: `norm_setup`)."""
 
 from __future__ import annotations
 
@@ -19,16 +15,20 @@ __all__ = ["Norm", "NORMS", "NormSetup", "check_norms", "norm_setup"]
 class Norm:
     """One normalization of the comparison.
 
-    name: its command-line name; description: what it does (README table); statistics: where its
-    numbers come from ("-", "dataset", "per item", "fixed", "learned"); waveform_norm: whether each
-    clip is standardized before the spectrogram; red_dims: the `StatsRecorder` dimensions for
-    dataset statistics (None: no statistics pass); mask_fill: the value `SpecAugment` fills its
-    masks with under `--augment`, the value that carries no information after this normalization
-    (a number in its output's unit, or "mean": each item's own per-bin mean); spec_tfms: builds
-    the batch transforms it puts right after `AudioToSpec` (None: none); to_db: whether it works
-    on dB spectrograms (False: on energies); input_bn: a `FreqBatchNorm` first in the model.
-
     Adding a normalization means adding one `Norm` to `NORMS`.
+
+    Attributes:
+        name: its command-line name.
+        description: what it does, in one line (the tables of normalizations show it).
+        statistics: where its numbers come from ("-", "dataset", "per item", "fixed", "learned").
+        waveform_norm: whether each clip is standardized before the spectrogram.
+        red_dims: the `StatsRecorder` dimensions for dataset statistics (None: no statistics pass).
+        mask_fill: the value `SpecAugment` fills its masks with under `--augment`, the value that
+            carries no information after this normalization (a number in its output's unit, or
+            "mean": each item's own per-bin mean).
+        spec_tfms: builds the batch transforms it puts right after `AudioToSpec` (None: none).
+        to_db: whether it works on dB spectrograms (False: on energies).
+        input_bn: a `FreqBatchNorm` first in the model.
     """
 
     name: str
@@ -68,6 +68,8 @@ def _utterance() -> list:
     return [UtteranceNormalize()]
 
 
+#: The comparison's normalizations by name, in the order tables show them: the only list of names,
+#: read by the runner, the command line and the notebook.
 NORMS: dict[str, Norm] = {
     n.name: n
     for n in (
@@ -76,8 +78,9 @@ NORMS: dict[str, Norm] = {
         Norm("global", "`(x - mean) / std`, one mean/std per audio channel", "dataset (training split)", True, (0, 2, 3)),
         Norm("channel", "`(x - mean) / std`, one mean/std per frequency bin", "dataset (training split)", True, (0, 1, 3)),
         Norm("instance", "standardize, then min-max to [0, 1]", "per item", True, spec_tfms=_instance),
-        # A fixed dB range assumes the recording's own level: standardizing first put 46% of the
-        # quick preset's values above +20 dB, where they are clipped to 1 (1.9% on raw levels).
+        # A fixed dB range assumes the recording's own level: standardized first, a large share of
+        # the quick preset's values would lie above +20 dB and be clipped to 1, far more than on raw
+        # levels (docs/guide/normalizations.md).
         Norm(
             "dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False, spec_tfms=_dbrange
         ),
@@ -112,7 +115,17 @@ NORMS: dict[str, Norm] = {
 
 
 def check_norms(names: Iterable[str]) -> list[str]:
-    "Return `names` as a list; raise ValueError naming any unknown normalization and the known ones."
+    """Check normalization names against `NORMS`.
+
+    Args:
+        names: normalization names.
+
+    Returns:
+        `names` as a list.
+
+    Raises:
+        ValueError: a name not in `NORMS` (the message names it and the known ones).
+    """
     names = list(names)
     unknown = [n for n in names if n not in NORMS]
     if unknown:
@@ -122,8 +135,14 @@ def check_norms(names: Iterable[str]) -> list[str]:
 
 @dataclass
 class NormSetup:
-    """What a run of one norm adds: `batch_tfms` after `AudioToSpec`, `cbs` for the Learner,
-    `learner_kwargs`, and `settings` overrides for the DataLoaders (e.g. `waveform_norm`)."""
+    """What a run of one norm adds to the loaders and the Learner (`norm_setup`).
+
+    Attributes:
+        batch_tfms: batch transforms put after `AudioToSpec`.
+        cbs: callbacks for the Learner (e.g. `StatsCallback`, `MixUp`).
+        learner_kwargs: arguments for `audio_learner` (e.g. `input_bn=True`).
+        settings: `AudioSettings` overrides for the DataLoaders (e.g. `waveform_norm`, `to_db`).
+    """
 
     batch_tfms: list = field(default_factory=list)
     cbs: list = field(default_factory=list)
@@ -134,11 +153,25 @@ class NormSetup:
 def norm_setup(
     name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None, augment: bool = False, progress: bool = True
 ) -> NormSetup:
-    """How a run of normalization `name` is built. Dataset statistics come from the training split
-    only, through `StatsCallback` (saved to / reused from `stats_path` when given), never from
-    augmented batches. `augment`: add the train-only augmentations, `SpecAugment` masks after the
-    normalization (filled with the norm's `mask_fill`) and fastai's `MixUp` (see `fastspecnorm.augment`).
-    progress: a progress bar while statistics are gathered."""
+    """How a run of normalization `name` is built.
+
+    Dataset statistics come from the training split only, through `StatsCallback` (saved to /
+    reused from `stats_path` when given), never from augmented batches.
+
+    Args:
+        name: a name of `NORMS`.
+        stats_fraction: share of training batches the dataset statistics are gathered from, in (0, 1].
+        stats_path: where the statistics are saved and reused (None: not saved).
+        augment: add the train-only augmentations, `SpecAugment` masks after the normalization
+            (filled with the norm's `mask_fill`) and fastai's `MixUp` (see `fastspecnorm.augment`).
+        progress: a progress bar while statistics are gathered.
+
+    Returns:
+        The `NormSetup` of one run.
+
+    Raises:
+        ValueError: `name` is not in `NORMS`.
+    """
     from ..augment import SpecAugment, augment_callbacks
     from ..callback import StatsCallback
 

@@ -1,7 +1,5 @@
-"""`summary.png`: each run's accuracy per normalization with the mean and its confidence interval
-(left), and the paired differences against the baseline (right). `comparison_figure`: the same
-statistics of several grids side by side (e.g. without and with augmentation), to see whether a
-ranking survives a change of protocol."""
+"""The experiment's figures: `summary.png` of one grid (`summary_figure`) and several grids side by
+side (`comparison_figure`)."""
 
 from __future__ import annotations
 
@@ -48,9 +46,25 @@ def _figure(figsize):
 
 
 def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
-    """A two-panel matplotlib `Figure` of `summarize(df)` (no pyplot: the caller's backend is left
-    alone). Accuracies in percent, differences in percentage points; jitter has a fixed seed, so
-    the same results always give the same picture."""
+    """The figure of `summary.png`: accuracies per normalization and paired differences.
+
+    Left: each run's accuracy per normalization (dots) with the mean and its confidence interval;
+    right: the paired differences against the baseline. Drawn without pyplot (the caller's backend
+    is left alone). Accuracies in percent, differences in percentage points; jitter has a fixed
+    seed, so the same results always give the same picture.
+
+    Args:
+        df: the runs, one row each, with columns `norm` and `accuracy` (fraction in [0, 1]) and
+            the `fold` and `seed` the pairing matches on.
+        summary: `summarize(df)`.
+        title: the figure's title.
+
+    Returns:
+        A two-panel matplotlib `Figure`.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
     per_norm, paired, baseline = summary.per_norm, summary.paired, summary.baseline
     level = f"{100 * summary.confidence:g}%"
     figure = _figure((12, 5))
@@ -94,7 +108,19 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
 
 
 def summary_png(df: pd.DataFrame, summary: Summary, title: str) -> bytes:
-    "`summary_figure` as PNG bytes (110 dpi)."
+    """`summary_figure` as PNG bytes (110 dpi).
+
+    Args:
+        df: the runs, as for `summary_figure`.
+        summary: `summarize(df)`.
+        title: the figure's title.
+
+    Returns:
+        The PNG file's content.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
     buffer = io.BytesIO()
     summary_figure(df, summary, title).savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
@@ -103,11 +129,27 @@ def summary_png(df: pd.DataFrame, summary: Summary, title: str) -> bytes:
 def comparison_figure(
     grids: dict[str, pd.DataFrame], baseline: str = "none", confidence: float = 0.95, order=None, title: str | None = None
 ):
-    """Several grids' results side by side, one colour per grid: per normalization the mean
-    accuracy with its Student-t interval (left) and the paired difference against `baseline` within
-    each grid (right), as `summarize` computes them. grids: name -> results frame (e.g.
-    ``{"plain": pd.read_csv("results/fsdd/results.csv"), "augmented": ...}``); order: the
-    normalizations shown, in order (default: those of the first grid). Returns a matplotlib `Figure`.
+    """Several grids' results side by side, one colour per grid.
+
+    Per normalization the mean accuracy with its Student-t interval (left) and the paired
+    difference against `baseline` within each grid (right), as `summarize` computes them: to see
+    whether a ranking survives a change of protocol (e.g. without and with augmentation).
+
+    Args:
+        grids: name -> results frame (e.g.
+            ``{"plain": pd.read_csv("results/fsdd/results.csv"), "augmented": ...}``).
+        baseline: the normalization the paired differences are taken against.
+        confidence: the level of the intervals, in (0, 1).
+        order: the normalizations shown, in order (None: those of the first grid).
+        title: the figure's title (None: no title).
+
+    Returns:
+        A two-panel matplotlib `Figure`.
+
+    Raises:
+        ValueError: `grids` is empty, or a results frame is not valid for `summarize`.
+        TypeError: a results frame that is not a DataFrame, or `order` given as one string.
+        ImportError: matplotlib is not installed.
     """
     if not grids:
         raise ValueError("comparison_figure needs at least one grid: {name: results DataFrame}")

@@ -1,4 +1,5 @@
-"""The comparison's runner, by job, kept under its old name for code that imports it from here.
+"""The comparison's runner under its old name, kept for code that imports it from here; its names
+now live in these modules, by job:
 
 - `cli`: the command line (`fastspecnorm compare`), with no heavy imports;
 - `grid`: preparing a grid (checks, folds, fingerprint, `OUT/experiment.json`), once;

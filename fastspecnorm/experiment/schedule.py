@@ -1,11 +1,5 @@
-"""Scheduling a prepared grid: which process trains which run, claims, workers, records.
-
-Every (norm, fold, seed) of the grid is claimed while trained, so any number of processes on one
-OUT folder (one per device with `devices`, one per job-array task with `shard`, or the same command
-started twice, on one machine or several sharing a file system) record each run exactly once.
-Before a run is recorded, the data are fingerprinted again: a clip changed while the grid runs stops
-it, naming the file, instead of mixing data in one folder.
-"""
+"""Scheduling a prepared grid (`run_experiment`): which process trains which run, claims, workers,
+records, and the outputs rebuilt from the records."""
 
 from __future__ import annotations
 
@@ -37,14 +31,33 @@ class DataChangedError(RuntimeError):
 
 
 def run_id(norm: str, fold: int, seed: int, experiment_id: str) -> str:
-    "The deterministic name of a run's record and claim, e.g. 'global-fold1-seed0-3f2a9c01b7e4'."
+    """The deterministic name of a run's record and claim.
+
+    Args:
+        norm: the normalization's name.
+        fold: the fold number held out.
+        seed: the run's seed.
+        experiment_id: the experiment's short digest (`Prepared.experiment_id`).
+
+    Returns:
+        The run id, e.g. 'global-fold1-seed0-3f2a9c01b7e4'.
+    """
     return f"{norm}-fold{fold}-seed{seed}-{experiment_id}"
 
 
 def grid_runs(cfg: ExperimentConfig, folds: list[int] | None = None) -> list[tuple[str, int, int]]:
-    """The (norm, fold, seed) runs of this process: the whole grid in a fixed order (folds, then
-    seeds, then norms), every N-th from the I-th on for `shard=(I, N)`. The N shards are disjoint
-    and together the grid. `folds`: the fold numbers (default: `cfg.folds`)."""
+    """The (norm, fold, seed) runs of this process.
+
+    The whole grid in a fixed order (folds, then seeds, then norms), every N-th from the I-th on
+    for `shard=(I, N)`. The N shards are disjoint and together the grid.
+
+    Args:
+        cfg: the comparison's options (`shard`, `seeds`, `norms`, `folds`).
+        folds: the fold numbers (None: `cfg.folds`).
+
+    Returns:
+        The `(norm, fold, seed)` tuples of this shard, in grid order.
+    """
     index, count = cfg.shard
     folds = cfg.folds if folds is None else folds
     runs = [(n, f, s) for f in folds for s in cfg.seeds for n in cfg.norms]
@@ -58,7 +71,19 @@ def _stats_path(out: Path, norm: str, fold: int, settings: dict[str, Any], fract
 
 
 def rebuild_outputs(out: Path, experiment: dict[str, Any]):
-    "Rebuild `results.csv` from the records, then `summary.md` / `summary.png` from it; returns the rows."
+    """Rebuild `results.csv` from the records, then `summary.md` / `summary.png` from it.
+
+    Args:
+        out: the experiment folder.
+        experiment: its identity (`OUT/experiment.json`), which titles the summary.
+
+    Returns:
+        The rows of `results.csv` (`RunStore.rebuild`); no summary is written when there are none.
+
+    Raises:
+        ValueError: a run record that cannot be read (naming the file).
+        ImportError: matplotlib is not installed (for `summary.png`).
+    """
     from .summary import write_summary
 
     store = RunStore(out)
@@ -201,13 +226,32 @@ def _run_workers(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
 
 
 def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepared | None = None) -> Path:
-    """Run every (norm, fold, seed) of this process's grid not yet recorded in `cfg.out`; returns
-    the path of `results.csv`.
+    """Run every (norm, fold, seed) of this process's grid not yet recorded in `cfg.out`.
 
-    Bad input raises before any training (see `prepare`; pass `prep` when it was prepared already).
-    With several `cfg.devices`, one worker process per device pulls runs from the grid. Each
-    finished run is recorded atomically and the summary rebuilt, so an interruption loses at most
-    the runs in progress.
+    Every run of the grid is claimed while trained, so any number of processes on one OUT folder
+    (one per device with `devices`, one per job-array task with `shard`, or the same command
+    started twice, on one machine or several sharing a file system) record each run exactly once;
+    runs claimed by other processes are waited for, and taken over if those processes die. With
+    several `cfg.devices`, one worker process per device pulls runs from the grid. Each finished
+    run is recorded atomically and the summary rebuilt, so an interruption loses at most the runs
+    in progress. Before a run is recorded, the data are fingerprinted again: a clip changed while
+    the grid runs stops it, naming the file, instead of mixing data in one folder.
+
+    Args:
+        cfg: the comparison's options.
+        log: how progress is shown (None, or anything not a `RunLog`: `RunLog()`).
+        prep: the grid as `prepare(cfg)` returned it (None: prepared here).
+
+    Returns:
+        The path of `results.csv`.
+
+    Raises:
+        ValueError: bad input, before any training (see `prepare`).
+        TypeError: an unknown setting name, before any training.
+        FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, before any training.
+        DataChangedError: the data changed while the grid ran (a RuntimeError).
+        RuntimeError: a `--devices` worker failed and runs are left unrecorded.
+        KeyboardInterrupt: SIGINT or SIGTERM stopped the workers; run the same command again to resume.
     """
     log = log if isinstance(log, RunLog) else RunLog()
     prep = prep or prepare(cfg, log)
@@ -222,9 +266,22 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
 
 
 def summarize_out(out: str | Path, log=None) -> Path:
-    """Rebuild `out/results.csv`, `summary.md` and `summary.png` from the finished runs' records,
-    without training; idempotent. Raises FileNotFoundError / ValueError when `out` holds no
-    experiment or no finished run, or is of the older format."""
+    """Rebuild `out/results.csv`, `summary.md` and `summary.png` from the finished runs' records.
+
+    Trains nothing; idempotent.
+
+    Args:
+        out: the experiment folder (a grid's `--out`).
+        log: how the result is shown (None, or anything not a `RunLog`: `RunLog()`).
+
+    Returns:
+        The path of `results.csv`.
+
+    Raises:
+        FileNotFoundError: `out` holds no experiment (no experiment.json).
+        ValueError: `out` holds no finished run, is of the older format, or has a record that
+            cannot be read.
+    """
     from .grid import _read_json_file, refuse_old_format
 
     log = log if isinstance(log, RunLog) else RunLog()

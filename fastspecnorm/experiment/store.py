@@ -1,43 +1,5 @@
-"""The results store of an experiment folder, safe for many writers on one machine or on several
-sharing a file system.
-
-Layout of an experiment folder ``OUT``::
-
-    OUT/runs/<run_id>.json     one record per finished run (the source of truth)
-    OUT/claims/<run_id>.json   a run being trained: host, pid, heartbeat time (removed when done)
-    OUT/results.csv            derived from the records, rebuilt after every run (`RunStore.rebuild`)
-
-Every file is written whole to a temporary name and renamed into place (`_io.atomic_write`), so
-readers see the old file or the new one. Nothing relies on O_APPEND or O_EXCL, which NFS does not
-honour. A record's name is a deterministic run id (norm, fold, seed and a digest of the settings
-and data), so a run trained twice by accident is still one record, never a duplicate row.
-
-Claims: to train a run, a process writes a claim with a token of its own to a temporary name,
-renames it into place, waits `settle` seconds and reads it back; it trains only if the claim it
-reads is its own. While training, a background thread refreshes the claim's heartbeat every
-`heartbeat_every` seconds. A claim is taken over when its process is gone (same host, pid not
-running or a zombie: a killed worker's claim is free at once) or its heartbeat is older than
-`stale_after` seconds (any host: a crashed node). Heartbeats are written with the writer's clock
-and judged by the reader's: a heartbeat more than `stale_after` seconds in the *future* also counts
-as stale, so a host whose clock runs ahead (ten years, or a few minutes) never holds a run longer
-than a stale claim; hosts sharing `OUT` must agree on the time to well within `stale_after`, or
-a live claim of a host far ahead is taken over (the run is then trained twice, recorded once). A
-claim file that is not a claim (unreadable, not JSON, a heartbeat such as "abc") counts as free.
-Two processes can both win a claim only if one's read-write-rename takes longer than `settle`;
-then the run is trained twice and recorded once.
-
-A record that cannot be read (truncated, not JSON, `[]`, `{"run_id": ...}` without a row, a bad
-row) raises ValueError naming the file and what is wrong: records are written whole by rename, so
-something else wrote it; deleting it makes that run train again.
-
-Example::
-
-    store = RunStore("out")
-    with store.claimed(run_id) as mine:
-        if mine and not store.is_done(run_id):
-            store.save(run_id, {"norm": "none", "fold": 1, "seed": 0, "epochs": 8, "accuracy": 0.71})
-    store.rebuild()                       # out/results.csv
-"""
+"""The results store of an experiment folder (`RunStore`): one record per run and claims, safe for
+many writers on one machine or on several sharing a file system."""
 
 from __future__ import annotations
 
@@ -87,9 +49,19 @@ def _read_claim(path: Path) -> dict[str, Any] | None:
 
 
 def check_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Return a finished run's row with plain JSON values; raise ValueError naming a missing or
-    bad column: `norm` a non-empty str, `fold`, `seed`, `epochs` whole numbers (epochs >= 0),
-    `accuracy` a finite fraction in [0, 1]."""
+    """Check a finished run's row.
+
+    Args:
+        row: the run's columns: `norm` a non-empty str, `fold`, `seed`, `epochs` whole numbers
+            (epochs >= 0), `accuracy` a finite fraction in [0, 1], and any others.
+
+    Returns:
+        The row with plain JSON values (NumPy / torch scalars unwrapped, whole numbers as int).
+
+    Raises:
+        ValueError: a missing or bad required column, naming it.
+        TypeError: a value that is not plain JSON.
+    """
     missing = [c for c in REQUIRED_COLUMNS if row.get(c) is None]
     if missing:
         raise ValueError(f"row lacks required column(s) {missing} (required: {list(REQUIRED_COLUMNS)}); got {list(row)}")
@@ -117,14 +89,69 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
 
 class RunStore:
     """One record per finished run in `out/runs/`, claims in `out/claims/`, `out/results.csv`
-    derived from the records. Safe for any number of processes on any number of hosts that share
-    `out` (see the module docstring for the claim protocol).
+    derived from the records.
 
-    out: the experiment folder. settle: seconds between writing a claim and reading it back
-    (longer than a claim's read-write-rename on your file system). heartbeat_every: seconds
-    between heartbeats while a run is trained. stale_after: a claim whose heartbeat is older is
-    taken over, and so is one whose heartbeat lies more than stale_after seconds ahead of this
-    host's clock (choose well above heartbeat_every plus the clock skew between hosts).
+    Safe for any number of processes on any number of hosts that share `out`. Layout of an
+    experiment folder ``OUT``:
+
+        OUT/runs/<run_id>.json     one record per finished run (the source of truth)
+        OUT/claims/<run_id>.json   a run being trained: host, pid, heartbeat time (removed when done)
+        OUT/results.csv            derived from the records, rebuilt after every run (`rebuild`)
+
+    Every file is written whole to a temporary name and renamed into place (`_io.atomic_write`),
+    so readers see the old file or the new one. Nothing relies on O_APPEND or O_EXCL, which NFS
+    does not honour. A record's name is a deterministic run id (norm, fold, seed and a digest of
+    the settings and data), so a run trained twice by accident is still one record, never a
+    duplicate row.
+
+    Claims: to train a run, a process writes a claim with a token of its own to a temporary name,
+    renames it into place, waits `settle` seconds and reads it back; it trains only if the claim it
+    reads is its own. While training, a background thread refreshes the claim's heartbeat every
+    `heartbeat_every` seconds. A claim is taken over when its process is gone (same host, pid not
+    running or a zombie: a killed worker's claim is free at once) or its heartbeat is older than
+    `stale_after` seconds (any host: a crashed node). Heartbeats are written with the writer's
+    clock and judged by the reader's: a heartbeat more than `stale_after` seconds in the *future*
+    also counts as stale, so a host whose clock runs ahead (ten years, or a few minutes) never
+    holds a run longer than a stale claim; hosts sharing `OUT` must agree on the time to well
+    within `stale_after`, or a live claim of a host far ahead is taken over (the run is then
+    trained twice, recorded once). A claim file that is not a claim (unreadable, not JSON, a
+    heartbeat such as "abc") counts as free. Two processes can both win a claim only if one's
+    read-write-rename takes longer than `settle`; then the run is trained twice and recorded once.
+
+    A record that cannot be read (truncated, not JSON, `[]`, `{"run_id": ...}` without a row, a
+    bad row) raises ValueError naming the file and what is wrong: records are written whole by
+    rename, so something else wrote it; deleting it makes that run train again.
+
+    Args:
+        out: the experiment folder.
+        settle: seconds between writing a claim and reading it back (longer than a claim's
+            read-write-rename on your file system).
+        heartbeat_every: seconds between heartbeats while a run is trained.
+        stale_after: seconds; a claim whose heartbeat is older is taken over, and so is one whose
+            heartbeat lies more than `stale_after` seconds ahead of this host's clock (choose well
+            above `heartbeat_every` plus the clock skew between hosts).
+
+    Attributes:
+        out: the experiment folder, as a `Path`.
+        runs_dir: `out/runs`, the records.
+        claims_dir: `out/claims`, the claims.
+        results_path: `out/results.csv`.
+        host: this host's name, as written in its claims.
+
+    Raises:
+        ValueError: unless `stale_after > heartbeat_every > 0` and `settle >= 0`.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = RunStore(folder.name, settle=0.0)
+        >>> run_id = "none-fold1-seed0-3f2a9c01b7e4"
+        >>> with store.claimed(run_id) as mine:
+        ...     if mine and not store.is_done(run_id):
+        ...         _ = store.save(run_id, {"norm": "none", "fold": 1, "seed": 0, "epochs": 8, "accuracy": 0.71})
+        >>> store.rebuild()["accuracy"].tolist()  # also writes out/results.csv
+        [0.71]
+        >>> folder.cleanup()
     """
 
     def __init__(self, out: str | os.PathLike, settle: float = 0.5, heartbeat_every: float = 30.0, stale_after: float = 300.0):
@@ -146,20 +173,57 @@ class RunStore:
     # -- finished runs -------------------------------------------------------------------------
 
     def record_path(self, run_id: str) -> Path:
+        """Where the record of a finished run is (or will be) written.
+
+        Args:
+            run_id: the run's id (`schedule.run_id`).
+
+        Returns:
+            `out/runs/<run_id>.json`.
+        """
         return self.runs_dir / f"{run_id}.json"
 
     def is_done(self, run_id: str) -> bool:
+        """Whether the run has a record.
+
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            True when `out/runs/<run_id>.json` exists.
+        """
         return self.record_path(run_id).is_file()
 
     def save(self, run_id: str, row: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
-        """Record a finished run atomically as `runs/<run_id>.json`: `row` (what `results.csv`
-        shows; see `check_row`) and `info` (wall time, versions, host: kept out of the table so
-        that a resumed grid gives the same table). Saving a run again replaces its record."""
+        """Record a finished run atomically as `runs/<run_id>.json`.
+
+        Saving a run again replaces its record.
+
+        Args:
+            run_id: the run's id.
+            row: what `results.csv` shows (see `check_row`).
+            info: wall time, versions, host: kept out of the table so that a resumed grid gives
+                the same table (None: empty).
+
+        Returns:
+            The record's path.
+
+        Raises:
+            ValueError: a missing or bad required column of `row` (see `check_row`).
+            TypeError: a value of `row` or `info` that is not plain JSON.
+        """
         record = {"run_id": run_id, "row": check_row(row), "info": info or {}}
         return atomic_write_text(self.record_path(run_id), json.dumps(record, indent=1))
 
     def records(self) -> list[dict[str, Any]]:
-        "Every finished run's record, sorted by run id."
+        """Every finished run's record, sorted by run id.
+
+        Returns:
+            The records, each `{"run_id", "row", "info"}`; empty when there is none.
+
+        Raises:
+            ValueError: a record that cannot be read, naming the file and what is wrong.
+        """
         if not self.runs_dir.is_dir():
             return []
         return [self._read_record(path) for path in sorted(self.runs_dir.glob("*.json"))]  # temporary files end in .tmp
@@ -185,8 +249,19 @@ class RunStore:
         return record
 
     def rows(self, order: Sequence[str] = ()) -> pd.DataFrame:
-        """The finished runs, one row each (the record's row plus `run_id`), sorted by fold, seed
-        and normalization (in `order`, then by name): the same records always give the same table."""
+        """The finished runs as a table: the same records always give the same table.
+
+        Args:
+            order: normalization names in the order their rows come within a fold and seed;
+                others follow by name.
+
+        Returns:
+            A DataFrame, one row per run (the record's row plus `run_id`), sorted by fold, seed
+                and normalization; with only the required columns and `run_id` when there is none.
+
+        Raises:
+            ValueError: a record that cannot be read, naming the file and what is wrong.
+        """
         return self._rows(self.records(), order)
 
     @staticmethod
@@ -199,14 +274,33 @@ class RunStore:
         return pd.DataFrame(rows)
 
     def rebuild(self, order: Sequence[str] = ()) -> pd.DataFrame:
-        """Write `results.csv` from the records; returns the rows. Idempotent. When another process
-        adds a record meanwhile, it rebuilds again, so the last writer always leaves every record in.
-        Claims left on finished runs by processes that died are removed. (Summaries are rendered
-        from the rows elsewhere: `experiment.summary.write_summary`.)"""
+        """Write `results.csv` from the records.
+
+        Idempotent. When another process adds a record meanwhile, it rebuilds again, so the last
+        writer always leaves every record in. Claims left on finished runs by processes that died
+        are removed. (Summaries are rendered from the rows elsewhere:
+        `experiment.summary.write_summary`.) Nothing is written while there is no record.
+
+        Args:
+            order: normalization names in row order, as for `rows`.
+
+        Returns:
+            The rows, as `rows` returns them.
+
+        Raises:
+            ValueError: a record that cannot be read, naming the file and what is wrong.
+        """
         return self.rebuild_with_records(order)[0]
 
     def rebuild_with_records(self, order: Sequence[str] = ()) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-        "`rebuild`, also returning the records the rows come from (for their `info`)."
+        """`rebuild`, also returning the records the rows come from (for their `info`).
+
+        Args:
+            order: normalization names in row order, as for `rows`.
+
+        Returns:
+            `(rows, records)`: the table and the records, as `rows` and `records` return them.
+        """
         self._remove_orphan_claims()
         while True:
             ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
@@ -233,12 +327,27 @@ class RunStore:
                     pass
 
     def claim_path(self, run_id: str) -> Path:
+        """Where the claim on a run is written while it is trained.
+
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            `out/claims/<run_id>.json`.
+        """
         return self.claims_dir / f"{run_id}.json"
 
     def claim_holder(self, run_id: str) -> dict[str, Any] | None:
-        """The live claim on `run_id` (host, pid, heartbeat, token), or None when free or expired:
-        no claim, not a claim, a heartbeat more than `stale_after` seconds old or ahead of this
-        host's clock, or a process of this host that is gone or a zombie."""
+        """The live claim on a run, if any.
+
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            The claim (host, pid, heartbeat, token), or None when free or expired: no claim, not a
+                claim, a heartbeat more than `stale_after` seconds old or ahead of this host's
+                clock, or a process of this host that is gone or a zombie.
+        """
         claim = _read_claim(self.claim_path(run_id))
         if claim is None or abs(time.time() - claim["heartbeat"]) > self.stale_after:
             return None
@@ -251,8 +360,17 @@ class RunStore:
         atomic_write_text(self.claim_path(run_id), json.dumps(claim))
 
     def claim(self, run_id: str) -> bool:
-        """Claim `run_id` for this process; True when it is ours (already, or now), False when a
-        live claim of another process holds it. A dead or stale claim is taken over."""
+        """Claim a run for this process; a dead or stale claim is taken over.
+
+        Waits `settle` seconds after writing the claim, then reads it back.
+
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            True when the claim is ours (already, or now), False when a live claim of another
+                process holds it.
+        """
         holder = self.claim_holder(run_id)
         if holder is not None:
             return holder.get("token") == self._tokens.get(run_id)
@@ -266,7 +384,14 @@ class RunStore:
         return True
 
     def heartbeat(self, run_id: str) -> bool:
-        "Refresh our claim's heartbeat; False (and nothing written) when the claim is no longer ours."
+        """Refresh our claim's heartbeat.
+
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            True when refreshed; False (and nothing written) when the claim is no longer ours.
+        """
         token = self._tokens.get(run_id)
         holder = self.claim_holder(run_id)
         if token is None or holder is None or holder.get("token") != token:
@@ -275,7 +400,11 @@ class RunStore:
         return True
 
     def release(self, run_id: str) -> None:
-        "Remove our claim on `run_id` (another process's claim is left alone)."
+        """Remove our claim on a run (another process's claim is left alone).
+
+        Args:
+            run_id: the run's id.
+        """
         token = self._tokens.pop(run_id, None)
         holder = self.claim_holder(run_id)
         if token is not None and holder is not None and holder.get("token") == token:
@@ -286,9 +415,18 @@ class RunStore:
 
     @contextmanager
     def claimed(self, run_id: str) -> Iterator[bool]:
-        """`with store.claimed(run_id) as mine:` claims the run (`mine` says whether it is ours),
-        refreshes the heartbeat from a background thread while the block runs, and releases the
-        claim at the end, also on an exception (the run is then free for others)."""
+        """Hold the claim on a run while a block runs: `with store.claimed(run_id) as mine:`.
+
+        Claims the run, refreshes the heartbeat from a background thread while the block runs,
+        and releases the claim at the end, also on an exception (the run is then free for others).
+
+        Args:
+            run_id: the run's id.
+
+        Yields:
+            `mine`: whether the claim is ours (False: another process holds it, and nothing is
+                refreshed or released).
+        """
         if not self.claim(run_id):
             yield False
             return

@@ -1,13 +1,6 @@
-"""Summary statistics of experiment results: per normalization the mean accuracy with a Student-t
-confidence interval, and paired differences against a baseline (scipy.stats), as `summary.md`.
+"""Summary statistics of experiment results (`summarize`) and the `summary.md` report (`write_summary`).
 
 Accuracies are fractions in [0, 1]; only the report shows percent.
-
-Example::
-
-    summary = summarize(store.rows(), baseline="none")
-    summary.per_norm.loc["global", ["mean", "ci_low", "ci_high"]]
-    write_summary(store.rows(), "out")          # out/summary.md and out/summary.png
 """
 
 from __future__ import annotations
@@ -33,14 +26,17 @@ _PAIRED_COLUMNS = ["n_pairs", "mean_diff", "std_diff", "ci_low", "ci_high", "p_v
 
 @dataclass(frozen=True)
 class Summary:
-    """Result of :func:`summarize`.
+    """Result of `summarize`; `summary["per_norm"]` and `summary["paired"]` also work, as for a dict.
 
-    per_norm: one row per normalization (index ``norm``): ``n`` (runs), ``mean``, ``std`` (sample
-    std, ddof=1), ``ci_low``, ``ci_high`` (Student-t interval of the mean), ``min``, ``max``;
-    accuracies as fractions in [0, 1]. paired: one row per normalization other than the baseline:
-    ``n_pairs`` (runs matched on fold and seed), ``mean_diff`` (norm minus baseline), ``std_diff``,
-    ``ci_low``, ``ci_high``, ``p_value`` (two-sided paired t-test); empty when the baseline has no
-    runs. baseline: its name; confidence: the level of the intervals, e.g. 0.95.
+    Attributes:
+        per_norm: one row per normalization (index ``norm``): ``n`` (runs), ``mean``, ``std``
+            (sample std, ddof=1), ``ci_low``, ``ci_high`` (Student-t interval of the mean),
+            ``min``, ``max``; accuracies as fractions in [0, 1].
+        paired: one row per normalization other than the baseline: ``n_pairs`` (runs matched on
+            fold and seed), ``mean_diff`` (norm minus baseline), ``std_diff``, ``ci_low``,
+            ``ci_high``, ``p_value`` (two-sided paired t-test); empty when the baseline has no runs.
+        baseline: the baseline's name.
+        confidence: the level of the intervals, e.g. 0.95.
     """
 
     per_norm: pd.DataFrame
@@ -100,7 +96,16 @@ def _norm_order(norms: pd.Series, order) -> list[str]:
 
 
 def paired_differences(df: pd.DataFrame, norm: str, baseline: str) -> np.ndarray:
-    "Accuracy of `norm` minus `baseline` on each (fold, seed) both have; unmatched runs left out."
+    """Accuracy of `norm` minus `baseline` on each (fold, seed) both have; unmatched runs left out.
+
+    Args:
+        df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy``.
+        norm: the normalization compared.
+        baseline: the normalization it is compared against.
+
+    Returns:
+        The differences (fractions), one per matched (fold, seed), as a float64 array.
+    """
     runs = df.loc[df["norm"].astype(str) == norm, ["fold", "seed", "accuracy"]]
     base = df.loc[df["norm"].astype(str) == baseline, ["fold", "seed", "accuracy"]]
     matched = runs.merge(base, on=["fold", "seed"], suffixes=("", "_baseline"))
@@ -110,18 +115,36 @@ def paired_differences(df: pd.DataFrame, norm: str, baseline: str) -> np.ndarray
 def summarize(df: pd.DataFrame, baseline: str = "none", confidence: float = 0.95, order=None) -> Summary:
     """Per-normalization accuracy statistics and paired differences against `baseline`.
 
-    df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` (fraction in
-    [0, 1]), at most one row per (norm, fold, seed). confidence: level of the Student-t intervals,
-    in (0, 1). order: optional names giving the row order (names without runs skipped, others
-    follow in order of first appearance).
-
     The interval of a mean is mean ± t_{(1+confidence)/2, n-1} · std / sqrt(n)
     (`scipy.stats.ttest_1samp(...).confidence_interval`); the paired test is the one-sample t-test
     of the differences, equal to `scipy.stats.ttest_rel`. One run: NaN std, interval and p-value.
     An empty `df` gives empty tables; an absent baseline an empty ``paired``.
 
-    Example: accuracies 0.70, 0.72, 0.74 give mean 0.72, std 0.02 and the 95% interval
-    0.72 ± 4.3027 · 0.02 / sqrt(3) = [0.6703, 0.7697].
+    Args:
+        df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` (fraction in
+            [0, 1]), at most one row per (norm, fold, seed) (e.g. `RunStore.rows()`).
+        baseline: the normalization the paired differences are taken against.
+        confidence: level of the Student-t intervals, in (0, 1).
+        order: optional names giving the row order (names without runs skipped, others follow in
+            order of first appearance).
+
+    Returns:
+        The `Summary`: tables `per_norm` and `paired`, with `baseline` and `confidence`.
+
+    Raises:
+        TypeError: `df` is not a DataFrame, or `order` is one string.
+        ValueError: `confidence` outside (0, 1); a required column missing; a missing or
+            non-numeric accuracy; more than one row for the same (norm, fold, seed).
+
+    Examples:
+        Accuracies 0.70, 0.72, 0.74 give mean 0.72, std 0.02 and the 95% interval
+        0.72 ± 4.3027 · 0.02 / sqrt(3) = [0.6703, 0.7697]:
+
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"norm": "none", "fold": [1, 2, 3], "seed": 0, "accuracy": [0.70, 0.72, 0.74]})
+        >>> s = summarize(df).per_norm.loc["none"]
+        >>> tuple(round(float(s[c]), 4) for c in ("mean", "std", "ci_low", "ci_high"))
+        (0.72, 0.02, 0.6703, 0.7697)
     """
     if not isinstance(confidence, numbers.Real) or not 0.0 < float(confidence) < 1.0:
         raise ValueError(f"confidence must be a number in (0, 1) such as 0.95, got {confidence!r}")
@@ -184,9 +207,17 @@ def _listing(values, sort: bool = True) -> str:
 
 
 def provenance_markdown(infos: list[dict]) -> list[str]:
-    """Lines of the section "How these runs were made" from the runs' records' `info` (see
-    `RunStore.save`): the commands, the versions, hosts, and the wall time. Each value is counted
-    over the runs that recorded it, so a grid resumed on another machine or version says so."""
+    """Lines of the section "How these runs were made": the commands, the versions, hosts, and the wall time.
+
+    Each value is counted over the runs that recorded it, so a grid resumed on another machine or
+    version says so.
+
+    Args:
+        infos: the runs' records' `info` dicts (see `RunStore.save`).
+
+    Returns:
+        The Markdown lines, starting with a blank line and the section's heading.
+    """
     n = len(infos)
 
     def counts(key: str) -> Counter:
@@ -233,8 +264,19 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
 
 
 def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list[dict] | None = None) -> str:
-    """The text of `summary.md`: what was compared, the per-norm table and the paired table, and,
-    given the runs' records' `infos`, how the runs were made (`provenance_markdown`)."""
+    """The text of `summary.md`: what was compared, the per-norm table and the paired table.
+
+    Args:
+        df: the runs, one row each (columns ``norm``, ``fold``, ``seed``, ``accuracy`` and
+            optionally ``epochs``).
+        summary: `summarize(df)`.
+        title: the report's heading.
+        infos: the runs' records' `info` dicts; given, the report ends with how the runs were
+            made (`provenance_markdown`); None or empty: no such section.
+
+    Returns:
+        The Markdown text, ending in a newline.
+    """
     provenance = provenance_markdown(infos) if infos else []
     level, baseline = f"{100 * summary.confidence:g}%", summary.baseline
     cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
@@ -301,14 +343,27 @@ def write_summary(
     order=None,
     infos: list[dict] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``out_dir/summary.md`` (see `summary_markdown`) and ``out_dir/summary.png`` (see
-    `plots.summary_figure`) for the runs in `df`, each atomically; returns both paths.
+    """Write ``out_dir/summary.md`` and ``out_dir/summary.png`` for the runs in `df`, each atomically.
 
-    df: one row per run (``RunStore.rows()``); baseline, confidence, order: as in `summarize`;
-    title: heading of both, default "Spectrogram normalization comparison"; infos: the runs'
-    records' `info` dicts (command, versions, host, seconds), summarized at the end of
-    `summary.md` (`RunStore.rebuild` passes them). Raises ValueError
-    when `df` has no rows or is not valid for `summarize`.
+    See `summary_markdown` and `plots.summary_figure`. Nothing is written when matplotlib is missing.
+
+    Args:
+        df: one row per run (``RunStore.rows()``).
+        out_dir: the folder both files are written to.
+        baseline: as in `summarize`.
+        confidence: as in `summarize`.
+        title: heading of both (None: "Spectrogram normalization comparison").
+        order: as in `summarize`.
+        infos: the runs' records' `info` dicts (command, versions, host, seconds), summarized at
+            the end of `summary.md` (`schedule.rebuild_outputs` passes them).
+
+    Returns:
+        `(md_path, png_path)`: the paths of both files.
+
+    Raises:
+        ValueError: `df` has no rows or is not valid for `summarize`.
+        TypeError: `df` is not a DataFrame.
+        ImportError: matplotlib is not installed.
     """
     from .plots import summary_png
 

@@ -39,6 +39,15 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
         preset: the preset's name, for the row.
         dataset: the recipe of a `source` folder (None: detected).
         overrides: `AudioSettings` fields to change.
+
+    Returns:
+        The result row: `norm`, `fold`, `seed`, `epochs`, `accuracy`, `valid_loss` and
+            `train_loss` of the final epoch, `preset`, `n_train` and `n_valid` (clips), `n_classes`,
+            `device` and `seconds` (wall time of the fit).
+
+    Raises:
+        ValueError: an unknown norm or preset, or a `fold` that is not a fold of `source`.
+        TypeError: an unknown setting name in `overrides`.
     """
     from fastai.torch_core import set_seed
 
