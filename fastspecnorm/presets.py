@@ -10,10 +10,14 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["AudioSettings", "ESC50Settings", "PRESETS", "DEFAULT_SAMPLE_RATE", "get_settings"]
+__all__ = ["AudioSettings", "ESC50Settings", "PRESETS", "DEFAULT_SAMPLE_RATE", "AUGMENTS", "get_settings"]
 
 #: The rate (Hz) clips are resampled to when a preset keeps the files' rate but they have several.
 DEFAULT_SAMPLE_RATE = 16000
+
+#: The values of `AudioSettings.augment`: none, SpecAugment + mixup (True or "spec"), the waveform
+#: augmentations, or both.
+AUGMENTS = (False, True, "spec", "waveform", "all")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,10 @@ class AudioSettings:
         cache: decoded-audio cache (`AudioCache`): True for the default folder, a path, or False.
         audio_dtype: precision decoded audio is kept at: "int16", "float16", "float32" or "auto"
             (per file, the type that keeps its source); applied with and without the cache.
-        augment: the comparison adds its train-only augmentations to every norm.
+        augment: the train-only augmentations the comparison adds to every norm: False (none),
+            "spec" (SpecAugment masks after the normalization, then fastai's `MixUp`; True means
+            the same), "waveform" (gain, noise at an SNR and a time shift before it,
+            `waveform_augmentations`) or "all" (both). One of `AUGMENTS`.
 
     Examples:
         >>> AudioSettings(sample_rate=None, n_fft=None, hop_length=None).resolved(44100).n_fft
@@ -65,7 +72,13 @@ class AudioSettings:
     num_workers: int | None = None
     cache: Any = field(default=True)
     audio_dtype: str = "int16"
-    augment: bool = False
+    augment: bool | str = False
+
+    def __post_init__(self):
+        # "spec" is the first augmentation's name and True its old spelling: one value, so that
+        # records written with `augment=True` keep their experiment id.
+        if self.augment == "spec":
+            object.__setattr__(self, "augment", True)
 
     def resolved(self, sample_rate: int | None = None) -> AudioSettings:
         """These settings with every open field filled.

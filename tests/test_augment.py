@@ -248,3 +248,38 @@ def test_waveform_augmentations_helper_and_bad_settings():
         AddNoise(30, 10)
     with pytest.raises(ValueError, match="batch transform"):
         TimeShift()(_padded_wave()[0], split_idx=0)
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+def test_norm_setup_augment_kinds(norm):
+    from fastspecnorm.augment import AddNoise, TimeShift, WaveformGain
+
+    def kinds(augment):
+        setup = norm_setup(norm, augment=augment)
+        names = [type(t).__name__ for t in setup.batch_tfms]
+        return names, any(isinstance(cb, MixUp) for cb in setup.cbs)
+
+    plain_names, _ = kinds(False)
+    wave = [WaveformGain.__name__, AddNoise.__name__, TimeShift.__name__]
+    assert kinds("waveform") == (wave + plain_names, False)  # no SpecAugment, no mixup
+    assert kinds("all") == (wave + plain_names + ["SpecAugment"], True)
+    assert kinds("spec") == kinds(True) == (plain_names + ["SpecAugment"], True)
+
+
+def test_waveform_augmentations_are_train_only_before_the_waveform_norm_and_unseen_by_statistics(tiny_esc50):
+    from fastspecnorm.augment import waveform_augmentations
+
+    def stats(batch_tfms):
+        dls = esc50_dataloaders(tiny_esc50, batch_tfms=batch_tfms, **TINY)
+        cb = StatsCallback(red_dims=(0, 1, 3))
+        esc50_learner(dls, cbs=[cb]).fit(0)
+        return cb.stats_recorder, dls
+
+    ref, ref_dls = stats([])
+    rec, dls = stats(waveform_augmentations(max_gain_db=20, snr_db=(0, 0), max_shift=0.5, p=1.0))
+    torch.testing.assert_close(rec.mean, ref.mean, rtol=1e-6, atol=0)  # 0 dB SNR noise would have moved these
+    torch.testing.assert_close(rec.std, ref.std, rtol=1e-6, atol=0)
+    for a, r in zip(dls.valid, ref_dls.valid, strict=True):  # validation: untouched, batch for batch
+        assert torch.equal(plain(a[0]), plain(r[0]))
+    order = [type(t).__name__ for t in dls.train.after_batch.fs]
+    assert order.index("TimeShift") < order.index("WaveformNormalize") < order.index("AudioToSpec")

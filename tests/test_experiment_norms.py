@@ -61,9 +61,21 @@ def test_bn_learner_starts_with_a_batchnorm_over_frequency_bins(tiny_esc50):
     assert isinstance(first, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) and first.num_features == n_freq
 
 
-def test_augment_on_the_command_line_and_preset_strong(tmp_path):
-    cfg = parse_args(["--data", "synthetic", "--out", str(tmp_path), "--augment"])
-    assert cfg.overrides["augment"] is True
-    assert "augment" not in parse_args(["--data", "synthetic", "--out", str(tmp_path)]).overrides
+def test_augment_on_the_command_line_and_preset_strong(tmp_path, capsys):
+    def augment(*extra):
+        cfg = parse_args(["--data", "synthetic", "--out", str(tmp_path), *extra])
+        return get_settings("blog", **cfg.overrides).augment
+
+    assert augment() is False
+    assert augment("--augment") is True  # SpecAugment + mixup, as before kinds existed
+    assert augment("--augment", "spec") is True  # the same experiment: the same settings
+    assert augment("--augment", "waveform") == "waveform" and augment("--augment", "all") == "all"
+    assert augment("--set", "augment=waveform") == "waveform"
+    with pytest.raises(SystemExit):
+        augment("--augment", "sometimes")
+    assert "invalid choice: 'sometimes'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        augment("--set", "augment=sometimes")
+    assert "augment must be one of [False, True, 'spec', 'waveform', 'all'], got 'sometimes'" in capsys.readouterr().err
     # strong = blog + augmentations, nothing else changed
     assert get_settings("strong") == get_settings("blog", augment=True) and PRESETS["blog"].augment is False

@@ -136,7 +136,9 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
                    help="run the I-th of N disjoint slices of the grid (job arrays), e.g. 3/8")  # fmt: skip
     p.add_argument("--devices", nargs="+", default=[], metavar="DEVICE",
                    help="one worker process per listed device on this machine, e.g. cuda:0 cuda:1 (or cpu cpu)")  # fmt: skip
-    p.add_argument("--augment", action="store_true", help="add the train-only augmentations to the preset (--set augment=true)")
+    p.add_argument("--augment", nargs="?", const="spec", choices=["spec", "waveform", "all"], metavar="KIND",
+                   help="add train-only augmentations to the preset: spec (SpecAugment masks and mixup, the default), "
+                        "waveform (gain, noise, time shift) or all")  # fmt: skip
     p.add_argument("--summarize", action="store_true", help="only rebuild results.csv, summary.md and summary.png in --out")
     p.add_argument("--quiet", action="store_true", help="one line per run")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -165,8 +167,8 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
     for name, value in (("lr", a.lr), ("bs", a.bs), ("num_workers", a.num_workers)):
         if value is not None:
             overrides[name] = value
-    if a.augment:
-        overrides["augment"] = True
+    if a.augment is not None:
+        overrides["augment"] = a.augment
     cfg = ExperimentConfig(
         data=a.data, out=a.out, folds=a.folds if a.folds is not None else default_folds, seeds=a.seeds, norms=a.norms,
         preset=a.preset, epochs=a.epochs, stats_fraction=a.stats_fraction, overrides=overrides,

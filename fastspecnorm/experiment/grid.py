@@ -11,7 +11,7 @@ from typing import Any
 
 from .._io import atomic_write_text, read_json
 from ..datasets.sources import RECIPES
-from ..presets import PRESETS, get_settings
+from ..presets import AUGMENTS, PRESETS, get_settings
 from .fingerprint import describe_changes, files_fingerprint
 from .log import RunLog
 from .norms import NORMS, check_norms
@@ -157,6 +157,8 @@ def check_config(cfg: ExperimentConfig) -> None:
         raise ValueError(f"bs (batch size) must be a positive integer, got {settings.bs!r}")
     if settings.lr is not None and not (isinstance(settings.lr, int | float) and settings.lr > 0):
         raise ValueError(f"lr must be a positive number, got {settings.lr!r}")
+    if not (isinstance(settings.augment, bool | str) and settings.augment in AUGMENTS):
+        raise ValueError(f"augment must be one of {list(AUGMENTS)}, got {settings.augment!r}")
     if settings.num_workers is not None and not (isinstance(settings.num_workers, int) and settings.num_workers >= 0):
         raise ValueError(f"num workers must be an integer >= 0, got {settings.num_workers!r}")
     index, count = cfg.shard

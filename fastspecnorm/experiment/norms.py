@@ -151,7 +151,11 @@ class NormSetup:
 
 
 def norm_setup(
-    name: str, stats_fraction: float = 1.0, stats_path: str | Path | None = None, augment: bool = False, progress: bool = True
+    name: str,
+    stats_fraction: float = 1.0,
+    stats_path: str | Path | None = None,
+    augment: bool | str = False,
+    progress: bool = True,
 ) -> NormSetup:
     """How a run of normalization `name` is built.
 
@@ -162,8 +166,10 @@ def norm_setup(
         name: a name of `NORMS`.
         stats_fraction: share of training batches the dataset statistics are gathered from, in (0, 1].
         stats_path: where the statistics are saved and reused (None: not saved).
-        augment: add the train-only augmentations, `SpecAugment` masks after the normalization
-            (filled with the norm's `mask_fill`) and fastai's `MixUp` (see `fastspecnorm.augment`).
+        augment: the train-only augmentations to add (`AUGMENTS`): True or "spec", `SpecAugment`
+            masks after the normalization (filled with the norm's `mask_fill`) and fastai's
+            `MixUp`; "waveform", `waveform_augmentations()` (gain, noise, time shift) before the
+            waveform normalization and the spectrogram; "all", both; False, none.
         progress: a progress bar while statistics are gathered.
 
     Returns:
@@ -172,7 +178,7 @@ def norm_setup(
     Raises:
         ValueError: `name` is not in `NORMS`.
     """
-    from ..augment import SpecAugment, augment_callbacks
+    from ..augment import SpecAugment, augment_callbacks, waveform_augmentations
     from ..callback import StatsCallback
 
     norm = NORMS[check_norms([name])[0]]
@@ -181,11 +187,13 @@ def norm_setup(
         setup.settings["to_db"] = False
     if norm.red_dims is not None:
         setup.cbs.append(StatsCallback(red_dims=norm.red_dims, fraction=stats_fraction, path=stats_path, progress=progress))
+    if augment in ("waveform", "all"):
+        setup.batch_tfms.extend(waveform_augmentations())  # order 40, before the waveform norm
     if norm.spec_tfms is not None:
         setup.batch_tfms.extend(norm.spec_tfms())
     if norm.input_bn:
         setup.learner_kwargs["input_bn"] = True
-    if augment:
+    if augment in (True, "spec", "all"):
         setup.batch_tfms.append(SpecAugment(fill=norm.mask_fill))
         setup.cbs.extend(augment_callbacks())
     return setup
