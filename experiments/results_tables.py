@@ -94,7 +94,10 @@ def answer_markdown(outs) -> str:
             json.loads((out / "experiment.json").read_text()).get("settings", {}) if (out / "experiment.json").is_file() else {}
         )
         dataset = "FSDD, speakers held out" if str(df["preset"].iloc[0]).startswith("fsdd") else "ESC-50"
-        augment = ", with augmentation" if settings.get("augment") else ""
+        kind = settings.get("augment") or False
+        augment = {False: "", "waveform": ", waveform augmentations", "all": ", all augmentations"}.get(
+            kind, ", SpecAugment + mixup"
+        )
         row = per_norm.loc[best]
         lines.append(
             f"- {dataset}{augment} (`{out.name}`, {len(df)} runs): best `{best}`, "
