@@ -16,7 +16,8 @@ Writes five small PNGs (80 dpi):
 - `esc50_real400.png`: the same figure for the committed grid on 400 real ESC-50 clips
   (`results/esc50-real400`, CC BY-NC 3.0);
 - `augment.png`: that grid and the same grid with augmentations (`--augment-results`, default
-  `results/fsdd-augment`) side by side (`comparison_figure`): does the ranking survive?
+  `results/fsdd-augment`) side by side (`comparison_figure`), and with waveform augmentations (`--waveform-results`, default
+  `results/fsdd-augment-waveform`): does the ranking survive?
 
 Every picture carries its dataset's attribution in its footer (FSDD: CC BY-SA 4.0; ESC-50:
 CC BY-NC 3.0). Needs a few seconds of CPU, no training. `--notebook` executes the notebook with
@@ -161,14 +162,17 @@ def results_plot(results: Path, path: Path, dataset: str = "fsdd") -> None:
     save_grid_figure(fig, path, f" from {len(df)} runs", ATTRIBUTION if dataset == "fsdd" else ESC50_ATTRIBUTION)
 
 
-def augment_plot(plain: Path, augmented: Path, path: Path) -> None:
-    "Both grids' means and paired differences against none, side by side; skipped while either has no run."
+def augment_plot(plain: Path, augmented: Path, path: Path, waveform: Path | None = None) -> None:
+    """The grids' means and paired differences against none, side by side: without augmentation,
+    with SpecAugment + mixup and (when given) with waveform augmentations; skipped while one has no run."""
     import pandas as pd
 
     from fastspecnorm.experiment import comparison_figure
     from fastspecnorm.experiment.norms import NORMS
 
     csvs = {"without augmentation": plain / "results.csv", "with SpecAugment + mixup": augmented / "results.csv"}
+    if waveform is not None:
+        csvs["with waveform augmentations"] = waveform / "results.csv"
     if missing := [str(c) for c in csvs.values() if not c.is_file()]:
         print(f"skipped {path.name}: no {', '.join(missing)} yet")
         return
@@ -229,6 +233,12 @@ def main(argv=None) -> int:
         default=REPO / "results" / "fsdd-augment",
         help="the same grid with augmentations, compared with --results in augment.png",
     )
+    parser.add_argument(
+        "--waveform-results",
+        type=Path,
+        default=REPO / "results" / "fsdd-augment-waveform",
+        help="the same grid with waveform augmentations, the third panel of augment.png",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the PNGs go")
     parser.add_argument("--notebook", action="store_true", help="also execute nbs/fsdd_normalization.ipynb in place")
     parser.add_argument(
@@ -263,7 +273,7 @@ def main(argv=None) -> int:
         spectrogram_batch(dls, args.out / "spectrogram_batch.png")
         per_frequency_stats(dls, args.out / "per_frequency_stats.png")
         results_plot(args.results, args.out / "results.png")
-        augment_plot(args.results, args.augment_results, args.out / "augment.png")
+        augment_plot(args.results, args.augment_results, args.out / "augment.png", args.waveform_results)
         results_plot(REPO / "results" / "esc50-real400", args.out / "esc50_real400.png", dataset="esc50")
     if args.notebook:
         execute_notebook(NOTEBOOK, {"FSN_DATA": str(Path(root).resolve())})  # the kernel runs in nbs/
