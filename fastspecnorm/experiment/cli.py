@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..presets import PRESETS
+from ..presets import AUGMENTS, PRESETS
 from .grid import DATASET_NAMES, ExperimentConfig, check_config
 from .norms import NORMS
 
@@ -136,7 +136,7 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
                    help="run the I-th of N disjoint slices of the grid (job arrays), e.g. 3/8")  # fmt: skip
     p.add_argument("--devices", nargs="+", default=[], metavar="DEVICE",
                    help="one worker process per listed device on this machine, e.g. cuda:0 cuda:1 (or cpu cpu)")  # fmt: skip
-    p.add_argument("--augment", nargs="?", const="spec", choices=["spec", "waveform", "all"], metavar="KIND",
+    p.add_argument("--augment", nargs="?", const="spec", choices=[a for a in AUGMENTS if isinstance(a, str)], metavar="KIND",
                    help="add train-only augmentations to the preset: spec (SpecAugment masks and mixup, the default), "
                         "waveform (gain, noise, time shift) or all")  # fmt: skip
     p.add_argument("--summarize", action="store_true", help="only rebuild results.csv, summary.md and summary.png in --out")
