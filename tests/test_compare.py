@@ -88,7 +88,7 @@ def test_folder_source_draws_folds_once_and_reuses_them(own, tmp_path, fake_trai
     assert prep.source.dataset == "folder" and prep.folds == [1, 2, 3]
     assert prep.settings.sample_rate == 8000 and prep.settings.duration is None  # the "own" preset keeps rate and length
     folds = pd.read_csv(out / "folds.csv")
-    assert list(folds.columns) == ["file", "fold"] and len(folds) == 24
+    assert list(folds.columns) == ["file", "repeat", "fold"] and len(folds) == 24 and set(folds["repeat"]) == {0}
     assert set(folds["file"]) == {str(p.relative_to(own).as_posix()) for p in own.rglob("*.wav")}
 
     run_experiment(cfg, _quiet(), prep=prep)
@@ -103,6 +103,57 @@ def test_folder_source_draws_folds_once_and_reuses_them(own, tmp_path, fake_trai
     again = prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
     table = again.source.table.set_index("file")["fold"]
     assert all(table[f] == k for f, k in zip(edited["file"], edited["fold"], strict=True))
+
+
+def test_repeated_k_fold_draws_other_partitions_and_resumes_with_more(own, tmp_path, fake_training):
+    "--repeats R: R stratified partitions in folds.csv (repeat, fold), a `repeat` column, old folds.csv read as repeat 0."
+    from fastspecnorm.experiment import summarize
+    from fastspecnorm.experiment.cli import parse_args
+
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(data=str(own), out=out, norms=["none", "global"], seeds=[0], k=3, repeats=2, overrides=dict(TINY))
+    prep = prepare(cfg, _quiet())
+    folds = pd.read_csv(out / "folds.csv")
+    assert list(folds.columns) == ["file", "repeat", "fold"] and len(folds) == 48
+    by_repeat = {r: t.set_index("file")["fold"] for r, t in folds.groupby("repeat")}
+    assert not by_repeat[0].equals(by_repeat[1].loc[by_repeat[0].index])  # another partition
+    for fold_of in by_repeat.values():  # each stratified: 8 clips of each label over 3 folds, so 2 or 3 per fold
+        counts = pd.crosstab(fold_of.index.str.split("/").str[0], fold_of.to_numpy())
+        assert counts.shape == (3, 3) and set(counts.to_numpy().ravel()) <= {2, 3}
+    # repeat 0 is the draw a single k-fold makes, so an existing OUT keeps its folds
+    single = prepare(
+        ExperimentConfig(data=str(own), out=tmp_path / "single", norms=["none"], k=3, overrides=dict(TINY)), _quiet()
+    )
+    assert single.source.table.set_index("file")["fold"].to_dict() == by_repeat[0].to_dict()
+
+    run_experiment(cfg, _quiet(), prep=prep)
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(set(zip(results["repeat"], results["fold"], strict=True))) == [(r, f) for r in (0, 1) for f in (1, 2, 3)]
+    assert len(results) == 12 and results["run_id"].str.contains("-r1-fold").sum() == 6
+    assert summarize(results).paired.loc["global", "n_folds"] == 6
+    assert "in 2 repeats" in (out / "summary.md").read_text()
+
+    # Resumed with a third repeat: repeats 0 and 1 kept as they were, repeat 2 drawn and run.
+    cfg3 = ExperimentConfig(data=str(own), out=out, norms=["none", "global"], seeds=[0], k=3, repeats=3, overrides=dict(TINY))
+    run_experiment(cfg3, _quiet())
+    grown = pd.read_csv(out / "folds.csv")
+    assert len(grown) == 72 and grown[grown["repeat"] < 2].reset_index(drop=True).equals(folds)
+    assert len(pd.read_csv(out / "results.csv")) == 18
+
+    # A folds.csv written before repeated k-fold (file, fold) is read as repeat 0.
+    old = tmp_path / "old"
+    old.mkdir()
+    folds[folds["repeat"] == 0][["file", "fold"]].to_csv(old / "folds.csv", index=False)
+    again = prepare(ExperimentConfig(data=str(own), out=old, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
+    assert again.source.table.set_index("file")["fold"].to_dict() == by_repeat[0].to_dict()
+
+    # Fixed folds take no repeats, refused before anything is written.
+    with pytest.raises(SystemExit):
+        parse_args(["--csv", str(own / "labels.csv"), "--fold-col", "speaker", "--repeats", "2", "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="fixed"):
+        prepare(ExperimentConfig(data=None, csv=str(own / "labels.csv"), fold_col="speaker", repeats=2, out=tmp_path / "y",
+                                 overrides=dict(TINY)), _quiet())  # fmt: skip
+    assert not (tmp_path / "y").exists()
 
 
 def test_folds_are_the_same_in_a_second_process(own, tmp_path):

@@ -31,11 +31,12 @@ def test_records_and_results_csv_round_trip(tmp_path):
     store.save("c", row("none", 2, 0, 0.125))
     assert store.is_done("a") and not store.is_done("d")
     rows = store.rebuild(order=["none", "global"])
-    # Sorted by fold, seed, then norm in `order`, whatever the save order.
+    # Sorted by repeat, fold, seed, then norm in `order`, whatever the save order; a record
+    # without `repeat` (written before repeated k-fold) is repeat 0.
     assert rows["run_id"].tolist() == ["a", "c", "b"]
     text = (tmp_path / "results.csv").read_text()
-    assert text.splitlines()[0] == "norm,fold,seed,epochs,accuracy,run_id,note"
-    assert text.splitlines()[3] == 'global,2,0,2,0.25,b,"a, b"'
+    assert text.splitlines()[0] == "norm,repeat,fold,seed,epochs,accuracy,run_id,note"
+    assert text.splitlines()[3] == 'global,0,2,0,2,0.25,b,"a, b"'
     back = pd.read_csv(tmp_path / "results.csv")
     assert back["accuracy"].tolist() == [0.75, 0.125, 0.25]  # floats round-trip exactly
     # Rebuilding from the same records gives the same bytes; the info stays out of the table.
@@ -43,6 +44,11 @@ def test_records_and_results_csv_round_trip(tmp_path):
     assert (tmp_path / "results.csv").read_text() == text and "seconds" not in text
     assert json.loads((tmp_path / "runs" / "b.json").read_text())["info"] == {"seconds": 1.5}
     assert not [p for p in tmp_path.rglob("*.tmp")]
+    # A later repeat sorts after every run of repeat 0, whatever its fold.
+    store.save("e", {"norm": "none", "repeat": 1, "fold": 1, "seed": 0, "epochs": 2, "accuracy": 0.5})
+    assert store.rebuild(order=["none", "global"])["run_id"].tolist() == ["a", "c", "b", "e"]
+    with pytest.raises(ValueError, match="repeat"):
+        store.save("f", {"norm": "none", "repeat": -1, "fold": 1, "seed": 0, "epochs": 2, "accuracy": 0.5})
 
 
 def test_store_stores_and_summaries_render_from_its_rows(tmp_path):
@@ -56,7 +62,8 @@ def test_store_stores_and_summaries_render_from_its_rows(tmp_path):
     assert not (tmp_path / "summary.md").exists()  # the store renders nothing
     write_summary(rows, tmp_path, order=["none", "global"], title="Store test")
     text = (tmp_path / "summary.md").read_text()
-    assert text.startswith("# Store test") and "| global | 3 | +8.33 |" in text
+    # one fold, three seeds: one replicate, so a mean difference but no interval
+    assert text.startswith("# Store test") and "| global | **undecided** | 1 | 3 | +8.33 | n/a |" in text
     assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 

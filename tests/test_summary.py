@@ -1,7 +1,8 @@
-"""Tests for fastspecnorm.experiment.summary and .plots: summary statistics, summary.md and summary.png.
+"""Tests for fastspecnorm.experiment.summary and .plots: the comparison's statistics, summary.md and summary.png.
 
 Reference numbers are worked out by hand in each test (means, sample standard deviations,
-Student-t quantiles in closed form for 2 degrees of freedom).
+Student-t quantiles and distribution functions in closed form for 1 and 2 degrees of freedom,
+Holm's adjustment), or come from `scipy.stats` called directly on the fold-level values.
 """
 
 import math
@@ -18,6 +19,11 @@ from fastspecnorm.experiment import Summary, summarize, write_summary
 T_975_DF2 = 0.95 * math.sqrt(2.0 / 0.0975)
 # t quantile for 1 degree of freedom (Cauchy): tan(pi * (p - 1/2)); for p = 0.975, 12.7062...
 T_975_DF1 = math.tan(math.pi * 0.475)
+
+
+def t_cdf_df2(t):
+    "Student t distribution function with 2 degrees of freedom, in closed form."
+    return 0.5 + t / (2.0 * math.sqrt(2.0 + t * t))
 
 
 def make_row(norm="none", fold=1, seed=0, epochs=8, accuracy=0.5, **extra):
@@ -41,11 +47,11 @@ def test_per_norm_statistics_by_hand():
     df = frame([("none", 1, 0, 0.70), ("none", 2, 0, 0.72), ("none", 3, 0, 0.74)])
     table = summarize(df).per_norm
     assert list(table.index) == ["none"]
-    assert list(table.columns) == ["n", "mean", "std", "ci_low", "ci_high", "min", "max"]
+    assert list(table.columns) == ["n", "mean", "std", "ci_low", "ci_high", "min", "max", "n_folds"]
     row = table.loc["none"]
     # mean = 2.16 / 3 = 0.72; deviations -0.02, 0, 0.02 -> variance 0.0008 / 2 -> std 0.02.
     half_width = T_975_DF2 * 0.02 / math.sqrt(3)  # 4.30265 * 0.0115470 = 0.0496828
-    assert row["n"] == 3
+    assert row["n"] == 3 and row["n_folds"] == 3
     assert row["mean"] == pytest.approx(0.72, rel=1e-12)
     assert row["std"] == pytest.approx(0.02, rel=1e-9)  # cancellation in 0.74 - 0.72
     assert row["ci_low"] == pytest.approx(0.72 - half_width, rel=1e-9)
@@ -72,16 +78,33 @@ def test_single_run_has_nan_std_and_interval():
     assert row["min"] == row["max"] == 0.7
 
 
+PAIRED_COLUMNS = [
+    "n_pairs",
+    "n_folds",
+    "mean_diff",
+    "std_diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "p_better",
+    "p_equivalent",
+    "p_worse",
+    "verdict",
+    "folds_needed",
+]
+
+
 def test_paired_differences_by_hand_exclude_unmatched_runs():
     df = frame(
         [
             ("none", 1, 0, 0.70),
-            ("none", 1, 1, 0.60),
             ("none", 2, 0, 0.80),
+            ("none", 3, 0, 0.60),
             ("global", 1, 0, 0.75),  # +0.05
-            ("global", 1, 1, 0.61),  # +0.01
-            ("global", 2, 0, 0.83),  # +0.03
-            ("global", 3, 0, 0.99),  # no "none" run on fold 3: must be left out
+            ("global", 2, 0, 0.81),  # +0.01
+            ("global", 3, 0, 0.63),  # +0.03
+            ("global", 4, 0, 0.99),  # no "none" run on fold 4: must be left out
             ("channel", 2, 0, 0.78),  # one pair only: -0.02
         ]
     )
@@ -89,17 +112,10 @@ def test_paired_differences_by_hand_exclude_unmatched_runs():
     assert isinstance(summary, Summary)
     assert summary["paired"] is summary.paired
     assert list(summary.paired.index) == ["global", "channel"]
-    assert list(summary.paired.columns) == [
-        "n_pairs",
-        "mean_diff",
-        "std_diff",
-        "ci_low",
-        "ci_high",
-        "p_value",
-    ]
+    assert list(summary.paired.columns) == PAIRED_COLUMNS
     glob = summary.paired.loc["global"]
     # differences 0.05, 0.01, 0.03: mean 0.03, deviations +-0.02 -> std 0.02.
-    assert glob["n_pairs"] == 3
+    assert glob["n_pairs"] == 3 and glob["n_folds"] == 3
     assert glob["mean_diff"] == pytest.approx(0.03, rel=1e-9)
     assert glob["std_diff"] == pytest.approx(0.02, rel=1e-8)
     half_width = T_975_DF2 * 0.02 / math.sqrt(3)
@@ -112,30 +128,178 @@ def test_paired_differences_by_hand_exclude_unmatched_runs():
     assert glob["p_value"] == pytest.approx(0.12168, abs=1e-5)
 
     chan = summary.paired.loc["channel"]
-    assert chan["n_pairs"] == 1
+    assert chan["n_pairs"] == 1 and chan["n_folds"] == 1
     assert chan["mean_diff"] == pytest.approx(-0.02, rel=1e-9)
-    for column in ["std_diff", "ci_low", "ci_high", "p_value"]:
+    for column in ["std_diff", "ci_low", "ci_high", "p_value", "p_adjusted", "p_better"]:
         assert np.isnan(chan[column])
+    assert chan["verdict"] == "undecided"
 
     # The per-norm table still counts every run, matched or not.
     assert summary.per_norm.loc["global", "n"] == 4
     assert summary.per_norm.loc["global", "max"] == 0.99
 
 
-def test_paired_p_value_matches_scipy_ttest_rel():
+def test_seeds_of_one_fold_are_averaged_before_the_test():
+    "Two folds x two seeds are 2 replicates, not 4: the seeds' mean differences are the values tested."
+    df = frame(
+        [
+            ("none", 1, 0, 0.70),
+            ("none", 1, 1, 0.60),
+            ("none", 2, 0, 0.80),
+            ("none", 2, 1, 0.70),
+            ("pcen", 1, 0, 0.75),  # +0.05
+            ("pcen", 1, 1, 0.63),  # +0.03 -> fold 1: +0.04
+            ("pcen", 2, 0, 0.90),  # +0.10
+            ("pcen", 2, 1, 0.78),  # +0.08 -> fold 2: +0.09
+        ]
+    )
+    summary = summarize(df)
+    row = summary.paired.loc["pcen"]
+    assert row["n_pairs"] == 4 and row["n_folds"] == 2
+    # fold-level differences 0.04 and 0.09: mean 0.065, std = 0.05 / sqrt 2; one degree of freedom.
+    std = 0.05 / math.sqrt(2)
+    assert row["mean_diff"] == pytest.approx(0.065, rel=1e-9)
+    assert row["std_diff"] == pytest.approx(std, rel=1e-9)
+    assert row["ci_high"] - row["mean_diff"] == pytest.approx(T_975_DF1 * std / math.sqrt(2), rel=1e-9)
+    # t = 0.065 / 0.025 = 2.6 with 1 df (Cauchy): p = 1 - 2 atan(2.6) / pi.
+    assert row["p_value"] == pytest.approx(1 - 2 * math.atan(2.6) / math.pi, rel=1e-9)
+    # The per-norm mean is the mean of fold means (0.65 and 0.75 for none), its std theirs.
+    none = summary.per_norm.loc["none"]
+    assert none["n"] == 4 and none["n_folds"] == 2
+    assert none["std"] == pytest.approx(0.1 / math.sqrt(2), rel=1e-9)
+
+
+def test_corrected_resampled_t_by_hand():
+    "With n_train and n_valid the variance is multiplied by (1/J + n_valid/n_train) / (1/J)."
+    rows = [("none", 1, 0, 0.70), ("none", 2, 0, 0.80), ("none", 3, 0, 0.60)]
+    rows += [("global", 1, 0, 0.75), ("global", 2, 0, 0.81), ("global", 3, 0, 0.63)]
+    df = frame(rows).assign(n_train=400, n_valid=100)
+    summary = summarize(df)
+    assert summary.correction == pytest.approx(0.25, rel=1e-12)
+    row = summary.paired.loc["global"]
+    # differences 0.05, 0.01, 0.03: mean 0.03, std 0.02; standard error 0.02 * sqrt(1/3 + 1/4).
+    scale = 0.02 * math.sqrt(1 / 3 + 0.25)
+    assert row["ci_low"] == pytest.approx(0.03 - T_975_DF2 * scale, rel=1e-8)
+    assert row["ci_high"] == pytest.approx(0.03 + T_975_DF2 * scale, rel=1e-8)
+    t_statistic = 0.03 / scale
+    assert row["p_value"] == pytest.approx(2 * (1 - t_cdf_df2(t_statistic)), rel=1e-7)
+    # The Bayesian correlated t posterior is t(2, 0.03, scale): P(diff > 0.01), P(diff < -0.01).
+    assert row["p_better"] == pytest.approx(1 - t_cdf_df2((0.01 - 0.03) / scale), rel=1e-7)
+    assert row["p_worse"] == pytest.approx(t_cdf_df2((-0.01 - 0.03) / scale), rel=1e-7)
+    assert row["p_better"] + row["p_equivalent"] + row["p_worse"] == pytest.approx(1.0, abs=1e-12)
+    # the per-norm interval is corrected too: none's fold means 0.7, 0.8, 0.6 have std 0.1.
+    none = summary.per_norm.loc["none"]
+    assert none["mean"] - none["ci_low"] == pytest.approx(T_975_DF2 * 0.1 * math.sqrt(1 / 3 + 0.25), rel=1e-8)
+    assert none["ci_high"] == 1.0  # 0.7 + 0.329 clipped: an accuracy is at most 1
+    # Folds of different sizes: the mean of the per-fold ratios.
+    uneven = frame(rows).assign(n_train=[400, 300, 200] * 2, n_valid=[100, 150, 200] * 2)
+    assert summarize(uneven).correction == pytest.approx((0.25 + 0.5 + 1.0) / 3, rel=1e-12)
+    # A run without the counts: no correction at all.
+    partial = df.copy()
+    partial.loc[0, "n_train"] = np.nan
+    assert summarize(partial).correction == 0.0
+
+
+def test_repeats_are_replicates_and_old_results_are_repeat_0():
+    rows = [("none", f, 0, 0.6 + 0.01 * f) for f in (1, 2)] + [("bn", f, 0, 0.62 + 0.01 * f) for f in (1, 2)]
+    old = frame(rows)  # no repeat column: all repeat 0
+    two = pd.concat([old.assign(repeat=0), old.assign(repeat=1, accuracy=old["accuracy"] + [0.0, 0.0, 0.04, 0.04])])
+    assert summarize(old).paired.loc["bn", "n_folds"] == 2
+    row = summarize(two).paired.loc["bn"]
+    assert row["n_folds"] == 4 and row["n_pairs"] == 4  # (repeat, fold) replicates
+    assert row["mean_diff"] == pytest.approx(0.04, rel=1e-9)  # differences 0.02, 0.02 (repeat 0), 0.06, 0.06 (repeat 1)
+    # the same (norm, fold, seed) in two repeats is no duplicate; twice in one repeat is
+    with pytest.raises(ValueError, match="repeat"):
+        summarize(pd.concat([two, two.iloc[:1]]))
+
+
+def test_paired_p_value_matches_scipy_on_fold_level_differences():
     from scipy import stats
 
     rng = np.random.default_rng(0)
-    base = rng.uniform(0.5, 0.8, size=6)
-    other = base + rng.normal(0.02, 0.03, size=6)
-    runs = [(fold, seed) for fold in (1, 2, 3) for seed in (0, 1)]
+    base = rng.uniform(0.5, 0.8, size=(5, 2))  # 5 folds x 2 seeds
+    other = base + rng.normal(0.02, 0.03, size=(5, 2))
+    runs = [(fold, seed) for fold in range(1, 6) for seed in (0, 1)]
     df = frame(
-        [("none", fold, seed, a) for (fold, seed), a in zip(runs, base, strict=True)]
-        + [("global", fold, seed, a) for (fold, seed), a in zip(runs, other, strict=True)]
+        [("none", fold, seed, base[fold - 1, seed]) for fold, seed in runs]
+        + [("global", fold, seed, other[fold - 1, seed]) for fold, seed in runs]
     )
     row = summarize(df).paired.loc["global"]
-    expected = stats.ttest_rel(other, base)
+    expected = stats.ttest_rel(other.mean(axis=1), base.mean(axis=1))
     assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-10)
+    low, high = expected.confidence_interval(0.95)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), rel=1e-10)
+
+
+def test_holm_adjustment_by_hand():
+    from fastspecnorm.experiment.summary import holm
+
+    # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 1 * 0.04)
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    # NaN is not in the family: m = 2, so 2 * 0.5 = 1.0, then max(1.0, 0.6) = 1.0 (adjusted p never decrease)
+    np.testing.assert_allclose(holm([0.5, np.nan, 0.6]), [1.0, np.nan, 1.0])
+    np.testing.assert_allclose(holm([0.2, np.nan, 0.01]), [0.2, np.nan, 0.02])
+    np.testing.assert_allclose(holm([0.001]), [0.001])
+    assert holm([]).shape == (0,)
+
+
+def verdict_frame(differences: dict[str, list[float]], base=(0.60, 0.70, 0.80, 0.65, 0.75, 0.55)):
+    "One seed per fold; each norm's accuracy is the baseline's plus the given difference per fold."
+    rows = [("none", fold, 0, a) for fold, a in enumerate(base, start=1)]
+    for norm, diffs in differences.items():
+        rows += [(norm, fold, 0, a + d) for fold, (a, d) in enumerate(zip(base, diffs, strict=True), start=1)]
+    return frame(rows)
+
+
+def test_verdicts():
+    df = verdict_frame(
+        {
+            "pcen": [0.10, 0.11, 0.09, 0.10, 0.12, 0.08],  # large and steady: better
+            "utterance": [-0.10, -0.11, -0.09, -0.10, -0.12, -0.08],  # worse
+            "global": [0.001, -0.001, 0.002, 0.0, -0.002, 0.001],  # within +-1 point: equivalent
+            "channel": [0.10, -0.08, 0.05, -0.06, 0.12, -0.09],  # noisy: undecided
+        }
+    )
+    paired = summarize(df).paired
+    assert paired["verdict"].to_dict() == {"pcen": "better", "utterance": "worse", "global": "equivalent", "channel": "undecided"}
+    assert paired.loc["pcen", "p_better"] > 0.99 and paired.loc["utterance", "p_worse"] > 0.99
+    assert paired.loc["global", "p_equivalent"] > 0.99
+    # With a wider region of practical equivalence, pcen's +10 points is no longer beyond it.
+    wide = summarize(df, rope=0.2).paired
+    assert wide.loc["pcen", "verdict"] == "equivalent" and wide.loc["pcen", "p_equivalent"] > 0.99
+    # Only the undecided say how many folds would resolve 2 points.
+    assert paired["folds_needed"].isna().tolist() == [True, True, True, False]
+
+
+def test_holm_turns_a_lone_p_below_005_undecided():
+    "p = 0.03 for one norm alone is 'better'; in a family of three with larger p-values Holm makes it 0.09."
+    from scipy import stats
+
+    # differences with mean m and std s over 6 folds give t = m / (s / sqrt 6); choose t for p = 0.03
+    t_target = stats.t.isf(0.015, 5)
+    spread = np.array([-1.0, 1.0, -1.0, 1.0, -1.0, 1.0]) * 0.02  # std 0.02 * sqrt(6/5)
+    mean = t_target * float(np.std(spread, ddof=1)) / math.sqrt(6)
+    lone = summarize(verdict_frame({"pcen": list(mean + spread)})).paired.loc["pcen"]
+    assert lone["p_value"] == pytest.approx(0.03, rel=1e-6) and lone["p_adjusted"] == pytest.approx(0.03, rel=1e-6)
+    assert lone["verdict"] == "better"
+    noisy = [0.10, -0.08, 0.05, -0.06, 0.12, -0.09]
+    family = summarize(verdict_frame({"pcen": list(mean + spread), "channel": noisy, "bn": noisy[::-1]})).paired
+    assert family.loc["pcen", "p_adjusted"] == pytest.approx(0.09, rel=1e-6)
+    assert family.loc["pcen", "verdict"] == "undecided"
+
+
+def test_folds_needed_by_hand():
+    "The smallest J with t_{0.975, J-1} * std * sqrt(1/J + correction) <= 0.02; inf past the correction's floor."
+    from scipy import stats
+
+    noisy = [0.10, -0.08, 0.05, -0.06, 0.12, -0.09]
+    df = verdict_frame({"channel": noisy})
+    row = summarize(df).paired.loc["channel"]
+    std = float(np.std(noisy, ddof=1))
+    expected = next(j for j in range(2, 100_000) if stats.t.ppf(0.975, j - 1) * std / math.sqrt(j) <= 0.02)
+    assert row["folds_needed"] == expected and expected > 6
+    # with n_valid / n_train = 1/4 the interval never gets narrower than 1.96 * std * 0.5 > 0.02
+    assert summarize(df.assign(n_train=400, n_valid=100)).paired.loc["channel", "folds_needed"] == math.inf
 
 
 def test_identical_differences_give_limit_p_values():
@@ -150,14 +314,7 @@ def test_identical_differences_give_limit_p_values():
 def test_absent_baseline_gives_empty_paired_table():
     summary = summarize(frame([("global", 1, 0, 0.7), ("channel", 1, 0, 0.6)]))
     assert summary.paired.empty
-    assert list(summary.paired.columns) == [
-        "n_pairs",
-        "mean_diff",
-        "std_diff",
-        "ci_low",
-        "ci_high",
-        "p_value",
-    ]
+    assert list(summary.paired.columns) == PAIRED_COLUMNS
     assert list(summary.per_norm.index) == ["global", "channel"]
 
 
@@ -191,6 +348,10 @@ def test_summarize_rejects_bad_input():
         summarize(frame([("none", 1, 0, float("nan"))]))
     with pytest.raises(TypeError, match="DataFrame"):
         summarize([make_row()])
+    with pytest.raises(ValueError, match="rope"):
+        summarize(frame([("none", 1, 0, 0.5)]), rope=-0.01)
+    with pytest.raises(ValueError, match="resolve"):
+        summarize(frame([("none", 1, 0, 0.5)]), resolve=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,12 +389,14 @@ def test_write_summary_markdown_tables(tmp_path):
     assert "2 normalization(s)" in text and "3 fold(s)" in text and "1 seed(s)" in text
     assert "8 epochs" in text
     # none: mean 72.00 %, std 2.00 points, CI 72 -+ 4.97 = [67.03, 76.97].
-    assert "| none | 3 | 72.00 | 2.00 | [67.03, 76.97] | 70.00 | 74.00 |" in text
+    assert "| none | 3 | 3 | 72.00 | 2.00 | [67.03, 76.97] | 70.00 | 74.00 |" in text
     # global: mean 75.00, deviations 0, -2, +2 -> std 2.00 points.
-    assert "| global | 3 | 75.00 | 2.00 | [70.03, 79.97] | 73.00 | 77.00 |" in text
-    # differences +5, +1, +3 points: mean +3.00, std 2.00, CI 3 -+ 4.97, p = 0.122.
-    assert "| global | 3 | +3.00 | 2.00 | [-1.97, +7.97] | 0.122 |" in text
-    assert "no evidence of a difference" in text
+    assert "| global | 3 | 3 | 75.00 | 2.00 | [70.03, 79.97] | 73.00 | 77.00 |" in text
+    # differences +5, +1, +3 points: mean +3.00, CI 3 -+ 4.97, p = 0.122 (Holm: one norm, the same).
+    assert "| global | **undecided** | 3 | 3 | +3.00 | [-1.97, +7.97] | 0.122 | 0.122 |" in text
+    assert "- `global`: undecided against `none` (+3.00 points, 95% interval [-1.97, +7.97], 3 folds)" in text
+    assert "no evidence of a difference, nor of equality" in text
+    assert "Nadeau & Bengio 2003" in text and "Holm" in text and "Benavoli" in text
     assert temp_files(tmp_path / "out") == []
 
 
@@ -247,8 +410,9 @@ def test_write_summary_without_baseline_explains(tmp_path):
 def test_write_summary_single_runs_show_na(tmp_path):
     md_path, _ = write_summary(frame([("none", 1, 0, 0.7), ("global", 1, 0, 0.8)]), tmp_path)
     text = md_path.read_text()
-    assert "| none | 1 | 70.00 | n/a | n/a | 70.00 | 70.00 |" in text
-    assert "| global | 1 | +10.00 | n/a | n/a | n/a |" in text
+    assert "| none | 1 | 1 | 70.00 | n/a | n/a | 70.00 | 70.00 |" in text
+    assert "| global | **undecided** | 1 | 1 | +10.00 | n/a | n/a | n/a |" in text
+    assert "too few for an interval" in text
 
 
 def test_write_summary_png_is_valid(tmp_path):
@@ -264,7 +428,7 @@ def test_write_summary_png_is_valid(tmp_path):
 def test_write_summary_replaces_previous_files(tmp_path):
     write_summary(frame([("none", 1, 0, 0.7)]), tmp_path)
     md_path, _ = write_summary(frame([("none", 1, 0, 0.7), ("none", 2, 0, 0.9)]), tmp_path)
-    assert "| none | 2 | 80.00 |" in md_path.read_text()
+    assert "| none | 2 | 2 | 80.00 |" in md_path.read_text()
     assert sorted(os.listdir(tmp_path)) == ["summary.md", "summary.png"]
 
 

@@ -14,7 +14,7 @@ from .log import RunLog
 __all__ = ["compare"]
 
 _OPTIONS = {"stats_fraction", "synthetic_classes", "synthetic_clips", "shard", "devices", "dataset", "path", "fn_col", "label_col",
-            "fold_col", "group_col", "k", "fold_seed"}  # fmt: skip
+            "fold_col", "group_col", "k", "fold_seed", "repeats", "rope"}  # fmt: skip
 _SETTINGS = {"lr", "bs", "num_workers", "augment"}
 
 
@@ -40,14 +40,19 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
         quiet: one line per run.
         **options: the command's options by their Python names: `k=5`, `group_col="speaker"`,
             `fold_col="fold"`, `fn_col`, `label_col`, `path`, `dataset`, `devices`, `shard`,
-            `stats_fraction`, `synthetic_classes`, `synthetic_clips`; settings `bs`, `lr`,
-            `num_workers`, `augment`; and `overrides` (a dict of other `AudioSettings` fields).
+            `stats_fraction`, `synthetic_classes`, `synthetic_clips`, `repeats` (k-fold
+            partitions drawn for sources without folds), `rope` (the region of practical
+            equivalence in accuracy points, default 1.0); settings `bs`, `lr`, `num_workers`,
+            `augment`; and `overrides` (a dict of other `AudioSettings` fields).
 
     Returns:
-        A DataFrame, one row per norm (accuracies as fractions): `norm, n, mean, std, ci_low,
-            ci_high, min, max` and the paired difference against `none`, matched on fold and seed:
-            `n_pairs_vs_none, diff_vs_none, diff_std, diff_low, diff_high, p_value` (NaN for
-            `none` itself, and for all when `none` is not in the grid).
+        A DataFrame, one row per norm (accuracies as fractions), with the statistics of
+            `experiment.summarize` (seeds of a fold averaged, corrected resampled t over folds):
+            `norm, n, mean, std, ci_low, ci_high, min, max, n_folds` and the verdict against
+            `none`, matched on repeat, fold and seed: `n_pairs_vs_none, n_folds_vs_none,
+            diff_vs_none, diff_std, diff_low, diff_high, p_value, p_adjusted, p_better,
+            p_equivalent, p_worse, verdict, folds_needed` (NaN for `none` itself, and for all when
+            `none` is not in the grid).
 
     Raises:
         TypeError: an unknown option, or a `source` that is not a folder, a CSV path or a
@@ -90,9 +95,9 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
                            csv=None if csv is None else str(csv), **options)  # fmt: skip
     log = RunLog(progress=progress, quiet=quiet)
     results = pd.read_csv(run_experiment(cfg, log))
-    summary = summarize(results, baseline="none", order=list(NORMS))
-    paired = summary.paired.rename(columns={"n_pairs": "n_pairs_vs_none", "mean_diff": "diff_vs_none", "std_diff": "diff_std",
-                                            "ci_low": "diff_low", "ci_high": "diff_high"})  # fmt: skip
+    summary = summarize(results, baseline="none", order=list(NORMS), rope=cfg.rope / 100.0)
+    paired = summary.paired.rename(columns={"n_pairs": "n_pairs_vs_none", "n_folds": "n_folds_vs_none", "mean_diff": "diff_vs_none",
+                                            "std_diff": "diff_std", "ci_low": "diff_low", "ci_high": "diff_high"})  # fmt: skip
     table = summary.per_norm.join(paired, how="left")
     table.index.name = "norm"
     return table.reset_index()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -82,6 +83,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"expected accuracy points in [0, 100), such as 1.0, got {text!r}")
+    return value
+
+
 def _fold(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
@@ -99,7 +110,7 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
         prog=prog,
         usage="%(prog)s (--data DIR | --csv FILE) --out OUT [options]   (--help lists them)",
         description="Compare spectrogram normalizations on your data: xResNet18 from scratch for each normalization, "
-        "fold and seed, with paired confidence intervals. Resumable; any number of processes may share --out.",
+        "fold and seed, and a verdict per normalization from tests over folds. Resumable; any number of processes may share --out.",
     )
     src = p.add_argument_group("data (one of --data or --csv)")
     src.add_argument("--data", help='a dataset folder: ESC-50 layout (meta/esc50.csv + audio/), FSDD (recordings/) or one '
@@ -113,6 +124,8 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
     src.add_argument("--group-col", help="without --fold-col: folds are drawn so that no value of this column is in two")
     src.add_argument("--k", type=_positive_int, default=5, help="folds to draw when the data have none (default: 5)")
     src.add_argument("--fold-seed", type=int, default=0, help="the seed of the fold draw (default: 0)")
+    src.add_argument("--repeats", type=_positive_int, default=1, metavar="R",
+                     help="draw R different k-fold partitions (repeated k-fold; sources without folds only; default: 1)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="output folder: runs/, results.csv, summary.md, summary.png, stats/")
     p.add_argument("--folds", type=_fold, nargs="+", default=None, help="fold values to validate on (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
@@ -139,6 +152,8 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
     p.add_argument("--augment", nargs="?", const="spec", choices=[a for a in AUGMENTS if isinstance(a, str)], metavar="KIND",
                    help="add train-only augmentations to the preset: spec (SpecAugment masks and mixup, the default), "
                         "waveform (gain, noise, time shift) or all")  # fmt: skip
+    p.add_argument("--rope", type=_points, default=1.0, metavar="POINTS",
+                   help="the verdicts' region of practical equivalence, in accuracy points (default: 1.0)")  # fmt: skip
     p.add_argument("--summarize", action="store_true", help="only rebuild results.csv, summary.md and summary.png in --out")
     p.add_argument("--quiet", action="store_true", help="one line per run")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -174,7 +189,7 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
         preset=a.preset, epochs=a.epochs, stats_fraction=a.stats_fraction, overrides=overrides,
         synthetic_classes=a.synthetic_classes, synthetic_clips=a.synthetic_clips, shard=a.shard, devices=a.devices,
         summarize=a.summarize, dataset=a.dataset, csv=a.csv, path=a.path, fn_col=a.fn_col, label_col=a.label_col,
-        fold_col=a.fold_col, group_col=a.group_col, k=a.k, fold_seed=a.fold_seed,
+        fold_col=a.fold_col, group_col=a.group_col, k=a.k, fold_seed=a.fold_seed, repeats=a.repeats, rope=a.rope,
     )  # fmt: skip
     cfg.quiet, cfg.debug = a.quiet, a.debug
     try:
@@ -212,7 +227,7 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
         from .schedule import run_experiment, summarize_out
 
         if cfg.summarize:
-            summarize_out(cfg.out, log=log)
+            summarize_out(cfg.out, log=log, rope=cfg.rope)
             return 0
         try:
             prep = prepare(cfg, log)

@@ -51,7 +51,10 @@ class ExperimentConfig:
         fold_col: the CSV's fold column.
         group_col: the column no drawn fold splits.
         k: folds to draw.
-        fold_seed: the seed of the draw.
+        fold_seed: the seed of the draw (repeat r of a repeated k-fold: `fold_seed + r`).
+        repeats: k-fold partitions to draw for sources without folds (repeated k-fold; each
+            repeat's folds are another replicate of the comparison's tests).
+        rope: the region of practical equivalence of the verdicts, in accuracy points.
     """
 
     data: str | None
@@ -78,6 +81,8 @@ class ExperimentConfig:
     group_col: str | int | None = None
     k: int = 5
     fold_seed: int = 0
+    repeats: int = 1
+    rope: float = 1.0
 
 
 @dataclass
@@ -93,6 +98,7 @@ class Prepared:
         experiment: the identity written to `OUT/experiment.json`.
         experiment_id: its short digest (part of every run id).
         data: the data fingerprint (`files_fingerprint`).
+        sources: repeat -> the source with that repeat's folds (repeat 0 is `source`).
     """
 
     source: Any
@@ -103,6 +109,23 @@ class Prepared:
     experiment: dict[str, Any]
     experiment_id: str
     data: dict = field(default_factory=dict, repr=False)
+    sources: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def repeats(self) -> list[int]:
+        "The repeats of the grid: [0] unless folds were drawn more than once."
+        return sorted(self.sources) or [0]
+
+    def source_for(self, repeat: int):
+        """The source whose table holds the folds of `repeat`.
+
+        Args:
+            repeat: the k-fold partition (0 for fixed folds).
+
+        Returns:
+            The `DataSource`.
+        """
+        return self.sources.get(repeat, self.source) if repeat else self.source
 
     @property
     def root(self) -> Path:
@@ -150,6 +173,13 @@ def check_config(cfg: ExperimentConfig) -> None:
         raise ValueError(f"stats fraction must be in (0, 1], got {cfg.stats_fraction!r}")
     if not (isinstance(cfg.k, int) and cfg.k >= 2):
         raise ValueError(f"k (folds to draw) must be an integer >= 2, got {cfg.k!r}")
+    if not (isinstance(cfg.repeats, int) and not isinstance(cfg.repeats, bool) and 1 <= cfg.repeats <= 1000):
+        raise ValueError(f"repeats (k-fold partitions to draw) must be an integer from 1 to 1000, got {cfg.repeats!r}")
+    if cfg.repeats > 1 and (cfg.fold_col is not None or cfg.data == "synthetic" or cfg.dataset in ("esc50", "fsdd")):
+        raise ValueError(f"--repeats {cfg.repeats} draws new k-fold partitions, but this source's folds are fixed (a fold "
+                         "column, ESC-50's folds or FSDD's speakers); seeds average the training noise of fixed folds: use --seeds")  # fmt: skip
+    if not (isinstance(cfg.rope, int | float) and not isinstance(cfg.rope, bool) and 0 <= cfg.rope < 100):
+        raise ValueError(f"rope (the region of practical equivalence) must be accuracy points in [0, 100), got {cfg.rope!r}")
     if cfg.preset is not None and cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {sorted(PRESETS)}")
     settings = get_settings(cfg.preset or "blog", **cfg.overrides)  # TypeError naming an unknown setting
@@ -215,46 +245,71 @@ def _records_exist(out: Path) -> bool:
     return runs.is_dir() and any(runs.glob("*.json"))
 
 
-def _read_folds_csv(path: Path) -> dict[str, int]:
+def _read_folds_csv(path: Path) -> dict[tuple[int, str], int]:
+    "`{(repeat, file): fold}` of OUT/folds.csv (columns file, repeat, fold; or file, fold: repeat 0)."
     import pandas as pd
 
     try:
         df = pd.read_csv(path, dtype={"file": str})
-        if list(df.columns[:2]) != ["file", "fold"]:
-            raise ValueError(f"columns {list(df.columns)}, expected file, fold")
-        return {str(f): int(k) for f, k in zip(df["file"], df["fold"], strict=True)}
+        if list(df.columns) == ["file", "fold"]:  # written before repeated k-fold
+            df.insert(1, "repeat", 0)
+        if list(df.columns) != ["file", "repeat", "fold"]:
+            raise ValueError(f"columns {list(df.columns)}, expected file, repeat, fold")
+        return {(int(r), str(f)): int(k) for f, r, k in zip(df["file"], df["repeat"], df["fold"], strict=True)}
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise ValueError(f"cannot read {path} ({e}); it is written whole by this tool, so something else changed it: "
                          "delete it to draw the folds again (only while the folder holds no finished run)") from None  # fmt: skip
 
 
-def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
-    """`source` with its folds: drawn ones from `OUT/folds.csv` when it fits the clips, else drawn now.
-    Returns (source, folds table to write or None)."""
+def _folds_table(tables: dict[int, Any]):
+    "The OUT/folds.csv table of every repeat's folds: columns file, repeat, fold."
     import pandas as pd
 
+    return pd.concat(
+        [pd.DataFrame({"file": t["file"], "repeat": r, "fold": t["fold"].astype(int)}) for r, t in sorted(tables.items())],
+        ignore_index=True,
+    )
+
+
+def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
+    """`source` with its folds, one source per repeat: drawn ones from `OUT/folds.csv` when it fits
+    the clips, the missing repeats drawn now (repeat r with seed `fold_seed + r`). Returns
+    (repeat -> source, folds table to write or None)."""
     from ..datasets.sources import draw_folds
 
     if not source.drawn:
-        return source, None
+        if cfg.repeats > 1:
+            raise ValueError(f"--repeats {cfg.repeats} draws new k-fold partitions, but this source's folds are fixed "
+                             f"({source.description}); seeds average the training noise of fixed folds: use --seeds")  # fmt: skip
+        return {0: source}, None
     path = out / "folds.csv"
-    table = source.table.copy()
-    if path.is_file():
-        saved = _read_folds_csv(path)
-        files = set(table["file"])
-        if set(saved) == files:
-            table["fold"] = table["file"].map(saved).astype("Int64")
-            log.info(f"folds: {len(set(saved.values()))} folds read from {path}")
-            return replace(source, table=table), None
+    files = set(source.table["file"])
+    saved = _read_folds_csv(path) if path.is_file() else {}
+    saved_repeats = sorted({r for r, _ in saved})
+    if saved and any({f for r2, f in saved if r2 == r} != files for r in saved_repeats):
         if _records_exist(out):
-            changes = describe_changes({"files": dict.fromkeys(saved, 0)}, {"files": dict.fromkeys(files, 0)})
+            changes = describe_changes({"files": dict.fromkeys({f for _, f in saved}, 0)}, {"files": dict.fromkeys(files, 0)})
             raise ValueError(f"the clips differ from those in {path} ({changes}); results of different data are never mixed: "
                              "use another --out folder, or restore the data")  # fmt: skip
-    groups = table["group"] if "group" in table.columns else None
-    table["fold"] = draw_folds(table["label"], cfg.k, seed=cfg.fold_seed, groups=groups)
+        saved, saved_repeats = {}, []
+    groups = source.table["group"] if "group" in source.table.columns else None
+    tables, drawn = {}, []
+    for repeat in sorted(set(range(cfg.repeats)) | set(saved_repeats)):
+        table = source.table.copy()
+        if repeat in saved_repeats:
+            table["fold"] = table["file"].map(lambda f, r=repeat: saved[(r, f)]).astype("Int64")
+        else:
+            table["fold"] = draw_folds(table["label"], cfg.k, seed=cfg.fold_seed + repeat, groups=groups)
+            drawn.append(repeat)
+        tables[repeat] = table
+    sources = {r: replace(source, table=tables[r]) for r in range(cfg.repeats)}
     grouped = f", grouped by {source.identity['group_col']!r}" if groups is not None else ""
-    log.info(f"folds: {cfg.k} folds drawn (seed {cfg.fold_seed}, stratified by label{grouped}), saved in {path}")
-    return replace(source, table=table), pd.DataFrame({"file": table["file"], "fold": table["fold"].astype(int)})
+    if saved_repeats:
+        log.info(f"folds: {cfg.k} folds of {len(saved_repeats)} repeat(s) read from {path}")
+    if drawn:
+        log.info(f"folds: {cfg.k} folds drawn for {len(drawn)} repeat(s) (seed {cfg.fold_seed} + repeat, stratified by "
+                 f"label{grouped}), saved in {path}")  # fmt: skip
+    return sources, (_folds_table(tables) if drawn else None)
 
 
 def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
@@ -362,7 +417,8 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
                              "use another --out folder, or the settings of those runs")  # fmt: skip
     source = read_source(_spec(cfg, _resolve_data(cfg)))
     log.info(f"data: {source.description}")
-    source, folds_table = _with_folds(source, cfg, out, log)
+    sources, folds_table = _with_folds(source, cfg, out, log)
+    source = sources[0]
     folds = _fold_numbers(source, cfg.folds)
     preset = cfg.preset or source.preset
     settings = get_settings(preset, **cfg.overrides)
@@ -378,11 +434,13 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     if settings.sample_rate is None:
         settings = replace(settings, sample_rate=_files_rate(facts, log))
     settings = settings.resolved()
-    for fold in folds:
-        n_train = int((source.table["fold"] != fold).sum())
-        if n_train < settings.bs:
-            raise ValueError(f"bs={settings.bs} is larger than the {n_train} training clips of {source.fold_name(fold)}; the "
-                             "training loader drops incomplete batches, so it would yield none: pass a smaller --bs")  # fmt: skip
+    for repeat, each in sources.items():
+        for fold in folds:
+            n_train = int((each.table["fold"] != fold).sum())
+            if n_train < settings.bs:
+                where = f"{each.fold_name(fold)}" + (f" of repeat {repeat}" if repeat else "")
+                raise ValueError(f"bs={settings.bs} is larger than the {n_train} training clips of {where}; the training "
+                                 "loader drops incomplete batches, so it would yield none: pass a smaller --bs")  # fmt: skip
     epochs = cfg.epochs or settings.epochs
     settings_dict = {**settings.as_dict(), "epochs": epochs}
     for speed_only in ("num_workers", "cache"):  # how fast, not what is computed
@@ -403,16 +461,16 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
         # Several processes may start at once: each writes the same files; a different
         # experiment started at the same moment is caught by reading back.
         if folds_table is None and source.drawn:
-            import pandas as pd
-
-            folds_table = pd.DataFrame({"file": source.table["file"], "fold": source.table["fold"].astype(int)})
+            folds_table = _folds_table({r: s.table for r, s in sources.items()})
         if folds_table is not None:
             atomic_write_text(out / "folds.csv", folds_table.to_csv(index=False, lineterminator="\n"))
         atomic_write_text(out / "data-files.json", json.dumps(data, indent=1, sort_keys=True))
         atomic_write_text(out / "experiment.json", json.dumps(identity, indent=2, sort_keys=True))
         if _check_experiment(out, identity, data):
             raise ValueError(f"another process wrote a different experiment to {out} at the same time; use another --out folder")
-    return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data)
+    elif folds_table is not None:  # the same experiment with more repeats than drawn before
+        atomic_write_text(out / "folds.csv", folds_table.to_csv(index=False, lineterminator="\n"))
+    return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data, sources)
 
 
 def experiment_title(experiment: dict[str, Any]) -> str:

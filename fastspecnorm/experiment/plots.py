@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .summary import Summary, paired_differences, summarize
+from .summary import Summary, fold_differences, summarize
 
 __all__ = ["summary_figure", "summary_png", "comparison_figure"]
 
@@ -46,16 +46,18 @@ def _figure(figsize):
 
 
 def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
-    """The figure of `summary.png`: accuracies per normalization and paired differences.
+    """The figure of `summary.png`: accuracies per normalization and the verdicts against the baseline.
 
-    Left: each run's accuracy per normalization (dots) with the mean and its confidence interval;
-    right: the paired differences against the baseline. Drawn without pyplot (the caller's backend
-    is left alone). Accuracies in percent, differences in percentage points; jitter has a fixed
-    seed, so the same results always give the same picture.
+    Left: each run's accuracy per normalization (dots) with the mean and its corrected confidence
+    interval over folds; right: the paired difference against the baseline of each fold (dots,
+    seeds averaged: the replicates the tests use), their mean with the corrected interval, the
+    region of practical equivalence shaded and each norm's verdict under its name. Drawn without pyplot
+    (the caller's backend is left alone). Accuracies in percent, differences in percentage points;
+    jitter has a fixed seed, so the same results always give the same picture.
 
     Args:
         df: the runs, one row each, with columns `norm` and `accuracy` (fraction in [0, 1]) and
-            the `fold` and `seed` the pairing matches on.
+            the `fold`, `seed` (and optionally `repeat`) the pairing matches on.
         summary: `summarize(df)`.
         title: the figure's title.
 
@@ -81,7 +83,7 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
         rng,
     )
     left.set_ylabel("validation accuracy (%)")
-    left.set_title(f"Accuracy per run (dots), mean and {level} CI (black)")
+    left.set_title(f"Accuracy per run (dots), mean and {level} CI over folds (black)")
 
     if paired.empty:
         text = (
@@ -91,18 +93,26 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
         right.set_xticks([])
         right.set_yticks([])
     else:
+        rope = 100 * summary.rope
+        right.axhspan(
+            -rope, rope, color="gray", alpha=0.18, linewidth=0, label=f"equivalence region ±{rope:g} point{'s' * (rope != 1)}"
+        )
         right.axhline(0.0, color="gray", linewidth=1.2, linestyle="--")
         _dots_and_means(
             right,
             [
-                (norm, 100 * paired_differences(df, norm, baseline), s["mean_diff"], s["ci_low"], s["ci_high"])
+                (norm, 100 * fold_differences(df, norm, baseline)["diff"].to_numpy(), s["mean_diff"], s["ci_low"], s["ci_high"])
                 for norm, s in paired.iterrows()
             ],
             colors,
             rng,
         )
+        labels = [f"{norm}\n{verdict}" for norm, verdict in paired["verdict"].items()]
+        right.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 6 else 0, fontsize=9)
+        right.set_xlabel("normalization and its verdict")
+        right.legend(loc="lower left", fontsize=8)
     right.set_ylabel(f"accuracy minus '{baseline}' (percentage points)")
-    right.set_title(f"Paired difference vs '{baseline}' (same fold and seed)")
+    right.set_title(f"Difference vs '{baseline}' per fold (dots), mean and {level} CI")
     figure.suptitle(title)
     return figure
 

@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import train as _train
 from .fingerprint import describe_changes
@@ -21,7 +21,7 @@ from .log import RunLog
 from .norms import NORMS
 from .store import RunStore
 
-__all__ = ["POLL_SECONDS", "run_id", "grid_runs", "run_experiment", "rebuild_outputs", "summarize_out", "DataChangedError"]
+__all__ = ["POLL_SECONDS", "Run", "run_id", "grid_runs", "run_experiment", "rebuild_outputs", "summarize_out", "DataChangedError"]
 
 POLL_SECONDS = 2.0  # how often a process waiting for runs claimed by others looks again
 
@@ -30,7 +30,16 @@ class DataChangedError(RuntimeError):
     "The data changed while the grid ran; the run trained on them was not recorded."
 
 
-def run_id(norm: str, fold: int, seed: int, experiment_id: str) -> str:
+class Run(NamedTuple):
+    "One run of a grid: a normalization trained with one seed, validated on one fold of one repeat."
+
+    norm: str
+    fold: int
+    seed: int
+    repeat: int = 0
+
+
+def run_id(norm: str, fold: int, seed: int, experiment_id: str, repeat: int = 0) -> str:
     """The deterministic name of a run's record and claim.
 
     Args:
@@ -38,44 +47,55 @@ def run_id(norm: str, fold: int, seed: int, experiment_id: str) -> str:
         fold: the fold number held out.
         seed: the run's seed.
         experiment_id: the experiment's short digest (`Prepared.experiment_id`).
+        repeat: the k-fold partition (0, the only one of fixed folds, is left out of the name,
+            so grids recorded before repeated k-fold keep their ids).
 
     Returns:
-        The run id, e.g. 'global-fold1-seed0-3f2a9c01b7e4'.
+        The run id, e.g. 'global-fold1-seed0-3f2a9c01b7e4', or 'global-r2-fold1-seed0-3f2a9c01b7e4'
+            for repeat 2.
     """
-    return f"{norm}-fold{fold}-seed{seed}-{experiment_id}"
+    return f"{norm}{f'-r{repeat}' if repeat else ''}-fold{fold}-seed{seed}-{experiment_id}"
 
 
-def grid_runs(cfg: ExperimentConfig, folds: list[int] | None = None) -> list[tuple[str, int, int]]:
-    """The (norm, fold, seed) runs of this process.
+def _id(run: Run, prep: Prepared) -> str:
+    return run_id(run.norm, run.fold, run.seed, prep.experiment_id, run.repeat)
 
-    The whole grid in a fixed order (folds, then seeds, then norms), every N-th from the I-th on
-    for `shard=(I, N)`. The N shards are disjoint and together the grid.
+
+def grid_runs(cfg: ExperimentConfig, folds: list[int] | None = None, repeats: list[int] | None = None) -> list[Run]:
+    """The runs of this process.
+
+    The whole grid in a fixed order (repeats, folds, then seeds, then norms), every N-th from the
+    I-th on for `shard=(I, N)`. The N shards are disjoint and together the grid.
 
     Args:
-        cfg: the comparison's options (`shard`, `seeds`, `norms`, `folds`).
+        cfg: the comparison's options (`shard`, `seeds`, `norms`, `folds`, `repeats`).
         folds: the fold numbers (None: `cfg.folds`).
+        repeats: the repeats (None: 0 to `cfg.repeats` - 1).
 
     Returns:
-        The `(norm, fold, seed)` tuples of this shard, in grid order.
+        The `Run`s (norm, fold, seed, repeat) of this shard, in grid order.
     """
     index, count = cfg.shard
     folds = cfg.folds if folds is None else folds
-    runs = [(n, f, s) for f in folds for s in cfg.seeds for n in cfg.norms]
+    repeats = range(cfg.repeats) if repeats is None else repeats
+    runs = [Run(n, f, s, r) for r in repeats for f in folds for s in cfg.seeds for n in cfg.norms]
     return runs[index - 1 :: count]
 
 
-def _stats_path(out: Path, norm: str, fold: int, settings: dict[str, Any], fraction: float, data_fingerprint: str) -> Path:
-    "One statistics file per fold, normalization, settings and data content, shared by all seeds."
+def _stats_path(out: Path, norm: str, fold: int, settings: dict[str, Any], fraction: float, data_fingerprint: str,
+                repeat: int = 0) -> Path:  # fmt: skip
+    "One statistics file per repeat, fold, normalization, settings and data content, shared by all seeds."
     key = {"settings": settings, "fraction": fraction, "data_fingerprint": data_fingerprint}
-    return out / "stats" / f"fold{fold}-{norm}-{digest(key)}.npz"
+    return out / "stats" / f"{f'r{repeat}-' if repeat else ''}fold{fold}-{norm}-{digest(key)}.npz"
 
 
-def rebuild_outputs(out: Path, experiment: dict[str, Any]):
+def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0):
     """Rebuild `results.csv` from the records, then `summary.md` / `summary.png` from it.
 
     Args:
         out: the experiment folder.
         experiment: its identity (`OUT/experiment.json`), which titles the summary.
+        rope: the verdicts' region of practical equivalence, in accuracy points.
 
     Returns:
         The rows of `results.csv` (`RunStore.rebuild`); no summary is written when there are none.
@@ -90,7 +110,12 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any]):
     rows, records = store.rebuild_with_records(list(NORMS))
     if len(rows):
         write_summary(
-            rows, out, order=list(NORMS), title=experiment_title(experiment), infos=[r.get("info", {}) for r in records]
+            rows,
+            out,
+            order=list(NORMS),
+            title=experiment_title(experiment),
+            infos=[r.get("info", {}) for r in records],
+            rope=rope / 100.0,
         )
     return rows
 
@@ -113,16 +138,23 @@ def _check_data_unchanged(prep: Prepared) -> None:
                                "was not recorded. Restore the data and run the same command again, or use another --out folder")  # fmt: skip
 
 
-def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, key: tuple[str, int, int], device: str | None,
-                      log: RunLog, position: str) -> None:  # fmt: skip
-    norm, fold, seed = key
+def _where(prep: Prepared, run: Run) -> str:
+    "How logs name a run's validation fold: 'fold 2', a speaker, or 'fold 2 of repeat 1'."
+    return prep.source_for(run.repeat).fold_name(run.fold) + (f" of repeat {run.repeat}" if run.repeat else "")
+
+
+def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, key: Run, device: str | None, log: RunLog,
+                      position: str) -> None:  # fmt: skip
+    norm, fold, seed, repeat = key
     stats_path = None
     if NORMS[norm].red_dims:
-        stats_path = _stats_path(cfg.out, norm, fold, prep.settings_dict, cfg.stats_fraction, prep.experiment["data_fingerprint"])
-    log.info(f"run {position}: norm={norm} {prep.source.fold_name(fold)} seed={seed} preset={prep.experiment['preset']} "
+        stats_path = _stats_path(cfg.out, norm, fold, prep.settings_dict, cfg.stats_fraction, prep.experiment["data_fingerprint"],
+                                 repeat)  # fmt: skip
+    log.info(f"run {position}: norm={norm} {_where(prep, key)} seed={seed} preset={prep.experiment['preset']} "
              f"epochs={prep.epochs} device={device or 'default'}")  # fmt: skip
-    row = _train.train_one(prep.source, norm, fold, seed, prep.settings, prep.epochs, stats_path, cfg.stats_fraction, device,
-                           log=log, preset=prep.experiment["preset"])  # fmt: skip
+    row = _train.train_one(prep.source_for(repeat), norm, fold, seed, prep.settings, prep.epochs, stats_path, cfg.stats_fraction,
+                           device, log=log, preset=prep.experiment["preset"])  # fmt: skip
+    row = {"norm": row["norm"], "repeat": repeat, **row}
     _check_data_unchanged(prep)
     # The table holds only what the seed determines, so a resumed grid reproduces it exactly;
     # wall-clock time, versions and host go to the record's info.
@@ -130,8 +162,8 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **_versions()}  # fmt: skip
     if cfg.command:
         info["command"] = cfg.command
-    store.save(run_id(norm, fold, seed, prep.experiment_id), row, info)
-    log.result(f"run {position}: {norm} {prep.source.fold_name(fold)} seed {seed}: accuracy {row['accuracy']:.4f} "
+    store.save(_id(key, prep), row, info)
+    log.result(f"run {position}: {norm} {_where(prep, key)} seed {seed}: accuracy {row['accuracy']:.4f} "
                f"in {info['seconds']:.0f} s")  # fmt: skip
 
 
@@ -140,20 +172,20 @@ def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog
     are skipped, then waited for: their claims are taken over if those processes die, so the call
     returns when every run of its grid is recorded (by whichever process)."""
     store = RunStore(cfg.out)
-    runs = grid_runs(cfg, prep.folds)
-    pending = [k for k in runs if not store.is_done(run_id(*k, prep.experiment_id))]
+    runs = grid_runs(cfg, prep.folds, prep.repeats)
+    pending = [k for k in runs if not store.is_done(_id(k, prep))]
     shard = f" (shard {cfg.shard[0]}/{cfg.shard[1]})" if cfg.shard != (1, 1) else ""
     log.info(f"{len(runs)} runs in the grid{shard}, {len(runs) - len(pending)} already recorded in {store.runs_dir}, "
              f"{len(pending)} to run")  # fmt: skip
     for key in runs:  # claims left by a process killed after recording its run hold nothing
-        rid = run_id(*key, prep.experiment_id)
+        rid = _id(key, prep)
         if store.is_done(rid):
             store.claim_path(rid).unlink(missing_ok=True)
     total, started, waited = len(pending), 0, False
     while pending:
         waiting = []
         for key in pending:
-            rid = run_id(*key, prep.experiment_id)
+            rid = _id(key, prep)
             with store.claimed(rid) as mine:
                 if not mine:
                     waiting.append(key)
@@ -161,8 +193,8 @@ def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog
                     started += 1
                     _train_and_record(cfg, prep, store, key, device, log, f"{started} of {total}")
             if mine and store.is_done(rid):  # claim released first: a kill while rebuilding leaves no claim behind
-                rebuild_outputs(cfg.out, prep.experiment)
-        pending = [k for k in waiting if not store.is_done(run_id(*k, prep.experiment_id))]
+                rebuild_outputs(cfg.out, prep.experiment, cfg.rope)
+        pending = [k for k in waiting if not store.is_done(_id(k, prep))]
         if pending:
             if not waited:  # once, not at every poll
                 log.info(f"{len(pending)} run(s) being trained by other processes; waiting for them")
@@ -219,7 +251,7 @@ def _run_workers(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
         raise KeyboardInterrupt(f"stopped by signal {received[0]}; run the same command again to resume")
     failed = [f"{w.name} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
     store = RunStore(cfg.out)
-    missing = [k for k in grid_runs(cfg, prep.folds) if not store.is_done(run_id(*k, prep.experiment_id))]
+    missing = [k for k in grid_runs(cfg, prep.folds, prep.repeats) if not store.is_done(_id(k, prep))]
     if failed and missing:
         raise RuntimeError(f"{', '.join(failed)} failed (messages above) and {len(missing)} run(s) are not recorded; "
                            "run the same command again to resume")  # fmt: skip
@@ -259,13 +291,13 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
         _run_workers(cfg, prep, log)
     else:
         _work(cfg, prep, cfg.devices[0] if cfg.devices else None, log)
-    rebuild_outputs(cfg.out, prep.experiment)
+    rebuild_outputs(cfg.out, prep.experiment, cfg.rope)
     store = RunStore(cfg.out)
     log.result(f"results: {store.results_path}\nsummary: {cfg.out / 'summary.md'}, {cfg.out / 'summary.png'}")
     return store.results_path
 
 
-def summarize_out(out: str | Path, log=None) -> Path:
+def summarize_out(out: str | Path, log=None, rope: float = 1.0) -> Path:
     """Rebuild `out/results.csv`, `summary.md` and `summary.png` from the finished runs' records.
 
     Trains nothing; idempotent.
@@ -273,6 +305,7 @@ def summarize_out(out: str | Path, log=None) -> Path:
     Args:
         out: the experiment folder (a grid's `--out`).
         log: how the result is shown (None, or anything not a `RunLog`: `RunLog()`).
+        rope: the verdicts' region of practical equivalence, in accuracy points.
 
     Returns:
         The path of `results.csv`.
@@ -289,7 +322,7 @@ def summarize_out(out: str | Path, log=None) -> Path:
     if not (out / "experiment.json").is_file() and not (out / "results.csv").is_file():
         raise FileNotFoundError(f"{out} holds no experiment (no experiment.json); pass the --out folder of a grid")
     refuse_old_format(out)
-    rows = rebuild_outputs(out, _read_json_file(out / "experiment.json", "experiment identity"))
+    rows = rebuild_outputs(out, _read_json_file(out / "experiment.json", "experiment identity"), rope)
     if not len(rows):
         raise ValueError(f"{out} has no finished run yet (no record in {out / 'runs'}); nothing to summarize")
     log.result(f"{len(rows)} runs: {out / 'results.csv'}, {out / 'summary.md'}, {out / 'summary.png'}")

@@ -53,7 +53,8 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         row: the run's columns: `norm` a non-empty str, `fold`, `seed`, `epochs` whole numbers
-            (epochs >= 0), `accuracy` a finite fraction in [0, 1], and any others.
+            (epochs >= 0), `accuracy` a finite fraction in [0, 1], optionally `repeat` (a whole
+            number >= 0, the k-fold partition), and any others.
 
     Returns:
         The row with plain JSON values (NumPy / torch scalars unwrapped, whole numbers as int).
@@ -68,13 +69,15 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
     clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}  # NumPy / torch scalars
     if not isinstance(clean["norm"], str) or not clean["norm"]:
         raise ValueError(f"column 'norm' must be a non-empty string such as 'global', got {row['norm']!r}")
-    for column in ("fold", "seed", "epochs"):
-        value = clean[column]
+    for column in ("fold", "seed", "epochs", "repeat"):
+        value = clean.get(column, 0)
         if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
             raise ValueError(f"column {column!r} must be a whole number, got {value!r}")
-        clean[column] = int(value)
-    if clean["epochs"] < 0:
-        raise ValueError(f"column 'epochs' must be >= 0, got {clean['epochs']}")
+        if column in clean:
+            clean[column] = int(value)
+    for column in ("epochs", "repeat"):
+        if clean.get(column, 0) < 0:
+            raise ValueError(f"column {column!r} must be >= 0, got {clean[column]}")
     accuracy = clean["accuracy"]
     if (
         isinstance(accuracy, bool)
@@ -256,8 +259,9 @@ class RunStore:
                 others follow by name.
 
         Returns:
-            A DataFrame, one row per run (the record's row plus `run_id`), sorted by fold, seed
-                and normalization; with only the required columns and `run_id` when there is none.
+            A DataFrame, one row per run (the record's row, `repeat` 0 where a record has none,
+                plus `run_id`), sorted by repeat, fold, seed and normalization; with only the
+                required columns, `repeat` and `run_id` when there is none.
 
         Raises:
             ValueError: a record that cannot be read, naming the file and what is wrong.
@@ -266,11 +270,12 @@ class RunStore:
 
     @staticmethod
     def _rows(records: list[dict[str, Any]], order: Sequence[str]) -> pd.DataFrame:
-        rows = [{**r["row"], "run_id": r["run_id"]} for r in records]
+        # Records written before repeated k-fold have no `repeat`: they are repeat 0.
+        rows = [{"norm": r["row"]["norm"], "repeat": 0, **r["row"], "run_id": r["run_id"]} for r in records]
         if not rows:
-            return pd.DataFrame({c: [] for c in (*REQUIRED_COLUMNS, "run_id")})
+            return pd.DataFrame({c: [] for c in (*REQUIRED_COLUMNS, "repeat", "run_id")})
         rank = {name: i for i, name in enumerate(order)}
-        rows.sort(key=lambda r: (r["fold"], r["seed"], rank.get(r["norm"], len(rank)), r["norm"]))
+        rows.sort(key=lambda r: (r["repeat"], r["fold"], r["seed"], rank.get(r["norm"], len(rank)), r["norm"]))
         return pd.DataFrame(rows)
 
     def rebuild(self, order: Sequence[str] = ()) -> pd.DataFrame:

@@ -1,4 +1,13 @@
-"""Summary statistics of experiment results (`summarize`) and the `summary.md` report (`write_summary`).
+"""The comparison's statistics (`summarize`) and the `summary.md` report (`write_summary`).
+
+The replicate is the (repeat, fold), never the seed: the seeds of one fold share its validation
+clips, so they are averaged first. Intervals and p-values are those of the corrected resampled
+t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004 for repeated k-fold): the variance of the J
+fold-level values times ``1/J + n_valid/n_train``, since the folds' training sets overlap; a plain
+fold-level t where the results do not say how many clips trained and validated. The p-values of
+the norms compared with one baseline are Holm-adjusted (Demsar 2006), and the Bayesian correlated
+t-test (Benavoli et al. 2017, the posterior of the `baycomp` package in closed form) gives the
+probabilities that a norm is better, practically equivalent (within the ROPE) or worse.
 
 Accuracies are fractions in [0, 1]; only the report shows percent.
 """
@@ -7,7 +16,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +26,19 @@ from scipy import stats
 
 from .._io import atomic_write, atomic_write_text
 
-__all__ = ["Summary", "summarize", "summary_markdown", "write_summary"]
+__all__ = ["Summary", "VERDICTS", "summarize", "fold_differences", "holm", "summary_markdown", "write_summary"]
 
-_PER_NORM_COLUMNS = ["n", "mean", "std", "ci_low", "ci_high", "min", "max"]
-_PAIRED_COLUMNS = ["n_pairs", "mean_diff", "std_diff", "ci_low", "ci_high", "p_value"]
+_PER_NORM_COLUMNS = ["n", "mean", "std", "ci_low", "ci_high", "min", "max", "n_folds"]
+_PAIRED_COLUMNS = ["n_pairs", "n_folds", "mean_diff", "std_diff", "ci_low", "ci_high", "p_value", "p_adjusted",
+                   "p_better", "p_equivalent", "p_worse", "verdict", "folds_needed"]  # fmt: skip
+_INT_COLUMNS = {"n", "n_pairs", "n_folds"}
+VERDICTS = ("better", "worse", "equivalent", "undecided")
+METHOD = (
+    "corrected resampled t-test over the (repeat, fold) replicates, seeds of one fold averaged first "
+    "(Nadeau & Bengio 2003, Bouckaert & Frank 2004); Holm-adjusted over the norms compared with the "
+    "baseline (Demsar 2006); Bayesian correlated t-test with a region of practical equivalence "
+    "(Benavoli et al. 2017)"
+)
 
 
 @dataclass(frozen=True)
@@ -29,20 +46,33 @@ class Summary:
     """Result of `summarize`; `summary["per_norm"]` and `summary["paired"]` also work, as for a dict.
 
     Attributes:
-        per_norm: one row per normalization (index ``norm``): ``n`` (runs), ``mean``, ``std``
-            (sample std, ddof=1), ``ci_low``, ``ci_high`` (Student-t interval of the mean),
-            ``min``, ``max``; accuracies as fractions in [0, 1].
+        per_norm: one row per normalization (index ``norm``): ``n`` (runs), ``mean`` (mean of the
+            fold-level means), ``std`` (their sample std, ddof=1), ``ci_low``, ``ci_high`` (the
+            corrected interval of the mean, clipped to [0, 1]), ``min``, ``max`` (over runs), ``n_folds`` (the
+            replicates J); accuracies as fractions in [0, 1].
         paired: one row per normalization other than the baseline: ``n_pairs`` (runs matched on
-            fold and seed), ``mean_diff`` (norm minus baseline), ``std_diff``, ``ci_low``,
-            ``ci_high``, ``p_value`` (two-sided paired t-test); empty when the baseline has no runs.
+            repeat, fold and seed), ``n_folds`` (replicates with a pair), ``mean_diff`` (norm minus
+            baseline), ``std_diff`` (of the fold-level differences), ``ci_low``, ``ci_high``,
+            ``p_value`` (corrected resampled t), ``p_adjusted`` (Holm), ``p_better``,
+            ``p_equivalent``, ``p_worse`` (Bayesian correlated t with the ROPE), ``verdict`` (one of
+            `VERDICTS`) and ``folds_needed`` (for undecided norms: the replicates at which the
+            observed variance would resolve a difference of `resolve`; inf when no number would,
+            NaN otherwise); empty when the baseline has no runs.
         baseline: the baseline's name.
         confidence: the level of the intervals, e.g. 0.95.
+        rope: the half-width of the region of practical equivalence (a fraction: 0.01 is 1 point).
+        correction: the mean ``n_valid / n_train`` of the replicates (0.0: a plain fold-level t,
+            the results did not say).
+        resolve: the difference (a fraction) ``folds_needed`` is sized for.
     """
 
     per_norm: pd.DataFrame
     paired: pd.DataFrame
     baseline: str
     confidence: float
+    rope: float = 0.01
+    correction: float = 0.0
+    resolve: float = 0.02
 
     def __getitem__(self, name):
         """``summary['per_norm']`` and ``summary['paired']``, as for a dict."""
@@ -51,19 +81,113 @@ class Summary:
         return getattr(self, name)
 
 
-def _mean_test(values, confidence: float) -> tuple[int, float, float, float, float, float]:
-    """n, mean, sample std, Student-t interval of the mean and two-sided p-value of mean = 0
-    (`scipy.stats.ttest_1samp`). With n < 2 all but n and mean are NaN; equal values give a
-    zero-width interval and p = 0 (NaN when they are all 0), as scipy does."""
+@dataclass(frozen=True)
+class _Test:
+    "The corrected t of J fold-level values: the posterior of their mean is t(df, mean, scale)."
+
+    n: int
+    mean: float
+    std: float
+    scale: float
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def df(self) -> int:
+        return self.n - 1
+
+
+def corrected_t(values, correction: float, confidence: float) -> _Test:
+    """The corrected resampled t-test of mean = 0 over J fold-level values.
+
+    The standard error is ``std * sqrt(1/J + correction)`` (Nadeau & Bengio 2003), with
+    ``correction = n_valid / n_train`` (0: the plain one-sample t, `scipy.stats.ttest_1samp`), J - 1
+    degrees of freedom. With J < 2 all but J and the mean are NaN; equal values give a zero-width
+    interval and p = 0 (NaN when they are all 0), as scipy does.
+
+    Args:
+        values: one value per replicate (a fold-level mean or difference).
+        correction: n_valid / n_train of the replicates, >= 0.
+        confidence: the level of the interval, in (0, 1).
+
+    Returns:
+        J, mean, std (ddof=1), standard error, interval and two-sided p-value.
+    """
     values = np.asarray(values, dtype=np.float64)
     n = values.size
+    mean = float(values.mean()) if n else math.nan
     if n < 2:
-        return n, (float(values[0]) if n else math.nan), math.nan, math.nan, math.nan, math.nan
-    with warnings.catch_warnings():  # scipy warns about equal values ("precision loss"), decided above
-        warnings.simplefilter("ignore", RuntimeWarning)
-        test = stats.ttest_1samp(values, 0.0)
-        low, high = test.confidence_interval(confidence)
-    return n, float(values.mean()), float(values.std(ddof=1)), float(low), float(high), float(test.pvalue)
+        return _Test(n, mean, math.nan, math.nan, math.nan, math.nan, math.nan)
+    std = float(values.std(ddof=1))
+    scale = std * math.sqrt(1.0 / n + correction)
+    if scale == 0.0:
+        return _Test(n, mean, std, 0.0, mean, mean, 0.0 if mean != 0.0 else math.nan)
+    quantile = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1))
+    p_value = float(2.0 * stats.t.sf(abs(mean) / scale, n - 1))
+    return _Test(n, mean, std, scale, mean - quantile * scale, mean + quantile * scale, p_value)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries left out of the family).
+
+    The i-th smallest of m p-values becomes ``max_{k <= i} min(1, (m - k + 1) p_(k))``.
+
+    Args:
+        p_values: the family's p-values.
+
+    Returns:
+        The adjusted p-values, in the order given (NaN where the input is NaN).
+
+    Examples:
+        >>> holm([0.01, 0.04, 0.03]).round(4).tolist()
+        [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
+
+
+def _posterior(test: _Test, rope: float) -> tuple[float, float, float]:
+    """P(mean > rope), P(|mean| <= rope), P(mean < -rope) under the Bayesian correlated t-test's
+    posterior, a Student t with J - 1 degrees of freedom, location the mean and scale the corrected
+    standard error (Benavoli et al. 2017, eq. 9; `baycomp.CorrelatedTTest`)."""
+    if not math.isfinite(test.scale):
+        return math.nan, math.nan, math.nan
+    if test.scale == 0.0:  # all differences equal: the posterior is a point
+        better, worse = float(test.mean > rope), float(test.mean < -rope)
+    else:
+        better = float(stats.t.sf((rope - test.mean) / test.scale, test.df))
+        worse = float(stats.t.cdf((-rope - test.mean) / test.scale, test.df))
+    return better, max(0.0, 1.0 - better - worse), worse
+
+
+def folds_needed(std: float, correction: float, confidence: float, resolve: float, limit: int = 10_000) -> float:
+    """The smallest number of replicates J at which the corrected interval's half-width, with this
+    fold-level std, is at most `resolve` (so a true difference of `resolve` would sit at the
+    interval's edge, about even odds of being declared); inf when no J up to `limit` reaches it
+    (the correction's floor ``std * sqrt(correction)`` is too wide)."""
+    if not math.isfinite(std):
+        return math.nan
+    if std == 0.0:
+        return 2.0
+    replicates = np.arange(2, limit + 1)
+    half_width = stats.t.ppf(0.5 + confidence / 2.0, replicates - 1) * std * np.sqrt(1.0 / replicates + correction)
+    reached = np.flatnonzero(half_width <= resolve)
+    return float(replicates[reached[0]]) if reached.size else math.inf
+
+
+def _verdict(test: _Test, p_adjusted: float, rope: float, alpha: float) -> str:
+    "equivalent: the interval inside ±rope; better / worse: Holm-adjusted p < alpha; else undecided."
+    if math.isfinite(test.low) and -rope <= test.low and test.high <= rope:
+        return "equivalent"
+    if math.isfinite(p_adjusted) and p_adjusted < alpha:
+        return "better" if test.mean > 0 else "worse"
+    return "undecided"
 
 
 def _check_results_frame(df) -> None:
@@ -78,10 +202,30 @@ def _check_results_frame(df) -> None:
     bad = ~np.isfinite(accuracy)
     if bad.any():
         raise ValueError(f"column 'accuracy' has missing or non-numeric values in rows {list(df.index[bad][:10])}")
-    duplicated = df.duplicated(subset=["norm", "fold", "seed"], keep=False)
+    keys = ["norm", "repeat", "fold", "seed"] if "repeat" in df.columns else ["norm", "fold", "seed"]
+    duplicated = df.duplicated(subset=keys, keep=False)
     if duplicated.any():
-        examples = df.loc[duplicated, ["norm", "fold", "seed"]].head(6).to_dict("records")
-        raise ValueError(f"results have more than one row for the same (norm, fold, seed), so runs cannot be paired: {examples}")
+        examples = df.loc[duplicated, keys].head(6).to_dict("records")
+        raise ValueError(f"results have more than one row for the same ({', '.join(keys)}), so runs cannot be paired: {examples}")
+
+
+def _runs(df: pd.DataFrame) -> pd.DataFrame:
+    "The columns the statistics use: norm (str), repeat (0 where absent), fold, seed, accuracy, n_train, n_valid."
+    runs = pd.DataFrame({"norm": df["norm"].astype(str), "fold": df["fold"], "seed": df["seed"]})
+    runs["repeat"] = pd.to_numeric(df["repeat"]).fillna(0).astype("int64") if "repeat" in df.columns else 0
+    runs["accuracy"] = pd.to_numeric(df["accuracy"]).astype(np.float64)
+    for column in ("n_train", "n_valid"):
+        runs[column] = pd.to_numeric(df[column], errors="coerce") if column in df.columns else np.nan
+    return runs
+
+
+def _correction(runs: pd.DataFrame) -> float:
+    "The mean n_valid / n_train over the replicates; 0.0 unless every run says both."
+    sizes = runs[["n_train", "n_valid"]].to_numpy(dtype=np.float64)
+    if not len(sizes) or not np.isfinite(sizes).all() or (sizes <= 0).any():
+        return 0.0
+    per_fold = runs.assign(ratio=sizes[:, 1] / sizes[:, 0]).groupby(["repeat", "fold"])["ratio"].mean()
+    return float(per_fold.mean())
 
 
 def _norm_order(norms: pd.Series, order) -> list[str]:
@@ -95,8 +239,44 @@ def _norm_order(norms: pd.Series, order) -> list[str]:
     return ordered + [norm for norm in present if norm not in ordered]
 
 
+def fold_differences(df: pd.DataFrame, norm: str, baseline: str) -> pd.DataFrame:
+    """The paired differences of `norm` against `baseline`, averaged over the seeds of each fold.
+
+    Runs are matched on (repeat, fold, seed); unmatched runs are left out. The seeds of one
+    (repeat, fold) share its validation clips, so their differences are averaged into one value:
+    the replicate of every test in `summarize`.
+
+    Args:
+        df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` and optionally
+            ``repeat`` (absent: 0).
+        norm: the normalization compared.
+        baseline: the normalization it is compared against.
+
+    Returns:
+        One row per (repeat, fold) with a matched pair: ``repeat``, ``fold``, ``diff`` (mean
+        difference, a fraction) and ``pairs`` (matched seeds).
+
+    Examples:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"norm": ["none", "none", "pcen", "pcen"], "fold": [1, 1, 1, 1],
+        ...                    "seed": [0, 1, 0, 1], "accuracy": [0.70, 0.60, 0.75, 0.61]})
+        >>> fold_differences(df, "pcen", "none").round(4).to_dict("records")
+        [{'repeat': 0, 'fold': 1, 'diff': 0.03, 'pairs': 2}]
+    """
+    runs = _runs(df)
+    keys = ["repeat", "fold", "seed"]
+    matched = runs.loc[runs["norm"] == str(norm), [*keys, "accuracy"]].merge(
+        runs.loc[runs["norm"] == str(baseline), [*keys, "accuracy"]], on=keys, suffixes=("", "_baseline")
+    )
+    matched["diff"] = matched["accuracy"] - matched["accuracy_baseline"]
+    per_fold = matched.groupby(["repeat", "fold"], sort=True)["diff"].agg(diff="mean", pairs="size").reset_index()
+    return per_fold.astype({"pairs": "int64"})
+
+
 def paired_differences(df: pd.DataFrame, norm: str, baseline: str) -> np.ndarray:
-    """Accuracy of `norm` minus `baseline` on each (fold, seed) both have; unmatched runs left out.
+    """Accuracy of `norm` minus `baseline` on each (repeat, fold, seed) both have; unmatched runs left out.
+
+    The run-level differences the figures show as dots; the tests use `fold_differences`.
 
     Args:
         df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy``.
@@ -104,77 +284,125 @@ def paired_differences(df: pd.DataFrame, norm: str, baseline: str) -> np.ndarray
         baseline: the normalization it is compared against.
 
     Returns:
-        The differences (fractions), one per matched (fold, seed), as a float64 array.
+        The differences (fractions), one per matched run, as a float64 array.
     """
-    runs = df.loc[df["norm"].astype(str) == norm, ["fold", "seed", "accuracy"]]
-    base = df.loc[df["norm"].astype(str) == baseline, ["fold", "seed", "accuracy"]]
-    matched = runs.merge(base, on=["fold", "seed"], suffixes=("", "_baseline"))
-    return (pd.to_numeric(matched["accuracy"]) - pd.to_numeric(matched["accuracy_baseline"])).to_numpy(dtype=np.float64)
+    runs = _runs(df)
+    keys = ["repeat", "fold", "seed"]
+    matched = runs.loc[runs["norm"] == norm, [*keys, "accuracy"]].merge(
+        runs.loc[runs["norm"] == baseline, [*keys, "accuracy"]], on=keys, suffixes=("", "_baseline")
+    )
+    return (matched["accuracy"] - matched["accuracy_baseline"]).to_numpy(dtype=np.float64)
 
 
-def summarize(df: pd.DataFrame, baseline: str = "none", confidence: float = 0.95, order=None) -> Summary:
-    """Per-normalization accuracy statistics and paired differences against `baseline`.
+def summarize(
+    df: pd.DataFrame,
+    baseline: str = "none",
+    confidence: float = 0.95,
+    order=None,
+    rope: float = 0.01,
+    resolve: float = 0.02,
+) -> Summary:
+    """Per-normalization accuracy and the verdict of each normalization against `baseline`.
 
-    The interval of a mean is mean ± t_{(1+confidence)/2, n-1} · std / sqrt(n)
-    (`scipy.stats.ttest_1samp(...).confidence_interval`); the paired test is the one-sample t-test
-    of the differences, equal to `scipy.stats.ttest_rel`. One run: NaN std, interval and p-value.
-    An empty `df` gives empty tables; an absent baseline an empty ``paired``.
+    The seeds of one (repeat, fold) are averaged first: that replicate, not the run, is the unit of
+    every test. Over the J replicates, the interval of a mean (or of a paired difference) is
+    ``mean ± t_{(1+confidence)/2, J-1} · std · sqrt(1/J + n_valid/n_train)``, the corrected
+    resampled t-test (Nadeau & Bengio 2003), with ``n_valid/n_train`` the mean over the replicates
+    of the runs' ``n_valid``/``n_train`` columns; without those columns the correction is 0 and the
+    test is the plain fold-level one-sample t (`scipy.stats.ttest_1samp` of the fold-level
+    values). The p-values of all norms against the baseline are Holm-adjusted as one family. The
+    posterior of the Bayesian correlated t-test, t(J-1, mean, corrected standard error), gives
+    ``p_better`` = P(difference > rope), ``p_worse`` = P(difference < -rope) and ``p_equivalent``
+    the rest. The verdict: ``equivalent`` when the interval lies inside ±rope; else ``better`` or
+    ``worse`` when the Holm-adjusted p-value is below 1 - confidence; else ``undecided``. Fewer than
+    2 replicates: NaN intervals and p-values, verdict undecided. An empty `df` gives empty tables;
+    an absent baseline an empty ``paired``.
 
     Args:
         df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` (fraction in
-            [0, 1]), at most one row per (norm, fold, seed) (e.g. `RunStore.rows()`).
+            [0, 1]) and, when known, ``n_train``, ``n_valid`` (clips) and ``repeat`` (absent: 0),
+            at most one row per (norm, repeat, fold, seed) (e.g. `RunStore.rows()`).
         baseline: the normalization the paired differences are taken against.
-        confidence: level of the Student-t intervals, in (0, 1).
+        confidence: level of the intervals, in (0, 1); 1 - confidence is the tests' level.
         order: optional names giving the row order (names without runs skipped, others follow in
             order of first appearance).
+        rope: half-width of the region of practical equivalence, a fraction (0.01: 1 point).
+        resolve: the difference (a fraction) that ``folds_needed`` sizes the grid to resolve.
 
     Returns:
-        The `Summary`: tables `per_norm` and `paired`, with `baseline` and `confidence`.
+        The `Summary`: tables `per_norm` and `paired`, with `baseline`, `confidence`, `rope` and
+        the `correction` used.
 
     Raises:
         TypeError: `df` is not a DataFrame, or `order` is one string.
-        ValueError: `confidence` outside (0, 1); a required column missing; a missing or
-            non-numeric accuracy; more than one row for the same (norm, fold, seed).
+        ValueError: `confidence` outside (0, 1), a negative `rope` or a non-positive `resolve`; a
+            required column missing; a missing or non-numeric accuracy; more than one row for the
+            same (norm, repeat, fold, seed).
 
     Examples:
-        Accuracies 0.70, 0.72, 0.74 give mean 0.72, std 0.02 and the 95% interval
-        0.72 ± 4.3027 · 0.02 / sqrt(3) = [0.6703, 0.7697]:
+        Fold accuracies 0.70, 0.72, 0.74 (one seed, no clip counts) give mean 0.72, std 0.02 and
+        the 95% interval 0.72 ± 4.3027 · 0.02 / sqrt(3) = [0.6703, 0.7697]:
 
         >>> import pandas as pd
         >>> df = pd.DataFrame({"norm": "none", "fold": [1, 2, 3], "seed": 0, "accuracy": [0.70, 0.72, 0.74]})
         >>> s = summarize(df).per_norm.loc["none"]
         >>> tuple(round(float(s[c]), 4) for c in ("mean", "std", "ci_low", "ci_high"))
         (0.72, 0.02, 0.6703, 0.7697)
+
+        With 100 training and 50 validation clips per fold the variance is multiplied by
+        (1/3 + 0.5) / (1/3) = 2.5, so the interval widens by sqrt(2.5):
+
+        >>> s = summarize(df.assign(n_train=100, n_valid=50)).per_norm.loc["none"]
+        >>> round(float(s["ci_high"] - s["mean"]), 4), round(0.0497 * 2.5**0.5, 4)
+        (0.0786, 0.0786)
     """
     if not isinstance(confidence, numbers.Real) or not 0.0 < float(confidence) < 1.0:
         raise ValueError(f"confidence must be a number in (0, 1) such as 0.95, got {confidence!r}")
-    confidence, baseline = float(confidence), str(baseline)
+    if not isinstance(rope, numbers.Real) or not 0.0 <= float(rope) < 1.0:
+        raise ValueError(f"rope must be a fraction in [0, 1) such as 0.01 (1 point), got {rope!r}")
+    if not isinstance(resolve, numbers.Real) or not 0.0 < float(resolve) < 1.0:
+        raise ValueError(f"resolve must be a fraction in (0, 1) such as 0.02 (2 points), got {resolve!r}")
+    confidence, baseline, rope, resolve = float(confidence), str(baseline), float(rope), float(resolve)
     _check_results_frame(df)
-    norms_column = df["norm"].astype(str)
-    accuracy = pd.to_numeric(df["accuracy"]).to_numpy(dtype=np.float64)
-    norms = _norm_order(norms_column, order)
+    runs = _runs(df)
+    norms = _norm_order(runs["norm"], order)
+    correction = _correction(runs)
 
     per_norm = {}
     for norm in norms:
-        values = accuracy[(norms_column == norm).to_numpy()]
-        n, mean, std, low, high, _ = _mean_test(values, confidence)
-        per_norm[norm] = [n, mean, std, low, high, values.min(), values.max()]
+        mine = runs[runs["norm"] == norm]
+        test = corrected_t(mine.groupby(["repeat", "fold"])["accuracy"].mean(), correction, confidence)
+        accuracy = mine["accuracy"].to_numpy()
+        low, high = np.clip([test.low, test.high], 0.0, 1.0)  # an accuracy lies in [0, 1]; NaN stays NaN
+        per_norm[norm] = [len(mine), test.mean, test.std, low, high, accuracy.min(), accuracy.max(), test.n]
     paired = {}
     if baseline in norms:
+        tests = {}
         for norm in norms:
             if norm != baseline:
-                paired[norm] = list(_mean_test(paired_differences(df, norm, baseline), confidence))
+                per_fold = fold_differences(df, norm, baseline)
+                tests[norm] = (int(per_fold["pairs"].sum()), corrected_t(per_fold["diff"], correction, confidence))
+        adjusted = dict(zip(tests, holm([test.p_value for _, test in tests.values()]), strict=True))
+        for norm, (pairs, test) in tests.items():
+            verdict = _verdict(test, adjusted[norm], rope, 1.0 - confidence)
+            needed = folds_needed(test.std, correction, confidence, resolve) if verdict == "undecided" else math.nan
+            paired[norm] = [pairs, test.n, test.mean, test.std, test.low, test.high, test.p_value, adjusted[norm],
+                            *_posterior(test, rope), verdict, needed]  # fmt: skip
     return Summary(
         per_norm=_table(per_norm, _PER_NORM_COLUMNS),
         paired=_table(paired, _PAIRED_COLUMNS),
         baseline=baseline,
         confidence=confidence,
+        rope=rope,
+        correction=correction,
+        resolve=resolve,
     )
 
 
 def _table(rows: dict, columns: list[str]) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
-    table = table.astype({columns[0]: "int64"}).astype({c: "float64" for c in columns[1:]})
+    types = {c: "int64" if c in _INT_COLUMNS else str if c == "verdict" else "float64" for c in columns}
+    table = table.astype(types)
     table.index.name = "norm"
     return table
 
@@ -263,12 +491,50 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
     return lines
 
 
+def _points(fraction: float) -> str:
+    "A fraction as accuracy points without sign, for prose ('1 point', '2.5 points')."
+    return f"{100 * fraction:g} point" + ("" if 100 * fraction == 1 else "s")
+
+
+def verdict_sentence(norm: str, row: pd.Series, summary: Summary) -> str:
+    """One plain sentence saying what the evidence says about `norm` against the baseline.
+
+    Args:
+        norm: the normalization.
+        row: its row of `summary.paired`.
+        summary: the `Summary` (for the baseline, the confidence level and the ROPE).
+
+    Returns:
+        The sentence, in Markdown, e.g. "`pcen`: better than `none`: +12.2 points [+2.1, +22.2] ...".
+    """
+    base, rope, level = f"`{summary.baseline}`", _points(summary.rope), f"{100 * summary.confidence:g}%"
+    interval = f"{_percent(row['mean_diff'], signed=True)} points, {level} interval {_interval(row['ci_low'], row['ci_high'], signed=True)}"
+    folds = f"{int(row['n_folds'])} fold{'s' * (int(row['n_folds']) != 1)}"
+    verdict = row["verdict"]
+    if int(row["n_folds"]) < 2:
+        return f"- `{norm}`: undecided: {folds} with a paired run, too few for an interval."
+    if verdict == "equivalent":
+        return f"- `{norm}`: equivalent to {base} within ±{rope} ({interval})."
+    if verdict in ("better", "worse"):
+        return (f"- `{norm}`: {verdict} than {base} ({interval}; Holm-adjusted p {_p_value_text(row['p_adjusted'])}, "
+                f"{folds}).")  # fmt: skip
+    needed = row["folds_needed"]
+    resolve = f"a {100 * summary.resolve:g}-point difference"
+    if math.isfinite(needed):
+        more = f"about {int(needed)} (repeat, fold) replicates at this variance would resolve {resolve}"
+    else:
+        floor = 1.96 * row["std_diff"] * math.sqrt(summary.correction)
+        more = (f"at this variance more folds alone would not resolve {resolve} (the correction for overlapping "
+                f"training sets keeps the interval wider than ±{100 * floor:.1f} points): less variance between folds would")  # fmt: skip
+    return f"- `{norm}`: undecided against {base} ({interval}, {folds}); {more}."
+
+
 def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list[dict] | None = None) -> str:
-    """The text of `summary.md`: what was compared, the per-norm table and the paired table.
+    """The text of `summary.md`: what was compared, the per-norm table, the verdicts and how they were made.
 
     Args:
         df: the runs, one row each (columns ``norm``, ``fold``, ``seed``, ``accuracy`` and
-            optionally ``epochs``).
+            optionally ``repeat`` and ``epochs``).
         summary: `summarize(df)`.
         title: the report's heading.
         infos: the runs' records' `info` dicts; given, the report ends with how the runs were
@@ -280,30 +546,39 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
     provenance = provenance_markdown(infos) if infos else []
     level, baseline = f"{100 * summary.confidence:g}%", summary.baseline
     cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    repeats = df["repeat"].nunique() if "repeat" in df.columns else 1
     description = (
         f"Final-epoch validation accuracy of {len(df)} runs: {len(summary.per_norm)} normalization(s) "
-        f"({_listing(summary.per_norm.index, sort=False)}) over {df['fold'].nunique()} fold(s) ({_listing(df['fold'])}) "
-        f"and {df['seed'].nunique()} seed(s) ({_listing(df['seed'])})"
+        f"({_listing(summary.per_norm.index, sort=False)}) over {df['fold'].nunique()} fold(s) ({_listing(df['fold'])})"
+        + (f" in {repeats} repeats" if repeats > 1 else "")
+        + f" and {df['seed'].nunique()} seed(s) ({_listing(df['seed'])})"
     )
     if "epochs" in df.columns:
         description += f", {_listing(df['epochs'])} epochs per run"
+    correction = (
+        f"the variance of the fold-level values times 1/J + n_valid/n_train (here {summary.correction:.3g}), since the "
+        "folds' training sets overlap"
+        if summary.correction > 0
+        else "no correction for overlapping training sets (the results do not give n_train and n_valid)"
+    )
     lines = [f"# {title}", "", description + "."]
     if summary.per_norm["n"].nunique() > 1:
         lines.append("Not every normalization has the same number of runs.")
     lines += [
-        f"Intervals are {level} Student-t confidence intervals for the mean over runs.",
+        f"The replicate is the fold: the seeds of one fold are averaged first. Intervals are {level} corrected "
+        f"resampled t intervals over the J folds ({correction}).",
         "",
         "## Accuracy per normalization",
         "",
-        f"| normalization | runs | mean accuracy (%) | std (points) | {level} CI (%) | min (%) | max (%) |",
-        "|---|---:|---:|---:|---|---:|---:|",
+        f"| normalization | runs | folds | mean accuracy (%) | std over folds (points) | {level} CI (%) | min (%) | max (%) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for norm, s in summary.per_norm.iterrows():
         lines.append(
-            f"| {cell(norm)} | {int(s['n'])} | {_percent(s['mean'])} | {_percent(s['std'])} "
+            f"| {cell(norm)} | {int(s['n'])} | {int(s['n_folds'])} | {_percent(s['mean'])} | {_percent(s['std'])} "
             f"| {_interval(s['ci_low'], s['ci_high'])} | {_percent(s['min'])} | {_percent(s['max'])} |"
         )
-    lines += ["", f"## Paired difference against `{baseline}`", ""]
+    lines += ["", f"## Against `{baseline}`: the verdicts", ""]
     if summary.paired.empty:
         lines.append(
             f"`{baseline}` is the only normalization, so there is nothing to compare."
@@ -311,25 +586,32 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
             else f"The baseline `{baseline}` has no runs in these results, so no paired differences are computed."
         )
         return "\n".join(lines + provenance) + "\n"
+    rope = _points(summary.rope)
     lines += [
-        f"Each run is matched with the `{baseline}` run on the same fold and seed (unmatched runs are left "
-        f"out); the difference is the normalization's accuracy minus `{baseline}`'s, in percentage points. "
-        "The p-value is a two-sided paired t-test.",
+        f"Each run is matched with the `{baseline}` run on the same fold and seed, the differences of one fold "
+        f"averaged; the difference is the normalization's accuracy minus `{baseline}`'s, in percentage points. "
+        f"**better** / **worse**: the Holm-adjusted p-value is below {1 - summary.confidence:.2g}; **equivalent**: the "
+        f"{level} interval lies within ±{rope} (the region of practical equivalence); **undecided**: neither. "
+        f"P(better), P(equivalent) and P(worse) are the Bayesian correlated t-test's probabilities that the true "
+        f"difference is above +{rope}, within ±{rope} or below -{rope}.",
         "",
-        f"| normalization | pairs | mean difference (points) | std (points) | {level} CI (points) | p-value |",
-        "|---|---:|---:|---:|---|---:|",
+        f"| normalization | verdict | folds | pairs | mean difference (points) | {level} CI (points) | p-value | "
+        "p (Holm) | P(better) | P(equivalent) | P(worse) |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
+    probability = lambda p: f"{p:.2f}" if math.isfinite(p) else "n/a"  # noqa: E731
     for norm, s in summary.paired.iterrows():
         lines.append(
-            f"| {cell(norm)} | {int(s['n_pairs'])} | {_percent(s['mean_diff'], signed=True)} "
-            f"| {_percent(s['std_diff'])} | {_interval(s['ci_low'], s['ci_high'], signed=True)} "
-            f"| {_p_value_text(s['p_value'])} |"
+            f"| {cell(norm)} | **{s['verdict']}** | {int(s['n_folds'])} | {int(s['n_pairs'])} "
+            f"| {_percent(s['mean_diff'], signed=True)} | {_interval(s['ci_low'], s['ci_high'], signed=True)} "
+            f"| {_p_value_text(s['p_value'])} | {_p_value_text(s['p_adjusted'])} | {probability(s['p_better'])} "
+            f"| {probability(s['p_equivalent'])} | {probability(s['p_worse'])} |"
         )
+    lines += ["", "In words:", ""]
+    lines += [verdict_sentence(norm, s, summary) for norm, s in summary.paired.iterrows()]
     lines += [
         "",
-        f"An interval that contains zero (equivalently p >= {1 - summary.confidence:.2g}) means these runs "
-        f"give no evidence of a difference from `{baseline}`; it does not show that the two are equal. "
-        "With few runs the intervals are wide.",
+        f"Method: {METHOD}. An undecided verdict is no evidence of a difference, nor of equality.",
     ]
     return "\n".join(lines + provenance) + "\n"
 
@@ -342,6 +624,7 @@ def write_summary(
     title: str | None = None,
     order=None,
     infos: list[dict] | None = None,
+    rope: float = 0.01,
 ) -> tuple[Path, Path]:
     """Write ``out_dir/summary.md`` and ``out_dir/summary.png`` for the runs in `df`, each atomically.
 
@@ -356,6 +639,7 @@ def write_summary(
         order: as in `summarize`.
         infos: the runs' records' `info` dicts (command, versions, host, seconds), summarized at
             the end of `summary.md` (`schedule.rebuild_outputs` passes them).
+        rope: as in `summarize` (a fraction: 0.01 is 1 point).
 
     Returns:
         `(md_path, png_path)`: the paths of both files.
@@ -370,7 +654,7 @@ def write_summary(
     _check_results_frame(df)
     if len(df) == 0:
         raise ValueError("there are no results to summarize: the DataFrame has no rows")
-    summary = summarize(df, baseline=baseline, confidence=confidence, order=order)
+    summary = summarize(df, baseline=baseline, confidence=confidence, order=order, rope=rope)
     title = "Spectrogram normalization comparison" if title is None else str(title)
     out_dir = Path(out_dir)
     png = summary_png(df, summary, title)  # before writing anything: matplotlib may be missing
