@@ -2,9 +2,11 @@
 
 Prints (or, with `--write FILE`, puts between FILE's markers `<!-- results:NAME:start -->` and
 `<!-- results:NAME:end -->`, NAME being the grid folder's name) the per-normalization means with
-95% intervals, the paired differences against `none` and against `global`, and the mean accuracy
-per held-out fold (speaker). With `--answer`, one line per grid instead (the best normalization and
-its paired differences), between the markers `results:answer`. `tests/test_results_tables.py`
+95% intervals, the paired differences against `none` and against `global` with their verdicts
+(`fastspecnorm.experiment.summarize`: seeds of a fold averaged, corrected resampled t over folds,
+Holm, a region of practical equivalence of 1 point), and the mean accuracy per held-out fold
+(speaker). With `--answer`, one line per grid instead (the best mean and every verdict against
+`none`), between the markers `results:answer`. `tests/test_results_tables.py`
 checks that `docs/results.md` and `README.md` hold exactly what this prints for every committed
 grid, so the numbers there always match `results.csv`.
 
@@ -37,6 +39,11 @@ def _fold_name(dataset: str, fold: int) -> str:
     return FSDD_SPEAKERS[fold - 1] if dataset == "fsdd" and 1 <= fold <= len(FSDD_SPEAKERS) else f"fold {fold}"
 
 
+def _verdicts(df: pd.DataFrame, order: list[str], baseline: str):
+    "`summarize` against `baseline`, or None when the grid has no runs of it."
+    return summarize(df, baseline=baseline, order=order) if baseline in order else None
+
+
 def results_markdown(out: str | Path) -> str:
     "The markdown tables of the grid in `out` (its `results.csv`)."
     out = Path(out)
@@ -47,26 +54,24 @@ def results_markdown(out: str | Path) -> str:
     lines = [
         f"{len(df)} runs: {len(order)} normalizations x {len(folds)} held-out "
         f"{'speakers' if dataset == 'fsdd' else 'folds'} x {df['seed'].nunique()} seeds, "
-        f"{int(df['epochs'].iloc[0])} epochs, preset `{df['preset'].iloc[0]}`. Accuracy in %, 95% Student-t intervals; "
-        "paired differences are matched on held-out fold and seed.",
+        f"{int(df['epochs'].iloc[0])} epochs, preset `{df['preset'].iloc[0]}`. Accuracy in %; the seeds of a fold are "
+        "averaged, and intervals (95%) and verdicts come from the corrected resampled t-test over folds, Holm-adjusted "
+        "(`better`/`worse`), or an interval within ±1 point (`equivalent`); paired on fold and seed. Intervals are per "
+        "comparison, verdicts adjusted for the seven, so an interval that excludes 0 can still be `undecided`.",
         "",
-        "| normalization | runs | mean accuracy [95% CI] | vs `none` [95% CI] | vs `global` [95% CI] | "
+        "| normalization | runs | mean accuracy [95% CI] | vs `none` [95% CI] | verdict | vs `global` [95% CI] | verdict | "
         + " | ".join(_fold_name(dataset, f) for f in folds)
         + " |",
-        "|---|---|---|---|---|" + "---|" * len(folds),
+        "|---|---|---|---|---|---|---|" + "---|" * len(folds),
     ]
-    by_none = summarize(df, baseline="none", order=order) if "none" in order else None
-    by_global = summarize(df, baseline="global", order=order) if "global" in order else None
+    by_none, by_global = _verdicts(df, order, "none"), _verdicts(df, order, "global")
+    per_norm = (by_none or summarize(df, order=order)).per_norm
     per_fold = df.groupby(["norm", "fold"])["accuracy"].mean()
     for norm in order:
-        row = by_none.per_norm.loc[norm] if by_none is not None else summarize(df, order=order).per_norm.loc[norm]
+        row = per_norm.loc[norm]
         cells = [f"`{norm}`", str(int(row["n"])), f"{_pct(row['mean'])} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"]
-        for summary, base in ((by_none, "none"), (by_global, "global")):
-            if summary is None or norm == base or norm not in summary.paired.index:
-                cells.append("-")
-            else:
-                p = summary.paired.loc[norm]
-                cells.append(f"{_pct(p['mean_diff'], True)} [{_pct(p['ci_low'], True)}, {_pct(p['ci_high'], True)}]")
+        for summary in (by_none, by_global):
+            cells += [_diff(summary, norm), _verdict(summary, norm)]
         cells += [_pct(per_fold.get((norm, f), math.nan)) for f in folds]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -80,15 +85,26 @@ def _diff(summary, norm: str) -> str:
     return f"{_pct(p['mean_diff'], True)} [{_pct(p['ci_low'], True)}, {_pct(p['ci_high'], True)}]"
 
 
+def _verdict(summary, norm: str) -> str:
+    "The verdict of `norm` in `summary` (bold when better or worse), or '-'."
+    if summary is None or norm not in summary.paired.index:
+        return "-"
+    verdict = summary.paired.loc[norm, "verdict"]
+    return f"**{verdict}**" if verdict in ("better", "worse") else verdict
+
+
+def _names(norms) -> str:
+    return ", ".join(f"`{n}`" for n in norms)
+
+
 def answer_markdown(outs) -> str:
-    "One line per grid in `outs`: its best normalization by mean accuracy, with its paired differences."
+    "One line per grid in `outs`: its best mean, then every norm's verdict against `none`."
     lines = []
     for out in map(Path, outs):
         df = pd.read_csv(out / "results.csv")
         order = [n for n in NORMS if n in set(df["norm"])]
-        by_none = summarize(df, baseline="none", order=order) if "none" in order else None
-        by_global = summarize(df, baseline="global", order=order) if "global" in order else None
-        per_norm = (by_none if by_none is not None else summarize(df, order=order)).per_norm
+        by_none = _verdicts(df, order, "none")
+        per_norm = (by_none or summarize(df, order=order)).per_norm
         best = per_norm["mean"].idxmax()
         settings = (
             json.loads((out / "experiment.json").read_text()).get("settings", {}) if (out / "experiment.json").is_file() else {}
@@ -99,11 +115,28 @@ def answer_markdown(outs) -> str:
             kind, ", SpecAugment + mixup"
         )
         row = per_norm.loc[best]
-        lines.append(
-            f"- {dataset}{augment} (`{out.name}`, {len(df)} runs): best `{best}`, "
-            f"{_pct(row['mean'])}% [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]; "
-            f"vs `none` {_diff(by_none, best)}, vs `global` {_diff(by_global, best)} points."
+        line = (
+            f"- {dataset}{augment} (`{out.name}`, {len(df)} runs, {df['fold'].nunique()} folds): highest mean `{best}`, "
+            f"{_pct(row['mean'])}% [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
         )
+        if by_none is not None:
+            verdicts = by_none.paired["verdict"]
+            said = []
+            for verdict in ("better", "worse", "equivalent"):
+                norms = list(verdicts.index[verdicts == verdict])
+                if norms:
+                    said.append(
+                        f"{verdict} than `none`: " + ", ".join(f"`{n}` {_diff(by_none, n)}" for n in norms)
+                        if verdict != "equivalent"
+                        else f"equivalent to `none`: {_names(norms)}"
+                    )
+            undecided = list(verdicts.index[verdicts == "undecided"])
+            if undecided:
+                said.append(f"undecided against `none`: {'all' if len(undecided) == len(verdicts) else _names(undecided)}")
+            line += "; " + "; ".join(said)
+            if best in by_none.paired.index:
+                line += f" (`{best}` vs `none` {_diff(by_none, best)} points)"
+        lines.append(line + ".")
     return "\n".join(lines) + "\n"
 
 

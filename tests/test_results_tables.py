@@ -50,7 +50,8 @@ def test_answer_names_the_best_normalization(tmp_path):
     ).to_csv(tmp_path / "results.csv", index=False)
     line = _script().answer_markdown([tmp_path])
     # global: mean 72.5; paired against none +7.5 [-24.3, +39.3] (worked out in test_paired_difference_by_hand)
-    assert line.startswith("- ESC-50 (") and "best `global`, 72.5%" in line and "vs `none` +7.5 [-24.3, +39.3]" in line
+    assert line.startswith("- ESC-50 (") and "highest mean `global`, 72.5%" in line and "vs `none` +7.5 [-24.3, +39.3]" in line
+    assert "undecided against `none`: all" in line and "better" not in line
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=[g.name for g in GRIDS])
@@ -71,6 +72,32 @@ def test_paired_difference_by_hand(tmp_path):
     text = _script().results_markdown(tmp_path)
     glob_row = next(line for line in text.splitlines() if line.startswith("| `global` |"))
     # differences +0.05 and +0.10: mean +7.5 points; t(0.975, 1) = 12.706, sd 0.0354: +-31.8 points
-    assert "+7.5 [-24.3, +39.3]" in glob_row
+    # (one seed per fold and no clip counts: the plain fold-level t)
+    assert "+7.5 [-24.3, +39.3] | undecided" in glob_row
     assert glob_row.endswith("| 65.0 | 80.0 |")  # per speaker: george, jackson
     assert "george | jackson" in text
+
+
+def test_answer_states_each_verdict_of_summarize(tmp_path):
+    "The README line says what the verdict column says: better, worse, equivalent, the rest undecided."
+    from fastspecnorm.experiment import summarize
+
+    base = [0.60, 0.70, 0.80, 0.65, 0.75, 0.55]
+    shifts = {
+        "none": [0.0] * 6,
+        "pcen": [0.10, 0.11, 0.09, 0.10, 0.12, 0.08],
+        "utterance": [-0.10, -0.11, -0.09, -0.10, -0.12, -0.08],
+        "global": [0.001, -0.001, 0.002, 0.0, -0.002, 0.001],
+        "channel": [0.10, -0.08, 0.05, -0.06, 0.12, -0.09],
+    }
+    rows = [
+        {"norm": n, "fold": f + 1, "seed": 0, "epochs": 6, "accuracy": base[f] + d[f], "preset": "quick"}
+        for n, d in shifts.items()
+        for f in range(6)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    line = _script().answer_markdown([tmp_path])
+    verdicts = summarize(pd.DataFrame(rows)).paired["verdict"].to_dict()
+    assert verdicts == {"global": "equivalent", "channel": "undecided", "pcen": "better", "utterance": "worse"}
+    assert "better than `none`: `pcen` +10.0 [" in line and "worse than `none`: `utterance` -10.0 [" in line
+    assert "equivalent to `none`: `global`" in line and "undecided against `none`: `channel`" in line

@@ -175,6 +175,8 @@ def folds_needed(std: float, correction: float, confidence: float, resolve: floa
         return math.nan
     if std == 0.0:
         return 2.0
+    if stats.norm.ppf(0.5 + confidence / 2.0) * std * math.sqrt(correction) >= resolve:
+        return math.inf  # the floor: t quantiles are above the normal one at every J
     replicates = np.arange(2, limit + 1)
     half_width = stats.t.ppf(0.5 + confidence / 2.0, replicates - 1) * std * np.sqrt(1.0 / replicates + correction)
     reached = np.flatnonzero(half_width <= resolve)
@@ -263,14 +265,26 @@ def fold_differences(df: pd.DataFrame, norm: str, baseline: str) -> pd.DataFrame
         >>> fold_differences(df, "pcen", "none").round(4).to_dict("records")
         [{'repeat': 0, 'fold': 1, 'diff': 0.03, 'pairs': 2}]
     """
-    runs = _runs(df)
-    keys = ["repeat", "fold", "seed"]
-    matched = runs.loc[runs["norm"] == str(norm), [*keys, "accuracy"]].merge(
-        runs.loc[runs["norm"] == str(baseline), [*keys, "accuracy"]], on=keys, suffixes=("", "_baseline")
-    )
-    matched["diff"] = matched["accuracy"] - matched["accuracy_baseline"]
-    per_fold = matched.groupby(["repeat", "fold"], sort=True)["diff"].agg(diff="mean", pairs="size").reset_index()
-    return per_fold.astype({"pairs": "int64"})
+    return _fold_differences(_runs(df), str(norm), str(baseline))
+
+
+def _wide(runs: pd.DataFrame) -> pd.DataFrame:
+    "Accuracy with one row per (repeat, fold, seed) and one column per norm (NaN: no such run)."
+    return runs.pivot(index=["repeat", "fold", "seed"], columns="norm", values="accuracy")
+
+
+def _matched(runs: pd.DataFrame, norm: str, baseline: str, wide: pd.DataFrame | None = None) -> pd.Series:
+    "The differences of `norm`'s runs minus `baseline`'s matched on (repeat, fold, seed), indexed by them."
+    wide = _wide(runs) if wide is None else wide
+    if norm not in wide.columns or baseline not in wide.columns:
+        return pd.Series([], dtype=np.float64, name="diff")
+    return (wide[norm] - wide[baseline]).dropna().rename("diff")
+
+
+def _fold_differences(runs: pd.DataFrame, norm: str, baseline: str, wide: pd.DataFrame | None = None) -> pd.DataFrame:
+    per_fold = _matched(runs, norm, baseline, wide).groupby(level=["repeat", "fold"], sort=True).agg(["mean", "size"])
+    per_fold = per_fold.rename(columns={"mean": "diff", "size": "pairs"}).reset_index()
+    return per_fold.astype({"diff": "float64", "pairs": "int64"})
 
 
 def paired_differences(df: pd.DataFrame, norm: str, baseline: str) -> np.ndarray:
@@ -286,12 +300,7 @@ def paired_differences(df: pd.DataFrame, norm: str, baseline: str) -> np.ndarray
     Returns:
         The differences (fractions), one per matched run, as a float64 array.
     """
-    runs = _runs(df)
-    keys = ["repeat", "fold", "seed"]
-    matched = runs.loc[runs["norm"] == norm, [*keys, "accuracy"]].merge(
-        runs.loc[runs["norm"] == baseline, [*keys, "accuracy"]], on=keys, suffixes=("", "_baseline")
-    )
-    return (matched["accuracy"] - matched["accuracy_baseline"]).to_numpy(dtype=np.float64)
+    return _matched(_runs(df), str(norm), str(baseline)).to_numpy(dtype=np.float64)
 
 
 def summarize(
@@ -377,10 +386,10 @@ def summarize(
         per_norm[norm] = [len(mine), test.mean, test.std, low, high, accuracy.min(), accuracy.max(), test.n]
     paired = {}
     if baseline in norms:
-        tests = {}
+        tests, wide = {}, _wide(runs)
         for norm in norms:
             if norm != baseline:
-                per_fold = fold_differences(df, norm, baseline)
+                per_fold = _fold_differences(runs, norm, baseline, wide)
                 tests[norm] = (int(per_fold["pairs"].sum()), corrected_t(per_fold["diff"], correction, confidence))
         adjusted = dict(zip(tests, holm([test.p_value for _, test in tests.values()]), strict=True))
         for norm, (pairs, test) in tests.items():
@@ -593,7 +602,8 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
         f"**better** / **worse**: the Holm-adjusted p-value is below {1 - summary.confidence:.2g}; **equivalent**: the "
         f"{level} interval lies within ±{rope} (the region of practical equivalence); **undecided**: neither. "
         f"P(better), P(equivalent) and P(worse) are the Bayesian correlated t-test's probabilities that the true "
-        f"difference is above +{rope}, within ±{rope} or below -{rope}.",
+        f"difference is above +{rope}, within ±{rope} or below -{rope}. The intervals and p-values are per comparison, "
+        "the verdicts adjusted for all of them: an interval that excludes 0 can still be undecided.",
         "",
         f"| normalization | verdict | folds | pairs | mean difference (points) | {level} CI (points) | p-value | "
         "p (Holm) | P(better) | P(equivalent) | P(worse) |",
