@@ -134,7 +134,7 @@ def answer_markdown(outs) -> str:
             if undecided:
                 said.append(f"undecided against `none`: {'all' if len(undecided) == len(verdicts) else _names(undecided)}")
             line += "; " + "; ".join(said)
-            if best in by_none.paired.index:
+            if best in by_none.paired.index and verdicts[best] not in ("better", "worse"):
                 line += f" (`{best}` vs `none` {_diff(by_none, best)} points)"
         lines.append(line + ".")
     return "\n".join(lines) + "\n"

@@ -63,7 +63,7 @@ def test_store_stores_and_summaries_render_from_its_rows(tmp_path):
     write_summary(rows, tmp_path, order=["none", "global"], title="Store test")
     text = (tmp_path / "summary.md").read_text()
     # one fold, three seeds: one replicate, so a mean difference but no interval
-    assert text.startswith("# Store test") and "| global | **undecided** | 1 | 3 | +8.33 | n/a |" in text
+    assert text.startswith("# Store test") and "| global | undecided | 1 | 3 | +8.33 | n/a |" in text
     assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -393,7 +393,7 @@ def test_write_summary_markdown_tables(tmp_path):
     # global: mean 75.00, deviations 0, -2, +2 -> std 2.00 points.
     assert "| global | 3 | 3 | 75.00 | 2.00 | [70.03, 79.97] | 73.00 | 77.00 |" in text
     # differences +5, +1, +3 points: mean +3.00, CI 3 -+ 4.97, p = 0.122 (Holm: one norm, the same).
-    assert "| global | **undecided** | 3 | 3 | +3.00 | [-1.97, +7.97] | 0.122 | 0.122 |" in text
+    assert "| global | undecided | 3 | 3 | +3.00 | [-1.97, +7.97] | 0.122 | 0.122 |" in text
     assert "- `global`: undecided against `none` (+3.00 points, 95% interval [-1.97, +7.97], 3 folds)" in text
     assert "no evidence of a difference, nor of equality" in text
     assert "Nadeau & Bengio 2003" in text and "Holm" in text and "Benavoli" in text
@@ -411,7 +411,7 @@ def test_write_summary_single_runs_show_na(tmp_path):
     md_path, _ = write_summary(frame([("none", 1, 0, 0.7), ("global", 1, 0, 0.8)]), tmp_path)
     text = md_path.read_text()
     assert "| none | 1 | 1 | 70.00 | n/a | n/a | 70.00 | 70.00 |" in text
-    assert "| global | **undecided** | 1 | 1 | +10.00 | n/a | n/a | n/a |" in text
+    assert "| global | undecided | 1 | 1 | +10.00 | n/a | n/a | n/a |" in text
     assert "too few for an interval" in text
 
 

@@ -167,10 +167,30 @@ def _posterior(test: _Test, rope: float) -> tuple[float, float, float]:
 
 
 def folds_needed(std: float, correction: float, confidence: float, resolve: float, limit: int = 10_000) -> float:
-    """The smallest number of replicates J at which the corrected interval's half-width, with this
-    fold-level std, is at most `resolve` (so a true difference of `resolve` would sit at the
-    interval's edge, about even odds of being declared); inf when no J up to `limit` reaches it
-    (the correction's floor ``std * sqrt(correction)`` is too wide)."""
+    """How many (repeat, fold) replicates would resolve a difference of `resolve`, at this variance.
+
+    The smallest J at which the corrected interval's half-width, ``t_{(1+confidence)/2, J-1} · std
+    · sqrt(1/J + correction)``, is at most `resolve`: a true difference of `resolve` would then sit
+    at the interval's edge (about even odds of being declared). Rough by design: it takes the
+    observed std as the truth.
+
+    Args:
+        std: the sample std of the fold-level differences (a fraction).
+        correction: n_valid / n_train of the replicates (0: none).
+        confidence: the level of the interval, in (0, 1).
+        resolve: the difference to resolve (a fraction: 0.02 is 2 points).
+        limit: the largest J tried.
+
+    Returns:
+        That J as a float; inf when no J up to `limit` reaches it (with a correction, the interval
+            is never narrower than its floor ``z · std · sqrt(correction)``); NaN for a NaN std.
+
+    Examples:
+        >>> folds_needed(0.05, 0.0, 0.95, 0.02)  # t_{0.975, J-1} * 0.05 / sqrt(J) <= 0.02 from J = 27 on
+        27.0
+        >>> folds_needed(0.05, 0.25, 0.95, 0.02)  # 1.96 * 0.05 * 0.5 = 0.049 > 0.02
+        inf
+    """
     if not math.isfinite(std):
         return math.nan
     if std == 0.0:
@@ -505,6 +525,11 @@ def _points(fraction: float) -> str:
     return f"{100 * fraction:g} point" + ("" if 100 * fraction == 1 else "s")
 
 
+def _bold_verdict(verdict: str) -> str:
+    "A verdict for a table: bold when it declares a difference."
+    return f"**{verdict}**" if verdict in ("better", "worse") else verdict
+
+
 def verdict_sentence(norm: str, row: pd.Series, summary: Summary) -> str:
     """One plain sentence saying what the evidence says about `norm` against the baseline.
 
@@ -612,7 +637,7 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
     probability = lambda p: f"{p:.2f}" if math.isfinite(p) else "n/a"  # noqa: E731
     for norm, s in summary.paired.iterrows():
         lines.append(
-            f"| {cell(norm)} | **{s['verdict']}** | {int(s['n_folds'])} | {int(s['n_pairs'])} "
+            f"| {cell(norm)} | {_bold_verdict(s['verdict'])} | {int(s['n_folds'])} | {int(s['n_pairs'])} "
             f"| {_percent(s['mean_diff'], signed=True)} | {_interval(s['ci_low'], s['ci_high'], signed=True)} "
             f"| {_p_value_text(s['p_value'])} | {_p_value_text(s['p_adjusted'])} | {probability(s['p_better'])} "
             f"| {probability(s['p_equivalent'])} | {probability(s['p_worse'])} |"
