@@ -104,6 +104,7 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", type=Path, default=None, help="audio cache (default: one in the benchmark folder)")
     p.add_argument("--no-cache", action="store_true", help="decode and resample every clip on every epoch, for comparison")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="audio_learner's precision")
     args = p.parse_args(argv)
 
     print(f"machine: {machine()}")
@@ -129,7 +130,7 @@ def main(argv=None) -> None:
         dls, SpecNormalize(torch.tensor(-30.0).reshape(1, 1, 1, 1), torch.tensor(20.0).reshape(1, 1, 1, 1), inplace=True)
     )
     clock = DataClock()
-    learn = esc50_learner(dls, cbs=[_BatchArrived(clock), _StepDone(clock)])
+    learn = esc50_learner(dls, cbs=[_BatchArrived(clock), _StepDone(clock)], precision=args.precision)
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(args.epochs)
 

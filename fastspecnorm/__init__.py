@@ -32,6 +32,7 @@ _NAMES = {
     ".datasets.validate": ["DatasetValidationError", "ValidationReport", "validate_esc50"],
     ".experiment.api": ["compare"],
     ".learner": ["FreqBatchNorm", "audio_learner"],
+    ".precision": ["BF16Autocast", "bf16_native", "resolve_precision"],
     ".normalize": ["PCEN", "DbRangeNormalize", "InstanceMinMax", "SpecNormalize", "UtteranceNormalize", "WaveformNormalize",
                    "warn_level_after_waveform_norm"],
     ".stats": ["StatsRecorder", "collect_stats"],

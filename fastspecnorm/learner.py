@@ -75,7 +75,7 @@ def n_freq_bins(dls) -> int:
     return int(dls.one_batch()[0].shape[-2])
 
 
-def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, **kwargs):
+def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, precision: str = "fp32", **kwargs):
     """A fastai `Learner` over spectrogram loaders.
 
     `arch` is built for one input channel and `dls.c` outputs, with the accuracy metric and
@@ -96,6 +96,10 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, **kwargs):
         cbs: callbacks of the learner, e.g. `StatsCallback()`; None: none.
         input_bn: put `FreqBatchNorm` (a BatchNorm over the frequency bins) before the network,
             the learned alternative to dataset statistics (the `bn` norm).
+        precision: "fp32"; "bf16" (bf16 autocast of the forward pass and loss on the batch's
+            device, CPU or CUDA, with a channels_last model and inputs: `BF16Autocast`); or
+            "auto" (bf16 where the device computes it natively, `bf16_native`, else fp32). The
+            statistics pass and every normalization stay float32/float64 either way.
         **kwargs: further arguments of fastai's `Learner` (e.g. `loss_func`, `opt_func`,
             `metrics`, `wd`); `metrics` defaults to accuracy.
 
@@ -105,9 +109,14 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, **kwargs):
     Raises:
         TypeError: `arch` is neither a callable nor an `nn.Module`, refuses `c_in` and `n_out`,
             or returns something that is not an `nn.Module`.
+        ValueError: `precision` is not "fp32", "bf16" or "auto".
     """
     import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
     from fastai.learner import Learner
+
+    from .precision import BF16Autocast, resolve_precision
+
+    resolve_precision(precision)  # a bad value is refused before the model is built
     from fastai.metrics import accuracy
     from fastai.vision.models.xresnet import xresnet18
 
@@ -131,4 +140,8 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, **kwargs):
     if input_bn:
         model = nn.Sequential(FreqBatchNorm(n_freq_bins(dls)), model)
     kwargs.setdefault("metrics", accuracy)
+    if precision != "fp32":
+        cbs = [*(cbs if isinstance(cbs, list | tuple) else [cbs] if cbs is not None else []), BF16Autocast(precision)]
+        if resolve_precision(precision, getattr(dls, "device", None)) == "bf16":
+            model = model.to(memory_format=torch.channels_last)
     return Learner(dls, model, cbs=cbs, **kwargs)

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["AudioSettings", "ESC50Settings", "PRESETS", "DEFAULT_SAMPLE_RATE", "AUGMENTS", "get_settings"]
+__all__ = ["AudioSettings", "ESC50Settings", "PRESETS", "DEFAULT_SAMPLE_RATE", "AUGMENTS", "PRECISIONS", "get_settings"]
 
 #: The rate (Hz) clips are resampled to when a preset keeps the files' rate but they have several.
 DEFAULT_SAMPLE_RATE = 16000
@@ -18,6 +18,10 @@ DEFAULT_SAMPLE_RATE = 16000
 #: The values of `AudioSettings.augment`: none, SpecAugment + mixup (True or "spec"), the waveform
 #: augmentations, or both.
 AUGMENTS = (False, True, "spec", "waveform", "all")
+
+#: The values of `AudioSettings.precision`: float32 throughout, bf16 autocast, or bf16 where the
+#: device computes it natively (`fastspecnorm.precision`; here, so the command line lists them without torch).
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class AudioSettings:
             "spec" (SpecAugment masks after the normalization, then fastai's `MixUp`; True means
             the same), "waveform" (gain, noise at an SNR and a time shift before it,
             `waveform_augmentations`) or "all" (both). One of `AUGMENTS`.
+        precision: "fp32", "bf16" (autocast with channels_last, on CPU or CUDA) or "auto" (bf16
+            where the device computes it natively); see `audio_learner`.
 
     Examples:
         >>> AudioSettings(sample_rate=None, n_fft=None, hop_length=None).resolved(44100).n_fft
@@ -73,6 +79,7 @@ class AudioSettings:
     cache: Any = field(default=True)
     audio_dtype: str = "int16"
     augment: bool | str = False
+    precision: str = "fp32"
 
     def __post_init__(self):
         # "spec" is the first augmentation's name and True its old spelling: one value, so that

@@ -15,7 +15,7 @@ __all__ = ["compare"]
 
 _OPTIONS = {"stats_fraction", "synthetic_classes", "synthetic_clips", "shard", "devices", "dataset", "path", "fn_col", "label_col",
             "fold_col", "group_col", "k", "fold_seed", "repeats", "rope"}  # fmt: skip
-_SETTINGS = {"lr", "bs", "num_workers", "augment"}
+_SETTINGS = {"lr", "bs", "num_workers", "augment", "precision"}
 
 
 def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs=None, progress: bool | None = None,
@@ -43,7 +43,8 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
             `stats_fraction`, `synthetic_classes`, `synthetic_clips`, `repeats` (k-fold
             partitions drawn for sources without folds), `rope` (the region of practical
             equivalence in accuracy points, default 1.0); settings `bs`, `lr`, `num_workers`,
-            `augment`; and `overrides` (a dict of other `AudioSettings` fields).
+            `augment`, `precision` ("fp32", "bf16" or "auto"); and `overrides` (a dict of other
+            `AudioSettings` fields).
 
     Returns:
         A DataFrame, one row per norm (accuracies as fractions), with the statistics of

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..presets import AUGMENTS, PRESETS
+from ..presets import AUGMENTS, PRECISIONS, PRESETS
 from .grid import DATASET_NAMES, ExperimentConfig, check_config
 from .norms import NORMS
 
@@ -152,6 +152,9 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
     p.add_argument("--augment", nargs="?", const="spec", choices=[a for a in AUGMENTS if isinstance(a, str)], metavar="KIND",
                    help="add train-only augmentations to the preset: spec (SpecAugment masks and mixup, the default), "
                         "waveform (gain, noise, time shift) or all")  # fmt: skip
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="fp32, bf16 (autocast with channels_last, CPU or CUDA) or auto (bf16 where the device computes it "
+                        "natively); part of the experiment's identity (default: the preset's, fp32)")  # fmt: skip
     p.add_argument("--rope", type=_points, default=1.0, metavar="POINTS",
                    help="the verdicts' region of practical equivalence, in accuracy points (default: 1.0)")  # fmt: skip
     p.add_argument("--summarize", action="store_true", help="only rebuild results.csv, summary.md and summary.png in --out")
@@ -179,7 +182,7 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
     p = build_parser(prog)
     a = p.parse_args(argv)
     overrides = dict(a.overrides)
-    for name, value in (("lr", a.lr), ("bs", a.bs), ("num_workers", a.num_workers)):
+    for name, value in (("lr", a.lr), ("bs", a.bs), ("num_workers", a.num_workers), ("precision", a.precision)):
         if value is not None:
             overrides[name] = value
     if a.augment is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._io import atomic_write_text, read_json
 from ..datasets.sources import RECIPES
-from ..presets import AUGMENTS, PRESETS, get_settings
+from ..presets import AUGMENTS, PRECISIONS, PRESETS, get_settings
 from .fingerprint import describe_changes, files_fingerprint
 from .log import RunLog
 from .norms import NORMS, check_norms
@@ -189,6 +189,8 @@ def check_config(cfg: ExperimentConfig) -> None:
         raise ValueError(f"lr must be a positive number, got {settings.lr!r}")
     if not (isinstance(settings.augment, bool | str) and settings.augment in AUGMENTS):
         raise ValueError(f"augment must be one of {list(AUGMENTS)}, got {settings.augment!r}")
+    if settings.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {settings.precision!r}")
     if settings.num_workers is not None and not (isinstance(settings.num_workers, int) and settings.num_workers >= 0):
         raise ValueError(f"num workers must be an integer >= 0, got {settings.num_workers!r}")
     index, count = cfg.shard
@@ -322,6 +324,20 @@ def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
     return None
 
 
+def _resolved_precision(precision: str, devices: list[str]) -> str:
+    """"fp32" or "bf16": what the grid's runs compute in (the identity records this, not "auto"),
+    decided for the first of `devices` (none: CUDA when available, else the CPU). Imports torch only
+    for "auto"."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    from ..precision import resolve_precision
+
+    device = devices[0] if devices else ("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_precision(precision, device)
+
+
 def data_fingerprint(source) -> dict:
     """The content fingerprint of `source`: its table's files and the files that describe it.
 
@@ -433,7 +449,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
         facts = check_source_files(source, full=True)
     if settings.sample_rate is None:
         settings = replace(settings, sample_rate=_files_rate(facts, log))
-    settings = settings.resolved()
+    settings = replace(settings.resolved(), precision=_resolved_precision(settings.precision, cfg.devices))
     for repeat, each in sources.items():
         for fold in folds:
             n_train = int((each.table["fold"] != fold).sum())
@@ -445,6 +461,8 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     settings_dict = {**settings.as_dict(), "epochs": epochs}
     for speed_only in ("num_workers", "cache"):  # how fast, not what is computed
         settings_dict.pop(speed_only)
+    if settings_dict["precision"] == "fp32":  # grids recorded before the setting existed keep their identity
+        settings_dict.pop("precision")
     identity = {
         "format": FORMAT,
         "dataset": source.dataset,

@@ -68,7 +68,7 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
     n_epochs = epochs or settings.epochs
     set_seed(seed, reproducible=True)
     dls = source_dataloaders(source, fold, settings, batch_tfms=setup.batch_tfms, device=device, progress=log.progress)
-    learn = audio_learner(dls, cbs=setup.cbs, **setup.learner_kwargs)
+    learn = audio_learner(dls, cbs=setup.cbs, precision=settings.precision, **setup.learner_kwargs)
     start = time.perf_counter()
     fit_kwargs = {} if settings.lr is None else {"lr_max": settings.lr}
     if log.progress:

@@ -14,31 +14,25 @@ Printed per scenario: the share of comparisons against `none` declared different
 5% (per comparison and per grid: at least one of the seven), and the power: the share of grids
 in which a norm `effect` points better than the others is declared better.
 
-    python benchmarks/statistics.py                   # the committed ESC-50 and FSDD grids
-    python benchmarks/statistics.py --grids 2000      # more grids: narrower Monte Carlo error
+    python benchmarks/verdicts.py                   # the committed ESC-50 and FSDD grids
+    python benchmarks/verdicts.py --grids 2000      # more grids: narrower Monte Carlo error
 
 Goal: the new verdicts' false-positive rate at most 5% per comparison; a large effect found in most grids.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-# This file's folder is first on sys.path when it runs as a script; it must not stand in for the
-# standard library's `statistics` module, which libraries may import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import pandas as pd
+from scipy import stats
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from fastspecnorm.experiment import summarize  # noqa: E402
+from fastspecnorm.experiment import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 NORMS = ["none", "global", "channel", "instance", "dbrange", "pcen", "utterance", "bn"]
