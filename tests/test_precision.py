@@ -28,7 +28,9 @@ def _cpu_flags() -> set[str]:
     path = Path("/proc/cpuinfo")
     if not path.is_file():
         return set()
-    return {f for line in path.read_text().splitlines() if line.startswith(("flags", "Features")) for f in line.split(":")[1].split()}
+    return {
+        f for line in path.read_text().splitlines() if line.startswith(("flags", "Features")) for f in line.split(":")[1].split()
+    }
 
 
 def test_resolve_precision_values_and_auto_follows_the_cpu_flags():

@@ -325,7 +325,7 @@ def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
 
 
 def _resolved_precision(precision: str, devices: list[str]) -> str:
-    """"fp32" or "bf16": what the grid's runs compute in (the identity records this, not "auto"),
+    """ "fp32" or "bf16": what the grid's runs compute in (the identity records this, not "auto"),
     decided for the first of `devices` (none: CUDA when available, else the CPU). Imports torch only
     for "auto"."""
     if precision != "auto":
