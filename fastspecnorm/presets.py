@@ -10,7 +10,16 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["AudioSettings", "ESC50Settings", "PRESETS", "DEFAULT_SAMPLE_RATE", "AUGMENTS", "PRECISIONS", "get_settings"]
+__all__ = [
+    "AudioSettings",
+    "ESC50Settings",
+    "PRESETS",
+    "DEFAULT_SAMPLE_RATE",
+    "AUGMENTS",
+    "PRECISIONS",
+    "AUDIO_DTYPES",
+    "get_settings",
+]
 
 #: The rate (Hz) clips are resampled to when a preset keeps the files' rate but they have several.
 DEFAULT_SAMPLE_RATE = 16000
@@ -22,6 +31,60 @@ AUGMENTS = (False, True, "spec", "waveform", "all")
 #: The values of `AudioSettings.precision`: float32 throughout, bf16 autocast, or bf16 where the
 #: device computes it natively (`fastspecnorm.precision`; here, so the command line lists them without torch).
 PRECISIONS = ("fp32", "bf16", "auto")
+
+#: The values of `AudioSettings.audio_dtype` (and of the audio loaders' `dtype`): a storage type, or
+#: "auto": per file, the storage type that keeps its source (`fastspecnorm.audio.io.storage_dtype`).
+AUDIO_DTYPES = ("auto", "int16", "float16", "float32")
+
+MAX_SAMPLE_RATE = 384_000  # Hz: the highest rate a file may claim (`fastspecnorm.audio.io`)
+MAX_DURATION = 600.0  # seconds: the longest clip the loaders take by default (`max_duration`)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(settings: AudioSettings) -> None:
+    "Raise one ValueError naming the first setting out of its range and what it takes."
+    rules = [
+        (
+            "sample_rate",
+            lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_SAMPLE_RATE),
+            f"None or whole Hz from 1 to {MAX_SAMPLE_RATE}",
+        ),
+        (
+            "duration",
+            lambda v: v is None or (_is_number(v) and 0 < v <= MAX_DURATION),
+            f"None or seconds in (0, {MAX_DURATION:g}]",
+        ),
+        ("n_fft", lambda v: v is None or (_is_int(v) and 2 <= v <= 65536), "None or a whole number of samples from 2 to 65536"),
+        ("hop_length", lambda v: v is None or (_is_int(v) and v >= 1), "None or a whole number of samples >= 1"),
+        ("n_mels", lambda v: v is None or (_is_int(v) and v >= 1), "None (a linear frequency axis) or a whole number >= 1"),
+        ("f_max", lambda v: v is None or (_is_number(v) and v > 0), "None (Nyquist) or Hz > 0"),
+        ("to_db", lambda v: isinstance(v, bool), "true or false"),
+        ("waveform_norm", lambda v: isinstance(v, bool), "true or false"),
+        ("bs", lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+        ("epochs", lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+        ("lr", lambda v: v is None or (_is_number(v) and v > 0), "None (fastai's default) or a finite number > 0"),
+        ("num_workers", lambda v: v is None or (_is_int(v) and v >= 0), "None or a whole number >= 0"),
+        ("audio_dtype", lambda v: v in AUDIO_DTYPES, f"one of {list(AUDIO_DTYPES)}"),
+        ("augment", lambda v: isinstance(v, bool | str) and v in AUGMENTS, f"one of {list(AUGMENTS)}"),
+        ("precision", lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
+    ]
+    for name, ok, expected in rules:
+        value = getattr(settings, name)
+        if not ok(value):
+            raise ValueError(f"setting {name}={value!r} is out of range: expected {expected}")
+    if settings.n_mels is not None and settings.n_fft is not None and settings.n_mels > settings.n_fft // 2 + 1:
+        raise ValueError(f"setting n_mels={settings.n_mels} is more than the {settings.n_fft // 2 + 1} frequency bins of "
+                         f"n_fft={settings.n_fft}: give fewer mel bins or a larger n_fft")  # fmt: skip
+    if settings.f_max is not None and settings.sample_rate is not None and settings.f_max > settings.sample_rate / 2:
+        raise ValueError(f"setting f_max={settings.f_max!r} Hz is above the Nyquist frequency {settings.sample_rate / 2:g} Hz "
+                         f"of sample_rate={settings.sample_rate}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,6 +122,10 @@ class AudioSettings:
         precision: "fp32", "bf16" (autocast with channels_last, on CPU or CUDA) or "auto" (bf16
             where the device computes it natively); see `audio_learner`.
 
+    Raises:
+        ValueError: a setting out of its range (e.g. `duration=-1`, `n_mels=0`, `lr=inf`,
+            `sample_rate=1e12`), naming it and what it takes.
+
     Examples:
         >>> AudioSettings(sample_rate=None, n_fft=None, hop_length=None).resolved(44100).n_fft
         2048
@@ -86,6 +153,7 @@ class AudioSettings:
         # records written with `augment=True` keep their experiment id.
         if self.augment == "spec":
             object.__setattr__(self, "augment", True)
+        _check(self)
 
     def resolved(self, sample_rate: int | None = None) -> AudioSettings:
         """These settings with every open field filled.
@@ -173,7 +241,7 @@ def get_settings(preset: str = "blog", **overrides) -> AudioSettings:
         A new `AudioSettings` (the preset itself is unchanged).
 
     Raises:
-        ValueError: an unknown preset.
+        ValueError: an unknown preset, or a setting out of its range (naming it).
         TypeError: an unknown setting name.
 
     Examples:

@@ -216,6 +216,23 @@ def test_help_and_argument_errors_do_not_import_torch():
         (["--folds", "9"], "fold(s) [9] not in the data"),
         (["--bs", "100"], "bs=100 is larger than the"),
         (["--set", "n_mel=3"], "unknown setting(s) ['n_mel']"),
+        # settings out of range, each named with what it takes (issue: checked after OUT was written)
+        (["--set", "duration=-1"], "setting duration=-1 is out of range: expected None or seconds in (0, 600]"),
+        (["--set", "duration=NaN"], "setting duration=nan is out of range"),
+        (["--set", "duration=Infinity"], "setting duration=inf is out of range"),
+        (["--set", "n_mels=0"], "setting n_mels=0 is out of range"),
+        (["--set", "n_fft=1"], "setting n_fft=1 is out of range"),
+        (["--set", "n_fft=64", "--set", "n_mels=64"], "n_mels=64 is more than the 33 frequency bins of n_fft=64"),
+        (["--set", "sample_rate=1e12"], "setting sample_rate=1000000000000.0 is out of range"),
+        (["--set", "sample_rate=-16000"], "setting sample_rate=-16000 is out of range"),
+        (["--set", "audio_dtype=int8"], "setting audio_dtype='int8' is out of range: expected one of ['auto', 'int16'"),
+        (["--set", "lr=1e999"], "setting lr=inf is out of range"),
+        (["--set", "to_db=1"], "setting to_db=1 is out of range: expected true or false"),
+        (["--lr", "inf"], "--lr: expected a finite positive number, got 'inf'"),
+        (["--seeds", "99999999999999999999"], "seeds must be whole numbers from 0 to 2**32 - 1"),
+        (["--precision", "fp16"], "--precision: invalid choice: 'fp16'"),
+        (["--rope", "-1"], "--rope: expected accuracy points in [0, 100)"),
+        (["--repeats", "0"], "--repeats: expected a positive integer"),
     ],
 )
 def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message):
