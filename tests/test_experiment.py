@@ -1,5 +1,6 @@
 """The experiment runner: grid, resume after interruption, bad input before training, outputs."""
 
+import math
 import os
 import re
 import subprocess
@@ -523,3 +524,20 @@ def test_sigterm_to_the_devices_parent_stops_its_workers(esc, tmp_path):
     assert proc.returncode != 0 and "run the same command again to resume" in log, log[-2000:]
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "workers left training"
+
+
+def test_a_diverging_run_is_recorded_as_such_and_left_out_of_the_summary(esc, tmp_path, capsys):
+    "--lr far too high: non-finite losses; the run is recorded with diverged=True, flagged, and no statistic uses it."
+    from fastspecnorm.experiment.log import RunLog
+
+    out = tmp_path / "out"
+    cfg = _cfg(esc, out, norms=("none",))
+    cfg.overrides = {**cfg.overrides, "lr": 1e6}
+    run_experiment(cfg, RunLog(progress=False, quiet=True))
+    results = pd.read_csv(out / "results.csv")
+    assert results["diverged"].tolist() == [True]
+    assert not all(math.isfinite(results.loc[0, c]) for c in ("valid_loss", "train_loss"))
+    assert "DIVERGED" in capsys.readouterr().out
+    text = (out / "summary.md").read_text()
+    assert "**1 run(s) diverged**" in text and "none fold 1 seed 0" in text
+    assert "0 normalization(s) (none)" in text  # no run is left to summarize

@@ -490,3 +490,26 @@ def test_comparison_figure_plots_each_grids_means_and_paired_differences():
     assert [t.get_text() for t in left.get_legend().get_texts()] == ["plain (6 runs)", "augmented (4 runs)"]
     with pytest.raises(ValueError, match="at least one grid"):
         comparison_figure({})
+
+
+def test_diverged_runs_are_left_out_and_named(tmp_path):
+    "A run with a non-finite loss (diverged=True) is no result: out of every statistic, named in summary.md."
+    rows = [("none", 1, 0, 0.70), ("none", 2, 0, 0.80), ("none", 3, 0, 0.60)]
+    rows += [("global", 1, 0, 0.75), ("global", 2, 0, 0.81), ("global", 3, 0, 0.63)]
+    df = frame(rows).assign(diverged=False)
+    diverged = pd.concat([df, frame([("global", 4, 0, 0.02), ("none", 4, 0, 0.9)]).assign(diverged=[True, False])])
+    summary = summarize(diverged)
+    assert summary.diverged == (("global", 0, 4, 0),)
+    # global as without the diverged run: differences 0.05, 0.01, 0.03 on folds 1-3 (fold 4 has no pair left)
+    assert summary.paired.loc["global", "n_folds"] == 3
+    assert summary.paired.loc["global", "mean_diff"] == pytest.approx(0.03, rel=1e-9)
+    assert summary.per_norm.loc["global", "n"] == 3 and summary.per_norm.loc["global", "min"] == 0.63
+    # read back from a CSV, where the column holds True/False (and nothing for older rows)
+    diverged = diverged.reset_index(drop=True).astype({"diverged": object})
+    diverged.loc[0, "diverged"] = None
+    path = tmp_path / "results.csv"
+    diverged.to_csv(path, index=False)
+    assert summarize(pd.read_csv(path)).diverged == (("global", 0, 4, 0),)
+    text = write_summary(pd.read_csv(path), tmp_path)[0].read_text()
+    assert "**1 run(s) diverged**" in text and "global fold 4 seed 0" in text and "--lr" in text
+    assert "diverged" not in write_summary(df, tmp_path / "plain")[0].read_text()

@@ -163,8 +163,9 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
     if cfg.command:
         info["command"] = cfg.command
     store.save(_id(key, prep), row, info)
+    diverged = " DIVERGED (a non-finite loss: left out of the summary; try a lower --lr)" if row.get("diverged") else ""
     log.result(f"run {position}: {norm} {_where(prep, key)} seed {seed}: accuracy {row['accuracy']:.4f} "
-               f"in {info['seconds']:.0f} s")  # fmt: skip
+               f"in {info['seconds']:.0f} s{diverged}")  # fmt: skip
 
 
 def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog) -> None:

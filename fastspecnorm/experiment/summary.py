@@ -64,6 +64,8 @@ class Summary:
         correction: the mean ``n_valid / n_train`` of the replicates (0.0: a plain fold-level t,
             the results did not say).
         resolve: the difference (a fraction) ``folds_needed`` is sized for.
+        diverged: the runs left out because they diverged (a ``diverged`` column True), as
+            ``(norm, repeat, fold, seed)`` tuples.
     """
 
     per_norm: pd.DataFrame
@@ -73,6 +75,7 @@ class Summary:
     rope: float = 0.01
     correction: float = 0.0
     resolve: float = 0.02
+    diverged: tuple = ()
 
     def __getitem__(self, name):
         """``summary['per_norm']`` and ``summary['paired']``, as for a dict."""
@@ -241,6 +244,16 @@ def _runs(df: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
+def _without_diverged(df: pd.DataFrame) -> tuple[pd.DataFrame, tuple]:
+    "`df` without the runs whose `diverged` column is True, and those runs as (norm, repeat, fold, seed) tuples."
+    if "diverged" not in df.columns:
+        return df, ()
+    flags = df["diverged"].map(lambda v: v is True or v == 1 or str(v).strip().lower() == "true").to_numpy(dtype=bool)
+    runs = _runs(df[flags])
+    left_out = tuple(zip(runs["norm"], runs["repeat"], runs["fold"], runs["seed"], strict=True))
+    return df[~flags], left_out
+
+
 def _correction(runs: pd.DataFrame) -> float:
     "The mean n_valid / n_train over the replicates; 0.0 unless every run says both."
     sizes = runs[["n_train", "n_valid"]].to_numpy(dtype=np.float64)
@@ -345,12 +358,14 @@ def summarize(
     the rest. The verdict: ``equivalent`` when the interval lies inside ±rope; else ``better`` or
     ``worse`` when the Holm-adjusted p-value is below 1 - confidence; else ``undecided``. Fewer than
     2 replicates: NaN intervals and p-values, verdict undecided. An empty `df` gives empty tables;
-    an absent baseline an empty ``paired``.
+    an absent baseline an empty ``paired``. Runs whose ``diverged`` column is True (a non-finite
+    loss: their accuracy is not a result) are left out of every statistic and listed in
+    ``Summary.diverged``.
 
     Args:
         df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` (fraction in
-            [0, 1]) and, when known, ``n_train``, ``n_valid`` (clips) and ``repeat`` (absent: 0),
-            at most one row per (norm, repeat, fold, seed) (e.g. `RunStore.rows()`).
+            [0, 1]) and, when known, ``n_train``, ``n_valid`` (clips), ``repeat`` (absent: 0)
+            and ``diverged``, at most one row per (norm, repeat, fold, seed) (e.g. `RunStore.rows()`).
         baseline: the normalization the paired differences are taken against.
         confidence: level of the intervals, in (0, 1); 1 - confidence is the tests' level.
         order: optional names giving the row order (names without runs skipped, others follow in
@@ -393,6 +408,7 @@ def summarize(
         raise ValueError(f"resolve must be a fraction in (0, 1) such as 0.02 (2 points), got {resolve!r}")
     confidence, baseline, rope, resolve = float(confidence), str(baseline), float(rope), float(resolve)
     _check_results_frame(df)
+    df, diverged = _without_diverged(df)
     runs = _runs(df)
     norms = _norm_order(runs["norm"], order)
     correction = _correction(runs)
@@ -425,6 +441,7 @@ def summarize(
         rope=rope,
         correction=correction,
         resolve=resolve,
+        diverged=diverged,
     )
 
 
@@ -460,6 +477,8 @@ def _listing(values, sort: bool = True) -> str:
     "'1, 2 and 3': the distinct values of a column (sorted when `sort`)."
     values = pd.Series(values).dropna().unique().tolist()
     values = [str(v) for v in (sorted(values) if sort else values)]
+    if not values:
+        return "none"
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
 
 
@@ -596,6 +615,10 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
         else "no correction for overlapping training sets (the results do not give n_train and n_valid)"
     )
     lines = [f"# {title}", "", description + "."]
+    if summary.diverged:
+        listed = ", ".join(f"{n} fold {f}" + (f" repeat {r}" if r else "") + f" seed {s}" for n, r, f, s in summary.diverged)
+        lines.append(f"**{len(summary.diverged)} run(s) diverged** (a non-finite loss; their accuracy is not a result) and are "
+                     f"left out of every statistic below: {listed}. Try a lower learning rate (`--lr`).")  # fmt: skip
     if summary.per_norm["n"].nunique() > 1:
         lines.append("Not every normalization has the same number of runs.")
     lines += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +44,8 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
     Returns:
         The result row: `norm`, `fold`, `seed`, `epochs`, `accuracy`, `valid_loss` and
             `train_loss` of the final epoch, `preset`, `n_train` and `n_valid` (clips), `n_classes`,
-            `device` and `seconds` (wall time of the fit).
+            `device`, `diverged` (a final loss is NaN or infinite) and `seconds` (wall time of the
+            fit).
 
     Raises:
         ValueError: an unknown norm or preset, or a `fold` that is not a fold of `source`.
@@ -80,6 +82,7 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
     seconds = time.perf_counter() - start
     names = list(learn.recorder.metric_names[1:-1])  # drop "epoch" and "time"
     last = dict(zip(names, learn.recorder.values[-1], strict=True))
+    losses = [float(last["train_loss"]), float(last["valid_loss"])]
     return {
         "norm": norm,
         "fold": int(fold),
@@ -93,5 +96,7 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
         "n_valid": len(dls.valid_ds),
         "n_classes": dls.c,
         "device": str(dls.device),
+        # A non-finite loss: the run diverged, and its accuracy is not a result (`summarize` leaves it out).
+        "diverged": not all(math.isfinite(loss) for loss in losses),
         "seconds": round(seconds, 2),
     }
