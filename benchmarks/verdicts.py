@@ -16,6 +16,7 @@ in which a norm `effect` points better than the others is declared better.
 
     python benchmarks/verdicts.py                   # the committed ESC-50 and FSDD grids
     python benchmarks/verdicts.py --grids 2000      # more grids: narrower Monte Carlo error
+    python benchmarks/verdicts.py --scenarios fsdd-6   # one grid shape
 
 Goal: the new verdicts' false-positive rate at most 5% per comparison; a large effect found in most grids.
 """
@@ -157,19 +158,22 @@ def main(argv=None) -> None:
     p.add_argument("--grids", type=int, default=1000, help="null grids per scenario (power: a quarter as many per effect)")
     p.add_argument("--effects", type=float, nargs="+", default=[2.0, 5.0, 10.0, 20.0], help="true effects to find, in points")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenarios", nargs="+", default=["esc50", "esc50-5fold", "fsdd", "fsdd-6"],
+                   choices=["esc50", "esc50-5fold", "fsdd", "fsdd-6"], help="which grid shapes to simulate")  # fmt: skip
     args = p.parse_args(argv)
     esc50 = estimate(ROOT / "results" / "esc50-real400" / "results.csv")
     fsdd = estimate(ROOT / "results" / "fsdd" / "results.csv")
     fsdd_runs = pd.read_csv(ROOT / "results" / "fsdd" / "results.csv")
     fsdd_folds = int((fsdd_runs.groupby("fold").size() == fsdd_runs["norm"].nunique() * fsdd_runs["seed"].nunique()).sum())
-    scenarios = [
-        ("ESC-50 400 clips as committed", esc50, 4, 3, esc50.ratio),
-        ("ESC-50 variances, 5 folds x 3 seeds (a 5-fold grid)", esc50, 5, 3, 0.25),
-        (f"FSDD as committed ({fsdd_folds} speakers held out)", fsdd, fsdd_folds, 2, fsdd.ratio),
-    ]
+    scenarios = {
+        "esc50": ("ESC-50 400 clips as committed", esc50, 4, 3, esc50.ratio),
+        "esc50-5fold": ("ESC-50 variances, 5 folds x 3 seeds (a 5-fold grid)", esc50, 5, 3, 0.25),
+        "fsdd": (f"FSDD as committed ({fsdd_folds} speakers held out)", fsdd, fsdd_folds, 2, fsdd.ratio),
+        "fsdd-6": ("FSDD variances, all 6 speakers held out x 2 seeds", fsdd, 6, 2, fsdd.ratio),
+    }
     lines = []
-    for i, (name, v, folds, seeds, ratio) in enumerate(scenarios):
-        lines += run(name, v, folds, seeds, ratio, args.grids, args.effects, args.seed + i)
+    for i, name in enumerate(args.scenarios):
+        lines += run(*scenarios[name], args.grids, args.effects, args.seed + i)
     print("\n".join(lines))
 
 
