@@ -39,6 +39,14 @@ def _fold_name(dataset: str, fold: int) -> str:
     return FSDD_SPEAKERS[fold - 1] if dataset == "fsdd" and 1 <= fold <= len(FSDD_SPEAKERS) else f"fold {fold}"
 
 
+def complete_folds(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the folds every normalization has with every seed: while a grid is still running,
+    means over different sets of folds would not compare (one held-out fold moves every norm)."""
+    cells = df.groupby("fold")[["norm", "seed"]].apply(lambda g: len(set(zip(g["norm"], g["seed"], strict=True))))
+    full = df["norm"].nunique() * df["seed"].nunique()
+    return df[df["fold"].isin(cells.index[cells == full])]
+
+
 def _verdicts(df: pd.DataFrame, order: list[str], baseline: str):
     "`summarize` against `baseline`, or None when the grid has no runs of it."
     return summarize(df, baseline=baseline, order=order) if baseline in order else None
@@ -47,12 +55,14 @@ def _verdicts(df: pd.DataFrame, order: list[str], baseline: str):
 def results_markdown(out: str | Path) -> str:
     "The markdown tables of the grid in `out` (its `results.csv`)."
     out = Path(out)
-    df = pd.read_csv(out / "results.csv")
+    every = pd.read_csv(out / "results.csv")
+    df = complete_folds(every)
     dataset = "fsdd" if str(df["preset"].iloc[0]).startswith("fsdd") else "esc50"
     order = [n for n in NORMS if n in set(df["norm"])]
     folds = sorted(df["fold"].unique())
+    running = f" ({len(every) - len(df)} more runs of folds still running are left out)" if len(every) > len(df) else ""
     lines = [
-        f"{len(df)} runs: {len(order)} normalizations x {len(folds)} held-out "
+        f"{len(df)} runs{running}: {len(order)} normalizations x {len(folds)} held-out "
         f"{'speakers' if dataset == 'fsdd' else 'folds'} x {df['seed'].nunique()} seeds, "
         f"{int(df['epochs'].iloc[0])} epochs, preset `{df['preset'].iloc[0]}`. Accuracy in %; the seeds of a fold are "
         "averaged, and intervals (95%) and verdicts come from the corrected resampled t-test over folds, Holm-adjusted "
@@ -101,7 +111,9 @@ def answer_markdown(outs) -> str:
     "One line per grid in `outs`: its best mean, then every norm's verdict against `none`."
     lines = []
     for out in map(Path, outs):
-        df = pd.read_csv(out / "results.csv")
+        every = pd.read_csv(out / "results.csv")
+        df = complete_folds(every)
+        running = f", {len(every) - len(df)} more still running" if len(every) > len(df) else ""
         order = [n for n in NORMS if n in set(df["norm"])]
         by_none = _verdicts(df, order, "none")
         per_norm = (by_none or summarize(df, order=order)).per_norm
@@ -116,7 +128,7 @@ def answer_markdown(outs) -> str:
         )
         row = per_norm.loc[best]
         line = (
-            f"- {dataset}{augment} (`{out.name}`, {len(df)} runs, {df['fold'].nunique()} folds): highest mean `{best}`, "
+            f"- {dataset}{augment} (`{out.name}`, {len(df)} runs, {df['fold'].nunique()} folds{running}): highest mean `{best}`, "
             f"{_pct(row['mean'])}% [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
         )
         if by_none is not None:
