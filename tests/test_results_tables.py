@@ -59,7 +59,7 @@ def test_table_means_agree_with_pandas(grid):
     text = _script().results_markdown(grid)
     df = pd.read_csv(grid / "results.csv")
     # only folds every norm has with every seed (a grid still running has some without)
-    per_fold = df.groupby("fold").apply(lambda g: len(set(zip(g["norm"], g["seed"]))), include_groups=False)
+    per_fold = df.groupby("fold").apply(lambda g: len(set(zip(g["norm"], g["seed"], strict=True))), include_groups=False)
     df = df[df["fold"].isin(per_fold.index[per_fold == df["norm"].nunique() * df["seed"].nunique()])]
     for norm, acc in df.groupby("norm")["accuracy"]:
         row = next(line for line in text.splitlines() if line.startswith(f"| `{norm}` |"))
@@ -111,9 +111,9 @@ def test_answer_states_each_verdict_of_summarize(tmp_path):
 def test_tables_leave_out_folds_still_running(tmp_path):
     "Means over different sets of folds would not compare: a fold not every norm and seed has yet is left out, and said so."
     rows = [("none", 1, 0, 0.60), ("none", 2, 0, 0.70), ("pcen", 1, 0, 0.65), ("pcen", 2, 0, 0.80), ("none", 3, 0, 0.99)]
-    pd.DataFrame([{"norm": n, "fold": f, "seed": s, "epochs": 6, "accuracy": a, "preset": "quick"} for n, f, s, a in rows]).to_csv(
-        tmp_path / "results.csv", index=False
-    )
+    pd.DataFrame(
+        [{"norm": n, "fold": f, "seed": s, "epochs": 6, "accuracy": a, "preset": "quick"} for n, f, s, a in rows]
+    ).to_csv(tmp_path / "results.csv", index=False)
     script = _script()
     text = script.results_markdown(tmp_path)
     assert text.startswith("4 runs (1 more runs of folds still running are left out): 2 normalizations x 2 held-out folds")
