@@ -143,12 +143,13 @@ def results_plot(results: Path, path: Path, dataset: str = "fsdd") -> None:
     from fastspecnorm.experiment import summarize
     from fastspecnorm.experiment.norms import NORMS
     from fastspecnorm.experiment.plots import summary_figure
+    from fastspecnorm.experiment.summary import complete_folds
 
     csv = results / "results.csv"
     if not csv.is_file():
         print(f"skipped {path.name}: no {csv} yet (no finished run of the grid)")
         return
-    df = pd.read_csv(csv)
+    df = complete_folds(pd.read_csv(csv))  # a grid still running: only the folds every norm and seed has
     summary = summarize(df, baseline="none", order=list(NORMS))
     folds, seeds = sorted(df["fold"].unique()), sorted(df["seed"].unique())
     name, held_out, preset = (

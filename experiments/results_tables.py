@@ -27,6 +27,7 @@ import pandas as pd
 from fastspecnorm.datasets.fsdd import FSDD_SPEAKERS
 from fastspecnorm.experiment import summarize
 from fastspecnorm.experiment.norms import NORMS
+from fastspecnorm.experiment.summary import complete_folds
 
 
 def _pct(x: float, signed: bool = False) -> str:
@@ -37,14 +38,6 @@ def _pct(x: float, signed: bool = False) -> str:
 
 def _fold_name(dataset: str, fold: int) -> str:
     return FSDD_SPEAKERS[fold - 1] if dataset == "fsdd" and 1 <= fold <= len(FSDD_SPEAKERS) else f"fold {fold}"
-
-
-def complete_folds(df: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the folds every normalization has with every seed: while a grid is still running,
-    means over different sets of folds would not compare (one held-out fold moves every norm)."""
-    cells = df.groupby("fold")[["norm", "seed"]].apply(lambda g: len(set(zip(g["norm"], g["seed"], strict=True))))
-    full = df["norm"].nunique() * df["seed"].nunique()
-    return df[df["fold"].isin(cells.index[cells == full])]
 
 
 def _verdicts(df: pd.DataFrame, order: list[str], baseline: str):

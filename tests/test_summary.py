@@ -475,7 +475,12 @@ def test_comparison_figure_plots_each_grids_means_and_paired_differences():
             ("global", 3, 0, 0.77),
         ]
     )
-    augmented = frame([("none", 1, 0, 0.60), ("none", 2, 0, 0.64), ("global", 1, 0, 0.70), ("global", 2, 0, 0.66)])
+    augmented = frame(
+        [("none", 1, 0, 0.60), ("none", 2, 0, 0.64), ("none", 3, 0, 0.62), ("global", 1, 0, 0.70), ("global", 2, 0, 0.66)]
+        + [("global", 3, 0, 0.68)]
+    )
+    # a fold only one grid has is left out of both (means over different folds would not compare)
+    plain = pd.concat([plain, frame([("none", 4, 0, 0.99), ("global", 4, 0, 0.10)])], ignore_index=True)
     fig = comparison_figure({"plain": plain, "augmented": augmented}, order=["none", "global"], title="t")
     left, right = fig.axes
     points = lambda ax: [np.asarray(c.lines[0].get_ydata(), dtype=float) for c in ax.containers]  # noqa: E731
@@ -483,11 +488,11 @@ def test_comparison_figure_plots_each_grids_means_and_paired_differences():
     np.testing.assert_allclose(plain_means, [72.0, 75.0])
     np.testing.assert_allclose(aug_means, [62.0, 68.0])
     np.testing.assert_allclose(plain_diff, [3.0])  # differences +5, +1, +3
-    np.testing.assert_allclose(aug_diff, [6.0])  # +10, +2
+    np.testing.assert_allclose(aug_diff, [6.0])  # +10, +2, +6
     # the plain grid's `global` interval: 75 -+ t(0.975, 2) * 2 / sqrt(3) = 75 -+ 4.968
     caps = sorted(y for line in left.containers[0].lines[1] for y in line.get_ydata())
     np.testing.assert_allclose([caps[1], caps[-1]], [75 - 4.9682, 75 + 4.9682], atol=1e-3)
-    assert [t.get_text() for t in left.get_legend().get_texts()] == ["plain (6 runs)", "augmented (4 runs)"]
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["plain (6 runs)", "augmented (6 runs)"]
     with pytest.raises(ValueError, match="at least one grid"):
         comparison_figure({})
 

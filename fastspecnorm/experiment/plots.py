@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .summary import Summary, fold_differences, summarize
+from .summary import Summary, _fold_keys, complete_folds, fold_differences, summarize
 
 __all__ = ["summary_figure", "summary_png", "comparison_figure"]
 
@@ -141,9 +141,11 @@ def comparison_figure(
 ):
     """Several grids' results side by side, one colour per grid.
 
-    Per normalization the mean accuracy with its Student-t interval (left) and the paired
+    Per normalization the mean accuracy with its interval over folds (left) and the paired
     difference against `baseline` within each grid (right), as `summarize` computes them: to see
-    whether a ranking survives a change of protocol (e.g. without and with augmentation).
+    whether a ranking survives a change of protocol (e.g. without and with augmentation). Only the
+    (repeat, fold)s that every grid has complete (every norm with every seed, `complete_folds`)
+    are used, so the grids are compared on the same folds.
 
     Args:
         grids: name -> results frame (e.g.
@@ -163,6 +165,8 @@ def comparison_figure(
     """
     if not grids:
         raise ValueError("comparison_figure needs at least one grid: {name: results DataFrame}")
+    common = set.intersection(*(_fold_keys(complete_folds(df)) for df in grids.values()))
+    grids = {name: complete_folds(df, common) for name, df in grids.items()}
     summaries = {name: summarize(df, baseline=baseline, confidence=confidence, order=order) for name, df in grids.items()}
     norms = list(order) if order is not None else list(next(iter(summaries.values())).per_norm.index)
     level = f"{100 * confidence:g}%"

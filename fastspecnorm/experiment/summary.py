@@ -26,7 +26,7 @@ from scipy import stats
 
 from .._io import atomic_write, atomic_write_text
 
-__all__ = ["Summary", "VERDICTS", "summarize", "fold_differences", "holm", "summary_markdown", "write_summary"]
+__all__ = ["Summary", "VERDICTS", "summarize", "fold_differences", "holm", "complete_folds", "summary_markdown", "write_summary"]
 
 _PER_NORM_COLUMNS = ["n", "mean", "std", "ci_low", "ci_high", "min", "max", "n_folds"]
 _PAIRED_COLUMNS = ["n_pairs", "n_folds", "mean_diff", "std_diff", "ci_low", "ci_high", "p_value", "p_adjusted",
@@ -261,6 +261,40 @@ def _correction(runs: pd.DataFrame) -> float:
         return 0.0
     per_fold = runs.assign(ratio=sizes[:, 1] / sizes[:, 0]).groupby(["repeat", "fold"])["ratio"].mean()
     return float(per_fold.mean())
+
+
+def _fold_keys(df: pd.DataFrame) -> set:
+    "The (repeat, fold) pairs of `df`'s runs."
+    runs = _runs(df)
+    return set(zip(runs["repeat"], runs["fold"], strict=True))
+
+
+def complete_folds(df: pd.DataFrame, folds=None) -> pd.DataFrame:
+    """The runs of the (repeat, fold)s that every normalization has with every seed.
+
+    While a grid is still running, or when grids are compared side by side, means over different
+    sets of folds would not compare: one held-out fold moves every normalization. Paired
+    differences need no such care (they pair runs), means do.
+
+    Args:
+        df: one row per run with columns ``norm``, ``fold``, ``seed`` and optionally ``repeat``.
+        folds: optionally, the (repeat, fold) pairs to keep at most (e.g. those of another grid).
+
+    Returns:
+        The rows of `df` whose (repeat, fold) is complete (and in `folds`), in their order.
+
+    Examples:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"norm": ["none", "pcen", "none"], "fold": [1, 1, 2], "seed": 0, "accuracy": [0.6, 0.7, 0.9]})
+        >>> complete_folds(df)["fold"].tolist()
+        [1, 1]
+    """
+    runs = _runs(df)
+    cells = runs.groupby(["repeat", "fold"])[["norm", "seed"]].apply(lambda g: len(set(zip(g["norm"], g["seed"], strict=True))))
+    keep = set(cells.index[cells == runs["norm"].nunique() * runs["seed"].nunique()])
+    if folds is not None:
+        keep &= set(folds)
+    return df[[key in keep for key in zip(runs["repeat"], runs["fold"], strict=True)]]
 
 
 def _norm_order(norms: pd.Series, order) -> list[str]:
