@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 import fastspecnorm
 from fastspecnorm.datasets.sources import draw_folds
@@ -233,6 +234,7 @@ def test_help_and_argument_errors_do_not_import_torch():
         (["--precision", "fp16"], "--precision: invalid choice: 'fp16'"),
         (["--rope", "-1"], "--rope: expected accuracy points in [0, 100)"),
         (["--repeats", "0"], "--repeats: expected a positive integer"),
+        *([(["--devices", "cuda:0", "cuda:1"], "--devices cuda:")] if torch.cuda.device_count() < 2 else []),  # absent GPUs
     ],
 )
 def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message):

@@ -193,6 +193,25 @@ def check_config(cfg: ExperimentConfig) -> None:
             raise ValueError(f"unknown device {device!r}; expected e.g. cuda:0, cuda:1 or cpu")
 
 
+def _check_devices_present(devices: list[str]) -> None:
+    "Raise ValueError naming a `--devices` entry this machine does not have (before anything is read or written)."
+    if not devices or all(d == "cpu" for d in devices):
+        return
+    import torch  # only when a device other than the CPU is asked for
+
+    for device in devices:
+        kind, _, index = device.partition(":")
+        if kind == "cpu":
+            continue
+        if kind == "mps":
+            count = int(torch.backends.mps.is_available())
+        else:  # torch.cuda, torch.xpu
+            backend = getattr(torch, kind, None)
+            count = backend.device_count() if backend is not None and backend.is_available() else 0
+        if (int(index) if index.isdigit() else 0) >= count:
+            raise ValueError(f"--devices {device}: this machine has {count} {kind} device(s); name ones it has, or cpu")
+
+
 def _spec(cfg: ExperimentConfig, data):
     from ..datasets.sources import SourceSpec
 
@@ -418,6 +437,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     check_config(cfg)
     out = cfg.out = Path(cfg.out)
     refuse_old_format(out)
+    _check_devices_present(cfg.devices)
     if cfg.data == "synthetic" and (out / "experiment.json").is_file() and _records_exist(out):
         old = _read_json_file(out / "experiment.json", "experiment identity").get("synthetic")
         if old != [cfg.synthetic_classes, cfg.synthetic_clips]:  # before regenerating the data of those runs
