@@ -394,7 +394,9 @@ def test_write_summary_markdown_tables(tmp_path):
     assert "| global | 3 | 3 | 75.00 | 2.00 | [70.03, 79.97] | 73.00 | 77.00 |" in text
     # differences +5, +1, +3 points: mean +3.00, CI 3 -+ 4.97, p = 0.122 (Holm: one norm, the same).
     assert "| global | undecided | 3 | 3 | +3.00 | [-1.97, +7.97] | 0.122 | 0.122 |" in text
-    assert "- `global`: undecided against `none` (+3.00 points, 95% interval [-1.97, +7.97], 3 folds)" in text
+    assert (
+        "- `global`: undecided against `none` (+3.00 points, 95% interval [-1.97, +7.97], 3 folds, Holm-adjusted p 0.122)" in text
+    )
     assert "no evidence of a difference, nor of equality" in text
     assert "Nadeau & Bengio 2003" in text and "Holm" in text and "Benavoli" in text
     assert temp_files(tmp_path / "out") == []

@@ -613,7 +613,9 @@ def verdict_sentence(norm: str, row: pd.Series, summary: Summary) -> str:
         floor = 1.96 * row["std_diff"] * math.sqrt(summary.correction)
         more = (f"at this variance more folds alone would not resolve {resolve} (the correction for overlapping "
                 f"training sets keeps the interval wider than ±{100 * floor:.1f} points): less variance between folds would")  # fmt: skip
-    return f"- `{norm}`: undecided against {base} ({interval}, {folds}); {more}."
+    return (
+        f"- `{norm}`: undecided against {base} ({interval}, {folds}, Holm-adjusted p {_p_value_text(row['p_adjusted'])}); {more}."
+    )
 
 
 def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list[dict] | None = None) -> str:
