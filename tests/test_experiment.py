@@ -521,9 +521,29 @@ def test_sigterm_to_the_devices_parent_stops_its_workers(esc, tmp_path):
     workers = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGTERM)
     log = proc.communicate(timeout=60)[0]
-    assert proc.returncode != 0 and "run the same command again to resume" in log, log[-2000:]
+    assert proc.returncode == 128 + signal.SIGTERM and log.count("run the same command again to resume") == 1, log[-2000:]
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "workers left training"
+
+
+def test_sigterm_interrupts_like_ctrl_c_releasing_the_claim(esc, tmp_path, fake_reference):
+    "A scheduler's SIGTERM (cancel, preemption, requeue): the claim released at once, one resume line, exit 143; the rerun completes."
+    import signal
+
+    out = tmp_path / "out"
+    proc = _start(tmp_path, esc, out, seconds=0.0, slow_run="instance-fold1-seed1", slow_seconds=300)
+    deadline = time.monotonic() + 120
+    while not ((out / "claims").is_dir() and list((out / "claims").glob("instance-fold1-seed1-*.json"))):
+        assert time.monotonic() < deadline and proc.poll() is None, "the slow run never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, log[-2000:]
+    assert "error: interrupted (stopped by signal 15 (SIGTERM)); finished runs are kept" in log and "Traceback" not in log
+    assert log.count("run the same command again to resume") == 1
+    assert not list((out / "claims").glob("*.json"))  # released, not left for the heartbeat to expire
+    _finish(_start(tmp_path, esc, out, seconds=0.0))
+    _check_results(out, fake_reference)
 
 
 def test_a_diverging_run_is_recorded_as_such_and_left_out_of_the_summary(esc, tmp_path, capsys):

@@ -13,7 +13,10 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +205,26 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
     return cfg
 
 
+@contextmanager
+def _sigterm_interrupts():
+    """While the command runs, SIGTERM (a scheduler cancelling, preempting or requeueing the job;
+    `kill`) stops it as Ctrl-C does: the run in progress releases its claim, finished runs are kept
+    and the resume line is printed. The command's own handler, in its main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from .schedule import Interrupted
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> int:
     """Command-line entry point: parse, prepare the grid once, run it.
 
@@ -214,7 +237,8 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
 
     Returns:
         The exit status: 0 done, 2 bad input (before anything is written or trained), 1 a
-            failure while running, 130 interrupted (run the same command again to resume).
+            failure while running, 128 + the signal's number when interrupted (130 for Ctrl-C,
+            143 for SIGTERM; run the same command again to resume).
 
     Raises:
         SystemExit: status 2 on an argument error found by argparse (`parse_args`).
@@ -226,26 +250,27 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
 
     log = RunLog(quiet=cfg.quiet)
     try:
-        from .grid import prepare
-        from .schedule import run_experiment, summarize_out
+        with _sigterm_interrupts():
+            from .grid import prepare
+            from .schedule import run_experiment, summarize_out
 
-        if cfg.summarize:
-            summarize_out(cfg.out, log=log, rope=cfg.rope)
-            return 0
-        try:
-            prep = prepare(cfg, log)
-        except (ValueError, TypeError, FileNotFoundError) as e:
-            if cfg.debug:
-                raise
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        run_experiment(cfg, log, prep=prep)
+            if cfg.summarize:
+                summarize_out(cfg.out, log=log, rope=cfg.rope)
+                return 0
+            try:
+                prep = prepare(cfg, log)
+            except (ValueError, TypeError, FileNotFoundError) as e:
+                if cfg.debug:
+                    raise
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            run_experiment(cfg, log, prep=prep)
     except KeyboardInterrupt as e:
         if cfg.debug:
             raise
         print(f"error: interrupted{f' ({e})' if str(e) else ''}; finished runs are kept: run the same command again to resume",
               file=sys.stderr)  # fmt: skip
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
     except (ValueError, TypeError, FileNotFoundError) as e:
         if cfg.debug:
             raise

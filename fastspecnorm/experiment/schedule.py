@@ -21,9 +21,32 @@ from .log import RunLog
 from .norms import NORMS
 from .store import RunStore
 
-__all__ = ["POLL_SECONDS", "Run", "run_id", "grid_runs", "run_experiment", "rebuild_outputs", "summarize_out", "DataChangedError"]
+__all__ = [
+    "POLL_SECONDS",
+    "Interrupted",
+    "Run",
+    "run_id",
+    "grid_runs",
+    "run_experiment",
+    "rebuild_outputs",
+    "summarize_out",
+    "DataChangedError",
+]
 
 POLL_SECONDS = 2.0  # how often a process waiting for runs claimed by others looks again
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGINT, SIGTERM) stopped the grid; finished runs are kept and the run in progress
+    released its claim.
+
+    Args:
+        signum: the signal's number.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum} ({signal.Signals(signum).name})")
+        self.signum = signum
 
 
 class DataChangedError(RuntimeError):
@@ -249,7 +272,7 @@ def _run_workers(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
                 if w.exitcode != 0 and not received:
                     log.result(f"{w.name} ended with exit code {w.exitcode}; the other workers take over its run")
     if received:
-        raise KeyboardInterrupt(f"stopped by signal {received[0]}; run the same command again to resume")
+        raise Interrupted(received[0])
     failed = [f"{w.name} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
     store = RunStore(cfg.out)
     missing = [k for k in grid_runs(cfg, prep.folds, prep.repeats) if not store.is_done(_id(k, prep))]
@@ -284,7 +307,8 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
         FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, before any training.
         DataChangedError: the data changed while the grid ran (a RuntimeError).
         RuntimeError: a `--devices` worker failed and runs are left unrecorded.
-        KeyboardInterrupt: SIGINT or SIGTERM stopped the workers; run the same command again to resume.
+        KeyboardInterrupt: SIGINT or SIGTERM stopped the workers (`Interrupted`); run the same
+            command again to resume.
     """
     log = log if isinstance(log, RunLog) else RunLog()
     prep = prep or prepare(cfg, log)

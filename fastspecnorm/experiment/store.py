@@ -380,12 +380,13 @@ class RunStore:
         if holder is not None:
             return holder.get("token") == self._tokens.get(run_id)
         token = uuid.uuid4().hex
+        self._tokens[run_id] = token  # before writing: an interruption from here on can release it
         self._write_claim(run_id, token)
         time.sleep(self.settle)  # let a concurrent claimer's rename land before reading back
         holder = self.claim_holder(run_id)
         if holder is None or holder.get("token") != token:
+            self._tokens.pop(run_id, None)
             return False
-        self._tokens[run_id] = token
         return True
 
     def heartbeat(self, run_id: str) -> bool:
@@ -432,7 +433,12 @@ class RunStore:
             `mine`: whether the claim is ours (False: another process holds it, and nothing is
                 refreshed or released).
         """
-        if not self.claim(run_id):
+        try:
+            mine = self.claim(run_id)
+        except BaseException:  # interrupted while claiming (SIGINT, SIGTERM): leave no claim of ours behind
+            self.release(run_id)
+            raise
+        if not mine:
             yield False
             return
         stop = threading.Event()
