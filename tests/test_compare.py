@@ -360,3 +360,14 @@ def test_claim_left_on_a_recorded_run_is_cleared_by_the_next_start(own, tmp_path
     claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": __import__("time").time()}))
     run_experiment(cfg, _quiet())
     assert not claim.exists()
+
+
+def test_a_deleted_folds_csv_is_written_back(own, tmp_path, fake_training):
+    "The log says the folds are saved: after folds.csv is deleted from an OUT with finished runs, it is there again."
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY))
+    run_experiment(cfg, _quiet())
+    first = (out / "folds.csv").read_bytes()
+    (out / "folds.csv").unlink()
+    prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
+    assert (out / "folds.csv").read_bytes() == first  # the same draw (same seed), written back

@@ -498,7 +498,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
         atomic_write_text(out / "experiment.json", json.dumps(identity, indent=2, sort_keys=True))
         if _check_experiment(out, identity, data):
             raise ValueError(f"another process wrote a different experiment to {out} at the same time; use another --out folder")
-    elif folds_table is not None:  # the same experiment with more repeats than drawn before
+    elif folds_table is not None:  # the same experiment with more repeats than drawn before, or folds.csv deleted
         atomic_write_text(out / "folds.csv", folds_table.to_csv(index=False, lineterminator="\n"))
     return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data, sources)
 
