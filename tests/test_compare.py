@@ -371,3 +371,12 @@ def test_a_deleted_folds_csv_is_written_back(own, tmp_path, fake_training):
     (out / "folds.csv").unlink()
     prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
     assert (out / "folds.csv").read_bytes() == first  # the same draw (same seed), written back
+
+
+def test_an_emptied_experiment_json_is_named_as_damaged_not_as_an_older_format(own, tmp_path, fake_training):
+    out = tmp_path / "out"
+    run_experiment(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
+    (out / "experiment.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"experiment.json holds no experiment identity \(\{\}\).*restore it") as info:
+        prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
+    assert "older format" not in str(info.value)

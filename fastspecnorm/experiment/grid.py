@@ -395,6 +395,9 @@ def refuse_old_format(out: Path) -> None:
     "Raise ValueError when `out` holds results in an older format than `FORMAT`."
     path = out / "experiment.json"
     old = _read_json_file(path, "experiment identity") if path.is_file() else None
+    if old is not None and not {"format", "settings"} & set(old):
+        raise ValueError(f"{path} holds no experiment identity ({str(old)[:60]}); it is written whole by this tool, so "
+                         "something else changed it: restore it, or delete it if the folder holds no finished run")  # fmt: skip
     if (old is not None and old.get("format") != FORMAT) or (
         old is None and (out / "results.csv").is_file() and not (out / "runs").is_dir()
     ):
