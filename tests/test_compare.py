@@ -264,6 +264,12 @@ def test_compare_from_python_returns_the_summary(own, tmp_path, fake_training):
     none = results[results["norm"] == "none"]["accuracy"]
     assert table.loc[0, "mean"] == pytest.approx(none.mean())
     assert table.loc[1, "diff_vs_none"] == pytest.approx(0.0)  # the fake accuracy depends on fold and seed only
+    # the verdict against none, with the fold as the unit (2 folds of 2 seeds each here)
+    for column in ("n_folds", "n_folds_vs_none", "p_adjusted", "p_better", "p_equivalent", "p_worse", "verdict", "folds_needed"):
+        assert column in table.columns, column
+    assert table.loc[1, "n_folds_vs_none"] == 2 and table.loc[1, "n_pairs_vs_none"] == 4
+    assert table.loc[1, "verdict"] == "equivalent"  # identical accuracies: a zero-width interval inside ±1 point
+    assert pd.isna(table.loc[0, "verdict"])
     df = pd.read_csv(own / "labels.csv")
     from_df = fastspecnorm.compare(df, tmp_path / "out2", norms=["none"], path=own, fold_col="speaker", quiet=True, **TINY)
     assert from_df.loc[0, "n"] == 4
