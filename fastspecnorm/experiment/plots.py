@@ -112,7 +112,7 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
         right.set_xlabel("normalization and its verdict")
         right.legend(loc="lower left", fontsize=8)
     right.set_ylabel(f"accuracy minus '{baseline}' (percentage points)")
-    right.set_title(f"Difference vs '{baseline}' per fold (dots), mean and {level} CI")
+    right.set_title(f"Difference vs '{baseline}' per fold (dots), {level} CI")
     figure.suptitle(title)
     return figure
 
