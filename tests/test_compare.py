@@ -386,3 +386,25 @@ def test_an_emptied_experiment_json_is_named_as_damaged_not_as_an_older_format(o
     with pytest.raises(ValueError, match=r"experiment.json holds no experiment identity \(\{\}\).*restore it") as info:
         prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
     assert "older format" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "edit, option, message",
+    [
+        (lambda df: df.assign(speaker=[""] + list(df["speaker"][1:])), "--fold-col", "line(s) [2] have an empty 'speaker'"),
+        (
+            lambda df: df.assign(speaker=["01" if i == 0 else "1" if i % 2 else "2" for i in range(len(df))]),
+            "--fold-col",
+            "spells one fold number several ways (['01', '1'])",
+        ),
+        (lambda df: df.assign(speaker=[""] + list(df["speaker"][1:])), "--group-col", "line(s) [2] have an empty 'speaker'"),
+    ],
+)
+def test_csv_cells_that_would_change_folds_silently_are_refused(own, tmp_path, edit, option, message):
+    "An empty fold or group cell, or one fold number spelled two ways (01 and 1), is refused before OUT is touched."
+    csv = tmp_path / "labels.csv"
+    edit(pd.read_csv(own / "labels.csv", dtype=str)).to_csv(csv, index=False)
+    out = tmp_path / "out"
+    done = _cli("--csv", csv, "--path", own, option, "speaker", "--out", out)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not out.exists()

@@ -216,10 +216,16 @@ def _read_csv(spec: SourceSpec) -> DataSource:
     if not drawn:
         col = _column(df, spec.fold_col, "--fold-col", csv)
         values = df[col].str.strip()
+        if blank := [i + 2 for i, v in enumerate(values) if not v]:
+            raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the fold): give every clip its fold")
         distinct = sorted(values.unique(), key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v))
         if len(distinct) < 2:
             raise ValueError(f"--fold-col {col!r} of {csv} holds only {distinct}: a comparison needs at least two folds")
         numbered = all(v.lstrip("-").isdigit() for v in distinct)
+        if numbered and len({int(v) for v in distinct}) < len(distinct):
+            spellings = [v for v in distinct if sum(int(w) == int(v) for w in distinct) > 1]
+            raise ValueError(f"--fold-col {col!r} of {csv} spells one fold number several ways ({spellings}): "
+                             "write each fold one way, so that no two folds merge unseen")  # fmt: skip
         index = {v: (int(v) if numbered else i + 1) for i, v in enumerate(distinct)}
         table["fold"] = values.map(index).astype("Int64")
         names = {} if numbered else {i: v for v, i in index.items()}
@@ -229,6 +235,9 @@ def _read_csv(spec: SourceSpec) -> DataSource:
         identity.update({"k": spec.k, "fold_seed": spec.fold_seed})
         if spec.group_col is not None:
             col = _column(df, spec.group_col, "--group-col", csv)
+            if blank := [i + 2 for i, v in enumerate(df[col]) if not v.strip()]:
+                raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the group): an empty group would "
+                                 "put unrelated clips together")  # fmt: skip
             table["group"] = df[col]
             identity["group_col"] = col
     what = f"CSV {csv.name}" + (f", folds from column {identity['fold_col']!r}" if not drawn else "")
