@@ -140,8 +140,6 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, precision: s
     if input_bn:
         model = nn.Sequential(FreqBatchNorm(n_freq_bins(dls)), model)
     kwargs.setdefault("metrics", accuracy)
-    if precision != "fp32":
+    if precision != "fp32":  # the callback also makes the model channels_last, at each fit
         cbs = [*(cbs if isinstance(cbs, list | tuple) else [cbs] if cbs is not None else []), BF16Autocast(precision)]
-        if resolve_precision(precision, getattr(dls, "device", None)) == "bf16":
-            model = model.to(memory_format=torch.channels_last)
     return Learner(dls, model, cbs=cbs, **kwargs)

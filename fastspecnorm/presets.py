@@ -32,8 +32,9 @@ AUGMENTS = (False, True, "spec", "waveform", "all")
 #: device computes it natively (`fastspecnorm.precision`; here, so the command line lists them without torch).
 PRECISIONS = ("fp32", "bf16", "auto")
 
-#: The values of `AudioSettings.audio_dtype` (and of the audio loaders' `dtype`): a storage type, or
-#: "auto": per file, the storage type that keeps its source (`fastspecnorm.audio.io.storage_dtype`).
+#: The values of `AudioSettings.audio_dtype`: `fastspecnorm.audio.io.AUDIO_DTYPES`, spelled here so
+#: that settings are checked without importing torch (and without an import circle); a test keeps
+#: the two equal.
 AUDIO_DTYPES = ("auto", "int16", "float16", "float32")
 
 MAX_SAMPLE_RATE = 384_000  # Hz: the highest rate a file may claim (`fastspecnorm.audio.io`)

@@ -282,3 +282,11 @@ def test_read_json_returns_the_value_or_the_default(tmp_path):
     path.write_text("true")
     with pytest.raises(ValueError, match="holds true or false, expected a whole number"):
         read_json(path, expected=int)
+
+
+def test_audio_dtypes_of_the_settings_are_those_of_the_loaders():
+    "presets spells AUDIO_DTYPES so the command line checks settings without torch; it must stay the loaders' list."
+    from fastspecnorm import presets
+    from fastspecnorm.audio import io
+
+    assert presets.AUDIO_DTYPES == io.AUDIO_DTYPES == ("auto", *io.STORAGE_DTYPES)

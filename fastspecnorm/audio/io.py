@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from .._compat import import_torchaudio
-from ..presets import AUDIO_DTYPES
 
 __all__ = [
     "AudioLoadError",
@@ -388,9 +387,9 @@ def warn_upsampling(files_per_rate: Mapping[int, int], sample_rate: int, where: 
 
 STORAGE_DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
 """Precisions decoded audio can be stored at (the `AudioCache` storage types), each with its NumPy dtype."""
-# `AUDIO_DTYPES` (defined in `presets`, which the command line reads without torch): the `dtype`
-# arguments of `quantize_waveform`, `LoadAudio` and `AudioCache`: a storage type of
-# `STORAGE_DTYPES`, or "auto": per file, the storage type that keeps its source (see `storage_dtype`).
+AUDIO_DTYPES = ("auto", *STORAGE_DTYPES)
+"""`dtype` arguments of `quantize_waveform`, `LoadAudio` and `AudioCache`: a storage type, or
+"auto": per file, the storage type that keeps its source (see `storage_dtype`)."""
 INT16_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "ULAW", "ALAW"})
 """soundfile subtypes whose decoded values 16-bit PCM holds exactly: integer PCM of at most 16
 bits and the 8-bit companded formats (they decode to 13 or 14 bits)."""

@@ -125,7 +125,7 @@ class Prepared:
         Returns:
             The `DataSource`.
         """
-        return self.sources.get(repeat, self.source) if repeat else self.source
+        return self.sources.get(repeat, self.source)
 
     @property
     def root(self) -> Path:

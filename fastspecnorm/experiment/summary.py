@@ -354,22 +354,6 @@ def _fold_differences(runs: pd.DataFrame, norm: str, baseline: str, wide: pd.Dat
     return per_fold.astype({"diff": "float64", "pairs": "int64"})
 
 
-def paired_differences(df: pd.DataFrame, norm: str, baseline: str) -> np.ndarray:
-    """Accuracy of `norm` minus `baseline` on each (repeat, fold, seed) both have; unmatched runs left out.
-
-    The run-level differences the figures show as dots; the tests use `fold_differences`.
-
-    Args:
-        df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy``.
-        norm: the normalization compared.
-        baseline: the normalization it is compared against.
-
-    Returns:
-        The differences (fractions), one per matched run, as a float64 array.
-    """
-    return _matched(_runs(df), str(norm), str(baseline)).to_numpy(dtype=np.float64)
-
-
 def summarize(
     df: pd.DataFrame,
     baseline: str = "none",
