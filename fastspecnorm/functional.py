@@ -13,10 +13,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ._compat import import_torchaudio
+
 # Layouts: waveforms are `(batch, channels, samples)`, spectrograms `(batch, channels, freq, time)`;
 # the per-item functions also accept an unbatched item where their docstrings say so.
 
 __all__ = [
+    "padding_mask",
+    "masked_moments",
     "standardize_waveform",
     "instance_minmax",
     "db_range",
@@ -77,6 +81,43 @@ def _masked_fill_zero(out: Tensor, mask: Tensor | None) -> Tensor:
     return out if mask is None else out.masked_fill_(~mask, 0.0)
 
 
+def padding_mask(lengths: Tensor, size: int, device=None, ndim: int = 2) -> Tensor:
+    """Bool mask of the valid positions of a padded batch: True at positions `< lengths[i]` of item i.
+
+    The package's one mask of padding (SpeechBrain's `make_padding_mask`, the negation of ESPnet's
+    `make_pad_mask`); `valid_mask` builds it from a batch's `lengths`.
+
+    Args:
+        lengths: the valid positions per item, `(batch,)` integers (a tensor or anything
+            `torch.as_tensor` takes), in samples or frames.
+        size: the length of the padded (last) axis, in the same unit.
+        device: the mask's device; None keeps that of `lengths`.
+        ndim: the mask's number of dimensions, >= 2: `(batch, 1, ..., 1, size)` broadcasts to a
+            batch of that many, e.g. 3 for waveforms `(batch, channels, samples)`, 4 for
+            spectrograms `(batch, channels, freq, time)`.
+
+    Returns:
+        bool `(batch, 1, ..., 1, size)`, `ndim` dimensions.
+
+    Raises:
+        ValueError: `lengths` does not have shape `(batch,)`, or `ndim` < 2.
+
+    Examples:
+        >>> padding_mask(torch.tensor([1, 3]), 4)
+        tensor([[ True, False, False, False],
+                [ True,  True,  True, False]])
+        >>> padding_mask(torch.tensor([1, 3]), 4, ndim=4).shape
+        torch.Size([2, 1, 1, 4])
+    """
+    lengths = torch.as_tensor(lengths).to(device=device)
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must have shape (batch,), got {tuple(lengths.shape)}")
+    if ndim < 2:
+        raise ValueError(f"ndim must be at least 2 (batch, ..., size), got {ndim}")
+    mask = torch.arange(size, device=lengths.device) < lengths[:, None]
+    return mask.reshape(lengths.shape[0], *([1] * (ndim - 2)), size)
+
+
 def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
     """Zero mean and unit (population) standard deviation per item and channel, over samples.
 
@@ -122,10 +163,8 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, ma
         out = _output(x, inplace).sub_(mean)
         std = torch.linalg.vector_norm(out, dim=-1, keepdim=True) / math.sqrt(x.shape[-1])
     else:
-        keep = mask.expand_as(xc)
-        count = keep.sum(dim=-1, keepdim=True).clamp_min(1)
-        mean = torch.where(keep, xc, 0.0).sum(dim=-1, keepdim=True) / count
-        std = (torch.where(keep, xc - mean, 0.0).square().sum(dim=-1, keepdim=True) / count).sqrt()
+        moments = masked_moments(xc, (-1,), mask, dtype=xc.dtype)
+        mean, std = moments.mean, moments_std(moments)
         out = _output(x, inplace).sub_(mean)
     # A constant clip whose rounded mean is off by a step keeps deviations of that step (about
     # 1e-7 of its level): variation below 1e-5 of the level is below the precision of the
@@ -182,10 +221,8 @@ def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False, mask: T
         std = torch.std(xc, dim=dims, keepdim=True, correction=0)
         lo, hi = xc.amin(dim=dims, keepdim=True), xc.amax(dim=dims, keepdim=True)
     else:
+        std = moments_std(masked_moments(xc, dims, mask, dtype=xc.dtype))
         keep = mask.expand_as(xc)
-        count = keep.sum(dim=dims, keepdim=True).clamp_min(1)
-        mean = torch.where(keep, xc, 0.0).sum(dim=dims, keepdim=True) / count
-        std = (torch.where(keep, xc - mean, 0.0).square().sum(dim=dims, keepdim=True) / count).sqrt()
         lo = torch.where(keep, xc, math.inf).amin(dim=dims, keepdim=True)
         hi = torch.where(keep, xc, -math.inf).amax(dim=dims, keepdim=True)
     ok = (hi - lo) / (std + eps) > eps
@@ -323,12 +360,13 @@ def denormalize(y: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sufficient statistics: count, mean and M2 (sum of squared deviations) in float64, merged exactly
-# with Chan et al.'s parallel formula. This is what `StatsRecorder` accumulates.
+# Sufficient statistics: count, mean and M2 (sum of squared deviations), in float64 for dataset
+# statistics, merged exactly with Chan et al.'s parallel formula. This is what `StatsRecorder`
+# accumulates, and the one masked mean and std every function here takes.
 
 
 class Moments(NamedTuple):
-    """Float64 sufficient statistics, all of the same keepdim shape.
+    """Sufficient statistics, all of the same keepdim shape and dtype (float64 unless asked otherwise).
 
     Population variance is `m2 / count`.
 
@@ -343,41 +381,52 @@ class Moments(NamedTuple):
     m2: Tensor
 
 
-def batch_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None) -> Moments:
-    """Float64 moments of `x` over `red_dims` (kept with keepdim), counting only `mask`.
+def masked_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None, dtype=torch.float64) -> Moments:
+    """Moments of `x` over `red_dims` (kept with keepdim), counting only `mask`, computed in `dtype`.
 
-    In float64: `torch.var_mean` (Welford's update) without a mask, the mean then the squared
-    deviations from it with one, so nothing cancels even for data far from 0 (e.g.
-    10000 + N(0, 1)). Non-finite counted values give non-finite moments.
+    The package's one masked mean and standard deviation (`moments_std`): dataset statistics,
+    per-item and per-bin normalizations, SpecAugment's mean fill and `FreqBatchNorm` all call it.
+    Without a mask `torch.var_mean` (Welford's update); with one the mean, then the squared
+    deviations from it, so nothing cancels even for data far from 0 (e.g. 10000 + N(0, 1)).
+    Non-finite counted values give non-finite moments. Differentiable.
 
     Args:
         x: any float tensor, e.g. `(batch, channels, freq, time)`.
-        red_dims: the dimensions to reduce, e.g. `(0, 2, 3)` for one set of moments per channel.
+        red_dims: the dimensions to reduce, e.g. `(0, 2, 3)` for one set of moments per channel;
+            negative dimensions count from the end.
         mask: optional bool, broadcastable to x, True where a value counts; values outside the
             mask never count, whatever they hold (NaN padding included). None: every value counts.
+        dtype: the dtype the moments are computed and returned in: float64 (the default) for
+            statistics that are merged; the per-item functions pass their compute dtype.
 
     Returns:
         `Moments` of keepdim shape (size 1 along `red_dims`). Positions with no counted value get
         count 0, mean 0, m2 0.
 
     Examples:
-        >>> m = batch_moments(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), red_dims=(1,))
+        >>> m = masked_moments(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), red_dims=(1,))
         >>> m.count, m.mean, m.m2
         (tensor([[4.]], dtype=torch.float64), tensor([[2.5000]], dtype=torch.float64), tensor([[5.]], dtype=torch.float64))
+        >>> masked_moments(torch.tensor([[1.0, 3.0, 99.0]]), (1,), torch.tensor([[True, True, False]])).mean
+        tensor([[2.]], dtype=torch.float64)
     """
     dims = tuple(red_dims)
-    x64 = x.to(torch.float64)
+    xd = x.to(dtype)
     if mask is None:
-        var, mean = torch.var_mean(x64, dim=dims, keepdim=True, correction=0)
+        var, mean = torch.var_mean(xd, dim=dims, keepdim=True, correction=0)
         count = torch.full_like(mean, float(math.prod(x.shape[d] for d in dims)))
         return Moments(count, mean, var * count)
-    keep = mask.to(x64.device).expand_as(x64)
-    count = keep.sum(dim=dims, keepdim=True, dtype=torch.float64)
+    keep = mask.to(xd.device).expand_as(xd)
+    count = keep.sum(dim=dims, keepdim=True).to(dtype)  # counted as integers: exact at any size
     # where(), not multiplication by the mask: uncounted values may be NaN/Inf padding (NaN * 0 = NaN).
-    zero = torch.zeros((), dtype=torch.float64, device=x64.device)
-    mean = torch.where(keep, x64, zero).sum(dim=dims, keepdim=True) / count.clamp_min(1.0)
-    dev = torch.where(keep, x64 - mean, zero)
+    zero = torch.zeros((), dtype=dtype, device=xd.device)
+    mean = torch.where(keep, xd, zero).sum(dim=dims, keepdim=True) / count.clamp_min(1.0)
+    dev = torch.where(keep, xd - mean, zero)
     return Moments(count, mean, dev.square().sum(dim=dims, keepdim=True))
+
+
+batch_moments = masked_moments
+"""The former name of `masked_moments` (float64 moments over `red_dims`, counting only `mask`)."""
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
@@ -395,8 +444,8 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
     Examples:
         >>> x = torch.randn(2, 100, dtype=torch.float64)
-        >>> both = merge_moments(batch_moments(x[:, :30], (1,)), batch_moments(x[:, 30:], (1,)))
-        >>> torch.allclose(both.m2, batch_moments(x, (1,)).m2)
+        >>> both = merge_moments(masked_moments(x[:, :30], (1,)), masked_moments(x[:, 30:], (1,)))
+        >>> torch.allclose(both.m2, masked_moments(x, (1,)).m2)
         True
     """
     n = a.count + b.count
@@ -416,7 +465,7 @@ def moments_std(m: Moments, correction: int = 0) -> Tensor:
             The divisor is at least 1, so a position with too few values gets std 0, never NaN.
 
     Returns:
-        Float64 standard deviations of the moments' shape.
+        Standard deviations of the moments' shape and dtype.
     """
     return torch.sqrt(m.m2 / (m.count - correction).clamp_min(1.0))
 
@@ -521,8 +570,6 @@ def pcen(
         >>> pcen(torch.full((1, 64, 100), 2.0**62)).shape
         torch.Size([1, 64, 100])
     """
-    from ._compat import import_torchaudio
-
     _check_float(x, "x")
     if x.dim() < 2:
         raise ValueError(f"pcen expects (..., freq, time), got shape {tuple(x.shape)}")
@@ -534,8 +581,7 @@ def pcen(
         raise ValueError(f"pcen needs power, bias, gain >= 0 and eps > 0, got power={power}, bias={bias}, gain={gain}, eps={eps}")
     mask = _check_mask(mask, x)
     xc = x.to(_compute_dtype(x))
-    if mask is not None:
-        xc = torch.where(mask, xc, torch.zeros((), dtype=xc.dtype, device=xc.device))
+    xc = xc if mask is None else xc.masked_fill(~mask, 0.0)
     if bool((xc < 0).any()):
         raise ValueError("pcen expects energies >= 0 (a power spectrogram, not dB); use AudioToSpec(to_db=False)")
     if x.numel() == 0:
@@ -556,9 +602,7 @@ def pcen(
         out = torch.exp(power * (torch.log(xc) + torch.log(smooth)))
     else:
         out = bias**power * torch.expm1(power * torch.log1p(xc * smooth / bias))
-    if mask is not None:
-        out = torch.where(mask, out, torch.zeros((), dtype=out.dtype, device=out.device))
-    return out.to(x.dtype)
+    return (out if mask is None else out.masked_fill(~mask, 0.0)).to(x.dtype)
 
 
 def utterance_mvn(x: Tensor, mask: Tensor | None = None, eps: float = 1e-5) -> Tensor:
@@ -597,10 +641,8 @@ def utterance_mvn(x: Tensor, mask: Tensor | None = None, eps: float = 1e-5) -> T
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
     mask = _check_mask(mask, x)
-    m = batch_moments(x, red_dims=(x.dim() - 1,), mask=mask)
+    m = masked_moments(x, red_dims=(x.dim() - 1,), mask=mask)
     std = moments_std(m).clamp_min(eps)
     dt = _compute_dtype(x)
     out = (x.to(dt) - m.mean.to(dt)) / std.to(dt)
-    if mask is not None:
-        out = torch.where(mask, out, torch.zeros((), dtype=out.dtype, device=out.device))
-    return out.to(x.dtype)
+    return (out if mask is None else out.masked_fill(~mask, 0.0)).to(x.dtype)

@@ -311,6 +311,49 @@ def test_merge_moments_is_pure_and_handles_empty_positions():
     assert SF.moments_std(merged).tolist() == [[1.0, 0.0]]
 
 
+@pytest.mark.parametrize("red_dims", [(0, 3), (3,), (0, 1, 2, 3), (-1,)])
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_masked_moments_match_numpy_over_the_counted_values(red_dims, dtype, rtol, seed):
+    "Count, mean and m2 of the True positions only, whatever the others hold (NaN padding included)."
+    rng = np.random.default_rng(seed)
+    x = rng.normal(50.0, 3.0, size=(4, 2, 3, 9))
+    lengths = np.array([9, 5, 1, 0])
+    keep = np.broadcast_to(np.arange(9)[None, None, None, :] < lengths[:, None, None, None], x.shape)
+    x[~keep] = np.nan
+    m = SF.masked_moments(torch.from_numpy(x), red_dims, torch.from_numpy(keep[:, :1, :1].copy()), dtype=dtype)
+    assert m.mean.dtype == dtype and m.mean.shape == tuple(
+        1 if d in [r % 4 for r in red_dims] else s for d, s in enumerate(x.shape)
+    )
+    count = keep.sum(axis=red_dims, keepdims=True)
+    filled = np.where(keep, x, 0.0)
+    mean = filled.sum(axis=red_dims, keepdims=True) / np.maximum(count, 1)
+    m2 = (np.where(keep, x - mean, 0.0) ** 2).sum(axis=red_dims, keepdims=True)
+    np.testing.assert_array_equal(m.count.numpy(), count)
+    np.testing.assert_allclose(m.mean.numpy(), mean, rtol=rtol)
+    np.testing.assert_allclose(m.m2.numpy(), m2, rtol=rtol, atol=rtol * 9)  # positions with one value: m2 0
+    np.testing.assert_allclose(SF.moments_std(m).numpy(), np.sqrt(m2 / np.maximum(count, 1)), rtol=rtol, atol=rtol)
+
+
+def test_masked_moments_old_name_and_gradient():
+    assert SF.batch_moments is SF.masked_moments
+    x = torch.tensor([[1.0, 3.0, 8.0]], requires_grad=True)
+    m = SF.masked_moments(x, (1,), torch.tensor([[True, True, False]]), dtype=torch.float32)
+    m.mean.sum().backward()  # d mean / dx: 1/2 on the two counted values, 0 on the masked one
+    assert x.grad.tolist() == [[0.5, 0.5, 0.0]]
+
+
+def test_padding_mask_by_hand():
+    mask = SF.padding_mask(torch.tensor([2, 0, 4]), 3)
+    assert mask.tolist() == [[True, True, False], [False, False, False], [True, True, True]]
+    assert SF.padding_mask([1, 3], 4, ndim=4).shape == (2, 1, 1, 4)
+    assert SF.padding_mask(torch.tensor([1]), 2, ndim=3).tolist() == [[[True, False]]]
+    with pytest.raises(ValueError, match=r"lengths must have shape \(batch,\)"):
+        SF.padding_mask(torch.tensor([[1]]), 2)
+    with pytest.raises(ValueError, match="ndim"):
+        SF.padding_mask(torch.tensor([1]), 2, ndim=1)
+
+
 # ---------------------------------------------------------------------------------------------
 # the reference article's merge (tests/article_merge.py), documented by test
 
