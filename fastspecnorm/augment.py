@@ -8,7 +8,7 @@ from fasttransform import Transform
 from torch import Tensor
 
 from . import functional as F
-from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, valid_mask
+from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, rewrap, valid_mask, valid_mask_or_none
 
 __all__ = [
     "band_mask",
@@ -122,7 +122,7 @@ def mask_bands(
     if valid is not None:  # padding keeps its values
         masked = masked & valid.to(x.device)
     if fill == "mean":
-        value = F.batch_moments(x.detach(), red_dims=(3,), mask=valid).mean.to(x.dtype)
+        value = F.masked_moments(x.detach(), red_dims=(3,), mask=valid).mean.to(x.dtype)
         return x.where(~masked, value)
     if isinstance(fill, str):
         raise ValueError(f"fill must be a number or 'mean', got {fill!r}")
@@ -202,7 +202,7 @@ class SpecAugment(RefusePlainTensor, Transform):
             valid=None if lengths is None else torch.as_tensor(lengths),
             device=x.device,
         )
-        return mask_bands(x, freq_mask, time_mask, self.fill, valid=None if lengths is None else valid_mask(x))
+        return mask_bands(x, freq_mask, time_mask, self.fill, valid=valid_mask_or_none(x))
 
 
 def augment_callbacks(mixup_alpha: float = 0.4) -> list:
@@ -232,14 +232,6 @@ def augment_callbacks(mixup_alpha: float = 0.4) -> list:
 # Waveform augmentations
 
 
-def _item_lengths(x: Tensor) -> Tensor:
-    "Valid samples per item of a batch `(batch, channels, samples)`: its `lengths`, or all samples."
-    lengths = getattr(x, "lengths", None)
-    if lengths is None:
-        return torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
-    return torch.as_tensor(lengths).to(x.device)
-
-
 def _chosen(n_items: int, p: float, device) -> Tensor:
     "Bool `(n_items,)`: which items an augmentation applies to, each with probability `p`."
     return torch.rand(n_items, device=device) < p
@@ -261,11 +253,6 @@ class _WaveformAugment(RefusePlainTensor, Transform):
                 f"{type(self).__name__} is a batch transform on (batch, channels, samples), got shape {tuple(x.shape)}"
             )
         return x.as_subclass(Tensor)
-
-    def _like(self, out: Tensor, x: AudioTensor) -> AudioTensor:
-        res = AudioTensor(out, **x._meta_kwargs())
-        res.lengths = getattr(x, "lengths", None)
-        return res
 
 
 class WaveformGain(_WaveformAugment):
@@ -302,7 +289,7 @@ class WaveformGain(_WaveformAugment):
         n = wav.shape[0]
         gain_db = (torch.rand(n, device=wav.device) * 2 - 1) * self.max_gain_db
         gain_db = torch.where(_chosen(n, self.p, wav.device), gain_db, torch.zeros_like(gain_db))
-        return self._like(wav * (10.0 ** (gain_db / 20.0)).to(wav.dtype)[:, None, None], x)
+        return rewrap(wav * (10.0 ** (gain_db / 20.0)).to(wav.dtype)[:, None, None], x)
 
 
 class AddNoise(_WaveformAugment):
@@ -339,7 +326,7 @@ class AddNoise(_WaveformAugment):
         snr_db = self.min_snr_db + torch.rand(n, device=wav.device) * (self.max_snr_db - self.min_snr_db)
         std = torch.sqrt(power / 10.0 ** (snr_db / 10.0)) * _chosen(n, self.p, wav.device)
         noise = torch.randn_like(wav) * std[:, None, None] * mask
-        return self._like(wav + noise, x)
+        return rewrap(wav + noise, x)
 
 
 class TimeShift(_WaveformAugment):
@@ -373,14 +360,14 @@ class TimeShift(_WaveformAugment):
     def encodes(self, x: AudioTensor) -> AudioTensor:
         wav = self._check(x)
         n_items, _, n_samples = wav.shape
-        lengths = _item_lengths(x).clamp(1, n_samples)
+        inside = valid_mask(x)[:, 0]  # (batch, samples)
+        lengths = inside.sum(dim=-1).clamp_min(1)
         widest = torch.floor(self.max_shift * lengths.float())
         shift = torch.floor(torch.rand(n_items, device=wav.device) * (2 * widest + 1)) - widest
         shift = (shift.long() * _chosen(n_items, self.p, wav.device))[:, None]
         pos = torch.arange(n_samples, device=wav.device)[None, :]
-        inside = pos < lengths[:, None]
         index = torch.where(inside, torch.remainder(pos - shift, lengths[:, None]), pos)
-        return self._like(wav.gather(-1, index[:, None, :].expand(wav.shape)), x)
+        return rewrap(wav.gather(-1, index[:, None, :].expand(wav.shape)), x)
 
 
 def waveform_augmentations(

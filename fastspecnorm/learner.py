@@ -7,7 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from .audio.spectrogram import AudioToSpec
-from .audio.tensors import valid_mask
+from .audio.tensors import valid_mask_or_none
+from .functional import masked_moments
+from .precision import BF16Autocast, resolve_precision
 
 __all__ = ["audio_learner", "FreqBatchNorm", "n_freq_bins"]
 
@@ -38,17 +40,15 @@ class FreqBatchNorm(nn.Module):
         self.bn = nn.BatchNorm2d(n_freq, eps=eps, momentum=momentum)
 
     def forward(self, x: Tensor) -> Tensor:
-        mask = valid_mask(x) if getattr(x, "lengths", None) is not None else None
+        mask = valid_mask_or_none(x)
         xs = x.as_subclass(Tensor).transpose(1, 2)  # (batch, freq, channels, time)
         if mask is None:
             return self.bn(xs).transpose(1, 2)
         bn = self.bn
-        keep = mask.transpose(1, 2).expand_as(xs)
-        dims = (0, 2, 3)
         if self.training:
-            count = keep.sum(dim=dims).clamp_min(1)
-            mean = torch.where(keep, xs, 0.0).sum(dim=dims) / count
-            var = torch.where(keep, (xs - mean[None, :, None, None]).square(), 0.0).sum(dim=dims) / count
+            moments = masked_moments(xs, (0, 2, 3), mask, dtype=xs.dtype)  # (1, freq, 1, 1) each
+            count = moments.count.flatten().clamp_min(1)
+            mean, var = moments.mean.flatten(), moments.m2.flatten() / count
             with torch.no_grad():
                 bn.num_batches_tracked += 1
                 bn.running_mean.lerp_(mean.detach(), bn.momentum)
@@ -57,7 +57,7 @@ class FreqBatchNorm(nn.Module):
             mean, var = bn.running_mean, bn.running_var
         out = (xs - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + bn.eps)
         out = out * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
-        return out.masked_fill(~keep, 0.0).transpose(1, 2)
+        return out.masked_fill(~mask, 0.0).transpose(1, 2)
 
 
 def n_freq_bins(dls) -> int:
@@ -113,8 +113,6 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, precision: s
     """
     import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
     from fastai.learner import Learner
-
-    from .precision import BF16Autocast, resolve_precision
 
     resolve_precision(precision)  # a bad value is refused before the model is built
     from fastai.metrics import accuracy

@@ -11,7 +11,7 @@ from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
 from . import functional as F
-from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, valid_mask
+from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, rewrap, valid_mask_or_none
 
 __all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize", "SPEC_NORMALIZERS"]
 
@@ -27,24 +27,13 @@ __all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNorma
 #   by hand is never changed. Ignored for tensors that autograd tracks.
 # - Padded batches (clips of different lengths, see `AudioDataLoader`): every transform takes its
 #   statistics over each item's valid samples or frames only (the batch's `lengths`, via
-#   `valid_mask`) and sets the padded positions to 0: after `WaveformNormalize` the padding is
+#   `valid_mask_or_none`) and sets the padded positions to 0: after `WaveformNormalize` the padding is
 #   silence, after `SpecNormalize` it sits at the dataset mean (0 in standard deviations), after
 #   `InstanceMinMax` and `DbRangeNormalize` at the bottom of [0, 1]. So a clip's normalized values
 #   do not depend on how much padding its batch gave it, and the padding is never an outlier.
 # - Typed transforms refuse a plain `torch.Tensor` passed directly (TypeError naming the wrapper:
 #   `AudioTensor(x, sr=...)` or `AudioSpectrogram(x)`); inside a fastai batch tuple, labels and
 #   other tensors pass through untouched.
-
-
-def _with_unit(x: AudioSpectrogram, unit: str) -> AudioSpectrogram:
-    x.unit = unit
-    return x
-
-
-def _padding_mask(x: Tensor) -> Tensor | None:
-    """The batch's `valid_mask` (`(batch, 1, 1, time)` for spectrograms, `(batch, 1, samples)` for
-    waveforms) when it carries `lengths`, else None (nothing padded: no masking work)."""
-    return None if getattr(x, "lengths", None) is None else valid_mask(x)
 
 
 class _SpecTransform(RefusePlainTensor):
@@ -88,7 +77,7 @@ class WaveformNormalize(RefusePlainTensor, Transform):
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
         # A transform pickled before `inplace` existed has no such attribute: out of place.
-        return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False), mask=_padding_mask(x))
+        return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False), mask=valid_mask_or_none(x))
 
 
 class SpecNormalize(_SpecTransform, DisplayedTransform):
@@ -196,12 +185,11 @@ class SpecNormalize(_SpecTransform, DisplayedTransform):
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         self._check(x)
-        return _with_unit(
-            F.normalize(x, self.mean, self.std, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "std"
-        )
+        out = F.normalize(x, self.mean, self.std, inplace=getattr(self, "inplace", False), mask=valid_mask_or_none(x))
+        return rewrap(out, x, unit="std")
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        return _with_unit(F.denormalize(x, self.mean, self.std), "dB")
+        return rewrap(F.denormalize(x, self.mean, self.std), x, unit="dB")
 
 
 class InstanceMinMax(_SpecTransform, Transform):
@@ -238,9 +226,8 @@ class InstanceMinMax(_SpecTransform, Transform):
         self.eps, self.inplace = eps, inplace
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        return _with_unit(
-            F.instance_minmax(x, self.eps, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)), "[0, 1]"
-        )
+        out = F.instance_minmax(x, self.eps, inplace=getattr(self, "inplace", False), mask=valid_mask_or_none(x))
+        return rewrap(out, x, unit="[0, 1]")
 
 
 class DbRangeNormalize(_SpecTransform, DisplayedTransform):
@@ -292,13 +279,12 @@ class DbRangeNormalize(_SpecTransform, DisplayedTransform):
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         if getattr(x, "unit", "dB") not in ("dB", None):
             raise ValueError(f"DbRangeNormalize expects a spectrogram in dB, got unit {x.unit!r}; use AudioToSpec(to_db=True)")
-        out = F.db_range(
-            x, self.min_level_db, self.clip, self.ref_level_db, inplace=getattr(self, "inplace", False), mask=_padding_mask(x)
-        )
-        return _with_unit(out, "[0, 1]")
+        inplace, mask = getattr(self, "inplace", False), valid_mask_or_none(x)
+        out = F.db_range(x, self.min_level_db, self.clip, self.ref_level_db, inplace=inplace, mask=mask)
+        return rewrap(out, x, unit="[0, 1]")
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        return _with_unit(F.db_range_inverse(x, self.min_level_db, self.ref_level_db), "dB")
+        return rewrap(F.db_range_inverse(x, self.min_level_db, self.ref_level_db), x, unit="dB")
 
 
 SPEC_NORMALIZERS = (SpecNormalize, InstanceMinMax, DbRangeNormalize)
@@ -340,13 +326,6 @@ __all__ += ["PCEN", "UtteranceNormalize", "INT32_ENERGY_SCALE"]
 
 INT32_ENERGY_SCALE = 2.0**62
 """`(2**31)**2`: energies of [-1, 1] audio scaled as if the audio were int32, the level librosa's PCEN defaults assume."""
-
-
-def _like(out: Tensor, x: AudioSpectrogram) -> AudioSpectrogram:
-    "`out` as an `AudioSpectrogram` with x's metadata (sample rate, hop length, lengths, ...)."
-    res = out.as_subclass(type(x))
-    res.__dict__ = dict(x.__dict__)
-    return res
 
 
 class PCEN(_SpecTransform, DisplayedTransform):
@@ -418,8 +397,9 @@ class PCEN(_SpecTransform, DisplayedTransform):
             )
         # float32 at least: 2**62 overflows float16.
         scaled = x.to(torch.promote_types(x.dtype, torch.float32)) * self.input_scale
-        out = F.pcen(scaled, sr, hop, self.gain, self.bias, self.power, self.time_constant, self.eps, mask=_padding_mask(x))
-        return _with_unit(_like(out.to(x.dtype), x), "pcen")
+        mask = valid_mask_or_none(x)
+        out = F.pcen(scaled, sr, hop, self.gain, self.bias, self.power, self.time_constant, self.eps, mask=mask)
+        return rewrap(out.to(x.dtype), x, unit="pcen")
 
 
 class UtteranceNormalize(_SpecTransform, Transform):
@@ -452,7 +432,7 @@ class UtteranceNormalize(_SpecTransform, Transform):
         self.eps = eps
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        return _with_unit(_like(F.utterance_mvn(x, mask=_padding_mask(x), eps=self.eps), x), "std")
+        return rewrap(F.utterance_mvn(x, mask=valid_mask_or_none(x), eps=self.eps), x, unit="std")
 
 
 SPEC_NORMALIZERS = (*SPEC_NORMALIZERS, PCEN, UtteranceNormalize)

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from ._io import atomic_write
-from .audio.tensors import valid_mask
-from .functional import Moments, _check_mask, batch_moments, merge_moments, moments_std
+from .audio.tensors import valid_mask_or_none
+from .functional import Moments, _check_mask, masked_moments, merge_moments, moments_std
 
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
 
@@ -131,7 +131,7 @@ class StatsRecorder:
         if mask is not None:
             self._check_finite(x, mask)
         with torch.no_grad():
-            new = batch_moments(x, self.red_dims, mask)
+            new = masked_moments(x, self.red_dims, mask)
             if mask is None and not (bool(torch.isfinite(new.mean).all()) and bool(torch.isfinite(new.m2).all())):
                 self._check_finite(x, None)  # NaN/Inf show up in the moments: only then scan the data for them
         if self.moments is None:
@@ -393,11 +393,6 @@ class StatsRecorder:
         return rec
 
 
-def _padding_mask(x: Tensor) -> Tensor | None:
-    "The batch's `valid_mask` when it carries `lengths` (a padded batch), else None."
-    return valid_mask(x) if getattr(x, "lengths", None) is not None else None
-
-
 def _first_input(batch: Any) -> Tensor:
     "Inputs are the first element of each batch (fastai batches are tuples `(x, y)`)."
     if isinstance(batch, (tuple, list)):
@@ -530,7 +525,7 @@ def collect_stats(
             if n_use is not None and i >= n_use:
                 break
             x = _first_input(batch)
-            rec.update(x, mask_fn(x) if mask_fn is not None else _padding_mask(x))
+            rec.update(x, mask_fn(x) if mask_fn is not None else valid_mask_or_none(x))
     if rec.moments is None:
         raise ValueError("collect_stats saw no values: the loader yielded no non-empty batch")
     return rec

@@ -36,6 +36,7 @@ from fastspecnorm import (
     resample,
 )
 from fastspecnorm.audio import quantize_waveform
+from fastspecnorm.audio.tensors import rewrap
 
 PCM16_ATOL = 1.0 / 32768  # one 16-bit quantization step
 
@@ -377,6 +378,17 @@ def test_clone_copies_metadata_rather_than_sharing_it():
     c = t.clone()
     c.unit = "std"
     assert t.unit == "dB"
+
+
+def test_rewrap_gives_a_plain_result_the_type_and_a_copy_of_the_metadata():
+    t = _spec()
+    plain = torch.ones(2, 3)
+    out = rewrap(plain, t, unit="std")
+    assert type(out) is AudioSpectrogram and out.data_ptr() == plain.data_ptr()  # no copy of the data
+    assert out.__dict__ == {**t.__dict__, "unit": "std"}
+    assert t.unit == "dB"  # the source keeps its own
+    same = rewrap(t, t, unit="[0, 1]")  # a transform that worked in place hands back its input
+    assert same is t and t.unit == "[0, 1]"
 
 
 class _TagPid(Transform):

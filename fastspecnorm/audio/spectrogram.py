@@ -12,7 +12,8 @@ from fasttransform import DisplayedTransform
 from torch import Tensor
 
 from .._compat import import_torchaudio
-from .tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, lengths_mask
+from ..functional import padding_mask
+from .tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor
 
 __all__ = ["AudioToSpec", "spectrogram", "power_to_db", "spec_shape", "reflect_clip_ends", "frame_lengths"]
 
@@ -390,7 +391,7 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
                 wav = reflect_clip_ends(wav, lengths, self.n_fft)
                 power = spectrogram(wav, self.window, self.n_fft, self.hop_length, mel_fb, to_db=False)
                 frames = frame_lengths(lengths.cpu(), self.hop_length).clamp_max(power.shape[-1])
-                power = power.masked_fill(~lengths_mask(frames, power.shape[-1], power.device)[:, None, None, :], 0.0)
+                power = power.masked_fill(~padding_mask(frames, power.shape[-1], power.device, ndim=4), 0.0)
                 spec = power_to_db(power, self.top_db) if self.to_db else power
         return AudioSpectrogram(
             spec,

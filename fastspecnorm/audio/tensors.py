@@ -1,5 +1,6 @@
-"""The package's tensor types, `AudioTensor` (waveforms) and `AudioSpectrogram`, and the masks of
-padded batches (`valid_mask`, `lengths_mask`).
+"""The package's tensor types, `AudioTensor` (waveforms) and `AudioSpectrogram`, the masks of padded
+batches (`valid_mask`, over `functional.padding_mask`) and `rewrap`, which hands a result back with
+its input's metadata.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from fastai.torch_core import TensorBase
 from fastcore.foundation import L
 from torch import Tensor
 
+from ..functional import padding_mask
 from .io import downmix_mono, load_audio_with_subtype, resample
 
-__all__ = ["AudioTensor", "AudioSpectrogram", "valid_mask", "lengths_mask", "RefusePlainTensor"]
+__all__ = [
+    "AudioTensor",
+    "AudioSpectrogram",
+    "valid_mask",
+    "valid_mask_or_none",
+    "lengths_mask",
+    "rewrap",
+    "RefusePlainTensor",
+]
 
 
 class _MetaTensor(TensorBase):
@@ -22,12 +32,7 @@ class _MetaTensor(TensorBase):
     which fastai's TensorBase re-creates without it."""
 
     def clone(self, *, memory_format=None):
-        res = super().clone(memory_format=memory_format)
-        res.__dict__ = dict(self.__dict__)
-        return res
-
-    def _meta_kwargs(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        return rewrap(super().clone(memory_format=memory_format), self)
 
 
 class AudioTensor(_MetaTensor):
@@ -248,31 +253,36 @@ class RefusePlainTensor:
         return super().__call__(x, *args, **kwargs)
 
 
-def lengths_mask(lengths: Tensor, size: int, device=None) -> Tensor:
-    """Bool mask of the valid positions of a padded batch: True at positions `< lengths[i]` of item i.
+lengths_mask = padding_mask
+"""The former name of `functional.padding_mask`: bool `(batch, size)`, True at positions `< lengths[i]`."""
+
+
+def valid_mask_or_none(x: Tensor) -> Tensor | None:
+    """`valid_mask(x)` for a padded batch (one that carries `lengths`), None when nothing is padded.
+
+    What the transforms, statistics and `FreqBatchNorm` pass as `mask=`: None lets them skip the
+    masking work on batches of clips of one length.
 
     Args:
-        lengths: the valid positions per item, `(batch,)` integers (a tensor or anything
-            `torch.as_tensor` takes).
-        size: the length of the padded axis (samples or frames).
-        device: the mask's device; None keeps that of `lengths`.
+        x: an `AudioSpectrogram` `(batch, channels, freq, time)` or an `AudioTensor`
+            `(batch, channels, samples)`, with or without `lengths`.
 
     Returns:
-        bool `(batch, size)`.
+        bool `(batch, 1, 1, time)` for a spectrogram, `(batch, 1, samples)` for a waveform, on x's
+            device; None when x has no `lengths`.
 
     Raises:
-        ValueError: `lengths` does not have shape `(batch,)`.
-
-    Examples:
-        >>> import torch
-        >>> lengths_mask(torch.tensor([1, 3]), 4)
-        tensor([[ True, False, False, False],
-                [ True,  True,  True, False]])
+        ValueError: `lengths` does not match the batch (see `valid_mask`).
     """
-    lengths = torch.as_tensor(lengths).to(device=device)
-    if lengths.dim() != 1:
-        raise ValueError(f"lengths must have shape (batch,), got {tuple(lengths.shape)}")
-    return torch.arange(size, device=lengths.device) < lengths[:, None]
+    lengths = getattr(x, "lengths", None)
+    if lengths is None:
+        return None
+    if x.dim() < 3 or tuple(lengths.shape) != (x.shape[0],):
+        raise ValueError(
+            f"{type(x).__name__} of shape {tuple(x.shape)} carries lengths of shape {tuple(lengths.shape)}; "
+            "expected a batch (batch, ..., time) and lengths (batch,)"
+        )
+    return padding_mask(lengths, x.shape[-1], x.device, ndim=x.dim())
 
 
 def valid_mask(x: Tensor) -> Tensor:
@@ -297,16 +307,39 @@ def valid_mask(x: Tensor) -> Tensor:
         tensor([[[ True,  True,  True,  True]],
                 [[ True,  True, False, False]]])
     """
-    lengths = getattr(x, "lengths", None)
-    shape = (x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1]) if x.dim() >= 2 else tuple(x.shape)
-    if lengths is None:
-        return torch.ones(shape, dtype=torch.bool, device=x.device)
-    if x.dim() < 3 or tuple(lengths.shape) != (x.shape[0],):
-        raise ValueError(
-            f"{type(x).__name__} of shape {tuple(x.shape)} carries lengths of shape {tuple(lengths.shape)}; "
-            "expected a batch (batch, ..., time) and lengths (batch,)"
-        )
-    return lengths_mask(lengths, x.shape[-1], x.device).reshape(shape)
+    mask = valid_mask_or_none(x)
+    if mask is None:
+        shape = (x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1]) if x.dim() >= 2 else tuple(x.shape)
+        mask = torch.ones(shape, dtype=torch.bool, device=x.device)
+    return mask
+
+
+def rewrap(out: Tensor, like: Tensor, **meta) -> Tensor:
+    """`out` as `like`'s tensor type, with a copy of `like`'s metadata changed by `meta`.
+
+    How the package's transforms hand back a result: the sample rate, hop length, `lengths` and
+    any other metadata travel with it (a plain tensor from torch or torchaudio gets them back), and
+    `meta` sets what the transform changed, e.g. `unit="std"`. When `out` is already of that type
+    (`like` itself, for a transform that worked in place) it is returned with the new metadata.
+
+    Args:
+        out: the result, any shape.
+        like: the tensor whose type and metadata the result takes, e.g. the transform's input.
+        **meta: metadata to set on the result, e.g. `unit="std"` or `sr=8000`.
+
+    Returns:
+        `out` as `type(like)`, sharing its data.
+
+    Examples:
+        >>> import torch
+        >>> spec = AudioSpectrogram(torch.zeros(1, 1, 2, 3), sr=8000, unit="dB")
+        >>> y = rewrap(torch.ones(1, 1, 2, 3), spec, unit="std")
+        >>> type(y).__name__, y.sr, y.unit
+        ('AudioSpectrogram', 8000, 'std')
+    """
+    res = out if type(out) is type(like) else out.as_subclass(type(like))
+    res.__dict__ = {**like.__dict__, **meta}
+    return res
 
 
 def _mel_ticks(ax, n_mels: int, f_max: float) -> None:

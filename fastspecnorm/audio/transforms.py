@@ -15,7 +15,7 @@ from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
 from .io import AUDIO_DTYPES, crop_pad, downmix_mono, from_storage, quantize_waveform, resample, storage_dtype, to_storage
-from .tensors import AudioTensor, RefusePlainTensor
+from .tensors import AudioTensor, RefusePlainTensor, rewrap
 
 __all__ = [
     "array_layout",
@@ -257,8 +257,7 @@ class Resample(RefusePlainTensor, Transform):
         Returns:
             `(..., ceil(samples * sample_rate / x.sr))` at `sample_rate` Hz.
         """
-        res = AudioTensor(resample(x, x.sr, self.sample_rate), **{**x._meta_kwargs(), "sr": self.sample_rate})
-        return res
+        return rewrap(resample(x, x.sr, self.sample_rate), x, sr=self.sample_rate)
 
 
 class ResizeSignal(RefusePlainTensor, DisplayedTransform):
