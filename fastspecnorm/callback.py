@@ -17,7 +17,7 @@ from fastai.torch_core import no_random
 from fasttransform import Pipeline
 
 from .audio.spectrogram import AudioToSpec
-from .normalize import SPEC_NORMALIZERS, SpecNormalize
+from .normalize import SpecNormalize, SpecNormalizer
 from .stats import StatsRecorder, _normalize_red_dims, check_fraction, collect_stats, n_batches_for
 
 __all__ = ["StatsCallback", "stats_loader", "stats_item_indices", "install_normalizer", "pipeline_settings"]
@@ -38,7 +38,7 @@ def _items_fingerprint(items) -> str:
 def stats_loader(dl, shuffle: bool = True, seed: int = 0):
     """A copy of `dl` for the statistics pass.
 
-    The copy has no normalizer (`SPEC_NORMALIZERS`) and no train-only augmentation (`split_idx`
+    The copy has no normalizer (`SpecNormalizer`) and no train-only augmentation (`split_idx`
     0) in `after_batch`, and no dropped last batch.
 
     Args:
@@ -50,7 +50,7 @@ def stats_loader(dl, shuffle: bool = True, seed: int = 0):
     Returns:
         The new loader.
     """
-    tfms = [t for t in dl.after_batch.fs if not isinstance(t, SPEC_NORMALIZERS) and getattr(t, "split_idx", None) != 0]
+    tfms = [t for t in dl.after_batch.fs if not isinstance(t, SpecNormalizer) and getattr(t, "split_idx", None) != 0]
     new = dl.new(shuffle=shuffle, drop_last=False, after_batch=Pipeline(tfms))
     new.rng = random.Random(seed)
     return new
@@ -151,7 +151,7 @@ def pipeline_settings(dl) -> dict[str, Any]:
     names = []
     for nm in ("after_item", "before_batch", "after_batch"):
         for t in getattr(dl, nm).fs:
-            if not isinstance(t, SPEC_NORMALIZERS) and type(t).__name__ != "noop":
+            if not isinstance(t, SpecNormalizer) and type(t).__name__ != "noop":
                 names.append(f"{nm}:{type(t).__name__}")
     return {"spectrogram": spec[0].settings if spec else None, "transforms": names}
 
@@ -166,7 +166,7 @@ def install_normalizer(dls, norm: SpecNormalize) -> None:
         norm: the normalizer to install, e.g. `SpecNormalize.from_stats(recorder)`.
     """
     for dl in dls.loaders:
-        dl.after_batch.fs = dl.after_batch.fs.filter(lambda t: not isinstance(t, SPEC_NORMALIZERS))
+        dl.after_batch.fs = dl.after_batch.fs.filter(lambda t: not isinstance(t, SpecNormalizer))
         dl.after_batch.add(norm)
         if dl.device is not None:
             norm.mean, norm.std = norm.mean.to(dl.device), norm.std.to(dl.device)
@@ -178,7 +178,7 @@ def _normalizes_fresh_spectrograms(dls) -> bool:
     transform before it."""
     for dl in dls.loaders:
         before = [
-            t for t in dl.after_batch.fs if not isinstance(t, SPEC_NORMALIZERS) and getattr(t, "order", 0) <= SpecNormalize.order
+            t for t in dl.after_batch.fs if not isinstance(t, SpecNormalizer) and getattr(t, "order", 0) <= SpecNormalize.order
         ]
         if not before or not isinstance(before[-1], AudioToSpec):
             return False

@@ -13,7 +13,7 @@ from torch import Tensor
 from . import functional as F
 from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, rewrap, valid_mask_or_none
 
-__all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize", "SPEC_NORMALIZERS"]
+__all__ = ["SpecNormalizer", "WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize"]
 
 # What every transform here shares (each class docstring repeats what applies to it):
 # - Orders: `WaveformNormalize` 50 (before `AudioToSpec`, 60); the spectrogram normalizations 99,
@@ -36,7 +36,25 @@ __all__ = ["WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNorma
 #   other tensors pass through untouched.
 
 
-class _SpecTransform(RefusePlainTensor):
+class SpecNormalizer(RefusePlainTensor, Transform):
+    """Base class of the spectrogram normalizations: the statistics pass leaves its subclasses out.
+
+    `stats_loader` (and so `StatsCallback`) drops every `SpecNormalizer` from the statistics
+    pipeline, so dataset statistics are taken on un-normalized spectrograms, and
+    `install_normalizer` replaces any of them. Subclass it for a normalization of your own, with an
+    `encodes` on `AudioSpectrogram`. `order` 99, like fastai's `Normalize`: after `AudioToSpec` (60),
+    before `SpecAugment` (100). Calling one directly on a plain `torch.Tensor` raises TypeError
+    (wrap it: `AudioSpectrogram(x)`).
+
+    Examples:
+        >>> class Halve(SpecNormalizer):
+        ...     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        ...         return x / 2
+        >>> Halve()(AudioSpectrogram(torch.tensor([[[[2.0, 4.0]]]])))
+        AudioSpectrogram([[[[1., 2.]]]])
+    """
+
+    order = 99
     wrap_hint = "AudioSpectrogram(x) for a (batch, channels, freq, time) spectrogram"
 
 
@@ -80,7 +98,7 @@ class WaveformNormalize(RefusePlainTensor, Transform):
         return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False), mask=valid_mask_or_none(x))
 
 
-class SpecNormalize(_SpecTransform, DisplayedTransform):
+class SpecNormalize(SpecNormalizer, DisplayedTransform):
     """Normalize spectrograms with fixed statistics: `(x - mean) / std`, inverted by `decodes`.
 
     Use `SpecNormalize.from_stats(recorder)` to build it from a `StatsRecorder`. The statistics are
@@ -122,7 +140,6 @@ class SpecNormalize(_SpecTransform, DisplayedTransform):
         AudioSpectrogram([[[[-30., -50.]]]])
     """
 
-    order = 99
     parameters = L("mean", "std")
 
     def __init__(self, mean, std, min_std: float = 1e-5, red_dims=None, inplace: bool = False):
@@ -192,7 +209,7 @@ class SpecNormalize(_SpecTransform, DisplayedTransform):
         return rewrap(F.denormalize(x, self.mean, self.std), x, unit="dB")
 
 
-class InstanceMinMax(_SpecTransform, Transform):
+class InstanceMinMax(SpecNormalizer):
     """Per spectrogram: standardize, then min-max to [0, 1] (`functional.instance_minmax`).
 
     A batch transform on `(batch, channels, freq, time)`: statistics are per item over channels,
@@ -219,8 +236,6 @@ class InstanceMinMax(_SpecTransform, Transform):
         AudioSpectrogram([[[[0.0000, 1.0000, 0.5000]]]])
     """
 
-    order = 99
-
     def __init__(self, eps: float = 1e-6, inplace: bool = False):
         super().__init__()
         self.eps, self.inplace = eps, inplace
@@ -230,7 +245,7 @@ class InstanceMinMax(_SpecTransform, Transform):
         return rewrap(out, x, unit="[0, 1]")
 
 
-class DbRangeNormalize(_SpecTransform, DisplayedTransform):
+class DbRangeNormalize(SpecNormalizer, DisplayedTransform):
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`, clipped to
     [0, 1] when `clip`; `decodes` maps back to dB (values that were clipped stay at the range ends).
 
@@ -264,7 +279,6 @@ class DbRangeNormalize(_SpecTransform, DisplayedTransform):
         AudioSpectrogram([[[[0.0000, 0.5000, 1.0000, 1.0000]]]])
     """
 
-    order = 99
     #: Its fixed dB range assumes the recording's own level: `WaveformNormalize` before it (unit std
     #: per clip) makes typical recordings louder and puts many values above +20 dB, clipped to 1
     #: (docs/guide/normalizations.md; see `warn_level_after_waveform_norm`).
@@ -287,7 +301,6 @@ class DbRangeNormalize(_SpecTransform, DisplayedTransform):
         return rewrap(F.db_range_inverse(x, self.min_level_db, self.ref_level_db), x, unit="dB")
 
 
-SPEC_NORMALIZERS = (SpecNormalize, InstanceMinMax, DbRangeNormalize)
 __all__ += ["warn_level_after_waveform_norm"]
 
 
@@ -328,7 +341,7 @@ INT32_ENERGY_SCALE = 2.0**62
 """`(2**31)**2`: energies of [-1, 1] audio scaled as if the audio were int32, the level librosa's PCEN defaults assume."""
 
 
-class PCEN(_SpecTransform, DisplayedTransform):
+class PCEN(SpecNormalizer, DisplayedTransform):
     """Per-channel energy normalization (`functional.pcen`, equal to `librosa.pcen`) of a batch of
     linear (mel) power spectrograms `(batch, channels, freq, time)`, per item and frequency bin.
 
@@ -365,8 +378,6 @@ class PCEN(_SpecTransform, DisplayedTransform):
         (torch.Size([2, 1, 40, 50]), 'pcen')
     """
 
-    order = 99
-
     def __init__(
         self,
         gain: float = 0.98,
@@ -402,7 +413,7 @@ class PCEN(_SpecTransform, DisplayedTransform):
         return rewrap(out.to(x.dtype), x, unit="pcen")
 
 
-class UtteranceNormalize(_SpecTransform, Transform):
+class UtteranceNormalize(SpecNormalizer):
     """Per item and frequency bin, over the item's valid time frames: `(x - mean) / max(std, eps)`.
 
     The Transform of `functional.utterance_mvn` (ESPnet's UtteranceMVN). A batch transform on
@@ -423,8 +434,6 @@ class UtteranceNormalize(_SpecTransform, Transform):
         AudioSpectrogram([[[[-1.,  1.]]]])
     """
 
-    order = 99
-
     def __init__(self, eps: float = 1e-5):
         super().__init__()
         if not eps > 0:
@@ -433,8 +442,3 @@ class UtteranceNormalize(_SpecTransform, Transform):
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         return rewrap(F.utterance_mvn(x, mask=valid_mask_or_none(x), eps=self.eps), x, unit="std")
-
-
-SPEC_NORMALIZERS = (*SPEC_NORMALIZERS, PCEN, UtteranceNormalize)
-"""The spectrogram normalization classes: the statistics pass (`stats_loader`) leaves them out and
-`install_normalizer` replaces any of them."""

@@ -34,6 +34,7 @@ from fastspecnorm import (
     esc50_dataloaders,
     stats_loader,
 )
+from fastspecnorm.normalize import SpecNormalizer
 
 RTOL = 1e-6
 N_TRAIN, N_VALID = 16, 4
@@ -155,6 +156,27 @@ def test_statistics_equal_numpy_over_training_spectrograms(tiny_esc50, red_dims)
     xb = plain(dls.valid.one_batch()[0])
     raw = plain(stats_loader(dls.valid, shuffle=False).one_batch()[0])
     torch.testing.assert_close(xb, (raw - rec.mean) / rec.std, rtol=0, atol=1e-5)
+
+
+class AddThousandDb(SpecNormalizer):
+    "A spectrogram normalizer of the user's own: it only subclasses `SpecNormalizer`, nothing lists it."
+
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        return x + 1000.0
+
+
+def test_a_spec_normalizer_subclass_of_your_own_is_left_out_of_the_statistics(tiny_esc50):
+    dls = make_dls(tiny_esc50, batch_tfms=[AddThousandDb()])
+    assert plain(dls.valid.one_batch()[0]).min() > 500  # it runs in the loaders' pipeline ...
+    cb = StatsCallback(red_dims=(0, 2, 3))
+    make_learner(dls, cb).fit(1)
+    # ... but the statistics are those of the un-normalized dB spectrograms, computed without the package
+    indep = training_spectrograms_from_files(tiny_esc50, dls.esc50_settings)
+    mean_i, std_i = ref_stats(indep, (0, 2, 3))
+    np.testing.assert_allclose(cb.stats_recorder.mean.numpy(), mean_i, rtol=1e-5)
+    np.testing.assert_allclose(cb.stats_recorder.std.numpy(), std_i, rtol=1e-5)
+    for dl in dls.loaders:  # and the installed SpecNormalize replaced it
+        assert len(spec_normalizers(dl)) == 1 and not any(isinstance(t, AddThousandDb) for t in dl.after_batch.fs)
 
 
 class CountBatches(Transform):
