@@ -15,6 +15,7 @@ import torch
 import torchaudio
 
 from fastspecnorm import AudioSpectrogram, AudioTensor, AudioToSpec, spec_shape
+from fastspecnorm.audio.spectrogram import power_to_db
 
 DB_ATOL = 1e-4
 
@@ -252,6 +253,26 @@ def test_framing_variants_equal_torchaudio(kwargs):
     expected = _torchaudio_db(wav, **kwargs)
     assert out.shape == expected.shape
     torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+
+
+@pytest.mark.parametrize("top_db", [None, 20.0, 80.0])
+def test_power_to_db_equals_torchaudio_and_numpy_per_item(top_db):
+    g = torch.Generator().manual_seed(7)
+    power = torch.rand(3, 2, 5, 6, generator=g) ** 8 * torch.tensor([1.0, 1e-3, 0.0])[:, None, None, None]
+    db = power_to_db(power, top_db)
+    # (batch, channels, freq, time): torchaudio's AmplitudeToDB, whose top_db is per item too
+    expected = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)(power)
+    assert torch.equal(db, expected)
+    # any other layout: the floor per item along the first dimension, in NumPy float64
+    p64 = power[:, 0].double().numpy()  # (batch, freq, time)
+    ref = 10 * np.log10(np.maximum(p64, 1e-10))
+    if top_db is not None:
+        ref = np.maximum(ref, ref.max(axis=(1, 2), keepdims=True) - top_db)
+    np.testing.assert_allclose(power_to_db(power[:, 0], top_db).double().numpy(), ref, rtol=0, atol=1e-4)
+    # inplace: the same values, written into the input as well
+    copy = power.clone()
+    assert torch.equal(power_to_db(copy, top_db, inplace=True), db) and torch.equal(copy, db)
+    assert power_to_db(power[:0], top_db).shape == (0, 2, 5, 6)  # an empty batch has no peak, and no error
 
 
 def test_multichannel_top_db_is_per_item_over_its_channels():

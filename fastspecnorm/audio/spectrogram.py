@@ -101,20 +101,22 @@ def reflect_clip_ends(wav: Tensor, lengths: Tensor, n_fft: int = 400) -> Tensor:
 
 
 def power_to_db(spec: Tensor, top_db: float | None = None, inplace: bool = False) -> Tensor:
-    """Power to dB, `10 * log10(max(spec, 1e-10))`, like torchaudio `AmplitudeToDB(stype="power")`.
+    """Power to dB, `10 * log10(max(spec, 1e-10))`: torchaudio's `amplitude_to_DB` (`AmplitudeToDB(stype="power")`).
 
     With `top_db`, the floor `max(db, item_max - top_db)` is taken per item over all non-batch
-    dimensions; torchaudio's would take it over the whole batch.
+    dimensions. torchaudio does the same for `(batch, channels, freq, time)`; other layouts are
+    handed to it as `(batch, 1, 1, -1)`, so that a `(batch, freq, time)` batch too gets one floor
+    per item (torchaudio would read its first dimension as channels and share one floor).
 
     Args:
-        spec: a power spectrogram `(batch, ...)`.
+        spec: a power spectrogram `(batch, ...)`, e.g. `(batch, channels, freq, time)`.
         top_db: the floor, in dB below each item's peak; None for none (the -100 dB of the 1e-10
             clamp remains).
-        inplace: compute in `spec` itself (for a fresh intermediate; ignored where autograd tracks
-            it).
+        inplace: also write the result into `spec` (unless autograd tracks it); the result is
+            computed in a new tensor either way.
 
     Returns:
-        dB, same shape and dtype as `spec`.
+        dB, same shape and dtype as `spec` (`spec` itself with `inplace`).
 
     Raises:
         ValueError: `top_db` is given and `spec` is not batched (fewer than 2 dimensions).
@@ -124,15 +126,13 @@ def power_to_db(spec: Tensor, top_db: float | None = None, inplace: bool = False
         >>> power_to_db(torch.tensor([[1.0, 1e-2, 0.0]]), top_db=30.0)
         tensor([[  0., -20., -30.]])
     """
+    if top_db is not None and spec.dim() < 2:
+        raise ValueError(f"top_db needs a batched spectrogram (batch, ...), got shape {tuple(spec.shape)}")
+    items = spec.reshape(spec.shape[0], 1, 1, -1) if spec.dim() >= 2 and spec.numel() else spec
+    top_db = top_db if spec.numel() else None  # an empty batch has no peak
+    db = torchaudio.functional.amplitude_to_DB(items, 10.0, 1e-10, 0.0, top_db).reshape(spec.shape)
     if inplace and not (torch.is_grad_enabled() and spec.requires_grad):
-        db = spec.clamp_min_(1e-10).log10_().mul_(10.0)
-    else:
-        db = 10.0 * torch.log10(spec.clamp_min(1e-10))
-    if top_db is not None and db.numel():
-        if db.dim() < 2:
-            raise ValueError(f"top_db needs a batched spectrogram (batch, ...), got shape {tuple(db.shape)}")
-        peak = db.reshape(db.shape[0], -1).amax(dim=1).reshape(-1, *([1] * (db.dim() - 1)))
-        db = torch.maximum(db, peak - top_db)
+        return spec.copy_(db)
     return db
 
 
@@ -206,7 +206,7 @@ def spectrogram(
             power = torch.matmul(power.transpose(-1, -2), mel_fb).transpose(-1, -2)
         out[i : i + step] = power
     spec = out.reshape(*wav.shape[:-1], *out.shape[-2:])
-    return power_to_db(spec, top_db, inplace=True) if to_db else spec
+    return power_to_db(spec, top_db) if to_db else spec
 
 
 class AudioToSpec(RefusePlainTensor, DisplayedTransform):
