@@ -3,12 +3,17 @@ batch Transforms on the batch's device, and mixup through fastai's own `MixUp` c
 
 from __future__ import annotations
 
+import math
+
 import torch
 from fasttransform import Transform
 from torch import Tensor
 
 from . import functional as F
+from ._compat import import_torchaudio
 from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, rewrap, valid_mask, valid_mask_or_none
+
+torchaudio = import_torchaudio()
 
 __all__ = [
     "band_mask",
@@ -295,10 +300,12 @@ class WaveformGain(_WaveformAugment):
 class AddNoise(_WaveformAugment):
     """Add white Gaussian noise to each training clip, with probability `p`, at a random SNR.
 
-    The signal-to-noise ratio is drawn uniformly in [min_snr_db, max_snr_db] dB: noise power = the
-    clip's mean power over its valid samples (all channels) / `10 ** (snr / 10)`. A batch Transform
-    on `AudioTensor` `(batch, channels, samples)`, train-only (`split_idx = 0`), `order = 40`;
-    padding gets no noise; a silent clip gets none either.
+    The signal-to-noise ratio is drawn uniformly in [min_snr_db, max_snr_db] dB, and the noise is
+    scaled so that each channel's energy over its valid samples is exactly `10 ** (snr / 10)`
+    times the noise's there (`torchaudio.functional.add_noise` with the batch's `lengths`). A batch
+    Transform on `AudioTensor` `(batch, channels, samples)`, train-only (`split_idx = 0`),
+    `order = 40`; padding gets no noise; a silent clip (or channel) gets none either.
+    float16/bfloat16 clips are noised in float32 (their energies overflow float16).
 
     Args:
         min_snr_db: the lowest signal-to-noise ratio, in dB (the most noise).
@@ -319,14 +326,16 @@ class AddNoise(_WaveformAugment):
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
         wav = self._check(x)
-        n = wav.shape[0]
-        mask = valid_mask(x).to(wav.dtype)  # (batch, 1, samples)
-        count = (mask.sum(dim=(1, 2)) * wav.shape[1]).clamp_min(1)
-        power = (wav.square() * mask).sum(dim=(1, 2)) / count
-        snr_db = self.min_snr_db + torch.rand(n, device=wav.device) * (self.max_snr_db - self.min_snr_db)
-        std = torch.sqrt(power / 10.0 ** (snr_db / 10.0)) * _chosen(n, self.p, wav.device)
-        noise = torch.randn_like(wav) * std[:, None, None] * mask
-        return rewrap(wav + noise, x)
+        work = wav.to(torch.promote_types(wav.dtype, torch.float32))
+        n_items, n_channels, _ = wav.shape
+        snr_db = self.min_snr_db + torch.rand(n_items, device=wav.device) * (self.max_snr_db - self.min_snr_db)
+        snr_db = torch.where(_chosen(n_items, self.p, wav.device), snr_db, math.inf)  # infinite SNR: no noise
+        lengths = getattr(x, "lengths", None)
+        per_channel = (n_items, n_channels)  # torchaudio takes one SNR and length per row (item, channel)
+        lengths = None if lengths is None else lengths.to(wav.device)[:, None].expand(per_channel)
+        noisy = torchaudio.functional.add_noise(work, torch.randn_like(work), snr_db[:, None].expand(per_channel), lengths)
+        mask = valid_mask_or_none(x)  # padding keeps its values (and a clip with no valid sample, its own)
+        return rewrap((noisy if mask is None else torch.where(mask, noisy, work)).to(wav.dtype), x)
 
 
 class TimeShift(_WaveformAugment):

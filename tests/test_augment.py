@@ -207,17 +207,38 @@ def test_add_noise_hits_the_snr_and_spares_padding():
     from fastspecnorm.augment import AddNoise
 
     x = _padded_wave()
-    torch.manual_seed(0)
-    out = AddNoise(min_snr_db=20.0, max_snr_db=20.0, p=1.0)(x, split_idx=0)
-    noise = (plain(out) - plain(x)).numpy().astype(np.float64)
-    for i, n in enumerate(x.lengths.tolist()):
-        sig = plain(x)[i, :, :n].numpy().astype(np.float64)
-        snr = 10 * np.log10(np.mean(sig**2) / np.mean(noise[i, :, :n] ** 2))
-        # 20 dB drawn; the measured power of 2n Gaussian samples deviates by ~sqrt(2 / 2n): <= 1.1 dB at 3 sigma for n = 100
-        assert abs(snr - 20.0) < 1.2
-        assert (noise[i, :, n:] == 0).all()
+    x[1, 1] = 0.0  # a silent channel of a clip that is not silent
+    for snr_db in (0.0, 20.0, 37.5):
+        torch.manual_seed(0)
+        out = AddNoise(min_snr_db=snr_db, max_snr_db=snr_db, p=1.0)(x, split_idx=0)
+        assert type(out) is type(x) and out.lengths is x.lengths and out.sr == 16000
+        noise = (plain(out) - plain(x)).numpy().astype(np.float64)
+        for i, n in enumerate(x.lengths.tolist()):
+            for c in range(2):
+                sig = plain(x)[i, c, :n].numpy().astype(np.float64)
+                if not sig.any():  # a silent channel gets no noise
+                    assert (noise[i, c] == 0).all()
+                    continue
+                # the SNR over the channel's valid samples, in NumPy float64: exact up to the float32
+                # rounding of the noisy samples (6e-8 of the signal, 5e-6 of the noise at 37.5 dB)
+                snr = 10 * np.log10(np.sum(sig**2) / np.sum(noise[i, c, :n] ** 2))
+                assert abs(snr - snr_db) < 1e-3
+            assert (noise[i, :, n:] == 0).all()  # padding untouched
     silent = x * 0
     assert (plain(AddNoise(p=1.0)(silent, split_idx=0)) == 0).all()
+    assert torch.equal(plain(AddNoise(p=0.0)(x, split_idx=0)), plain(x))  # not chosen: no noise
+
+
+def test_add_noise_half_precision_is_noised_in_float32():
+    from fastspecnorm import AudioTensor
+    from fastspecnorm.augment import AddNoise
+
+    x = AudioTensor(torch.randn(2, 1, 80000, generator=torch.Generator().manual_seed(1)).half(), sr=16000)
+    out = AddNoise(min_snr_db=10.0, max_snr_db=10.0, p=1.0)(x, split_idx=0)
+    assert out.dtype == torch.float16  # energies of 80000 samples overflow float16 (65504): computed in float32
+    sig, noise = plain(x).double().numpy(), (plain(out).double() - plain(x).double()).numpy()
+    for i in range(2):  # float16 rounding of the noisy samples (relative 5e-4 of each) moves the SNR < 0.01 dB
+        assert abs(10 * np.log10(np.sum(sig[i] ** 2) / np.sum(noise[i] ** 2)) - 10.0) < 1e-2
 
 
 def test_time_shift_rotates_within_each_clip():
