@@ -84,8 +84,7 @@ def _masked_fill_zero(out: Tensor, mask: Tensor | None) -> Tensor:
 def padding_mask(lengths: Tensor, size: int, device=None, ndim: int = 2) -> Tensor:
     """Bool mask of the valid positions of a padded batch: True at positions `< lengths[i]` of item i.
 
-    The package's one mask of padding (SpeechBrain's `make_padding_mask`, the negation of ESPnet's
-    `make_pad_mask`); `valid_mask` builds it from a batch's `lengths`.
+    The package's one padding mask (SpeechBrain's `make_padding_mask`); `valid_mask` builds it from a batch's `lengths`.
 
     Args:
         lengths: the valid positions per item, `(batch,)` integers (a tensor or anything
@@ -106,8 +105,6 @@ def padding_mask(lengths: Tensor, size: int, device=None, ndim: int = 2) -> Tens
         >>> padding_mask(torch.tensor([1, 3]), 4)
         tensor([[ True, False, False, False],
                 [ True,  True,  True, False]])
-        >>> padding_mask(torch.tensor([1, 3]), 4, ndim=4).shape
-        torch.Size([2, 1, 1, 4])
     """
     lengths = torch.as_tensor(lengths).to(device=device)
     if lengths.dim() != 1:
@@ -384,11 +381,10 @@ class Moments(NamedTuple):
 def masked_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None, dtype=torch.float64) -> Moments:
     """Moments of `x` over `red_dims` (kept with keepdim), counting only `mask`, computed in `dtype`.
 
-    The package's one masked mean and standard deviation (`moments_std`): dataset statistics,
-    per-item and per-bin normalizations, SpecAugment's mean fill and `FreqBatchNorm` all call it.
-    Without a mask `torch.var_mean` (Welford's update); with one the mean, then the squared
-    deviations from it, so nothing cancels even for data far from 0 (e.g. 10000 + N(0, 1)).
-    Non-finite counted values give non-finite moments. Differentiable.
+    The package's one masked mean and standard deviation (with `moments_std`). Without a mask
+    `torch.var_mean` (Welford's update); with one the mean, then the squared deviations from it, so
+    nothing cancels even for data far from 0 (e.g. 10000 + N(0, 1)). Non-finite counted values give
+    non-finite moments. Differentiable.
 
     Args:
         x: any float tensor, e.g. `(batch, channels, freq, time)`.

@@ -15,26 +15,6 @@ from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, rew
 
 __all__ = ["SpecNormalizer", "WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize"]
 
-# What every transform here shares (each class docstring repeats what applies to it):
-# - Orders: `WaveformNormalize` 50 (before `AudioToSpec`, 60); the spectrogram normalizations 99,
-#   like fastai's `Normalize`, before `SpecAugment` (100), whose masks hold the normalized value.
-# - `inplace=True` (like torchvision's `Normalize(inplace=True)`) writes the result into the input
-#   batch instead of allocating a new one: the same values, one batch-sized allocation (20 MB for 64
-#   5-second clips) and its page faults fewer per transform. It is for batch pipelines where the
-#   input is an intermediate nobody else holds: the DataLoader's fresh batch for `WaveformNormalize`,
-#   `AudioToSpec`'s fresh output for the spectrogram normalizations. `esc50_dataloaders`,
-#   `StatsCallback` and the experiment use it there; the default is `False`, so a tensor passed in
-#   by hand is never changed. Ignored for tensors that autograd tracks.
-# - Padded batches (clips of different lengths, see `AudioDataLoader`): every transform takes its
-#   statistics over each item's valid samples or frames only (the batch's `lengths`, via
-#   `valid_mask_or_none`) and sets the padded positions to 0: after `WaveformNormalize` the padding is
-#   silence, after `SpecNormalize` it sits at the dataset mean (0 in standard deviations), after
-#   `InstanceMinMax` and `DbRangeNormalize` at the bottom of [0, 1]. So a clip's normalized values
-#   do not depend on how much padding its batch gave it, and the padding is never an outlier.
-# - Typed transforms refuse a plain `torch.Tensor` passed directly (TypeError naming the wrapper:
-#   `AudioTensor(x, sr=...)` or `AudioSpectrogram(x)`); inside a fastai batch tuple, labels and
-#   other tensors pass through untouched.
-
 
 class SpecNormalizer(RefusePlainTensor, Transform):
     """Base class of the spectrogram normalizations: the statistics pass leaves its subclasses out.
@@ -42,9 +22,20 @@ class SpecNormalizer(RefusePlainTensor, Transform):
     `stats_loader` (and so `StatsCallback`) drops every `SpecNormalizer` from the statistics
     pipeline, so dataset statistics are taken on un-normalized spectrograms, and
     `install_normalizer` replaces any of them. Subclass it for a normalization of your own, with an
-    `encodes` on `AudioSpectrogram`. `order` 99, like fastai's `Normalize`: after `AudioToSpec` (60),
-    before `SpecAugment` (100). Calling one directly on a plain `torch.Tensor` raises TypeError
-    (wrap it: `AudioSpectrogram(x)`).
+    `encodes` on `AudioSpectrogram`. What the package's normalizations share:
+
+    - `order` 99, like fastai's `Normalize`: after `AudioToSpec` (60), before `SpecAugment` (100),
+      whose masks hold the normalized value (`WaveformNormalize`, on waveforms, has 50).
+    - `inplace=True` (like torchvision's `Normalize(inplace=True)`) writes the result into the
+      input batch instead of allocating a new one: the same values, one batch-sized allocation (20
+      MB for 64 5-second clips) and its page faults fewer. It is for an input nobody else holds,
+      such as `AudioToSpec`'s fresh output (`StatsCallback` and the experiment set it there); the
+      default False never changes a tensor passed in by hand. Ignored where autograd tracks it.
+    - Padded batches (clips of different lengths, see `AudioDataLoader`): statistics over each
+      item's valid frames only (the batch's `lengths`, `valid_mask_or_none`), and padded frames
+      set to 0, so a clip's values do not depend on its batch's padding.
+    - Called directly on a plain `torch.Tensor` they raise TypeError (wrap it:
+      `AudioSpectrogram(x)`); inside a fastai batch tuple, labels and other tensors pass through.
 
     Examples:
         >>> class Halve(SpecNormalizer):
@@ -118,11 +109,8 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
             but not blown up.
         red_dims: the dimensions the statistics were reduced over, shown in the transform's
             `name`; None: not known.
-        inplace: write the result into the input batch instead of allocating a new one (like
-            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
-            and its page faults fewer. Only for an input nobody else holds, such as `AudioToSpec`'s
-            fresh output (`StatsCallback` sets it there); the default False never changes a tensor
-            passed in by hand. Ignored for tensors that autograd tracks.
+        inplace: write the result into the input batch, for an input nobody else holds such as
+            `AudioToSpec`'s fresh output (see `SpecNormalizer`); False never changes the input.
 
     Raises:
         ValueError: mean and std differ in shape, are not finite, or std is negative; when
@@ -221,11 +209,8 @@ class InstanceMinMax(SpecNormalizer):
     Args:
         eps: added to each item's std, and the smallest standardized range that is not constant
             (see `functional.instance_minmax`).
-        inplace: write the result into the input batch instead of allocating a new one (like
-            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
-            and its page faults fewer. Only for an input nobody else holds, such as `AudioToSpec`'s
-            fresh output (the experiment sets it there); the default False never changes a tensor
-            passed in by hand. Ignored for tensors that autograd tracks.
+        inplace: write the result into the input batch, for an input nobody else holds such as
+            `AudioToSpec`'s fresh output (see `SpecNormalizer`); False never changes the input.
 
     Raises:
         TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
@@ -262,11 +247,8 @@ class DbRangeNormalize(SpecNormalizer, DisplayedTransform):
         ref_level_db: the level that maps to 1, in dB.
         clip: clamp the result to [0, 1]; values outside the range are lost (`decodes` gives the
             range ends for them).
-        inplace: write the result into the input batch instead of allocating a new one (like
-            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
-            and its page faults fewer. Only for an input nobody else holds, such as `AudioToSpec`'s
-            fresh output (the experiment sets it there); the default False never changes a tensor
-            passed in by hand. Ignored for tensors that autograd tracks.
+        inplace: write the result into the input batch, for an input nobody else holds such as
+            `AudioToSpec`'s fresh output (see `SpecNormalizer`); False never changes the input.
 
     Raises:
         ValueError: `min_level_db` is not negative; when called, a spectrogram whose `unit` is not

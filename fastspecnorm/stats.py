@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ._io import atomic_write
 from .audio.tensors import valid_mask_or_none
-from .functional import Moments, _check_mask, masked_moments, merge_moments, moments_std
+from .functional import Moments, _check_float, _check_mask, masked_moments, merge_moments, moments_std
 
 __all__ = ["StatsRecorder", "collect_stats", "STATS_FORMAT"]
 
@@ -110,10 +110,7 @@ class StatsRecorder:
                 kept dimensions than earlier batches, mask does not broadcast to x, or a counted
                 value is NaN or Inf.
         """
-        if not isinstance(x, Tensor):
-            raise TypeError(f"StatsRecorder.update expects a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"StatsRecorder.update expects a floating-point tensor, got dtype {x.dtype}")
+        _check_float(x, "x")
         x = x.as_subclass(Tensor) if type(x) is not Tensor else x
         if max(self.red_dims) >= x.dim():
             raise ValueError(f"red_dims={self.red_dims} does not fit input of shape {tuple(x.shape)} ({x.dim()} dimensions)")

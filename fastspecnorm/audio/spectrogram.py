@@ -104,9 +104,8 @@ def power_to_db(spec: Tensor, top_db: float | None = None, inplace: bool = False
     """Power to dB, `10 * log10(max(spec, 1e-10))`: torchaudio's `amplitude_to_DB` (`AmplitudeToDB(stype="power")`).
 
     With `top_db`, the floor `max(db, item_max - top_db)` is taken per item over all non-batch
-    dimensions. torchaudio does the same for `(batch, channels, freq, time)`; other layouts are
-    handed to it as `(batch, 1, 1, -1)`, so that a `(batch, freq, time)` batch too gets one floor
-    per item (torchaudio would read its first dimension as channels and share one floor).
+    dimensions, as torchaudio does for `(batch, channels, freq, time)`; other layouts are handed to
+    it as `(batch, 1, 1, -1)` (it would read a `(batch, freq, time)` batch as one item).
 
     Args:
         spec: a power spectrogram `(batch, ...)`, e.g. `(batch, channels, freq, time)`.

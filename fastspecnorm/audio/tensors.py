@@ -258,10 +258,7 @@ lengths_mask = padding_mask
 
 
 def valid_mask_or_none(x: Tensor) -> Tensor | None:
-    """`valid_mask(x)` for a padded batch (one that carries `lengths`), None when nothing is padded.
-
-    What the transforms, statistics and `FreqBatchNorm` pass as `mask=`: None lets them skip the
-    masking work on batches of clips of one length.
+    """`valid_mask(x)` for a padded batch (one with `lengths`), None when nothing is padded (no masking work).
 
     Args:
         x: an `AudioSpectrogram` `(batch, channels, freq, time)` or an `AudioTensor`
@@ -315,27 +312,18 @@ def valid_mask(x: Tensor) -> Tensor:
 
 
 def rewrap(out: Tensor, like: Tensor, **meta) -> Tensor:
-    """`out` as `like`'s tensor type, with a copy of `like`'s metadata changed by `meta`.
+    """`out` as `like`'s tensor type, with a copy of `like`'s metadata (sr, lengths, ...) changed by `meta`.
 
-    How the package's transforms hand back a result: the sample rate, hop length, `lengths` and
-    any other metadata travel with it (a plain tensor from torch or torchaudio gets them back), and
-    `meta` sets what the transform changed, e.g. `unit="std"`. When `out` is already of that type
-    (`like` itself, for a transform that worked in place) it is returned with the new metadata.
+    How the transforms hand back a result, also one torch or torchaudio returned as a plain tensor.
 
     Args:
-        out: the result, any shape.
+        out: the result, any shape; when it already has `like`'s type (e.g. `like` itself, from a
+            transform that worked in place) it is returned with the new metadata.
         like: the tensor whose type and metadata the result takes, e.g. the transform's input.
         **meta: metadata to set on the result, e.g. `unit="std"` or `sr=8000`.
 
     Returns:
         `out` as `type(like)`, sharing its data.
-
-    Examples:
-        >>> import torch
-        >>> spec = AudioSpectrogram(torch.zeros(1, 1, 2, 3), sr=8000, unit="dB")
-        >>> y = rewrap(torch.ones(1, 1, 2, 3), spec, unit="std")
-        >>> type(y).__name__, y.sr, y.unit
-        ('AudioSpectrogram', 8000, 'std')
     """
     res = out if type(out) is type(like) else out.as_subclass(type(like))
     res.__dict__ = {**like.__dict__, **meta}
