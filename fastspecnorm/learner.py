@@ -11,7 +11,7 @@ from .audio.tensors import valid_mask_or_none
 from .functional import masked_moments
 from .precision import BF16Autocast, resolve_precision
 
-__all__ = ["audio_learner", "FreqBatchNorm", "n_freq_bins"]
+__all__ = ["audio_learner", "esc50_learner", "FreqBatchNorm", "n_freq_bins"]
 
 
 class FreqBatchNorm(nn.Module):
@@ -141,3 +141,8 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, precision: s
     if precision != "fp32":  # the callback also makes the model channels_last, at each fit
         cbs = [*(cbs if isinstance(cbs, list | tuple) else [cbs] if cbs is not None else []), BF16Autocast(precision)]
     return Learner(dls, model, cbs=cbs, **kwargs)
+
+
+#: The ESC-50 learner is the generic one (contract name kept): xResNet18 from scratch, one input
+#: channel, accuracy; `input_bn=True` adds a BatchNorm over frequency bins.
+esc50_learner = audio_learner

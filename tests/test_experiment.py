@@ -220,7 +220,11 @@ def test_changed_audio_or_rows_are_refused_by_name(esc, tmp_path, monkeypatch, c
 
 
 def test_data_fingerprint_depends_on_content_not_place_or_time(esc, tmp_path):
-    from fastspecnorm.experiment.fingerprint import esc50_fingerprint
+    from fastspecnorm import SourceSpec, read_source
+    from fastspecnorm.experiment.grid import data_fingerprint
+
+    def esc50_fingerprint(root):
+        return data_fingerprint(read_source(SourceSpec(data=root)))
 
     ref = esc50_fingerprint(esc)
     copy = _copy(esc, tmp_path / "elsewhere")

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from fastspecnorm import PRESETS, get_settings
-from fastspecnorm.datasets.esc50 import esc50_learner
+from fastspecnorm import PRESETS, esc50_learner, get_settings
 from fastspecnorm.experiment.norms import NORMS, norm_setup
 from fastspecnorm.experiment.runner import parse_args, train_one
 

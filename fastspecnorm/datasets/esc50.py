@@ -1,4 +1,4 @@
-"""ESC-50 on the official folds: reading its table, the DataBlock, the DataLoaders and the learner."""
+"""ESC-50 on the official folds: its recipe (`RECIPE`), reading its table, its DataLoaders and download."""
 
 from __future__ import annotations
 
@@ -7,27 +7,19 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from fastai.data.block import CategoryBlock, DataBlock
-from fastai.data.transforms import ColReader
 
-from ..audio.transforms import AudioBlock, LoadAudio, ResizeSignal
-from ..learner import audio_learner
-from ..normalize import WaveformNormalize
-from ..presets import PRESETS, ESC50Settings, get_settings
-from .sources import DataSource, source_dataloaders
-from .validate import REQUIRED_COLUMNS, read_esc50_table, resolve_clip, validate_esc50
+from ..presets import get_settings
+from .sources import DataSource, Recipe, SourceSpec, describe_table, register, source_dataloaders
+from .synthetic import make_synthetic_esc50
+from .validate import read_esc50_table, resolve_clip, validate_esc50
 
 __all__ = [
     "ESC50_URL",
-    "REQUIRED_COLUMNS",
-    "ESC50Settings",
-    "PRESETS",
-    "get_settings",
+    "RECIPE",
     "read_esc50_meta",
     "CrossValidationSplitter",
-    "esc50_datablock",
     "esc50_dataloaders",
-    "esc50_learner",
+    "esc50_source",
     "download_esc50",
 ]
 
@@ -78,16 +70,6 @@ def read_esc50_meta(path: str | os.PathLike, check_files: bool = True) -> pd.Dat
     return df
 
 
-class _ClipPath:
-    "get_x of the ESC-50 DataBlock: a table row's clip, by the same `resolve_clip` rule as validation."
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    def __call__(self, row) -> Path:
-        return resolve_clip(self.root, row["filename"])
-
-
 class CrossValidationSplitter:
     """Split a DataFrame by column `col`: rows whose value is `fold` are validation, the others training.
 
@@ -111,51 +93,6 @@ class CrossValidationSplitter:
         is_valid = (df[self.col] == self.fold).to_numpy()
         idx = range(len(df))
         return [i for i in idx if not is_valid[i]], [i for i in idx if is_valid[i]]
-
-
-def esc50_datablock(
-    root: str | os.PathLike, vocab, valid_fold: int = 1, settings: ESC50Settings | None = None, batch_tfms=()
-) -> DataBlock:
-    """The ESC-50 DataBlock over the rows of `meta/esc50.csv`.
-
-    Audio at `settings.sample_rate` Hz cropped/padded to `settings.duration` s (random crop for
-    training, deterministic for validation), optional per-clip waveform standardization and
-    `AudioToSpec` as batch transforms, categories in `vocab` order.
-
-    Args:
-        root: the ESC-50-layout folder; clips are read from `root/audio/` (`resolve_clip`).
-        vocab: the categories, in class order.
-        valid_fold: the fold held out for validation.
-        settings: the `AudioSettings` (None: the "blog" preset); with `settings.cache`, decoded
-            audio is kept in an `AudioCache`.
-        batch_tfms: transforms after `AudioToSpec` (e.g. a normalization).
-
-    Returns:
-        A fastai `DataBlock`; build loaders with `dblock.dataloaders(df)` on the table's rows.
-    """
-    s = settings or PRESETS["blog"]
-    root = Path(root)
-    cache = None
-    if s.cache:
-        from ..audio.cache import AudioCache
-
-        cache = AudioCache.for_settings(
-            root / "audio", s.sample_rate, cache_dir=None if s.cache is True else s.cache, dtype=s.audio_dtype
-        )
-    # WaveformNormalize is the first batch transform: the batch it gets is the loader's fresh one,
-    # so it standardizes in place instead of allocating another batch-sized tensor.
-    tfms = ([WaveformNormalize(inplace=True)] if s.waveform_norm else []) + [s.spectrogram()] + list(batch_tfms)
-    return DataBlock(
-        blocks=(
-            AudioBlock(sample_rate=s.sample_rate, cache=cache, dtype=s.audio_dtype),
-            CategoryBlock(vocab=list(vocab), sort=False),
-        ),
-        get_x=_ClipPath(root),
-        get_y=ColReader("category"),
-        splitter=CrossValidationSplitter("fold", valid_fold),
-        item_tfms=[ResizeSignal(s.duration)],
-        batch_tfms=tfms,
-    )
 
 
 def _checked_meta(root: Path, valid_fold: int, validate: bool | str, skip_bad: bool, sample_rate: int):
@@ -265,10 +202,23 @@ def esc50_source(root: str | os.PathLike, df: pd.DataFrame) -> DataSource:
     return DataSource("esc50", Path(root), table, "quick", vocab=vocab, fingerprint_names=["meta/esc50.csv"])
 
 
-def _uses_audio_cache(dblock: DataBlock) -> bool:
-    return any(isinstance(t, LoadAudio) and t.cache is not None for tfms in dblock.type_tfms for t in tfms)
+def _read(spec: SourceSpec) -> DataSource:
+    root = Path(spec.data)
+    df, report = read_esc50_table(root)
+    report.raise_if_errors()
+    source = esc50_source(root, df)
+    source.description = describe_table("ESC-50 layout", source.table)
+    return source
 
 
-#: The ESC-50 learner is the generic one (`fastspecnorm.learner.audio_learner`): xResNet18 from
-#: scratch, one input channel, accuracy; `input_bn=True` adds a BatchNorm over frequency bins.
-esc50_learner = audio_learner
+def _check(source: DataSource, folds: list[int]) -> None:
+    "The table's rules and every clip, decoded (the validation folds' sample rates too)."
+    validate_esc50(source.root, folds=folds, progress=False).raise_if_errors()
+
+
+def _is_esc50(path: Path) -> bool:
+    return (path / "meta" / "esc50.csv").is_file()
+
+
+RECIPE = register(Recipe("esc50", "quick", _read, "ESC-50 layout: meta/esc50.csv and audio/ (folds from the CSV)", "ESC-50",
+                         detect=_is_esc50, download=download_esc50, synthetic=make_synthetic_esc50, check=_check))  # fmt: skip

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["FSDD_URL", "FSDD_SPEAKERS", "download_fsdd", "fsdd_table", "resolve_fsdd", "fsdd_dataloaders"]
+from ..presets import get_settings
+from .sources import DataSource, Recipe, SourceSpec, describe_table, read_source, register, source_dataloaders
+
+__all__ = ["FSDD_URL", "FSDD_SPEAKERS", "RECIPE", "download_fsdd", "fsdd_table", "resolve_fsdd", "fsdd_dataloaders"]
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 #: The six speakers in alphabetical order: fold k (1-based) holds out FSDD_SPEAKERS[k - 1].
@@ -145,9 +148,6 @@ def fsdd_dataloaders(
         FileNotFoundError: no recordings under `path`.
         AudioFilesError: bad audio files found by `validate`, naming them all.
     """
-    from ..presets import get_settings
-    from .sources import SourceSpec, read_source, source_dataloaders
-
     if bs is not None:
         settings["bs"] = bs
     s = get_settings(preset, **settings)
@@ -159,3 +159,26 @@ def fsdd_dataloaders(
             f"no recordings of speaker {FSDD_SPEAKERS[valid_fold - 1]!r} (fold {valid_fold}) in {source.root / 'recordings'}"
         )
     return source_dataloaders(source, valid_fold, s, batch_tfms=batch_tfms, device=device, validate=validate)
+
+
+def _read(spec: SourceSpec) -> DataSource:
+    root = resolve_fsdd(spec.data)
+    df = fsdd_table(root)
+    table = pd.DataFrame({"file": df["filename"], "label": df["label"].astype(str), "fold": df["fold"].astype(int)})
+    names = {i + 1: s for i, s in enumerate(FSDD_SPEAKERS)}
+    return DataSource(
+        "fsdd",
+        root,
+        table,
+        "fsdd",
+        fold_names=names,
+        description=describe_table("FSDD (one fold per speaker)", table, names=names),
+    )
+
+
+def _is_fsdd(path: Path) -> bool:
+    return (path / "recordings").is_dir() or len([p for p in path.glob("*/recordings") if p.is_dir()]) == 1
+
+
+RECIPE = register(Recipe("fsdd", "fsdd", _read, "the Free Spoken Digit Dataset: recordings/ (fold k: the k-th speaker)",
+                         "FSDD (real speech, speaker held out)", detect=_is_fsdd, download=download_fsdd))  # fmt: skip

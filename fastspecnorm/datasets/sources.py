@@ -1,7 +1,8 @@
 """Datasets as recipes (`RECIPES`) over one loader factory, `AudioDataLoaders.from_df`: reading a
 source, drawing its folds, building the loaders of one fold.
 
-This module imports neither torch nor fastai at import time.
+Dataset modules (`esc50`, `fsdd`, `own`) import this one and `register` their recipe; this module
+imports none of them. It imports neither torch nor fastai at import time.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._options import option, positive_int
+
 if TYPE_CHECKING:  # imported where used, so that the command line starts fast
     import numpy as np
     import pandas as pd
@@ -21,6 +24,8 @@ __all__ = [
     "DataSource",
     "Recipe",
     "RECIPES",
+    "register",
+    "describe_table",
     "detect_dataset",
     "read_source",
     "draw_folds",
@@ -31,13 +36,14 @@ __all__ = [
 
 @dataclass
 class SourceSpec:
-    """Where a dataset is and how to read it (the command line's source options).
+    """Where a dataset is and how to read it: the command line's data options (`--data`, `--csv`, ...),
+    declared once here (see `fastspecnorm._options.option`); `ExperimentConfig` inherits them.
 
     Args:
         data: a dataset folder (ESC-50 layout, FSDD's folder, or one subfolder per label).
+        dataset: the recipe's name; None detects it from `data` (or "csv" with `csv`).
         csv: a CSV file listing the clips (instead of `data`).
         path: the folder the CSV's file names are relative to (default: the CSV's folder).
-        dataset: the recipe's name; None detects it from `data` (or "csv" with `csv`).
         fn_col: the CSV's file column, by name or 0-based position.
         label_col: the CSV's label column, by name or 0-based position.
         fold_col: the CSV column whose distinct values are the folds (a fold number, a speaker).
@@ -46,16 +52,26 @@ class SourceSpec:
         fold_seed: the seed of the fold draw.
     """
 
-    data: str | os.PathLike | None = None
-    csv: str | os.PathLike | None = None
-    path: str | os.PathLike | None = None
-    dataset: str | None = None
-    fn_col: str | int = 0
-    label_col: str | int = 1
-    fold_col: str | int | None = None
-    group_col: str | int | None = None
-    k: int = 5
-    fold_seed: int = 0
+    data: str | os.PathLike | None = option(None, help='a dataset folder: ESC-50 layout (meta/esc50.csv + audio/), FSDD '
+                                            '(recordings/) or one subfolder per label (detected); "synthetic" (generated '
+                                            'ESC-50 layout) or "download"')  # fmt: skip
+    dataset: str | None = option(None, help="force the layout instead of detecting it", choices=lambda: list(RECIPES))
+    csv: str | os.PathLike | None = option(
+        None, help="a CSV listing the clips (file and label columns, and a fold or group column)"
+    )
+    path: str | os.PathLike | None = option(
+        None, help="the folder the CSV's file names are relative to (default: the CSV's folder)"
+    )
+    fn_col: str | int = option(0, help="the CSV's file column, a name or 0-based position (default: the first)")
+    label_col: str | int = option(1, help="the CSV's label column (default: the second)")
+    fold_col: str | int | None = option(
+        None, help="the CSV column whose values are the folds (a fold number, a speaker, a session)"
+    )
+    group_col: str | int | None = option(
+        None, help="without --fold-col: folds are drawn so that no value of this column is in two"
+    )
+    k: int = option(5, help="folds to draw when the data have none (default: 5)", parse=positive_int)
+    fold_seed: int = option(0, help="the seed of the fold draw (default: 0)", parse=int)
 
 
 @dataclass
@@ -111,171 +127,83 @@ class DataSource:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One dataset: how to read its table, where its folds come from, and its default preset.
+    """One dataset: everything about it that is not the same for every dataset.
 
     A recipe reads a dataset's table (one row per clip: `file` relative to the dataset's folder,
-    `label`, `fold`). Adding a dataset means adding one `Recipe` to `RECIPES`.
+    `label`, `fold`). A dataset module defines its recipe and adds it with `register`; this module
+    imports no dataset module, so nothing here names a dataset.
 
     Attributes:
         name: the recipe's name (`--dataset`).
         preset: the name of its default preset.
         read: `read(spec) -> DataSource`.
+        summary: one line describing its layout (listed when no layout is recognized).
+        title: how summaries name the data, e.g. "FSDD (real speech, speaker held out)".
         detect: `detect(folder)`, whether a folder is in its layout (None: never detected, name it
             with `--dataset`).
-        summary: one line describing its layout (listed when no layout is recognized).
+        fallback: a layout most folders have (one subfolder per label): detected only when no
+            other recipe recognizes the folder.
+        fixed_folds: its folds are part of the data (official folds, speakers), so repeated
+            k-fold (`--repeats`) does not apply.
+        download: `download() -> folder`, for `--data download` (None: not downloadable).
+        synthetic: `synthetic(folder, n_classes, clips_per_class) -> folder`, a generated set in
+            its layout, for `--data synthetic` (None: none).
+        check: `check(source, folds)`, the dataset's own checks of its table and every clip of
+            `folds`, raising ValueError naming each problem (None: `check_source_files`).
     """
 
     name: str
     preset: str
     read: Callable[[SourceSpec], DataSource]
-    detect: Callable[[Path], bool] | None
     summary: str
+    title: str
+    detect: Callable[[Path], bool] | None = None
+    fallback: bool = False
+    fixed_folds: bool = True
+    download: Callable[[], Path] | None = None
+    synthetic: Callable[[Path, int, int], Path] | None = None
+    check: Callable[[DataSource, list[int]], None] | None = None
 
 
-# -- the recipes -----------------------------------------------------------------------------
+#: The one registry of datasets, by name, in the order they were registered (the package registers
+#: ESC-50 `esc50`, the Free Spoken Digit Dataset `fsdd`, a folder with one subfolder per label
+#: `folder` and a CSV of your own `csv`). `register` adds one.
+RECIPES: dict[str, Recipe] = {}
 
 
-def _read_esc50(spec: SourceSpec) -> DataSource:
+def register(recipe: Recipe) -> Recipe:
+    """Add `recipe` to `RECIPES`: `--dataset NAME`, detection and the summaries follow.
 
-    from .esc50 import esc50_source
-    from .validate import read_esc50_table
+    Args:
+        recipe: the dataset's recipe.
 
-    root = Path(spec.data)
-    df, report = read_esc50_table(root)
-    report.raise_if_errors()
-    source = esc50_source(root, df)
-    source.description = _describe("ESC-50 layout", source.table)
-    return source
+    Returns:
+        `recipe`.
 
-
-def _read_fsdd(spec: SourceSpec) -> DataSource:
-    import pandas as pd
-
-    from .fsdd import FSDD_SPEAKERS, fsdd_table, resolve_fsdd
-
-    root = resolve_fsdd(spec.data)
-    df = fsdd_table(root)
-    table = pd.DataFrame({"file": df["filename"], "label": df["label"].astype(str), "fold": df["fold"].astype(int)})
-    names = {i + 1: s for i, s in enumerate(FSDD_SPEAKERS)}
-    return DataSource(
-        "fsdd", root, table, "fsdd", fold_names=names, description=_describe("FSDD (one fold per speaker)", table, names=names)
-    )
+    Raises:
+        ValueError: a recipe of that name is registered already.
+    """
+    if recipe.name in RECIPES:
+        raise ValueError(f"a dataset recipe named {recipe.name!r} is registered already")
+    RECIPES[recipe.name] = recipe
+    return recipe
 
 
-def _read_folder(spec: SourceSpec) -> DataSource:
-    import pandas as pd
+def describe_table(what: str, table: pd.DataFrame, drawn: bool = False, names: dict[int, str] | None = None) -> str:
+    """The one line a recipe prints about what it read.
 
-    from ..data import get_audio_files
+    Args:
+        what: the layout, e.g. "ESC-50 layout".
+        table: the source's table (`file`, `label`, `fold`).
+        drawn: the folds are drawn later (not listed).
+        names: fold number -> its name (a speaker).
 
-    root = Path(spec.data)
-    labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
-    rows = [(f.relative_to(root).as_posix(), label) for label in labels for f in get_audio_files(root / label)]
-    if not rows:
-        raise FileNotFoundError(f"no audio files in subfolders of {root}: a folder source holds one subfolder per label, "
-                                "each with that label's clips")  # fmt: skip
-    table = pd.DataFrame(rows, columns=["file", "label"])
-    table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
-    return DataSource("folder", root, table, "own", description=_describe("a folder per label", table, drawn=True),
-                      identity={"k": spec.k, "fold_seed": spec.fold_seed}, drawn=True)  # fmt: skip
-
-
-def _column(df: pd.DataFrame, col, option: str, csv: Path) -> str:
-    "A column by name or 0-based position; ValueError naming the CSV's columns otherwise."
-    if isinstance(col, str) and col.lstrip("-").isdigit() and col not in df.columns:
-        col = int(col)
-    if isinstance(col, int) and not isinstance(col, bool) and col not in df.columns:
-        if not 0 <= col < len(df.columns):
-            raise ValueError(f"{option} {col} is out of range: {csv} has {len(df.columns)} columns {list(df.columns)}")
-        return df.columns[col]
-    if col not in df.columns:
-        raise ValueError(f"{option} {col!r} is not a column of {csv}; its columns are {list(df.columns)}")
-    return col
-
-
-def _read_csv(spec: SourceSpec) -> DataSource:
-    import pandas as pd
-
-    csv = Path(spec.csv)
-    if not csv.is_file():
-        raise FileNotFoundError(f"--csv {csv}: no such file")
-    try:
-        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise ValueError(f"cannot read {csv} as CSV: {e}") from None
-    if df.empty:
-        raise ValueError(f"{csv} has no rows")
-    fn, label = _column(df, spec.fn_col, "--fn-col", csv), _column(df, spec.label_col, "--label-col", csv)
-    root = Path(spec.path) if spec.path is not None else csv.parent
-    empty = [i + 2 for i, v in enumerate(df[fn]) if not v.strip()] + [i + 2 for i, v in enumerate(df[label]) if not v.strip()]
-    if empty:
-        raise ValueError(f"{csv}: line(s) {sorted(set(empty))[:10]} have an empty file name or label")
-    table = pd.DataFrame({"file": df[fn], "label": df[label]})
-    identity: dict[str, Any] = {"fn_col": fn, "label_col": label}
-    names: dict[int, str] = {}
-    drawn = spec.fold_col is None
-    if not drawn:
-        col = _column(df, spec.fold_col, "--fold-col", csv)
-        values = df[col].str.strip()
-        if blank := [i + 2 for i, v in enumerate(values) if not v]:
-            raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the fold): give every clip its fold")
-        distinct = sorted(values.unique(), key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v))
-        if len(distinct) < 2:
-            raise ValueError(f"--fold-col {col!r} of {csv} holds only {distinct}: a comparison needs at least two folds")
-        numbered = all(v.lstrip("-").isdigit() for v in distinct)
-        if numbered and len({int(v) for v in distinct}) < len(distinct):
-            spellings = [v for v in distinct if sum(int(w) == int(v) for w in distinct) > 1]
-            raise ValueError(f"--fold-col {col!r} of {csv} spells one fold number several ways ({spellings}): "
-                             "write each fold one way, so that no two folds merge unseen")  # fmt: skip
-        index = {v: (int(v) if numbered else i + 1) for i, v in enumerate(distinct)}
-        table["fold"] = values.map(index).astype("Int64")
-        names = {} if numbered else {i: v for v, i in index.items()}
-        identity["fold_col"] = col
-    else:
-        table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
-        identity.update({"k": spec.k, "fold_seed": spec.fold_seed})
-        if spec.group_col is not None:
-            col = _column(df, spec.group_col, "--group-col", csv)
-            if blank := [i + 2 for i, v in enumerate(df[col]) if not v.strip()]:
-                raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the group): an empty group would "
-                                 "put unrelated clips together")  # fmt: skip
-            table["group"] = df[col]
-            identity["group_col"] = col
-    what = f"CSV {csv.name}" + (f", folds from column {identity['fold_col']!r}" if not drawn else "")
-    return DataSource("csv", root, table, "own", fold_names=names, identity=identity, drawn=drawn,
-                      description=_describe(what, table, drawn=drawn, names=names))  # fmt: skip
-
-
-def _describe(what: str, table: pd.DataFrame, drawn: bool = False, names: dict[int, str] | None = None) -> str:
+    Returns:
+        e.g. "FSDD (one fold per speaker): 3000 clips, 10 labels, folds george, jackson, ...".
+    """
     numbers = sorted(int(f) for f in table["fold"].dropna().unique())
     folds = "" if drawn else f", folds {', '.join((names or {}).get(f, str(f)) for f in numbers)}"
     return f"{what}: {len(table)} clips, {table['label'].nunique()} labels{folds}"
-
-
-def _is_esc50(path: Path) -> bool:
-    return (path / "meta" / "esc50.csv").is_file()
-
-
-def _is_fsdd(path: Path) -> bool:
-    return (path / "recordings").is_dir() or len([p for p in path.glob("*/recordings") if p.is_dir()]) == 1
-
-
-def _is_folder(path: Path) -> bool:
-    from ..data import get_audio_files
-
-    return any(d.is_dir() and not d.name.startswith(".") and get_audio_files(d) for d in path.iterdir())
-
-
-#: The one registry of datasets, in detection order: ESC-50 (`esc50`), the Free Spoken Digit
-#: Dataset (`fsdd`), a folder with one subfolder per label (`folder`) and a CSV of your own (`csv`).
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
-        Recipe("esc50", "quick", _read_esc50, _is_esc50, "ESC-50 layout: meta/esc50.csv and audio/ (folds from the CSV)"),
-        Recipe("fsdd", "fsdd", _read_fsdd, _is_fsdd, "the Free Spoken Digit Dataset: recordings/ (fold k: the k-th speaker)"),
-        Recipe("folder", "own", _read_folder, _is_folder, "one subfolder per label, clips found recursively (k folds drawn)"),
-        Recipe("csv", "own", _read_csv, None, "a CSV of file, label and fold (or group) columns"),
-    )
-}
 
 
 def detect_dataset(path: str | os.PathLike) -> str:
@@ -294,7 +222,7 @@ def detect_dataset(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"--data {path}: no such folder")
-    for recipe in RECIPES.values():
+    for recipe in sorted(RECIPES.values(), key=lambda r: r.fallback):  # specific layouts first
         if recipe.detect is not None and recipe.detect(path):
             return recipe.name
     layouts = "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values() if r.detect is not None)
@@ -384,8 +312,6 @@ def draw_folds(labels, k: int, seed: int = 0, groups=None) -> np.ndarray:
 def check_source_files(source: DataSource, full: bool = True) -> dict[str, dict]:
     """Check every clip of `source` (`check_audio_files`: every bad file named at once).
 
-    ESC-50 tables were checked when read.
-
     Args:
         source: the `DataSource`.
         full: also decode every sample of each file (False: headers only).
@@ -397,7 +323,9 @@ def check_source_files(source: DataSource, full: bool = True) -> dict[str, dict]
     Raises:
         AudioFilesError: (a ValueError) any file has a problem; the message names every bad file.
     """
-    from ..audio.check import check_audio_files
+    from ..audio.check import (
+        check_audio_files,  # here, not above: keeps `fastspecnorm compare --help` free of torch (which reads RECIPES)
+    )
 
     return check_audio_files(source.files(), full=full)
 
@@ -423,7 +351,9 @@ def source_dataloaders(source: DataSource, valid_fold: int, settings, batch_tfms
     Raises:
         ValueError: `valid_fold` is not a fold of `source`.
     """
-    from ..data import AudioDataLoaders
+    from ..data import (
+        AudioDataLoaders,  # here, not above: keeps `fastspecnorm compare --help` free of torch (which reads RECIPES)
+    )
 
     s = settings.resolved()
     if s.num_workers is not None:

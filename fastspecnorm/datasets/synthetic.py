@@ -13,6 +13,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import soundfile as sf
+from scipy.fft import next_fast_len
 
 from .._io import atomic_write, atomic_write_text, file_lock, read_json
 
@@ -141,20 +142,6 @@ def _class_signature(target: int, n_classes: int, sample_rate: int) -> _ClassSig
     )
 
 
-def _fast_fft_length(n: int) -> int:
-    """Smallest 2**a * 3**b * 5**c >= n: FFTs of such lengths are fast, of prime lengths slow."""
-    best = 1 << max(0, (n - 1).bit_length())
-    power_of_5 = 1
-    while power_of_5 < best:
-        power_of_3 = power_of_5
-        while power_of_3 < best:
-            candidate = power_of_3 << max(0, (-(-n // power_of_3) - 1).bit_length())
-            best = min(best, candidate)
-            power_of_3 *= 3
-        power_of_5 *= 5
-    return best
-
-
 def _noise_from_spectrum(
     rng: np.random.Generator, n_samples: int, sample_rate: int, amplitude: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
@@ -165,7 +152,7 @@ def _noise_from_spectrum(
     The inverse FFT runs at a fast length and is cut to ``n_samples``, since padded clips have
     arbitrary (often prime) lengths.
     """
-    fft_length = _fast_fft_length(n_samples)
+    fft_length = next_fast_len(max(n_samples, 1), real=True)  # 2**a 3**b 5**c: fast, where prime lengths are slow
     freqs_hz = np.fft.rfftfreq(fft_length, d=1.0 / sample_rate)
     magnitude = amplitude(freqs_hz).astype(np.float32)
     magnitude[0] = 0.0  # no DC offset
@@ -181,7 +168,7 @@ def _noise_from_spectrum(
 def _lowpass_noise(rng: np.random.Generator, n_samples: int, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     """Noise band-limited to (0, cutoff_hz], float32 of shape (n_samples,), unit RMS."""
     # At least one frequency bin is kept, so very short clips still get noise.
-    cutoff_hz = max(cutoff_hz, sample_rate / _fast_fft_length(n_samples))
+    cutoff_hz = max(cutoff_hz, sample_rate / next_fast_len(max(n_samples, 1), real=True))
     return _noise_from_spectrum(rng, n_samples, sample_rate, lambda freqs_hz: (freqs_hz <= cutoff_hz).astype(np.float32))
 
 

@@ -12,8 +12,6 @@ from pathlib import Path, PurePath
 import numpy as np
 import pandas as pd
 
-from ..audio.check import check_audio_file
-
 __all__ = [
     "validate_esc50",
     "read_esc50_table",
@@ -440,6 +438,10 @@ def validate_esc50(
 
 
 def _check_files(report: ValidationReport, df: pd.DataFrame, full: bool, progress: bool, expected_channels: int) -> None:
+    # here, not above: the ESC-50 recipe imports this module and `fastspecnorm compare --help` lists
+    # the recipes without importing torch (which the audio layer imports)
+    from ..audio.check import check_audio_file
+
     paths = {}
     for name in df["filename"].dropna().drop_duplicates():
         try:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from .._io import atomic_write_text
-from .grid import ExperimentConfig
+from .grid import ExperimentConfig, SettingOptions
 from .log import RunLog
+from .norms import NORMS
+from .schedule import run_experiment
+from .summary import summarize
 
 __all__ = ["compare"]
 
-_OPTIONS = {"stats_fraction", "synthetic_classes", "synthetic_clips", "shard", "devices", "dataset", "path", "fn_col", "label_col",
-            "fold_col", "group_col", "k", "fold_seed", "repeats", "rope"}  # fmt: skip
-_SETTINGS = {"lr", "bs", "num_workers", "augment", "precision"}
+# compare()'s own arguments name these fields of ExperimentConfig; every other one is an option.
+_ARGUMENTS = {"data", "csv", "out", "folds", "seeds", "norms", "preset", "epochs", "overrides", "summarize", "command"}
+_OPTIONS = {f.name for f in fields(ExperimentConfig)} - _ARGUMENTS
+_SETTINGS = {f.name for f in fields(SettingOptions)}
 
 
 def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs=None, progress: bool | None = None,
@@ -65,10 +70,6 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
         FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, before
             anything is trained.
     """
-    from ..experiment.norms import NORMS
-    from .schedule import run_experiment
-    from .summary import summarize
-
     overrides = dict(options.pop("overrides", {}))
     overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
     unknown = sorted(set(options) - _OPTIONS)

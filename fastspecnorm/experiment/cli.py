@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import signal
 import sys
 import threading
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import MISSING, fields
 from typing import Any
 
-from ..presets import AUGMENTS, PRECISIONS, PRESETS
-from .grid import DATASET_NAMES, ExperimentConfig, check_config
-from .norms import NORMS
+from ..datasets.sources import SourceSpec
+from .grid import ExperimentConfig, SettingOptions, check_config, prepare
+from .log import RunLog
 
 __all__ = ["build_parser", "parse_args", "main"]
 
@@ -40,64 +39,29 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return name.strip(), parsed
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard expects I/N such as 2/4, got {text!r}") from None
-    if not 1 <= index <= count:
-        raise argparse.ArgumentTypeError(f"--shard I/N needs 1 <= I <= N, got {text!r}")
-    return index, count
-
-
-def _integer(minimum: int, expected: str):
-    "An argparse type: an integer >= `minimum`, else one message saying what was `expected`."
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _integer(1, "a positive integer")
-_count = _integer(0, "an integer >= 0")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
-    return value
-
-
-def _points(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 100:
-        raise argparse.ArgumentTypeError(f"expected accuracy points in [0, 100), such as 1.0, got {text!r}")
-    return value
-
-
-def _fold(text: str) -> int | str:
-    return int(text) if text.lstrip("-").isdigit() else text
+def _add_options(group, cls, skip=()) -> None:
+    "One `--name` per field of the dataclass `cls` declared with `_options.option` (not those in `skip`)."
+    for f in fields(cls):
+        meta = f.metadata
+        if not meta.get("flag") or f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+        if f.type in (bool, "bool"):
+            group.add_argument(flag, action="store_true", help=meta["help"])
+            continue
+        kwargs = {"help": meta["help"], "metavar": meta["metavar"], "nargs": meta["nargs"]}
+        if meta["parse"] is not None:
+            kwargs["type"] = meta["parse"]
+        if meta["choices"] is not None:
+            kwargs["choices"] = meta["choices"]()
+        if default is MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        if meta["nargs"] == "?":  # a bare `--augment` means its first choice
+            kwargs["const"] = kwargs["choices"][0]
+        group.add_argument(flag, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
@@ -115,52 +79,11 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
         description="Compare spectrogram normalizations on your data: xResNet18 from scratch for each normalization, "
         "fold and seed, and a verdict per normalization from tests over folds. Resumable; any number of processes may share --out.",
     )
-    src = p.add_argument_group("data (one of --data or --csv)")
-    src.add_argument("--data", help='a dataset folder: ESC-50 layout (meta/esc50.csv + audio/), FSDD (recordings/) or one '
-                     'subfolder per label (detected); "synthetic" (generated ESC-50 layout) or "download"')  # fmt: skip
-    src.add_argument("--dataset", default=None, choices=DATASET_NAMES, help="force the layout instead of detecting it")
-    src.add_argument("--csv", help="a CSV listing the clips (file and label columns, and a fold or group column)")
-    src.add_argument("--path", help="the folder the CSV's file names are relative to (default: the CSV's folder)")
-    src.add_argument("--fn-col", default="0", help="the CSV's file column, a name or 0-based position (default: the first)")
-    src.add_argument("--label-col", default="1", help="the CSV's label column (default: the second)")
-    src.add_argument("--fold-col", help="the CSV column whose values are the folds (a fold number, a speaker, a session)")
-    src.add_argument("--group-col", help="without --fold-col: folds are drawn so that no value of this column is in two")
-    src.add_argument("--k", type=_positive_int, default=5, help="folds to draw when the data have none (default: 5)")
-    src.add_argument("--fold-seed", type=int, default=0, help="the seed of the fold draw (default: 0)")
-    src.add_argument("--repeats", type=_positive_int, default=1, metavar="R",
-                     help="draw R different k-fold partitions (repeated k-fold; sources without folds only; default: 1)")  # fmt: skip
-    p.add_argument("--out", required=True, type=Path, help="output folder: runs/, results.csv, summary.md, summary.png, stats/")
-    p.add_argument("--folds", type=_fold, nargs="+", default=None, help="fold values to validate on (default: all)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
-    p.add_argument("--norms", nargs="+", default=list(NORMS), help=f"normalizations, some of {' '.join(NORMS)} (default: all)")
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="settings preset (default: quick for ESC-50, fsdd for FSDD, own for your data)")  # fmt: skip
-    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs per run (default: the preset's)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="one-cycle max learning rate (default: fastai's)")
-    p.add_argument("--bs", type=_positive_int, default=None, help="batch size (default: the preset's)")
-    p.add_argument("--num-workers", type=_count, default=None, help="DataLoader worker processes")
-    p.add_argument(
-        "--stats-fraction", type=_fraction, default=1.0, help="share of training batches for global/channel statistics"
-    )
+    _add_options(p.add_argument_group("data (one of --data or --csv)"), SourceSpec)
+    _add_options(p, ExperimentConfig, skip={f.name for f in fields(SourceSpec)})
+    _add_options(p.add_argument_group("settings (any other: --set NAME=VALUE)"), SettingOptions)
     p.add_argument("--set", dest="overrides", type=_parse_override, action="append", default=[], metavar="NAME=VALUE",
                    help="override one setting of the preset, e.g. --set n_mels=128 (repeatable)")  # fmt: skip
-    p.add_argument(
-        "--synthetic-classes", type=_positive_int, default=10, help="classes in the generated dataset (--data synthetic)"
-    )
-    p.add_argument("--synthetic-clips", type=_positive_int, default=20, help="clips per class in the generated dataset")
-    p.add_argument("--shard", type=_parse_shard, default=(1, 1), metavar="I/N",
-                   help="run the I-th of N disjoint slices of the grid (job arrays), e.g. 3/8")  # fmt: skip
-    p.add_argument("--devices", nargs="+", default=[], metavar="DEVICE",
-                   help="one worker process per listed device on this machine, e.g. cuda:0 cuda:1 (or cpu cpu)")  # fmt: skip
-    p.add_argument("--augment", nargs="?", const="spec", choices=[a for a in AUGMENTS if isinstance(a, str)], metavar="KIND",
-                   help="add train-only augmentations to the preset: spec (SpecAugment masks and mixup, the default), "
-                        "waveform (gain, noise, time shift) or all")  # fmt: skip
-    p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="fp32, bf16 (autocast with channels_last, CPU or CUDA) or auto (bf16 where the device computes it "
-                        "natively); part of the experiment's identity (default: the preset's, fp32)")  # fmt: skip
-    p.add_argument("--rope", type=_points, default=1.0, metavar="POINTS",
-                   help="the verdicts' region of practical equivalence, in accuracy points (default: 1.0)")  # fmt: skip
-    p.add_argument("--summarize", action="store_true", help="only rebuild results.csv, summary.md and summary.png in --out")
     p.add_argument("--quiet", action="store_true", help="one line per run")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
@@ -184,19 +107,12 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
     """
     p = build_parser(prog)
     a = p.parse_args(argv)
-    overrides = dict(a.overrides)
-    for name, value in (("lr", a.lr), ("bs", a.bs), ("num_workers", a.num_workers), ("precision", a.precision)):
-        if value is not None:
-            overrides[name] = value
-    if a.augment is not None:
-        overrides["augment"] = a.augment
-    cfg = ExperimentConfig(
-        data=a.data, out=a.out, folds=a.folds if a.folds is not None else default_folds, seeds=a.seeds, norms=a.norms,
-        preset=a.preset, epochs=a.epochs, stats_fraction=a.stats_fraction, overrides=overrides,
-        synthetic_classes=a.synthetic_classes, synthetic_clips=a.synthetic_clips, shard=a.shard, devices=a.devices,
-        summarize=a.summarize, dataset=a.dataset, csv=a.csv, path=a.path, fn_col=a.fn_col, label_col=a.label_col,
-        fold_col=a.fold_col, group_col=a.group_col, k=a.k, fold_seed=a.fold_seed, repeats=a.repeats, rope=a.rope,
-    )  # fmt: skip
+    values = {f.name: getattr(a, f.name) for f in fields(ExperimentConfig) if f.metadata.get("flag")}
+    settings = {f.name: getattr(a, f.name) for f in fields(SettingOptions)}
+    overrides = dict(a.overrides) | {name: value for name, value in settings.items() if value is not None}
+    if values["folds"] is None:
+        values["folds"] = default_folds
+    cfg = ExperimentConfig(**values, overrides=overrides)
     cfg.quiet, cfg.debug = a.quiet, a.debug
     try:
         check_config(cfg)
@@ -213,7 +129,7 @@ def _sigterm_interrupts():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    from .schedule import Interrupted
+    from .schedule import Interrupted  # here, not above: keeps `fastspecnorm compare --help` free of torch
 
     def interrupt(signum, frame):
         raise Interrupted(signum)
@@ -246,13 +162,13 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     cfg = parse_args(args, prog=prog, default_folds=default_folds)
     cfg.command = shlex.join([*prog.split(), *args])
-    from .log import RunLog
-
     log = RunLog(quiet=cfg.quiet)
     try:
         with _sigterm_interrupts():
-            from .grid import prepare
-            from .schedule import run_experiment, summarize_out
+            from .schedule import (  # here, not above: keeps `fastspecnorm compare --help` free of torch
+                run_experiment,
+                summarize_out,
+            )
 
             if cfg.summarize:
                 summarize_out(cfg.out, log=log, rope=cfg.rope)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["files_fingerprint", "esc50_fingerprint", "describe_changes"]
+__all__ = ["files_fingerprint", "describe_changes"]
 
 
 def files_fingerprint(root: str | os.PathLike, names: Iterable[str]) -> dict:
@@ -43,26 +43,6 @@ def files_fingerprint(root: str | os.PathLike, names: Iterable[str]) -> dict:
         files[name] = [path.stat().st_size, digest]
     listing = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
     return {"digest": hashlib.sha256(listing).hexdigest(), "files": files}
-
-
-def esc50_fingerprint(root: str | os.PathLike) -> dict:
-    """`files_fingerprint` of an ESC-50-layout folder: `meta/esc50.csv` and every clip it lists in `audio/`.
-
-    Args:
-        root: the ESC-50-layout folder (holding `meta/esc50.csv` and `audio/`).
-
-    Returns:
-        The fingerprint, as `files_fingerprint` returns it.
-
-    Raises:
-        DatasetValidationError: the table breaks the rules of `read_esc50_table` (a ValueError;
-            a `DatasetNotFoundError`, also a FileNotFoundError, when the CSV is missing).
-        FileNotFoundError: a listed clip does not exist.
-    """
-    from ..datasets.esc50 import read_esc50_meta
-
-    names = read_esc50_meta(root, check_files=False)["filename"].astype(str)
-    return files_fingerprint(root, ["meta/esc50.csv", *(f"audio/{name}" for name in names)])
 
 
 def describe_changes(old: dict, new: dict, limit: int = 5) -> str:

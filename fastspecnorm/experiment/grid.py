@@ -3,86 +3,113 @@ before training, made once (`check_config`, `prepare`)."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text, read_json
-from ..datasets.sources import RECIPES
-from ..presets import PRESETS, get_settings
+from .._options import count, fold_value, fraction, option, points, positive_float, positive_int
+from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
+from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, PRECISIONS, PRESETS, get_settings
 from .fingerprint import describe_changes, files_fingerprint
 from .log import RunLog
 from .norms import NORMS, check_norms
 
-__all__ = ["FORMAT", "ExperimentConfig", "Prepared", "check_config", "prepare", "data_fingerprint", "experiment_title"]
+__all__ = [
+    "FORMAT",
+    "ExperimentConfig",
+    "SettingOptions",
+    "Prepared",
+    "check_config",
+    "prepare",
+    "data_fingerprint",
+    "experiment_title",
+]
 
 FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewritten in place)
-DATASET_NAMES = tuple(RECIPES)
 
 
-@dataclass
-class ExperimentConfig:
-    """What a comparison runs (the command line's options).
+def _shard(text: str) -> tuple[int, int]:
+    "A parser: I/N with 1 <= I <= N."
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard expects I/N such as 2/4, got {text!r}") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 1 <= I <= N, got {text!r}")
+    return index, count
+
+
+@dataclass(kw_only=True)
+class ExperimentConfig(SourceSpec):
+    """What a comparison runs: the command line's options, each declared once, here and in
+    `SourceSpec` (the data options `data`, `dataset`, `csv`, `path`, `fn_col`, `label_col`,
+    `fold_col`, `group_col`, `k`, `fold_seed`, inherited; `data` may also be "synthetic", a
+    generated set in the recipe's layout, ESC-50's by default, in `OUT/synthetic-<recipe>`, or
+    "download", the recipe's download). `fastspecnorm compare` offers every field as an option
+    (`--stats-fraction` for `stats_fraction`) and `compare()` takes them as keywords.
 
     Args:
-        data: a dataset folder, "synthetic" (a generated ESC-50-layout set in `OUT/synthetic-esc50`)
-            or "download" (ESC-50 or FSDD by fastai's `untar_data`); None with `csv`.
         out: the output folder.
         folds: the fold values to validate on (numbers, or names such as speakers); None: all.
         seeds: the grid's seeds.
         norms: the grid's normalizations (names of `NORMS`).
         preset: a name of `PRESETS` (None: the dataset's default).
         epochs: epochs per run (None: the preset's).
+        repeats: k-fold partitions to draw for sources without folds (repeated k-fold; each
+            repeat's folds are another replicate of the comparison's tests).
         stats_fraction: share of training batches for dataset statistics, in (0, 1].
-        overrides: `AudioSettings` fields to override (e.g. `{"bs": 8}`).
+        overrides: `AudioSettings` fields to override (e.g. `{"bs": 8}`; `--set`, `--bs`, ...).
         synthetic_classes: classes of the generated dataset.
         synthetic_clips: clips per class of the generated dataset.
         shard: (I, N): this process takes every N-th run of the grid from the I-th on.
         devices: one worker process per entry ("cuda:0", "cpu"; empty: this process).
-        summarize: only rebuild results.csv / summary.md / summary.png from the records.
-        dataset: the recipe ("esc50", "fsdd", "folder", "csv"); None detects it from `data`.
-        command: the command line, kept in each run's record.
-        csv: a CSV source (see `datasets.sources.SourceSpec` for it and the next options).
-        path: the folder the CSV's names are relative to.
-        fn_col: the CSV's file column.
-        label_col: the CSV's label column.
-        fold_col: the CSV's fold column.
-        group_col: the column no drawn fold splits.
-        k: folds to draw.
-        fold_seed: the seed of the draw (repeat r of a repeated k-fold: `fold_seed + r`).
-        repeats: k-fold partitions to draw for sources without folds (repeated k-fold; each
-            repeat's folds are another replicate of the comparison's tests).
         rope: the region of practical equivalence of the verdicts, in accuracy points.
+        summarize: only rebuild results.csv / summary.md / summary.png from the records.
+        command: the command line, kept in each run's record.
     """
 
-    data: str | None
-    out: Path
-    folds: list | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
-    norms: list[str] = field(default_factory=lambda: list(NORMS))
-    preset: str | None = None
-    epochs: int | None = None
-    stats_fraction: float = 1.0
-    overrides: dict[str, Any] = field(default_factory=dict)
-    synthetic_classes: int = 10
-    synthetic_clips: int = 20
-    shard: tuple[int, int] = (1, 1)
-    devices: list[str] = field(default_factory=list)
-    summarize: bool = False
-    dataset: str | None = None
-    command: str | None = None
-    csv: str | None = None
-    path: str | None = None
-    fn_col: str | int = 0
-    label_col: str | int = 1
-    fold_col: str | int | None = None
-    group_col: str | int | None = None
-    k: int = 5
-    fold_seed: int = 0
-    repeats: int = 1
-    rope: float = 1.0
+    out: Path = option(help="output folder: runs/, results.csv, summary.md, summary.png, stats/", parse=Path)
+    folds: list | None = option(None, help="fold values to validate on (default: all)", parse=fold_value, nargs="+")
+    seeds: list[int] = option(help="seeds (default: 0)", parse=int, nargs="+", default_factory=lambda: [0])
+    norms: list[str] = option(help=f"normalizations, some of {' '.join(NORMS)} (default: all)", nargs="+",
+                              default_factory=lambda: list(NORMS))  # fmt: skip
+    preset: str | None = option(None, help="settings preset (default: quick for ESC-50, fsdd for FSDD, own for your data)",
+                                choices=lambda: sorted(PRESETS))  # fmt: skip
+    epochs: int | None = option(None, help="epochs per run (default: the preset's)", parse=positive_int)
+    repeats: int = option(1, help="draw R different k-fold partitions (repeated k-fold; sources without folds only; default: 1)",
+                          parse=positive_int, metavar="R")  # fmt: skip
+    stats_fraction: float = option(1.0, help="share of training batches for global/channel statistics", parse=fraction)
+    overrides: dict[str, Any] = option(help="AudioSettings fields to override", default_factory=dict, flag=False)
+    synthetic_classes: int = option(10, help="classes in the generated dataset (--data synthetic)", parse=positive_int)
+    synthetic_clips: int = option(20, help="clips per class in the generated dataset", parse=positive_int)
+    shard: tuple[int, int] = option((1, 1), help="run the I-th of N disjoint slices of the grid (job arrays), e.g. 3/8",
+                                    parse=_shard, metavar="I/N")  # fmt: skip
+    devices: list[str] = option(help="one worker process per listed device on this machine, e.g. cuda:0 cuda:1 (or cpu cpu)",
+                                nargs="+", metavar="DEVICE", default_factory=list)  # fmt: skip
+    rope: float = option(1.0, help="the verdicts' region of practical equivalence, in accuracy points (default: 1.0)",
+                         parse=points, metavar="POINTS")  # fmt: skip
+    summarize: bool = option(False, help="only rebuild results.csv, summary.md and summary.png in --out")
+    command: str | None = option(None, help="the command line, kept in each run's record", flag=False)
+
+
+@dataclass
+class SettingOptions:
+    """The `AudioSettings` fields the command line and `compare()` offer by name (`--bs 8`, `bs=8`);
+    any other is set with `--set NAME=VALUE` (`overrides=`). Each lands in `ExperimentConfig.overrides`."""
+
+    lr: float | None = option(None, help="one-cycle max learning rate (default: fastai's)", parse=positive_float)
+    bs: int | None = option(None, help="batch size (default: the preset's)", parse=positive_int)
+    num_workers: int | None = option(None, help="DataLoader worker processes", parse=count)
+    augment: str | None = option(None, help="add train-only augmentations to the preset: spec (SpecAugment masks and mixup, "
+                                 "the default), waveform (gain, noise, time shift) or all", nargs="?",
+                                 choices=lambda: [a for a in AUGMENTS if isinstance(a, str)], metavar="KIND")  # fmt: skip
+    precision: str | None = option(None, help="fp32, bf16 (autocast with channels_last, CPU or CUDA) or auto (bf16 where the "
+                                   "device computes it natively); part of the experiment's identity (default: the preset's, "
+                                   "fp32)", choices=lambda: list(PRECISIONS))  # fmt: skip
 
 
 @dataclass
@@ -153,10 +180,10 @@ def check_config(cfg: ExperimentConfig) -> None:
         return
     if (cfg.data is None) == (cfg.csv is None):
         raise ValueError("give the data as --data DIR or as --csv FILE (one of them)")
-    if cfg.dataset is not None and cfg.dataset not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {list(DATASET_NAMES)}")
-    if cfg.data == "synthetic" and cfg.dataset not in (None, "esc50"):
-        raise ValueError(f"--data synthetic generates ESC-50-layout data; it does not go with --dataset {cfg.dataset}")
+    if cfg.dataset is not None and cfg.dataset not in RECIPES:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {list(RECIPES)}")
+    if cfg.data in ("synthetic", "download"):
+        _recipe_for(cfg)  # ValueError when the recipe cannot generate (download) its data
     if cfg.csv is None and any(v is not None for v in (cfg.fold_col, cfg.group_col, cfg.path)):
         raise ValueError("--fold-col, --group-col and --path describe a --csv source; give --csv FILE")
     if cfg.fold_col is not None and cfg.group_col is not None:
@@ -175,9 +202,10 @@ def check_config(cfg: ExperimentConfig) -> None:
         raise ValueError(f"k (folds to draw) must be an integer >= 2, got {cfg.k!r}")
     if not (isinstance(cfg.repeats, int) and not isinstance(cfg.repeats, bool) and 1 <= cfg.repeats <= 1000):
         raise ValueError(f"repeats (k-fold partitions to draw) must be an integer from 1 to 1000, got {cfg.repeats!r}")
-    if cfg.repeats > 1 and (cfg.fold_col is not None or cfg.data == "synthetic" or cfg.dataset in ("esc50", "fsdd")):
+    fixed = cfg.fold_col is not None or cfg.data == "synthetic" or (cfg.dataset is not None and RECIPES[cfg.dataset].fixed_folds)
+    if cfg.repeats > 1 and fixed:
         raise ValueError(f"--repeats {cfg.repeats} draws new k-fold partitions, but this source's folds are fixed (a fold "
-                         "column, ESC-50's folds or FSDD's speakers); seeds average the training noise of fixed folds: use --seeds")  # fmt: skip
+                         "column, or a dataset's own folds or speakers); seeds average the training noise of fixed folds: use --seeds")  # fmt: skip
     if not (isinstance(cfg.rope, int | float) and not isinstance(cfg.rope, bool) and 0 <= cfg.rope < 100):
         raise ValueError(f"rope (the region of practical equivalence) must be accuracy points in [0, 100), got {cfg.rope!r}")
     if cfg.preset is not None and cfg.preset not in PRESETS:
@@ -212,29 +240,34 @@ def _check_devices_present(devices: list[str]) -> None:
             raise ValueError(f"--devices {device}: this machine has {count} {kind} device(s); name ones it has, or cpu")
 
 
-def _spec(cfg: ExperimentConfig, data):
-    from ..datasets.sources import SourceSpec
-
-    return SourceSpec(data=data, csv=cfg.csv, path=cfg.path, dataset=cfg.dataset, fn_col=cfg.fn_col, label_col=cfg.label_col,
-                      fold_col=cfg.fold_col, group_col=cfg.group_col, k=cfg.k, fold_seed=cfg.fold_seed)  # fmt: skip
+def _spec(cfg: ExperimentConfig, data) -> SourceSpec:
+    "The source options of `cfg`, with `data` resolved."
+    return SourceSpec(**{f.name: getattr(cfg, f.name) for f in fields(SourceSpec)} | {"data": data})
 
 
 def _resolve_data(cfg: ExperimentConfig):
     "The dataset folder of `cfg.data`: generated into OUT (synthetic), downloaded, or as given."
     if cfg.data == "synthetic":
-        from ..datasets.synthetic import make_synthetic_esc50
-
-        return make_synthetic_esc50(Path(cfg.out) / "synthetic-esc50", n_classes=cfg.synthetic_classes,
-                                    clips_per_class=cfg.synthetic_clips)  # fmt: skip
+        recipe = _recipe_for(cfg)
+        return recipe.synthetic(Path(cfg.out) / f"synthetic-{recipe.name}", cfg.synthetic_classes, cfg.synthetic_clips)
     if cfg.data == "download":
-        if cfg.dataset == "fsdd":
-            from ..datasets.fsdd import download_fsdd
-
-            return download_fsdd()
-        from ..datasets.esc50 import download_esc50
-
-        return download_esc50()
+        return _recipe_for(cfg).download()
     return cfg.data
+
+
+def _recipe_for(cfg: ExperimentConfig) -> Recipe:
+    """The recipe that generates (`--data synthetic`) or downloads (`--data download`) the data:
+    `cfg.dataset`'s, or the first registered one that can (ESC-50)."""
+    what = "synthetic" if cfg.data == "synthetic" else "download"
+    able = [r for r in RECIPES.values() if getattr(r, what) is not None]
+    if cfg.dataset is None:
+        return able[0]
+    if getattr(RECIPES[cfg.dataset], what) is None:
+        verb = "generates data" if what == "synthetic" else "downloads"
+        raise ValueError(
+            f"--data {cfg.data} {verb} for the datasets {[r.name for r in able]}; it does not go with --dataset {cfg.dataset}"
+        )
+    return RECIPES[cfg.dataset]
 
 
 def _fold_numbers(source, wanted: list | None) -> list[int]:
@@ -288,8 +321,6 @@ def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
     """`source` with its folds, one source per repeat: drawn ones from `OUT/folds.csv` when it fits
     the clips, the missing repeats drawn now (repeat r with seed `fold_seed + r`). Returns
     (repeat -> source, folds table to write or None)."""
-    from ..datasets.sources import draw_folds
-
     if not source.drawn:
         if cfg.repeats > 1:
             raise ValueError(f"--repeats {cfg.repeats} draws new k-fold partitions, but this source's folds are fixed "
@@ -326,8 +357,6 @@ def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
 
 
 def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
-    from ..presets import DEFAULT_SAMPLE_RATE
-
     rates = sorted({f["samplerate"] for f in facts.values()})
     if len(rates) == 1:
         return rates[0]
@@ -343,7 +372,7 @@ def _resolved_precision(precision: str, devices: list[str]) -> str:
         return precision
     import torch
 
-    from ..precision import resolve_precision
+    from ..precision import resolve_precision  # here, not above: keeps `fastspecnorm compare --help` free of torch
 
     device = devices[0] if devices else ("cuda" if torch.cuda.is_available() else "cpu")
     return resolve_precision(precision, device)
@@ -416,7 +445,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     to `OUT/experiment.json`, with `OUT/data-files.json` and, for drawn folds, `OUT/folds.csv`
     (`cfg.out` is made a `Path`). Nothing is written to OUT before every check has passed, and an
     OUT folder that holds no finished run may be reused with other settings. A `--data synthetic`
-    set is generated into `OUT/synthetic-esc50` and `--data download` fetches ESC-50 or FSDD first.
+    set is generated into `OUT/synthetic-<recipe>` and `--data download` fetches the data first.
 
     Args:
         cfg: the comparison's options.
@@ -434,8 +463,6 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
             the older format.
         FileNotFoundError: a dataset folder, CSV or listed clip that does not exist.
     """
-    from ..datasets.sources import read_source
-
     log = log or RunLog()
     check_config(cfg)
     out = cfg.out = Path(cfg.out)
@@ -453,14 +480,11 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     folds = _fold_numbers(source, cfg.folds)
     preset = cfg.preset or source.preset
     settings = get_settings(preset, **cfg.overrides)
-    if source.dataset == "esc50":
-        from ..datasets.validate import validate_esc50
-
-        validate_esc50(source.root, folds=folds, progress=False).raise_if_errors()  # the table's rules and every file, decoded
+    recipe = RECIPES[source.dataset]
+    if recipe.check is not None:
+        recipe.check(source, folds)  # the dataset's own rules and every clip, decoded
         facts = None
     else:
-        from ..datasets.sources import check_source_files
-
         facts = check_source_files(source, full=True)
     if settings.sample_rate is None:
         settings = replace(settings, sample_rate=_files_rate(facts, log))
@@ -515,11 +539,8 @@ def experiment_title(experiment: dict[str, Any]) -> str:
     Returns:
         One line, e.g. "FSDD (real speech, speaker held out), preset fsdd, 6 epochs".
     """
-    dataset = experiment.get("dataset")
-    if dataset == "fsdd":
-        data = "FSDD (real speech, speaker held out)"
-    elif dataset in ("folder", "csv"):
-        data = "own data (" + ("a folder per label" if dataset == "folder" else "CSV") + ")"
-    else:
-        data = "synthetic ESC-50" if experiment.get("synthetic") else "ESC-50"
+    recipe = RECIPES.get(experiment.get("dataset"))
+    data = recipe.title if recipe is not None else str(experiment.get("dataset"))
+    if experiment.get("synthetic"):
+        data = f"synthetic {data}"
     return f"{data}, preset {experiment['preset']}, {experiment['settings']['epochs']} epochs"

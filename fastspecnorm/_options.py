@@ -1,0 +1,140 @@
+"""Options declared once: a dataclass field that is also a command-line option (`option`), and the
+parsers of their text. `SourceSpec` and `ExperimentConfig` declare their fields with `option`; the
+command line (`experiment.cli`) builds its parser from those fields and `compare()` takes the same
+names as keywords, so a new option is one field.
+
+Imports nothing heavy: the command line reads it before torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from dataclasses import MISSING, Field, field
+from typing import Any
+
+__all__ = ["option", "positive_int", "count", "positive_float", "fraction", "points", "fold_value"]
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    parse: Callable[[str], Any] | None = None,
+    nargs: str | None = None,
+    metavar: str | None = None,
+    choices: Callable[[], list[str]] | None = None,
+    default_factory: Callable[[], Any] | None = None,
+    flag: bool = True,
+) -> Field:
+    """A dataclass field that the command line offers as `--name-with-dashes`.
+
+    Args:
+        default: the field's default (none: a required option).
+        help: the option's help, shown by `--help` and in the dataclass's docs.
+        parse: turns the option's text into the value (None: kept as text; a bool field is a switch).
+        nargs: argparse's `nargs` ("+": one or more values).
+        metavar: the value's name in `--help`.
+        choices: returns the allowed values, when the parser is built (a registry may grow).
+        default_factory: the default, made anew for each instance (lists).
+        flag: False for a field the command line sets another way (not an option of its own).
+
+    Returns:
+        The `dataclasses.Field`, its command-line description in `metadata`.
+    """
+    metadata = {"help": help, "parse": parse, "nargs": nargs, "metavar": metavar, "choices": choices, "flag": flag}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _integer(minimum: int, expected: str) -> Callable[[str], int]:
+    "A parser: an integer >= `minimum`, else one message saying what was `expected`."
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _integer(1, "a positive integer")
+count = _integer(0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """A parser: a finite number > 0.
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        The number.
+
+    Raises:
+        argparse.ArgumentTypeError: not a finite positive number (argparse names the option).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A parser: a number in (0, 1].
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        The number.
+
+    Raises:
+        argparse.ArgumentTypeError: outside (0, 1] (argparse names the option).
+    """
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return value
+
+
+def points(text: str) -> float:
+    """A parser: accuracy points in [0, 100).
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        The number.
+
+    Raises:
+        argparse.ArgumentTypeError: outside [0, 100) (argparse names the option).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"expected accuracy points in [0, 100), such as 1.0, got {text!r}")
+    return value
+
+
+def fold_value(text: str) -> int | str:
+    """A parser: a fold number, or a fold's name (a speaker).
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        An int when `text` is one, else `text`.
+    """
+    return int(text) if text.lstrip("-").isdigit() else text

@@ -1,0 +1,104 @@
+"""Your own audio: a folder with one subfolder per label (`folder`) and a CSV listing the clips
+(`csv`), the two recipes whose folds can be drawn (`draw_folds`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .sources import DataSource, Recipe, SourceSpec, describe_table, register
+
+__all__ = ["FOLDER", "CSV"]
+
+
+def _read_folder(spec: SourceSpec) -> DataSource:
+    from ..data import get_audio_files  # here, not above: `fastspecnorm compare --help` lists RECIPES without torch
+
+    root = Path(spec.data)
+    labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
+    rows = [(f.relative_to(root).as_posix(), label) for label in labels for f in get_audio_files(root / label)]
+    if not rows:
+        raise FileNotFoundError(f"no audio files in subfolders of {root}: a folder source holds one subfolder per label, "
+                                "each with that label's clips")  # fmt: skip
+    table = pd.DataFrame(rows, columns=["file", "label"])
+    table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
+    return DataSource("folder", root, table, "own", description=describe_table("a folder per label", table, drawn=True),
+                      identity={"k": spec.k, "fold_seed": spec.fold_seed}, drawn=True)  # fmt: skip
+
+
+def _column(df: pd.DataFrame, col, option: str, csv: Path) -> str:
+    "A column by name or 0-based position; ValueError naming the CSV's columns otherwise."
+    if isinstance(col, str) and col.lstrip("-").isdigit() and col not in df.columns:
+        col = int(col)
+    if isinstance(col, int) and not isinstance(col, bool) and col not in df.columns:
+        if not 0 <= col < len(df.columns):
+            raise ValueError(f"{option} {col} is out of range: {csv} has {len(df.columns)} columns {list(df.columns)}")
+        return df.columns[col]
+    if col not in df.columns:
+        raise ValueError(f"{option} {col!r} is not a column of {csv}; its columns are {list(df.columns)}")
+    return col
+
+
+def _read_csv(spec: SourceSpec) -> DataSource:
+    csv = Path(spec.csv)
+    if not csv.is_file():
+        raise FileNotFoundError(f"--csv {csv}: no such file")
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"cannot read {csv} as CSV: {e}") from None
+    if df.empty:
+        raise ValueError(f"{csv} has no rows")
+    fn, label = _column(df, spec.fn_col, "--fn-col", csv), _column(df, spec.label_col, "--label-col", csv)
+    root = Path(spec.path) if spec.path is not None else csv.parent
+    empty = [i + 2 for i, v in enumerate(df[fn]) if not v.strip()] + [i + 2 for i, v in enumerate(df[label]) if not v.strip()]
+    if empty:
+        raise ValueError(f"{csv}: line(s) {sorted(set(empty))[:10]} have an empty file name or label")
+    table = pd.DataFrame({"file": df[fn], "label": df[label]})
+    identity: dict[str, Any] = {"fn_col": fn, "label_col": label}
+    names: dict[int, str] = {}
+    drawn = spec.fold_col is None
+    if not drawn:
+        col = _column(df, spec.fold_col, "--fold-col", csv)
+        values = df[col].str.strip()
+        if blank := [i + 2 for i, v in enumerate(values) if not v]:
+            raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the fold): give every clip its fold")
+        distinct = sorted(values.unique(), key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v))
+        if len(distinct) < 2:
+            raise ValueError(f"--fold-col {col!r} of {csv} holds only {distinct}: a comparison needs at least two folds")
+        numbered = all(v.lstrip("-").isdigit() for v in distinct)
+        if numbered and len({int(v) for v in distinct}) < len(distinct):
+            spellings = [v for v in distinct if sum(int(w) == int(v) for w in distinct) > 1]
+            raise ValueError(f"--fold-col {col!r} of {csv} spells one fold number several ways ({spellings}): "
+                             "write each fold one way, so that no two folds merge unseen")  # fmt: skip
+        index = {v: (int(v) if numbered else i + 1) for i, v in enumerate(distinct)}
+        table["fold"] = values.map(index).astype("Int64")
+        names = {} if numbered else {i: v for v, i in index.items()}
+        identity["fold_col"] = col
+    else:
+        table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
+        identity.update({"k": spec.k, "fold_seed": spec.fold_seed})
+        if spec.group_col is not None:
+            col = _column(df, spec.group_col, "--group-col", csv)
+            if blank := [i + 2 for i, v in enumerate(df[col]) if not v.strip()]:
+                raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the group): an empty group would "
+                                 "put unrelated clips together")  # fmt: skip
+            table["group"] = df[col]
+            identity["group_col"] = col
+    what = f"CSV {csv.name}" + (f", folds from column {identity['fold_col']!r}" if not drawn else "")
+    return DataSource("csv", root, table, "own", fold_names=names, identity=identity, drawn=drawn,
+                      description=describe_table(what, table, drawn=drawn, names=names))  # fmt: skip
+
+
+def _is_folder(path: Path) -> bool:
+    from ..data import get_audio_files  # here, not above: `fastspecnorm compare --help` lists RECIPES without torch
+
+    return any(d.is_dir() and not d.name.startswith(".") and get_audio_files(d) for d in path.iterdir())
+
+
+FOLDER = register(Recipe("folder", "own", _read_folder, "one subfolder per label, clips found recursively (k folds drawn)",
+                         "own data (a folder per label)", detect=_is_folder, fallback=True, fixed_folds=False))  # fmt: skip
+CSV = register(Recipe("csv", "own", _read_csv, "a CSV of file, label and fold (or group) columns", "own data (CSV)",
+                      fixed_folds=False))  # fmt: skip
