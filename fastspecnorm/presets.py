@@ -180,7 +180,9 @@ class AudioSettings:
 
     def spectrogram(self):
         "The `AudioToSpec` of these (resolved) settings."
-        from .audio.spectrogram import AudioToSpec
+        from .audio.spectrogram import (
+            AudioToSpec,  # here, not above: keeps `fastspecnorm compare --help` free of torch (which reads PRESETS)
+        )
 
         s = self.resolved()
         return AudioToSpec(n_fft=s.n_fft, hop_length=s.hop_length, n_mels=s.n_mels, to_db=s.to_db, sample_rate=s.sample_rate,

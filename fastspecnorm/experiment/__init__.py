@@ -3,7 +3,8 @@ first used, so the command line starts without torch or fastai.
 
 Submodules: `cli` (the command line), `grid` (preparing a grid), `schedule` (scheduling its runs),
 `train` (training one run), `api` (`compare` from Python), `store` (the results store, safe for
-many writers), `fingerprint` (the data fingerprint), `summary` (summary statistics) and `plots`.
+many writers), `fingerprint` (the data fingerprint), `summary` (the statistics), `plots` and `report` (summary.md and
+summary.png).
 """
 
 from importlib import import_module
@@ -18,7 +19,7 @@ _NAMES = {
     "RunStore": ".store",
     "Summary": ".summary",
     "summarize": ".summary",
-    "write_summary": ".summary",
+    "write_summary": ".report",
     "comparison_figure": ".plots",
 }
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Norm", "NORMS", "NormSetup", "check_norms", "norm_setup"]
+__all__ = ["Norm", "NORMS", "NormSetup", "check_norms", "norm_setup", "register_norm"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Norm:
     input_bn: bool = False
 
 
-# Builders of the norms' transforms (imported when a run is built: this module stays light). In place
+# Builders of the norms' transforms; their imports are here, not above, because `fastspecnorm compare
+# --help` reads NORMS and must not import torch. In place
 # where the transform comes right after AudioToSpec: its output is fresh, which saves an allocation.
 def _instance() -> list:
     from ..normalize import InstanceMinMax
@@ -114,6 +115,26 @@ NORMS: dict[str, Norm] = {
 }
 
 
+def register_norm(norm: Norm) -> Norm:
+    """Add `norm` to `NORMS`, after the package's own: `--norms`, `compare(norms=...)`, the grid and
+    the summaries take it by name (in this process; the command line sees the package's own).
+
+    Args:
+        norm: the normalization; its `spec_tfms` builds the transforms after `AudioToSpec` (a
+            `fastspecnorm.normalize.SpecNormalizer` subclass is kept out of the statistics pass).
+
+    Returns:
+        `norm`.
+
+    Raises:
+        ValueError: a normalization of that name exists already.
+    """
+    if norm.name in NORMS:
+        raise ValueError(f"a normalization named {norm.name!r} exists already; NORMS has {' '.join(NORMS)}")
+    NORMS[norm.name] = norm
+    return norm
+
+
 def check_norms(names: Iterable[str]) -> list[str]:
     """Check normalization names against `NORMS`.
 
@@ -178,6 +199,7 @@ def norm_setup(
     Raises:
         ValueError: `name` is not in `NORMS`.
     """
+    # here, not above: keeps `fastspecnorm compare --help` (which reads NORMS) free of torch
     from ..augment import SpecAugment, augment_callbacks, waveform_augmentations
     from ..callback import StatsCallback
 

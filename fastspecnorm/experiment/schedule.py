@@ -14,11 +14,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .. import __version__
+from .._compat import import_torchaudio
 from . import train as _train
 from .fingerprint import describe_changes
-from .grid import ExperimentConfig, Prepared, data_fingerprint, digest, experiment_title, prepare
+from .grid import (
+    ExperimentConfig,
+    Prepared,
+    _read_json_file,
+    data_fingerprint,
+    digest,
+    experiment_title,
+    prepare,
+    refuse_old_format,
+)
 from .log import RunLog
 from .norms import NORMS
+from .report import write_summary
 from .store import RunStore
 
 __all__ = [
@@ -127,8 +139,6 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0):
         ValueError: a run record that cannot be read (naming the file).
         ImportError: matplotlib is not installed (for `summary.png`).
     """
-    from .summary import write_summary
-
     store = RunStore(out)
     rows, records = store.rebuild_with_records(list(NORMS))
     if len(rows):
@@ -146,9 +156,6 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0):
 def _versions() -> dict[str, str]:
     import fastai
     import torch
-
-    from .. import __version__
-    from .._compat import import_torchaudio
 
     return {"python": sys.version.split()[0], "torch": torch.__version__, "torchaudio": import_torchaudio().__version__,
             "fastai": fastai.__version__, "fastspecnorm": __version__}  # fmt: skip
@@ -340,7 +347,6 @@ def summarize_out(out: str | Path, log=None, rope: float = 1.0) -> Path:
         ValueError: `out` holds no finished run, is of the older format, or has a record that
             cannot be read.
     """
-    from .grid import _read_json_file, refuse_old_format
 
     log = log if isinstance(log, RunLog) else RunLog()
     out = Path(out)

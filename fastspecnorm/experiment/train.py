@@ -8,6 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..datasets.sources import DataSource, SourceSpec, read_source, source_dataloaders
+from ..learner import audio_learner
+from ..presets import get_settings
 from .log import RunLog
 from .norms import norm_setup
 
@@ -52,10 +55,6 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
         TypeError: an unknown setting name in `overrides`.
     """
     from fastai.torch_core import set_seed
-
-    from ..datasets.sources import DataSource, SourceSpec, read_source, source_dataloaders
-    from ..learner import audio_learner
-    from ..presets import get_settings
 
     if not isinstance(source, DataSource):
         source = read_source(SourceSpec(data=source, dataset=dataset))
