@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import filelock
+import psutil
+
 __all__ = [
     "atomic_write",
     "atomic_write_text",
@@ -40,64 +43,36 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "unknown-host"
 
 
-def _proc_state(pid: int) -> str | None:
-    "The one-letter state of `pid` in /proc/<pid>/stat (Linux), '' when there is no such process, None without /proc."
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return "" if os.path.isdir("/proc/self") else None
-    except OSError:
-        return None
-    # "pid (comm) state ...": comm may hold spaces and parentheses, so the state follows the last ")".
-    fields = stat[stat.rfind(b")") + 1 :].split()
-    return fields[0].decode("ascii", "replace") if fields else None
-
-
-def pid_alive(pid: int) -> bool | None:
-    """Whether process `pid` runs on this machine.
-
-    Linux reads `/proc/<pid>/stat`; other POSIX systems use `os.kill(pid, 0)`, which cannot see
-    zombies (they count as alive there).
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (`psutil`, on every platform).
 
     Args:
         pid: a process id on this machine; 0 and negative ids are never alive.
 
     Returns:
         False when the process does not exist or is a zombie (exited, not yet reaped by its parent:
-        it will never write again), True when it exists, None where that cannot be asked (not POSIX).
+        it will never write again), True otherwise (also when it belongs to another user).
 
     Examples:
         >>> import os
-        >>> pid_alive(os.getpid()) in (True, None)
+        >>> pid_alive(os.getpid())
         True
     """
-    if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
-        return None
     if pid <= 0:
         return False
-    state = _proc_state(pid)
-    if state is not None:
-        return state not in ("", "Z", "X")  # X: dead, being removed
     try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # exists, owned by another user
+    except psutil.AccessDenied:  # exists, owned by another user
         return True
-    return True
-
-
-_pid_alive = pid_alive  # the name used before it was public
 
 
 def _writer_is_dead(folder: Path, name: str, match: re.Match, host: str, now: float) -> bool:
     "True when the temporary file `name` in `folder` was left by a process that no longer writes it."
     if match.re is _TEMP_NAME and match["host"] == host:
-        alive = pid_alive(int(match["pid"]))
-        if alive is not None:
-            return not alive
-    try:  # another host, or liveness unknown: only an old file counts as abandoned
+        return not pid_alive(int(match["pid"]))
+    try:  # another host: only an old file counts as abandoned
         return now - os.stat(folder / name).st_mtime > STALE_TEMP_AGE_S
     except FileNotFoundError:
         return False
@@ -330,26 +305,15 @@ def read_json(
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive advisory lock (`fcntl.flock`) on the file `path` while the block runs.
-
-    Other processes taking the same lock wait. Where `fcntl` does not exist (Windows) there is no
-    lock and the block runs at once.
+    """Hold an exclusive lock on the file `path` while the block runs (`filelock.FileLock`: `flock`
+    on POSIX, `msvcrt` on Windows). Other processes taking the same lock wait.
 
     Args:
-        path: the lock file, created if missing (its content is never changed).
+        path: the lock file, created if missing.
 
     Raises:
         OSError: `path` cannot be opened for writing (a read-only folder or mount); the caller
             decides what that means.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks
+    with filelock.FileLock(os.fspath(path)):
         yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

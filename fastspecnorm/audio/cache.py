@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 import torch
 from torch import Tensor
 
@@ -53,8 +54,8 @@ def default_cache_dir() -> Path | None:
     """The default cache folder, from the environment.
 
     Returns:
-        `$FASTSPECNORM_CACHE`, else `$XDG_CACHE_HOME/fastspecnorm`, else `~/.cache/fastspecnorm`;
-            None when `FASTSPECNORM_CACHE` is "off" (or 0, false, no, none): the default cache is off.
+        `$FASTSPECNORM_CACHE`, else the platform's user cache folder (`platformdirs`:
+            `$XDG_CACHE_HOME/fastspecnorm` or `~/.cache/fastspecnorm` on Linux); None when `FASTSPECNORM_CACHE` is "off" (or 0, false, no, none): the default cache is off.
 
     Examples:
         >>> import os
@@ -68,8 +69,7 @@ def default_cache_dir() -> Path | None:
         return None
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "fastspecnorm"
+    return Path(platformdirs.user_cache_dir("fastspecnorm", appauthor=False))
 
 
 @dataclass(frozen=True)

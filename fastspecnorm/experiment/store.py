@@ -356,7 +356,7 @@ class RunStore:
         claim = _read_claim(self.claim_path(run_id))
         if claim is None or abs(time.time() - claim["heartbeat"]) > self.stale_after:
             return None
-        if claim["host"] == self.host and pid_alive(claim["pid"]) is False:  # None (unknown): the heartbeat decides
+        if claim["host"] == self.host and not pid_alive(claim["pid"]):
             return None
         return claim
 
