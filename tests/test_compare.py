@@ -331,6 +331,30 @@ def test_clip_edited_while_the_grid_runs_stops_it_naming_the_file(own, tmp_path,
     assert len(calls) == 2  # and the grid stopped there
 
 
+def test_clip_touched_but_unchanged_while_the_grid_runs_is_accepted(own, tmp_path, monkeypatch):
+    # Stat first, content when the stat changed: a new modification time makes the grid hash the
+    # data again, and the same content lets it go on.
+    import shutil
+
+    from fastspecnorm.experiment.cli import main
+
+    data = tmp_path / "clips"
+    shutil.copytree(own, data)
+    calls = []
+
+    def touch_during_second_run(source, norm, fold, seed, *args, **kwargs):
+        calls.append(norm)
+        if len(calls) == 2:
+            os.utime(data / "digit0" / "ann_0.wav", ns=(1, 10**18))
+        return _fake_train_one(source, norm, fold, seed, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one", touch_during_second_run)
+    status = main(["--data", data, "--out", tmp_path / "out", "--k", "2", "--folds", "1", "--norms", "none", "global", "pcen",
+                   "--bs", "4", "--quiet"])  # fmt: skip
+    assert status == 0 and len(calls) == 3
+    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 3
+
+
 def test_fsdd_folder_with_a_nan_clip_is_refused_before_training(tmp_path, monkeypatch, capsys):
     from fastspecnorm.datasets.fsdd import FSDD_SPEAKERS
     from fastspecnorm.experiment.cli import main

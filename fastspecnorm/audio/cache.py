@@ -287,6 +287,7 @@ class AudioCache:
         self._entries: dict[str, CacheEntry] = {}
         self._data_name: str | None = None
         self._data_size = 0
+        self._failed: set[str] = set()  # entries that failed their checksum when read: the next build decodes them
         self._reset_process_state()
         self._load_index()
 
@@ -398,7 +399,7 @@ class AudioCache:
 
     def _load_index(self) -> None:
         "Read index.json; a missing, unreadable or mismatching index leaves the cache empty."
-        self._entries, self._data_name, self._data_size = {}, None, 0
+        self._entries, self._data_name, self._data_size, self._data_mtime_ns = {}, None, 0, None
         try:
             index = read_json(self.index_path, "audio cache index", "it will be rebuilt", required=("header", "entries", "data"))
             header = index["header"]
@@ -406,6 +407,7 @@ class AudioCache:
                 return
             entries = {name: CacheEntry(**e) for name, e in index["entries"].items()}
             data_name, data_size = str(index["data"]["name"]), int(index["data"]["size"])
+            mtime_ns = index["data"].get("mtime_ns")  # absent in indexes written before it was recorded
             if not _DATA_NAME.fullmatch(data_name):
                 raise ValueError(f"unexpected data file name {data_name!r}")
             for name, e in entries.items():
@@ -421,11 +423,21 @@ class AudioCache:
         if data_size != max((e.offset + e.nbytes for e in entries.values()), default=0):
             return
         self._entries, self._data_name, self._data_size = entries, data_name, data_size
+        self._data_mtime_ns = mtime_ns if isinstance(mtime_ns, int) else None
+
+    def _data_touched(self) -> bool:
+        """Whether the data file may differ from what was written: its size or modification time is
+        not the recorded one (or none was recorded). Only then does `build` read it whole."""
+        try:
+            st = os.stat(self.data_path)
+        except (OSError, TypeError):
+            return True
+        return self._data_mtime_ns is None or (st.st_size, st.st_mtime_ns) != (self._data_size, self._data_mtime_ns)
 
     def _write_index(self, entries: dict[str, CacheEntry], data_name: str, data_size: int) -> None:
         index = {
             "header": self._header(),
-            "data": {"name": data_name, "size": data_size},
+            "data": {"name": data_name, "size": data_size, "mtime_ns": os.stat(self.folder / data_name).st_mtime_ns},
             "entries": {name: asdict(e) for name, e in entries.items()},
         }
         payload = json.dumps(index, separators=(",", ":")).encode()
@@ -486,6 +498,7 @@ class AudioCache:
             )
         if self.verify and name not in self._verified:
             if values is None or _crc(values) != entry.crc32:
+                self._failed.add(name)  # decoded again by the next build
                 if name not in self._warned:
                     self._warned.add(name)
                     warnings.warn(
@@ -675,7 +688,10 @@ class AudioCache:
             self._load_index()  # another process may have built it meanwhile
             self._reset_process_state()
             wanted = self._scan(files)
-            bad = set(self.check()) if self._entries else set()
+            # Stat first, content when the stat changed: a data file as written is not read whole
+            # again (each entry is still checksummed on its first read in a process).
+            bad = set(self.check()) if self._entries and self._data_touched() else set()
+            bad |= self._failed
             keep: dict[str, CacheEntry] = {}
             todo: list[str] = []
             for name, path in wanted.items():
@@ -766,6 +782,8 @@ class AudioCache:
         data_size = max((e.offset + e.nbytes for e in entries.values()), default=0)
         self._write_index(entries, data_name, data_size)
         self._entries, self._data_name, self._data_size = entries, data_name, data_size
+        self._data_mtime_ns = os.stat(self.folder / data_name).st_mtime_ns
+        self._failed = set()
         self._reset_process_state()
         self._verified = set(entries)  # checksums were just computed from the values written
         for stale in self.folder.glob("data-*.bin"):

@@ -14,7 +14,7 @@ from .._io import atomic_write_text, read_json
 from .._options import count, fold_value, fraction, option, points, positive_float, positive_int
 from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
 from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, PRECISIONS, PRESETS, get_settings
-from .fingerprint import describe_changes, files_fingerprint
+from .fingerprint import describe_changes, file_stats, files_fingerprint
 from .log import RunLog
 from .norms import NORMS, check_norms
 
@@ -26,6 +26,7 @@ __all__ = [
     "check_config",
     "prepare",
     "data_fingerprint",
+    "data_unchanged",
     "experiment_title",
 ]
 
@@ -126,6 +127,7 @@ class Prepared:
         experiment_id: its short digest (part of every run id).
         data: the data fingerprint (`files_fingerprint`).
         sources: repeat -> the source with that repeat's folds (repeat 0 is `source`).
+        data_stats: the data files' `file_stats`, taken before they were hashed.
     """
 
     source: Any
@@ -137,6 +139,7 @@ class Prepared:
     experiment_id: str
     data: dict = field(default_factory=dict, repr=False)
     sources: dict = field(default_factory=dict, repr=False)
+    data_stats: dict = field(default_factory=dict, repr=False)
 
     @property
     def repeats(self) -> list[int]:
@@ -390,7 +393,33 @@ def data_fingerprint(source) -> dict:
     Raises:
         FileNotFoundError: a listed file does not exist.
     """
-    return files_fingerprint(source.root, [*source.fingerprint_names, *source.table["file"]])
+    return files_fingerprint(source.root, _data_names(source))
+
+
+def _data_names(source) -> list[str]:
+    "The files whose content identifies `source`'s data: its table's clips and the files that describe it."
+    return [*source.fingerprint_names, *source.table["file"]]
+
+
+def data_unchanged(prep: Prepared) -> dict | None:
+    """Check that the data have not changed since `prepare`: stat first, content when a stat changed.
+
+    Args:
+        prep: the prepared grid (`prepare`).
+
+    Returns:
+        None when no file's stat changed or the content is the same (the stats are refreshed then);
+            otherwise the new `files_fingerprint`, whose digest differs from `prep.data`'s.
+    """
+    names = _data_names(prep.source)
+    now = file_stats(prep.source.root, names)
+    if now == prep.data_stats:
+        return None
+    fingerprint = data_fingerprint(prep.source)
+    if fingerprint["digest"] != prep.data.get("digest"):
+        return fingerprint
+    prep.data_stats = now  # touched, not changed
+    return None
 
 
 def _check_experiment(out: Path, expected: dict[str, Any], files: dict | None = None) -> bool:
@@ -512,6 +541,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     }
     if source.identity:  # own data: how the table was read and its folds drawn
         identity["source"] = source.identity
+    data_stats = file_stats(source.root, _data_names(source))  # before hashing: a change after it shows in the stat
     data = data_fingerprint(source)
     identity["data_fingerprint"] = data["digest"]
     if _check_experiment(out, identity, data):
@@ -527,7 +557,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
             raise ValueError(f"another process wrote a different experiment to {out} at the same time; use another --out folder")
     elif folds_table is not None:  # the same experiment with more repeats than drawn before, or folds.csv deleted
         atomic_write_text(out / "folds.csv", folds_table.to_csv(index=False, lineterminator="\n"))
-    return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data, sources)
+    return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data, sources, data_stats)
 
 
 def experiment_title(experiment: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from .grid import (
     ExperimentConfig,
     Prepared,
     _read_json_file,
-    data_fingerprint,
+    data_unchanged,
     digest,
     experiment_title,
     prepare,
@@ -162,8 +162,8 @@ def _versions() -> dict[str, str]:
 
 
 def _check_data_unchanged(prep: Prepared) -> None:
-    now = data_fingerprint(prep.source)
-    if now["digest"] != prep.data.get("digest"):
+    now = data_unchanged(prep)
+    if now is not None:
         raise DataChangedError(f"the data changed while the grid ran ({describe_changes(prep.data, now)}); the run just trained "
                                "was not recorded. Restore the data and run the same command again, or use another --out folder")  # fmt: skip
 
