@@ -157,6 +157,7 @@ def test_repeated_k_fold_draws_other_partitions_and_resumes_with_more(own, tmp_p
     assert not (tmp_path / "y").exists()
 
 
+@pytest.mark.process
 def test_folds_are_the_same_in_a_second_process(own, tmp_path):
     out = tmp_path / "out"
     code = (
@@ -237,12 +238,20 @@ def test_help_and_argument_errors_do_not_import_torch():
         *([(["--devices", "cuda:0", "cuda:1"], "--devices cuda:")] if torch.cuda.device_count() < 2 else []),  # absent GPUs
     ],
 )
-def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message):
+def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message, capsys):
+    # In this process, through the command's own entry (a subprocess per case cost a torch import
+    # each; test_help_and_argument_errors_do_not_import_torch runs the installed command).
+    from fastspecnorm.experiment.cli import main
+
     out = tmp_path / "out"
-    done = _cli("--data", own, "--out", out, "--k", "3", *args)
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 3  # argparse's usage lines and one error line
+    try:
+        status = main([str(a) for a in ("--data", own, "--out", out, "--k", "3", *args)])
+    except SystemExit as e:  # argparse's errors
+        status = e.code
+    stderr = capsys.readouterr().err
+    assert status == 2, stderr
+    assert message in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) <= 3  # argparse's usage lines and one error line
     assert not out.exists()
 
 
@@ -277,6 +286,7 @@ def test_compare_from_python_returns_the_summary(own, tmp_path, fake_training):
         fastspecnorm.compare(own, tmp_path / "out3", kk=3)
 
 
+@pytest.mark.process
 def test_redirected_output_has_no_redraws_and_few_lines_per_epoch(own, tmp_path):
     out = tmp_path / "out"
     done = _cli(
@@ -297,6 +307,7 @@ def test_redirected_output_has_no_redraws_and_few_lines_per_epoch(own, tmp_path)
     assert len(quiet.stdout.splitlines()) == 3  # the run, then results and summary paths
 
 
+@pytest.mark.process
 def test_alias_script_keeps_fold_one_default(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, str(repo / "experiments" / "esc50_normalization.py"), "--help"], capture_output=True,

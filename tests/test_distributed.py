@@ -365,6 +365,7 @@ def test_stats_callback_two_ranks_equal_one_process(recorder_results, worker_dir
     )
 
 
+@pytest.mark.process
 @pytest.mark.skipif(
     importlib.util.find_spec("accelerate") is None, reason="fastai.distributed needs `accelerate` (pip install accelerate)"
 )

@@ -120,6 +120,7 @@ def test_bad_dataset_exits_before_training(esc, tmp_path, monkeypatch, capsys):
     assert victim in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_command_line_script_runs(esc, tmp_path):
     out = tmp_path / "cli"
     cmd = [
@@ -372,6 +373,7 @@ def fake_reference(esc, tmp_path_factory):
     return tmp / "out"
 
 
+@pytest.mark.process
 def test_two_processes_started_together_train_each_run_once(esc, tmp_path, fake_reference):
     _finish(_start(tmp_path, esc, tmp_path / "out"), _start(tmp_path, esc, tmp_path / "out"))
     assert _trained(tmp_path) == dict.fromkeys(GRID_KEYS, 1)
@@ -487,6 +489,7 @@ def _claim_of(out, key):
     return None
 
 
+@pytest.mark.process
 def test_sigkilled_devices_worker_run_is_taken_over_within_seconds(esc, tmp_path, fake_reference):
     import signal
 
@@ -511,6 +514,7 @@ def test_sigkilled_devices_worker_run_is_taken_over_within_seconds(esc, tmp_path
     _check_results(out, fake_reference)
 
 
+@pytest.mark.process
 def test_sigterm_to_the_devices_parent_stops_its_workers(esc, tmp_path):
     import signal
 
@@ -530,6 +534,7 @@ def test_sigterm_to_the_devices_parent_stops_its_workers(esc, tmp_path):
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "workers left training"
 
 
+@pytest.mark.process
 def test_sigterm_interrupts_like_ctrl_c_releasing_the_claim(esc, tmp_path, fake_reference):
     "A scheduler's SIGTERM (cancel, preemption, requeue): the claim released at once, one resume line, exit 143; the rerun completes."
     import signal

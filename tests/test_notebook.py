@@ -62,6 +62,7 @@ TINY_DATA = {
 }
 
 
+@pytest.mark.process
 def test_notebook_runs_and_shows_figures_statistics_and_results(tmp_path, monkeypatch):
     env = {**TINY_DATA, "FSN_RUN_GRID": "1", "FSN_EPOCHS": "1", "FSN_NORMS": " ".join(NORMS), "FSN_OUT": str(tmp_path / "out")}
     outs = execute(tmp_path, monkeypatch, env)
@@ -85,6 +86,7 @@ def test_notebook_runs_and_shows_figures_statistics_and_results(tmp_path, monkey
         assert f"{acc:.4f}" in table, (norm, acc)
 
 
+@pytest.mark.process
 def test_notebook_reads_a_finished_grid_without_training(tmp_path, monkeypatch):
     # a finished grid folder as the runner leaves it: results.csv and summary.png (any PNG); no runs/
     grid = tmp_path / "grid"

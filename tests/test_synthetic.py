@@ -429,6 +429,7 @@ print(json.dumps(got))
 """
 
 
+@pytest.mark.process
 def test_concurrent_starts_generate_once_and_never_show_a_half_written_clip(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     root = tmp_path / "out" / "synthetic-esc50"
