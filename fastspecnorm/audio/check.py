@@ -1,21 +1,25 @@
-"""Checking audio files before training: `check_audio_file`, `check_audio_files` and `AudioFilesError`,
-so that every bad file is named at once, not the first one mid-epoch.
+"""Checking a table of clips and its audio files before training, so that every bad name or file is named
+at once, not the first one mid-epoch: `check_table` (and its file-name rule, `check_clip_names`),
+`check_audio_file`, `check_audio_files` and `AudioFilesError`.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .io import sample_rate_problem
 
-__all__ = ["AudioFilesError", "check_audio_file", "check_audio_files"]
+__all__ = ["AudioFilesError", "check_audio_file", "check_audio_files", "check_clip_names", "check_table"]
 
 _MAX_LISTED = 20
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT_EXACT = 2**53  # the largest float64 up to which every integer is exact
 
 
 class AudioFilesError(ValueError):
@@ -193,3 +197,153 @@ def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) ->
             problems,
         )
     return facts_of
+
+
+def check_clip_names(
+    names: Sequence, root: str | os.PathLike, allow_outside: bool = False, rows: Sequence[str] | None = None
+) -> tuple[list[str], list[tuple[int, str]]]:
+    """The file-name rule of every table of clips: `check_table` (the loaders) and the ESC-50 validation use it.
+
+    Each name is normalized (`os.path.normpath`, posix separators) and refused, with a message naming
+    it, when it names no file (None, NaN, blank, "."), has leading or trailing whitespace, names a clip
+    listed before under any spelling (`x.wav`, `./x.wav`, `x.wav/`, `sub/../x.wav`, or two names of one
+    file through a link), or, unless `allow_outside`, is absolute, leaves `root` with `..` or is a link
+    to a file outside `root`. Only names and links are looked at: whether a file exists and is audio is
+    `check_audio_files`' job.
+
+    Args:
+        names: the file names, relative to `root`, in table order.
+        root: the folder the names are relative to.
+        allow_outside: accept absolute names and names or links leading outside `root`.
+        rows: what the messages call each name's row; None: "row 0", "row 1", ...
+
+    Returns:
+        `(normalized, problems)`: every name normalized (a posix string), and `(position, message)` for
+            each refused name, in table order.
+
+    Examples:
+        >>> names, problems = check_clip_names(["a.wav", "./a.wav", "../b.wav"], "clips")
+        >>> names
+        ['a.wav', 'a.wav', '../b.wav']
+        >>> for row, message in problems:
+        ...     print(row, message)
+        1 './a.wav' is the same clip as row 0 ('a.wav'): list each clip once
+        2 '../b.wav' leaves the audio folder with '..': list only clips inside clips
+    """
+    root = Path(root)
+    rows = [f"row {i}" for i in range(len(names))] if rows is None else list(rows)
+    blank = [v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) or not str(v).strip() for v in names]
+    texts = ["" if b else str(v) for b, v in zip(blank, names, strict=True)]
+    normalized = [t if b else os.path.normpath(t).replace(os.sep, "/") for b, t in zip(blank, texts, strict=True)]
+    problems, first = [], {}
+    for i, (raw, text, norm) in enumerate(zip(names, texts, normalized, strict=True)):
+        problem = _name_problem(text, norm, root, allow_outside)
+        j = i if problem else first.setdefault(os.path.normcase(os.path.realpath(root / norm)), i)
+        if j != i and text != texts[j]:
+            problem = f"is the same clip as {rows[j]} ({texts[j]!r}): list each clip once"
+        elif j != i and texts[:i].count(text) == 1:  # listed again as spelled before: said once, at its second row
+            again = [rows[k] for k, t in enumerate(texts) if t == text]
+            problem = f"is listed {len(again)} times ({', '.join(again)}): list each clip once"
+        if problem:
+            problems.append((i, f"{raw!r} {problem}"))
+    return normalized, problems
+
+
+def _name_problem(text: str, norm: str, root: Path, allow_outside: bool) -> str | None:
+    "What is wrong with one name on its own (see `check_clip_names`), or None."
+    if not text.strip() or norm == ".":
+        return f"names no file: list each clip by its name inside {root}"
+    if text != text.strip():
+        return (
+            f"has leading or trailing whitespace: write the name exactly as the file in {root} is called, "
+            "without spaces around it"
+        )
+    if allow_outside:
+        return None
+    if os.path.isabs(norm):
+        return f"is an absolute path: list clips by their path relative to {root}"
+    if norm == ".." or norm.startswith("../"):
+        return f"leaves the audio folder with '..': list only clips inside {root}"
+    real_root, real = os.path.realpath(root), os.path.realpath(root / norm)
+    if os.path.commonpath([real_root, real]) != real_root:
+        return f"is a link to {real}, outside {root}"
+    return None
+
+
+def check_table(
+    df: pd.DataFrame,
+    root: str | os.PathLike,
+    fn_col,
+    label_col=None,
+    fold_col=None,
+    suff: str = "",
+    allow_outside: bool = False,
+) -> pd.DataFrame:
+    """A table of clips checked before any file is opened: the step every loader takes first.
+
+    `AudioDataLoaders.from_df` and everything built on it (`from_folder`, `from_csv`, the dataset
+    recipes, `esc50_dataloaders`) call it. The file names obey `check_clip_names` (the rule the ESC-50
+    validation applies too); the label and fold columns, when they hold integers, must fit 64 bits
+    (floats: +-2**53, where float64 stops holding every integer), or labels and folds would wrap or
+    merge silently.
+
+    Args:
+        df: the table, one row per clip.
+        root: the folder the file names are relative to.
+        fn_col: the label of the column of file names.
+        label_col: the label of the column of labels, or None.
+        fold_col: the label of the column of folds, or None.
+        suff: appended to every file name, e.g. ".wav".
+        allow_outside: accept names outside `root` (see `check_clip_names`).
+
+    Returns:
+        A copy of `df` with a fresh index (0, 1, ...) and the file names normalized, `suff` appended.
+
+    Raises:
+        ValueError: every problem with the file names at once, each with its row; or an integer label
+            or fold beyond 64 bits, with its row.
+
+    Examples:
+        >>> import pandas as pd
+        >>> check_table(pd.DataFrame({"file": ["a", "sub//b"], "label": [1, 2]}), "clips", "file", "label", suff=".wav")
+                 file  label
+        0       a.wav      1
+        1   sub/b.wav      2
+    """
+    table = df.reset_index(drop=True)
+    for col, what in ((label_col, "label"), (fold_col, "fold")):
+        if col is not None:
+            _check_integer_column(table, col, what)
+    names = [v if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) else f"{v}{suff}" for v in table[fn_col]]
+    table[fn_col], problems = check_clip_names(names, root, allow_outside)
+    if problems:
+        lines = [f"row {i}: {message}" for i, message in problems[:_MAX_LISTED]]
+        more = [f"... and {len(problems) - _MAX_LISTED} more"] if len(problems) > _MAX_LISTED else []
+        raise ValueError(
+            f"{len(problems)} problem(s) with the file names in column {fn_col!r}"
+            + ("" if allow_outside else f" (clips must lie inside {root}; allow_outside=True lifts that)")
+            + ":\n  "
+            + "\n  ".join(lines + more)
+        )
+    return table
+
+
+def _check_integer_column(df: pd.DataFrame, col, what: str) -> None:
+    "ValueError when the label or fold column `col` holds integers beyond int64 (floats beyond 2**53)."
+    values = df[col]
+    if pd.api.types.is_float_dtype(values):
+        bad = values.notna() & (values.abs() > _FLOAT_EXACT)
+        limit = f"+-2**53 ({_FLOAT_EXACT}), where float64 stops holding integers exactly"
+    elif pd.api.types.is_unsigned_integer_dtype(values):
+        bad, limit = values > _INT64[1], f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
+    elif values.dtype == object:
+        big = [isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1] for v in values]
+        bad, limit = pd.Series(big, index=values.index), f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
+    else:
+        return
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise ValueError(
+            f"{what} column {col!r} holds {values.iloc[row]!r} (row {row}; {int(bad.sum())} such value(s)), outside {limit}: "
+            "use smaller integers, or strings, as labels and folds"
+        )
