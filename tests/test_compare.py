@@ -3,7 +3,9 @@ failing before writing, logs that read well in a file, the command without torch
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -255,14 +257,79 @@ def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message
     assert not out.exists()
 
 
-def test_out_without_finished_runs_is_reused_with_other_settings(own, tmp_path, fake_training):
+def test_another_experiment_is_refused_on_an_out_even_before_any_run_finished(own, tmp_path, fake_training):
     out = tmp_path / "out"
     base = dict(data=str(own), out=out, norms=["none"], k=3)
     prepare(ExperimentConfig(**base, overrides={**TINY, "bs": 8}), _quiet())  # nothing trained
-    prepare(ExperimentConfig(**base, overrides=dict(TINY)), _quiet())  # other settings: fine, no run was recorded
+    with pytest.raises(
+        ValueError, match=r"another experiment \(no run finished yet\) \(differing: settings.bs: 8 in OUT, 4 here"
+    ):
+        prepare(ExperimentConfig(**base, overrides=dict(TINY)), _quiet())
+    (out / "experiment.json").unlink()  # as the message says: this one may start there now
     run_experiment(ExperimentConfig(**base, folds=[1], overrides=dict(TINY)), _quiet())
-    with pytest.raises(ValueError, match="holds finished runs of another experiment .*settings"):
+    with pytest.raises(ValueError, match="holds finished runs of another experiment .*settings.bs: 4 in OUT, 8 here"):
         prepare(ExperimentConfig(**base, overrides={**TINY, "bs": 8}), _quiet())
+
+
+def test_two_experiments_started_together_on_one_out_one_is_refused(own, tmp_path, fake_training):
+    import threading
+
+    out, errors = tmp_path / "out", []
+
+    def start(epochs):
+        try:
+            prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, epochs=epochs, overrides=dict(TINY)), _quiet())
+        except ValueError as e:
+            errors.append(str(e))
+
+    for _ in range(3):
+        (out / "experiment.json").unlink(missing_ok=True)
+        errors.clear()
+        threads = [threading.Thread(target=start, args=(epochs,)) for epochs in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(errors) == 1 and "settings.epochs" in errors[0], errors
+    identity = json.loads((out / "experiment.json").read_text())
+    assert identity["settings"]["epochs"] in (1, 2)
+
+
+def test_a_record_of_another_experiment_is_left_out_and_named(own, tmp_path, fake_training, capsys):
+    from fastspecnorm.experiment.cli import main
+
+    args = ["--data", own, "--k", "3", "--folds", "1", "--norms", "none", "global", "--bs", "4", "--quiet"]
+    assert main([*args, "--out", tmp_path / "a"]) == 0
+    assert main([*args, "--out", tmp_path / "b", "--epochs", "2"]) == 0
+    stranger = next((tmp_path / "b" / "runs").glob("none-*.json"))
+    shutil.copy(stranger, tmp_path / "a" / "runs" / stranger.name)
+    capsys.readouterr()
+    assert main(["--summarize", "--out", tmp_path / "a"]) == 0
+    assert f"left out 1 record(s) in {tmp_path / 'a' / 'runs'} of another experiment" in capsys.readouterr().out
+    results = pd.read_csv(tmp_path / "a" / "results.csv")
+    assert len(results) == 2 and stranger.stem not in set(results["run_id"])
+
+
+def test_a_relabelled_csv_or_edited_folds_csv_between_resumes_is_refused_naming_the_rows(own, tmp_path, fake_training):
+    csv, out = tmp_path / "labels.csv", tmp_path / "out"
+    table = pd.read_csv(own / "labels.csv")
+    table.to_csv(csv, index=False)
+    cfg = dict(csv=str(csv), path=str(own), out=out, norms=["none"], folds=[1], k=3, group_col="speaker", overrides=dict(TINY))
+    run_experiment(ExperimentConfig(**cfg), _quiet())
+    relabelled = table.assign(label=["digit2" if i == 0 else v for i, v in enumerate(table["label"])])
+    relabelled.to_csv(csv, index=False)
+    first = table["file"].iloc[0]
+    with pytest.raises(
+        ValueError, match=rf"the table .* differs .*1 row\(s\): {first}: \['digit0', None, 'ann'\] in OUT, \['digit2'"
+    ):
+        prepare(ExperimentConfig(**cfg), _quiet())
+    table.to_csv(csv, index=False)  # restored: resumes
+    prepare(ExperimentConfig(**cfg), _quiet())
+    folds = pd.read_csv(out / "folds.csv")
+    folds.loc[0, "fold"] = 99 if folds.loc[0, "fold"] != 99 else 1  # a clip moved to another fold by hand
+    folds.to_csv(out / "folds.csv", index=False)
+    with pytest.raises(ValueError, match="folds.csv was changed after this tool wrote it"):
+        prepare(ExperimentConfig(**cfg), _quiet())
 
 
 def test_compare_from_python_returns_the_summary(own, tmp_path, fake_training):
@@ -391,7 +458,6 @@ def test_fsdd_folder_with_a_nan_clip_is_refused_before_training(tmp_path, monkey
 
 
 def test_claim_left_on_a_recorded_run_is_cleared_by_the_next_start(own, tmp_path, fake_training):
-    import json
 
     out = tmp_path / "out"
     cfg = ExperimentConfig(data=str(own), out=out, norms=["none"], k=2, folds=[1], overrides=dict(TINY))

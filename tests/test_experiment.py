@@ -80,7 +80,10 @@ def test_other_settings_in_same_out_refused(esc, tmp_path, monkeypatch):
     prep = experiment.prepare(cfg)
     cfg2 = _cfg(esc, out, norms=("none",))
     cfg2.epochs = 3
-    experiment.prepare(cfg2)  # no run recorded yet: other settings may take the folder over
+    with pytest.raises(
+        ValueError, match=r"another experiment \(no run finished yet\) \(differing: settings.epochs: 1 in OUT, 3 here"
+    ):
+        experiment.prepare(cfg2)  # one OUT, one experiment, also before any run finished
     prep = experiment.prepare(cfg)
     RunStore(out).save(experiment.run_id("none", 1, 0, prep.experiment_id),
                        {"norm": "none", "fold": 1, "seed": 0, "epochs": 1, "accuracy": 0.5})  # fmt: skip

@@ -4,13 +4,14 @@ before training, made once (`check_config`, `prepare`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, read_json
+from .._io import atomic_write_text, file_lock, read_json
 from .._options import count, fold_value, fraction, option, points, positive_float, positive_int
 from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
 from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, PRECISIONS, PRESETS, get_settings
@@ -422,26 +423,61 @@ def data_unchanged(prep: Prepared) -> dict | None:
     return None
 
 
-def _check_experiment(out: Path, expected: dict[str, Any], files: dict | None = None) -> bool:
-    """Whether `OUT/experiment.json` must be (re)written: True when absent or, with no finished run in
-    OUT, different. Raises ValueError when OUT holds finished runs of another experiment or data."""
+def _differences(old: Any, new: Any, key: str = "") -> list[str]:
+    "'key: old there, new here' for each leaf where two identities differ (nested keys joined by '.')."
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{key}.{k}" if key else k)]
+    return [] if old == new else [f"{key}: {old!r} in OUT, {new!r} here"]
+
+
+def _check_experiment(out: Path, expected: dict[str, Any], files: dict) -> bool:
+    """Whether `OUT/experiment.json` must be written: True when absent, False when it holds
+    `expected`. One OUT holds one experiment: a different one is refused (ValueError naming each
+    setting that differs, with both values, or the data files that changed), whether or not any
+    run has finished, so two experiments started together never share a folder."""
     path = out / "experiment.json"
     if not path.is_file():
         return True
     old = _read_json_file(path, "experiment identity")
-    diff = sorted(k for k in set(old) | set(expected) if old.get(k) != expected.get(k))
-    if not diff:
+    if old == expected:
         return False
-    if not _records_exist(out):
-        return True  # nothing finished: these settings replace the old ones
-    if "data_fingerprint" in diff and files is not None:
+    finished = "finished runs of another experiment" if _records_exist(out) else "another experiment (no run finished yet)"
+    fix = ("use another --out folder, or the settings of those runs" if _records_exist(out) else
+           f"use another --out folder, or delete {path} to start this one there")  # fmt: skip
+    if old.get("data_fingerprint") != expected.get("data_fingerprint"):
         old_files = _read_json_file(out / "data-files.json", "data fingerprint") if (out / "data-files.json").is_file() else {}
-        raise ValueError(f"the data differ from those of the runs in {out} ({describe_changes(old_files, files)}); results of "
-                         "different data are never mixed: use another --out folder, or restore the data")  # fmt: skip
-    if "data_fingerprint" in diff and set(diff) == {"data_fingerprint"}:
-        return False  # checked again with the files
-    raise ValueError(f"{out} holds finished runs of another experiment (differing: {', '.join(d for d in diff if d != 'data_fingerprint')}; "
-                     f"see {path}): use another --out folder, or the settings of those runs")  # fmt: skip
+        raise ValueError(f"the data differ from those of {finished} in {out} ({describe_changes(old_files, files)}); results "
+                         f"of different data are never mixed: restore the data, or {fix}")  # fmt: skip
+    shown = _differences(old, expected)
+    raise ValueError(f"{out} holds {finished} (differing: {'; '.join(shown[:4])}{'; ...' if len(shown) > 4 else ''}; "
+                     f"see {path}): {fix}")  # fmt: skip
+
+
+def _table_rows(source) -> dict[str, list]:
+    "`{file: [label, fold, group]}`: the table as the grid uses it (the fold None where folds are drawn: see folds.csv)."
+    table = source.table
+    groups = table["group"] if "group" in table.columns else [None] * len(table)
+    folds = [None] * len(table) if source.drawn else [int(f) for f in table["fold"]]
+    return {str(f): [str(label), fold, None if g is None else str(g)]
+            for f, label, fold, g in zip(table["file"], table["label"], folds, groups, strict=True)}  # fmt: skip
+
+
+def _check_table(out: Path, saved: dict, now: dict) -> None:
+    """ValueError when the table read now (labels, fixed folds, groups) or `OUT/folds.csv` differs
+    from what the runs in `out` were prepared with (`data-files.json`), naming the rows. OUTs
+    written before the table was recorded pass (and record it)."""
+    old = saved.get("table")
+    if old is not None and old != now["table"]:
+        changed = [f"{f}: {old.get(f)} in OUT, {now['table'].get(f)} here" for f in sorted(set(old) | set(now["table"]))
+                   if old.get(f) != now["table"].get(f)]  # fmt: skip
+        raise ValueError(f"the table (label, fold, group of each clip) differs from the one {out} was prepared with "
+                         f"({len(changed)} row(s): {'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}); results of "
+                         "different tables are never mixed: restore the table, or use another --out folder")  # fmt: skip
+    folds_csv = out / "folds.csv"
+    if saved.get("folds_csv") is not None and folds_csv.is_file():
+        if hashlib.sha256(folds_csv.read_bytes()).hexdigest() != saved["folds_csv"]:
+            raise ValueError(f"{folds_csv} was changed after this tool wrote it (the folds of the runs in {out}); restore "
+                             "it, or use another --out folder")  # fmt: skip
 
 
 def _read_json_file(path: Path, what: str) -> dict:
@@ -544,19 +580,28 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     data_stats = file_stats(source.root, _data_names(source))  # before hashing: a change after it shows in the stat
     data = data_fingerprint(source)
     identity["data_fingerprint"] = data["digest"]
-    if _check_experiment(out, identity, data):
-        # Several processes may start at once: each writes the same files; a different
-        # experiment started at the same moment is caught by reading back.
-        if folds_table is None and source.drawn:
+    with contextlib.ExitStack() as held:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            held.enter_context(file_lock(out / ".experiment.lock"))
+        except OSError as e:
+            raise ValueError(f"cannot write to --out {out} ({e.strerror or e}): give a folder this user can write") from None
+        # One identity per OUT: processes started together write it one at a time and compare it.
+        new = _check_experiment(out, identity, data)
+        saved = {} if new else _read_json_file(out / "data-files.json", "data fingerprint")
+        data["table"] = _table_rows(source)
+        if not new:
+            _check_table(out, saved, data)  # the labels, fixed folds and groups as used, and folds.csv as written
+        if new and folds_table is None and source.drawn:
             folds_table = _folds_table({r: s.table for r, s in sources.items()})
-        if folds_table is not None:
+        if folds_table is not None:  # new, more repeats than drawn before, or folds.csv deleted
             atomic_write_text(out / "folds.csv", folds_table.to_csv(index=False, lineterminator="\n"))
-        atomic_write_text(out / "data-files.json", json.dumps(data, indent=1, sort_keys=True))
-        atomic_write_text(out / "experiment.json", json.dumps(identity, indent=2, sort_keys=True))
-        if _check_experiment(out, identity, data):
-            raise ValueError(f"another process wrote a different experiment to {out} at the same time; use another --out folder")
-    elif folds_table is not None:  # the same experiment with more repeats than drawn before, or folds.csv deleted
-        atomic_write_text(out / "folds.csv", folds_table.to_csv(index=False, lineterminator="\n"))
+        if (out / "folds.csv").is_file():
+            data["folds_csv"] = hashlib.sha256((out / "folds.csv").read_bytes()).hexdigest()
+        if new or {k: saved.get(k) for k in data} != data:  # written once; older OUTs gain the table
+            atomic_write_text(out / "data-files.json", json.dumps(data, indent=1, sort_keys=True))
+        if new:
+            atomic_write_text(out / "experiment.json", json.dumps(identity, indent=2, sort_keys=True))
     return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data, sources, data_stats)
 
 

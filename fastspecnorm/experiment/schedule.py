@@ -124,13 +124,17 @@ def _stats_path(out: Path, norm: str, fold: int, settings: dict[str, Any], fract
     return out / "stats" / f"{f'r{repeat}-' if repeat else ''}fold{fold}-{norm}-{digest(key)}.npz"
 
 
-def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0):
-    """Rebuild `results.csv` from the records, then `summary.md` / `summary.png` from it.
+def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0, log: RunLog | None = None):
+    """Rebuild `results.csv` from this experiment's records, then `summary.md` / `summary.png` from it.
+
+    Records of another experiment in `runs/` (copied from another OUT) are left out and named.
 
     Args:
         out: the experiment folder.
-        experiment: its identity (`OUT/experiment.json`), which titles the summary.
+        experiment: its identity (`OUT/experiment.json`), which titles the summary and whose digest
+            the records' run ids end with.
         rope: the verdicts' region of practical equivalence, in accuracy points.
+        log: where the left-out records are named (None: not shown).
 
     Returns:
         The rows of `results.csv` (`RunStore.rebuild`); no summary is written when there are none.
@@ -140,7 +144,13 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0):
         ImportError: matplotlib is not installed (for `summary.png`).
     """
     store = RunStore(out)
-    rows, records = store.rebuild_with_records(list(NORMS))
+    experiment_id = digest(experiment)
+    rows, records = store.rebuild_with_records(list(NORMS), experiment_id)
+    foreign = store.foreign(experiment_id)
+    if foreign and log is not None:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        log.result(f"left out {len(foreign)} record(s) in {store.runs_dir} of another experiment than {out / 'experiment.json'} "
+                 f"(run ids not ending in -{experiment_id}): {shown}")  # fmt: skip
     if len(rows):
         write_summary(
             rows,
@@ -323,7 +333,7 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
         _run_workers(cfg, prep, log)
     else:
         _work(cfg, prep, cfg.devices[0] if cfg.devices else None, log)
-    rebuild_outputs(cfg.out, prep.experiment, cfg.rope)
+    rebuild_outputs(cfg.out, prep.experiment, cfg.rope, log)
     store = RunStore(cfg.out)
     log.result(f"results: {store.results_path}\nsummary: {cfg.out / 'summary.md'}, {cfg.out / 'summary.png'}")
     return store.results_path
@@ -353,7 +363,7 @@ def summarize_out(out: str | Path, log=None, rope: float = 1.0) -> Path:
     if not (out / "experiment.json").is_file() and not (out / "results.csv").is_file():
         raise FileNotFoundError(f"{out} holds no experiment (no experiment.json); pass the --out folder of a grid")
     refuse_old_format(out)
-    rows = rebuild_outputs(out, _read_json_file(out / "experiment.json", "experiment identity"), rope)
+    rows = rebuild_outputs(out, _read_json_file(out / "experiment.json", "experiment identity"), rope, log)
     if not len(rows):
         raise ValueError(f"{out} has no finished run yet (no record in {out / 'runs'}); nothing to summarize")
     log.result(f"{len(rows)} runs: {out / 'results.csv'}, {out / 'summary.md'}, {out / 'summary.png'}")

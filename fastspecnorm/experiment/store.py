@@ -218,8 +218,12 @@ class RunStore:
         record = {"run_id": run_id, "row": check_row(row), "info": info or {}}
         return atomic_write_text(self.record_path(run_id), json.dumps(record, indent=1))
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
         """Every finished run's record, sorted by run id.
+
+        Args:
+            experiment_id: only the records of this experiment (run ids ending in
+                `-<experiment_id>`); None: all.
 
         Returns:
             The records, each `{"run_id", "row", "info"}`; empty when there is none.
@@ -229,7 +233,22 @@ class RunStore:
         """
         if not self.runs_dir.is_dir():
             return []
-        return [self._read_record(path) for path in sorted(self.runs_dir.glob("*.json"))]  # temporary files end in .tmp
+        records = [self._read_record(path) for path in sorted(self.runs_dir.glob("*.json"))]  # temporary files end in .tmp
+        return [r for r in records if experiment_id is None or r["run_id"].endswith(f"-{experiment_id}")]
+
+    def foreign(self, experiment_id: str) -> list[str]:
+        """The record files in `runs/` of another experiment than `experiment_id` (copied in from
+        another OUT, or left by an older grid): never summarized with this one's.
+
+        Args:
+            experiment_id: this OUT's experiment id.
+
+        Returns:
+            Their file names, sorted.
+        """
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.runs_dir.glob("*.json") if not p.stem.endswith(f"-{experiment_id}"))
 
     @staticmethod
     def _read_record(path: Path) -> dict[str, Any]:
@@ -278,7 +297,7 @@ class RunStore:
         rows.sort(key=lambda r: (r["repeat"], r["fold"], r["seed"], rank.get(r["norm"], len(rank)), r["norm"]))
         return pd.DataFrame(rows)
 
-    def rebuild(self, order: Sequence[str] = ()) -> pd.DataFrame:
+    def rebuild(self, order: Sequence[str] = (), experiment_id: str | None = None) -> pd.DataFrame:
         """Write `results.csv` from the records.
 
         Idempotent. When another process adds a record meanwhile, it rebuilds again, so the last
@@ -288,6 +307,7 @@ class RunStore:
 
         Args:
             order: normalization names in row order, as for `rows`.
+            experiment_id: only this experiment's records (see `records`); None: all.
 
         Returns:
             The rows, as `rows` returns them.
@@ -295,13 +315,16 @@ class RunStore:
         Raises:
             ValueError: a record that cannot be read, naming the file and what is wrong.
         """
-        return self.rebuild_with_records(order)[0]
+        return self.rebuild_with_records(order, experiment_id)[0]
 
-    def rebuild_with_records(self, order: Sequence[str] = ()) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    def rebuild_with_records(
+        self, order: Sequence[str] = (), experiment_id: str | None = None
+    ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         """`rebuild`, also returning the records the rows come from (for their `info`).
 
         Args:
             order: normalization names in row order, as for `rows`.
+            experiment_id: only this experiment's records (see `records`); None: all.
 
         Returns:
             `(rows, records)`: the table and the records, as `rows` and `records` return them.
@@ -309,7 +332,7 @@ class RunStore:
         self._remove_orphan_claims()
         while True:
             ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
-            records = self.records()
+            records = self.records(experiment_id)
             rows = self._rows(records, order)
             if len(rows):
                 atomic_write_text(self.results_path, rows.to_csv(index=False, lineterminator="\n"))
