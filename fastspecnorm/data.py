@@ -1,5 +1,8 @@
 """Loaders over your own audio: `AudioDataLoaders` (`from_folder`, `from_df`, `from_csv` and fastai's
-other constructors) and `get_audio_files`.
+other constructors), `CrossValidationSplitter` and `get_audio_files`.
+
+`from_df` is fastai's `ImageDataLoaders.from_df` for audio: `check_table` and `check_audio_files` check the
+table and its files first, then a `DataBlock` of `ColReader`s and a fastai splitter builds the loaders.
 """
 
 from __future__ import annotations
@@ -9,31 +12,39 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from inspect import Parameter, signature
 from pathlib import Path
 
 import pandas as pd
 import torch
 from fastai.data.block import CategoryBlock, DataBlock
-from fastai.data.core import DataLoaders
-from fastai.data.transforms import ColSplitter, RandomSplitter
-from fasttransform import Pipeline, Transform
+from fastai.data.core import DataLoaders, FilteredBase, TfmdDL
+from fastai.data.transforms import ColReader, ColSplitter, RandomSplitter, RegexLabeller, get_files
+from fastai.torch_core import default_device
+from fastcore.meta import delegates
+from fasttransform import Pipeline
 
 from .audio.cache import AudioCache
-from .audio.check import check_audio_files
+from .audio.check import check_audio_files, check_table
 from .audio.io import audio_extensions, is_audio_file
 from .audio.spectrogram import AudioToSpec
 from .audio.transforms import AudioBlock, LoadAudio, ResizeSignal
 from .normalize import WaveformNormalize, warn_level_after_waveform_norm
 
-__all__ = ["AudioDataLoaders", "AUDIO_FILE_EXTENSIONS", "get_audio_files", "LOADER_KWARGS", "MAX_DURATION"]
+__all__ = [
+    "AudioDataLoaders",
+    "AUDIO_FILE_EXTENSIONS",
+    "CrossValidationSplitter",
+    "get_audio_files",
+    "LOADER_KWARGS",
+    "MAX_DURATION",
+]
 
-LOADER_KWARGS = frozenset(
-    "shuffle shuffle_train val_shuffle val_bs drop_last n num_workers pin_memory pin_memory_device timeout "
-    "persistent_workers verbose do_setup indexed dl_type dl_kwargs wif before_iter before_batch after_iter "
-    "create_batches create_item create_batch retain get_idxs sample shuffle_fn do_batch".split()
-)
-"""Keyword arguments the loaders pass on to fastai (`DataBlock.dataloaders`, `Datasets.dataloaders`,
-`TfmdDL`, `DataLoader` of fastai 2.8); any other keyword raises TypeError naming it."""
+MAX_DURATION = 600.0
+"""Default bound on a clip's decoded length (seconds at the target rate) in the loaders: 10 minutes."""
+AUDIO_FILE_EXTENSIONS = audio_extensions()
+"""Extensions `from_folder` collects: the package's one list (`audio.io.audio_extensions`), the
+formats this machine's soundfile can read (`.mp3` included with libsndfile >= 1.1)."""
 #: fastai keywords these loaders take in another form, and what to use instead.
 _NOT_SUPPORTED = {
     "batch_size": "use bs=",
@@ -43,29 +54,13 @@ _NOT_SUPPORTED = {
     "y_block": "the targets are always categories (CategoryBlock)",
     "img_cls": "audio is always opened as AudioTensor",
 }
-MAX_DURATION = 600.0
-"""Default bound on a clip's decoded length (seconds at the target rate) in the loaders: 10 minutes."""
-
-
-def _check_kwargs(kwargs: dict, where: str) -> None:
-    "TypeError naming every keyword that fastai's loaders would not take (or that these take otherwise)."
-    unknown = sorted(set(kwargs) - LOADER_KWARGS)
-    if unknown:
-        hints = "; ".join(f"{k}: {_NOT_SUPPORTED[k]}" for k in unknown if k in _NOT_SUPPORTED)
-        raise TypeError(
-            f"{where} got unexpected keyword argument(s) {unknown}"
-            + (f" ({hints})" if hints else "")
-            + f"; besides its own arguments it passes on only fastai's DataLoader keywords {sorted(LOADER_KWARGS)}"
-        )
-
-
-AUDIO_FILE_EXTENSIONS = audio_extensions()
-"""Extensions `from_folder` collects: the package's one list (`audio.io.audio_extensions`), the
-formats this machine's soundfile can read (`.mp3` included with libsndfile >= 1.1)."""
 
 
 def get_audio_files(path: str | os.PathLike) -> list[Path]:
     """Audio files under `path`, found recursively, hidden files and folders skipped, sorted.
+
+    fastai's `get_files` (symbolic links to folders not followed), keeping the names that
+    `is_audio_file` accepts: `get_files` would also take a file named just `wav`.
 
     Args:
         path: the folder to search.
@@ -77,202 +72,38 @@ def get_audio_files(path: str | os.PathLike) -> list[Path]:
     Raises:
         FileNotFoundError: `path` is not a folder.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"audio folder not found: {root}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in filenames if not f.startswith(".") and is_audio_file(f)]
-    return sorted(found)
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"audio folder not found: {path}")
+    return sorted(f for f in get_files(path, extensions=AUDIO_FILE_EXTENSIONS, followlinks=False) if is_audio_file(f))
 
 
-class _ReadPath(Transform):
-    "Row -> the audio file's path: `root / row[col]` (picklable, so `learn.export()` keeps it)."
+class CrossValidationSplitter:
+    """A fastai splitter: rows whose `col` is `fold` are validation, the others training (a fold, a speaker).
 
-    def __init__(self, col: str, root: str):
-        super().__init__()
-        self.col, self.root = col, root
+    Called with the DataFrame, it returns `(train_indices, valid_indices)` as fastai splitters do
+    (fastai's `ColSplitter(col, on=fold)`), after checking that `fold` is a value of `col`; it is
+    picklable, unlike fastai's splitter functions.
 
-    def encodes(self, row: pd.Series) -> Path:
-        return Path(self.root) / str(row[self.col])
+    Args:
+        col: the column holding the folds.
+        fold: the value held out for validation.
 
+    Examples:
+        >>> import pandas as pd
+        >>> CrossValidationSplitter("fold", 1)(pd.DataFrame({"fold": [1, 2, 3, 1]})) == ([1, 2], [0, 3])
+        True
+    """
 
-class _ValueSplitter:
-    "Rows whose `col` equals `value` are validation (a fold, a speaker); picklable."
-
-    def __init__(self, col: str, value):
-        self.col, self.value = col, value
+    def __init__(self, col: str = "fold", fold=1):
+        self.col, self.fold = col, fold
 
     def __call__(self, df: pd.DataFrame):
-        is_valid = (df[self.col] == self.value).to_numpy()
-        idx = range(len(df))
-        return [i for i in idx if not is_valid[i]], [i for i in idx if is_valid[i]]
-
-
-def _column(df: pd.DataFrame, col, what: str) -> str:
-    "Column name from a name or a position; ValueError naming the columns otherwise."
-    if isinstance(col, int) and not isinstance(col, bool) and col not in df.columns:
-        if not -len(df.columns) <= col < len(df.columns):
-            raise ValueError(f"{what}={col} is out of range: the DataFrame has {len(df.columns)} columns {list(df.columns)}")
-        return df.columns[col]
-    if col not in df.columns:
-        raise ValueError(f"{what}={col!r} is not a column of the DataFrame; columns are {list(df.columns)}")
-    return col
-
-
-_DEFAULT_VALID_COL = "is_valid"
-
-
-def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: float, seed):
-    if valid_col == _DEFAULT_VALID_COL and (fold_col is not None or valid_col not in df.columns):
-        valid_col = None  # the default: used only when the column exists and no folds are asked for
-    if valid_col is not None and fold_col is not None:
-        raise ValueError("give either valid_col (a bool column) or fold_col with valid_fold, not both")
-    if valid_col is not None:
-        col = _column(df, valid_col, "valid_col")
-        if df[col].dtype != bool:
-            raise ValueError(f"valid_col {col!r} must hold True/False (True = validation), got dtype {df[col].dtype}")
-        if df[col].all() or not df[col].any():
-            raise ValueError(
-                f"valid_col {col!r} is {bool(df[col].iloc[0])} on every row: nothing is left for "
-                + ("training" if df[col].all() else "validation")
-            )
-        return ColSplitter(col)
-    if fold_col is not None:
-        col = _column(df, fold_col, "fold_col")
-        values = sorted(df[col].unique().tolist(), key=str)
-        if valid_fold is None or valid_fold not in values:
-            raise ValueError(f"valid_fold={valid_fold!r} is not a value of column {col!r}; its values are {values}")
-        if len(values) < 2:
-            raise ValueError(f"column {col!r} holds only {values}: nothing is left for training")
-        return _ValueSplitter(col, valid_fold)
-    if valid_fold is not None:
-        raise ValueError("valid_fold needs fold_col, the column holding the folds (or speakers)")
-    if not 0 < valid_pct < 1:
-        raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
-    return RandomSplitter(valid_pct, seed=seed)
-
-
-_INT64 = (-(2**63), 2**63 - 1)
-_FLOAT_EXACT = 2**53  # the largest float64 up to which every integer is exact
-
-
-def _check_integer_column(df: pd.DataFrame, col: str, what: str) -> None:
-    """ValueError when the label or fold column `col` holds integers outside int64 (or floats beyond
-    2**53, where a float64 no longer holds every integer): they would wrap or merge silently."""
-    values = df[col]
-    if pd.api.types.is_float_dtype(values):
-        bad, limit = (
-            values.notna() & (values.abs() > _FLOAT_EXACT),
-            f"+-2**53 ({_FLOAT_EXACT}), where float64 stops holding integers exactly",
-        )
-    elif pd.api.types.is_unsigned_integer_dtype(values):
-        bad, limit = values > _INT64[1], f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
-    elif values.dtype == object:
-        bad = values.map(lambda v: isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]).astype(
-            bool
-        )
-        limit = f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
-    else:
-        return
-    if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raise ValueError(
-            f"{what} column {col!r} holds {values.iloc[row]!r} (row {row}; {int(bad.sum())} such value(s)), outside {limit}: "
-            "use smaller integers, or strings, as labels and folds"
-        )
-
-
-def _clip_names(names: Iterable, root: Path, suff: str, allow_outside: bool, fn: str) -> list[str]:
-    """Each listed name normalized (`os.path.normpath`, posix separators, `suff` appended), checked.
-
-    ValueError for an empty name, one listed twice under any spelling (`x.wav`, `./x.wav`, `x.wav/`,
-    or two names of one file through a link) and, unless `allow_outside`, an absolute name, a name
-    whose `..` leaves `root`, or one that a symbolic link takes outside `root`.
-    """
-    real_root = os.path.realpath(root)
-    out: list[str] = []
-    first_row: dict[str, tuple[int, str]] = {}
-    problems: list[str] = []
-    for row, raw in enumerate(names):
-        name = ("" if raw is None else str(raw)) + suff
-        if raw is None or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip():
-            problems.append(f"row {row}: {fn} {raw!r} names no file")
-            out.append(name)
-            continue
-        norm = os.path.normpath(name).replace(os.sep, "/")
-        if not allow_outside:
-            if os.path.isabs(norm):
-                problems.append(f"row {row}: {name!r} is an absolute path; list clips relative to {root}")
-            elif norm == ".." or norm.startswith("../"):
-                problems.append(f"row {row}: {name!r} leaves {root} with '..'")
-            else:
-                real = os.path.realpath(root / norm)
-                if os.path.commonpath([real_root, real]) != real_root:
-                    problems.append(f"row {row}: {name!r} is a link to {real}, outside {root}")
-        key = os.path.normcase(os.path.realpath(root / norm))
-        if key in first_row:
-            other_row, other = first_row[key]
-            problems.append(f"row {row}: {name!r} is the same clip as row {other_row} ({other!r}); list each clip once")
-        else:
-            first_row[key] = (row, name)
-        out.append(norm)
-    if problems:
-        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise ValueError(
-            f"{len(problems)} problem(s) with the file names in column {fn!r}"
-            + ("" if allow_outside else f" (clips must lie inside {root}; allow_outside=True lifts that)")
-            + f":\n  {shown}"
-        )
-    return out
-
-
-def _check_durations(facts: dict[str, dict], sample_rate: int, max_duration: float | None) -> None:
-    "ValueError naming every clip longer than `max_duration` s, with its length and decoded (cached) size."
-    if max_duration is None:
-        return
-    long = []
-    for path, f in facts.items():
-        seconds = f["frames"] / f["samplerate"]
-        if seconds > max_duration:
-            size = math.ceil(f["frames"] * sample_rate / f["samplerate"]) * 4  # float32 mono, the most it takes
-            long.append(f"{path}: {seconds / 60:.1f} min, up to {size / 1e6:,.0f} MB decoded at {sample_rate} Hz")
-    if long:
-        shown = "\n  ".join(long[:20]) + (f"\n  ... and {len(long) - 20} more" if len(long) > 20 else "")
-        raise ValueError(
-            f"{len(long)} clip(s) are longer than max_duration={max_duration:g} s; every clip is decoded whole into memory "
-            f"and the audio cache. Cut them into shorter files, leave them out, or pass max_duration=None (or a larger "
-            f"number of seconds):\n  {shown}"
-        )
-
-
-def _file_sample_rate(facts: dict[str, dict]) -> int:
-    "The files' common sample rate (for `sample_rate=None`); ValueError naming the rates otherwise."
-    rates = Counter(f["samplerate"] for f in facts.values())
-    if len(rates) != 1:
-        listed = ", ".join(f"{r} Hz ({n} files)" for r, n in sorted(rates.items()))
-        raise ValueError(f"sample_rate=None keeps the files' own rate, but they have several: {listed}; pass sample_rate=...")
-    return next(iter(rates))
-
-
-def _relative_names(path: Path, fnames: Iterable) -> list[str]:
-    """File names given to `from_path_func` & co as names relative to `path`: an absolute path inside
-    `path`, or a relative one that starts with `path` (as `get_audio_files(path)` returns them), loses
-    that prefix; any other name is taken as relative to `path` already (outside ones are then refused
-    by the name checks, unless `allow_outside`)."""
-    root, parts = os.path.abspath(path), Path(path).parts
-    res = []
-    for f in fnames:
-        p = Path(f)
-        if p.is_absolute():
-            inside = os.path.commonpath([root, os.path.abspath(p)]) == root
-            res.append(Path(os.path.relpath(p, root)).as_posix() if inside else p.as_posix())
-        elif parts and Path(path) != Path(".") and p.parts[: len(parts)] == parts:
-            res.append(Path(*p.parts[len(parts) :]).as_posix())
-        else:
-            res.append(p.as_posix())
-    return res
+        if self.col not in df.columns:
+            raise ValueError(f"CrossValidationSplitter: column {self.col!r} not in {list(df.columns)}")
+        values = sorted(df[self.col].unique().tolist(), key=str)
+        if self.fold not in values:
+            raise ValueError(f"valid_fold={self.fold!r} is not a value of column {self.col!r}; its values are {values}")
+        return ColSplitter(_readable(df, self.col), on=self.fold)(df)
 
 
 class AudioDataLoaders(DataLoaders):
@@ -331,6 +162,173 @@ class AudioDataLoaders(DataLoaders):
         return dl
 
     @classmethod
+    @delegates(TfmdDL.__init__, but=list(_NOT_SUPPORTED))
+    @delegates(FilteredBase.dataloaders, keep=True)
+    def from_df(
+        cls,
+        df: pd.DataFrame,
+        path: str | os.PathLike = ".",
+        fn_col=0,
+        label_col=1,
+        valid_col="is_valid",
+        fold_col=None,
+        valid_fold=None,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        sample_rate: int | None = 16000,
+        duration: float | None = None,
+        bs: int = 64,
+        spec: dict | None = None,
+        waveform_norm: bool = True,
+        item_tfms=(),
+        batch_tfms=(),
+        cache=True,
+        validate: bool | str = True,
+        device=None,
+        folder: str | None = None,
+        suff: str = "",
+        vocab=None,
+        allow_outside: bool = False,
+        max_duration: float | None = MAX_DURATION,
+        audio_dtype: str | None = None,
+        progress: bool = True,
+        **kwargs,
+    ) -> AudioDataLoaders:
+        """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`.
+
+        As fastai's `ImageDataLoaders.from_df`: a `DataBlock` reading the file and label columns with
+        `ColReader`, split by `ColSplitter(valid_col)` (rows where the bool column `valid_col` is True),
+        else `CrossValidationSplitter(fold_col, valid_fold)`, else `RandomSplitter(valid_pct, seed)`.
+        Before it, `check_table` checks the table (every bad name at once) and `check_audio_files` the
+        files' headers (every bad file at once), so nothing fails mid-epoch.
+
+        Batch transforms: `WaveformNormalize` (per clip over its own samples; `waveform_norm=False`
+        drops it), `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`. A
+        transform that reads the recording's own level (`DbRangeNormalize`) after `WaveformNormalize`
+        gets a warning: pass `waveform_norm=False` with it.
+
+        Args:
+            df: the table, one row per clip.
+            path: the folder the file names are relative to (with `folder`).
+            fn_col: the column of file names, by name or position.
+            label_col: the column of labels, by name or position. Integer labels must fit 64-bit
+                integers.
+            valid_col: the bool column marking the validation rows (True = validation). The default
+                "is_valid" is used when the DataFrame has it, as in fastai, and no `fold_col` is given;
+                None ignores it.
+            fold_col: the column whose value `valid_fold` marks the validation rows (a fold, a speaker:
+                group-aware), by name or position; it takes precedence over a default `is_valid`
+                column. Integer folds must fit 64-bit integers.
+            valid_fold: the value of `fold_col` held out for validation.
+            valid_pct: without `valid_col` or `fold_col`, the share of rows drawn at random for
+                validation, in (0, 1).
+            seed: the seed of that draw; None: not seeded.
+            sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
+                share one (ValueError naming the rates otherwise).
+            duration: None keeps each clip's length (batches padded to their longest clip, with
+                `lengths`); seconds crop (random on training, fixed at the start on validation) or
+                zero-pad every clip to that length.
+            bs: the batch size, in clips; at most the number of training clips (the training loader
+                drops incomplete batches).
+            spec: keyword arguments of `AudioToSpec` (e.g. `n_mels`, `n_fft`, `hop_length`, `top_db`);
+                its `sample_rate` is always `sample_rate`.
+            waveform_norm: start the batch transforms with `WaveformNormalize`.
+            item_tfms: more item transforms, after the `duration` crop.
+            batch_tfms: more batch transforms, after `AudioToSpec`.
+            cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
+                False decodes every epoch.
+            validate: True (or "quick") checks every file's header before anything else, "full" also
+                decodes every sample, False skips it; bad files raise `AudioFilesError` naming them all.
+            device: the device of the batches; None: fastai's `default_device()`.
+            folder: a subfolder of `path` that the file names are relative to; None: `path` itself.
+            suff: appended to every file name, e.g. ".wav".
+            vocab: the classes, kept in the order given (default: the sorted labels).
+            allow_outside: accept names outside `path / folder`. Each name is normalized
+                (`os.path.normpath`) and must be listed once (`x.wav` and `./x.wav` are one clip), without
+                spaces around it, and lie inside `path / folder`: absolute names, `..` leaving it and links
+                to outside are refused (ValueError naming the rows, `check_clip_names`) unless
+                `allow_outside=True`.
+            max_duration: seconds; a clip longer than that (10 minutes by default) is refused before any
+                decoding, with its length and decoded size (every clip is decoded whole, into memory and
+                the cache: an hour at 16 kHz is 230 MB); None lifts the bound. The check needs
+                `validate`, which reads the headers.
+            audio_dtype: the precision decoded audio is kept at ("int16", "float16", "float32",
+                "auto"; None: "auto" in the cache, float32 without it).
+            progress: show a progress bar while the cache is built.
+            **kwargs: passed on to fastai's `DataBlock.dataloaders`: those of `LOADER_KWARGS` (fastai's,
+                in this signature through `@delegates`), e.g.
+                `num_workers`, `shuffle`, `drop_last`, `val_bs`. `num_workers` is 0 by default on a CPU
+                device when the cache is on: reading a cached clip costs little next to the batch
+                transforms, and workers would only compete with them for the cores (docs/performance.md).
+
+        Returns:
+            The loaders, with `sample_rate` set to the clips' rate in Hz.
+
+        Raises:
+            TypeError: `df` is not a DataFrame, or a keyword is not one of `LOADER_KWARGS` (the error
+                names it, with what to use instead where there is something).
+            ValueError: the DataFrame has no rows; `bs` is not a positive integer or exceeds the
+                training clips; `duration` or `max_duration` is not positive; a column is missing; a
+                file name is empty, has spaces around it, is listed twice or lies outside `path / folder`;
+                an integer label or fold does not fit 64 bits; the split cannot be made (`valid_col` not
+                bool, or leaving nothing for training or validation; both `valid_col` and `fold_col`;
+                `valid_fold` not a value of `fold_col`, or without it; `valid_pct` outside (0, 1));
+                `validate` is not one of the values above; `sample_rate=None` without `validate` or with
+                files at several rates; a clip is longer than `max_duration`.
+            AudioFilesError: (a ValueError) files are missing, unreadable or damaged; it names them all.
+
+        Examples:
+            >>> import os, tempfile
+            >>> import numpy as np, pandas as pd, soundfile as sf
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     for i, n in enumerate([1600, 2400, 3200, 4000]):
+            ...         sf.write(os.path.join(d, f"{i}.wav"), np.zeros(n, dtype="float32"), 16000)
+            ...     df = pd.DataFrame({"file": ["0.wav", "1.wav", "2.wav", "3.wav"], "label": ["a", "b", "a", "b"]})
+            ...     dls = AudioDataLoaders.from_df(df, path=d, bs=2, valid_pct=0.5, seed=0, cache=False, device="cpu")
+            ...     x, y = dls.one_batch()
+            >>> dls.vocab, dls.sample_rate
+            (['a', 'b'], 16000)
+            >>> type(x).__name__, x.shape[:3], x.lengths.shape
+            ('AudioSpectrogram', torch.Size([2, 1, 201]), torch.Size([2]))
+        """
+        _check_arguments(df, kwargs, bs, duration, max_duration, validate)
+        root = Path(path) / folder if folder else Path(path)
+        fn, label = _column(df, fn_col, "fn_col"), _column(df, label_col, "label_col")
+        fold_col = None if fold_col is None else _column(df, fold_col, "fold_col")
+        df = check_table(df, root, fn, label, fold_col, suff=suff, allow_outside=allow_outside)
+        splitter = _splitter(df, valid_col, fold_col, valid_fold, valid_pct, seed)
+        n_train = len(splitter(df)[0])
+        if n_train < bs:
+            raise ValueError(
+                f"bs={bs} is larger than the {n_train} training clips; the training loader drops incomplete batches, "
+                "so it would yield none: pass a smaller bs"
+            )
+        files = [root / f for f in df[fn]]
+        sample_rate = _checked_files(files, validate, sample_rate, max_duration)
+        if waveform_norm:
+            warn_level_after_waveform_norm(batch_tfms)
+        audio_cache = _open_cache(files, sample_rate, cache, audio_dtype, progress)
+        dblock = DataBlock(
+            blocks=(
+                AudioBlock(sample_rate=sample_rate, cache=audio_cache, dtype=audio_dtype),
+                CategoryBlock(vocab=None if vocab is None else list(vocab), sort=vocab is None),
+            ),
+            get_x=ColReader(_readable(df, fn), pref=root),
+            get_y=ColReader(_readable(df, label)),
+            splitter=splitter,
+            item_tfms=([ResizeSignal(duration)] if duration is not None else []) + list(item_tfms),
+            batch_tfms=([WaveformNormalize(inplace=True)] if waveform_norm else [])
+            + [AudioToSpec(**{**(spec or {}), "sample_rate": sample_rate}), *batch_tfms],
+        )
+        if "num_workers" not in kwargs and audio_cache is not None and _device_type(device) == "cpu":
+            kwargs["num_workers"] = 0
+        dls = dblock.dataloaders(df, path=root, bs=bs, device=device, **kwargs)
+        res = cls(*dls.loaders, path=root, device=dls.device)
+        res.sample_rate = sample_rate
+        return res
+
+    @classmethod
+    @delegates(from_df, but="fn_col,label_col,valid_col")
     def from_folder(
         cls,
         path: str | os.PathLike,
@@ -397,6 +395,7 @@ class AudioDataLoaders(DataLoaders):
                            duration=duration, bs=bs, spec=spec, **kwargs)  # fmt: skip
 
     @classmethod
+    @delegates(from_df)
     def from_csv(
         cls,
         path: str | os.PathLike,
@@ -430,6 +429,7 @@ class AudioDataLoaders(DataLoaders):
         return cls.from_df(df, path=path, **kwargs)
 
     @classmethod
+    @delegates(from_df, but="fn_col,label_col,valid_col")
     def from_path_func(
         cls,
         path: str | os.PathLike,
@@ -499,7 +499,7 @@ class AudioDataLoaders(DataLoaders):
         Raises:
             ValueError: (naming the file) `pat` does not match a file, or has no group.
         """
-        return cls.from_path_func(path, fnames, _RegexLabel(pat), **kwargs)
+        return cls.from_path_func(path, fnames, _regex_labeller(pat), **kwargs)
 
     @classmethod
     def from_name_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
@@ -519,220 +519,165 @@ class AudioDataLoaders(DataLoaders):
         Raises:
             ValueError: (naming the file) `pat` does not match a file, or has no group.
         """
-        label = _RegexLabel(pat)
-        return cls.from_path_func(path, fnames, lambda f: label(f.name), **kwargs)
+        label = _regex_labeller(pat)
+        return cls.from_path_func(path, fnames, lambda f: label(Path(f.name)), **kwargs)
 
-    @classmethod
-    def from_df(
-        cls,
-        df: pd.DataFrame,
-        path: str | os.PathLike = ".",
-        fn_col=0,
-        label_col=1,
-        valid_col="is_valid",
-        fold_col=None,
-        valid_fold=None,
-        valid_pct: float = 0.2,
-        seed: int | None = None,
-        sample_rate: int | None = 16000,
-        duration: float | None = None,
-        bs: int = 64,
-        spec: dict | None = None,
-        waveform_norm: bool = True,
-        item_tfms=(),
-        batch_tfms=(),
-        cache=True,
-        validate: bool | str = True,
-        device=None,
-        folder: str | None = None,
-        suff: str = "",
-        vocab=None,
-        allow_outside: bool = False,
-        max_duration: float | None = MAX_DURATION,
-        audio_dtype: str | None = None,
-        progress: bool = True,
-        **kwargs,
-    ) -> AudioDataLoaders:
-        """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`.
 
-        As fastai's `ImageDataLoaders.from_df`. Validation: rows where the bool column `valid_col` is
-        True; else rows whose `fold_col` equals `valid_fold`; else a random `valid_pct`.
+LOADER_KWARGS = frozenset(
+    name for name, p in signature(AudioDataLoaders.from_df).parameters.items() if p.kind is Parameter.KEYWORD_ONLY
+)
+"""Keyword arguments the loaders pass on to fastai (`Datasets.dataloaders`, `TfmdDL` and `DataLoader`), read
+from `from_df`'s signature, which `@delegates` fills from fastai's; any other keyword raises TypeError naming it."""
 
-        Batch transforms: `WaveformNormalize` (per clip over its own samples; `waveform_norm=False`
-        drops it), `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`. A
-        transform that reads the recording's own level (`DbRangeNormalize`) after `WaveformNormalize`
-        gets a warning: pass `waveform_norm=False` with it.
 
-        Args:
-            df: the table, one row per clip.
-            path: the folder the file names are relative to (with `folder`).
-            fn_col: the column of file names, by name or position.
-            label_col: the column of labels, by name or position. Integer labels must fit 64-bit
-                integers.
-            valid_col: the bool column marking the validation rows (True = validation). The default
-                "is_valid" is used when the DataFrame has it, as in fastai, and no `fold_col` is given;
-                None ignores it.
-            fold_col: the column whose value `valid_fold` marks the validation rows (a fold, a speaker:
-                group-aware), by name or position; it takes precedence over a default `is_valid`
-                column. Integer folds must fit 64-bit integers.
-            valid_fold: the value of `fold_col` held out for validation.
-            valid_pct: without `valid_col` or `fold_col`, the share of rows drawn at random for
-                validation, in (0, 1).
-            seed: the seed of that draw; None: not seeded.
-            sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
-                share one (ValueError naming the rates otherwise).
-            duration: None keeps each clip's length (batches padded to their longest clip, with
-                `lengths`); seconds crop (random on training, fixed at the start on validation) or
-                zero-pad every clip to that length.
-            bs: the batch size, in clips; at most the number of training clips (the training loader
-                drops incomplete batches).
-            spec: keyword arguments of `AudioToSpec` (e.g. `n_mels`, `n_fft`, `hop_length`, `top_db`);
-                its `sample_rate` is always `sample_rate`.
-            waveform_norm: start the batch transforms with `WaveformNormalize`.
-            item_tfms: more item transforms, after the `duration` crop.
-            batch_tfms: more batch transforms, after `AudioToSpec`.
-            cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
-                False decodes every epoch.
-            validate: True (or "quick") checks every file's header before anything else, "full" also
-                decodes every sample, False skips it; bad files raise `AudioFilesError` naming them all.
-            device: the device of the batches; None: fastai's `default_device()`.
-            folder: a subfolder of `path` that the file names are relative to; None: `path` itself.
-            suff: appended to every file name, e.g. ".wav".
-            vocab: the classes, kept in the order given (default: the sorted labels).
-            allow_outside: accept names outside `path / folder`. Each name is normalized
-                (`os.path.normpath`) and must be listed once (`x.wav` and `./x.wav` are one clip) and lie
-                inside `path / folder`: absolute names, `..` leaving it and links to outside are refused
-                (ValueError naming the rows) unless `allow_outside=True`.
-            max_duration: seconds; a clip longer than that (10 minutes by default) is refused before any
-                decoding, with its length and decoded size (every clip is decoded whole, into memory and
-                the cache: an hour at 16 kHz is 230 MB); None lifts the bound. The check needs
-                `validate`, which reads the headers.
-            audio_dtype: the precision decoded audio is kept at ("int16", "float16", "float32",
-                "auto"; None: "auto" in the cache, float32 without it).
-            progress: show a progress bar while the cache is built.
-            **kwargs: passed on to fastai's `DataBlock.dataloaders`: those of `LOADER_KWARGS`, e.g.
-                `num_workers`, `shuffle`, `drop_last`, `val_bs`. `num_workers` is 0 by default on a CPU
-                device when the cache is on: reading a cached clip costs little next to the batch
-                transforms, and workers would only compete with them for the cores (docs/performance.md).
-
-        Returns:
-            The loaders, with `sample_rate` set to the clips' rate in Hz.
-
-        Raises:
-            TypeError: `df` is not a DataFrame, or a keyword is not one of `LOADER_KWARGS` (the error
-                names it, with what to use instead where there is something).
-            ValueError: the DataFrame has no rows; `bs` is not a positive integer or exceeds the
-                training clips; `duration` or `max_duration` is not positive; a column is missing; a
-                file name is empty, listed twice or outside `path / folder`; an integer label or fold
-                does not fit 64 bits; the split cannot be made (`valid_col` not bool, or leaving nothing
-                for training or validation; both `valid_col` and `fold_col`; `valid_fold` not a value of
-                `fold_col`, or without it; `valid_pct` outside (0, 1)); `validate` is not one of the
-                values above; `sample_rate=None` without `validate` or with files at several rates; a
-                clip is longer than `max_duration`.
-            AudioFilesError: (a ValueError) files are missing, unreadable or damaged; it names them all.
-
-        Examples:
-            >>> import os, tempfile
-            >>> import numpy as np, pandas as pd, soundfile as sf
-            >>> with tempfile.TemporaryDirectory() as d:
-            ...     for i, n in enumerate([1600, 2400, 3200, 4000]):
-            ...         sf.write(os.path.join(d, f"{i}.wav"), np.zeros(n, dtype="float32"), 16000)
-            ...     df = pd.DataFrame({"file": ["0.wav", "1.wav", "2.wav", "3.wav"], "label": ["a", "b", "a", "b"]})
-            ...     dls = AudioDataLoaders.from_df(df, path=d, bs=2, valid_pct=0.5, seed=0, cache=False, device="cpu")
-            ...     x, y = dls.one_batch()
-            >>> dls.vocab, dls.sample_rate
-            (['a', 'b'], 16000)
-            >>> type(x).__name__, x.shape[:3], x.lengths.shape
-            ('AudioSpectrogram', torch.Size([2, 1, 201]), torch.Size([2]))
-        """
-        _check_kwargs(kwargs, "AudioDataLoaders.from_df")
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"from_df expects a pandas DataFrame, got {type(df).__name__}")
-        if df.empty:
-            raise ValueError("the DataFrame has no rows")
-        if not (isinstance(bs, int) and bs > 0):
-            raise ValueError(f"bs must be a positive integer, got {bs!r}")
-        if duration is not None and not duration > 0:
-            raise ValueError(f"duration must be positive seconds or None (each clip's own length), got {duration!r}")
-        if max_duration is not None and not max_duration > 0:
-            raise ValueError(f"max_duration must be positive seconds or None (no bound), got {max_duration!r}")
-        root = Path(path) / folder if folder else Path(path)
-        fn, label = _column(df, fn_col, "fn_col"), _column(df, label_col, "label_col")
-        df = df.reset_index(drop=True)
-        _check_integer_column(df, label, "label")
-        if fold_col is not None:
-            _check_integer_column(df, _column(df, fold_col, "fold_col"), "fold")
-        df[fn] = _clip_names(df[fn], root, suff, allow_outside, fn)
-        files = [root / f for f in df[fn]]
-        splitter = _splitter(df, valid_col, fold_col, valid_fold, valid_pct, seed)
-        if validate not in (True, False, "full", "quick"):
-            raise ValueError(f"validate must be True, False, 'quick' or 'full', got {validate!r}")
-        facts = check_audio_files(files, full=validate == "full") if validate else None
-        if sample_rate is None:
-            if facts is None:
-                raise ValueError("sample_rate=None reads the files' rate from their headers: it needs validate=True")
-            sample_rate = _file_sample_rate(facts)
-        if facts is not None:
-            _check_durations(facts, sample_rate, max_duration)
-        train_idx, _ = splitter(df)
-        n_train = len(train_idx)
-        if n_train < bs:
-            raise ValueError(
-                f"bs={bs} is larger than the {n_train} training clips; the training loader drops incomplete batches, "
-                "so it would yield none: pass a smaller bs"
-            )
-        batch_tfms = list(batch_tfms)
-        if waveform_norm:
-            warn_level_after_waveform_norm(batch_tfms)
-        audio_cache = _open_cache(files, sample_rate, cache, audio_dtype, progress)
-        dblock = DataBlock(
-            blocks=(
-                AudioBlock(sample_rate=sample_rate, cache=audio_cache, dtype=audio_dtype),
-                CategoryBlock(vocab=None if vocab is None else list(vocab), sort=vocab is None),
-            ),
-            get_x=_ReadPath(fn, str(root)),
-            get_y=_Label(label),
-            splitter=splitter,
-            item_tfms=([ResizeSignal(duration)] if duration is not None else []) + list(item_tfms),
-            batch_tfms=([WaveformNormalize(inplace=True)] if waveform_norm else [])
-            + [AudioToSpec(**{**(spec or {}), "sample_rate": sample_rate})]
-            + batch_tfms,
+def _check_kwargs(kwargs: dict, where: str) -> None:
+    "TypeError naming every keyword that fastai's loaders would not take (or that these take otherwise)."
+    unknown = sorted(set(kwargs) - LOADER_KWARGS)
+    if unknown:
+        hints = "; ".join(f"{k}: {_NOT_SUPPORTED[k]}" for k in unknown if k in _NOT_SUPPORTED)
+        raise TypeError(
+            f"{where} got unexpected keyword argument(s) {unknown}"
+            + (f" ({hints})" if hints else "")
+            + f"; besides its own arguments it passes on only fastai's DataLoader keywords {sorted(LOADER_KWARGS)}"
         )
-        if "num_workers" not in kwargs and audio_cache is not None and _device_type(device) == "cpu":
-            kwargs["num_workers"] = 0
-        dls = dblock.dataloaders(df, bs=bs, device=device, **kwargs)
-        res = cls(*dls.loaders, path=root, device=dls.device)
-        res.sample_rate = sample_rate
-        return res
 
 
-class _RegexLabel:
-    "fname -> the first group of `pat` searched in it (picklable); ValueError naming fname when it does not match."
+def _check_arguments(df, kwargs: dict, bs, duration, max_duration, validate) -> None:
+    "The errors of `from_df` that its arguments alone decide (see its Raises)."
+    _check_kwargs(kwargs, "AudioDataLoaders.from_df")
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"from_df expects a pandas DataFrame, got {type(df).__name__}")
+    if df.empty:
+        raise ValueError("the DataFrame has no rows")
+    if not (isinstance(bs, int) and bs > 0):
+        raise ValueError(f"bs must be a positive integer, got {bs!r}")
+    if duration is not None and not duration > 0:
+        raise ValueError(f"duration must be positive seconds or None (each clip's own length), got {duration!r}")
+    if max_duration is not None and not max_duration > 0:
+        raise ValueError(f"max_duration must be positive seconds or None (no bound), got {max_duration!r}")
+    if validate not in (True, False, "full", "quick"):
+        raise ValueError(f"validate must be True, False, 'quick' or 'full', got {validate!r}")
 
-    def __init__(self, pat: str):
-        self.pat = pat
-        self.matcher = re.compile(pat)
 
-    def __call__(self, fname) -> str:
-        text = fname.as_posix() if isinstance(fname, Path) else str(fname)
-        found = self.matcher.search(text)
-        if found is None:
+def _column(df: pd.DataFrame, col, what: str):
+    "Column name from a name or a position; ValueError naming the columns otherwise."
+    if isinstance(col, int) and not isinstance(col, bool) and col not in df.columns:
+        if not -len(df.columns) <= col < len(df.columns):
+            raise ValueError(f"{what}={col} is out of range: the DataFrame has {len(df.columns)} columns {list(df.columns)}")
+        return df.columns[col]
+    if col not in df.columns:
+        raise ValueError(f"{what}={col!r} is not a column of the DataFrame; columns are {list(df.columns)}")
+    return col
+
+
+def _readable(df: pd.DataFrame, col):
+    "`col` as fastai's `ColReader` and `ColSplitter` read it: they take an int for a position, not a name."
+    return df.columns.get_loc(col) if isinstance(col, int) else col
+
+
+def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: float, seed):
+    "fastai's `ColSplitter`, a `CrossValidationSplitter` or fastai's `RandomSplitter`, checked on `df` (see `from_df`)."
+    if valid_col == "is_valid" and (fold_col is not None or valid_col not in df.columns):
+        valid_col = None  # the default: used only when the column exists and no folds are asked for
+    if valid_col is not None and fold_col is not None:
+        raise ValueError("give either valid_col (a bool column) or fold_col with valid_fold, not both")
+    if valid_col is not None:
+        col = _column(df, valid_col, "valid_col")
+        if df[col].dtype != bool:
+            raise ValueError(f"valid_col {col!r} must hold True/False (True = validation), got dtype {df[col].dtype}")
+        if df[col].all() or not df[col].any():
             raise ValueError(
-                f"the pattern {self.pat!r} does not match {text!r}; it must match every file (its first group is the label)"
+                f"valid_col {col!r} is {bool(df[col].iloc[0])} on every row: nothing is left for "
+                + ("training" if df[col].all() else "validation")
             )
-        if not found.groups():
-            raise ValueError(f"the pattern {self.pat!r} has no group: put the label's part in parentheses")
-        return found.group(1)
+        return ColSplitter(_readable(df, col))
+    if fold_col is not None:
+        splitter = CrossValidationSplitter(fold_col, valid_fold)
+        splitter(df)  # a ValueError naming the values when valid_fold is not one
+        if len(df[fold_col].unique()) < 2:
+            raise ValueError(f"column {fold_col!r} holds only {[valid_fold]}: nothing is left for training")
+        return splitter
+    if valid_fold is not None:
+        raise ValueError("valid_fold needs fold_col, the column holding the folds (or speakers)")
+    if not 0 < valid_pct < 1:
+        raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
+    return RandomSplitter(valid_pct, seed=seed)
 
 
-class _Label:
-    "Row -> its label `row[col]` (picklable)."
+def _regex_labeller(pat: str) -> Callable[[Path], str]:
+    "fastai's `RegexLabeller(pat)`, with a ValueError naming the file (or the pattern) where it would assert."
+    if re.compile(pat).groups == 0:
+        raise ValueError(f"the pattern {pat!r} has no group: put the label's part in parentheses")
+    labeller = RegexLabeller(pat)
 
-    def __init__(self, col: str):
-        self.col = col
+    def label(fname: Path) -> str:
+        if re.search(pat, fname.as_posix()) is None:
+            raise ValueError(
+                f"the pattern {pat!r} does not match {fname.as_posix()!r}; it must match every file (its first group is the label)"
+            )
+        return labeller(fname)
 
-    def __call__(self, row):
-        return row[self.col]
+    return label
+
+
+def _checked_files(files: list[Path], validate: bool | str, sample_rate: int | None, max_duration: float | None) -> int:
+    """Every file's header checked (`check_audio_files`, decoding too when `validate="full"`) and its length
+    bounded, unless `validate` is False; returns the sample rate, the files' own for `sample_rate=None`."""
+    facts = check_audio_files(files, full=validate == "full") if validate else None
+    if sample_rate is None:
+        if facts is None:
+            raise ValueError("sample_rate=None reads the files' rate from their headers: it needs validate=True")
+        sample_rate = _file_sample_rate(facts)
+    if facts is not None:
+        _check_durations(facts, sample_rate, max_duration)
+    return sample_rate
+
+
+def _check_durations(facts: dict[str, dict], sample_rate: int, max_duration: float | None) -> None:
+    "ValueError naming every clip longer than `max_duration` s, with its length and decoded (cached) size."
+    if max_duration is None:
+        return
+    long = []
+    for path, f in facts.items():
+        seconds = f["frames"] / f["samplerate"]
+        if seconds > max_duration:
+            size = math.ceil(f["frames"] * sample_rate / f["samplerate"]) * 4  # float32 mono, the most it takes
+            long.append(f"{path}: {seconds / 60:.1f} min, up to {size / 1e6:,.0f} MB decoded at {sample_rate} Hz")
+    if long:
+        shown = "\n  ".join(long[:20]) + (f"\n  ... and {len(long) - 20} more" if len(long) > 20 else "")
+        raise ValueError(
+            f"{len(long)} clip(s) are longer than max_duration={max_duration:g} s; every clip is decoded whole into memory "
+            f"and the audio cache. Cut them into shorter files, leave them out, or pass max_duration=None (or a larger "
+            f"number of seconds):\n  {shown}"
+        )
+
+
+def _file_sample_rate(facts: dict[str, dict]) -> int:
+    "The files' common sample rate (for `sample_rate=None`); ValueError naming the rates otherwise."
+    rates = Counter(f["samplerate"] for f in facts.values())
+    if len(rates) != 1:
+        listed = ", ".join(f"{r} Hz ({n} files)" for r, n in sorted(rates.items()))
+        raise ValueError(f"sample_rate=None keeps the files' own rate, but they have several: {listed}; pass sample_rate=...")
+    return next(iter(rates))
+
+
+def _relative_names(path: Path, fnames: Iterable) -> list[str]:
+    """File names given to `from_path_func` & co as names relative to `path`: an absolute path inside
+    `path`, or a relative one that starts with `path` (as `get_audio_files(path)` returns them), loses
+    that prefix; any other name is taken as relative to `path` already (outside ones are then refused
+    by the name checks, unless `allow_outside`)."""
+    root, parts = os.path.abspath(path), Path(path).parts
+    res = []
+    for f in fnames:
+        p = Path(f)
+        if p.is_absolute():
+            inside = os.path.commonpath([root, os.path.abspath(p)]) == root
+            res.append(Path(os.path.relpath(p, root)).as_posix() if inside else p.as_posix())
+        elif parts and Path(path) != Path(".") and p.parts[: len(parts)] == parts:
+            res.append(Path(*p.parts[len(parts) :]).as_posix())
+        else:
+            res.append(p.as_posix())
+    return res
 
 
 def _open_cache(files: list[Path], sample_rate: int, cache, dtype: str | None = None, progress: bool = True) -> AudioCache | None:
@@ -745,6 +690,4 @@ def _open_cache(files: list[Path], sample_rate: int, cache, dtype: str | None = 
 
 
 def _device_type(device) -> str:
-    from fastai.torch_core import default_device
-
     return torch.device(device).type if device is not None else default_device().type

@@ -17,8 +17,20 @@ def test_splitter_by_hand():
     df = pd.DataFrame({"fold": [1, 2, 3, 1, 2]})
     assert CrossValidationSplitter("fold", 1)(df) == ([1, 2, 4], [0, 3])
     assert CrossValidationSplitter("fold", 3)(df) == ([0, 1, 3, 4], [2])
-    with pytest.raises(ValueError, match="valid_fold=7 is not a fold.*\\[1, 2, 3\\]"):
+    with pytest.raises(ValueError, match=r"valid_fold=7 is not a value of column 'fold'; its values are \[1, 2, 3\]"):
         CrossValidationSplitter("fold", 7)(df)
+
+
+def test_one_fold_splitter():
+    "ESC-50's name for it is the loaders' splitter, and it survives pickling (learn.export)."
+    import pickle
+
+    from fastspecnorm import data
+    from fastspecnorm.datasets import esc50
+
+    assert esc50.CrossValidationSplitter is data.CrossValidationSplitter is CrossValidationSplitter
+    df = pd.DataFrame({"fold": ["george", "theo", "george"]})
+    assert pickle.loads(pickle.dumps(CrossValidationSplitter("fold", "theo")))(df) == ([0, 2], [1])
 
 
 @pytest.mark.parametrize("fold", [1, 3, 5])

@@ -175,6 +175,19 @@ def test_one_clip_under_two_spellings_refused(flat, twin):
         AudioDataLoaders.from_df(df, path=flat, **SMALL)
 
 
+def test_spaces_around_a_name_and_a_name_listed_again_refused(flat):
+    "The rule ESC-50's validation shares (`check_clip_names`): a name listed N times is said once, with its rows."
+    df = _df(flat)
+    df.loc[len(df)] = [" a/a_1.wav", "a"]
+    with pytest.raises(ValueError, match=r"row 12: ' a/a_1.wav' has leading or trailing whitespace"):
+        AudioDataLoaders.from_df(df, path=flat, **SMALL)
+    df = _df(flat)
+    df.loc[len(df)] = ["a/a_0.wav", "a"]
+    df.loc[len(df)] = ["a/a_0.wav", "a"]
+    with pytest.raises(ValueError, match=r"^1 problem.*\n  row 12: 'a/a_0.wav' is listed 3 times \(row 0, row 12, row 13\)"):
+        AudioDataLoaders.from_df(df, path=flat, **SMALL)
+
+
 def test_names_outside_the_folder_refused(flat, tmp_path):
     outside = _write(tmp_path / "elsewhere" / "o.wav")
     os.symlink(outside, flat / "a" / "link.wav")
