@@ -424,6 +424,7 @@ def test_resolve_clip_by_hand(tmp_path):
     assert resolve_clip(root, "1-100-A-0.wav") == root / "audio" / "1-100-A-0.wav"
     assert resolve_clip(str(root), "sub/x.wav") == root / "audio" / "sub" / "x.wav"  # subfolders inside audio/
     assert resolve_clip(root, "a..b.wav") == root / "audio" / "a..b.wav"  # dots inside a name are not `..`
+    assert resolve_clip(root, "sub/../x.wav") == root / "audio" / "x.wav"  # normalized, as the loaders do: inside audio/
     refused = {
         "/abs/x.wav": "is an absolute path",
         "../x.wav": "leaves the audio folder",
@@ -439,6 +440,32 @@ def test_resolve_clip_by_hand(tmp_path):
         assert repr(name) in str(err.value)
     with pytest.raises(ValueError, match="names no file"):
         resolve_clip(root, float("nan"))
+
+
+def second_spelling(root: Path, name: str) -> str:
+    "The clip `name` listed again as `./name`, in the other fold: one clip on both sides of the split."
+
+    def edit(df):
+        twin = df[df.filename == name].assign(filename=f"./{name}", fold=lambda d: 3 - d.fold.astype(int))
+        return pd.concat([df, twin], ignore_index=True)
+
+    _edit_csv(root, edit)
+    return f"./{name}"
+
+
+def test_one_clip_under_two_spellings_is_refused(folder):
+    "The loaders' rule: `x.wav` and `./x.wav` are one clip, listed twice (here in two folds)."
+    name = _names(folder)[1]
+    twin = second_spelling(folder, name)
+    report = validate_esc50(folder, mode="quick", progress=False)
+    assert report.bad_files == [twin] and report.n_files_checked == 6  # the twin is never opened
+    ((blamed, message),) = report.errors
+    assert blamed == twin and message == f"{twin!r} is the same clip as line 3 ({name!r}): list each clip once"
+    for call in (lambda: read_esc50_meta(folder), lambda: esc50_dataloaders(folder, valid_fold=1, **DL_KW)):
+        with pytest.raises(DatasetValidationError, match=r"is the same clip as line 3"):
+            call()
+    report, good = validate_esc50(folder, mode="quick", progress=False, skip_bad=True)
+    assert [n for n, _ in report.skipped] == [twin] and sorted(good["filename"]) == sorted(_names(folder)[:6])
 
 
 def _set(root: Path, name: str, column: str, value: str) -> None:
@@ -590,6 +617,7 @@ AGREEMENT = [
     ("two-targets", lambda root, names: _relabel(root, targets={names[0]: "1"}), True),
     ("missing", lambda root, names: missing_file(root, names[4]), True),
     ("truncated", lambda root, names: truncate_wav(root, names[5]), True),
+    ("two-spellings", lambda root, names: second_spelling(root, names[2]), True),
     ("stereo-warning", lambda root, names: sf.write(root / "audio" / names[0], np.zeros((N_SAMPLES, 2)), SR), False),
 ]
 

@@ -1,5 +1,5 @@
 """Checking an ESC-50-layout folder before training, every problem reported at once (`validate_esc50`),
-with the table's rules (`read_esc50_table`) and the filename rule (`resolve_clip`) it shares with the loaders."""
+with the table's rules (`read_esc50_table`) and the loaders' file-name rule (`check_clip_names`, `resolve_clip`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from importlib import import_module
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,7 @@ class ValidationReport:
             they parse.
         facts: the header facts of each readable file (`{"frames", "samplerate", "channels"}`).
         absent: the errors that are missing files or folders.
+        clip_paths: the file of each filename the name rule accepts (`resolve_clip`), the files to check.
     """
 
     root: Path
@@ -89,6 +91,7 @@ class ValidationReport:
     table: pd.DataFrame | None = None
     facts: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)  # header facts per readable file
     absent: set[tuple[str, str]] = field(default_factory=set, repr=False)  # errors that are missing files or folders
+    clip_paths: dict[str, Path] = field(default_factory=dict, repr=False)  # the file of each accepted filename
 
     @property
     def ok(self) -> bool:
@@ -177,12 +180,18 @@ class ValidationReport:
 # The CSV
 
 
-def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
-    """The path of the clip `filename` of `root/meta/esc50.csv`: `root/audio/filename`.
+def _audio_check():
+    """`fastspecnorm.audio.check`, imported when first needed: the ESC-50 recipe imports this module, and
+    `fastspecnorm compare --help` lists the recipes without importing torch (which the audio layer imports)."""
+    return import_module("..audio.check", __package__)
 
-    The one rule from a CSV filename to a file, used by validation and by the loaders: a relative
-    path inside `audio/` (subfolders allowed), written exactly as the file is named. Checks the
-    name only (no file system access); whether the file exists and is audio is
+
+def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
+    """The path of the clip `filename` of `root/meta/esc50.csv`: `root/audio/filename`, normalized.
+
+    The rule from a CSV filename to a file is the loaders' (`fastspecnorm.audio.check.check_clip_names`):
+    a relative path inside `audio/` (subfolders allowed), written exactly as the file is named. It
+    looks at the name and, for a symbolic link, where it leads; whether the file exists and is audio is
     `validate_esc50`'s job.
 
     Args:
@@ -190,11 +199,12 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
         filename: a value of the CSV's `filename` column.
 
     Returns:
-        `root/audio/filename`.
+        `root/audio/filename`, normalized (`os.path.normpath`).
 
     Raises:
-        ValueError: naming the filename, for an empty name (or not a string), a name with leading
-            or trailing whitespace, an absolute path, or a name whose `..` parts leave `audio/`.
+        ValueError: naming the filename, for an empty name (or NaN), a name with leading or trailing
+            whitespace, an absolute path, a name whose `..` parts leave `audio/`, or a link to a file
+            outside it.
 
     Examples:
         >>> resolve_clip("ESC-50", "1-100032-A-0.wav").as_posix()
@@ -205,18 +215,10 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
         ValueError: filename '../1-100032-A-0.wav' leaves the audio folder with '..': list only clips inside ...
     """
     audio = Path(root) / "audio"
-    if not isinstance(filename, str) or not PurePath(filename).parts:
-        raise ValueError(f"filename {filename!r} names no file: list each clip by its name inside {audio}")
-    if filename != filename.strip():
-        raise ValueError(
-            f"filename {filename!r} has leading or trailing whitespace: write the name exactly as the file in {audio} "
-            "is called, without spaces around it"
-        )
-    if PurePath(filename).is_absolute():
-        raise ValueError(f"filename {filename!r} is an absolute path: list clips by their path relative to {audio}")
-    if ".." in PurePath(filename).parts:
-        raise ValueError(f"filename {filename!r} leaves the audio folder with '..': list only clips inside {audio}")
-    return audio / filename
+    (name,), problems = _audio_check().check_clip_names([filename], audio)
+    if problems:
+        raise ValueError(f"filename {problems[0][1]}")
+    return audio / name
 
 
 def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[pd.DataFrame, ValidationReport]:
@@ -273,17 +275,22 @@ def _read_csv(report: ValidationReport, csv: Path) -> pd.DataFrame | None:
 
 
 def _check_rows(report: ValidationReport, df: pd.DataFrame) -> pd.DataFrame:
-    "Per-row checks: filename present and valid, fold/target integers in range, no duplicates."
+    "Per-row checks: filename present and valid (`check_clip_names`: each clip listed once), fold/target integers in range."
     line = df.index + 2  # CSV line numbers (line 1 is the header)
     no_name = df["filename"].isna()
     for ln in line[no_name.to_numpy()]:
         # No filename to skip by: always an error.
         report._add("errors", META_NAME, f"line {ln} has no filename")
-    for name in df.loc[~no_name, "filename"].drop_duplicates():
-        try:
-            resolve_clip(report.root, name)
-        except ValueError as e:
-            report._file_problem(name, str(e))
+    named = df.loc[~no_name, "filename"]
+    audio = report.root / "audio"
+    lines = [f"line {ln}" for ln in line[~no_name.to_numpy()]]
+    paths, problems = _audio_check().check_clip_names(named.tolist(), audio, rows=lines)
+    for name, message in dict.fromkeys((named.iloc[row], message) for row, message in problems):
+        report._file_problem(name, message)  # once per filename: the report names rows by filename
+    refused = {row for row, _ in problems}
+    report.clip_paths = {
+        name: audio / path for row, (name, path) in enumerate(zip(named, paths, strict=True)) if row not in refused
+    }
     for col, lowest in (("fold", 1), ("target", 0)):
         num = pd.to_numeric(df[col], errors="coerce")
         not_int = ~np.isfinite(num) | (num != num.round())
@@ -302,11 +309,6 @@ def _check_rows(report: ValidationReport, df: pd.DataFrame) -> pd.DataFrame:
         df[col] = num.where(~bad)
     for name in df.loc[df["category"].isna() & ~no_name, "filename"]:
         report._file_problem(name, f"has no category in {META_NAME}")
-    counts = df.loc[~no_name, "filename"].value_counts()
-    for name in df.loc[~no_name, "filename"].drop_duplicates():
-        if counts[name] > 1:
-            lines = ", ".join(str(ln) for ln in line[(df["filename"] == name).to_numpy()])
-            report._file_problem(name, f"listed {counts[name]} times in {META_NAME} (lines {lines})")
     return df
 
 
@@ -356,7 +358,8 @@ def validate_esc50(
       or a target several categories (case counts: "Dog" and "dog" are two); a requested fold
       does not exist; a row has no filename, a fold that is not an integer >= 1 or a target that
       is not an integer >= 0; a filename breaks the name rule of `resolve_clip` (absolute,
-      leaving `audio/` with `..`, spaces around it); a filename is listed twice; a listed file is
+      leaving `audio/` with `..`, a link to outside it, spaces around it); a clip is listed twice,
+      under any spelling (`x.wav` and `./x.wav` are one clip, as for the loaders); a listed file is
       missing, is not audio (unreadable), claims a sample rate outside `SAMPLE_RATE_RANGE` (a
       damaged header), is truncated (its WAV header claims more frames than the file holds, or
       fewer frames decode than the header says), has zero length, or (full mode) holds NaN or Inf
@@ -422,7 +425,7 @@ def validate_esc50(
     _check_table(report)
     df = report.table
     if df is not None:
-        _check_files(report, df, mode == "full", progress, expected_channels)
+        _check_files(report, mode == "full", progress, expected_channels)
         _check_rates(report, sample_rate, expected_sample_rate)
         _check_folds(report, folds)
         first_line = {name: i for i, name in reversed(list(enumerate(df["filename"])))}
@@ -437,17 +440,8 @@ def validate_esc50(
     return report
 
 
-def _check_files(report: ValidationReport, df: pd.DataFrame, full: bool, progress: bool, expected_channels: int) -> None:
-    # here, not above: the ESC-50 recipe imports this module and `fastspecnorm compare --help` lists
-    # the recipes without importing torch (which the audio layer imports)
-    from ..audio.check import check_audio_file
-
-    paths = {}
-    for name in df["filename"].dropna().drop_duplicates():
-        try:
-            paths[name] = resolve_clip(report.root, name)
-        except ValueError:
-            pass  # refused by name in _check_rows; never opened
+def _check_files(report: ValidationReport, full: bool, progress: bool, expected_channels: int) -> None:
+    paths = report.clip_paths
     audio = report.root / "audio"
     if not audio.is_dir():
         message = f"audio folder not found: {audio} ({len(paths)} listed file(s) cannot be checked)"
@@ -467,7 +461,7 @@ def _check_files(report: ValidationReport, df: pd.DataFrame, full: bool, progres
         if not paths[name].exists():
             report._file_problem(name, f"file is missing (expected at {paths[name]})", absent=True)
             continue
-        problems, facts = check_audio_file(paths[name], full)
+        problems, facts = _audio_check().check_audio_file(paths[name], full)
         for msg in problems:
             report._file_problem(name, msg)
         if facts is not None:
