@@ -40,7 +40,7 @@ from _common import bench_dir, machine, sync, synthetic_esc50  # noqa: E402
 
 from fastspecnorm import AudioSpectrogram, AudioTensor, SpecNormalize, esc50_dataloaders, get_settings, read_esc50_meta  # noqa: E402
 from fastspecnorm.callback import install_normalizer  # noqa: E402
-from fastspecnorm.datasets.esc50 import CrossValidationSplitter  # noqa: E402
+from fastspecnorm.data import CrossValidationSplitter  # noqa: E402
 
 # Fixed statistics for the final normalization of both paths (their values do not affect speed).
 MEAN_DB, STD_DB = -30.0, 20.0

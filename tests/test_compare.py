@@ -99,13 +99,20 @@ def test_folder_source_draws_folds_once_and_reuses_them(own, tmp_path, fake_trai
     assert sorted(zip(results["norm"], results["fold"], results["seed"], strict=True)) == sorted(
         (n, f, s) for n in ("none", "global") for f in (1, 2, 3) for s in (0, 1))  # fmt: skip
 
-    # A later process uses the saved folds, even if a fresh draw would differ.
+    # A later process reads the saved folds; it draws none.
+    import fastspecnorm.experiment.grid as grid
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(grid, "draw_folds", lambda *a, **k: pytest.fail("folds drawn again"))
+        again = prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
+    table = again.source.table.set_index("file")["fold"]
+    assert all(table[f] == k for f, k in zip(folds["file"], folds["fold"], strict=True))
+    # Folds edited by hand are refused, not used (issue 32: swapped folds were used silently).
     edited = folds.copy()
     edited["fold"] = 4 - edited["fold"]
     edited.to_csv(out / "folds.csv", index=False)
-    again = prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
-    table = again.source.table.set_index("file")["fold"]
-    assert all(table[f] == k for f, k in zip(edited["file"], edited["fold"], strict=True))
+    with pytest.raises(ValueError, match="folds.csv was changed after this tool wrote it"):
+        prepare(ExperimentConfig(data=str(own), out=out, norms=["none"], k=3, overrides=dict(TINY)), _quiet())
 
 
 def test_repeated_k_fold_draws_other_partitions_and_resumes_with_more(own, tmp_path, fake_training):
