@@ -24,6 +24,7 @@ from fastai.torch_core import default_device
 from fastcore.meta import delegates
 from fasttransform import Pipeline
 
+from ._table import column
 from .audio.cache import AudioCache
 from .audio.check import check_audio_files, check_table
 from .audio.io import audio_extensions, is_audio_file
@@ -293,8 +294,8 @@ class AudioDataLoaders(DataLoaders):
         """
         _check_arguments(df, kwargs, bs, duration, max_duration, validate)
         root = Path(path) / folder if folder else Path(path)
-        fn, label = _column(df, fn_col, "fn_col"), _column(df, label_col, "label_col")
-        fold_col = None if fold_col is None else _column(df, fold_col, "fold_col")
+        fn, label = column(df, fn_col, "fn_col"), column(df, label_col, "label_col")
+        fold_col = None if fold_col is None else column(df, fold_col, "fold_col")
         df = check_table(df, root, fn, label, fold_col, suff=suff, allow_outside=allow_outside)
         splitter = _splitter(df, valid_col, fold_col, valid_fold, valid_pct, seed)
         n_train = len(splitter(df)[0])
@@ -559,17 +560,6 @@ def _check_arguments(df, kwargs: dict, bs, duration, max_duration, validate) -> 
         raise ValueError(f"validate must be True, False, 'quick' or 'full', got {validate!r}")
 
 
-def _column(df: pd.DataFrame, col, what: str):
-    "Column name from a name or a position; ValueError naming the columns otherwise."
-    if isinstance(col, int) and not isinstance(col, bool) and col not in df.columns:
-        if not -len(df.columns) <= col < len(df.columns):
-            raise ValueError(f"{what}={col} is out of range: the DataFrame has {len(df.columns)} columns {list(df.columns)}")
-        return df.columns[col]
-    if col not in df.columns:
-        raise ValueError(f"{what}={col!r} is not a column of the DataFrame; columns are {list(df.columns)}")
-    return col
-
-
 def _readable(df: pd.DataFrame, col):
     "`col` as fastai's `ColReader` and `ColSplitter` read it: they take an int for a position, not a name."
     return df.columns.get_loc(col) if isinstance(col, int) else col
@@ -582,7 +572,7 @@ def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: floa
     if valid_col is not None and fold_col is not None:
         raise ValueError("give either valid_col (a bool column) or fold_col with valid_fold, not both")
     if valid_col is not None:
-        col = _column(df, valid_col, "valid_col")
+        col = column(df, valid_col, "valid_col")
         if df[col].dtype != bool:
             raise ValueError(f"valid_col {col!r} must hold True/False (True = validation), got dtype {df[col].dtype}")
         if df[col].all() or not df[col].any():

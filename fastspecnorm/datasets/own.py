@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._table import column
 from .sources import DataSource, Recipe, SourceSpec, describe_table, register
 
 __all__ = ["FOLDER", "CSV"]
@@ -28,19 +29,6 @@ def _read_folder(spec: SourceSpec) -> DataSource:
                       identity={"k": spec.k, "fold_seed": spec.fold_seed}, drawn=True)  # fmt: skip
 
 
-def _column(df: pd.DataFrame, col, option: str, csv: Path) -> str:
-    "A column by name or 0-based position; ValueError naming the CSV's columns otherwise."
-    if isinstance(col, str) and col.lstrip("-").isdigit() and col not in df.columns:
-        col = int(col)
-    if isinstance(col, int) and not isinstance(col, bool) and col not in df.columns:
-        if not 0 <= col < len(df.columns):
-            raise ValueError(f"{option} {col} is out of range: {csv} has {len(df.columns)} columns {list(df.columns)}")
-        return df.columns[col]
-    if col not in df.columns:
-        raise ValueError(f"{option} {col!r} is not a column of {csv}; its columns are {list(df.columns)}")
-    return col
-
-
 def _read_csv(spec: SourceSpec) -> DataSource:
     csv = Path(spec.csv)
     if not csv.is_file():
@@ -51,7 +39,7 @@ def _read_csv(spec: SourceSpec) -> DataSource:
         raise ValueError(f"cannot read {csv} as CSV: {e}") from None
     if df.empty:
         raise ValueError(f"{csv} has no rows")
-    fn, label = _column(df, spec.fn_col, "--fn-col", csv), _column(df, spec.label_col, "--label-col", csv)
+    fn, label = column(df, spec.fn_col, "--fn-col", str(csv)), column(df, spec.label_col, "--label-col", str(csv))
     root = Path(spec.path) if spec.path is not None else csv.parent
     empty = [i + 2 for i, v in enumerate(df[fn]) if not v.strip()] + [i + 2 for i, v in enumerate(df[label]) if not v.strip()]
     if empty:
@@ -61,7 +49,7 @@ def _read_csv(spec: SourceSpec) -> DataSource:
     names: dict[int, str] = {}
     drawn = spec.fold_col is None
     if not drawn:
-        col = _column(df, spec.fold_col, "--fold-col", csv)
+        col = column(df, spec.fold_col, "--fold-col", str(csv))
         values = df[col].str.strip()
         if blank := [i + 2 for i, v in enumerate(values) if not v]:
             raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the fold): give every clip its fold")
@@ -81,7 +69,7 @@ def _read_csv(spec: SourceSpec) -> DataSource:
         table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
         identity.update({"k": spec.k, "fold_seed": spec.fold_seed})
         if spec.group_col is not None:
-            col = _column(df, spec.group_col, "--group-col", csv)
+            col = column(df, spec.group_col, "--group-col", str(csv))
             if blank := [i + 2 for i, v in enumerate(df[col]) if not v.strip()]:
                 raise ValueError(f"{csv}: line(s) {blank[:10]} have an empty {col!r} (the group): an empty group would "
                                  "put unrelated clips together")  # fmt: skip

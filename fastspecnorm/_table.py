@@ -1,0 +1,41 @@
+"""The one rule for naming a table's column by name or position, shared by `AudioDataLoaders.from_df`
+and the command's `--csv` options. Imports pandas only (the command line reads it before torch)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["column"]
+
+
+def column(df: pd.DataFrame, col: str | int, what: str, table: str = "the DataFrame") -> str:
+    """The name of the column `col` of `df`, given by name or by 0-based position.
+
+    A position is an int, or a string of digits that is no column's name (as the command line
+    passes `--fn-col 0`); negative positions count from the end, as in Python.
+
+    Args:
+        df: the table.
+        col: a column name or position.
+        what: how the caller names the argument in messages, e.g. "fn_col" or "--fn-col".
+        table: how messages name `df`, e.g. "the DataFrame" or a CSV's path.
+
+    Returns:
+        The column's name.
+
+    Raises:
+        ValueError: a position out of range or a name that is not a column, listing the columns.
+
+    Examples:
+        >>> column(pd.DataFrame({"file": [], "label": []}), "1", "--label-col")
+        'label'
+    """
+    if isinstance(col, str) and col.lstrip("-").isdigit() and col not in df.columns:
+        col = int(col)
+    if isinstance(col, int) and not isinstance(col, bool) and col not in df.columns:
+        if not -len(df.columns) <= col < len(df.columns):
+            raise ValueError(f"{what} {col} is out of range: {table} has {len(df.columns)} columns {list(df.columns)}")
+        return df.columns[col]
+    if col not in df.columns:
+        raise ValueError(f"{what} {col!r} is not a column of {table}; its columns are {list(df.columns)}")
+    return col
