@@ -36,7 +36,8 @@ from fastai.vision.models.xresnet import xresnet18  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, sync  # noqa: E402
 
-from fastspecnorm import bf16_native, get_settings, resolve_precision  # noqa: E402
+from fastspecnorm import get_settings  # noqa: E402
+from fastspecnorm.precision import bf16_native, resolve_precision  # noqa: E402
 
 VARIANTS = {  # name: (bf16 autocast, channels_last)
     "fp32": (False, False),

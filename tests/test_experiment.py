@@ -224,7 +224,8 @@ def test_changed_audio_or_rows_are_refused_by_name(esc, tmp_path, monkeypatch, c
 
 
 def test_data_fingerprint_depends_on_content_not_place_or_time(esc, tmp_path):
-    from fastspecnorm import SourceSpec, read_source
+    from fastspecnorm import SourceSpec
+    from fastspecnorm.datasets.sources import read_source
     from fastspecnorm.experiment.grid import data_fingerprint
 
     def esc50_fingerprint(root):

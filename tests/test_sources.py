@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from fastspecnorm import RECIPES, DataSource, Recipe, SourceSpec, read_source, register
-from fastspecnorm.datasets.sources import describe_table, detect_dataset
+from fastspecnorm import RECIPES, Recipe, SourceSpec
+from fastspecnorm.datasets.sources import DataSource, describe_table, detect_dataset, read_source, register
 from fastspecnorm.experiment import ExperimentConfig, prepare
 from fastspecnorm.experiment.grid import check_config, experiment_title
 from fastspecnorm.experiment.log import RunLog
