@@ -7,7 +7,7 @@ over valid frames only (padding never counts), the statistics of random subsets 
 of the training CLIPS (several seeds) against those of all training clips.
 
 One pass over the training split stores each clip's float64 moments (count, mean, M2 per frequency
-bin and over the whole clip, `functional.batch_moments` with the batch's `valid_mask`); a subset's
+bin and over the whole clip, `functional.masked_moments` with the batch's `valid_mask`); a subset's
 statistics are then the exact merge (`functional.merge_moments`) of its clips' moments, equal to
 `collect_stats` over those clips alone. The full-set statistics come from `collect_stats` over the
 same batches, once, and the merge of every clip is checked against them.
@@ -32,7 +32,7 @@ import torch
 
 from fastspecnorm import collect_stats, stats_loader, valid_mask
 from fastspecnorm.datasets.fsdd import FSDD_SPEAKERS, fsdd_dataloaders
-from fastspecnorm.functional import Moments, batch_moments, merge_moments, moments_std
+from fastspecnorm.functional import Moments, masked_moments, merge_moments, moments_std
 
 STATS = {"global": (0, 2, 3), "per-frequency": (0, 1, 3)}
 
@@ -51,7 +51,7 @@ def clip_moments(batches: Iterable, red_dims: Sequence[int]) -> Moments:
     parts = []
     for batch in batches:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        parts.append(batch_moments(x, per_clip, valid_mask(x)))
+        parts.append(masked_moments(x, per_clip, valid_mask(x)))
     if not parts:
         raise ValueError("clip_moments got no batches")
     return Moments(*(torch.cat([getattr(p, f) for p in parts]) for f in Moments._fields))

@@ -28,7 +28,6 @@ __all__ = [
     "normalize",
     "denormalize",
     "Moments",
-    "batch_moments",
     "merge_moments",
     "moments_std",
 ]
@@ -419,10 +418,6 @@ def masked_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = Non
     mean = torch.where(keep, xd, zero).sum(dim=dims, keepdim=True) / count.clamp_min(1.0)
     dev = torch.where(keep, xd - mean, zero)
     return Moments(count, mean, dev.square().sum(dim=dims, keepdim=True))
-
-
-batch_moments = masked_moments
-"""The former name of `masked_moments` (float64 moments over `red_dims`, counting only `mask`)."""
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:

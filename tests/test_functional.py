@@ -271,17 +271,17 @@ def test_normalize_does_not_modify_input_and_rejects_int():
 
 
 # ---------------------------------------------------------------------------------------------
-# moments: batch_moments / merge_moments / moments_std
+# moments: masked_moments / merge_moments / moments_std
 
 
 @pytest.mark.parametrize("red_dims", [(0, 2, 3), (0, 1, 3), (0, 3), (0,), (1, 2)])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_batch_moments_and_merge_match_numpy(red_dims, seed):
+def test_masked_moments_and_merge_match_numpy(red_dims, seed):
     rng = np.random.default_rng(seed)
     a = rng.normal(3.0, 2.0, size=(5, 2, 4, 6))
     b = rng.normal(-1.0, 0.5, size=(2, 2, 4, 6))
-    ma = SF.batch_moments(torch.from_numpy(a).float(), red_dims)
-    mb = SF.batch_moments(torch.from_numpy(b).float(), red_dims)
+    ma = SF.masked_moments(torch.from_numpy(a).float(), red_dims)
+    mb = SF.masked_moments(torch.from_numpy(b).float(), red_dims)
     if 0 in red_dims:
         both = np.concatenate([a.astype(np.float32), b.astype(np.float32)]).astype(np.float64)
         merged = SF.merge_moments(ma, mb)
@@ -301,7 +301,7 @@ def test_batch_moments_and_merge_match_numpy(red_dims, seed):
 def test_merge_moments_is_pure_and_handles_empty_positions():
     m = torch.tensor([[True, False], [True, False]])  # second column never counted
     x = torch.tensor([[1.0, 5.0], [3.0, 7.0]])
-    mo = SF.batch_moments(x, (0,), m)
+    mo = SF.masked_moments(x, (0,), m)
     assert mo.count.tolist() == [[2.0, 0.0]] and mo.mean.tolist() == [[2.0, 0.0]] and mo.m2.tolist() == [[2.0, 0.0]]
     snapshot = [t.clone() for t in mo]
     merged = SF.merge_moments(mo, mo)
@@ -335,8 +335,7 @@ def test_masked_moments_match_numpy_over_the_counted_values(red_dims, dtype, rto
     np.testing.assert_allclose(SF.moments_std(m).numpy(), np.sqrt(m2 / np.maximum(count, 1)), rtol=rtol, atol=rtol)
 
 
-def test_masked_moments_old_name_and_gradient():
-    assert SF.batch_moments is SF.masked_moments
+def test_masked_moments_gradient():
     x = torch.tensor([[1.0, 3.0, 8.0]], requires_grad=True)
     m = SF.masked_moments(x, (1,), torch.tensor([[True, True, False]]), dtype=torch.float32)
     m.mean.sum().backward()  # d mean / dx: 1/2 on the two counted values, 0 on the masked one
@@ -372,9 +371,9 @@ def test_naive_merge_is_measurably_off_on_uneven_batches(seed):
     unbiased = [torch.tensor(b.std(ddof=1)) for b in batches]
     items = [b.shape[0] for b in batches]
     _, naive_std = naive_merge_mean_std(means, unbiased, items)
-    exact = SF.batch_moments(torch.from_numpy(batches[0]), (0, 1, 2, 3))
+    exact = SF.masked_moments(torch.from_numpy(batches[0]), (0, 1, 2, 3))
     for b in batches[1:]:
-        exact = SF.merge_moments(exact, SF.batch_moments(torch.from_numpy(b), (0, 1, 2, 3)))
+        exact = SF.merge_moments(exact, SF.masked_moments(torch.from_numpy(b), (0, 1, 2, 3)))
     assert abs(float(SF.moments_std(exact)) - truth) / truth < 1e-12
     # The article's unbiased per-batch stds inflate each batch's variance by n/(n-1): with a one-item
     # batch of 20 values that alone is a 5% excess on its share; the result is off by far more than 1e-6.

@@ -36,7 +36,7 @@ from fastspecnorm import (
     stats_loader,
     valid_mask,
 )
-from fastspecnorm.audio.tensors import lengths_mask, valid_mask_or_none
+from fastspecnorm.audio.tensors import valid_mask_or_none
 
 N_FFT, HOP = 256, 128
 SPEC = {"n_fft": N_FFT, "hop_length": HOP}
@@ -87,7 +87,6 @@ def test_valid_mask_shapes_and_default():
     assert valid_mask_or_none(AudioSpectrogram(torch.zeros(3, 1, 5, 7))) is None
     with pytest.raises(ValueError, match="lengths"):
         valid_mask_or_none(part)
-    assert lengths_mask(torch.tensor([7, 2, 0]), 7).tolist() == expected.tolist()  # the former name
 
 
 def test_waveform_standardization_independent_of_padding(clips):

@@ -21,7 +21,6 @@ __all__ = [
     "AudioSpectrogram",
     "valid_mask",
     "valid_mask_or_none",
-    "lengths_mask",
     "rewrap",
     "RefusePlainTensor",
 ]
@@ -251,10 +250,6 @@ class RefusePlainTensor:
                 f"{tuple(x.shape)}; wrap it first: {self.wrap_hint}"
             )
         return super().__call__(x, *args, **kwargs)
-
-
-lengths_mask = padding_mask
-"""The former name of `functional.padding_mask`: bool `(batch, size)`, True at positions `< lengths[i]`."""
 
 
 def valid_mask_or_none(x: Tensor) -> Tensor | None:
