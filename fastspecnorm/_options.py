@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, Field, field
 from typing import Any
 
-__all__ = ["option", "positive_int", "count", "positive_float", "fraction", "points", "fold_value"]
+__all__ = ["option"]  # and the parsers of option text below
 
 
 def option(
@@ -69,17 +69,7 @@ count = _integer(0, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
-    """A parser: a finite number > 0.
-
-    Args:
-        text: the option's text.
-
-    Returns:
-        The number.
-
-    Raises:
-        argparse.ArgumentTypeError: not a finite positive number (argparse names the option).
-    """
+    "A parser: a finite number > 0 (argparse names the option in its error)."
     try:
         value = float(text)
     except ValueError:
@@ -90,17 +80,7 @@ def positive_float(text: str) -> float:
 
 
 def fraction(text: str) -> float:
-    """A parser: a number in (0, 1].
-
-    Args:
-        text: the option's text.
-
-    Returns:
-        The number.
-
-    Raises:
-        argparse.ArgumentTypeError: outside (0, 1] (argparse names the option).
-    """
+    "A parser: a number in (0, 1]."
     value = positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
@@ -108,17 +88,7 @@ def fraction(text: str) -> float:
 
 
 def points(text: str) -> float:
-    """A parser: accuracy points in [0, 100).
-
-    Args:
-        text: the option's text.
-
-    Returns:
-        The number.
-
-    Raises:
-        argparse.ArgumentTypeError: outside [0, 100) (argparse names the option).
-    """
+    "A parser: accuracy points in [0, 100)."
     try:
         value = float(text)
     except ValueError:
@@ -129,12 +99,5 @@ def points(text: str) -> float:
 
 
 def fold_value(text: str) -> int | str:
-    """A parser: a fold number, or a fold's name (a speaker).
-
-    Args:
-        text: the option's text.
-
-    Returns:
-        An int when `text` is one, else `text`.
-    """
+    "A parser: a fold number (int), or a fold's name (a speaker)."
     return int(text) if text.lstrip("-").isdigit() else text

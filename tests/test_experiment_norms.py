@@ -80,3 +80,26 @@ def test_augment_on_the_command_line_and_preset_strong(tmp_path, capsys):
     )
     # strong = blog + augmentations, nothing else changed
     assert get_settings("strong") == get_settings("blog", augment=True) and PRESETS["blog"].augment is False
+
+
+def test_a_normalization_added_in_one_file_trains_by_name(tiny_esc50):
+    # What a new normalization needs: a SpecNormalizer subclass and its Norm, registered; the grid,
+    # --norms checks and the summaries take it by name (norm_setup, check_norms, train_one).
+    from fastspecnorm import AudioSpectrogram, SpecNormalizer
+    from fastspecnorm.experiment.norms import Norm, check_norms, register_norm
+
+    class Halve(SpecNormalizer):
+        def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+            return x / 2
+
+    register_norm(Norm("halve-test", "x / 2", "fixed", True, spec_tfms=lambda: [Halve()]))
+    try:
+        assert check_norms(["none", "halve-test"]) == ["none", "halve-test"]
+        setup = norm_setup("halve-test")
+        assert [type(t) for t in setup.batch_tfms] == [Halve]
+        row = train_one(tiny_esc50, "halve-test", fold=1, seed=0, preset="quick", epochs=1, **TINY)
+        assert row["norm"] == "halve-test" and 0 <= row["accuracy"] <= 1 and math.isfinite(row["train_loss"])
+        with pytest.raises(ValueError, match="exists already"):
+            register_norm(Norm("halve-test", "x / 2", "fixed", True, spec_tfms=lambda: [Halve()]))
+    finally:
+        NORMS.pop("halve-test")

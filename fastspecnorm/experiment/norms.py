@@ -15,7 +15,7 @@ __all__ = ["Norm", "NORMS", "NormSetup", "check_norms", "norm_setup", "register_
 class Norm:
     """One normalization of the comparison.
 
-    Adding a normalization means adding one `Norm` to `NORMS`.
+    Adding a normalization means adding one `Norm` to `NORMS` (or `register_norm` from your own code).
 
     Attributes:
         name: its command-line name.
