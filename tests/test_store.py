@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from fastspecnorm.experiment import RunStore
+from fastspecnorm.experiment.store import scheduler_job
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -284,3 +285,38 @@ def test_claim_left_on_a_finished_run_by_a_dead_process_is_removed_by_the_next_r
     assert store.claim("s")  # a live holder's claim on a finished run is left alone
     store.rebuild()
     assert not store.claim_path("r").exists() and store.claim_holder("s") is not None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in squeue is a shell script")
+@pytest.mark.parametrize("state, taken_over", [("", True), ("CANCELLED", True), ("PENDING", True), ("RUNNING", False)])
+def test_claim_of_a_job_the_scheduler_no_longer_runs_is_free_at_once_on_any_host(tmp_path, monkeypatch, state, taken_over):
+    # A Slurm task on another node trained the run and was cancelled (or requeued): its heartbeat
+    # is fresh, but squeue no longer runs its job, so the claim is taken over now, not in minutes.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text(f"#!/bin/sh\n# stand-in: squeue -h -j JOB -o %T\necho '{state}' | grep . || true\n")
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    store = RunStore(tmp_path / "out", settle=0.0)
+    run_id = "none-fold1-seed0-abc123def456"
+    store.claims_dir.mkdir(parents=True)
+    claim = {"host": "node-17", "pid": 4242, "token": "theirs", "heartbeat": time.time(), "job": "9001_3"}
+    store.claim_path(run_id).write_text(json.dumps(claim))
+    assert (store.claim_holder(run_id) is None) == taken_over
+    assert store.claim(run_id) == taken_over
+    if taken_over:
+        assert json.loads(store.claim_path(run_id).read_text())["host"] == store.host
+
+
+def test_claims_record_the_slurm_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "9005")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "9001")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    store = RunStore(tmp_path / "out", settle=0.0)
+    assert store.claim("none-fold1-seed0-abc123def456")
+    assert json.loads(store.claim_path("none-fold1-seed0-abc123def456").read_text())["job"] == "9001_3"
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID")
+    assert scheduler_job() == "9005"
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert scheduler_job() is None

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -23,6 +25,43 @@ __all__ = ["REQUIRED_COLUMNS", "RunStore"]
 
 REQUIRED_COLUMNS = ("norm", "fold", "seed", "epochs", "accuracy")
 _RECORD_FIX = "records are written whole by rename, so something else wrote it; delete it to train that run again"
+
+
+#: Slurm job states in which a job's processes may still write (anything else: its claims are dead).
+_LIVE_JOB_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED"}
+
+
+def scheduler_job() -> str | None:
+    """This process's scheduler job, as its claims record it: Slurm's `<array job>_<task>` in a job
+    array, else `SLURM_JOB_ID`; None outside Slurm."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def job_running(job: str) -> bool | None:
+    """Whether the scheduler still runs `job` (`squeue -h -j JOB -o %T`).
+
+    Args:
+        job: a Slurm job id, or `<array job>_<task>`.
+
+    Returns:
+        True while the job is running (or completing, suspended); False when the scheduler no
+        longer runs it (finished, cancelled, requeued and waiting, unknown to it); None when that
+        cannot be asked (no `squeue` here, or it failed or took over 10 s): the heartbeat decides.
+    """
+    squeue = shutil.which("squeue")
+    if squeue is None:
+        return None
+    try:
+        done = subprocess.run([squeue, "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return False if "invalid job id" in done.stderr.lower() else None
+    states = {line.strip().upper() for line in done.stdout.splitlines() if line.strip()}
+    return bool(states & _LIVE_JOB_STATES)
 
 
 def _read_claim(path: Path) -> dict[str, Any] | None:
@@ -111,8 +150,10 @@ class RunStore:
     renames it into place, waits `settle` seconds and reads it back; it trains only if the claim it
     reads is its own. While training, a background thread refreshes the claim's heartbeat every
     `heartbeat_every` seconds. A claim is taken over when its process is gone (same host, pid not
-    running or a zombie: a killed worker's claim is free at once) or its heartbeat is older than
-    `stale_after` seconds (any host: a crashed node). Heartbeats are written with the writer's
+    running or a zombie: a killed worker's claim is free at once), when the scheduler job it
+    records (`SLURM_JOB_ID`, or the array job and task) is no longer running by `squeue` (any host:
+    a cancelled or timed-out task's claim is free at once), or when its heartbeat is older than
+    `stale_after` seconds (any host: a crashed node; 120 s, four heartbeats). Heartbeats are written with the writer's
     clock and judged by the reader's: a heartbeat more than `stale_after` seconds in the *future*
     also counts as stale, so a host whose clock runs ahead (ten years, or a few minutes) never
     holds a run longer than a stale claim; hosts sharing `OUT` must agree on the time to well
@@ -157,7 +198,7 @@ class RunStore:
         >>> folder.cleanup()
     """
 
-    def __init__(self, out: str | os.PathLike, settle: float = 0.5, heartbeat_every: float = 30.0, stale_after: float = 300.0):
+    def __init__(self, out: str | os.PathLike, settle: float = 0.5, heartbeat_every: float = 30.0, stale_after: float = 120.0):
         if not stale_after > heartbeat_every > 0 or settle < 0:
             raise ValueError(
                 f"expected stale_after > heartbeat_every > 0 and settle >= 0, got stale_after={stale_after}, "
@@ -169,6 +210,7 @@ class RunStore:
         self.settle, self.heartbeat_every, self.stale_after = settle, heartbeat_every, stale_after
         self.host = socket.gethostname()
         self._tokens: dict[str, str] = {}  # run id -> token of the claim this object holds
+        self._jobs: dict[str, tuple[float, bool | None]] = {}  # scheduler job -> (when asked, running)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.out)!r})"
@@ -381,10 +423,21 @@ class RunStore:
             return None
         if claim["host"] == self.host and not pid_alive(claim["pid"]):
             return None
+        job = claim.get("job")
+        if isinstance(job, str) and job and self._job_running(job) is False:
+            return None  # the scheduler no longer runs the job that claimed it: free at once, on any host
         return claim
 
+    def _job_running(self, job: str) -> bool | None:
+        "`job_running(job)`, asked at most every 15 s per job (waiting processes poll claims often)."
+        asked, answer = self._jobs.get(job, (-math.inf, None))
+        if time.monotonic() - asked > 15.0:
+            answer = job_running(job)
+            self._jobs[job] = (time.monotonic(), answer)
+        return answer
+
     def _write_claim(self, run_id: str, token: str) -> None:
-        claim = {"host": self.host, "pid": os.getpid(), "token": token, "heartbeat": time.time()}
+        claim = {"host": self.host, "pid": os.getpid(), "token": token, "heartbeat": time.time(), "job": scheduler_job()}
         atomic_write_text(self.claim_path(run_id), json.dumps(claim))
 
     def claim(self, run_id: str) -> bool:
