@@ -238,9 +238,21 @@ def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog
         pending = [k for k in waiting if not store.is_done(_id(k, prep))]
         if pending:
             if not waited:  # once, not at every poll
-                log.info(f"{len(pending)} run(s) being trained by other processes; waiting for them")
+                holders = [_holder_text(store, _id(k, prep)) for k in pending[:2]]
+                log.info(f"{len(pending)} run(s) being trained by other processes ({'; '.join(holders)}"
+                         f"{'; ...' if len(pending) > 2 else ''}); waiting for them")  # fmt: skip
                 waited = True
             time.sleep(POLL_SECONDS)
+
+
+def _holder_text(store: RunStore, run_id: str) -> str:
+    "Who holds the claim on `run_id`, and when it is taken over if that process stops beating."
+    claim = store.claim_holder(run_id)
+    if claim is None:
+        return f"{run_id}: free now"
+    job = f", Slurm job {claim['job']}" if claim.get("job") else ""
+    expires = time.strftime("%H:%M:%S", time.localtime(claim["heartbeat"] + store.stale_after))
+    return f"{run_id} by {claim['host']} pid {claim['pid']}{job}, taken over at {expires} unless it beats again"
 
 
 def _device_worker(cfg: ExperimentConfig, prep: Prepared, device: str, log: RunLog) -> None:
