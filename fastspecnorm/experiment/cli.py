@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from typing import Any
 
+from .. import __version__
 from ..datasets.sources import SourceSpec
 from .grid import ExperimentConfig, SettingOptions, check_config, prepare
 from .log import RunLog
@@ -201,32 +202,30 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
 
 
 def command(argv=None) -> int:
-    """`fastspecnorm SUBCOMMAND ...`: the installed command (`[project.scripts]`) and `python -m fastspecnorm`.
+    """`fastspecnorm COMMAND ...`: the installed command (`[project.scripts]`) and `python -m fastspecnorm`.
 
     Args:
         argv: the arguments after `fastspecnorm` (None: `sys.argv[1:]`).
 
     Returns:
-        The exit status: `main`'s for `compare`; 0 for `--help` and `--version`; 2 for no command
-            or an unknown one.
+        The exit status: `main`'s for `compare`; 2 for no command.
+
+    Raises:
+        SystemExit: `--help` and `--version` (status 0); an unknown command (status 2, argparse's
+            one error line).
     """
     # Spinning OpenMP threads stall training steps on a CPU shared with other work
     # (docs/performance.md); waiting passively avoids it. The program's own setting, before torch
     # is imported; a value already in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = sys.argv[1:] if argv is None else list(argv)
-    usage = "usage: fastspecnorm compare [options]   (fastspecnorm compare --help for the options)"
-    if not args or args[0] in ("-h", "--help"):
-        print(
-            usage + "\n\ncommands:\n  compare   compare spectrogram normalizations on your data (folds x seeds, paired intervals)"
-        )
-        return 0 if args else 2
-    if args[0] in ("--version", "-V"):
-        from importlib.metadata import version
-
-        print(f"fastspecnorm {version('fastspecnorm')}")
-        return 0
-    if args[0] != "compare":
-        print(f"{usage}\nerror: unknown command {args[0]!r}", file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="fastspecnorm", description="Spectrogram normalization for fastai audio models.")
+    parser.add_argument("-V", "--version", action="version", version=f"fastspecnorm {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("compare", add_help=False, help="compare spectrogram normalizations on your data "
+                                  "(folds x seeds, verdicts from tests over folds); fastspecnorm compare --help")  # fmt: skip
+    # The command's own arguments are left to `main`, whose parser has the options.
+    chosen, rest = parser.parse_known_args(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    if chosen.command is None:
+        parser.print_help(sys.stderr)
         return 2
-    return main(args[1:])
+    return main(rest)
