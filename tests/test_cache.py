@@ -371,6 +371,7 @@ io.atomic_write(target, write)
 """
 
 
+@pytest.mark.process
 @pytest.mark.skipif(os.name != "posix", reason="liveness of a pid and SIGKILL need POSIX")
 def test_temporary_data_file_of_a_killed_build_is_removed_by_the_next_build(esc50, tmp_path):
     cache = open_cache(esc50, tmp_path / "c")
@@ -518,6 +519,7 @@ print("ok", len(files))
 """
 
 
+@pytest.mark.process
 @pytest.mark.skipif(os.name != "posix", reason="os.truncate of an open file and SIGBUS are POSIX")
 def test_data_file_truncated_while_open_is_decoded_from_the_source_never_a_crash(esc50, tmp_path):
     open_cache(esc50, tmp_path / "c")  # built here; the child only opens it

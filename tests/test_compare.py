@@ -203,11 +203,25 @@ def test_csv_k_folds_grouped_by_speaker(own, tmp_path):
     assert sorted(folds["fold"].unique()) == [1, 2]
 
 
+def _main(capsys, *args) -> tuple[int, str]:
+    """The command's status and stderr, run in this process through its own entry (a subprocess per
+    case costs a torch import; test_help_and_argument_errors_do_not_import_torch runs the installed
+    command)."""
+    from fastspecnorm.experiment.cli import main
+
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's errors
+        status = e.code
+    return status, capsys.readouterr().err
+
+
 def _cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fastspecnorm", "compare", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=600)  # fmt: skip
 
 
+@pytest.mark.process
 def test_help_and_argument_errors_do_not_import_torch():
     code = ("import sys\nfrom fastspecnorm.experiment.cli import command\n"
             "try:\n    command(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
@@ -248,16 +262,8 @@ def test_help_and_argument_errors_do_not_import_torch():
     ],
 )
 def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message, capsys):
-    # In this process, through the command's own entry (a subprocess per case cost a torch import
-    # each; test_help_and_argument_errors_do_not_import_torch runs the installed command).
-    from fastspecnorm.experiment.cli import main
-
     out = tmp_path / "out"
-    try:
-        status = main([str(a) for a in ("--data", own, "--out", out, "--k", "3", *args)])
-    except SystemExit as e:  # argparse's errors
-        status = e.code
-    stderr = capsys.readouterr().err
+    status, stderr = _main(capsys, "--data", own, "--out", out, "--k", "3", *args)
     assert status == 2, stderr
     assert message in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) <= 3  # argparse's usage lines and one error line
@@ -508,11 +514,11 @@ def test_an_emptied_experiment_json_is_named_as_damaged_not_as_an_older_format(o
         (lambda df: df.assign(speaker=[""] + list(df["speaker"][1:])), "--group-col", "line(s) [2] have an empty 'speaker'"),
     ],
 )
-def test_csv_cells_that_would_change_folds_silently_are_refused(own, tmp_path, edit, option, message):
+def test_csv_cells_that_would_change_folds_silently_are_refused(own, tmp_path, edit, option, message, capsys):
     "An empty fold or group cell, or one fold number spelled two ways (01 and 1), is refused before OUT is touched."
     csv = tmp_path / "labels.csv"
     edit(pd.read_csv(own / "labels.csv", dtype=str)).to_csv(csv, index=False)
     out = tmp_path / "out"
-    done = _cli("--csv", csv, "--path", own, option, "speaker", "--out", out)
-    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    status, stderr = _main(capsys, "--csv", csv, "--path", own, option, "speaker", "--out", out)
+    assert status == 2 and message in stderr and "Traceback" not in stderr, stderr
     assert not out.exists()

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from importlib import metadata
 
+import pytest
+
 
 def _import_with_fake_torchaudio(tmp_path, body: str) -> subprocess.CompletedProcess:
     fake = tmp_path / "torchaudio"
@@ -16,6 +18,7 @@ def _import_with_fake_torchaudio(tmp_path, body: str) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.process
 def test_undefined_symbol_names_both_versions_and_the_fix(tmp_path):
     res = _import_with_fake_torchaudio(
         tmp_path, 'raise OSError("libtorchaudio.so: undefined symbol: torch_exception_get_what_without_backtrace")'
@@ -28,6 +31,7 @@ def test_undefined_symbol_names_both_versions_and_the_fix(tmp_path):
     assert "pip install" in last and "torch>=2.14" in last
 
 
+@pytest.mark.process
 def test_missing_library_is_reported_the_same_way(tmp_path):
     res = _import_with_fake_torchaudio(tmp_path, 'raise ImportError("libc10_cuda.so: cannot open shared object file")')
     last = res.stderr.strip().splitlines()[-1]

@@ -231,6 +231,7 @@ def test_resample_odd_rate_matches_the_sampled_sine_within_the_rate_rounding():
     assert err > baseline  # the drift is real: the bound is not vacuous
 
 
+@pytest.mark.process
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux")
 def test_resample_odd_rate_memory_stays_small():
     "Peak memory of 44101 -> 16000 Hz in a fresh process: under 100 MiB more than before (2.6 GiB unbounded)."

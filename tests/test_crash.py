@@ -216,6 +216,7 @@ def _run_sequence(tmp: Path, data: Path, norms: list[str], kills: list[tuple[str
     assert f"{len(norms)} runs in the grid" in log
 
 
+@pytest.mark.process
 def test_sigkill_mid_row_write_then_same_command_gives_same_results(tmp_path, data):
     """Killed halfway through writing the row of `global`, its statistics already saved: the same
     command loads those statistics (no corrupt file, the same random numbers as when computing

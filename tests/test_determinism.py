@@ -100,6 +100,7 @@ def _result(proc: subprocess.Popen) -> list[dict]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.process
 def test_same_seed_same_split_stats_and_batches(root):
     # Start the fresh processes first, so they run while this one computes.
     fresh = _fresh_process(root, 0, 0, 1)

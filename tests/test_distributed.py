@@ -278,6 +278,7 @@ def recorder_results(worker_dir, esc_root):
     return run_workers(worker_dir, WORKER, str(esc_root), json.dumps(DLS))
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("red_dims", [(0, 2, 3), (0, 1, 3), (0, 3)])
 def test_all_reduce_equals_one_process_over_all_shards(recorder_results, red_dims):
     everything = _shard(0) + _shard(1)
@@ -293,6 +294,7 @@ def test_all_reduce_equals_one_process_over_all_shards(recorder_results, red_dim
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+@pytest.mark.process
 def test_all_reduce_with_an_empty_rank(recorder_results):
     mean, std, count = _reference(_shard(0), (0, 2, 3))
     for res in recorder_results:
@@ -302,6 +304,7 @@ def test_all_reduce_with_an_empty_rank(recorder_results):
         assert n_batches == 2
 
 
+@pytest.mark.process
 def test_all_reduce_mismatch_raises_on_every_rank(recorder_results):
     for res in recorder_results:
         assert res["red_dims_error"].startswith("ValueError") and "red_dims" in res["red_dims_error"]
@@ -337,6 +340,7 @@ def test_stats_item_indices_split_the_selection_exactly():
         stats_item_indices(10, 2, rank=2, world_size=2)
 
 
+@pytest.mark.process
 def test_stats_callback_two_ranks_equal_one_process(recorder_results, worker_dir, esc_root):
     results = recorder_results
     for fraction in (1.0, 0.5):

@@ -161,8 +161,6 @@ def test_command_line_script_runs(esc, tmp_path):
 
 @pytest.mark.parametrize("norm, standardized", [("none", False), ("dbrange", False), ("global", True), ("instance", True)])
 def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized):
-    import fastspecnorm.datasets.sources
-
     seen = {}
 
     class Stop(Exception):
@@ -172,7 +170,7 @@ def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized)
         seen["waveform_norm"] = settings.waveform_norm
         raise Stop
 
-    monkeypatch.setattr(fastspecnorm.datasets.sources, "source_dataloaders", capture)
+    monkeypatch.setattr(train_module, "source_dataloaders", capture)
     with pytest.raises(Stop):
         experiment.train_one(esc, norm, 1, 0, "quick", 1, **TINY)
     assert seen["waveform_norm"] is standardized
