@@ -68,34 +68,30 @@ positive_int = _integer(1, "a positive integer")
 count = _integer(0, "an integer >= 0")
 
 
-def positive_float(text: str) -> float:
-    "A parser: a finite number > 0 (argparse names the option in its error)."
+def _number(text: str, ok: Callable[[float], bool], expected: str) -> float:
+    "A number for which `ok` holds, else one message saying what was `expected` (argparse names the option)."
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    "A parser: a finite number > 0."
+    return _number(text, lambda v: math.isfinite(v) and v > 0, "a finite positive number")
 
 
 def fraction(text: str) -> float:
     "A parser: a number in (0, 1]."
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
-    return value
+    return _number(text, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 
 
 def points(text: str) -> float:
     "A parser: accuracy points in [0, 100)."
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 100:
-        raise argparse.ArgumentTypeError(f"expected accuracy points in [0, 100), such as 1.0, got {text!r}")
-    return value
+    return _number(text, lambda v: 0 <= v < 100, "accuracy points in [0, 100), such as 1.0")
 
 
 def fold_value(text: str) -> int | str:
