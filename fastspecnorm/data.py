@@ -298,7 +298,15 @@ class AudioDataLoaders(DataLoaders):
         fold_col = None if fold_col is None else column(df, fold_col, "fold_col")
         df = check_table(df, root, fn, label, fold_col, suff=suff, allow_outside=allow_outside)
         splitter = _splitter(df, valid_col, fold_col, valid_fold, valid_pct, seed)
-        n_train = len(splitter(df)[0])
+        train_idx, valid_idx = splitter(df)
+        n_train = len(train_idx)
+        untrained = sorted(set(df[label].iloc[list(valid_idx)]) - set(df[label].iloc[list(train_idx)]), key=str)
+        if untrained:
+            raise ValueError(
+                f"class(es) {untrained[:5]} have no training clip in this split (all their clips are in validation): "
+                "the model could never learn them; give each class training clips (another split, fold or seed), "
+                "or leave the class out of the table"
+            )
         if n_train < bs:
             raise ValueError(
                 f"bs={bs} is larger than the {n_train} training clips; the training loader drops incomplete batches, "

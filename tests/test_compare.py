@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 import fastspecnorm
+from fastspecnorm import AudioDataLoaders
 from fastspecnorm.datasets.sources import draw_folds
 from fastspecnorm.experiment import ExperimentConfig, prepare, run_experiment
 from fastspecnorm.experiment import train as train_module
@@ -343,6 +344,30 @@ def test_a_relabelled_csv_or_edited_folds_csv_between_resumes_is_refused_naming_
     folds.to_csv(out / "folds.csv", index=False)
     with pytest.raises(ValueError, match="folds.csv was changed after this tool wrote it"):
         prepare(ExperimentConfig(**cfg), _quiet())
+
+
+def test_a_class_left_without_training_clips_is_refused_in_one_line_or_dropped(own, tmp_path, capsys):
+    # digit2 recorded by one speaker only: grouped by speaker, its clips all land in one fold.
+    csv = tmp_path / "labels.csv"
+    table = pd.read_csv(own / "labels.csv")
+    table.loc[table["label"] == "digit2", "speaker"] = "ann"
+    table.to_csv(csv, index=False)
+    args = ["--csv", csv, "--path", own, "--group-col", "speaker", "--k", "2", "--norms", "none", "--bs", "2"]
+    status, stderr = _main(capsys, *args, "--out", tmp_path / "out")
+    assert status == 2 and "Traceback" not in stderr, stderr
+    assert "class(es) ['digit2'] have no training clip when fold" in stderr and "groups ['ann']" in stderr
+    assert "--drop-rare-classes" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    prep = prepare(ExperimentConfig(csv=str(csv), path=str(own), group_col="speaker", k=2, norms=["none"], out=tmp_path / "out",
+                                    drop_rare_classes=True, overrides=dict(TINY)), _quiet())  # fmt: skip
+    assert prep.experiment["dropped_classes"] == ["digit2"] and "digit2" not in set(prep.source.table["label"])
+
+
+def test_from_df_refuses_a_class_that_only_validation_holds(own):
+    table = pd.read_csv(own / "labels.csv")
+    table["is_valid"] = table["label"] == "digit2"  # digit2 only in validation
+    with pytest.raises(ValueError, match=r"class\(es\) \['digit2'\] have no training clip in this split"):
+        AudioDataLoaders.from_df(table, path=own, fn_col="file", label_col="label", valid_col="is_valid", bs=2, cache=False)
 
 
 def test_compare_from_python_returns_the_summary(own, tmp_path, fake_training):

@@ -70,6 +70,8 @@ class ExperimentConfig(SourceSpec):
         shard: (I, N): this process takes every N-th run of the grid from the I-th on.
         devices: one worker process per entry ("cuda:0", "cpu"; empty: this process).
         rope: the region of practical equivalence of the verdicts, in accuracy points.
+        drop_rare_classes: leave out the classes that a fold of the grid leaves without training
+            clips (recorded in the identity as `dropped_classes`); False refuses such data.
         summarize: only rebuild results.csv / summary.md / summary.png from the records.
         command: the command line, kept in each run's record.
     """
@@ -94,6 +96,11 @@ class ExperimentConfig(SourceSpec):
                                 nargs="+", metavar="DEVICE", default_factory=list)  # fmt: skip
     rope: float = option(1.0, help="the verdicts' region of practical equivalence, in accuracy points (default: 1.0)",
                          parse=points, metavar="POINTS")  # fmt: skip
+    drop_rare_classes: bool = option(
+        False,
+        help="leave out the classes that some fold leaves without training clips "
+        "(named, and recorded in experiment.json); without it such data are refused",
+    )
     summarize: bool = option(False, help="only rebuild results.csv, summary.md and summary.png in --out")
     command: str | None = option(None, help="the command line, kept in each run's record", flag=False)
 
@@ -360,6 +367,35 @@ def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
     return sources, (_folds_table(tables) if drawn else None)
 
 
+def _without_untrained_classes(sources: dict, folds: list[int]) -> tuple[dict, list[str]]:
+    "The sources without the classes that some grid fold of some repeat leaves with no training clip, and those classes."
+    dropped = sorted({c for s in sources.values() for f in folds
+                      for c in set(s.table["label"]) - set(s.table.loc[s.table["fold"] != f, "label"])}, key=str)  # fmt: skip
+    if not dropped:
+        return sources, []
+    kept = {}
+    for r, s in sources.items():
+        vocab = None if s.vocab is None else [c for c in s.vocab if c not in dropped]
+        kept[r] = replace(s, table=s.table[~s.table["label"].isin(dropped)].reset_index(drop=True), vocab=vocab)
+    return kept, dropped
+
+
+def _check_every_class_trains(source, fold: int, repeat: int) -> None:
+    """ValueError naming a class all of whose clips are in `fold` (so no run holding it out could
+    learn it), its groups and the fix, before anything is written."""
+    table = source.table
+    training = set(table.loc[table["fold"] != fold, "label"])
+    missing = sorted(set(table["label"]) - training, key=str)
+    if not missing:
+        return
+    where = source.fold_name(fold) + (f" of repeat {repeat}" if repeat else "")
+    held = table[table["label"] == missing[0]]
+    groups = f" (groups {sorted(map(str, held['group'].unique()))[:5]})" if "group" in table.columns else ""
+    raise ValueError(f"class(es) {missing[:5]} have no training clip when {where} is held out: all {len(held)} clip(s) of "
+                     f"{missing[0]!r}{groups} are in that fold; pass --drop-rare-classes to leave such classes out, or "
+                     "use a larger --k or another --group-col")  # fmt: skip
+
+
 def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
     rates = sorted({f["samplerate"] for f in facts.values()})
     if len(rates) == 1:
@@ -541,8 +577,14 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     source = read_source(_spec(cfg, _resolve_data(cfg)))
     log.info(f"data: {source.description}")
     sources, folds_table = _with_folds(source, cfg, out, log)
+    folds = _fold_numbers(sources[0], cfg.folds)
+    dropped: list[str] = []
+    if cfg.drop_rare_classes:
+        sources, dropped = _without_untrained_classes(sources, folds)
+        if dropped:
+            log.info(f"--drop-rare-classes: left out {len(dropped)} class(es) without training clips in some fold: "
+                     f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}")  # fmt: skip
     source = sources[0]
-    folds = _fold_numbers(source, cfg.folds)
     preset = cfg.preset or source.preset
     settings = get_settings(preset, **cfg.overrides)
     recipe = RECIPES[source.dataset]
@@ -556,6 +598,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     settings = replace(settings.resolved(), precision=_resolved_precision(settings.precision, cfg.devices))
     for repeat, each in sources.items():
         for fold in folds:
+            _check_every_class_trains(each, fold, repeat)
             n_train = int((each.table["fold"] != fold).sum())
             if n_train < settings.bs:
                 where = f"{each.fold_name(fold)}" + (f" of repeat {repeat}" if repeat else "")
@@ -577,6 +620,8 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     }
     if source.identity:  # own data: how the table was read and its folds drawn
         identity["source"] = source.identity
+    if dropped:  # only when any: grids without it keep their identity
+        identity["dropped_classes"] = dropped
     data_stats = file_stats(source.root, _data_names(source))  # before hashing: a change after it shows in the stat
     data = data_fingerprint(source)
     identity["data_fingerprint"] = data["digest"]
