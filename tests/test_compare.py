@@ -547,3 +547,30 @@ def test_csv_cells_that_would_change_folds_silently_are_refused(own, tmp_path, e
     status, stderr = _main(capsys, "--csv", csv, "--path", own, option, "speaker", "--out", out)
     assert status == 2 and message in stderr and "Traceback" not in stderr, stderr
     assert not out.exists()
+
+
+def test_compare_from_two_threads_at_once_is_refused_before_anything_is_written(own, tmp_path, monkeypatch):
+    # Runs seed the process's global generators: a second thread would not reproduce the command.
+    import threading
+
+    started, finish = threading.Event(), threading.Event()
+
+    def slow_train_one(*args, **kwargs):
+        started.set()
+        finish.wait(60)
+        return _fake_train_one(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one", slow_train_one)
+    first = threading.Thread(target=fastspecnorm.compare, args=(own, tmp_path / "a"),
+                             kwargs=dict(norms=["none"], folds=[1], k=2, quiet=True, **TINY))  # fmt: skip
+    first.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(RuntimeError, match="already running in this process"):
+            fastspecnorm.compare(own, tmp_path / "b", norms=["none"], folds=[1], k=2, quiet=True, **TINY)
+        assert not (tmp_path / "b").exists()
+    finally:
+        finish.set()
+        first.join(60)
+    assert (tmp_path / "a" / "results.csv").is_file()
+    fastspecnorm.compare(own, tmp_path / "b", norms=["none"], folds=[1], k=2, quiet=True, **TINY)  # one after the other: fine

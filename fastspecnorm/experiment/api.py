@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from dataclasses import fields
 from pathlib import Path
 
@@ -21,14 +23,37 @@ __all__ = ["compare"]
 _ARGUMENTS = {"data", "csv", "out", "folds", "seeds", "norms", "preset", "epochs", "overrides", "summarize", "command"}
 _OPTIONS = {f.name for f in fields(ExperimentConfig)} - _ARGUMENTS
 _SETTINGS = {f.name for f in fields(SettingOptions)}
+# Runs seed the process's global generators (fastai's set_seed), so one compare() at a time per process.
+_ONE_AT_A_TIME = threading.Lock()
 
 
+def _one_at_a_time(fn):
+    "RuntimeError, before anything is read or written, when `fn` is already running in another thread."
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        if not _ONE_AT_A_TIME.acquire(blocking=False):
+            raise RuntimeError("compare() is already running in this process (another thread): each run seeds the "
+                               "process's global random generators (Python, NumPy, torch), so two at once would not "
+                               "reproduce the command; run them one after the other, or in separate processes")  # fmt: skip
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _ONE_AT_A_TIME.release()
+
+    return guarded
+
+
+@_one_at_a_time
 def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs=None, progress: bool | None = None,
             quiet: bool = False, **options) -> pd.DataFrame:  # fmt: skip
     """Compare normalizations on `source`: one xResNet18 from scratch per (norm, fold, seed).
 
     Resumable like the command: finished runs in `out` are kept and skipped, and any number of
-    processes may share `out`.
+    processes may share `out`; one call at a time per process (each run seeds the process's
+    global random generators). The command sets `OMP_WAIT_POLICY=PASSIVE` for itself, which keeps
+    training fast on a CPU busy with other work; from Python, set it in the environment before
+    the interpreter starts (a library does not change its caller's process-wide settings).
 
     Args:
         source: a dataset folder (ESC-50 layout, FSDD, one subfolder per label), a CSV file, or a
@@ -69,6 +94,8 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
             finished runs of another experiment). Raised before anything is trained.
         FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, before
             anything is trained.
+        RuntimeError: another thread of this process is running `compare()` (runs seed the
+            process's global random generators; run grids one after the other or in processes).
     """
     overrides = dict(options.pop("overrides", {}))
     overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
