@@ -537,6 +537,7 @@ def test_an_emptied_experiment_json_is_named_as_damaged_not_as_an_older_format(o
             "spells one fold number several ways (['01', '1'])",
         ),
         (lambda df: df.assign(speaker=[""] + list(df["speaker"][1:])), "--group-col", "line(s) [2] have an empty 'speaker'"),
+        (lambda df: df.assign(label=["NaN"] + list(df["label"][1:])), "--group-col", "line(s) [2] have the label 'NaN'"),
     ],
 )
 def test_csv_cells_that_would_change_folds_silently_are_refused(own, tmp_path, edit, option, message, capsys):

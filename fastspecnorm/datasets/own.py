@@ -29,6 +29,10 @@ def _read_folder(spec: SourceSpec) -> DataSource:
                       identity={"k": spec.k, "fold_seed": spec.fold_seed}, drawn=True)  # fmt: skip
 
 
+#: Labels that stand for a missing value (pandas' and spreadsheets' spellings), refused as classes.
+_MISSING = {"nan", "na", "n/a", "null", "none", "<na>", "#n/a"}
+
+
 def _read_csv(spec: SourceSpec) -> DataSource:
     csv = Path(spec.csv)
     if not csv.is_file():
@@ -44,6 +48,10 @@ def _read_csv(spec: SourceSpec) -> DataSource:
     empty = [i + 2 for i, v in enumerate(df[fn]) if not v.strip()] + [i + 2 for i, v in enumerate(df[label]) if not v.strip()]
     if empty:
         raise ValueError(f"{csv}: line(s) {sorted(set(empty))[:10]} have an empty file name or label")
+    missing = [i + 2 for i, v in enumerate(df[label]) if v.strip().lower() in _MISSING]
+    if missing:
+        raise ValueError(f"{csv}: line(s) {missing[:10]} have the label {df[label].iloc[missing[0] - 2]!r}, which spreadsheets "
+                         "and pandas write for a missing value, not a class: fill in the label or remove the row")  # fmt: skip
     table = pd.DataFrame({"file": df[fn], "label": df[label]})
     identity: dict[str, Any] = {"fn_col": fn, "label_col": label}
     names: dict[int, str] = {}
