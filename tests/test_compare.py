@@ -387,6 +387,11 @@ def test_compare_from_python_returns_the_summary(own, tmp_path, fake_training):
     df = pd.read_csv(own / "labels.csv")
     from_df = fastspecnorm.compare(df, tmp_path / "out2", norms=["none"], path=own, fold_col="speaker", quiet=True, **TINY)
     assert from_df.loc[0, "n"] == 4
+    assert pd.read_csv(tmp_path / "out2" / "source.csv").equals(df)  # the table kept with the results
+    missing = pd.concat([df, pd.DataFrame({"file": ["digit0/nobody.wav"], "label": ["digit0"], "speaker": ["ann"]})])
+    with pytest.raises(ValueError, match="nobody.wav: file is missing"):  # checked before OUT is written
+        fastspecnorm.compare(missing, tmp_path / "out4", norms=["none"], path=own, fold_col="speaker", quiet=True, **TINY)
+    assert not (tmp_path / "out4").exists()
     with pytest.raises(TypeError, match="unknown option"):
         fastspecnorm.compare(own, tmp_path / "out3", kk=3)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 import threading
 from dataclasses import fields
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._io import atomic_write_text
-from .grid import ExperimentConfig, SettingOptions
+from .grid import ExperimentConfig, SettingOptions, prepare
 from .log import RunLog
 from .norms import NORMS
 from .schedule import run_experiment
@@ -106,11 +107,11 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
         )
     out = Path(out)
     data = csv = None
+    table = None
     if isinstance(source, pd.DataFrame):
         if options.get("path") is None:
             raise ValueError("a DataFrame source needs path=, the folder its file names are relative to")
-        csv = out / "source.csv"
-        atomic_write_text(csv, source.to_csv(index=False, lineterminator="\n"))
+        table = source.to_csv(index=False, lineterminator="\n")
         options.setdefault("fn_col", 0)
         options.setdefault("label_col", 1)
     elif isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".csv":
@@ -123,7 +124,15 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
                            norms=list(norms or NORMS), preset=preset, epochs=epochs, overrides=overrides,
                            csv=None if csv is None else str(csv), **options)  # fmt: skip
     log = RunLog(progress=progress, quiet=quiet)
-    results = pd.read_csv(run_experiment(cfg, log))
+    prep = None
+    if table is not None:  # a DataFrame is checked from a temporary CSV; OUT/source.csv is written once it passed
+        with tempfile.TemporaryDirectory() as scratch:
+            cfg.csv = os.path.join(scratch, "source.csv")
+            Path(cfg.csv).write_text(table)
+            prep = prepare(cfg, log)
+        cfg.csv = str(out / "source.csv")
+        atomic_write_text(out / "source.csv", table)
+    results = pd.read_csv(run_experiment(cfg, log, prep=prep))
     summary = summarize(results, baseline="none", order=list(NORMS), rope=cfg.rope / 100.0)
     paired = summary.paired.rename(columns={"n_pairs": "n_pairs_vs_none", "n_folds": "n_folds_vs_none", "mean_diff": "diff_vs_none",
                                             "std_diff": "diff_std", "ci_low": "diff_low", "ci_high": "diff_high"})  # fmt: skip
