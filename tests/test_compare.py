@@ -580,3 +580,11 @@ def test_compare_from_two_threads_at_once_is_refused_before_anything_is_written(
         first.join(60)
     assert (tmp_path / "a" / "results.csv").is_file()
     fastspecnorm.compare(own, tmp_path / "b", norms=["none"], folds=[1], k=2, quiet=True, **TINY)  # one after the other: fine
+
+
+def test_an_out_that_is_a_file_is_refused_in_one_line_before_the_checks(own, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    status, stderr = _main(capsys, "--data", own, "--out", out, "--k", "3")
+    assert status == 2 and f"--out {out} is a file" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert out.read_text() == "not a folder"

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,15 @@ def _without_untrained_classes(sources: dict, folds: list[int]) -> tuple[dict, l
     return kept, dropped
 
 
+def _check_out_writable(out: Path) -> None:
+    "ValueError in one line when `out` is a file or lies in a folder this user cannot write (before the long checks)."
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (it is created when missing)")
+    existing = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to --out {out}: {existing} is not writable by this user; give another folder")
+
+
 def _check_every_class_trains(source, fold: int, repeat: int) -> None:
     """ValueError naming a class all of whose clips are in `fold` (so no run holding it out could
     learn it), its groups and the fix, before anything is written."""
@@ -567,6 +577,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     log = log or RunLog()
     check_config(cfg)
     out = cfg.out = Path(cfg.out)
+    _check_out_writable(out)
     refuse_old_format(out)
     _check_devices_present(cfg.devices)
     if cfg.data == "synthetic" and (out / "experiment.json").is_file() and _records_exist(out):
