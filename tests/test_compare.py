@@ -588,3 +588,25 @@ def test_an_out_that_is_a_file_is_refused_in_one_line_before_the_checks(own, tmp
     status, stderr = _main(capsys, "--data", own, "--out", out, "--k", "3")
     assert status == 2 and f"--out {out} is a file" in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert out.read_text() == "not a folder"
+
+
+def test_a_csv_of_absolute_paths_is_compared_and_a_mixed_one_refused_naming_its_column(own, tmp_path, capsys, fake_training):
+    table = pd.read_csv(own / "labels.csv").rename(columns={"file": "path"})
+    table["path"] = [str(own / f) for f in table["path"]]  # as users export them
+    csv = tmp_path / "abs.csv"
+    table.to_csv(csv, index=False)
+    prep = prepare(ExperimentConfig(csv=str(csv), out=tmp_path / "out", norms=["none"], k=2, group_col="speaker",
+                                    overrides=dict(TINY)), _quiet())  # fmt: skip
+    assert prep.source.allow_outside and prep.experiment["source"]["allow_outside"] is True
+    run_experiment(ExperimentConfig(csv=str(csv), out=tmp_path / "out", norms=["none"], folds=[1], k=2, group_col="speaker",
+                                    overrides=dict(TINY)), _quiet())  # fmt: skip
+    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 1
+    mixed = table.copy()
+    mixed.loc[1:, "path"] = [str(Path(p).relative_to(own)) for p in mixed["path"][1:]]
+    mixed.to_csv(csv, index=False)
+    status, stderr = _main(capsys, "--csv", csv, "--path", own, "--group-col", "speaker", "--k", "2", "--out", tmp_path / "o2")
+    assert status == 2 and "file names in column 'path'" in stderr and "--allow-outside" in stderr, stderr
+    assert not (tmp_path / "o2").exists()
+    status, stderr = _main(capsys, "--csv", csv, "--path", own, "--group-col", "speaker", "--k", "2", "--out", tmp_path / "o2",
+                           "--allow-outside", "--norms", "none", "--folds", "1", "--bs", "4", "--quiet")  # fmt: skip
+    assert status == 0, stderr

@@ -278,6 +278,7 @@ def check_table(
     fold_col=None,
     suff: str = "",
     allow_outside: bool = False,
+    outside_fix: str = "allow_outside=True",
 ) -> pd.DataFrame:
     """A table of clips checked before any file is opened: the step every loader takes first.
 
@@ -295,6 +296,7 @@ def check_table(
         fold_col: the label of the column of folds, or None.
         suff: appended to every file name, e.g. ".wav".
         allow_outside: accept names outside `root` (see `check_clip_names`).
+        outside_fix: how the message tells the caller to accept them (the command says `--allow-outside`).
 
     Returns:
         A copy of `df` with a fresh index (0, 1, ...) and the file names normalized, `suff` appended.
@@ -321,7 +323,7 @@ def check_table(
         more = [f"... and {len(problems) - _MAX_LISTED} more"] if len(problems) > _MAX_LISTED else []
         raise ValueError(
             f"{len(problems)} problem(s) with the file names in column {fn_col!r}"
-            + ("" if allow_outside else f" (clips must lie inside {root}; allow_outside=True lifts that)")
+            + ("" if allow_outside else f" (clips must lie inside {root}; {outside_fix} lifts that)")
             + ":\n  "
             + "\n  ".join(lines + more)
         )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,16 @@ def _read_csv(spec: SourceSpec) -> DataSource:
     if missing:
         raise ValueError(f"{csv}: line(s) {missing[:10]} have the label {df[label].iloc[missing[0] - 2]!r}, which spreadsheets "
                          "and pandas write for a missing value, not a class: fill in the label or remove the row")  # fmt: skip
+    # The loaders' file-name rule, on the CSV's own columns, before anything is written; here, not
+    # above: `fastspecnorm compare --help` lists RECIPES without torch.
+    from ..audio.check import check_table
+
+    outside = spec.allow_outside or all(os.path.isabs(v) for v in df[fn])
+    df = check_table(df, root, fn, allow_outside=outside, outside_fix="--allow-outside (allow_outside=True in compare())")
     table = pd.DataFrame({"file": df[fn], "label": df[label]})
     identity: dict[str, Any] = {"fn_col": fn, "label_col": label}
+    if outside:  # only when set: other CSV grids keep their identity
+        identity["allow_outside"] = True
     names: dict[int, str] = {}
     drawn = spec.fold_col is None
     if not drawn:
@@ -84,7 +93,7 @@ def _read_csv(spec: SourceSpec) -> DataSource:
             table["group"] = df[col]
             identity["group_col"] = col
     what = f"CSV {csv.name}" + (f", folds from column {identity['fold_col']!r}" if not drawn else "")
-    return DataSource("csv", root, table, "own", fold_names=names, identity=identity, drawn=drawn,
+    return DataSource("csv", root, table, "own", fold_names=names, identity=identity, drawn=drawn, allow_outside=outside,
                       description=describe_table(what, table, drawn=drawn, names=names))  # fmt: skip
 
 

@@ -50,6 +50,7 @@ class SourceSpec:
         group_col: without `fold_col`: the column whose values are never split across drawn folds.
         k: how many folds to draw when the source has none.
         fold_seed: the seed of the fold draw.
+        allow_outside: accept CSV file names outside `path` (on by itself when every name is absolute).
     """
 
     data: str | os.PathLike | None = option(None, help='a dataset folder: ESC-50 layout (meta/esc50.csv + audio/), FSDD '
@@ -72,6 +73,8 @@ class SourceSpec:
     )
     k: int = option(5, help="folds to draw when the data have none (default: 5)", parse=positive_int)
     fold_seed: int = option(0, help="the seed of the fold draw (default: 0)", parse=int)
+    allow_outside: bool = option(False, help="accept CSV file names outside --path (absolute, or leaving it with ..); "
+                                 "on by itself when every name is absolute")  # fmt: skip
 
 
 @dataclass
@@ -91,6 +94,7 @@ class DataSource:
         identity: how the table was read (columns, k, seed), part of an experiment's identity.
         description: one line saying what was found.
         drawn: whether the folds come from `draw_folds`.
+        allow_outside: its file names may lie outside `root` (absolute paths in a CSV).
     """
 
     dataset: str
@@ -103,6 +107,7 @@ class DataSource:
     identity: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     drawn: bool = False
+    allow_outside: bool = False
 
     @property
     def folds(self) -> list[int]:
@@ -354,5 +359,5 @@ def source_dataloaders(source: DataSource, valid_fold: int, settings, batch_tfms
         source.table, path=source.root, fn_col="file", label_col="label", valid_col=None, fold_col="fold", valid_fold=valid_fold,
         sample_rate=s.sample_rate, duration=s.duration, bs=s.bs, spec=s.spec_kwargs(), waveform_norm=s.waveform_norm,
         batch_tfms=batch_tfms, cache=s.cache, validate=validate, device=device, vocab=source.vocab, audio_dtype=s.audio_dtype,
-        progress=progress, **kwargs,
+        progress=progress, allow_outside=source.allow_outside, **kwargs,
     )  # fmt: skip
