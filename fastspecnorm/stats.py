@@ -365,7 +365,7 @@ class StatsRecorder:
         except Exception as e:  # zipfile (truncated), JSON and key errors all mean the same thing to the user
             raise ValueError(
                 f"{path} is not a readable fastspecnorm statistics file (truncated or not written by StatsRecorder.save: "
-                f"{type(e).__name__}: {e}); delete it to recompute"
+                f"{type(e).__name__}: {' '.join(str(e).split())}); delete it to recompute"  # one line, whatever the cause says
             ) from None
         if not isinstance(header, dict) or header.get("format") != STATS_FORMAT:
             found = header.get("format") if isinstance(header, dict) else header
