@@ -368,10 +368,14 @@ def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
     return sources, (_folds_table(tables) if drawn else None)
 
 
+def _untrained(table, fold: int) -> set:
+    "The labels of `table` with no clip outside `fold`: nothing trains on them when `fold` is held out."
+    return set(table["label"]) - set(table.loc[table["fold"] != fold, "label"])
+
+
 def _without_untrained_classes(sources: dict, folds: list[int]) -> tuple[dict, list[str]]:
     "The sources without the classes that some grid fold of some repeat leaves with no training clip, and those classes."
-    dropped = sorted({c for s in sources.values() for f in folds
-                      for c in set(s.table["label"]) - set(s.table.loc[s.table["fold"] != f, "label"])}, key=str)  # fmt: skip
+    dropped = sorted({c for s in sources.values() for f in folds for c in _untrained(s.table, f)}, key=str)
     if not dropped:
         return sources, []
     kept = {}
@@ -394,8 +398,7 @@ def _check_every_class_trains(source, fold: int, repeat: int) -> None:
     """ValueError naming a class all of whose clips are in `fold` (so no run holding it out could
     learn it), its groups and the fix, before anything is written."""
     table = source.table
-    training = set(table.loc[table["fold"] != fold, "label"])
-    missing = sorted(set(table["label"]) - training, key=str)
+    missing = sorted(_untrained(table, fold), key=str)
     if not missing:
         return
     where = source.fold_name(fold) + (f" of repeat {repeat}" if repeat else "")
