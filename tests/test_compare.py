@@ -50,10 +50,10 @@ def own(tmp_path_factory):
     return root
 
 
-def _fake_train_one(source, norm, fold, seed, settings, epochs=None, *args, **kwargs):
+def _fake_train_one(source, norm, fold, seed, settings, training, *args, **kwargs):
     "Stands in for training: a deterministic accuracy, and the fold's clips for the checks."
     n_valid = int((source.table["fold"] == fold).sum())
-    return {"norm": norm, "fold": int(fold), "seed": seed, "epochs": epochs or settings.epochs, "accuracy": (fold + seed) / 20,
+    return {"norm": norm, "fold": int(fold), "seed": seed, "epochs": training.epochs, "accuracy": (fold + seed) / 20,
             "preset": kwargs.get("preset"), "n_valid": n_valid, "seconds": 0.0}  # fmt: skip
 
 

@@ -1,10 +1,10 @@
-"""ESC-50 data: official-fold split, class subsets, presets and metadata validation."""
+"""ESC-50 data: official-fold split, class subsets and metadata validation."""
 
 import pandas as pd
 import pytest
 import soundfile as sf
 
-from fastspecnorm import CrossValidationSplitter, esc50_dataloaders, get_settings, read_esc50_meta
+from fastspecnorm import CrossValidationSplitter, esc50_dataloaders, read_esc50_meta
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50
 
 
@@ -66,24 +66,6 @@ def test_class_subset_works(esc, tmp_path):
     assert dls.c == 2 and list(dls.vocab) == ["pig", "cow"]
     _, yb = dls.one_batch()
     assert int(yb.max()) <= 1
-
-
-def test_presets_and_overrides():
-    blog, quick = get_settings("blog"), get_settings("quick")
-    assert (blog.sample_rate, blog.n_fft, blog.hop_length, blog.n_mels, blog.bs, blog.epochs) == (16000, 400, 200, None, 64, 20)
-    assert (quick.sample_rate, quick.n_fft, quick.hop_length, quick.n_mels, quick.bs, quick.epochs) == (
-        16000,
-        1024,
-        400,
-        64,
-        16,
-        8,
-    )
-    assert get_settings("quick", n_mels=128).n_mels == 128
-    with pytest.raises(TypeError, match="n_mel"):
-        get_settings("quick", n_mel=128)
-    with pytest.raises(ValueError, match="unknown preset 'fast'"):
-        get_settings("fast")
 
 
 def _copy(esc, tmp_path):

@@ -172,7 +172,7 @@ def test_waveform_standardization_per_norm(esc, monkeypatch, norm, standardized)
 
     monkeypatch.setattr(train_module, "source_dataloaders", capture)
     with pytest.raises(Stop):
-        experiment.train_one(esc, norm, 1, 0, "quick", 1, **TINY)
+        experiment.train_one(esc, norm, 1, 0, "quick", epochs=1, **TINY)
     assert seen["waveform_norm"] is standardized
 
 
@@ -275,7 +275,7 @@ import fastspecnorm.experiment.runner as runner
 import fastspecnorm.experiment.train as train
 
 
-def fake_train_one(source, norm, fold, seed, settings=None, epochs=None, stats_path=None, stats_fraction=1.0,
+def fake_train_one(source, norm, fold, seed, settings=None, training=None, stats_path=None, stats_fraction=1.0,
                    device=None, **kwargs):
     key = f"{norm}-fold{fold}-seed{seed}"
     slow = key == os.environ.get("FAKE_SLOW_RUN")

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from fastspecnorm import PRESETS, esc50_learner, get_settings
+from fastspecnorm import esc50_learner
 from fastspecnorm.experiment.norms import NORMS, norm_setup
 from fastspecnorm.experiment.runner import parse_args, train_one
+from fastspecnorm.presets import TRAINING, get_preset
 
 TINY = {"duration": 1.0, "bs": 4, "num_workers": 0}
 
@@ -63,7 +64,7 @@ def test_bn_learner_starts_with_a_batchnorm_over_frequency_bins(tiny_esc50):
 def test_augment_on_the_command_line_and_preset_strong(tmp_path, capsys):
     def augment(*extra):
         cfg = parse_args(["--data", "synthetic", "--out", str(tmp_path), *extra])
-        return get_settings("blog", **cfg.overrides).augment
+        return get_preset("blog", **cfg.overrides)[1].augment
 
     assert augment() is False
     assert augment("--augment") is True  # SpecAugment + mixup, as before kinds existed
@@ -79,7 +80,7 @@ def test_augment_on_the_command_line_and_preset_strong(tmp_path, capsys):
         capsys.readouterr().err
     )
     # strong = blog + augmentations, nothing else changed
-    assert get_settings("strong") == get_settings("blog", augment=True) and PRESETS["blog"].augment is False
+    assert get_preset("strong") == get_preset("blog", augment=True) and TRAINING["blog"].augment is False
 
 
 def test_a_normalization_added_in_one_file_trains_by_name(tiny_esc50):

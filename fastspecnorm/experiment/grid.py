@@ -8,14 +8,14 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text, file_lock, read_json
 from .._options import count, fold_value, fraction, option, points, positive_float, positive_int
 from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
-from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, PRECISIONS, PRESETS, get_settings
+from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, PRECISIONS, PRESETS, get_preset
 from .fingerprint import describe_changes, file_stats, files_fingerprint
 from .log import RunLog
 from .norms import NORMS, check_norms
@@ -65,7 +65,7 @@ class ExperimentConfig(SourceSpec):
         repeats: k-fold partitions to draw for sources without folds (repeated k-fold; each
             repeat's folds are another replicate of the comparison's tests).
         stats_fraction: share of training batches for dataset statistics, in (0, 1].
-        overrides: `AudioSettings` fields to override (e.g. `{"bs": 8}`; `--set`, `--bs`, ...).
+        overrides: `AudioSettings` or `Training` fields to override (e.g. `{"bs": 8}`; `--set`, `--bs`, ...).
         synthetic_classes: classes of the generated dataset.
         synthetic_clips: clips per class of the generated dataset.
         shard: (I, N): this process takes every N-th run of the grid from the I-th on.
@@ -88,7 +88,7 @@ class ExperimentConfig(SourceSpec):
     repeats: int = option(1, help="draw R different k-fold partitions (repeated k-fold; sources without folds only; default: 1)",
                           parse=positive_int, metavar="R")  # fmt: skip
     stats_fraction: float = option(1.0, help="share of training batches for global/channel statistics", parse=fraction)
-    overrides: dict[str, Any] = option(help="AudioSettings fields to override", default_factory=dict, flag=False)
+    overrides: dict[str, Any] = option(help="AudioSettings or Training fields to override", default_factory=dict, flag=False)
     synthetic_classes: int = option(10, help="classes in the generated dataset (--data synthetic)", parse=positive_int)
     synthetic_clips: int = option(20, help="clips per class in the generated dataset", parse=positive_int)
     shard: tuple[int, int] = option((1, 1), help="run the I-th of N disjoint slices of the grid (job arrays), e.g. 3/8",
@@ -108,7 +108,7 @@ class ExperimentConfig(SourceSpec):
 
 @dataclass
 class SettingOptions:
-    """The `AudioSettings` fields the command line and `compare()` offer by name (`--bs 8`, `bs=8`);
+    """The `AudioSettings` and `Training` fields the command line and `compare()` offer by name (`--bs 8`, `bs=8`);
     any other is set with `--set NAME=VALUE` (`overrides=`). Each lands in `ExperimentConfig.overrides`."""
 
     lr: float | None = option(None, help="one-cycle max learning rate (default: fastai's)", parse=positive_float)
@@ -129,8 +129,8 @@ class Prepared:
     Attributes:
         source: the `DataSource`, folds included.
         settings: the resolved `AudioSettings` of every run.
-        settings_dict: the settings that decide results (with epochs), as in experiment.json.
-        epochs: epochs per run.
+        settings_dict: the settings and training that decide results, as in experiment.json.
+        training: the `Training` of every run (epochs, learning rate, augmentations).
         folds: the fold numbers of the grid.
         experiment: the identity written to `OUT/experiment.json`.
         experiment_id: its short digest (part of every run id).
@@ -142,7 +142,7 @@ class Prepared:
     source: Any
     settings: Any
     settings_dict: dict[str, Any]
-    epochs: int
+    training: Any
     folds: list[int]
     experiment: dict[str, Any]
     experiment_id: str
@@ -222,7 +222,7 @@ def check_config(cfg: ExperimentConfig) -> None:
         raise ValueError(f"rope (the region of practical equivalence) must be accuracy points in [0, 100), got {cfg.rope!r}")
     if cfg.preset is not None and cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {sorted(PRESETS)}")
-    get_settings(cfg.preset or "blog", **cfg.overrides)  # TypeError naming an unknown setting, ValueError one out of range
+    get_preset(cfg.preset or "blog", **cfg.overrides)  # TypeError naming an unknown setting, ValueError one out of range
     if any(not (isinstance(seed, int) and 0 <= seed < 2**32) for seed in cfg.seeds):
         raise ValueError(f"seeds must be whole numbers from 0 to 2**32 - 1 (NumPy's seed range), got {cfg.seeds}")
     index, count = cfg.shard
@@ -600,7 +600,9 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
                      f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}")  # fmt: skip
     source = sources[0]
     preset = cfg.preset or source.preset
-    settings = get_settings(preset, **cfg.overrides)
+    settings, training = get_preset(preset, **cfg.overrides)
+    if cfg.epochs is not None:
+        training = replace(training, epochs=cfg.epochs)
     recipe = RECIPES[source.dataset]
     if recipe.check is not None:
         recipe.check(source, folds)  # the dataset's own rules and every clip, decoded
@@ -618,8 +620,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
                 where = f"{each.fold_name(fold)}" + (f" of repeat {repeat}" if repeat else "")
                 raise ValueError(f"bs={settings.bs} is larger than the {n_train} training clips of {where}; the training "
                                  "loader drops incomplete batches, so it would yield none: pass a smaller --bs")  # fmt: skip
-    epochs = cfg.epochs or settings.epochs
-    settings_dict = {**settings.as_dict(), "epochs": epochs}
+    settings_dict = {**settings.as_dict(), **asdict(training)}  # one dict, as before the two were split
     for speed_only in ("num_workers", "cache"):  # how fast, not what is computed
         settings_dict.pop(speed_only)
     if settings_dict["precision"] == "fp32":  # grids recorded before the setting existed keep their identity
@@ -661,7 +662,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
             atomic_write_text(out / "data-files.json", json.dumps(data, indent=1, sort_keys=True))
         if new:
             atomic_write_text(out / "experiment.json", json.dumps(identity, indent=2, sort_keys=True))
-    return Prepared(source, settings, settings_dict, epochs, folds, identity, digest(identity), data, sources, data_stats)
+    return Prepared(source, settings, settings_dict, training, folds, identity, digest(identity), data, sources, data_stats)
 
 
 def experiment_title(experiment: dict[str, Any]) -> str:

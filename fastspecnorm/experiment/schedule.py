@@ -191,8 +191,8 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
         stats_path = _stats_path(cfg.out, norm, fold, prep.settings_dict, cfg.stats_fraction, prep.experiment["data_fingerprint"],
                                  repeat)  # fmt: skip
     log.info(f"run {position}: norm={norm} {_where(prep, key)} seed={seed} preset={prep.experiment['preset']} "
-             f"epochs={prep.epochs} device={device or 'default'}")  # fmt: skip
-    row = _train.train_one(prep.source_for(repeat), norm, fold, seed, prep.settings, prep.epochs, stats_path, cfg.stats_fraction,
+             f"epochs={prep.training.epochs} device={device or 'default'}")  # fmt: skip
+    row = _train.train_one(prep.source_for(repeat), norm, fold, seed, prep.settings, prep.training, stats_path, cfg.stats_fraction,
                            device, log=log, preset=prep.experiment["preset"])  # fmt: skip
     row = {"norm": row["norm"], "repeat": repeat, **row}
     _check_data_unchanged(prep)

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..datasets.sources import DataSource, SourceSpec, read_source, source_dataloaders
 from ..learner import audio_learner
-from ..presets import get_settings
+from ..presets import Training, get_settings, get_training
 from .log import RunLog
 from .norms import norm_setup
 
 __all__ = ["train_one"]
 
 
-def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: int | None = None, stats_path: Path | None = None,
+def train_one(source, norm: str, fold: int, seed: int, settings=None, training=None, stats_path: Path | None = None,
               stats_fraction: float = 1.0, device: str | None = None, log: RunLog | None = None, preset: str | None = None,
               dataset: str | None = None, **overrides) -> dict[str, Any]:  # fmt: skip
     """Train one run and return its result row (final-epoch validation accuracy in [0, 1]).
@@ -35,14 +35,15 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
             or a preset's name (None: `preset`, else the dataset's default), with `overrides`
             applied; a preset that keeps the files' rate then runs at 16 kHz (`prepare`, which
             reads the files' rate, is the way to keep it).
-        epochs: epochs of `fit_one_cycle` (None: the settings').
+        training: the `Training` (epochs, learning rate, augmentations; None: the preset's), with
+            `overrides` applied.
         stats_path: where the norm's dataset statistics are saved and reused (None: not saved).
         stats_fraction: share of training batches the statistics are gathered from.
         device: where batches and the model go (None: fastai's default device).
         log: how progress is shown (None: `RunLog()`, bars on a terminal).
         preset: the preset's name, for the row.
         dataset: the recipe of a `source` folder (None: detected).
-        overrides: `AudioSettings` fields to change.
+        overrides: `AudioSettings` or `Training` fields to change (e.g. `epochs=1, bs=8`).
 
     Returns:
         The result row: `norm`, `fold`, `seed`, `epochs`, `accuracy`, `valid_loss` and
@@ -52,26 +53,28 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, epochs: in
 
     Raises:
         ValueError: an unknown norm or preset, or a `fold` that is not a fold of `source`.
-        TypeError: an unknown setting name in `overrides`.
+        TypeError: a name in `overrides` that is a field of neither.
     """
     from fastai.torch_core import set_seed
 
     if not isinstance(source, DataSource):
         source = read_source(SourceSpec(data=source, dataset=dataset))
+    preset = (settings if isinstance(settings, str) else preset) or source.preset
+    ours = {f.name for f in fields(Training)}
     if settings is None or isinstance(settings, str):
-        preset = settings or preset or source.preset
-        settings = get_settings(preset, **overrides).resolved()
-    elif overrides:
-        settings = replace(settings, **overrides)
+        settings = get_settings(preset, **{k: v for k, v in overrides.items() if k not in ours}).resolved()
+    else:
+        settings = replace(settings, **{k: v for k, v in overrides.items() if k not in ours})
+    training = replace(training or get_training(preset), **{k: v for k, v in overrides.items() if k in ours})
     log = log or RunLog()
-    setup = norm_setup(norm, stats_fraction, stats_path, augment=settings.augment, progress=log.progress)
+    setup = norm_setup(norm, stats_fraction, stats_path, augment=training.augment, progress=log.progress)
     settings = replace(settings, **setup.settings)
-    n_epochs = epochs or settings.epochs
+    n_epochs = training.epochs
     set_seed(seed, reproducible=True)
     dls = source_dataloaders(source, fold, settings, batch_tfms=setup.batch_tfms, device=device, progress=log.progress)
     learn = audio_learner(dls, cbs=setup.cbs, precision=settings.precision, **setup.learner_kwargs)
     start = time.perf_counter()
-    fit_kwargs = {} if settings.lr is None else {"lr_max": settings.lr}
+    fit_kwargs = {} if training.lr is None else {"lr_max": training.lr}
     if log.progress:
         learn.fit_one_cycle(n_epochs, **fit_kwargs)
     else:
