@@ -25,72 +25,18 @@ __all__ = [
 ]
 
 #: The 50 ESC-50 category names, indexed by ``target`` (0..49) as in the real ``esc50.csv``.
-ESC50_CATEGORIES = (
-    "dog",
-    "rooster",
-    "pig",
-    "cow",
-    "frog",
-    "cat",
-    "hen",
-    "insects",
-    "sheep",
-    "crow",
-    "rain",
-    "sea_waves",
-    "crackling_fire",
-    "crickets",
-    "chirping_birds",
-    "water_drops",
-    "wind",
-    "pouring_water",
-    "toilet_flush",
-    "thunderstorm",
-    "crying_baby",
-    "sneezing",
-    "clapping",
-    "breathing",
-    "coughing",
-    "footsteps",
-    "laughing",
-    "brushing_teeth",
-    "snoring",
-    "drinking_sipping",
-    "door_wood_knock",
-    "mouse_click",
-    "keyboard_typing",
-    "door_wood_creaks",
-    "can_opening",
-    "washing_machine",
-    "vacuum_cleaner",
-    "clock_alarm",
-    "clock_tick",
-    "glass_breaking",
-    "helicopter",
-    "chainsaw",
-    "siren",
-    "car_horn",
-    "engine",
-    "train",
-    "church_bells",
-    "airplane",
-    "fireworks",
-    "hand_saw",
-)
+ESC50_CATEGORIES = tuple(
+    "dog rooster pig cow frog cat hen insects sheep crow rain sea_waves crackling_fire crickets "
+    "chirping_birds water_drops wind pouring_water toilet_flush thunderstorm crying_baby sneezing "
+    "clapping breathing coughing footsteps laughing brushing_teeth snoring drinking_sipping "
+    "door_wood_knock mouse_click keyboard_typing door_wood_creaks can_opening washing_machine "
+    "vacuum_cleaner clock_alarm clock_tick glass_breaking helicopter chainsaw siren car_horn engine train "
+    "church_bells airplane fireworks hand_saw "
+    .split()
+)  # fmt: skip
 
 #: The ten categories flagged ``esc10=True`` in the real ESC-50 (the ESC-10 subset).
-ESC10_CATEGORIES = (
-    "dog",
-    "rooster",
-    "rain",
-    "sea_waves",
-    "crackling_fire",
-    "crying_baby",
-    "sneezing",
-    "clock_tick",
-    "helicopter",
-    "chainsaw",
-)
+ESC10_CATEGORIES = tuple("dog rooster rain sea_waves crackling_fire crying_baby sneezing clock_tick helicopter chainsaw".split())
 
 #: Columns of ``meta/esc50.csv``, in the order of the real file.
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
