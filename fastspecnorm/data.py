@@ -15,15 +15,17 @@ from collections.abc import Callable, Iterable
 from inspect import Parameter, signature
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.core import DataLoaders, FilteredBase, TfmdDL
-from fastai.data.transforms import ColReader, ColSplitter, RandomSplitter, RegexLabeller, get_files
+from fastai.data.transforms import ColReader, ColSplitter, IndexSplitter, RandomSplitter, RegexLabeller, get_files
 from fastai.torch_core import default_device
 from fastcore.meta import delegates
 from fasttransform import Pipeline
 
+from ._groups import draw_folds, groups_from_names, warn_shared_prefixes
 from ._table import column
 from .audio.cache import AudioCache
 from .audio.check import check_audio_files, check_table
@@ -193,13 +195,15 @@ class AudioDataLoaders(DataLoaders):
         max_duration: float | None = MAX_DURATION,
         audio_dtype: str | None = None,
         progress: bool = True,
+        group_regex: str | None = None,
         **kwargs,
     ) -> AudioDataLoaders:
         """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`.
 
         As fastai's `ImageDataLoaders.from_df`: a `DataBlock` reading the file and label columns with
         `ColReader`, split by `ColSplitter(valid_col)` (rows where the bool column `valid_col` is True),
-        else `CrossValidationSplitter(fold_col, valid_fold)`, else `RandomSplitter(valid_pct, seed)`.
+        else `CrossValidationSplitter(fold_col, valid_fold)`, else `RandomSplitter(valid_pct, seed)`
+        (with `group_regex`: whole groups, stratified by label).
         Before it, `check_table` checks the table (every bad name at once) and `check_audio_files` the
         files' headers (every bad file at once), so nothing fails mid-epoch.
 
@@ -222,7 +226,10 @@ class AudioDataLoaders(DataLoaders):
                 column. Integer folds must fit 64-bit integers.
             valid_fold: the value of `fold_col` held out for validation.
             valid_pct: without `valid_col` or `fold_col`, the share of rows drawn at random for
-                validation, in (0, 1).
+                validation, in (0, 1). With `group_regex`, whole groups are drawn instead, stratified
+                by label: one of `round(1 / valid_pct)` folds (`draw_folds`), so about `valid_pct` of
+                the clips. Without it, when the file names look like fragments of recordings
+                (names sharing a prefix within a label), one UserWarning says how that split leaks.
             seed: the seed of that draw; None: not seeded.
             sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
                 share one (ValueError naming the rates otherwise).
@@ -256,6 +263,11 @@ class AudioDataLoaders(DataLoaders):
             audio_dtype: the precision decoded audio is kept at ("int16", "float16", "float32",
                 "auto"; None: "auto" in the cache, float32 without it).
             progress: show a progress bar while the cache is built.
+            group_regex: a regular expression whose group named `group` (else its first group),
+                searched in each file name of `fn_col` (as in the table), names the clip's group: a
+                recording, a speaker, a session. A random split then keeps each group on one side; a
+                split by `valid_col` or `fold_col` that puts a group on both sides is refused. None:
+                every clip is its own group.
             **kwargs: passed on to fastai's `DataBlock.dataloaders`: those of `LOADER_KWARGS` (fastai's,
                 in this signature through `@delegates`), e.g.
                 `num_workers`, `shuffle`, `drop_last`, `val_bs`. `num_workers` is 0 by default on a CPU
@@ -273,7 +285,9 @@ class AudioDataLoaders(DataLoaders):
                 file name is empty, has spaces around it, is listed twice or lies outside `path / folder`;
                 an integer label or fold does not fit 64 bits; the split cannot be made (`valid_col` not
                 bool, or leaving nothing for training or validation; both `valid_col` and `fold_col`;
-                `valid_fold` not a value of `fold_col`, or without it; `valid_pct` outside (0, 1));
+                `valid_fold` not a value of `fold_col`, or without it; `valid_pct` outside (0, 1); a
+                group in training and validation, or fewer groups than a grouped split needs);
+                `group_regex` is not a regular expression, has no group or does not match a file name;
                 `validate` is not one of the values above; `sample_rate=None` without `validate` or with
                 files at several rates; a clip is longer than `max_duration`.
             AudioFilesError: (a ValueError) files are missing, unreadable or damaged; it names them all.
@@ -297,8 +311,11 @@ class AudioDataLoaders(DataLoaders):
         fn, label = column(df, fn_col, "fn_col"), column(df, label_col, "label_col")
         fold_col = None if fold_col is None else column(df, fold_col, "fold_col")
         df = check_table(df, root, fn, label, fold_col, suff=suff, allow_outside=allow_outside)
-        splitter = _splitter(df, valid_col, fold_col, valid_fold, valid_pct, seed)
+        groups = None if group_regex is None else groups_from_names(df[fn].astype(str), group_regex)
+        splitter = _splitter(df, valid_col, fold_col, valid_fold, valid_pct, seed, groups, fn, label)
         train_idx, valid_idx = splitter(df)
+        if groups is not None:
+            _check_groups_apart(df[fn], groups, train_idx, valid_idx, group_regex)
         n_train = len(train_idx)
         untrained = sorted(set(df[label].iloc[list(valid_idx)]) - set(df[label].iloc[list(train_idx)]), key=str)
         if untrained:
@@ -349,9 +366,10 @@ class AudioDataLoaders(DataLoaders):
         duration: float | None = None,
         bs: int = 64,
         spec: dict | None = None,
+        group_regex: str | None = None,
         **kwargs,
     ) -> AudioDataLoaders:
-        """Loaders over the audio files under `path`, labelled by their parent folder's name.
+        r"""Loaders over the audio files under `path`, labelled by their parent folder's name.
 
         As fastai's `ImageDataLoaders.from_folder`; the files are found recursively (any extension of
         `audio_extensions()`, see `get_audio_files`).
@@ -370,12 +388,19 @@ class AudioDataLoaders(DataLoaders):
             duration: as `from_df`, in seconds.
             bs: as `from_df`.
             spec: as `from_df`.
+            group_regex: a regular expression whose group named `group` (else its first group), searched
+                in each file's path relative to `path` (e.g. `dog/1-100032-A-0.wav`), names its recording:
+                the random split then draws whole recordings (`from_df`), and `train`/`valid` folders
+                that share a recording are refused. E.g. `r"(\d+-\d+)-[A-Z]-\d+\.wav$"` for ESC-50's
+                names, `r"_([a-z]+)_\d+\.wav$"` for FSDD's speakers. Without it, names that look like
+                fragments of recordings get one warning.
             **kwargs: the other arguments of `from_df`.
 
         Returns:
             The loaders (see `from_df`).
 
         Raises:
+            ValueError: `group_regex` does not match a file (naming it), or splits a group (see `from_df`).
             TypeError: `train` or `valid` is not a folder name (a fraction for validation goes in
                 `valid_pct=`, by keyword).
             FileNotFoundError: `path` is not a folder, holds no audio files, or one of the `train` and
@@ -401,7 +426,7 @@ class AudioDataLoaders(DataLoaders):
                 )
         return cls.from_df(df, path=root, fn_col="file", label_col="label", valid_col="is_valid" if by_folder else None,
                            valid_pct=0.2 if valid_pct is None else valid_pct, seed=seed, sample_rate=sample_rate,
-                           duration=duration, bs=bs, spec=spec, **kwargs)  # fmt: skip
+                           duration=duration, bs=bs, spec=spec, group_regex=group_regex, **kwargs)  # fmt: skip
 
     @classmethod
     @delegates(from_df)
@@ -573,8 +598,9 @@ def _readable(df: pd.DataFrame, col):
     return df.columns.get_loc(col) if isinstance(col, int) else col
 
 
-def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: float, seed):
-    "fastai's `ColSplitter`, a `CrossValidationSplitter` or fastai's `RandomSplitter`, checked on `df` (see `from_df`)."
+def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: float, seed, groups=None, fn=None, label=None):
+    """fastai's `ColSplitter`, a `CrossValidationSplitter`, or a random split: fastai's `RandomSplitter`,
+    or, with `groups`, fastai's `IndexSplitter` over one fold of `draw_folds`; checked on `df` (see `from_df`)."""
     if valid_col == "is_valid" and (fold_col is not None or valid_col not in df.columns):
         valid_col = None  # the default: used only when the column exists and no folds are asked for
     if valid_col is not None and fold_col is not None:
@@ -599,7 +625,28 @@ def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: floa
         raise ValueError("valid_fold needs fold_col, the column holding the folds (or speakers)")
     if not 0 < valid_pct < 1:
         raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
-    return RandomSplitter(valid_pct, seed=seed)
+    if groups is None:
+        warn_shared_prefixes(list(df[fn].astype(str)), list(df[label].astype(str)), stacklevel=4)
+        return RandomSplitter(valid_pct, seed=seed)
+    k, n_groups = max(2, round(1 / valid_pct)), len(set(groups))
+    if n_groups < k:
+        raise ValueError(f"group_regex finds {n_groups} group(s), too few for valid_pct={valid_pct} of whole groups "
+                         f"(one of {k} folds of groups): pass a larger valid_pct, or a regex that finds more groups")  # fmt: skip
+    folds = draw_folds(df[label].astype(str).to_numpy(), k, seed=seed, groups=groups)
+    return IndexSplitter(np.flatnonzero(folds == 1).tolist())
+
+
+def _check_groups_apart(names, groups: list[str], train_idx, valid_idx, regex: str) -> None:
+    "ValueError naming a group of `regex` that has clips on both sides of the split, with a file of each side."
+    train = {}
+    for i in train_idx:
+        train.setdefault(groups[i], names.iloc[i])
+    both = {groups[i]: names.iloc[i] for i in valid_idx if groups[i] in train}
+    if both:
+        group, valid_name = next(iter(both.items()))
+        raise ValueError(f"group_regex '{regex}' puts group {group!r} in training ({train[group]}) and validation "
+                         f"({valid_name}), {len(both)} group(s) in all: that split trains on the recordings it validates on; "
+                         "split by whole groups (a fold column of groups, or a random split with group_regex)")  # fmt: skip
 
 
 def _regex_labeller(pat: str) -> Callable[[Path], str]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._groups import draw_folds, groups_from_names, warn_shared_prefixes
 from .._options import option, positive_int
 
 if TYPE_CHECKING:  # imported where used, so that the command line starts fast
-    import numpy as np
     import pandas as pd
 
 __all__ = [
@@ -48,6 +48,9 @@ class SourceSpec:
         label_col: the CSV's label column, by name or 0-based position.
         fold_col: the CSV column whose distinct values are the folds (a fold number, a speaker).
         group_col: without `fold_col`: the column whose values are never split across drawn folds.
+        group_regex: a regular expression whose group named `group` (else its first group), searched in
+            each file's path relative to the source, is the clip's group (a recording, a speaker):
+            drawn folds never split a group, and fixed folds are checked not to.
         k: how many folds to draw when the source has none.
         fold_seed: the seed of the fold draw.
         allow_outside: accept CSV file names outside `path` (on by itself when every name is absolute).
@@ -71,6 +74,9 @@ class SourceSpec:
     group_col: str | int | None = option(
         None, help="without --fold-col: folds are drawn so that no value of this column is in two"
     )
+    group_regex: str | None = option(None, help="a regular expression whose first group (or group named 'group'), searched "
+                                     "in each file's path relative to the data, is its recording: no recording in two folds "
+                                     r"(e.g. '(\d+-\d+)-[A-Z]-\d+\.wav$' for ESC-50's names)", metavar="REGEX")  # fmt: skip
     k: int = option(5, help="folds to draw when the data have none (default: 5)", parse=positive_int)
     fold_seed: int = option(0, help="the seed of the fold draw (default: 0)", parse=int)
     allow_outside: bool = option(False, help="accept CSV file names outside --path (absolute, or leaving it with ..); "
@@ -238,9 +244,11 @@ def read_source(spec: SourceSpec) -> DataSource:
     """Read the dataset `spec` names with its recipe (detected when `spec.dataset` is None).
 
     Sources without folds (a folder, a CSV without `fold_col`) are returned with `drawn=True` and
-    no folds yet: they get `k` folds from `draw_folds`, stratified by label and, with `group_col`,
-    grouped (no group in two folds). Folds are not drawn here: a source read twice gives the same
-    table.
+    no folds yet: they get `k` folds from `draw_folds`, stratified by label and, with `group_col` or
+    `group_regex`, grouped (no group in two folds). Folds are not drawn here: a source read twice
+    gives the same table. With `group_regex`, a source whose folds are fixed (ESC-50's, FSDD's
+    speakers, a fold column) is checked to keep each group in one fold. A drawn source without
+    groups whose names look like fragments of recordings gets one warning naming the fix.
 
     Args:
         spec: where the dataset is and how to read it.
@@ -249,13 +257,14 @@ def read_source(spec: SourceSpec) -> DataSource:
         The `DataSource`.
 
     Raises:
-        ValueError: a bad option, column or table, naming the file, column or option at fault.
+        ValueError: a bad option, column or table, naming the file, column or option at fault; a
+            `group_regex` that does not match a file (naming it), or that puts one group in two fixed folds.
         FileNotFoundError: a dataset folder, CSV or clip folder that does not exist or holds no clips.
     """
     if spec.csv is not None:
         if spec.dataset not in (None, "csv"):
             raise ValueError(f"--csv reads a table of your own; it does not go with --dataset {spec.dataset}")
-        return RECIPES["csv"].read(spec)
+        return _grouped(RECIPES["csv"].read(spec), spec.group_regex)
     if spec.data is None:
         raise ValueError("give --data DIR (a dataset folder) or --csv FILE")
     name = spec.dataset or detect_dataset(spec.data)
@@ -263,47 +272,33 @@ def read_source(spec: SourceSpec) -> DataSource:
         raise ValueError(f"unknown dataset {name!r}; expected one of {list(RECIPES)}")
     if name == "csv":
         raise ValueError("--dataset csv needs --csv FILE")
-    return RECIPES[name].read(spec)
+    return _grouped(RECIPES[name].read(spec), spec.group_regex)
 
 
-def draw_folds(labels, k: int, seed: int = 0, groups=None) -> np.ndarray:
-    """Assign each clip to one of `k` folds (1..k), stratified by label and grouped by `groups`:
-    scikit-learn's `StratifiedGroupKFold(k, shuffle=True, random_state=seed)`.
-
-    Groups (every clip its own group when `groups` is None) are shuffled with the seed, then taken
-    largest first, each to the fold where the per-label shares stay closest to 1/k. No group is in
-    two folds.
-
-    Args:
-        labels: (clips,) each clip's label.
-        k: number of folds, >= 2.
-        seed: the draw's seed (the same labels, groups and seed give the same folds).
-        groups: (clips,) or None.
-
-    Returns:
-        (clips,) int array of fold numbers 1..k.
-
-    Raises:
-        ValueError: k < 2, or fewer groups (or clips) than folds.
-    """
-    import warnings
-
-    import numpy as np
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    labels = np.asarray(labels).astype(str)
-    groups = np.arange(len(labels)).astype(str) if groups is None else np.asarray(groups).astype(str)
-    if not (isinstance(k, int) and k >= 2):
-        raise ValueError(f"k must be an integer >= 2 (the number of folds), got {k!r}")
-    if len(np.unique(groups)) < k:
-        raise ValueError(f"cannot draw {k} folds from {len(np.unique(groups))} group(s); use a smaller k")
-    folds = np.zeros(len(labels), dtype=int)
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # a label with fewer clips than folds is fine: it is in fewer folds
-        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        for fold, (_, held_out) in enumerate(splitter.split(labels, labels, groups), start=1):
-            folds[held_out] = fold
-    return folds
+def _grouped(source: DataSource, regex: str | None) -> DataSource:
+    """`source` with the groups of `regex` (see `read_source`); without it, the warning when its
+    names look like fragments of recordings and its folds are still to be drawn clip by clip."""
+    table = source.table
+    if regex is None:
+        if source.drawn and "group" not in table.columns:
+            warn_shared_prefixes(list(table["file"]), list(table["label"]), fix="--group-regex (group_regex= in compare())",
+                                 example="--group-regex '{regex}'", stacklevel=4)  # fmt: skip
+        return source
+    if "group" in table.columns:
+        raise ValueError("give --group-col (groups from a CSV column) or --group-regex (groups from file names), not both")
+    groups = groups_from_names(table["file"], regex, "--group-regex")
+    if source.drawn:
+        table = table.assign(group=groups)
+    else:  # fixed folds: they must already keep each group whole
+        folds = table.assign(group=groups).groupby("group")["fold"].unique()
+        split = folds[folds.map(len) > 1]
+        if len(split):
+            group, where = split.index[0], sorted(int(f) for f in split.iloc[0])
+            raise ValueError(f"--group-regex '{regex}' puts group {group!r} in {source.fold_name(where[0])} and "
+                             f"{source.fold_name(where[1])} ({len(split)} group(s) span folds) of {source.description or source.dataset}: "
+                             "those folds are the source's own, so one recording would be trained and validated on; fix the "
+                             "folds (or the regex)")  # fmt: skip
+    return replace(source, table=table, identity={**source.identity, "group_regex": regex})
 
 
 def check_source_files(source: DataSource, full: bool = True) -> dict[str, dict]:

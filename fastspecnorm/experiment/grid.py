@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .._groups import group_pattern
 from .._io import atomic_write_text, file_lock, read_json
 from .._options import count, fold_value, fraction, option, points, positive_float, positive_int
 from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
@@ -200,6 +201,10 @@ def check_config(cfg: ExperimentConfig) -> None:
         raise ValueError("--fold-col, --group-col and --path describe a --csv source; give --csv FILE")
     if cfg.fold_col is not None and cfg.group_col is not None:
         raise ValueError("give --fold-col (the folds are in the CSV) or --group-col (folds drawn by group), not both")
+    if cfg.group_regex is not None:
+        if cfg.group_col is not None:
+            raise ValueError("give --group-col (groups from a CSV column) or --group-regex (groups from file names), not both")
+        group_pattern(cfg.group_regex, "--group-regex")  # ValueError: not a regex, or no group
     if cfg.folds is not None and not cfg.folds:
         raise ValueError("--folds must list at least one fold")
     if not cfg.seeds or not cfg.norms:
@@ -359,7 +364,9 @@ def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
             drawn.append(repeat)
         tables[repeat] = table
     sources = {r: replace(source, table=tables[r]) for r in range(cfg.repeats)}
-    grouped = f", grouped by {source.identity['group_col']!r}" if groups is not None else ""
+    ident = source.identity
+    by = repr(ident["group_col"]) if "group_col" in ident else f"--group-regex '{ident.get('group_regex')}'"
+    grouped = f", grouped by {by}" if groups is not None else ""
     if saved_repeats:
         log.info(f"folds: {cfg.k} folds of {len(saved_repeats)} repeat(s) read from {path}")
     if drawn:
