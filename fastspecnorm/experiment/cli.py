@@ -17,6 +17,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from .. import __version__
@@ -223,9 +224,44 @@ def command(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("compare", add_help=False, help="compare spectrogram normalizations on your data "
                                   "(folds x seeds, verdicts from tests over folds); fastspecnorm compare --help")  # fmt: skip
+    cache = commands.add_parser("cache", help="the decoded-audio cache: where it is and its size (--info), or empty it (--clear)")
+    what = cache.add_mutually_exclusive_group()
+    what.add_argument("--info", action="store_true", help="list its folders and their size on disk (the default)")
+    what.add_argument("--clear", action="store_true", help="delete the decoded clips; the next run decodes them again")
+    cache.add_argument("--dir", metavar="DIR", help="the cache folder (default: $FASTSPECNORM_CACHE, else the user cache folder)")
     # The command's own arguments are left to `main`, whose parser has the options.
     chosen, rest = parser.parse_known_args(sys.argv[1:] if argv is None else [str(a) for a in argv])
     if chosen.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if chosen.command == "cache":
+        if rest:
+            cache.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _cache(chosen.clear, chosen.dir)
     return main(rest)
+
+
+def _cache(clear: bool, cache_dir: str | None) -> int:
+    "`fastspecnorm cache`: the cache's folders and sizes, or `--clear` them; 1 when a folder cannot be cleared."
+    from ..audio.cache import CACHE_ENV, default_cache_dir  # here, not above: keeps `compare --help` free of torch
+    from ..audio.cache_folders import cache_folders, clear_cache, format_bytes
+
+    root = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+    if root is None:
+        print(f"audio cache: off (${CACHE_ENV}={os.environ.get(CACHE_ENV)}); loaders decode every file every epoch")
+        return 0
+    if clear:
+        try:
+            n, nbytes = clear_cache(root)
+        except PermissionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"audio cache: {root}: cleared {n} folder(s), {format_bytes(nbytes)} freed")
+        return 0
+    folders = cache_folders(root)
+    print(f"audio cache: {root} (${CACHE_ENV} moves it, {CACHE_ENV}=off turns it off)")
+    for f in folders:
+        print(f"  {format_bytes(f.nbytes):>9}  {f.path.relative_to(root).as_posix()}")
+    hint = "; fastspecnorm cache --clear empties it" if folders else ""
+    print(f"total: {format_bytes(sum(f.nbytes for f in folders))} in {len(folders)} folder(s){hint}")
+    return 0
