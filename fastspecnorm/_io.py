@@ -1,5 +1,6 @@
 """Crash-safe file replacement, file locks and the JSON reader shared by every module that writes
-results, statistics or caches; safe with several writers, on one machine or over a network file system."""
+results, statistics or caches; safe with several writers, on one machine or over a network file system.
+And `file_stats`, the stamps (size, modification time, inode) the grid and the statistics compare."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,6 +27,7 @@ __all__ = [
     "pid_alive",
     "read_json",
     "file_lock",
+    "file_stats",
 ]
 
 #: Age in seconds after which a temporary file whose writer cannot be checked (another host, or an
@@ -317,3 +319,30 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
     """
     with filelock.FileLock(os.fspath(path)):
         yield
+
+
+def file_stats(root: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[int, int, int] | None]:
+    """Each file's size, modification time and inode: what a change of its content changes too.
+
+    Stat first, content when the stat changed: a grid stats its files after every run and hashes
+    them again (`experiment.fingerprint.files_fingerprint`) only when a stat differs from the one
+    taken before they were first hashed; `StatsCallback` keys saved statistics on the training
+    files' sizes and modification times.
+
+    Args:
+        root: the dataset folder the names are relative to.
+        names: paths relative to `root`.
+
+    Returns:
+        `{name: (size in bytes, st_mtime_ns, st_ino)}`, None for a file that does not exist.
+    """
+    root = Path(root)
+    stats: dict[str, tuple[int, int, int] | None] = {}
+    for name in set(names):
+        try:
+            st = os.stat(root / name)
+        except FileNotFoundError:
+            stats[name] = None
+        else:
+            stats[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return stats

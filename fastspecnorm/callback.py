@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastai.callback.core import Callback
 from fastai.torch_core import no_random
 from fasttransform import Pipeline
 
+from ._io import file_stats
 from .audio.spectrogram import AudioToSpec
 from .normalize import SpecNormalize, SpecNormalizer
 from .stats import StatsRecorder, _normalize_red_dims, check_fraction, collect_stats, n_batches_for
@@ -23,8 +25,22 @@ from .stats import StatsRecorder, _normalize_red_dims, check_fraction, collect_s
 __all__ = ["StatsCallback", "stats_loader", "stats_item_indices", "install_normalizer", "pipeline_settings"]
 
 
-def _items_fingerprint(items) -> str:
-    "A short hash of the training items, so statistics of another split or dataset are never reused."
+def _item_files(items, root: Path) -> list[str]:
+    """The distinct values of the training items that name a file, relative to `root` or absolute:
+    each text cell of a DataFrame (the file column, whichever it is), or each item (or part of a
+    tuple item) that is a path or string. Labels and folders are not files, so they are left out."""
+    if hasattr(items, "columns"):  # a DataFrame
+        values = [v for col in items.columns for v in items[col].unique()]
+    else:
+        values = [v for it in items for v in (it if isinstance(it, (tuple, list)) else (it,))]
+    names = {os.fspath(v) for v in values if isinstance(v, (str, os.PathLike))}
+    return sorted(n for n in names if n and (root / n).is_file())
+
+
+def _items_fingerprint(items, root: Path) -> str:
+    """A short hash of the training items (their rows) and of the size and modification time of
+    each file they name (`file_stats`), so statistics of another split, dataset or content are never
+    reused: a clip replaced by another of the same name changes it, even when the count does not."""
     h = hashlib.sha1()
     if hasattr(items, "to_csv"):  # a DataFrame: hash its rows
         h.update(items.to_csv(index=False).encode())
@@ -32,7 +48,26 @@ def _items_fingerprint(items) -> str:
         for it in items:
             h.update(repr(it).encode())
             h.update(b"\0")
+    stamps = file_stats(root, _item_files(items, root))
+    # size and mtime, not the inode: a copy made with its times (rsync -a, cp -p) is the same content
+    h.update(json.dumps(sorted((name, st[:2]) for name, st in stamps.items() if st is not None)).encode())
     return h.hexdigest()[:16]
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    "What differs between two statistics settings, for a one-line message (short values shown as `old -> new`)."
+    parts = []
+    for key in sorted(set(saved) | set(now)):
+        old, new = saved.get(key), now.get(key)
+        if old == new:
+            continue
+        if key == "train_items":
+            parts.append("train_items (the training clips: their names, or a file's size or modification time)")
+        elif len(json.dumps(old)) + len(json.dumps(new)) <= 80:
+            parts.append(f"{key} {json.dumps(old)} -> {json.dumps(new)}")
+        else:
+            parts.append(key)
+    return "; ".join(parts)
 
 
 def stats_loader(dl, shuffle: bool = True, seed: int = 0):
@@ -199,8 +234,16 @@ class StatsCallback(Callback):
     or train-only augmentation. The pass runs under its own `seed` (random crops included) and
     restores the global random state afterwards: the statistics do not depend on the run's seed,
     and training sees the same random numbers whether they were computed or loaded from `path`.
-    Once computed they are frozen: later fits of the same learner reuse them, and `learn.export()`
-    keeps the installed `SpecNormalize`.
+    Once computed they are frozen: later fits of the same learner reuse them while their `settings`
+    match (they are computed again, in memory, when the training clips or the loaders changed),
+    and `learn.export()` keeps the installed `SpecNormalize`.
+
+    A saved file is reused only when its settings match: the same `red_dims`, `fraction` and
+    `seed`, the same spectrogram settings and transforms, and the same training items, by their
+    rows and by the size and modification time of each file they name (a clip replaced by another
+    of the same name is a change, even when the number of clips is the same). A file made otherwise
+    is refused in one line naming it and what differs, or, with `refresh=True`, computed again
+    with a warning and replaced.
 
     Args:
         red_dims: `(0, 2, 3)` for one mean/std per audio channel ("global"), `(0, 1, 3)` for one
@@ -208,11 +251,14 @@ class StatsCallback(Callback):
         fraction: share of the training batches used, in (0, 1] (a fixed-seed random subset; the
             reference article found 10-20% enough on large sets).
         path: a `.npz` file to save the statistics to and reuse on later fits when its settings
-            (red_dims, spectrogram settings, transforms, training items) match; None: computed
-            at the first fit and kept in memory only.
+            match (see above); None: computed at the first fit and kept in memory only.
         min_std: floor of the standard deviations (see `SpecNormalize`).
-        seed: seed of the statistics pass (item selection, loader order, random crops).
+        seed: seed of the statistics pass (item selection, loader order, random crops); part of
+            the settings.
         progress: show a progress bar while statistics are gathered (rank 0 only).
+        refresh: a file at `path` made with other settings is computed again (a `UserWarning`
+            names it and what differs) and replaced, instead of refused; a file whose settings
+            match is reused either way (`fastspecnorm compare --refresh-stats`).
 
     Attributes:
         stats_recorder: the `StatsRecorder` in use, None before the first fit.
@@ -221,8 +267,8 @@ class StatsCallback(Callback):
         TypeError: `red_dims` is not a sequence of ints.
         ValueError: `red_dims` or `fraction` is invalid (at construction); at fit, a `fraction`
             that selects less than one batch (see `n_batches_for`), an empty training set with no
-            statistics yet, or a file at `path` made with other settings (naming the
-            differences).
+            statistics yet, or, unless `refresh`, a file at `path` made with other settings (one
+            line naming the file and the differences).
         RuntimeError: under `torch.distributed`, gathering or saving failed on another rank
             (naming it and its error).
 
@@ -234,9 +280,10 @@ class StatsCallback(Callback):
     order = -50  # before_fit must run before other callbacks start (progress bars, recorders, mixed precision)
 
     def __init__(self, red_dims=(0, 2, 3), fraction: float = 1.0, path=None, min_std: float = 1e-5, seed: int = 0,
-                 progress: bool = True):  # fmt: skip
+                 progress: bool = True, refresh: bool = False):  # fmt: skip
         self.red_dims = _normalize_red_dims(red_dims)
         self.progress = progress  # a progress bar while statistics are gathered
+        self.refresh = refresh
         check_fraction(fraction)  # before any long work; whether it selects a batch is checked at fit
         self.fraction, self.min_std, self.seed = fraction, min_std, seed
         self.path = None if path is None else Path(path)
@@ -250,7 +297,9 @@ class StatsCallback(Callback):
 
         Returns:
             A JSON-ready dict: `red_dims`, `fraction`, `seed`, the `pipeline_settings` of the
-            training loader, the number of training items and a fingerprint of them.
+            training loader, the number of training items and `train_items`, a fingerprint of
+            their rows and of the size and modification time of each file they name (relative
+            to `dls.path`, or absolute).
         """
         train = dls.train
         settings = {
@@ -259,7 +308,7 @@ class StatsCallback(Callback):
             "seed": self.seed,
             **pipeline_settings(train),
             "n_train": len(train.dataset),
-            "train_items": _items_fingerprint(getattr(train, "items", [])),
+            "train_items": _items_fingerprint(getattr(train, "items", []), Path(getattr(dls, "path", "."))),
         }
         return json.loads(json.dumps(settings))  # the form it takes in a saved file (tuples as lists)
 
@@ -282,13 +331,17 @@ class StatsCallback(Callback):
         # collective all_reduce): load only when every rank sees the file.
         if self.path is not None and all(_all_ranks(self.path.exists())):
             rec = StatsRecorder.load(self.path)
-            if rec.settings != settings:
-                diff = sorted(k for k in set(rec.settings) | set(settings) if rec.settings.get(k) != settings.get(k))
+            if rec.settings == settings:
+                return rec
+            differing = _differences(rec.settings, settings)
+            if not self.refresh:
                 raise ValueError(
-                    f"statistics file {self.path} was made with other settings (differing: {', '.join(diff)}); "
-                    f"delete it or pass another path to StatsCallback"
+                    f"statistics file {self.path} was made with other settings ({differing}); pass "
+                    "StatsCallback(refresh=True) (the command's --refresh-stats) to compute them again, or another path"
                 )
-            return rec
+            if _is_main_process():  # one warning, not one per rank
+                warnings.warn(f"statistics file {self.path} was made with other settings ({differing}): computing them "
+                              "again (refresh=True) and replacing it", stacklevel=2)  # fmt: skip
         rank, world_size = _dist_rank_world()
         error: Exception | None = None
         rec = StatsRecorder(self.red_dims, settings=settings)

@@ -9,6 +9,7 @@ four-layer model keeps each `fit(1)` to about a second on 2 CPU cores.
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import warnings
@@ -285,6 +286,98 @@ def test_corrupt_stats_file_raises_naming_it(tiny_esc50, tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ValueError, match=re.escape(str(path))):
         make_learner(make_dls(tiny_esc50), StatsCallback(path=path)).fit(1)
+
+
+def replace_training_clips(root, n=4, seed=7):
+    """Overwrite `n` training clips (folds 2-5) with loud noise of the same length and format: the
+    same names, number of clips and file sizes, other content. Their modification time is set one
+    second later, as a file replaced later has it (file systems with coarse timestamps could
+    otherwise give the new file the old time within one test)."""
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    rng = np.random.default_rng(seed)
+    for name in meta.loc[meta.fold != 1, "filename"][:n]:
+        path = root / "audio" / name
+        before = path.stat()
+        sf.write(path, np.clip(rng.normal(0.0, 0.5, size=16000), -1, 1), 16000, subtype="PCM_16")
+        assert path.stat().st_size == before.st_size
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+
+
+@pytest.fixture
+def esc50_copy(tiny_esc50, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_esc50, root)
+    return root
+
+
+def test_saved_statistics_of_replaced_clips_are_refused_or_computed_again(esc50_copy, tmp_path):
+    "Training clips replaced by others of the same names, count and size: the saved file is stale."
+    path = tmp_path / "stats.npz"
+    make_learner(make_dls(esc50_copy), StatsCallback(path=path)).fit(1)
+    old = StatsRecorder.load(path)
+    replace_training_clips(esc50_copy)
+    stamp = path.stat().st_mtime_ns
+
+    with pytest.raises(ValueError) as info:
+        make_learner(make_dls(esc50_copy), StatsCallback(path=path)).fit(1)
+    message = str(info.value).splitlines()[-1].strip()  # fastai puts a line naming the callback's event above it
+    assert message.startswith(f"statistics file {path} ") and "train_items" in message and "refresh=True" in message
+    assert "n_train" not in message  # the count did not change
+    assert path.stat().st_mtime_ns == stamp  # a refused file is left alone
+
+    cb = StatsCallback(path=path, refresh=True)
+    with pytest.warns(UserWarning, match=re.escape(str(path))):
+        make_learner(make_dls(esc50_copy), cb).fit(1)
+    # computed again from the new clips: the statistics of their spectrograms, without the package
+    mean, std = ref_stats(training_spectrograms_from_files(esc50_copy, make_dls(esc50_copy).esc50_settings), (0, 2, 3))
+    np.testing.assert_allclose(cb.stats_recorder.mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(cb.stats_recorder.std.numpy(), std, rtol=1e-5)
+    assert abs(float(cb.stats_recorder.mean) - float(old.mean)) > 1.0  # dB: the old file really was stale
+    saved = StatsRecorder.load(path)  # and the file replaced
+    assert torch.equal(saved.mean, cb.stats_recorder.mean) and saved.settings == cb.stats_recorder.settings
+
+    # a file whose settings match is reused, refresh or not: no warning, no new pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = StatsCallback(path=path, refresh=True)
+        make_learner(make_dls(esc50_copy), again).fit(1)
+    assert torch.equal(again.stats_recorder.mean, saved.mean)
+
+
+def test_statistics_in_memory_are_computed_again_when_the_clips_change(esc50_copy):
+    "The same learner fitted again after training clips were replaced: new statistics, not the frozen ones."
+    dls = make_dls(esc50_copy)
+    cb = StatsCallback()
+    learn = make_learner(dls, cb)
+    learn.fit(1)
+    first = cb.stats_recorder
+    replace_training_clips(esc50_copy)
+    learn.fit(1)
+    assert cb.stats_recorder is not first
+    mean, std = ref_stats(training_spectrograms_from_files(esc50_copy, dls.esc50_settings), (0, 2, 3))
+    np.testing.assert_allclose(cb.stats_recorder.mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(cb.stats_recorder.std.numpy(), std, rtol=1e-5)
+    for dl in dls.loaders:  # and installed
+        assert torch.equal(spec_normalizers(dl)[0].mean, cb.stats_recorder.mean)
+
+
+def test_the_seed_is_part_of_the_saved_settings(tiny_esc50, tmp_path):
+    "Statistics of half the batches under seed 0 are not those of seed 1: another seed is refused, or computed again."
+    path = tmp_path / "stats.npz"
+    make_learner(make_dls(tiny_esc50), StatsCallback(fraction=0.5, seed=0, path=path)).fit(1)
+    with pytest.raises(ValueError, match=re.escape(str(path))) as info:
+        make_learner(make_dls(tiny_esc50), StatsCallback(fraction=0.5, seed=1, path=path)).fit(1)
+    assert "seed 0 -> 1" in str(info.value)
+
+    refreshed = StatsCallback(fraction=0.5, seed=1, path=path, refresh=True)
+    with pytest.warns(UserWarning, match="seed 0 -> 1"):
+        make_learner(make_dls(tiny_esc50), refreshed).fit(1)
+    in_memory = StatsCallback(fraction=0.5, seed=1)  # the same statistics, never saved
+    make_learner(make_dls(tiny_esc50), in_memory).fit(1)
+    assert torch.equal(refreshed.stats_recorder.mean, in_memory.stats_recorder.mean)
+    seed0 = StatsCallback(fraction=0.5, seed=0)
+    make_learner(make_dls(tiny_esc50), seed0).fit(1)
+    assert not torch.equal(seed0.stats_recorder.mean, in_memory.stats_recorder.mean)  # the seeds select other batches
 
 
 # ---------------------------------------------------------------------------------------------

@@ -250,6 +250,33 @@ def test_statistics_files_are_keyed_on_the_data():
     assert a != schedule._stats_path(Path("o"), "global", 1, settings, 1.0, "bbbb")
 
 
+def test_stale_statistics_are_refused_or_refreshed_without_changing_the_experiment(esc, tmp_path):
+    "Clips copied without their modification times: the saved statistics no longer match them; --refresh-stats recomputes."
+    import shutil
+    import warnings
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(esc, data)
+    run_experiment(_cfg(data, out, norms=("global",)), log=lambda *a: None)
+    identity = (out / "experiment.json").read_bytes()
+    [stats_file] = (out / "stats").glob("*.npz")
+    for clip in (data / "audio").iterdir():  # the same content, later times
+        os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 10**9))
+
+    with pytest.raises(ValueError, match=re.escape(f"statistics file {stats_file} was made with other settings")) as info:
+        run_experiment(_cfg(data, out, norms=("global",), seeds=(0, 1)), log=lambda *a: None)
+    assert "train_items" in str(info.value) and "--refresh-stats" in str(info.value)
+
+    refreshed = _cfg(data, out, norms=("global",), seeds=(0, 1))
+    refreshed.refresh_stats = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_experiment(refreshed, log=lambda *a: None)
+    assert any(str(stats_file) in str(w.message) for w in caught)
+    assert (out / "experiment.json").read_bytes() == identity  # not part of the experiment
+    assert sorted(pd.read_csv(out / "results.csv")["seed"]) == [0, 1]
+
+
 def test_shards_are_disjoint_and_cover_the_grid(esc, tmp_path):
     cfg = _cfg(esc, tmp_path, norms=("none", "global", "instance"), seeds=(0, 1, 2))
     whole = experiment.grid_runs(cfg)

@@ -15,6 +15,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from .._io import file_stats  # the library's stat helper; named here too, where the grid uses it
+
 __all__ = ["files_fingerprint", "file_stats", "describe_changes"]
 
 
@@ -43,32 +45,6 @@ def files_fingerprint(root: str | os.PathLike, names: Iterable[str]) -> dict:
         files[name] = [path.stat().st_size, digest]
     listing = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
     return {"digest": hashlib.sha256(listing).hexdigest(), "files": files}
-
-
-def file_stats(root: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[int, int, int] | None]:
-    """Each file's size, modification time and inode: what a change of its content changes too.
-
-    Stat first, content when the stat changed: a grid stats its files after every run and hashes
-    them again (`files_fingerprint`) only when a stat differs from the one taken before they were
-    first hashed.
-
-    Args:
-        root: the dataset folder the names are relative to.
-        names: paths relative to `root`.
-
-    Returns:
-        `{name: (size in bytes, st_mtime_ns, st_ino)}`, None for a file that does not exist.
-    """
-    root = Path(root)
-    stats: dict[str, tuple[int, int, int] | None] = {}
-    for name in set(names):
-        try:
-            st = os.stat(root / name)
-        except FileNotFoundError:
-            stats[name] = None
-        else:
-            stats[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
-    return stats
 
 
 def describe_changes(old: dict, new: dict, limit: int = 5) -> str:

@@ -66,6 +66,10 @@ class ExperimentConfig(SourceSpec):
         repeats: k-fold partitions to draw for sources without folds (repeated k-fold; each
             repeat's folds are another replicate of the comparison's tests).
         stats_fraction: share of training batches for dataset statistics, in (0, 1].
+        refresh_stats: a statistics file in `OUT/stats` made from other training clips (e.g. copied
+            without their modification times) or settings is computed again with a warning
+            (`StatsCallback(refresh=True)`) instead of refused. Not part of the experiment's
+            identity: the statistics it gives are those of the same data.
         overrides: `AudioSettings` or `Training` fields to override (e.g. `{"bs": 8}`; `--set`, `--bs`, ...).
         synthetic_classes: classes of the generated dataset.
         synthetic_clips: clips per class of the generated dataset.
@@ -89,6 +93,8 @@ class ExperimentConfig(SourceSpec):
     repeats: int = option(1, help="draw R different k-fold partitions (repeated k-fold; sources without folds only; default: 1)",
                           parse=positive_int, metavar="R")  # fmt: skip
     stats_fraction: float = option(1.0, help="share of training batches for global/channel statistics", parse=fraction)
+    refresh_stats: bool = option(False, help="compute saved statistics again (with a warning) when they were made from other "
+                                 "training clips or settings, instead of refusing them; not part of the experiment")  # fmt: skip
     overrides: dict[str, Any] = option(help="AudioSettings or Training fields to override", default_factory=dict, flag=False)
     synthetic_classes: int = option(10, help="classes in the generated dataset (--data synthetic)", parse=positive_int)
     synthetic_clips: int = option(20, help="clips per class in the generated dataset", parse=positive_int)

@@ -177,6 +177,7 @@ def norm_setup(
     stats_path: str | Path | None = None,
     augment: bool | str = False,
     progress: bool = True,
+    refresh_stats: bool = False,
 ) -> NormSetup:
     """How a run of normalization `name` is built.
 
@@ -192,6 +193,8 @@ def norm_setup(
             `MixUp`; "waveform", `waveform_augmentations()` (gain, noise, time shift) before the
             waveform normalization and the spectrogram; "all", both; False, none.
         progress: a progress bar while statistics are gathered.
+        refresh_stats: a file at `stats_path` made with other settings is computed again with a
+            warning instead of refused (`StatsCallback(refresh=True)`).
 
     Returns:
         The `NormSetup` of one run.
@@ -208,7 +211,8 @@ def norm_setup(
     if not norm.to_db:
         setup.settings["to_db"] = False
     if norm.red_dims is not None:
-        setup.cbs.append(StatsCallback(red_dims=norm.red_dims, fraction=stats_fraction, path=stats_path, progress=progress))
+        setup.cbs.append(StatsCallback(red_dims=norm.red_dims, fraction=stats_fraction, path=stats_path, progress=progress,
+                                       refresh=refresh_stats))  # fmt: skip
     if augment in ("waveform", "all"):
         setup.batch_tfms.extend(waveform_augmentations())  # order 40, before the waveform norm
     if norm.spec_tfms is not None:

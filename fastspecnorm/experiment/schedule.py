@@ -193,7 +193,7 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
     log.info(f"run {position}: norm={norm} {_where(prep, key)} seed={seed} preset={prep.experiment['preset']} "
              f"epochs={prep.training.epochs} device={device or 'default'}")  # fmt: skip
     row = _train.train_one(prep.source_for(repeat), norm, fold, seed, prep.settings, prep.training, stats_path, cfg.stats_fraction,
-                           device, log=log, preset=prep.experiment["preset"])  # fmt: skip
+                           device, log=log, preset=prep.experiment["preset"], refresh_stats=cfg.refresh_stats)  # fmt: skip
     row = {"norm": row["norm"], "repeat": repeat, **row}
     _check_data_unchanged(prep)
     # The table holds only what the seed determines, so a resumed grid reproduces it exactly;

@@ -19,7 +19,7 @@ __all__ = ["train_one"]
 
 def train_one(source, norm: str, fold: int, seed: int, settings=None, training=None, stats_path: Path | None = None,
               stats_fraction: float = 1.0, device: str | None = None, log: RunLog | None = None, preset: str | None = None,
-              dataset: str | None = None, **overrides) -> dict[str, Any]:  # fmt: skip
+              dataset: str | None = None, refresh_stats: bool = False, **overrides) -> dict[str, Any]:  # fmt: skip
     """Train one run and return its result row (final-epoch validation accuracy in [0, 1]).
 
     Seeds Python, NumPy and torch (fastai `set_seed(seed, reproducible=True)`) before building
@@ -43,6 +43,8 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, training=N
         log: how progress is shown (None: `RunLog()`, bars on a terminal).
         preset: the preset's name, for the row.
         dataset: the recipe of a `source` folder (None: detected).
+        refresh_stats: compute a statistics file at `stats_path` made with other settings again
+            (`StatsCallback(refresh=True)`) instead of refusing it.
         overrides: `AudioSettings` or `Training` fields to change (e.g. `epochs=1, bs=8`).
 
     Returns:
@@ -67,7 +69,8 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, training=N
         settings = replace(settings, **{k: v for k, v in overrides.items() if k not in ours})
     training = replace(training or get_training(preset), **{k: v for k, v in overrides.items() if k in ours})
     log = log or RunLog()
-    setup = norm_setup(norm, stats_fraction, stats_path, augment=training.augment, progress=log.progress)
+    setup = norm_setup(norm, stats_fraction, stats_path, augment=training.augment, progress=log.progress,
+                       refresh_stats=refresh_stats)  # fmt: skip
     settings = replace(settings, **setup.settings)
     n_epochs = training.epochs
     set_seed(seed, reproducible=True)
