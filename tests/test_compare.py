@@ -53,7 +53,7 @@ def own(tmp_path_factory):
 def _fake_train_one(source, norm, fold, seed, settings, training, *args, **kwargs):
     "Stands in for training: a deterministic accuracy, and the fold's clips for the checks."
     n_valid = int((source.table["fold"] == fold).sum())
-    return {"norm": norm, "fold": int(fold), "seed": seed, "epochs": training.epochs, "accuracy": (fold + seed) / 20,
+    return {"norm": norm, "fold": source.fold_value(fold), "seed": seed, "epochs": training.epochs, "accuracy": (fold + seed) / 20,
             "preset": kwargs.get("preset"), "n_valid": n_valid, "seconds": 0.0}  # fmt: skip
 
 
@@ -191,7 +191,18 @@ def test_csv_with_fold_column_of_speakers(own, tmp_path, fake_training):
     assert prep.source.fold_name(2) == "bob" and not (out / "folds.csv").exists()
     run_experiment(cfg, _quiet(), prep=prep)
     results = pd.read_csv(out / "results.csv")
-    assert sorted(results["fold"]) == [2, 4] and (results["n_valid"] == 6).all()  # 3 labels x 2 takes of one speaker
+    assert sorted(results["fold"]) == ["bob", "dee"] and (results["n_valid"] == 6).all()  # 3 labels x 2 takes of one speaker
+
+
+def test_a_named_fold_stays_named_in_results_summary_and_plot(own, tmp_path):
+    "--folds bob on a CSV of speakers: trained for real, recorded as 'bob', not as its number 2."
+    out = tmp_path / "out"
+    fastspecnorm.compare(own / "labels.csv", out, norms=["none", "global"], folds=["bob"], fold_col="speaker", epochs=1,
+                         quiet=True, **TINY)  # fmt: skip
+    results = pd.read_csv(out / "results.csv")
+    assert results["fold"].tolist() == ["bob", "bob"] and (results["n_valid"] == 6).all()
+    assert "over 1 fold(s) (bob)" in (out / "summary.md").read_text()
+    assert sorted(p.name.split("-")[1] for p in (out / "runs").glob("*.json")) == ["fold2", "fold2"]  # ids keep the number
 
 
 def test_csv_k_folds_grouped_by_speaker(own, tmp_path):

@@ -417,6 +417,34 @@ def test_write_summary_single_runs_show_na(tmp_path):
     assert "too few for an interval" in text
 
 
+def test_one_fold_plot_draws_points_on_an_axis_from_zero_and_names_the_fold(tmp_path):
+    "One run per norm (fold 'theo'): no interval exists, so none is promised or drawn, and 12.5 vs 20% is not zoomed."
+    from fastspecnorm.experiment.plots import summary_figure
+
+    df = frame([("none", "theo", 0, 0.125), ("global", "theo", 0, 0.20)])
+    left, right = summary_figure(df, summarize(df), "t").axes
+    assert left.get_ylim() == (0.0, 100.0)
+    assert "fold theo" in left.get_title() and "no interval" in left.get_title() and "CI" not in left.get_title()
+    assert not left.containers and not right.containers  # no error bars, no mean beside a lone dot
+    assert [c.get_offsets()[:, 1].tolist() for c in left.collections] == [[12.5], [20.0]]
+    low, high = right.get_ylim()
+    assert low == -high and high >= 7.5 * 1.5 and "fold theo" in right.get_title()
+    assert [c.get_offsets()[:, 1].tolist() for c in right.collections] == [[pytest.approx(7.5)]]
+    md = write_summary(df, tmp_path, title="t")[0].read_text()
+    assert "over 1 fold(s) (theo)" in md
+
+    # several seeds of the one fold: their mean (black, no bars), still on an axis from 0
+    seeds = frame([("none", "theo", 0, 0.10), ("none", "theo", 1, 0.15), ("global", "theo", 0, 0.2), ("global", "theo", 1, 0.3)])
+    left, _ = summary_figure(seeds, summarize(seeds), "t").axes
+    assert left.get_ylim() == (0.0, 100.0) and "mean over seeds" in left.get_title()
+    assert [np.asarray(c.lines[0].get_ydata(), dtype=float).tolist() for c in left.containers] == [[12.5], [25.0]]
+    assert all(not c.has_yerr for c in left.containers)
+
+    # two folds: the means with their intervals, as before
+    left, _ = summary_figure(experiment_frame(), summarize(experiment_frame()), "t").axes
+    assert "95% CI" in left.get_title() and all(c.has_yerr for c in left.containers)
+
+
 def test_write_summary_png_is_valid(tmp_path):
     _, png_path = write_summary(experiment_frame(), tmp_path)
     data = png_path.read_bytes()

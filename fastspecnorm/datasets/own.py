@@ -94,7 +94,7 @@ def _read_csv(spec: SourceSpec) -> DataSource:
             identity["group_col"] = col
     what = f"CSV {csv.name}" + (f", folds from column {identity['fold_col']!r}" if not drawn else "")
     return DataSource("csv", root, table, "own", fold_names=names, identity=identity, drawn=drawn, allow_outside=outside,
-                      description=describe_table(what, table, drawn=drawn, names=names))  # fmt: skip
+                      named_folds=bool(names), description=describe_table(what, table, drawn=drawn, names=names))  # fmt: skip
 
 
 def _is_folder(path: Path) -> bool:

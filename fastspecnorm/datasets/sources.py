@@ -94,6 +94,9 @@ class DataSource:
             1..n, or <NA> until folds are drawn) and, when grouped, `group`.
         preset: the recipe's default preset.
         fold_names: fold number -> the source's name for it (e.g. a speaker), for tables.
+        named_folds: the folds are the names in `fold_names` (a CSV's fold column of speakers),
+            and results record them by name (`fold_value`); False: by number (ESC-50's folds,
+            FSDD's speakers 1-6, drawn folds).
         vocab: the class order (None: sorted labels).
         fingerprint_names: files (relative to `root`) besides the clips whose content identifies
             the data (e.g. `meta/esc50.csv`).
@@ -114,6 +117,7 @@ class DataSource:
     description: str = ""
     drawn: bool = False
     allow_outside: bool = False
+    named_folds: bool = False
 
     @property
     def folds(self) -> list[int]:
@@ -130,6 +134,17 @@ class DataSource:
             The source's value for it (a speaker), or 'fold k'.
         """
         return self.fold_names.get(int(fold), f"fold {fold}")
+
+    def fold_value(self, fold: int) -> int | str:
+        """A fold as results record it: the source's own value, its name when the folds are names.
+
+        Args:
+            fold: the fold number.
+
+        Returns:
+            The name (`named_folds`, e.g. "theo"), else the number.
+        """
+        return self.fold_names[int(fold)] if self.named_folds else int(fold)
 
     def files(self) -> list[Path]:
         "Every clip's path (`root` / `file`), in table order."

@@ -15,12 +15,13 @@ __all__ = ["summary_figure", "summary_png", "comparison_figure"]
 
 
 def _dots_and_means(axes, groups: list[tuple[str, np.ndarray, float, float, float]], colors: dict, rng) -> None:
-    "Per group (name, values in %, mean, ci_low, ci_high as fractions): jittered dots, then the mean and CI."
+    """Per group (name, values in %, mean, ci_low, ci_high as fractions): jittered dots, then the mean
+    and CI; a group of one value without an interval is its dot alone (a mean beside it would add nothing)."""
     for position, (name, values, mean, low, high) in enumerate(groups):
         axes.scatter(
             position + rng.uniform(-0.15, 0.15, size=values.size), values, s=22, alpha=0.55, color=colors[name], edgecolors="none"
         )
-        if math.isfinite(mean):
+        if math.isfinite(mean) and (math.isfinite(low) or values.size > 1):
             error = [[100 * (mean - low)], [100 * (high - mean)]] if math.isfinite(low) else None
             axes.errorbar(
                 [position + 0.3], [100 * mean], yerr=error, fmt="D", color="black", markersize=6, capsize=5, linewidth=1.5
@@ -55,6 +56,12 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
     (the caller's backend is left alone). Accuracies in percent, differences in percentage points;
     jitter has a fixed seed, so the same results always give the same picture.
 
+    Results of one fold (no normalization has two) have no interval: the runs are drawn as points
+    (with the mean over seeds when there are several), the titles name the fold (as the results
+    name it, e.g. a speaker) and say there is no interval, the accuracy axis runs from 0 to 100%
+    and the difference axis is symmetric about 0, so a difference of a few clips does not look
+    large.
+
     Args:
         df: the runs, one row each, with columns `norm` and `accuracy` (fraction in [0, 1]) and
             the `fold`, `seed` (and optionally `repeat`) the pairing matches on.
@@ -76,6 +83,8 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
     norms = df["norm"].astype(str).to_numpy()
     accuracy = pd.to_numeric(df["accuracy"]).to_numpy(dtype=np.float64)
 
+    one_fold = int(per_norm["n_folds"].max()) < 2 if len(per_norm) else False
+    fold_text = ", ".join(str(f) for f in pd.unique(df["fold"]))
     _dots_and_means(
         left,
         [(norm, 100 * accuracy[norms == norm], s["mean"], s["ci_low"], s["ci_high"]) for norm, s in per_norm.iterrows()],
@@ -83,7 +92,12 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
         rng,
     )
     left.set_ylabel("validation accuracy (%)")
-    left.set_title(f"Accuracy per run (dots), mean and {level} CI over folds (black)")
+    if one_fold:
+        several = " and mean over seeds (black)" if int(per_norm["n"].max()) > 1 else ""
+        left.set_title(f"Accuracy per run (dots){several}, fold {fold_text}: one fold gives no interval")
+        left.set_ylim(0, 100)
+    else:
+        left.set_title(f"Accuracy per run (dots), mean and {level} CI over folds (black)")
 
     if paired.empty:
         text = (
@@ -98,21 +112,23 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
             -rope, rope, color="gray", alpha=0.18, linewidth=0, label=f"equivalence region ±{rope:g} point{'s' * (rope != 1)}"
         )
         right.axhline(0.0, color="gray", linewidth=1.2, linestyle="--")
-        _dots_and_means(
-            right,
-            [
-                (norm, 100 * fold_differences(df, norm, baseline)["diff"].to_numpy(), s["mean_diff"], s["ci_low"], s["ci_high"])
-                for norm, s in paired.iterrows()
-            ],
-            colors,
-            rng,
-        )
+        differences = [
+            (norm, 100 * fold_differences(df, norm, baseline)["diff"].to_numpy(), s["mean_diff"], s["ci_low"], s["ci_high"])
+            for norm, s in paired.iterrows()
+        ]
+        _dots_and_means(right, differences, colors, rng)
         labels = [f"{norm}\n{verdict}" for norm, verdict in paired["verdict"].items()]
         right.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 6 else 0, fontsize=9)
         right.set_xlabel("normalization and its verdict")
         right.legend(loc="lower left", fontsize=8)
+        if one_fold:  # symmetric about 0, with room around the farthest dot and the equivalence region
+            reach = max([float(np.abs(values).max()) for _, values, *_ in differences if values.size] + [rope])
+            right.set_ylim(-1.5 * reach, 1.5 * reach)
     right.set_ylabel(f"accuracy minus '{baseline}' (percentage points)")
-    right.set_title(f"Difference vs '{baseline}' per fold (dots), {level} CI")
+    if one_fold:
+        right.set_title(f"Difference vs '{baseline}' (dots), fold {fold_text}: one fold gives no interval")
+    else:
+        right.set_title(f"Difference vs '{baseline}' per fold (dots), {level} CI")
     figure.suptitle(title)
     return figure
 

@@ -91,9 +91,10 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
     """Check a finished run's row.
 
     Args:
-        row: the run's columns: `norm` a non-empty str, `fold`, `seed`, `epochs` whole numbers
-            (epochs >= 0), `accuracy` a finite fraction in [0, 1], optionally `repeat` (a whole
-            number >= 0, the k-fold partition), and any others.
+        row: the run's columns: `norm` a non-empty str, `fold` a whole number or a fold's name (a
+            non-empty str, e.g. a speaker), `seed`, `epochs` whole numbers (epochs >= 0),
+            `accuracy` a finite fraction in [0, 1], optionally `repeat` (a whole number >= 0, the
+            k-fold partition), and any others.
 
     Returns:
         The row with plain JSON values (NumPy / torch scalars unwrapped, whole numbers as int).
@@ -110,6 +111,8 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"column 'norm' must be a non-empty string such as 'global', got {row['norm']!r}")
     for column in ("fold", "seed", "epochs", "repeat"):
         value = clean.get(column, 0)
+        if column == "fold" and isinstance(value, str) and value.strip():
+            continue  # a fold's name (a speaker) stays a name
         if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
             raise ValueError(f"column {column!r} must be a whole number, got {value!r}")
         if column in clean:

@@ -90,7 +90,7 @@ def train_one(source, norm: str, fold: int, seed: int, settings=None, training=N
     losses = [float(last["train_loss"]), float(last["valid_loss"])]
     return {
         "norm": norm,
-        "fold": int(fold),
+        "fold": source.fold_value(fold),  # as the source names it: a number, or a speaker's name
         "seed": seed,
         "epochs": n_epochs,
         "accuracy": float(last["accuracy"]),
