@@ -29,7 +29,7 @@ from ._groups import draw_folds, groups_from_names, warn_shared_prefixes
 from ._table import column
 from .audio.cache import AudioCache
 from .audio.check import check_audio_files, check_table
-from .audio.io import audio_extensions, is_audio_file
+from .audio.io import audio_extensions, is_audio_file, unreadable_files_note
 from .audio.spectrogram import AudioToSpec
 from .audio.transforms import AudioBlock, LoadAudio, ResizeSignal
 from .normalize import WaveformNormalize, warn_level_after_waveform_norm
@@ -131,6 +131,8 @@ class AudioDataLoaders(DataLoaders):
     Attributes:
         sample_rate: the clips' sample rate, in Hz (the files' own rate when built with
             `sample_rate=None`).
+        audio_cache: the `AudioCache` of decoded clips (None when off): `folder` is where it lies,
+            `nbytes` its size; `fastspecnorm cache --info` lists every cache folder, `--clear` empties them.
     """
 
     def test_dl(self, test_items, rm_type_tfms=None, with_labels: bool = False, **kwargs):
@@ -275,7 +277,9 @@ class AudioDataLoaders(DataLoaders):
                 transforms, and workers would only compete with them for the cores (docs/performance.md).
 
         Returns:
-            The loaders, with `sample_rate` set to the clips' rate in Hz.
+            The loaders, with `sample_rate` set to the clips' rate in Hz and `audio_cache` to the
+                `AudioCache` the clips are read from (its `folder` and `nbytes` say where and how
+                large; None when the cache is off).
 
         Raises:
             TypeError: `df` is not a DataFrame, or a keyword is not one of `LOADER_KWARGS` (the error
@@ -351,6 +355,7 @@ class AudioDataLoaders(DataLoaders):
         dls = dblock.dataloaders(df, path=root, bs=bs, device=device, **kwargs)
         res = cls(*dls.loaders, path=root, device=dls.device)
         res.sample_rate = sample_rate
+        res.audio_cache = audio_cache
         return res
 
     @classmethod
@@ -415,7 +420,8 @@ class AudioDataLoaders(DataLoaders):
         by_folder = valid_pct is None and (root / train).is_dir() and (root / valid).is_dir()
         files = (get_audio_files(root / train) + get_audio_files(root / valid)) if by_folder else get_audio_files(root)
         if not files:
-            raise FileNotFoundError(f"no audio files ({', '.join(audio_extensions())}) under {root}")
+            raise FileNotFoundError(f"no audio files ({', '.join(audio_extensions())}) under {root}"
+                                    f"{unreadable_files_note(root.rglob('*')) if root.is_dir() else ''}")  # fmt: skip
         df = pd.DataFrame({"file": [f.relative_to(root).as_posix() for f in files], "label": [f.parent.name for f in files]})
         if by_folder:
             df["is_valid"] = [f.relative_to(root).parts[0] == valid for f in files]

@@ -3,6 +3,7 @@ records, and the outputs rebuilt from the records."""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -14,8 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from fastai.callback.core import Callback, CancelFitException
+
 from .. import __version__
 from .._compat import import_torchaudio
+from ..audio.cache_folders import format_bytes
+from ..audio.spectrogram import spec_shape
+from ..datasets.sources import check_source_files, source_dataloaders
+from ..learner import audio_learner
 from . import train as _train
 from .fingerprint import describe_changes
 from .grid import (
@@ -40,6 +47,8 @@ __all__ = [
     "run_id",
     "grid_runs",
     "run_experiment",
+    "say_plan",
+    "time_one_batch",
     "rebuild_outputs",
     "summarize_out",
     "DataChangedError",
@@ -341,6 +350,8 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
     """
     log = log if isinstance(log, RunLog) else RunLog()
     prep = prep or prepare(cfg, log)
+    if not log.quiet:
+        say_plan(cfg, prep, log)
     if len(cfg.devices) > 1:
         _run_workers(cfg, prep, log)
     else:
@@ -349,6 +360,119 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
     store = RunStore(cfg.out)
     log.result(f"results: {store.results_path}\nsummary: {cfg.out / 'summary.md'}, {cfg.out / 'summary.png'}")
     return store.results_path
+
+
+class _BatchTimer(Callback):
+    "Times training batches until `n` have ended, then ends the fit (never validating)."
+
+    order = 100  # after every other callback: a batch's time includes theirs
+
+    def __init__(self, n: int = 2):
+        self.n, self.marks = n, []
+
+    def before_train(self):
+        self.marks = [time.perf_counter()]
+
+    def after_batch(self):
+        self.marks.append(time.perf_counter())
+        if len(self.marks) > self.n:
+            raise CancelFitException
+
+    def before_validate(self):  # an epoch of fewer than `n` batches
+        raise CancelFitException
+
+    @property
+    def seconds(self) -> float:
+        "The last batch's wall time: the second one's (past one-time costs) when two ran."
+        return self.marks[-1] - self.marks[-2]
+
+
+def time_one_batch(source, fold: int, settings, device: str | None = None, progress: bool = False):
+    """The wall time of one training batch of `fold`: loaders and xResNet18 as a run builds them
+    (norm `none`), trained on two batches, the second one timed (the first pays one-time costs:
+    worker start, kernel selection). It also builds the audio cache the runs will read.
+
+    Args:
+        source: the `DataSource` with folds.
+        fold: the fold held out.
+        settings: the resolved `AudioSettings`.
+        device: where batches and the model go (None: fastai's default device).
+        progress: show a progress bar while the audio cache is built.
+
+    Returns:
+        `(seconds, dls)`: the batch's wall time (loading, transforms, forward, backward and step) and
+            the loaders (`dls.audio_cache`, `dls.device`).
+    """
+    dls = source_dataloaders(source, fold, settings, device=device, progress=progress)
+    learn = audio_learner(dls, precision=settings.precision)
+    timer = _BatchTimer()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, cbs=timer)
+    return timer.seconds, dls
+
+
+def _frames(prep: Prepared) -> str:
+    "The spectrograms' time axis: fixed by the duration, else the range over the clips (their headers read)."
+    s = prep.settings
+
+    def frames(n_samples: int) -> int:
+        return spec_shape(n_samples, s.n_fft, s.hop_length, s.n_mels)[1]
+
+    if s.duration is not None:
+        return str(frames(round(s.duration * s.sample_rate)))
+    facts = check_source_files(prep.source, full=False).values()
+    lengths = [frames(math.ceil(f["frames"] * s.sample_rate / f["samplerate"])) for f in facts]  # as `resample` sizes them
+    return f"{min(lengths)}-{max(lengths)} frames"
+
+
+def _batches(prep: Prepared, run: Run) -> int:
+    "Batches of one epoch of `run`: full training batches (the last partial one dropped) and every validation batch."
+    table = prep.source_for(run.repeat).table
+    n_valid = int((table["fold"] == run.fold).sum())
+    return (len(table) - n_valid) // prep.settings.bs + math.ceil(n_valid / prep.settings.bs)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
+
+
+def say_plan(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
+    """Say what the grid will do before it trains: one line with the runs to train, the preset, the
+    resolved sample rate, STFT and spectrogram shape, and the wall time estimated from one timed batch
+    (`time_one_batch` on the first run's fold; nothing is timed when every run is recorded); then one
+    line with the audio cache's folder and size.
+
+    The estimate is rough: every run's batches (training and validation, all epochs) at the timed
+    batch's time, over the `devices`; the statistics pass and evaluation being cheaper than a
+    training step are left out.
+
+    Args:
+        cfg: the comparison's options.
+        prep: the prepared grid.
+        log: where the lines go (`info`).
+    """
+    store = RunStore(cfg.out)
+    runs = grid_runs(cfg, prep.folds, prep.repeats)
+    pending = [k for k in runs if not store.is_done(_id(k, prep))]
+    s, epochs = prep.settings, prep.training.epochs
+    freq = spec_shape(s.n_fft, s.n_fft, s.hop_length, s.n_mels)[0]
+    line = (f"plan: {len(pending)} of {len(runs)} runs to train, preset {prep.experiment['preset']}, {s.sample_rate} Hz, "
+            f"n_fft {s.n_fft}, hop {s.hop_length}, spectrograms (1, {freq}, {_frames(prep)}), bs {s.bs}, {epochs} epoch(s)")  # fmt: skip
+    if not pending:
+        log.info(line)
+        return
+    device = cfg.devices[0] if cfg.devices else None
+    seconds, dls = time_one_batch(prep.source_for(pending[0].repeat), pending[0].fold, s, device, log.progress)
+    batches = epochs * sum(_batches(prep, run) for run in pending)
+    workers = max(1, len(cfg.devices))
+    over = f" over {workers} devices" if workers > 1 else ""
+    log.info(f"{line}; about {_duration(seconds * batches / workers)}{over} ({batches} batches at {seconds:.3g} s, "
+             f"one timed on {dls.device})")  # fmt: skip
+    cache = dls.audio_cache
+    log.info("audio cache: off" if cache is None else f"audio cache: {cache.folder}, {format_bytes(cache.nbytes)} for "
+             f"{len(cache)} clips (fastspecnorm cache --info lists every cache folder, --clear empties them)")  # fmt: skip
 
 
 def summarize_out(out: str | Path, log=None, rope: float = 1.0) -> Path:
