@@ -209,7 +209,8 @@ def command(argv=None) -> int:
         argv: the arguments after `fastspecnorm` (None: `sys.argv[1:]`).
 
     Returns:
-        The exit status: `main`'s for `compare`; 2 for no command.
+        The exit status: `main`'s for `compare`; for `cache`, 0, or 1 when a cache folder cannot be
+            cleared (read-only); 2 for no command.
 
     Raises:
         SystemExit: `--help` and `--version` (status 0); an unknown command (status 2, argparse's
