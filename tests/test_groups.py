@@ -14,7 +14,6 @@ import pytest
 import soundfile as sf
 
 from fastspecnorm import AudioDataLoaders
-from fastspecnorm.datasets.sources import draw_folds
 from fastspecnorm.experiment import ExperimentConfig, prepare
 from fastspecnorm.experiment.cli import main
 from fastspecnorm.experiment.log import RunLog
@@ -148,10 +147,3 @@ def test_fixed_folds_are_checked_to_keep_groups_whole(tiny_esc50, tmp_path):
     with pytest.raises(ValueError, match=r"puts group '0' in fold 1 and fold 2"):
         prepare(by_class, _quiet())
     assert not (tmp_path / "no").exists()
-
-
-def test_draw_folds_keeps_groups_whole():
-    labels = np.repeat(["a", "b"], 20)
-    groups = np.array([f"r{i // 4}" for i in range(40)])
-    folds = draw_folds(labels, k=3, seed=1, groups=groups)
-    assert all(len(set(folds[groups == g])) == 1 for g in np.unique(groups))
