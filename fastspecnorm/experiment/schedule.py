@@ -445,8 +445,9 @@ def say_plan(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
     line with the audio cache's folder and size.
 
     The estimate is rough: every run's batches (training and validation, all epochs) at the timed
-    batch's time, over the `devices`; the statistics pass and evaluation being cheaper than a
-    training step are left out.
+    batch's time; the statistics pass and evaluation being cheaper than a training step are left out.
+    With `--devices` nothing is timed here (the workers train; a batch timed in this process would
+    hold a CUDA context on the first GPU for the whole grid).
 
     Args:
         cfg: the comparison's options.
@@ -460,16 +461,14 @@ def say_plan(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
     freq = spec_shape(s.n_fft, s.n_fft, s.hop_length, s.n_mels)[0]
     line = (f"plan: {len(pending)} of {len(runs)} runs to train, preset {prep.experiment['preset']}, {s.sample_rate} Hz, "
             f"n_fft {s.n_fft}, hop {s.hop_length}, spectrograms (1, {freq}, {_frames(prep)}), bs {s.bs}, {epochs} epoch(s)")  # fmt: skip
-    if not pending:
+    if not pending or cfg.devices:
+        # With --devices the workers train; a batch timed here would keep a CUDA context in this
+        # parent process, on the first GPU, for the whole grid. Each worker's run lines give the time.
         log.info(line)
         return
-    device = cfg.devices[0] if cfg.devices else None
-    seconds, dls = time_one_batch(prep.source_for(pending[0].repeat), pending[0].fold, s, device, log.progress)
+    seconds, dls = time_one_batch(prep.source_for(pending[0].repeat), pending[0].fold, s, None, log.progress)
     batches = epochs * sum(_batches(prep, run) for run in pending)
-    workers = max(1, len(cfg.devices))
-    over = f" over {workers} devices" if workers > 1 else ""
-    log.info(f"{line}; about {_duration(seconds * batches / workers)}{over} ({batches} batches at {seconds:.3g} s, "
-             f"one timed on {dls.device})")  # fmt: skip
+    log.info(f"{line}; about {_duration(seconds * batches)} ({batches} batches at {seconds:.3g} s, one timed on {dls.device})")
     cache = dls.audio_cache
     log.info("audio cache: off" if cache is None else f"audio cache: {cache.folder}, {format_bytes(cache.nbytes)} for "
              f"{len(cache)} clips (fastspecnorm cache --info lists every cache folder, --clear empties them)")  # fmt: skip
