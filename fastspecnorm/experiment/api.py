@@ -16,6 +16,7 @@ from .grid import ExperimentConfig, SettingOptions, prepare
 from .log import RunLog
 from .norms import NORMS
 from .schedule import run_experiment
+from .slurm import SlurmOptions, check_slurm, gather, slurm_executor, submit_tasks
 from .summary import summarize
 
 __all__ = ["compare"]
@@ -24,6 +25,7 @@ __all__ = ["compare"]
 _ARGUMENTS = {"data", "csv", "out", "folds", "seeds", "norms", "preset", "epochs", "overrides", "summarize", "command"}
 _OPTIONS = {f.name for f in fields(ExperimentConfig)} - _ARGUMENTS
 _SETTINGS = {f.name for f in fields(SettingOptions)}
+_SLURM = {f.name for f in fields(SlurmOptions)}  # where the tasks run: no part of the experiment's identity
 # Runs seed the process's global generators (fastai's set_seed), so one compare() at a time per process.
 _ONE_AT_A_TIME = threading.Lock()
 
@@ -47,7 +49,7 @@ def _one_at_a_time(fn):
 
 @_one_at_a_time
 def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs=None, progress: bool | None = None,
-            quiet: bool = False, **options) -> pd.DataFrame:  # fmt: skip
+            quiet: bool = False, executor=None, **options) -> pd.DataFrame:  # fmt: skip
     """Compare normalizations on `source`: one xResNet18 from scratch per (norm, fold, seed).
 
     Resumable like the command: finished runs in `out` are kept and skipped, and any number of
@@ -69,6 +71,14 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
         progress: fastai's progress bars (None: when stdout is a terminal); otherwise one line per
             epoch and one per run.
         quiet: one line per run.
+        executor: send the grid to other processes: an object with `submit(fn, *args)` whose
+            futures or jobs have `result()` (`concurrent.futures.ProcessPoolExecutor`, submitit's
+            executors; threads are refused). `slurm_array` tasks (default 1) are submitted, each
+            pulling runs from `out` until none is left (`slurm.PullingTask`; a submitit executor
+            gets one job array), and `compare` returns when they end. Without it, `slurm_array=N`
+            sends N such tasks to Slurm through submitit (the extra `slurm`), set up by the other
+            `slurm_*` options (`slurm.SlurmOptions`: `slurm_partition`, `slurm_time`, `slurm_mem`,
+            `slurm_gpus_per_task`, ...). Neither is part of the experiment's identity.
         **options: the command's options by their Python names: `k=5`, `group_col="speaker"`,
             `fold_col="fold"`, `fn_col`, `label_col`, `path`, `dataset`, `devices`, `shard`,
             `stats_fraction`, `synthetic_classes`, `synthetic_clips`, `repeats` (k-fold
@@ -96,14 +106,19 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
         FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, before
             anything is trained.
         RuntimeError: another thread of this process is running `compare()` (runs seed the
-            process's global random generators; run grids one after the other or in processes).
+            process's global random generators; run grids one after the other or in processes);
+            `slurm_array` without Slurm's `sbatch` on PATH; runs left unrecorded after every task
+            of an `executor` ended.
+        ImportError: `slurm_array` without an `executor`, and submitit is not installed (the
+            extra `slurm`).
     """
     overrides = dict(options.pop("overrides", {}))
     overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
+    slurm = SlurmOptions(**{k: options.pop(k) for k in list(options) if k in _SLURM})
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise TypeError(
-            f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | {'overrides'})}"
+            f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | _SLURM | {'overrides'})}"
         )
     out = Path(out)
     data = csv = None
@@ -123,6 +138,9 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
     cfg = ExperimentConfig(data=data, out=out, folds=None if folds is None else list(folds), seeds=list(seeds),
                            norms=list(norms or NORMS), preset=preset, epochs=epochs, overrides=overrides,
                            csv=None if csv is None else str(csv), **options)  # fmt: skip
+    check_slurm(slurm, cfg, executor)
+    if executor is None and slurm.slurm_array is not None:
+        executor = slurm_executor(slurm, out)
     log = RunLog(progress=progress, quiet=quiet)
     prep = None
     if table is not None:  # a DataFrame is checked from a temporary CSV; OUT/source.csv is written once it passed
@@ -132,7 +150,11 @@ def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs
             prep = prepare(cfg, log)
         cfg.csv = str(out / "source.csv")
         atomic_write_text(out / "source.csv", table)
-    results = pd.read_csv(run_experiment(cfg, log, prep=prep))
+    if executor is None:
+        results = pd.read_csv(run_experiment(cfg, log, prep=prep))
+    else:  # prepared here first: bad input refused and the identity written before anything is submitted
+        prep = prep or prepare(cfg, log)
+        results = pd.read_csv(gather(cfg, prep, submit_tasks(cfg, executor, slurm.slurm_array or 1, quiet=quiet), log))
     summary = summarize(results, baseline="none", order=list(NORMS), rope=cfg.rope / 100.0)
     paired = summary.paired.rename(columns={"n_pairs": "n_pairs_vs_none", "n_folds": "n_folds_vs_none", "mean_diff": "diff_vs_none",
                                             "std_diff": "diff_std", "ci_low": "diff_low", "ci_high": "diff_high"})  # fmt: skip

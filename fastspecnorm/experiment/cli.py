@@ -24,6 +24,7 @@ from .. import __version__
 from ..datasets.sources import SourceSpec
 from .grid import ExperimentConfig, SettingOptions, check_config, prepare
 from .log import RunLog
+from .slurm import SlurmOptions, check_slurm, describe_jobs, gather, slurm_executor, submit_tasks
 
 __all__ = ["build_parser", "parse_args", "main"]
 
@@ -86,6 +87,9 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
     _add_options(p.add_argument_group("settings (any other: --set NAME=VALUE)"), SettingOptions)
     p.add_argument("--set", dest="overrides", type=_parse_override, action="append", default=[], metavar="NAME=VALUE",
                    help="override one setting of the preset, e.g. --set n_mels=128 (repeatable)")  # fmt: skip
+    slurm = p.add_argument_group('Slurm, through submitit (pip install "fastspecnorm[slurm]"); not part of the experiment')
+    _add_options(slurm, SlurmOptions)
+    slurm.add_argument("--wait", action="store_true", help="with --slurm-array: return when the tasks end, the outputs complete")
     p.add_argument("--quiet", action="store_true", help="one line per run")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
@@ -102,7 +106,8 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
         default_folds: the folds when `--folds` is not given (None: all).
 
     Returns:
-        The `ExperimentConfig`, with `quiet` and `debug` set from `--quiet` and `--debug`.
+        The `ExperimentConfig`, with `quiet` and `debug` set from `--quiet` and `--debug`, `slurm`
+            (the `SlurmOptions`) and `wait` from `--wait`.
 
     Raises:
         SystemExit: bad input; argparse exits with status 2 and one message on stderr.
@@ -116,8 +121,12 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
         values["folds"] = default_folds
     cfg = ExperimentConfig(**values, overrides=overrides)
     cfg.quiet, cfg.debug = a.quiet, a.debug
+    cfg.slurm, cfg.wait = SlurmOptions(**{f.name: getattr(a, f.name) for f in fields(SlurmOptions)}), a.wait
+    if a.wait and cfg.slurm.slurm_array is None:
+        p.error("--wait waits for the tasks of --slurm-array N; add --slurm-array N, or leave it out")
     try:
         check_config(cfg)
+        check_slurm(cfg.slurm, cfg)
     except (ValueError, TypeError) as e:
         p.error(str(e))
     return cfg
@@ -175,6 +184,15 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
             if cfg.summarize:
                 summarize_out(cfg.out, log=log, rope=cfg.rope)
                 return 0
+            executor = None
+            if cfg.slurm.slurm_array is not None:
+                try:  # before anything is written: submitit missing, no sbatch here
+                    executor = slurm_executor(cfg.slurm, cfg.out)
+                except (ImportError, RuntimeError) as e:
+                    if cfg.debug:
+                        raise
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
             try:
                 prep = prepare(cfg, log)
             except (ValueError, TypeError, FileNotFoundError) as e:
@@ -182,6 +200,12 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
                     raise
                 print(f"error: {e}", file=sys.stderr)
                 return 2
+            if executor is not None:
+                jobs = submit_tasks(cfg, executor, cfg.slurm.slurm_array, quiet=cfg.quiet)
+                log.result(describe_jobs(jobs, cfg.out))
+                if cfg.wait:
+                    gather(cfg, prep, jobs, log)
+                return 0
             run_experiment(cfg, log, prep=prep)
     except KeyboardInterrupt as e:
         if cfg.debug:
