@@ -275,6 +275,24 @@ def test_bad_files_named_before_training(folder):
     assert len(info.value.problems) == 3
 
 
+def test_m4a_files_are_named_as_a_format_soundfile_cannot_read(tmp_path, write_audio):
+    "AAC in MP4 (.m4a), as phones record it: named with the way out wherever it is met, not 'not audio' or 'no layout'."
+    from fastspecnorm.datasets.sources import detect_dataset
+
+    for label in ("dog", "cat"):
+        (tmp_path / "phone" / label).mkdir(parents=True)
+        (tmp_path / "phone" / label / "take1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    with pytest.raises(ValueError, match=r"no known layout .*2 \.m4a file\(s\): \.m4a \(AAC or ALAC in MP4\) is not a format "
+                       "soundfile reads: convert it first, e.g. ffmpeg -i take1.m4a take1.flac"):  # fmt: skip
+        detect_dataset(tmp_path / "phone")
+    with pytest.raises(FileNotFoundError, match=r"no audio files .* it holds 2 \.m4a file\(s\)"):
+        AudioDataLoaders.from_folder(tmp_path / "phone", bs=2)
+    write_audio("mixed/dog/ok.wav", np.zeros(1600, dtype="float32"))
+    (tmp_path / "mixed" / "dog" / "take1.m4a").write_bytes(bytes(300))
+    with pytest.raises(AudioFilesError, match=r"take1\.m4a: not a readable audio file: \.m4a \(AAC or ALAC in MP4\) is not"):
+        check_audio_files([tmp_path / "mixed" / "dog" / "ok.wav", tmp_path / "mixed" / "dog" / "take1.m4a"])
+
+
 def test_implausible_sample_rates_named_with_their_rate(tmp_path):
     "check_audio_files refuses by file and rate what load_audio would refuse mid-epoch."
     for sr in (999, 1000, 384_000, 384_001):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import sample_rate_problem
+from .io import sample_rate_problem, unreadable_format
 
 __all__ = ["AudioFilesError", "check_audio_file", "check_audio_files", "check_clip_names", "check_table"]
 
@@ -136,7 +136,7 @@ def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[
         info = sf.info(str(path))
     except Exception as e:  # LibsndfileError / RuntimeError / TypeError depending on the format
         kind = "file is empty (0 bytes)" if path.stat().st_size == 0 else "not a readable audio file"
-        return [f"{kind}: {e}"], None
+        return [f"{kind}: {unreadable_format(path) or e}"], None
     facts = {"frames": int(info.frames), "samplerate": int(info.samplerate), "channels": int(info.channels)}
     rate_problem = sample_rate_problem(facts["samplerate"])
     problems: list[str] = [f"the header {rate_problem}"] if rate_problem else []

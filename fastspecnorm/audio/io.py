@@ -41,6 +41,9 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "audio_extensions",
     "is_audio_file",
+    "UNREADABLE_FORMATS",
+    "unreadable_format",
+    "unreadable_files_note",
 ]
 
 SAMPLE_RATE_RANGE = (1_000, 384_000)
@@ -104,6 +107,57 @@ def is_audio_file(path: str | os.PathLike) -> bool:
         (True, False)
     """
     return os.fspath(path).lower().endswith(audio_extensions())
+
+
+#: Formats people keep audio in that soundfile (libsndfile) does not decode, by file extension: named,
+#: with the way out, where such files are met, rather than "not audio" or "no audio files".
+UNREADABLE_FORMATS = {".m4a": "AAC or ALAC in MP4", ".mp4": "MP4", ".aac": "AAC", ".wma": "WMA", ".webm": "WebM"}
+
+
+def unreadable_format(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read, when its extension names a format soundfile does not decode.
+
+    Args:
+        path: a file name or path; only its extension is looked at, case-insensitively.
+
+    Returns:
+        A sentence without the file's name, or None for any other extension.
+
+    Examples:
+        >>> unreadable_format("voice/take1.M4A")
+        '.m4a (AAC or ALAC in MP4) is not a format soundfile reads: convert it first, e.g. ffmpeg -i take1.M4A take1.flac'
+        >>> unreadable_format("clip.wav") is None
+        True
+    """
+    path = Path(path)
+    kind = UNREADABLE_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        return None
+    return (f"{path.suffix.lower()} ({kind}) is not a format soundfile reads: convert it first, "
+            f"e.g. ffmpeg -i {path.name} {path.stem}.flac")  # fmt: skip
+
+
+def unreadable_files_note(paths) -> str:
+    """A clause for an error about a folder without usable audio: how many of `paths` are in a format
+    soundfile does not decode (`UNREADABLE_FORMATS`), and the way out; empty when none is.
+
+    Args:
+        paths: file paths, e.g. `Path(folder).rglob("*")`.
+
+    Returns:
+        E.g. "; it holds 12 .m4a file(s): .m4a (AAC or ALAC in MP4) is not a format soundfile reads: convert
+            it first, e.g. ffmpeg -i a.m4a a.flac", or "".
+    """
+    found: dict[str, list[Path]] = {}
+    for p in paths:
+        p = Path(p)
+        if p.suffix.lower() in UNREADABLE_FORMATS:
+            found.setdefault(p.suffix.lower(), []).append(p)
+    if not found:
+        return ""
+    counts = ", ".join(f"{len(v)} {ext} file(s)" for ext, v in sorted(found.items()))
+    first = sorted(found.items())[0][1][0]
+    return f"; it holds {counts}: {unreadable_format(first)}"
 
 
 class AudioLoadError(ValueError):

@@ -22,8 +22,10 @@ def _read_folder(spec: SourceSpec) -> DataSource:
     labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
     rows = [(f.relative_to(root).as_posix(), label) for label in labels for f in get_audio_files(root / label)]
     if not rows:
+        from ..audio.io import unreadable_files_note
+
         raise FileNotFoundError(f"no audio files in subfolders of {root}: a folder source holds one subfolder per label, "
-                                "each with that label's clips")  # fmt: skip
+                                f"each with that label's clips{unreadable_files_note(root.rglob('*')) if root.is_dir() else ''}")  # fmt: skip
     table = pd.DataFrame(rows, columns=["file", "label"])
     table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
     return DataSource("folder", root, table, "own", description=describe_table("a folder per label", table, drawn=True),

@@ -7,6 +7,7 @@ imports none of them. It imports neither torch nor fastai at import time.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -252,7 +253,10 @@ def detect_dataset(path: str | os.PathLike) -> str:
         if recipe.detect is not None and recipe.detect(path):
             return recipe.name
     layouts = "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values() if r.detect is not None)
-    raise ValueError(f"--data {path} is in no known layout ({layouts}); for a table of clips use --csv FILE")
+    from ..audio.io import unreadable_files_note  # here, not above: `fastspecnorm compare --help` reads RECIPES without torch
+
+    raise ValueError(f"--data {path} is in no known layout ({layouts}); for a table of clips use --csv FILE"
+                     f"{unreadable_files_note(itertools.islice(path.rglob('*'), 100_000))}")  # fmt: skip
 
 
 def read_source(spec: SourceSpec) -> DataSource:
