@@ -1,11 +1,37 @@
 """The one rule for naming a table's column by name or position, shared by `AudioDataLoaders.from_df`
-and the command's `--csv` options. Imports pandas only (the command line reads it before torch)."""
+and the command's `--csv` options, and `did_you_mean`, the closest names for a wrong one (columns,
+normalizations). Imports pandas only (the command line reads it before torch)."""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 import pandas as pd
 
-__all__ = ["column"]
+__all__ = ["column", "did_you_mean"]
+
+
+def did_you_mean(wrong: Iterable, known: Iterable) -> str:
+    """A clause naming the known names closest to each wrong one (`difflib.get_close_matches`), for
+    an error message; empty when none is close.
+
+    Args:
+        wrong: the names given that are not known.
+        known: the names that are.
+
+    Returns:
+        E.g. " (did you mean 'channel'?)", or "".
+
+    Examples:
+        >>> did_you_mean(["chanel"], ["none", "global", "channel"])
+        " (did you mean 'channel'?)"
+        >>> did_you_mean(["zscore"], ["none", "global"])
+        ''
+    """
+    known = [str(k) for k in known]
+    close = [m for w in wrong for m in difflib.get_close_matches(str(w), known, n=1)]
+    return f" (did you mean {' or '.join(repr(m) for m in dict.fromkeys(close))}?)" if close else ""
 
 
 def column(df: pd.DataFrame, col: str | int, what: str, table: str = "the DataFrame") -> str:
@@ -37,5 +63,6 @@ def column(df: pd.DataFrame, col: str | int, what: str, table: str = "the DataFr
             raise ValueError(f"{what} {col} is out of range: {table} has {len(df.columns)} columns {list(df.columns)}")
         return df.columns[col]
     if col not in df.columns:
-        raise ValueError(f"{what} {col!r} is not a column of {table}; its columns are {list(df.columns)}")
+        raise ValueError(f"{what} {col!r} is not a column of {table}{did_you_mean([col], df.columns)}; "
+                         f"its columns are {list(df.columns)}")  # fmt: skip
     return col

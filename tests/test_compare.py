@@ -249,6 +249,7 @@ def test_help_and_argument_errors_do_not_import_torch():
         (["--bs", "0"], "--bs: expected a positive integer"),
         (["--epochs", "-1"], "--epochs: expected a positive integer"),
         (["--norms", "none", "zscore"], "unknown normalization"),
+        (["--norms", "none", "chanel"], "unknown normalization(s) ['chanel'] (did you mean 'channel'?); expected some of"),
         (["--stats-fraction", "1.5"], "fraction in (0, 1]"),
         (["--folds", "9"], "fold(s) [9] not in the data"),
         (["--bs", "100"], "bs=100 is larger than the"),
@@ -280,6 +281,15 @@ def test_bad_input_is_refused_before_out_is_touched(own, tmp_path, args, message
     assert message in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) <= 3  # argparse's usage lines and one error line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("option, wrong, right", [("--label-col", "lable", "label"), ("--fold-col", "speakr", "speaker")])
+def test_a_misspelt_column_gets_the_closest_name(own, tmp_path, capsys, option, wrong, right):
+    status, stderr = _main(capsys, "--csv", own / "labels.csv", option, wrong, "--out", tmp_path / "out")
+    assert status == 2 and stderr.splitlines() == [
+        f"error: {option} {wrong!r} is not a column of {own / 'labels.csv'} (did you mean {right!r}?); "
+        "its columns are ['file', 'label', 'speaker']"
+    ]
 
 
 def test_another_experiment_is_refused_on_an_out_even_before_any_run_finished(own, tmp_path, fake_training):

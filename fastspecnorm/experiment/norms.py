@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._table import did_you_mean
+
 __all__ = ["Norm", "NORMS", "NormSetup", "check_norms", "norm_setup", "register_norm"]
 
 
@@ -145,12 +147,13 @@ def check_norms(names: Iterable[str]) -> list[str]:
         `names` as a list.
 
     Raises:
-        ValueError: a name not in `NORMS` (the message names it and the known ones).
+        ValueError: a name not in `NORMS` (the message names it, the closest known names, and all
+            of them).
     """
     names = list(names)
     unknown = [n for n in names if n not in NORMS]
     if unknown:
-        raise ValueError(f"unknown normalization(s) {unknown}; expected some of {' '.join(NORMS)}")
+        raise ValueError(f"unknown normalization(s) {unknown}{did_you_mean(unknown, NORMS)}; expected some of {' '.join(NORMS)}")
     return names
 
 
