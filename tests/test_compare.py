@@ -292,6 +292,30 @@ def test_a_misspelt_column_gets_the_closest_name(own, tmp_path, capsys, option, 
     ]
 
 
+def test_a_csv_read_against_the_wrong_folder_says_which_path_to_pass(own, tmp_path, capsys):
+    "The CSV moved into meta/ (its names relative to the folder above): one line, naming the --path that holds them."
+    import shutil
+
+    clips = tmp_path / "clips"
+    shutil.copytree(own, clips)
+    (clips / "meta").mkdir()
+    (clips / "labels.csv").rename(clips / "meta" / "labels.csv")
+    csv = clips / "meta" / "labels.csv"
+    status, stderr = _main(capsys, "--csv", csv, "--out", tmp_path / "out")
+    assert status == 2 and stderr.splitlines() == [
+        f"error: none of the 24 files listed in {csv} is under {clips / 'meta'} (the CSV's folder, the default), "
+        f"e.g. {clips / 'meta' / 'digit0/ann_0.wav'}: pass --path {clips} (path= in compare())"
+    ]
+    nowhere = tmp_path / "a" / "b"  # no folder near it holds the clips
+    nowhere.mkdir(parents=True)
+    status, stderr = _main(capsys, "--csv", csv, "--path", nowhere, "--out", tmp_path / "out")
+    assert status == 2 and stderr.splitlines() == [
+        f"error: none of the 24 files listed in {csv} is under {nowhere}, e.g. {nowhere / 'digit0/ann_0.wav'}: "
+        "pass --path DIR, the folder its file names are relative to (path= in compare())"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 def test_another_experiment_is_refused_on_an_out_even_before_any_run_finished(own, tmp_path, fake_training):
     out = tmp_path / "out"
     base = dict(data=str(own), out=out, norms=["none"], k=3)

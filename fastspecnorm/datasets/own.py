@@ -32,6 +32,19 @@ def _read_folder(spec: SourceSpec) -> DataSource:
                       identity={"k": spec.k, "fold_seed": spec.fold_seed}, drawn=True)  # fmt: skip
 
 
+def _wrong_folder(csv: Path, root: Path, names: list[str], default: bool) -> str:
+    """The one line for a CSV none of whose files is under `root`: it was read against the wrong
+    folder. Names the folder tried, and a folder next to it (its parent, or a subfolder of it or of
+    its parent) that holds the CSV's first files, when there is one."""
+    sample = [n for n in names if not os.path.isabs(n)][:3]
+    near = [root.parent] + [d for base in (root, root.parent) if base.is_dir() for d in sorted(base.iterdir()) if d.is_dir()]
+    found = next((d for d in near if all((d / n).is_file() for n in sample)), None)
+    tried = f"{root} (the CSV's folder, the default)" if default else str(root)
+    fix = f"--path {found}" if found is not None else "--path DIR, the folder its file names are relative to"
+    return (f"none of the {len(names)} files listed in {csv} is under {tried}, e.g. {root / sample[0]}: pass {fix} "
+            "(path= in compare())")  # fmt: skip
+
+
 #: Labels that stand for a missing value (pandas' and spreadsheets' spellings), refused as classes.
 _MISSING = {"nan", "na", "n/a", "null", "none", "<na>", "#n/a"}
 
@@ -61,6 +74,9 @@ def _read_csv(spec: SourceSpec) -> DataSource:
 
     outside = spec.allow_outside or all(os.path.isabs(v) for v in df[fn])
     df = check_table(df, root, fn, allow_outside=outside, outside_fix="--allow-outside (allow_outside=True in compare())")
+    names = [str(v) for v in df[fn]]
+    if not all(os.path.isabs(n) for n in names) and not any((root / n).exists() for n in names):
+        raise FileNotFoundError(_wrong_folder(csv, root, names, spec.path is None))
     table = pd.DataFrame({"file": df[fn], "label": df[label]})
     identity: dict[str, Any] = {"fn_col": fn, "label_col": label}
     if outside:  # only when set: other CSV grids keep their identity
