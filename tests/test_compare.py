@@ -234,6 +234,18 @@ def _cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.process
+def test_the_command_does_not_start_with_torchs_jit_warning(tmp_path):
+    "fastai's import makes torch warn that torch.jit.script is deprecated; the command filters it, and only it."
+    done = _cli("--summarize", "--out", tmp_path / "nothing")  # imports fastai, then one error line
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"error: {tmp_path / 'nothing'} holds no experiment (no experiment.json); pass the --out folder of a grid"
+    ]
+    # the filter is the command's: the same import in a plain process still shows it (so this test can fail)
+    plain = subprocess.run([sys.executable, "-c", "import fastai.layers"], capture_output=True, text=True, timeout=600)
+    assert "torch.jit.script" in plain.stderr
+
+
+@pytest.mark.process
 def test_help_and_argument_errors_do_not_import_torch():
     code = ("import sys\nfrom fastspecnorm.experiment.cli import command\n"
             "try:\n    command(sys.argv[1:])\nexcept SystemExit:\n    pass\n"

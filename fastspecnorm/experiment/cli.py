@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -133,6 +134,16 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
 
 
 @contextmanager
+def _without_torch_jit_warning():
+    """While the command runs, torch's FutureWarning that `torch.jit.script` is deprecated (fastai
+    scripts some layers when imported) is not shown: it says nothing about the user's run and
+    started every command. The command's own filter, restored when it returns."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        yield
+
+
+@contextmanager
 def _sigterm_interrupts():
     """While the command runs, SIGTERM (a scheduler cancelling, preempting or requeueing the job;
     `kill`) stops it as Ctrl-C does: the run in progress releases its claim, finished runs are kept
@@ -175,7 +186,7 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
     cfg.command = shlex.join([*prog.split(), *args])
     log = RunLog(quiet=cfg.quiet)
     try:
-        with _sigterm_interrupts():
+        with _without_torch_jit_warning(), _sigterm_interrupts():
             from .schedule import (  # here, not above: keeps `fastspecnorm compare --help` free of torch
                 run_experiment,
                 summarize_out,
