@@ -9,11 +9,13 @@ import math
 import os
 import random
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastai.callback.core import Callback
+from fastai.data.core import DataLoaders, TfmdDL
 from fastai.torch_core import no_random
 from fasttransform import Pipeline
 
@@ -70,7 +72,7 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def stats_loader(dl, shuffle: bool = True, seed: int = 0):
+def stats_loader(dl: TfmdDL, shuffle: bool = True, seed: int = 0) -> TfmdDL:
     """A copy of `dl` for the statistics pass.
 
     The copy has no normalizer (`SpecNormalizer`) and no train-only augmentation (`split_idx`
@@ -169,7 +171,7 @@ def _all_ranks(value) -> list:
     return out
 
 
-def pipeline_settings(dl) -> dict[str, Any]:
+def pipeline_settings(dl: TfmdDL) -> dict[str, Any]:
     """What determines the spectrograms a loader yields: transform names and `AudioToSpec` settings.
 
     Spectrogram normalizers are left out, so the settings are those of the normalizer's input.
@@ -191,7 +193,7 @@ def pipeline_settings(dl) -> dict[str, Any]:
     return {"spectrogram": spec[0].settings if spec else None, "transforms": names}
 
 
-def install_normalizer(dls, norm: SpecNormalize) -> None:
+def install_normalizer(dls: DataLoaders, norm: SpecNormalize) -> None:
     """Put `norm` on every loader's `after_batch`, replacing any spectrogram normalizer already there.
 
     The statistics are moved to the loader's device.
@@ -279,8 +281,8 @@ class StatsCallback(Callback):
 
     order = -50  # before_fit must run before other callbacks start (progress bars, recorders, mixed precision)
 
-    def __init__(self, red_dims=(0, 2, 3), fraction: float = 1.0, path=None, min_std: float = 1e-5, seed: int = 0,
-                 progress: bool = True, refresh: bool = False):  # fmt: skip
+    def __init__(self, red_dims: Sequence[int] = (0, 2, 3), fraction: float = 1.0, path: str | os.PathLike | None = None,
+                 min_std: float = 1e-5, seed: int = 0, progress: bool = True, refresh: bool = False):  # fmt: skip
         self.red_dims = _normalize_red_dims(red_dims)
         self.progress = progress  # a progress bar while statistics are gathered
         self.refresh = refresh
@@ -289,7 +291,7 @@ class StatsCallback(Callback):
         self.path = None if path is None else Path(path)
         self.stats_recorder: StatsRecorder | None = None
 
-    def settings(self, dls) -> dict[str, Any]:
+    def settings(self, dls: DataLoaders) -> dict[str, Any]:
         """What the statistics depend on, as stored with them and compared on reuse.
 
         Args:

@@ -80,7 +80,7 @@ def _masked_fill_zero(out: Tensor, mask: Tensor | None) -> Tensor:
     return out if mask is None else out.masked_fill_(~mask, 0.0)
 
 
-def padding_mask(lengths: Tensor, size: int, device=None, ndim: int = 2) -> Tensor:
+def padding_mask(lengths: Tensor, size: int, device: torch.device | str | None = None, ndim: int = 2) -> Tensor:
     """Bool mask of the valid positions of a padded batch: True at positions `< lengths[i]` of item i.
 
     The package's one padding mask (SpeechBrain's `make_padding_mask`); `valid_mask` builds it from a batch's `lengths`.
@@ -377,7 +377,7 @@ class Moments(NamedTuple):
     m2: Tensor
 
 
-def masked_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None, dtype=torch.float64) -> Moments:
+def masked_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None, dtype: torch.dtype = torch.float64) -> Moments:
     """Moments of `x` over `red_dims` (kept with keepdim), counting only `mask`, computed in `dtype`.
 
     The package's one masked mean and standard deviation (with `moments_std`). Without a mask

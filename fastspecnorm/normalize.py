@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from fastcore.foundation import L
@@ -12,6 +14,9 @@ from torch import Tensor
 
 from . import functional as F
 from .audio.tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor, rewrap, valid_mask_or_none
+
+if TYPE_CHECKING:  # for the annotation of `SpecNormalize.from_stats` only
+    from .stats import StatsRecorder
 
 __all__ = ["SpecNormalizer", "WaveformNormalize", "SpecNormalize", "InstanceMinMax", "DbRangeNormalize"]
 
@@ -130,7 +135,8 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
 
     parameters = L("mean", "std")
 
-    def __init__(self, mean, std, min_std: float = 1e-5, red_dims=None, inplace: bool = False):
+    def __init__(self, mean: Tensor | float, std: Tensor | float, min_std: float = 1e-5, red_dims: Sequence[int] | None = None,
+                 inplace: bool = False):  # fmt: skip
         super().__init__()
         self.inplace = inplace
         mean = torch.as_tensor(mean, dtype=torch.float32)
@@ -157,7 +163,7 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
         return f"SpecNormalize -- stats of shape {tuple(self.mean.shape)}, red_dims={self.red_dims}"
 
     @classmethod
-    def from_stats(cls, recorder, min_std: float = 1e-5, inplace: bool = False) -> SpecNormalize:
+    def from_stats(cls, recorder: StatsRecorder, min_std: float = 1e-5, inplace: bool = False) -> SpecNormalize:
         """Build from a `StatsRecorder` (its float32 `mean` and population `std`).
 
         Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +79,11 @@ class StatsRecorder:
     """
 
     def __init__(self, red_dims: Sequence[int] = (0, 2, 3), settings: dict[str, Any] | None = None):
-        self.red_dims = _normalize_red_dims(red_dims)
+        self.red_dims: tuple[int, ...] = _normalize_red_dims(red_dims)
         self.settings: dict[str, Any] = dict(settings or {})
         self.ndim: int | None = None
         self.moments: Moments | None = None
-        self.n_batches = 0
+        self.n_batches: int = 0
 
     # -- accumulation ---------------------------------------------------------------------------
     def _kept_shape(self, x: Tensor) -> tuple[int, ...]:
@@ -187,7 +187,7 @@ class StatsRecorder:
         res.ndim = self.ndim
         return res
 
-    def all_reduce(self, group=None) -> StatsRecorder:
+    def all_reduce(self, group: torch.distributed.ProcessGroup | None = None) -> StatsRecorder:
         """Combine the recorders of all ranks in place (every rank ends with the global statistics).
 
         A no-op when `torch.distributed` is not initialized. Ranks are merged in rank order, so every
@@ -457,7 +457,7 @@ def collect_stats(
     dl: Iterable,
     red_dims: Sequence[int] = (0, 2, 3),
     fraction: float = 1.0,
-    mask_fn=None,
+    mask_fn: Callable[[Tensor], Tensor] | None = None,
     progress: bool = True,
     settings: dict[str, Any] | None = None,
 ) -> StatsRecorder:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,7 +128,7 @@ def corrected_t(values, correction: float, confidence: float) -> _Test:
     return _Test(n, mean, std, scale, mean - quantile * scale, mean + quantile * scale, p_value)
 
 
-def holm(p_values) -> np.ndarray:
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (NaN entries left out of the family).
 
     The i-th smallest of m p-values becomes ``max_{k <= i} min(1, (m - k + 1) p_(k))``.
@@ -354,7 +355,7 @@ def summarize(
     df: pd.DataFrame,
     baseline: str = "none",
     confidence: float = 0.95,
-    order=None,
+    order: Sequence[str] | None = None,
     rope: float = 0.01,
     resolve: float = 0.02,
 ) -> Summary:
