@@ -184,7 +184,10 @@ def test_spaces_around_a_name_and_a_name_listed_again_refused(flat):
     df = _df(flat)
     df.loc[len(df)] = ["a/a_0.wav", "a"]
     df.loc[len(df)] = ["a/a_0.wav", "a"]
-    with pytest.raises(ValueError, match=r"^1 problem.*\n  row 12: 'a/a_0.wav' is listed 3 times \(row 0, row 12, row 13\)"):
+    one_line = (
+        r"^1 problem\(s\) with the file names in column 'file': row 12: 'a/a_0.wav' is listed 3 times \(row 0, row 12, row 13\)"
+    )
+    with pytest.raises(ValueError, match=one_line + ": list each clip once$"):  # one problem: one line
         AudioDataLoaders.from_df(df, path=flat, **SMALL)
 
 

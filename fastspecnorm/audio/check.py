@@ -184,16 +184,13 @@ def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) ->
         else:
             facts_of[str(p)] = facts
     if problems:
-        lines = [f"  {p}: {'; '.join(msgs)}" for p, msgs in list(problems.items())[:_MAX_LISTED]]
-        more = (
-            f"\n  ... and {len(problems) - _MAX_LISTED} more (AudioFilesError.problems has all)"
-            if len(problems) > _MAX_LISTED
-            else ""
-        )
+        lines = [f"{p}: {'; '.join(msgs)}" for p, msgs in list(problems.items())[:_MAX_LISTED]]
+        if len(problems) > _MAX_LISTED:
+            lines.append(f"... and {len(problems) - _MAX_LISTED} more (AudioFilesError.problems has all)")
+        them = "it" if len(problems) == 1 else "them"
         raise AudioFilesError(
-            f"{len(problems)} of {len(problems) + len(facts_of)} audio file(s) cannot be used; fix or remove them:\n"
-            + "\n".join(lines)
-            + more,
+            f"{len(problems)} of {len(problems) + len(facts_of)} audio file(s) cannot be used; fix or remove {them}:"
+            + _listed(lines),
             problems,
         )
     return facts_of
@@ -321,13 +318,19 @@ def check_table(
     if problems:
         lines = [f"row {i}: {message}" for i, message in problems[:_MAX_LISTED]]
         more = [f"... and {len(problems) - _MAX_LISTED} more"] if len(problems) > _MAX_LISTED else []
+        outside = not allow_outside and len(check_clip_names(names, root, allow_outside=True)[1]) < len(problems)
         raise ValueError(
             f"{len(problems)} problem(s) with the file names in column {fn_col!r}"
-            + ("" if allow_outside else f" (clips must lie inside {root}; {outside_fix} lifts that)")
-            + ":\n  "
-            + "\n  ".join(lines + more)
+            + (f" (clips must lie inside {root}; {outside_fix} lifts that)" if outside else "")
+            + ":"
+            + _listed(lines + more)
         )
     return table
+
+
+def _listed(lines: list[str]) -> str:
+    "One problem on the message's own line; several one per line below it."
+    return f" {lines[0]}" if len(lines) == 1 else "".join(f"\n  {line}" for line in lines)
 
 
 def _check_integer_column(df: pd.DataFrame, col, what: str) -> None:
