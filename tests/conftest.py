@@ -63,3 +63,28 @@ def tiny_esc50(tmp_path_factory):
     "A tiny synthetic ESC-50-layout folder (read-only for tests: copy it before changing files)."
     root = tmp_path_factory.mktemp("esc50") / "tiny"
     return make_synthetic_esc50(root, **TINY_ESC50)
+
+
+@pytest.fixture
+def wav_claiming(write_audio):
+    """Factory: `wav_claiming(name, data, subtype="PCM_16", channels=None, bits=None) -> Path`.
+
+    A WAV written by soundfile whose header is then edited to claim another channel count or bits per
+    sample over the same bytes (its block align left as written), as a damaged or hand-made header
+    does. soundfile's PCM header is the canonical 44 bytes: the fmt chunk at byte 12, the channel
+    count at 22, the bits per sample at 34 (little-endian 16-bit fields).
+    """
+    import struct
+
+    def _write(name: str, data, subtype: str = "PCM_16", channels: int | None = None, bits: int | None = None):
+        path = write_audio(name, data, subtype=subtype)
+        raw = bytearray(path.read_bytes())
+        assert raw[12:16] == b"fmt " and raw[36:40] == b"data", "not soundfile's canonical PCM header"
+        if channels is not None:
+            raw[22:24] = struct.pack("<H", channels)
+        if bits is not None:
+            raw[34:36] = struct.pack("<H", bits)
+        path.write_bytes(bytes(raw))
+        return path
+
+    return _write

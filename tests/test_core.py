@@ -207,6 +207,42 @@ def test_load_audio_accepts_the_plausible_range(write_audio, sr):
     assert got == sr and wav.shape == (1, 100) and torch.all(wav == 0.25)
 
 
+# A header whose channel count or bits per sample disagree with its block align (the bytes of one
+# frame): libsndfile trusts the channels and bits and reads the samples at the wrong stride (noise).
+DAMAGED_HEADERS = [
+    ("seven_channels_over_mono_16bit", "PCM_16", {"channels": 7}, "7 channel(s) of PCM_16 samples, 7 x 2 = 14 bytes"),
+    ("thirteen_bits_over_8bit", "PCM_U8", {"bits": 13}, "1 channel(s) of PCM_16 samples, 1 x 2 = 2 bytes"),
+    ("twentyfour_bits_over_16bit", "PCM_16", {"bits": 24}, "1 channel(s) of PCM_24 samples, 1 x 3 = 3 bytes"),
+]
+
+
+@pytest.mark.parametrize("subtype, claim, expected", [c[1:] for c in DAMAGED_HEADERS], ids=[c[0] for c in DAMAGED_HEADERS])
+def test_a_header_whose_frame_size_disagrees_is_refused_naming_the_file(wav_claiming, subtype, claim, expected):
+    from fastspecnorm import check_audio_files
+
+    path = wav_claiming("damaged.wav", np.linspace(-0.5, 0.5, 1600), subtype=subtype, **claim)
+    written_block_align = 1 if subtype == "PCM_U8" else 2  # one mono sample of the data as written
+    message = rf"damaged\.wav claims {re.escape(expected)} a frame, but a block align of {written_block_align} bytes"
+    with pytest.raises(AudioLoadError, match=message):
+        load_audio(path)
+    with pytest.raises(AudioLoadError, match=r"damaged\.wav .*header is damaged"):
+        LoadAudio(16000)(path)
+    with pytest.raises(ValueError, match=r"damaged\.wav: the header claims .*block align") as info:  # checked before training
+        check_audio_files([path])
+    assert len(str(info.value).splitlines()) == 1  # one bad file: one line
+
+
+def test_headers_that_agree_with_their_frames_are_read(wav_claiming, write_audio):
+    "13 valid bits in 16-bit samples (the WAV rule for odd widths) decode as written; a real 7-channel file is read whole."
+    pcm = np.arange(-800, 800, dtype=np.int16) * 8  # multiples of 8: what 13 valid bits in 16 hold
+    path = wav_claiming("thirteen.wav", pcm, subtype="PCM_16", bits=13)
+    wav, sr = load_audio(path)
+    assert sr == 16000 and torch.equal(wav, torch.from_numpy(pcm / 32768.0).float()[None])
+    seven = np.random.default_rng(0).integers(-3000, 3000, size=(400, 7)).astype(np.int16)
+    wav, _ = load_audio(write_audio("seven.wav", seven, subtype="PCM_16"))
+    assert torch.equal(wav, torch.from_numpy(seven.T / 32768.0).float())
+
+
 def test_resample_odd_rate_matches_the_sampled_sine_within_the_rate_rounding():
     """44101 Hz shares no factor with 16000 Hz: torchaudio's exact kernel would hold 706 million
     values (2.6 GiB). `resample` treats the clip as 44100 Hz instead, which scales its frequencies by

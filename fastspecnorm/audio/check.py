@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import sample_rate_problem, unreadable_format
+from .io import header_problem, unreadable_format
 
 __all__ = ["AudioFilesError", "check_audio_file", "check_audio_files", "check_clip_names", "check_table"]
 
@@ -96,9 +96,11 @@ def _decode_problems(path: Path, frames: int) -> list[str]:
 def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[str], dict | None]:
     """Problems of one audio file and its header facts.
 
-    Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a sample
-    rate outside `SAMPLE_RATE_RANGE` (the rule `load_audio` refuses by), a WAV header that claims
-    more frames than the file holds (libsndfile silently shortens such files), and with `full=True`
+    Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a header
+    `header_problem` refuses (the rule `load_audio` refuses by: a sample rate outside
+    `SAMPLE_RATE_RANGE`, or channels and sample size that disagree with the WAV frame size, e.g. 7
+    channels claimed over mono data, or 13 bits over 8-bit samples), a WAV header that claims more frames than
+    the file holds (libsndfile silently shortens such files), and with `full=True`
     NaN/Inf samples or data that stops decoding early. Only the header (and, for WAV files, the
     chunk headers) is read unless `full`, so the check is cheap next to decoding
     (docs/performance.md). The ESC-50 validation (`fastspecnorm.datasets.validate`) uses the
@@ -138,8 +140,8 @@ def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[
         kind = "file is empty (0 bytes)" if path.stat().st_size == 0 else "not a readable audio file"
         return [f"{kind}: {unreadable_format(path) or e}"], None
     facts = {"frames": int(info.frames), "samplerate": int(info.samplerate), "channels": int(info.channels)}
-    rate_problem = sample_rate_problem(facts["samplerate"])
-    problems: list[str] = [f"the header {rate_problem}"] if rate_problem else []
+    problem = header_problem(info)
+    problems: list[str] = [f"the header {problem}"] if problem else []
     try:
         sizes = _wav_data_sizes(path)
     except OSError as e:

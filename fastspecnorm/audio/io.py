@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
@@ -36,6 +37,7 @@ __all__ = [
     "INT16_SUBTYPES",
     "SAMPLE_RATE_RANGE",
     "sample_rate_problem",
+    "header_problem",
     "MAX_RESAMPLE_KERNEL",
     "MAX_RATE_ROUNDING",
     "AUDIO_EXTENSIONS",
@@ -164,16 +166,17 @@ class AudioLoadError(ValueError):
     """An audio file exists but cannot be decoded; the message names the file.
 
     A ValueError, raised by `load_audio` (and so by `AudioTensor.create`, `LoadAudio` and
-    `AudioCache.get`) for a file that cannot be decoded, is empty, holds NaN/Inf samples or claims a
-    sample rate outside `SAMPLE_RATE_RANGE`.
+    `AudioCache.get`) for a file that cannot be decoded, is empty, holds NaN/Inf samples or has a
+    header `header_problem` refuses (a sample rate outside `SAMPLE_RATE_RANGE`, channels and sample
+    size that disagree with the frame size).
     """
 
 
 def sample_rate_problem(sr: int) -> str | None:
     """Why a file's header sample rate is refused, or None when it lies in `SAMPLE_RATE_RANGE`.
 
-    The one rule `load_audio` and `check_audio_file` share: a damaged header claiming 1 Hz would
-    otherwise be upsampled 16000-fold to 16 kHz (a 979 MB clip).
+    Part of `header_problem`, the rule `load_audio` and `check_audio_file` share: a damaged header
+    claiming 1 Hz would otherwise be upsampled 16000-fold to 16 kHz (a 979 MB clip).
 
     Args:
         sr: the sample rate from a file's header, in Hz.
@@ -196,6 +199,56 @@ def sample_rate_problem(sr: int) -> str | None:
     )
 
 
+#: Bytes of one sample of the soundfile subtypes stored as plain interleaved frames (WAV, W64, RF64).
+_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
+                 "DOUBLE": 8}  # fmt: skip
+_BLOCK_ALIGN = re.compile(r"^\s*Block Align\s*:\s*(\d+)\s*$", re.MULTILINE)
+
+
+def header_problem(header) -> str | None:
+    """Why a file's header is refused, or None: the one rule `load_audio` and `check_audio_file` share.
+
+    Two things are refused, each from what soundfile reports about the header:
+
+    - a sample rate outside `SAMPLE_RATE_RANGE` (`sample_rate_problem`);
+    - a WAV / W64 / RF64 header whose channel count and sample size disagree with its block align
+      (the bytes of one frame), e.g. 7 channels or 13 bits written over mono 16-bit or 8-bit data.
+      libsndfile trusts the channels and bits and reads the samples at the wrong stride: noise.
+      A header that agrees (a real 7-channel file; 13 valid bits in 16-bit samples) is accepted.
+
+    Args:
+        header: what soundfile gives for an open file: `soundfile.info(path)` or a `SoundFile`
+            (its `samplerate`, `channels`, `subtype` and `extra_info`, libsndfile's header log).
+
+    Returns:
+        None for a plausible header; otherwise why the file is refused, worded to follow its name.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np, soundfile as sf
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = os.path.join(d, "tone.wav")
+        ...     sf.write(path, np.zeros(1600, dtype="float32"), 16000, subtype="PCM_16")
+        ...     print(header_problem(sf.info(path)))
+        None
+    """
+    rate_problem = sample_rate_problem(int(header.samplerate))
+    if rate_problem is not None:
+        return rate_problem
+    sample_bytes = _SAMPLE_BYTES.get(str(header.subtype))  # compressed subtypes (ADPCM, GSM) have blocks, not frames
+    found = _BLOCK_ALIGN.search(header.extra_info or "") if sample_bytes else None
+    if found is None:
+        return None
+    frame_bytes, channels = int(found.group(1)), int(header.channels)
+    if frame_bytes == channels * sample_bytes:
+        return None
+    return (
+        f"claims {channels} channel(s) of {header.subtype} samples, {channels} x {sample_bytes} = "
+        f"{channels * sample_bytes} bytes a frame, but a block align of {frame_bytes} bytes: its header is damaged "
+        "(its samples would decode as noise); re-encode the file or leave it out"
+    )
+
+
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     """Read an audio file with soundfile.
 
@@ -213,8 +266,9 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     Raises:
         FileNotFoundError: `path` is missing (or not a regular file).
         AudioLoadError: (a ValueError naming the file) the file cannot be decoded, is empty, holds
-            NaN/Inf or claims a sample rate outside `SAMPLE_RATE_RANGE` (checked from the header,
-            before any sample is read).
+            NaN/Inf, or has a header `header_problem` refuses (a sample rate outside
+            `SAMPLE_RATE_RANGE`; channels and sample size that disagree with the WAV frame size),
+            checked before any sample is read.
 
     Examples:
         >>> import os, tempfile
@@ -252,12 +306,12 @@ def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
     try:
         with sf.SoundFile(str(path)) as f:
             sr, subtype = int(f.samplerate), str(f.subtype)
-            rate_problem = sample_rate_problem(sr)
-            data = f.read(dtype="float32", always_2d=True) if rate_problem is None else None
+            problem = header_problem(f)
+            data = f.read(dtype="float32", always_2d=True) if problem is None else None
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
         raise AudioLoadError(f"cannot read audio file {path}: {e}") from e
-    if rate_problem is not None:
-        raise AudioLoadError(f"audio file {path} {rate_problem}")
+    if problem is not None:
+        raise AudioLoadError(f"audio file {path} {problem}")
     if data.shape[0] == 0:
         raise AudioLoadError(f"audio file {path} has no samples (zero length)")
     if not np.isfinite(data).all():
