@@ -30,7 +30,7 @@ _NAMES = {
     ".datasets.sources": ["RECIPES", "Recipe", "SourceSpec"],
     ".datasets.validate": ["DatasetValidationError", "validate_esc50"],
     ".experiment.api": ["compare"],
-    ".learner": ["FreqBatchNorm", "audio_learner", "esc50_learner"],
+    ".learner": ["AudioLearner", "FreqBatchNorm", "audio_learner", "esc50_learner"],
     ".precision": ["BF16Autocast", "bf16_native", "resolve_precision"],
     ".normalize": ["PCEN", "DbRangeNormalize", "InstanceMinMax", "SpecNormalize", "SpecNormalizer", "UtteranceNormalize",
                    "WaveformNormalize"],

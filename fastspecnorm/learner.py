@@ -3,15 +3,22 @@ behind a BatchNorm over frequency bins (`FreqBatchNorm`, PANNs' bn0)."""
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
+from fastai.learner import Learner
 from torch import Tensor, nn
 
+from .audio.check import check_audio_file
 from .audio.spectrogram import AudioToSpec
-from .audio.tensors import valid_mask_or_none
+from .audio.tensors import AudioTensor, valid_mask_or_none
+from .audio.transforms import array_layout
+from .data import MAX_DURATION
 from .functional import masked_moments
 from .precision import BF16Autocast, resolve_precision
 
-__all__ = ["audio_learner", "esc50_learner", "FreqBatchNorm", "n_freq_bins"]
+__all__ = ["audio_learner", "esc50_learner", "AudioLearner", "FreqBatchNorm", "n_freq_bins"]
 
 
 class FreqBatchNorm(nn.Module):
@@ -75,13 +82,102 @@ def n_freq_bins(dls) -> int:
     return int(dls.one_batch()[0].shape[-2])
 
 
-def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, precision: str = "fp32", **kwargs):
-    """A fastai `Learner` over spectrogram loaders.
+class AudioLearner(Learner):
+    """fastai's `Learner` whose `predict` refuses a clip longer than `max_duration` before decoding it.
+
+    `predict` computes one spectrogram and one forward pass over the whole clip (never a crop or
+    an average of windows, as fastai's `predict` on any item), so its memory grows with the clip's
+    length (measured in docs/failures.md). A longer clip is refused with a `ValueError` naming its
+    length and the limit, read from the file's header (nothing decoded) or from the audio given. Everything else is fastai's `Learner` (built by `audio_learner`, kept by
+    `export` / `load_learner`, as fastai's `TabularLearner`).
+
+    Attributes:
+        max_duration: the longest clip `predict` takes, in seconds (default `MAX_DURATION`, 600 s,
+            the loaders' bound on training clips); None: no bound. Set it on a learner, also on
+            one from `load_learner`: `learn.max_duration = 3600`.
+    """
+
+    max_duration: float | None = MAX_DURATION
+
+    def predict(self, item, rm_type_tfms=None, with_input: bool = False):
+        """fastai's `Learner.predict` of one clip, after its length is checked against `max_duration`.
+
+        Args:
+            item: a file path (str or Path), an `AudioTensor` `(channels, samples)` (its `sr`), or a
+                NumPy array `(samples,)`, `(channels, samples)` or `(samples, channels)` at the
+                loaders' rate (see `AudioDataLoaders`); other items (e.g. a table row) go to fastai
+                unchecked.
+            rm_type_tfms: as in fastai.
+            with_input: as in fastai: also return the decoded input.
+
+        Returns:
+            fastai's `(label, class index, probabilities)` (with the input first when `with_input`).
+
+        Raises:
+            ValueError: the clip is longer than `max_duration` seconds (its length, the limit and the
+                ways out named); or as fastai and `LoadAudio` raise for a bad item.
+        """
+        seconds = _clip_seconds(item, getattr(self.dls, "sample_rate", None))
+        if self.max_duration is not None and seconds is not None and seconds > self.max_duration:
+            name = f" {os.fspath(item)}" if isinstance(item, str | os.PathLike) else ""
+            raise ValueError(
+                f"the clip{name} lasts {seconds:,.1f} s, longer than this learner's max_duration={self.max_duration:g} s: "
+                "predict computes it whole, in memory that grows with its length; predict shorter pieces of it "
+                "(e.g. learn.get_preds(dl=learn.dls.test_dl(pieces))), or set learn.max_duration = None "
+                "(or more seconds) to predict it whole"
+            )
+        return super().predict(item, rm_type_tfms=rm_type_tfms, with_input=with_input)
+
+
+def _clip_seconds(item, sample_rate: int | None = None) -> float | None:
+    """How long the clip `item` lasts, in seconds, without decoding a file; None when it cannot tell.
+
+    Args:
+        item: a file path (read from its header: frames / sample rate), an `AudioTensor`
+            `(..., samples)` with `sr`, or a NumPy waveform (see `array_layout`) at `sample_rate`.
+        sample_rate: the rate of a NumPy array, in Hz (the loaders' rate, `dls.sample_rate`).
+
+    Returns:
+        The duration in seconds; None for other items, an unreadable file, an `AudioTensor` without
+            `sr`, an array of no known layout or without `sample_rate` (the loading step then
+            refuses them with its own message).
+
+    Examples:
+        >>> _clip_seconds(np.zeros(48000, dtype=np.float32), sample_rate=16000)
+        3.0
+        >>> _clip_seconds(AudioTensor(torch.zeros(2, 8000), sr=8000))
+        1.0
+    """
+    if isinstance(item, str | os.PathLike):
+        _, facts = check_audio_file(item)
+        return facts["frames"] / facts["samplerate"] if facts and facts["samplerate"] > 0 else None
+    if isinstance(item, AudioTensor):
+        sr = getattr(item, "sr", None)
+        return item.shape[-1] / sr if sr and item.dim() else None
+    if isinstance(item, np.ndarray) and sample_rate:
+        try:
+            layout = array_layout(item.shape)
+        except ValueError:
+            return None
+        return item.shape[1 if layout == "(channels, samples)" else 0] / sample_rate
+    return None
+
+
+def audio_learner(
+    dls,
+    arch=None,
+    cbs=None,
+    input_bn: bool = False,
+    precision: str = "fp32",
+    max_duration: float | None = MAX_DURATION,
+    **kwargs,
+):
+    """A fastai `Learner` (an `AudioLearner`) over spectrogram loaders.
 
     `arch` is built for one input channel and `dls.c` outputs, with the accuracy metric and
     fastai's default loss and optimizer (train with `learn.fit_one_cycle(epochs)` or
-    `learn.fine_tune`). `learn.predict` on a longer file uses all of it. `learn.export()` /
-    `load_learner` keep the whole pipeline, normalization included.
+    `learn.fine_tune`). `learn.predict` on a longer file uses all of it, up to `max_duration`
+    seconds. `learn.export()` / `load_learner` keep the whole pipeline, normalization included.
 
     Args:
         dls: fastai `DataLoaders` of spectrograms `(batch, 1, freq, time)` with `dls.c` classes,
@@ -100,21 +196,28 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, precision: s
             device, CPU or CUDA, with a channels_last model and inputs: `BF16Autocast`); or
             "auto" (bf16 where the device computes it natively, `bf16_native`, else fp32). The
             statistics pass and every normalization stay float32/float64 either way.
+        max_duration: the longest clip `learn.predict` takes, in seconds (600 by default, as the
+            loaders' `max_duration`); a longer one is refused before it is decoded, since memory
+            grows with the clip's length (see `AudioLearner`). None: no bound.
         **kwargs: further arguments of fastai's `Learner` (e.g. `loss_func`, `opt_func`,
             `metrics`, `wd`); `metrics` defaults to accuracy.
 
     Returns:
-        The `Learner`.
+        The `AudioLearner` (a fastai `Learner`).
 
     Raises:
         TypeError: `arch` is neither a callable nor an `nn.Module`, refuses `c_in` and `n_out`,
             or returns something that is not an `nn.Module`.
-        ValueError: `precision` is not "fp32", "bf16" or "auto".
+        ValueError: `precision` is not "fp32", "bf16" or "auto"; `max_duration` is neither None
+            nor a positive number of seconds.
     """
     import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle)
-    from fastai.learner import Learner
 
     resolve_precision(precision)  # a bad value is refused before the model is built
+    if max_duration is not None and (
+        isinstance(max_duration, bool) or not (isinstance(max_duration, int | float) and max_duration > 0)
+    ):
+        raise ValueError(f"max_duration must be positive seconds or None (no bound), got {max_duration!r}")
     from fastai.metrics import accuracy
     from fastai.vision.models.xresnet import xresnet18
 
@@ -140,7 +243,9 @@ def audio_learner(dls, arch=None, cbs=None, input_bn: bool = False, precision: s
     kwargs.setdefault("metrics", accuracy)
     if precision != "fp32":  # the callback also makes the model channels_last, at each fit
         cbs = [*(cbs if isinstance(cbs, list | tuple) else [cbs] if cbs is not None else []), BF16Autocast(precision)]
-    return Learner(dls, model, cbs=cbs, **kwargs)
+    learn = AudioLearner(dls, model, cbs=cbs, **kwargs)
+    learn.max_duration = max_duration
+    return learn
 
 
 #: The ESC-50 learner is the generic one (contract name kept): xResNet18 from scratch, one input

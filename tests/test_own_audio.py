@@ -350,6 +350,49 @@ def test_predict_any_input_and_export_round_trip(folder, tmp_path):
     assert len(norms) == 1 and norms[0].mean.shape == (1, 1, N_FFT // 2 + 1, 1)
 
 
+def test_predict_refuses_a_clip_longer_than_max_duration_before_decoding_it(folder, tmp_path, monkeypatch):
+    "An hour of audio took 3.2 GB in one forward pass: predict refuses clips over the learner's max_duration, by their length."
+    from fastai.learner import load_learner
+
+    import fastspecnorm.audio.tensors as tensors
+    from fastspecnorm import AudioLearner
+
+    dls = AudioDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, bs=3, spec=SPEC, cache=False)
+    learn = audio_learner(dls)
+    assert isinstance(learn, AudioLearner) and learn.max_duration == 600.0  # the loaders' own bound on clips
+    long = tmp_path / "ten_minutes_and_a_second.wav"
+    sf.write(long, np.zeros(601 * 1000, dtype=np.int16), 1000)  # 601 s in its header, 1.2 MB on disk
+    with monkeypatch.context() as patch:  # refused from the header: no sample is decoded
+        patch.setattr(tensors, "load_audio_with_subtype", lambda *a: pytest.fail("the long clip was decoded"))
+        with pytest.raises(ValueError, match=r"ten_minutes_and_a_second\.wav lasts 601\.0 s, longer than this learner's "
+                           r"max_duration=600 s.*learn\.max_duration = None"):  # fmt: skip
+            learn.predict(long)
+
+    learn = audio_learner(dls, max_duration=0.5)
+    rate = dls.sample_rate  # NumPy arrays are taken at the loaders' rate
+    for item, seconds in [
+        (np.zeros(rate, dtype=np.float32), 1.0),  # (samples,)
+        (np.zeros((2, rate // 10 * 6), dtype=np.float32), 0.6),  # (channels, samples)
+        (np.zeros((rate // 10 * 6, 2), dtype=np.float32), 0.6),  # (samples, channels)
+        (AudioTensor(torch.zeros(1, 4400), sr=8000), 0.55),  # at its own rate, not the loaders'
+    ]:
+        with pytest.raises(ValueError, match=rf"the clip lasts {seconds:.1f} s, longer than this learner's max_duration=0\.5 s"):
+            learn.predict(item)
+    label, _, probs = learn.predict(np.zeros(rate // 2, dtype=np.float32))  # exactly the limit: predicted
+    assert label in dls.vocab and probs.shape == (2,)
+
+    learn.export(tmp_path / "export.pkl")
+    loaded = load_learner(tmp_path / "export.pkl")
+    assert isinstance(loaded, AudioLearner) and loaded.max_duration == 0.5  # the bound travels with the learner
+    with pytest.raises(ValueError, match="longer than this learner's max_duration"):
+        loaded.predict(np.zeros(rate, dtype=np.float32))
+    loaded.max_duration = None  # no bound: the whole clip is predicted
+    assert loaded.predict(np.zeros(rate, dtype=np.float32))[2].shape == (2,)
+    for bad in (0, -1.0, float("nan"), True, "600"):
+        with pytest.raises(ValueError, match="max_duration must be positive seconds or None"):
+            audio_learner(dls, max_duration=bad)
+
+
 def test_show_and_top_losses(folder):
     import matplotlib.pyplot as plt
     from fastai.interpret import ClassificationInterpretation
