@@ -600,6 +600,11 @@ def test_an_emptied_experiment_json_is_named_as_damaged_not_as_an_older_format(o
         ),
         (lambda df: df.assign(speaker=[""] + list(df["speaker"][1:])), "--group-col", "line(s) [2] have an empty 'speaker'"),
         (lambda df: df.assign(label=["NaN"] + list(df["label"][1:])), "--group-col", "line(s) [2] have the label 'NaN'"),
+        (  # an OverflowError traceback before (issue 32)
+            lambda df: df.assign(speaker=["99999999999999999999" if i == 0 else str(1 + i % 2) for i in range(len(df))]),
+            "--fold-col",
+            "line(s) [2] have the fold '99999999999999999999', beyond 64-bit integers",
+        ),
     ],
 )
 def test_csv_cells_that_would_change_folds_silently_are_refused(own, tmp_path, edit, option, message, capsys):
@@ -609,6 +614,82 @@ def test_csv_cells_that_would_change_folds_silently_are_refused(own, tmp_path, e
     out = tmp_path / "out"
     status, stderr = _main(capsys, "--csv", csv, "--path", own, option, "speaker", "--out", out)
     assert status == 2 and message in stderr and "Traceback" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists()
+
+
+def _first_file(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    return df.assign(file=[name] + list(df["file"][1:]))
+
+
+@pytest.mark.parametrize(
+    "edit, message, outside",
+    [
+        (lambda df: pd.concat([df, df.iloc[[3]]]), "row 24: 'digit0/bob_1.wav' is listed 2 times (row 3, row 24)", False),
+        (
+            lambda df: pd.concat([_first_file(df, "./digit0/ann_0.wav"), df.iloc[[0]]]),
+            "row 24: 'digit0/ann_0.wav' is the same clip as row 0 ('./digit0/ann_0.wav')",
+            False,
+        ),
+        (lambda df: _first_file(df, "../digit0/ann_0.wav"), "row 0: '../digit0/ann_0.wav' leaves the audio folder", True),
+        (lambda df: _first_file(df, "/tmp/x.wav"), "row 0: '/tmp/x.wav' is an absolute path", True),
+    ],
+    ids=["repeated", "two-spellings", "dotdot", "absolute"],
+)
+def test_csv_file_names_are_checked_before_out_is_written(own, tmp_path, edit, message, outside, capsys):
+    "Repeated rows, two spellings of a clip, names leaving --path: one error line, OUT never created (issue 32)."
+    csv = tmp_path / "labels.csv"
+    edit(pd.read_csv(own / "labels.csv", dtype=str)).to_csv(csv, index=False)
+    out = tmp_path / "out"
+    status, stderr = _main(capsys, "--csv", csv, "--path", own, "--group-col", "speaker", "--out", out)
+    assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert ("--allow-outside" in stderr) == outside, stderr  # offered only where it helps, as the command spells it
+    assert not out.exists()
+
+
+def test_folder_links_are_checked_before_out_is_written(own, tmp_path, capsys, fake_training):
+    "A link making one clip two clips of two labels, or leading outside: refused before OUT; a link loop is not followed."
+    import shutil
+
+    data = tmp_path / "clips"
+    shutil.copytree(own, data, ignore=shutil.ignore_patterns("*.csv"))
+    (data / "digit1" / "cross.wav").symlink_to(data / "digit0" / "ann_0.wav")  # one clip under two labels
+    out = tmp_path / "out"
+    status, stderr = _main(capsys, "--data", data, "--k", "2", "--out", out)
+    assert status == 2 and "'digit1/cross.wav' is the same clip as row 0 ('digit0/ann_0.wav')" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    (data / "digit1" / "cross.wav").unlink()
+    (data / "digit1" / "outside.wav").symlink_to(own / "digit0" / "ann_0.wav")  # a clip outside --data
+    status, stderr = _main(capsys, "--data", data, "--k", "2", "--out", out)
+    assert status == 2 and f"'digit1/outside.wav' is a link to {own / 'digit0' / 'ann_0.wav'}, outside {data}" in stderr
+    assert "copying the linked files into it" in stderr and "allow" not in stderr  # the command has no option for that
+    assert not out.exists()
+    (data / "digit1" / "outside.wav").unlink()
+    (data / "digit1" / "loop").symlink_to(data)  # a loop: digit1/loop/digit1/loop/...
+    prep = prepare(ExperimentConfig(data=str(data), out=out, norms=["none"], k=2, overrides=dict(TINY)), _quiet())
+    assert sorted(prep.source.table["file"]) == sorted(p.relative_to(own).as_posix() for p in own.rglob("*.wav"))
+
+
+def test_a_clip_whose_wav_header_disagrees_with_its_frames_is_refused_before_out_is_written(own, tmp_path, capsys):
+    "7 channels claimed over mono 16-bit data decoded as noise and was trained on (issue 32): one line, OUT absent."
+    import shutil
+    import struct
+
+    data = tmp_path / "clips"
+    shutil.copytree(own, data)
+    clip = data / "digit2" / "cid_1.wav"
+    raw = bytearray(clip.read_bytes())
+    assert raw[12:16] == b"fmt "  # soundfile's canonical header: the channel count at byte 22
+    raw[22:24] = struct.pack("<H", 7)
+    clip.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    status, stderr = _main(capsys, "--csv", data / "labels.csv", "--group-col", "speaker", "--k", "2", "--out", out)
+    assert status == 2 and stderr.splitlines() == [
+        f"error: 1 of 24 audio file(s) cannot be used; fix or remove it: {clip}: the header claims 7 channel(s) of PCM_16 "
+        "samples, 7 x 2 = 14 bytes a frame, but a block align of 2 bytes: its header is damaged (its samples would decode "
+        "as noise); re-encode the file or leave it out"
+    ]
     assert not out.exists()
 
 

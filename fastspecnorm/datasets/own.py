@@ -26,7 +26,12 @@ def _read_folder(spec: SourceSpec) -> DataSource:
 
         raise FileNotFoundError(f"no audio files in subfolders of {root}: a folder source holds one subfolder per label, "
                                 f"each with that label's clips{unreadable_files_note(root.rglob('*')) if root.is_dir() else ''}")  # fmt: skip
-    table = pd.DataFrame(rows, columns=["file", "label"])
+    # The loaders' file-name rule (two names of one clip through a link, links leading outside), before
+    # anything is written; here, not above: `fastspecnorm compare --help` lists RECIPES without torch.
+    from ..audio.check import check_table
+
+    table = check_table(pd.DataFrame(rows, columns=["file", "label"]), root, "file",
+                        outside_fix="copying the linked files into it")  # fmt: skip
     table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
     return DataSource("folder", root, table, "own", description=describe_table("a folder per label", table, drawn=True),
                       identity={"k": spec.k, "fold_seed": spec.fold_seed}, drawn=True)  # fmt: skip
@@ -92,6 +97,9 @@ def _read_csv(spec: SourceSpec) -> DataSource:
         if len(distinct) < 2:
             raise ValueError(f"--fold-col {col!r} of {csv} holds only {distinct}: a comparison needs at least two folds")
         numbered = all(v.lstrip("-").isdigit() for v in distinct)
+        if numbered and (big := [i + 2 for i, v in enumerate(values) if not -(2**63) <= int(v) < 2**63]):
+            raise ValueError(f"{csv}: line(s) {big[:10]} have the fold {values.iloc[big[0] - 2]!r}, beyond 64-bit integers: "
+                             "number the folds with smaller integers, or name them")  # fmt: skip
         if numbered and len({int(v) for v in distinct}) < len(distinct):
             spellings = [v for v in distinct if sum(int(w) == int(v) for w in distinct) > 1]
             raise ValueError(f"--fold-col {col!r} of {csv} spells one fold number several ways ({spellings}): "
