@@ -693,6 +693,22 @@ def test_a_clip_whose_wav_header_disagrees_with_its_frames_is_refused_before_out
     assert not out.exists()
 
 
+def test_an_unforeseen_error_is_one_line_with_exit_1_and_the_traceback_only_with_debug(own, tmp_path, capsys, monkeypatch):
+    import fastspecnorm.experiment.cli as cli
+
+    def broken(*args, **kwargs):
+        raise OverflowError("Python int too large to convert to C long")
+
+    monkeypatch.setattr(cli, "prepare", broken)
+    status, stderr = _main(capsys, "--data", own, "--k", "3", "--out", tmp_path / "out")
+    assert status == 1 and stderr.splitlines() == [
+        "error: OverflowError: Python int too large to convert to C long (unexpected: --debug shows the traceback; "
+        "please report it)"
+    ]
+    with pytest.raises(OverflowError):
+        _main(capsys, "--data", own, "--k", "3", "--out", tmp_path / "out", "--debug")
+
+
 def test_compare_from_two_threads_at_once_is_refused_before_anything_is_written(own, tmp_path, monkeypatch):
     # Runs seed the process's global generators: a second thread would not reproduce the command.
     import threading

@@ -234,6 +234,11 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # a case no check foresaw: still one line; the traceback with --debug
+        if cfg.debug:
+            raise
+        print(f"error: {type(e).__name__}: {e} (unexpected: --debug shows the traceback; please report it)", file=sys.stderr)
+        return 1
     return 0
 
 
