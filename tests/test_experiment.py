@@ -120,7 +120,11 @@ def test_bad_dataset_exits_before_training(esc, tmp_path, monkeypatch, capsys):
     (broken / "audio" / victim).write_text("not audio")
     monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
     assert main(["--data", str(broken), "--out", str(tmp_path / "o"), "--norms", "none"]) == 2
-    assert victim in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert victim in err and err.startswith("error: ") and "Traceback" not in err
+    # the advice names what the command's user can do: it has no skip_bad (issue 32)
+    assert "skip_bad" not in err and err.strip().endswith("Fix or remove these files (and their rows in meta/esc50.csv).")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.process

@@ -181,7 +181,7 @@ def _read(spec: SourceSpec) -> DataSource:
 
 def _check(source: DataSource, folds: list[int]) -> None:
     "The table's rules and every clip, decoded (the validation folds' sample rates too)."
-    validate_esc50(source.root, folds=folds, progress=False).raise_if_errors()
+    validate_esc50(source.root, folds=folds, progress=False).raise_if_errors(skip_fix=None)  # the command has no skip_bad
 
 
 def _is_esc50(path: Path) -> bool:

@@ -154,8 +154,12 @@ class ValidationReport:
             lines.append(f"sample rates (files): {rates}; channels (files): {chans}")
         return "\n".join(lines)
 
-    def raise_if_errors(self) -> ValidationReport:
+    def raise_if_errors(self, skip_fix: str | None = "pass skip_bad=True to train without them") -> ValidationReport:
         """Raise on errors, listing every error, each with its file.
+
+        Args:
+            skip_fix: how the caller trains without the bad files, the end of the message's advice;
+                None offers none (the command, which has no such option).
 
         Returns:
             The report unchanged, when there is no error.
@@ -170,7 +174,7 @@ class ValidationReport:
         lines = [self.summary_line(), "errors:"] + [f"  {name}: {msg}" for name, msg in self.errors]
         if self.bad_files and not self.skip_bad:
             lines.append(
-                "Fix or remove these files (and their rows in meta/esc50.csv), or pass skip_bad=True to train without them."
+                "Fix or remove these files (and their rows in meta/esc50.csv)" + (f", or {skip_fix}." if skip_fix else ".")
             )
         error = DatasetNotFoundError if all(e in self.absent for e in self.errors) else DatasetValidationError
         raise error("\n".join(lines), self)
