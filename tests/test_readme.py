@@ -141,3 +141,22 @@ def test_python_examples_run(name, readme_folder, capsys):
     assert ns["__ran__"] or ns["__exempt__"]
     if "dblock" in ns:
         check_datablock(ns)
+
+
+def test_every_name_the_migration_page_offers_exists():
+    """The second column of docs/guide/migration.md's table names what replaces each fastaudio or blog
+    name: a fastspecnorm name (attributes with dots), or a torchaudio or librosa one; each resolves."""
+    import importlib
+
+    import fastspecnorm
+
+    rows = [line.strip().strip("|").split("|") for line in (REPO / "docs/guide/migration.md").read_text().splitlines()]
+    offered = [cells[1].strip() for cells in rows if len(cells) == 3 and cells[1].strip().startswith("`")]
+    assert len(offered) >= 25
+    for cell in offered:
+        name = cell.strip("`")
+        assert re.fullmatch(r"[A-Za-z_][\w.]*", name), f"{cell}: one name per cell"
+        first, *rest = name.split(".")
+        obj = importlib.import_module(first) if first in ("torchaudio", "librosa") else getattr(fastspecnorm, first)
+        for part in rest:
+            obj = getattr(obj, part)  # AttributeError names what the page claims and does not exist

@@ -316,3 +316,79 @@ def test_too_short_for_reflect_padding_is_padded_with_lengths():
     one = AudioToSpec()(AudioTensor(wav[0], sr=16000))  # one clip (channels, samples)
     assert one.shape == (1, 201, 1) and one.lengths is None
     torch.testing.assert_close(_plain(one), _plain(out)[0, :, :, :1])
+
+
+# ---------------------------------------------------------------------------------------------
+# AudioToSpec.from_cfg: fastaudio's configurations
+
+
+# every field fastaudio's AudioConfig.BasicMelSpectrogram holds (torchaudio's MelSpectrogram arguments, mel and to_db)
+FULL_MEL_CFG = dict(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, f_min=20.0, f_max=7600.0, n_mels=64,
+                    mel=True, to_db=True, power=2.0, normalized=False, center=True, pad_mode="reflect", onesided=None,
+                    norm=None, mel_scale="htk", pad=0, wkwargs=None, window_fn=torch.hann_window)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        FULL_MEL_CFG,
+        dict(sample_rate=16000, n_fft=400, mel=False, to_db=True),  # AudioConfig.BasicSpectrogram
+        dict(sample_rate=16000, n_mels=40, to_db=False),  # fastaudio's defaults: n_fft 1024, hop 512
+    ],
+)
+def test_from_cfg_equals_torchaudio_of_the_same_configuration(cfg):
+    "The reference is torchaudio itself, built from the same keyword arguments as fastaudio builds it."
+    wav = torch.randn(2, 1, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    kwargs = {k: v for k, v in cfg.items() if k not in ("mel", "to_db")}
+    kwargs.setdefault("n_fft", 1024)  # fastaudio's default where a configuration has none
+    mel = cfg.get("mel", "n_mels" in cfg)
+    if mel:
+        transform = torchaudio.transforms.MelSpectrogram(**kwargs)
+    else:
+        transform = torchaudio.transforms.Spectrogram(**{k: v for k, v in kwargs.items() if k != "sample_rate"})
+    expected = transform(wav)
+    if cfg.get("to_db", True):
+        expected = torchaudio.transforms.AmplitudeToDB(stype="power")(expected)
+    out = AudioToSpec.from_cfg(cfg)(AudioTensor(wav, sr=16000))
+    assert out.shape == expected.shape
+    if cfg.get("to_db", True):
+        torch.testing.assert_close(_plain(out), expected, rtol=0, atol=DB_ATOL)
+    else:
+        torch.testing.assert_close(_plain(out), expected, rtol=1e-5, atol=1e-9)  # as the power test above
+
+
+def test_from_cfg_of_a_dataclass_and_a_preset():
+    import dataclasses
+
+    from fastspecnorm import get_settings
+
+    @dataclasses.dataclass
+    class BasicMelSpectrogram:  # the shape of fastaudio's AudioConfig.BasicMelSpectrogram (made with make_dataclass)
+        sample_rate: int = 16000
+        n_fft: int = 400
+        win_length: int | None = None
+        hop_length: int | None = None
+        n_mels: int = 128
+        mel: bool = True
+        to_db: bool = True
+
+    spec = AudioToSpec.from_cfg(BasicMelSpectrogram(n_fft=1024, n_mels=64))
+    assert (spec.n_fft, spec.hop_length, spec.n_mels, spec.sample_rate) == (1024, 512, 64, 16000)
+    assert AudioToSpec.from_cfg(get_settings("blog")).settings == get_settings("blog").spectrogram().settings
+
+
+@pytest.mark.parametrize(
+    "cfg, error, message",
+    [
+        (dict(n_fft=512, normalized=True), ValueError, "AudioToSpec computes only normalized=False"),
+        (dict(n_fft=512, power=1.0), ValueError, "AudioToSpec computes only power=2.0"),
+        (dict(n_fft=512, window_fn=torch.hamming_window), ValueError, "window_fn=hann_window"),
+        (dict(n_fft=512, n_mfcc=13), TypeError, "unknown setting(s) ['n_mfcc']"),
+        (dict(mel=False, n_mels=64), ValueError, "mel=False (a linear spectrogram) with n_mels=64"),
+        (dict(mel="True", to_db="False"), TypeError, "mel='True' must be True or False"),
+        ("quick", TypeError, "takes an AudioSettings, a dict or a dataclass, got str"),
+    ],
+)
+def test_from_cfg_refuses_what_it_would_not_compute(cfg, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        AudioToSpec.from_cfg(cfg)

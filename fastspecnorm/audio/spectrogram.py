@@ -4,6 +4,7 @@ helpers of padded batches (`spec_shape`, `frame_lengths`, `reflect_clip_ends`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -288,6 +289,85 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         # (n_fft // 2 + 1, n_mels) matrix, cheap next to the STFT).
         fb_rate = sample_rate or (DEFAULT_SAMPLE_RATE if f_max is None or f_max <= DEFAULT_SAMPLE_RATE / 2 else None)
         self.mel_fb = self._mel_fb(fb_rate) if n_mels and fb_rate else None
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> AudioToSpec:
+        """fastaudio's `AudioToSpec.from_cfg`: the transform a configuration describes, for code written for fastaudio.
+
+        Args:
+            cfg: an `AudioSettings` (a preset: `AudioToSpec.from_cfg(get_settings("blog"))` is
+                `get_settings("blog").spectrogram()`), or a mapping or dataclass of the keyword
+                arguments of torchaudio's `Spectrogram` / `MelSpectrogram` plus fastaudio's `mel` and
+                `to_db`: what fastaudio's `AudioConfig.BasicSpectrogram(...)` and
+                `AudioConfig.BasicMelSpectrogram(...)` hold, e.g. `dict(sample_rate=44100, n_fft=4096,
+                win_length=1764, hop_length=441, n_mels=224, f_max=20000)`. As in fastaudio, `n_fft`
+                missing or None is 1024, `win_length` is `n_fft` and `hop_length` is `win_length // 2`
+                (samples); `mel` defaults to whether `n_mels` is given (with `mel=True`, torchaudio's
+                128 mel bins unless `n_mels` says otherwise) and `to_db` to True. torchaudio's other
+                arguments are taken at the values this transform computes with: `power=2.0`,
+                `center=True`, `pad_mode="reflect"`, `normalized=False`, `pad=0`, `onesided=True`
+                (or None), `norm=None`, `mel_scale="htk"`, `window_fn=torch.hann_window`, `wkwargs=None`.
+
+        Returns:
+            The `AudioToSpec`: the values of torchaudio's `MelSpectrogram(**cfg)` (or `Spectrogram`)
+                followed, when `to_db`, by `AmplitudeToDB(stype="power")`, as `(batch, channels, freq,
+                time)` spectrograms.
+
+        Raises:
+            TypeError: `cfg` is not an `AudioSettings`, a mapping or a dataclass, names an argument
+                that is none of the above (named, with those taken), or gives `mel` or `to_db` as
+                something else than a bool.
+            ValueError: a torchaudio argument at another value than the one computed here (named,
+                with it), `mel=False` with `n_mels`, or a setting out of range (see `AudioToSpec`).
+
+        Examples:
+            >>> spec = AudioToSpec.from_cfg(dict(sample_rate=16000, n_fft=512, hop_length=160, n_mels=64))
+            >>> spec.n_fft, spec.win_length, spec.hop_length, spec.n_mels, spec.to_db
+            (512, None, 160, 64, True)
+        """
+        import dataclasses
+
+        from ..presets import AudioSettings  # here, not above: presets names this module inside its own functions
+
+        if isinstance(cfg, AudioSettings):
+            return cfg.spectrogram()
+        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+            cfg = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+        if not isinstance(cfg, Mapping):
+            raise TypeError(f"AudioToSpec.from_cfg takes an AudioSettings, a dict or a dataclass, got {type(cfg).__name__}")
+        cfg = dict(cfg)
+        fixed = {"power": (2.0,), "center": (True,), "pad_mode": ("reflect",), "normalized": (False,), "pad": (0,),
+                 "onesided": (True, None), "norm": (None,), "mel_scale": ("htk",), "window_fn": (torch.hann_window,),
+                 "wkwargs": (None,)}  # fmt: skip
+        taken = ("sample_rate", "n_fft", "win_length", "hop_length", "f_min", "f_max", "n_mels", "mel", "to_db", "top_db")
+        unknown = sorted(set(cfg) - set(taken) - set(fixed))
+        if unknown:
+            raise TypeError(f"AudioToSpec.from_cfg got unknown setting(s) {unknown}; it takes {list(taken)} and torchaudio's "
+                            f"{list(fixed)} at the values computed here")  # fmt: skip
+        other = {k: cfg[k] for k in fixed if k in cfg and not any(cfg[k] is v or cfg[k] == v for v in fixed[k])}
+        if other:
+            expected = ", ".join(f"{k}={fixed[k][0].__name__ if callable(fixed[k][0]) else repr(fixed[k][0])}" for k in other)
+            raise ValueError(f"AudioToSpec computes only {expected}; the configuration has {other}: drop these settings")
+        for name in ("mel", "to_db"):
+            if name in cfg and not isinstance(cfg[name], bool):
+                raise TypeError(f"{name}={cfg[name]!r} must be True or False (fastaudio's AudioConfig.Voice spells it as a "
+                                "string, which fastaudio reads as True whatever it says)")  # fmt: skip
+        n_fft = cfg.get("n_fft") or 1024
+        win_length = cfg.get("win_length") or n_fft
+        mel = cfg.get("mel", cfg.get("n_mels") is not None)
+        if not mel and cfg.get("n_mels") is not None:
+            raise ValueError(f"mel=False (a linear spectrogram) with n_mels={cfg['n_mels']}: give one or the other")
+        return cls(
+            n_fft=n_fft,
+            hop_length=cfg.get("hop_length") or win_length // 2,
+            n_mels=(cfg.get("n_mels") or 128) if mel else None,
+            to_db=bool(cfg.get("to_db", True)),
+            sample_rate=cfg.get("sample_rate"),
+            f_min=float(cfg.get("f_min") or 0.0),
+            f_max=cfg.get("f_max"),
+            top_db=cfg.get("top_db"),
+            win_length=None if win_length == n_fft else win_length,
+        )
 
     def _mel_fb(self, sample_rate: int) -> Tensor:
         "The mel filter bank `(n_fft // 2 + 1, n_mels)` at `sample_rate` Hz; ValueError for f_min/f_max outside it."
