@@ -667,3 +667,22 @@ def test_huge_target_is_refused_not_wrapped(tmp_path):
     _, report = read_esc50_table(root)
     assert any("99999999999999999999" in msg and "too large" in msg for _, msg in report.errors)
     shutil.rmtree(root)
+
+
+def test_integer_just_past_float64_is_too_large_not_below(folder):
+    "2**53 + 1 parses as an exact int64 but would not survive float64: refused as too large, not as below 1."
+    name = _names(folder)[1]
+    _set(folder, name, "fold", str(2**53 + 1))
+    ((blamed, message),) = validate_esc50(folder, mode="quick", progress=False).errors
+    assert blamed == name and message == f"fold '{2**53 + 1}' is too large (folds are integers below 2**53) in meta/esc50.csv"
+
+
+def test_table_check_lists_problems_in_csv_order(folder):
+    "read_esc50_table orders as validate_esc50 does: problems of the table first, then rows in CSV order."
+    names = _names(folder)
+    _set(folder, names[4], "fold", "two")
+    _set(folder, names[1], "target", "1.5")
+    _relabel(folder, categories={names[0]: "Dog"})  # target 0: 'Dog' and 'class0'
+    _, report = read_esc50_table(folder)
+    assert [n for n, _ in report.errors] == ["meta/esc50.csv", names[1], names[4]] and report.bad_files == [names[1], names[4]]
+    assert report.errors == validate_esc50(folder, mode="quick", progress=False).errors

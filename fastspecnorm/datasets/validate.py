@@ -54,6 +54,7 @@ class ValidationReport:
     """What `validate_esc50` found in one ESC-50-layout folder.
 
     `str(report)` lists the problems (the first 20 of each kind); `raise_if_errors` raises with all.
+    Every list is in CSV order, problems of the table itself first.
 
     Attributes:
         root: the folder checked.
@@ -78,7 +79,7 @@ class ValidationReport:
     """
 
     root: Path
-    mode: str  # "quick" or "full" (validate_esc50), "table" (read_esc50_table: no audio file opened)
+    mode: str
     skip_bad: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
@@ -89,9 +90,9 @@ class ValidationReport:
     sample_rates: Counter = field(default_factory=Counter)
     channels: Counter = field(default_factory=Counter)
     table: pd.DataFrame | None = None
-    facts: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)  # header facts per readable file
-    absent: set[tuple[str, str]] = field(default_factory=set, repr=False)  # errors that are missing files or folders
-    clip_paths: dict[str, Path] = field(default_factory=dict, repr=False)  # the file of each accepted filename
+    facts: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+    absent: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    clip_paths: dict[str, Path] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -106,27 +107,24 @@ class ValidationReport:
                 empty (with the required columns) when the CSV could not be read.
         """
         if self.table is None:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED_COLUMNS})
-        bad = set(self.bad_files)
-        df = self.table[~self.table["filename"].isin(bad) & self.table["filename"].notna()].copy()
-        for col in ("fold", "target"):
-            df[col] = df[col].astype(int)
-        return df.reset_index(drop=True)
+            return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
+        df = self.table[~self.table["filename"].isin(self.bad_files) & self.table["filename"].notna()]
+        return df.astype({"fold": int, "target": int}).reset_index(drop=True)
 
-    def _add(self, kind: str, name: str, message: str, absent: bool = False) -> None:
-        getattr(self, kind).append((name, message))
+    def _error(self, name: str, message: str, absent: bool = False) -> None:
+        self.errors.append((name, message))
         if absent:
             self.absent.add((name, message))
 
-    def _file_problem(self, filename: str, message: str, absent: bool = False) -> None:
-        "A problem tied to one row: an error, or a skipped row in skip_bad mode."
+    def _row_problem(self, filename: str, message: str, absent: bool = False) -> None:
+        "A problem of one row: an error, or a skipped row (and a warning) in skip_bad mode."
         if filename not in self.bad_files:
             self.bad_files.append(filename)
         if self.skip_bad:
             self.skipped.append((filename, message))
             self.warnings.append((filename, f"skipped: {message}"))
         else:
-            self._add("errors", filename, message, absent)
+            self._error(filename, message, absent)
 
     def summary_line(self) -> str:
         """One line: the folder, what was checked, and the numbers of errors, warnings and skipped rows."""
@@ -134,18 +132,14 @@ class ValidationReport:
             what = f"table check of {self.n_rows} row(s), audio files not opened"
         else:
             what = f"{self.mode} check of {self.n_files_checked} audio file(s), {self.n_rows} row(s)"
-        parts = [f"{len(self.errors)} error(s)", f"{len(self.warnings)} warning(s)"]
-        if self.skip_bad:
-            parts.append(f"{len(self.skipped)} row(s) skipped")
-        return f"ESC-50 validation of {self.root} ({what}): " + ", ".join(parts)
+        skipped = f", {len(self.skipped)} row(s) skipped" if self.skip_bad else ""
+        return f"ESC-50 validation of {self.root} ({what}): {len(self.errors)} error(s), {len(self.warnings)} warning(s){skipped}"
 
     def __str__(self) -> str:
         lines = [self.summary_line()]
         for title, items in (("errors", self.errors), ("warnings", self.warnings)):
-            if not items:
-                continue
-            lines.append(f"{title}:")
-            lines += [f"  {name}: {msg}" for name, msg in items[:_MAX_LISTED]]
+            if items:
+                lines += [f"{title}:", *(f"  {name}: {msg}" for name, msg in items[:_MAX_LISTED])]
             if len(items) > _MAX_LISTED:
                 lines.append(f"  ... and {len(items) - _MAX_LISTED} more {title} (see report.{title})")
         if self.sample_rates:
@@ -180,13 +174,9 @@ class ValidationReport:
         raise error("\n".join(lines), self)
 
 
-# ---------------------------------------------------------------------------------------------
-# The CSV
-
-
 def _audio_check():
-    """`fastspecnorm.audio.check`, imported when first needed: the ESC-50 recipe imports this module, and
-    `fastspecnorm compare --help` lists the recipes without importing torch (which the audio layer imports)."""
+    # `fastspecnorm.audio.check`, imported when first needed: the ESC-50 recipe imports this module, and
+    # `fastspecnorm compare --help` lists the recipes without importing torch (which the audio layer imports).
     return import_module("..audio.check", __package__)
 
 
@@ -206,9 +196,8 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
         `root/audio/filename`, normalized (`os.path.normpath`).
 
     Raises:
-        ValueError: naming the filename, for an empty name (or NaN), a name with leading or trailing
-            whitespace, an absolute path, a name whose `..` parts leave `audio/`, or a link to a file
-            outside it.
+        ValueError: naming the filename, for a name `check_clip_names` refuses: empty (or NaN), with
+            leading or trailing whitespace, absolute, leaving `audio/` with `..`, or a link outside it.
 
     Examples:
         >>> resolve_clip("ESC-50", "1-100032-A-0.wav").as_posix()
@@ -228,10 +217,8 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
 def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[pd.DataFrame, ValidationReport]:
     """Read and check `path/meta/esc50.csv` alone, opening no audio file.
 
-    The table rules shared by `validate_esc50`, `read_esc50_meta` and `esc50_dataloaders`: the
-    required columns; every row has a filename obeying `resolve_clip`, listed once, a fold that is
-    an integer >= 1, a target that is an integer >= 0, and a category; each category has one target
-    and each target one category (case counts: "Dog" and "dog" are two categories). Nothing is
+    The table rules shared by `validate_esc50`, `read_esc50_meta` and `esc50_dataloaders`: every
+    error `validate_esc50` lists except a requested fold and the files themselves. Nothing is
     raised: call `report.raise_if_errors()`.
 
     Args:
@@ -245,99 +232,81 @@ def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[p
     """
     report = ValidationReport(root=Path(path), mode="table", skip_bad=skip_bad)
     _check_table(report)
+    _in_csv_order(report)
     return report.good_rows(), report
 
 
 def _check_table(report: ValidationReport) -> None:
-    "Read the CSV into `report.table` and record every problem of the table itself."
+    "Read the CSV into `report.table` and record every problem of its rows and labels."
     df = _read_csv(report, report.root / META_NAME)
-    if df is not None:
-        report.table = _check_rows(report, df)
-        _check_labels(report, report.table)
+    if df is None:
+        return
+    named = df["filename"].notna()
+    for line in df.index[~named] + 2:  # CSV line numbers (line 1 is the header); no filename to skip by: an error
+        report._error(META_NAME, f"line {line} has no filename")
+    names, audio = df.loc[named, "filename"], report.root / "audio"
+    paths, problems = _audio_check().check_clip_names(names.tolist(), audio, rows=[f"line {i + 2}" for i in names.index])
+    for name, message in dict.fromkeys((names.iloc[row], message) for row, message in problems):
+        report._row_problem(name, message)  # once per filename: the report names rows by filename
+    refused = {row for row, _ in problems}
+    report.clip_paths = {name: audio / p for row, (name, p) in enumerate(zip(names, paths, strict=True)) if row not in refused}
+    for col, lowest in (("fold", 1), ("target", 0)):
+        num = pd.to_numeric(df[col], errors="coerce")
+        said = f"{col} " + df[col].map(repr)
+        what = np.select(  # the first that holds, per row; "" for a fine value
+            [df[col].isna(), ~np.isfinite(num) | (num != num.round()), num.abs() > 2**53, num < lowest],
+            [f"has no {col}", said + " is not an integer", said + f" is too large ({col}s are integers below 2**53)",
+             said + f" is below {lowest} ({col}s are integers >= {lowest})"],  # 2**53: past float64's exact integers
+            "",
+        )  # fmt: skip
+        bad = (what != "") & named
+        for name, message in zip(df["filename"][bad], what[bad.to_numpy()], strict=True):
+            report._row_problem(name, f"{message} in {META_NAME}")
+        df[col] = num.where(~bad)
+    for name in df.loc[df["category"].isna() & named, "filename"]:
+        report._row_problem(name, f"has no category in {META_NAME}")
+    labels = df[df["target"].notna() & df["category"].notna()]
+    for category, targets in labels.groupby("category")["target"].unique().items():
+        if len(targets) > 1:
+            found = sorted(int(t) for t in targets)
+            report._error(META_NAME, f"category {category!r} has several targets {found}: give each category one target")
+    for target, categories in labels.groupby("target")["category"].unique().items():
+        if len(categories) > 1:
+            message = (f"target {int(target)} has several categories {sorted(categories)}: give each target one category "
+                       "(spelled the same, case included) or each category its own target")  # fmt: skip
+            report._error(META_NAME, message)
+    report.table = df
 
 
 def _read_csv(report: ValidationReport, csv: Path) -> pd.DataFrame | None:
     "The CSV as strings; None (with the error recorded) when nothing more can be checked."
     if not csv.is_file():
         message = f"metadata not found: {csv} (expected an ESC-50-layout folder with meta/esc50.csv and audio/)"
-        report._add("errors", META_NAME, message, absent=True)
+        report._error(META_NAME, message, absent=True)
         return None
     try:
-        df = pd.read_csv(csv, dtype={"filename": str, "category": str, "fold": str, "target": str})
-    except Exception as e:  # ParserError, UnicodeDecodeError, EmptyDataError
-        report._add("errors", META_NAME, f"cannot parse {csv}: {type(e).__name__}: {e}")
+        df = pd.read_csv(csv, dtype=dict.fromkeys(REQUIRED_COLUMNS, str))
+    except Exception as e:  # ParserError, UnicodeDecodeError, EmptyDataError, OSError
+        report._error(META_NAME, f"cannot parse {csv}: {type(e).__name__}: {e}")
         return None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        report._add("errors", META_NAME, f"lacks required column(s) {missing}; it has {list(df.columns)}")
+    if missing := [c for c in REQUIRED_COLUMNS if c not in df.columns]:
+        report._error(META_NAME, f"lacks required column(s) {missing}; it has {list(df.columns)}")
         return None
     report.n_rows = len(df)
     if df.empty:
-        report._add("errors", META_NAME, f"{csv} lists no clips")
+        report._error(META_NAME, f"{csv} lists no clips")
         return None
     return df
 
 
-def _check_rows(report: ValidationReport, df: pd.DataFrame) -> pd.DataFrame:
-    "Per-row checks: filename present and valid (`check_clip_names`: each clip listed once), fold/target integers in range."
-    line = df.index + 2  # CSV line numbers (line 1 is the header)
-    no_name = df["filename"].isna()
-    for ln in line[no_name.to_numpy()]:
-        # No filename to skip by: always an error.
-        report._add("errors", META_NAME, f"line {ln} has no filename")
-    named = df.loc[~no_name, "filename"]
-    audio = report.root / "audio"
-    lines = [f"line {ln}" for ln in line[~no_name.to_numpy()]]
-    paths, problems = _audio_check().check_clip_names(named.tolist(), audio, rows=lines)
-    for name, message in dict.fromkeys((named.iloc[row], message) for row, message in problems):
-        report._file_problem(name, message)  # once per filename: the report names rows by filename
-    refused = {row for row, _ in problems}
-    report.clip_paths = {
-        name: audio / path for row, (name, path) in enumerate(zip(named, paths, strict=True)) if row not in refused
-    }
-    for col, lowest in (("fold", 1), ("target", 0)):
-        num = pd.to_numeric(df[col], errors="coerce")
-        not_int = ~np.isfinite(num) | (num != num.round())
-        too_big = num.abs() > 2**53  # past float64's exact integers: it would not survive the int cast
-        bad = (not_int | (num < lowest) | too_big) & ~no_name
-        for name, value, is_int in zip(df.loc[bad, "filename"], df.loc[bad, col], ~not_int[bad], strict=True):
-            if pd.isna(value):
-                what = f"has no {col}"
-            elif is_int and abs(float(value)) > 2**53:
-                what = f"{col} {value!r} is too large ({col}s are integers below 2**53)"
-            elif is_int:
-                what = f"{col} {value!r} is below {lowest} ({col}s are integers >= {lowest})"
-            else:
-                what = f"{col} {value!r} is not an integer"
-            report._file_problem(name, f"{what} in {META_NAME}")
-        df[col] = num.where(~bad)
-    for name in df.loc[df["category"].isna() & ~no_name, "filename"]:
-        report._file_problem(name, f"has no category in {META_NAME}")
-    return df
-
-
-def _check_labels(report: ValidationReport, df: pd.DataFrame) -> None:
-    "Both directions: one target per category and one category per target (exact, case-sensitive)."
-    rows = df[df["target"].notna() & df["category"].notna()]
-    for category, targets in rows.groupby("category")["target"].unique().items():
-        if len(targets) > 1:
-            found = sorted(int(t) for t in targets)
-            report._add("errors", META_NAME, f"category {category!r} has several targets {found}: give each category one target")
-    for target, categories in rows.groupby("target")["category"].unique().items():
-        if len(categories) > 1:
-            message = (
-                f"target {int(target)} has several categories {sorted(categories)}: give each target one category "
-                "(spelled the same, case included) or each category its own target"
-            )
-            report._add("errors", META_NAME, message)
-
-
-def _norm_mode(mode) -> str:
-    if mode is True:
-        return "quick"
-    if mode not in VALIDATION_MODES:
-        raise ValueError(f"mode must be one of {VALIDATION_MODES} (or True for 'quick'), got {mode!r}")
-    return mode
+def _in_csv_order(report: ValidationReport) -> None:
+    "Problems of the table itself first, then by the first CSV line of their filename, whichever check found them."
+    if report.table is None:
+        return
+    first = {name: i for i, name in reversed(list(enumerate(report.table["filename"])))}
+    report.bad_files.sort(key=lambda name: first.get(name, len(first)))
+    for items in (report.errors, report.warnings, report.skipped):
+        items.sort(key=lambda item: first.get(item[0], -1))
 
 
 def validate_esc50(
@@ -352,8 +321,8 @@ def validate_esc50(
 ):
     """Check the ESC-50-layout folder `path` (`meta/esc50.csv` and `audio/`) in one pass.
 
-    The table is checked by the rules of `read_esc50_table`; then each listed file (at
-    `resolve_clip(path, filename)`; names that break that rule are not opened), by
+    The table is checked first (the rules `read_esc50_table` applies alone); then each listed file
+    (at `resolve_clip(path, filename)`; names that break that rule are not opened), by
     `fastspecnorm.audio.check.check_audio_file`, the check `AudioDataLoaders` runs. Every problem
     found is reported, not only the first:
 
@@ -424,82 +393,63 @@ def validate_esc50(
         False ['1-156051-A-1.wav']
         DatasetNotFoundError
     """
-    mode = _norm_mode(mode)
+    mode = "quick" if mode is True else mode
+    if mode not in VALIDATION_MODES:
+        raise ValueError(f"mode must be one of {VALIDATION_MODES} (or True for 'quick'), got {mode!r}")
     report = ValidationReport(root=Path(path), mode=mode, skip_bad=skip_bad)
     _check_table(report)
-    df = report.table
-    if df is not None:
-        _check_files(report, mode == "full", progress, expected_channels)
-        _check_rates(report, sample_rate, expected_sample_rate)
-        _check_folds(report, folds)
-        first_line = {name: i for i, name in reversed(list(enumerate(df["filename"])))}
-        # Report in CSV order (problems of the table itself first), whatever check found them.
-        report.bad_files.sort(key=lambda name: first_line.get(name, len(first_line)))
-        for items in (report.errors, report.warnings, report.skipped):
-            items.sort(key=lambda item: first_line.get(item[0], -1))
-        if skip_bad and df["filename"].notna().any() and not len(report.good_rows()):
-            report._add("errors", META_NAME, "no row is left after skipping the bad files")
-    if skip_bad:
-        return report, report.good_rows()
-    return report
+    if report.table is not None:
+        _check_files(report, mode == "full", progress)
+        _check_formats(report, sample_rate, expected_channels, expected_sample_rate)
+        if folds is not None:
+            table = report.good_rows() if skip_bad else report.table[report.table["fold"].notna()]
+            present = sorted({int(f) for f in table["fold"]})
+            after = " after skipping bad rows" if skip_bad and report.skipped else ""
+            for fold in (f for f in folds if f not in present):
+                report._error(META_NAME, f"fold {fold!r} does not exist{after}; folds are {present}")
+        if skip_bad and report.table["filename"].notna().any() and report.good_rows().empty:
+            report._error(META_NAME, "no row is left after skipping the bad files")
+        _in_csv_order(report)
+    return (report, report.good_rows()) if skip_bad else report
 
 
-def _check_files(report: ValidationReport, full: bool, progress: bool, expected_channels: int) -> None:
-    paths = report.clip_paths
-    audio = report.root / "audio"
+def _check_files(report: ValidationReport, full: bool, progress: bool) -> None:
+    "Each accepted clip by `check_audio_file`, the loaders' check; its header facts kept for `_check_formats`."
+    paths, audio = report.clip_paths, report.root / "audio"
     if not audio.is_dir():
-        message = f"audio folder not found: {audio} ({len(paths)} listed file(s) cannot be checked)"
-        report._add("errors", "audio/", message, absent=True)
-        for name in paths:
-            if name not in report.bad_files:
-                report.bad_files.append(name)
+        report._error("audio/", f"audio folder not found: {audio} ({len(paths)} listed file(s) cannot be checked)", absent=True)
+        report.bad_files += [name for name in paths if name not in report.bad_files]
         return
-    items = list(paths)
-    if progress and items:
+    names = list(paths)
+    if progress and names:
         from fastprogress.fastprogress import progress_bar
 
-        items = progress_bar(items, leave=False)
-        items.comment = "validating audio files"
-    for name in items:
+        names = progress_bar(names, leave=False)
+        names.comment = "validating audio files"
+    check_audio_file = _audio_check().check_audio_file
+    for name in names:
         report.n_files_checked += 1
-        if not paths[name].exists():
-            report._file_problem(name, f"file is missing (expected at {paths[name]})", absent=True)
-            continue
-        problems, facts = _audio_check().check_audio_file(paths[name], full)
-        for msg in problems:
-            report._file_problem(name, msg)
+        problems, facts = check_audio_file(paths[name], full)
+        for message in problems:
+            report._row_problem(name, message, absent=facts is None and not paths[name].exists())
         if facts is not None:
             report.facts[name] = facts
-            report.sample_rates[facts["samplerate"]] += 1
-            report.channels[facts["channels"]] += 1
-            if facts["channels"] != expected_channels:
-                report._add(
-                    "warnings", name, f"has {facts['channels']} channels, expected {expected_channels}: it is downmixed to mono"
-                )
 
 
-def _check_rates(report: ValidationReport, sample_rate: int, expected_sample_rate: int | None) -> None:
-    facts = report.facts
+def _check_formats(report: ValidationReport, sample_rate: int, channels: int, expected_rate: int | None) -> None:
+    "Count the readable files' rates and channels; warn of other channel counts and, for usable files, other rates."
+    facts = report.facts.items()
+    report.sample_rates = Counter(f["samplerate"] for _, f in facts)
+    report.channels = Counter(f["channels"] for _, f in facts)
     if not facts:
         return
-    usual = expected_sample_rate or report.sample_rates.most_common(1)[0][0]
+    usual = expected_rate or report.sample_rates.most_common(1)[0][0]
+    whose = "the expected" if expected_rate else "most files'"
     bad = set(report.bad_files)  # refused or skipped: never resampled, so no warning
-    for name, f in facts.items():
+    for name, f in facts:
+        if f["channels"] != channels:
+            report.warnings.append((name, f"has {f['channels']} channels, expected {channels}: it is downmixed to mono"))
         if f["samplerate"] != usual and name not in bad:
-            what = "the expected" if expected_sample_rate else "most files'"
-            report._add(
-                "warnings",
-                name,
-                f"sample rate {f['samplerate']} Hz differs from {what} {usual} Hz: it is resampled to {sample_rate} Hz",
+            report.warnings.append(
+                (name, f"sample rate {f['samplerate']} Hz differs from {whose} {usual} Hz: it is resampled to {sample_rate} Hz")
             )
-
-
-def _check_folds(report: ValidationReport, folds: Iterable[int] | None) -> None:
-    if folds is None or report.table is None:
-        return
-    rows = report.good_rows() if report.skip_bad else report.table[report.table["fold"].notna()]
-    present = sorted({int(f) for f in rows["fold"]})
-    for fold in folds:
-        if fold not in present:
-            after = " after skipping bad rows" if report.skip_bad and report.skipped else ""
-            report._add("errors", META_NAME, f"fold {fold!r} does not exist{after}; folds are {present}")
