@@ -14,7 +14,7 @@ import pandas as pd
 from ..presets import get_settings
 from .sources import DataSource, Recipe, SourceSpec, describe_table, register, source_dataloaders
 from .synthetic import make_synthetic_esc50
-from .validate import read_esc50_table, resolve_clip, validate_esc50
+from .validate import VALIDATION_MODES, read_esc50_table, resolve_clip, validate_esc50
 
 __all__ = [
     "ESC50_URL",
@@ -64,12 +64,8 @@ def read_esc50_meta(path: str | os.PathLike, check_files: bool = True) -> pd.Dat
             same messages as `validate_esc50`; when every problem is something absent (the CSV,
             `audio/`, listed files) the error is a `DatasetNotFoundError`, also a FileNotFoundError.
     """
-    if check_files:
-        report = validate_esc50(path, mode="quick", progress=False)
-        return report.raise_if_errors().good_rows()
-    df, report = read_esc50_table(path)
-    report.raise_if_errors()
-    return df
+    report = validate_esc50(path, mode="quick", progress=False) if check_files else read_esc50_table(path)[1]
+    return report.raise_if_errors().good_rows()
 
 
 def _checked_meta(root: Path, valid_fold: int, validate: bool | str, skip_bad: bool, sample_rate: int):
@@ -78,19 +74,17 @@ def _checked_meta(root: Path, valid_fold: int, validate: bool | str, skip_bad: b
         if skip_bad:
             raise ValueError("skip_bad=True needs validation; pass validate=True (quick) or validate='full'")
         return read_esc50_meta(root, check_files=False), None
-    mode = "quick" if validate is True else validate
-    if mode not in ("quick", "full"):
+    if validate is not True and validate not in VALIDATION_MODES:
         raise ValueError(f"validate must be True, False, 'quick' or 'full', got {validate!r}")
     result = validate_esc50(
-        root, sample_rate=sample_rate, skip_bad=skip_bad, progress=mode == "full", folds=[valid_fold], mode=mode
+        root, sample_rate=sample_rate, skip_bad=skip_bad, progress=validate == "full", folds=[valid_fold], mode=validate
     )
-    report, df = result if skip_bad else (result, None)
-    report.raise_if_errors()
+    report = (result[0] if skip_bad else result).raise_if_errors()
     if report.warnings:
         shown = "; ".join(f"{name}: {msg}" for name, msg in report.warnings[:5])
         more = f"; ... and {len(report.warnings) - 5} more (dls.validation_report has all)" if len(report.warnings) > 5 else ""
         warnings.warn(f"ESC-50 data in {root}: {len(report.warnings)} warning(s): {shown}{more}", stacklevel=3)
-    return (df if skip_bad else report.good_rows()), report
+    return report.good_rows(), report
 
 
 def esc50_dataloaders(
@@ -162,19 +156,18 @@ def esc50_source(root: str | os.PathLike, df: pd.DataFrame) -> DataSource:
         The source: files in `audio/`, labels the categories, classes ordered by target, the
             CSV's folds, default preset "quick"; the table keeps every column of the CSV.
     """
+    root = Path(root)
     vocab = df.sort_values("target").drop_duplicates("category")["category"].astype(str).tolist()
     table = df.reset_index(drop=True).copy()  # every column of the CSV stays with its row (items, interpretation)
-    table["file"] = [resolve_clip(".", str(f)).as_posix() for f in table["filename"]]
+    table["file"] = [resolve_clip(root, f).relative_to(root).as_posix() for f in table["filename"]]  # links judged in root
     table["label"] = table["category"].astype(str)
     table["fold"] = table["fold"].astype(int)
-    return DataSource("esc50", Path(root), table, "quick", vocab=vocab, fingerprint_names=["meta/esc50.csv"])
+    return DataSource("esc50", root, table, "quick", vocab=vocab, fingerprint_names=["meta/esc50.csv"])
 
 
 def _read(spec: SourceSpec) -> DataSource:
     root = Path(spec.data)
-    df, report = read_esc50_table(root)
-    report.raise_if_errors()
-    source = esc50_source(root, df)
+    source = esc50_source(root, read_esc50_meta(root, check_files=False))
     source.description = describe_table("ESC-50 layout", source.table)
     return source
 
