@@ -254,7 +254,7 @@ def test_statistics_files_are_keyed_on_the_data():
     assert a != schedule._stats_path(Path("o"), "global", 1, settings, 1.0, "bbbb")
 
 
-def test_stale_statistics_are_refused_or_refreshed_without_changing_the_experiment(esc, tmp_path):
+def test_stale_statistics_are_refused_or_refreshed_without_changing_the_experiment(esc, tmp_path, capsys):
     "Clips copied without their modification times: the saved statistics no longer match them; --refresh-stats recomputes."
     import shutil
     import warnings
@@ -270,6 +270,13 @@ def test_stale_statistics_are_refused_or_refreshed_without_changing_the_experime
     with pytest.raises(ValueError, match=re.escape(f"statistics file {stats_file} was made with other settings")) as info:
         run_experiment(_cfg(data, out, norms=("global",), seeds=(0, 1)), log=lambda *a: None)
     assert "train_items" in str(info.value) and "--refresh-stats" in str(info.value)
+    # The command says it in one error line (fastai's "Exception occured in ..." line folded into it).
+    argv = ["--data", str(data), "--out", str(out), "--folds", "1", "--seeds", "0", "1", "--norms", "global", "--preset",
+            "quick", "--epochs", "1", "--bs", "4", "--num-workers", "0", "--set", "duration=1.0", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: statistics file {stats_file} was made with other settings")
+    assert line.endswith("(in StatsCallback.before_fit)") and "Exception occured" not in line
 
     refreshed = _cfg(data, out, norms=("global",), seeds=(0, 1))
     refreshed.refresh_stats = True

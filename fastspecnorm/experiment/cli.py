@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -227,12 +228,12 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
     except (ValueError, TypeError, FileNotFoundError) as e:
         if cfg.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except (RuntimeError, OSError) as e:
         if cfg.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
     except Exception as e:  # a case no check foresaw: still one line; the traceback with --debug
         if cfg.debug:
@@ -240,6 +241,13 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
         print(f"error: {type(e).__name__}: {e} (unexpected: --debug shows the traceback; please report it)", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    """The error's message; one raised in a fastai callback without the line fastai puts above it
+    ("Exception occured in `StatsCallback` when calling event `before_fit`:"), named at its end instead."""
+    found = re.fullmatch(r"Exception occured in `(\w+)` when calling event `(\w+)`:\n\t(.*)", str(e), flags=re.DOTALL)
+    return f"{found[3]} (in {found[1]}.{found[2]})" if found else str(e)
 
 
 def command(argv=None) -> int:
