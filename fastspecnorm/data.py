@@ -11,9 +11,10 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from inspect import Parameter, signature
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from fastai.data.core import DataLoaders, FilteredBase, TfmdDL
 from fastai.data.transforms import ColReader, ColSplitter, IndexSplitter, RandomSplitter, RegexLabeller, get_files
 from fastai.torch_core import default_device
 from fastcore.meta import delegates
-from fasttransform import Pipeline
+from fasttransform import Pipeline, Transform
 
 from ._groups import draw_folds, groups_from_names, warn_shared_prefixes
 from ._table import column
@@ -135,7 +136,7 @@ class AudioDataLoaders(DataLoaders):
             `nbytes` its size; `fastspecnorm cache --info` lists every cache folder, `--clear` empties them.
     """
 
-    def test_dl(self, test_items, rm_type_tfms=None, with_labels: bool = False, **kwargs):
+    def test_dl(self, test_items: Iterable, rm_type_tfms: int | None = None, with_labels: bool = False, **kwargs) -> TfmdDL:
         """A loader over `test_items` with the validation transforms, minus any `ResizeSignal` crop.
 
         Args:
@@ -173,11 +174,11 @@ class AudioDataLoaders(DataLoaders):
         cls,
         df: pd.DataFrame,
         path: str | os.PathLike = ".",
-        fn_col=0,
-        label_col=1,
-        valid_col="is_valid",
-        fold_col=None,
-        valid_fold=None,
+        fn_col: str | int = 0,
+        label_col: str | int = 1,
+        valid_col: str | int | None = "is_valid",
+        fold_col: str | int | None = None,
+        valid_fold: Any = None,
         valid_pct: float = 0.2,
         seed: int | None = None,
         sample_rate: int | None = 16000,
@@ -185,14 +186,14 @@ class AudioDataLoaders(DataLoaders):
         bs: int = 64,
         spec: dict | None = None,
         waveform_norm: bool = True,
-        item_tfms=(),
-        batch_tfms=(),
-        cache=True,
+        item_tfms: Sequence[Transform] = (),
+        batch_tfms: Sequence[Transform] = (),
+        cache: bool | str | os.PathLike = True,
         validate: bool | str = True,
-        device=None,
+        device: str | torch.device | None = None,
         folder: str | None = None,
         suff: str = "",
-        vocab=None,
+        vocab: Sequence | None = None,
         allow_outside: bool = False,
         max_duration: float | None = MAX_DURATION,
         audio_dtype: str | None = None,
@@ -440,7 +441,7 @@ class AudioDataLoaders(DataLoaders):
         cls,
         path: str | os.PathLike,
         csv_fname: str | os.PathLike = "labels.csv",
-        header="infer",
+        header: int | str | None = "infer",
         delimiter: str | None = None,
         **kwargs,
     ) -> AudioDataLoaders:

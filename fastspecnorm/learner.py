@@ -4,9 +4,12 @@ behind a BatchNorm over frequency bins (`FreqBatchNorm`, PANNs' bn0)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from fastai.callback.core import Callback
+from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from torch import Tensor, nn
 
@@ -164,9 +167,9 @@ def _clip_seconds(item, sample_rate: int | None = None) -> float | None:
 
 
 def audio_learner(
-    dls,
-    arch=None,
-    cbs=None,
+    dls: DataLoaders,
+    arch: Callable | None = None,
+    cbs: Callback | Sequence[Callback] | None = None,
     input_bn: bool = False,
     precision: str = "fp32",
     max_duration: float | None = MAX_DURATION,

@@ -387,7 +387,7 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         """The names of the tensors fastai's `DataLoader.to(device)` moves: "window", and "mel_fb" with mel bins."""
         return L("window") if self.mel_fb is None else L("window", "mel_fb")
 
-    def to(self, device):
+    def to(self, device: str | torch.device):
         """Move the window and filter bank to `device`.
 
         Args:

@@ -6,6 +6,8 @@ its input's metadata.
 from __future__ import annotations
 
 import math
+import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,6 +17,9 @@ from torch import Tensor
 
 from ..functional import padding_mask
 from .io import downmix_mono, load_audio_with_subtype, resample
+
+if TYPE_CHECKING:  # annotations only: matplotlib is imported when something is shown
+    from matplotlib.axes import Axes
 
 __all__ = [
     "AudioTensor",
@@ -70,7 +75,7 @@ class AudioTensor(_MetaTensor):
         return super().__new__(cls, x, sr=sr, **kwargs)
 
     @classmethod
-    def create(cls, path, sr: int | None = None, mono: bool = True, **kwargs) -> AudioTensor:
+    def create(cls, path: str | os.PathLike, sr: int | None = None, mono: bool = True, **kwargs) -> AudioTensor:
         """Load an audio file as an `AudioTensor`, optionally downmixed to mono and resampled.
 
         Args:
@@ -136,7 +141,7 @@ class AudioTensor(_MetaTensor):
     hear = play
     """fastaudio's name for `play`: a notebook audio player of this clip (of item `item` of a batch)."""
 
-    def show(self, ctx=None, title: str | None = None, **kwargs):
+    def show(self, ctx: Axes | None = None, title: str | None = None, **kwargs):
         """Plot the waveform against time in seconds, one line per channel.
 
         Args:
@@ -184,7 +189,7 @@ class AudioSpectrogram(_MetaTensor):
             `valid_mask(x)` turns it into the bool mask of the frames that count.
     """
 
-    def show(self, ctx=None, title: str | None = None, colorbar: bool = True, **kwargs):
+    def show(self, ctx: Axes | None = None, title: str | None = None, colorbar: bool = True, **kwargs):
         """Image of the first channel: time in seconds on x, frequency in Hz on y, colorbar in `unit`.
 
         For a batch the first item is shown. Without `sr` and `hop_length` the x axis counts frames; a

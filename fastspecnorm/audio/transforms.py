@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from torch import Tensor
 
 from .io import AUDIO_DTYPES, crop_pad, downmix_mono, from_storage, quantize_waveform, resample, storage_dtype, to_storage
 from .tensors import AudioTensor, RefusePlainTensor, rewrap
+
+if TYPE_CHECKING:  # annotations only: the cache imports this module's neighbours
+    from .cache import AudioCache
 
 __all__ = [
     "array_layout",
@@ -130,7 +134,9 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
         ('AudioTensor', torch.Size([1, 8000]), 16000)
     """
 
-    def __init__(self, sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None):
+    def __init__(
+        self, sample_rate: int | None = 16000, mono: bool = True, cache: AudioCache | None = None, dtype: str | None = None
+    ):
         super().__init__()
         if dtype is not None and dtype not in AUDIO_DTYPES:
             raise ValueError(f"dtype must be one of {list(AUDIO_DTYPES)} or None, got {dtype!r}")
@@ -325,7 +331,9 @@ class ResizeSignal(RefusePlainTensor, DisplayedTransform):
         return crop_pad(x, n, self.crop_start(x.shape[-1] - n, self._split_idx), self.pad_mode)
 
 
-def AudioBlock(sample_rate: int | None = 16000, mono: bool = True, cache=None, dtype: str | None = None) -> TransformBlock:
+def AudioBlock(
+    sample_rate: int | None = 16000, mono: bool = True, cache: AudioCache | None = None, dtype: str | None = None
+) -> TransformBlock:
     """A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz.
 
     Its loaders are `AudioDataLoader`s, so clips of different lengths make a padded batch with
@@ -377,7 +385,7 @@ class AudioDataLoader(TfmdDL):
         (torch.Size([2, 1, 5]), tensor([3, 5]))
     """
 
-    def create_batch(self, b):
+    def create_batch(self, b: list[tuple]) -> tuple:
         """Collate the items of one batch, padding clips of different lengths (fastai's hook).
 
         Args:

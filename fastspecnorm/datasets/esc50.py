@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 
@@ -88,12 +89,12 @@ def _checked_meta(root: Path, valid_fold: int, validate: bool | str, skip_bad: b
 
 
 def esc50_dataloaders(
-    path=None,
+    path: str | os.PathLike | None = None,
     valid_fold: int = 1,
     bs: int | None = None,
     preset: str = "blog",
-    batch_tfms=(),
-    device=None,
+    batch_tfms: Sequence = (),
+    device: str | None = None,
     validate: bool | str = True,
     skip_bad: bool = False,
     **settings,

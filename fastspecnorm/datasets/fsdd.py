@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -110,12 +111,12 @@ def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def fsdd_dataloaders(
-    path=None,
+    path: str | os.PathLike | None = None,
     valid_fold: int = 1,
     bs: int | None = None,
     preset: str = "fsdd",
-    batch_tfms=(),
-    device=None,
+    batch_tfms: Sequence = (),
+    device: str | None = None,
     validate: bool | str = True,
     **settings,
 ):

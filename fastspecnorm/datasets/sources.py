@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,8 @@ from .._options import option, positive_int
 
 if TYPE_CHECKING:  # imported where used, so that the command line starts fast
     import pandas as pd
+
+    from ..presets import AudioSettings
 
 __all__ = [
     "SourceSpec",
@@ -341,7 +343,7 @@ def check_source_files(source: DataSource, full: bool = True) -> dict[str, dict]
     return check_audio_files(source.files(), full=full)
 
 
-def source_dataloaders(source: DataSource, valid_fold: int, settings, batch_tfms=(), device=None, validate: bool | str = False,
+def source_dataloaders(source: DataSource, valid_fold: int, settings: AudioSettings, batch_tfms: Sequence = (), device: str | None = None, validate: bool | str = False,
                        progress: bool = True, **kwargs):  # fmt: skip
     """The `AudioDataLoaders` of one fold of `source`: training = every other fold.
 

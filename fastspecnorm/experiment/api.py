@@ -6,6 +6,8 @@ import functools
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import fields
 from pathlib import Path
 
@@ -48,8 +50,9 @@ def _one_at_a_time(fn):
 
 
 @_one_at_a_time
-def compare(source, out, norms=None, folds=None, seeds=(0,), preset=None, epochs=None, progress: bool | None = None,
-            quiet: bool = False, executor=None, **options) -> pd.DataFrame:  # fmt: skip
+def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, norms: Sequence[str] | None = None,
+            folds: Sequence | None = None, seeds: Sequence[int] = (0,), preset: str | None = None, epochs: int | None = None,
+            progress: bool | None = None, quiet: bool = False, executor: Executor | None = None, **options) -> pd.DataFrame:  # fmt: skip
     """Compare normalizations on `source`: one xResNet18 from scratch per (norm, fold, seed).
 
     Resumable like the command: finished runs in `out` are kept and skipped, and any number of

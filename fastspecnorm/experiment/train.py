@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -10,14 +11,15 @@ from typing import Any
 
 from ..datasets.sources import DataSource, SourceSpec, read_source, source_dataloaders
 from ..learner import audio_learner
-from ..presets import Training, get_settings, get_training
+from ..presets import AudioSettings, Training, get_settings, get_training
 from .log import RunLog
 from .norms import norm_setup
 
 __all__ = ["train_one"]
 
 
-def train_one(source, norm: str, fold: int, seed: int, settings=None, training=None, stats_path: Path | None = None,
+def train_one(source: DataSource | str | os.PathLike, norm: str, fold: int, seed: int, settings: AudioSettings | str | None = None,
+              training: Training | None = None, stats_path: Path | None = None,
               stats_fraction: float = 1.0, device: str | None = None, log: RunLog | None = None, preset: str | None = None,
               dataset: str | None = None, refresh_stats: bool = False, **overrides) -> dict[str, Any]:  # fmt: skip
     """Train one run and return its result row (final-epoch validation accuracy in [0, 1]).
