@@ -268,6 +268,10 @@ def command(argv=None) -> int:
     # (docs/performance.md); waiting passively avoids it. The program's own setting, before torch
     # is imported; a value already in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The command's filter of torch's jit FutureWarning (`_without_torch_jit_warning`) for the processes
+    # it starts too: `--devices` workers import fastai before any code of theirs runs. Read by each
+    # child at its start (not by this process); a value already in the environment wins.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:`torch.jit.script` is deprecated:FutureWarning")
     parser = argparse.ArgumentParser(prog="fastspecnorm", description="Spectrogram normalization for fastai audio models.")
     parser.add_argument("-V", "--version", action="version", version=f"fastspecnorm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
