@@ -1,4 +1,6 @@
-"""Tests for fastspecnorm.core: loading, downmix, resampling, crop/pad, tensor types and show().
+"""Tests for fastspecnorm.audio.io: loading (soundfile), damaged headers, downmix, resampling, crop/pad, int16 rounding.
+
+(`fastspecnorm._io`, the crash-safe writes, is tested in test_io.py.)
 
 References: the data written with soundfile in the test (exact for float WAV, 1/32768 for 16-bit
 PCM, which is what 16-bit storage can hold), NumPy channel means, and torchaudio.functional.resample.
@@ -7,44 +9,27 @@ PCM, which is what 16-bit storage can hold), NumPy channel means, and torchaudio
 from __future__ import annotations
 
 import math
-import os
-import pickle
-import random
 import re
 import subprocess
 import sys
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 import torchaudio
-from fastai.data.core import Datasets, TfmdDL
-from fasttransform import Transform
 
-from fastspecnorm import (
-    AudioLoadError,
-    AudioSpectrogram,
-    AudioTensor,
-    DownmixMono,
-    LoadAudio,
-    Resample,
-    ResizeSignal,
-    crop_pad,
-    downmix_mono,
-    load_audio,
-    resample,
-)
+from fastspecnorm import AudioLoadError, AudioTensor, DownmixMono, LoadAudio, crop_pad, downmix_mono, load_audio, resample
 from fastspecnorm.audio import quantize_waveform
-from fastspecnorm.audio.tensors import rewrap
 
 PCM16_ATOL = 1.0 / 32768  # one 16-bit quantization step
 
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+# A header whose channel count or bits per sample disagree with its block align (the bytes of one
+# frame): libsndfile trusts the channels and bits and reads the samples at the wrong stride (noise).
+DAMAGED_HEADERS = [
+    ("seven_channels_over_mono_16bit", "PCM_16", {"channels": 7}, "7 channel(s) of PCM_16 samples, 7 x 2 = 14 bytes"),
+    ("thirteen_bits_over_8bit", "PCM_U8", {"bits": 13}, "1 channel(s) of PCM_16 samples, 1 x 2 = 2 bytes"),
+    ("twentyfour_bits_over_16bit", "PCM_16", {"bits": 24}, "1 channel(s) of PCM_24 samples, 1 x 3 = 3 bytes"),
+]
 
 
 def _noise(seed, n, channels=None, amplitude=0.5):
@@ -89,27 +74,6 @@ def test_load_ogg_vorbis(write_audio, sine):
     for ch in range(2):
         corr = np.corrcoef(wav[ch].numpy()[500:-500], data[500:-500, ch])[0, 1]
         assert corr > 0.99
-
-
-def test_create_downmixes_stereo_to_mono_by_default(write_audio):
-    data = _noise(2, 3000, 2).astype(np.float32)
-    path = write_audio("st.wav", data, sr=16000, subtype="FLOAT")
-    mono = AudioTensor.create(path)
-    assert isinstance(mono, AudioTensor) and mono.sr == 16000 and mono.shape == (1, 3000)
-    np.testing.assert_allclose(mono.numpy()[0], data.astype(np.float64).mean(axis=1), rtol=0, atol=1e-7)
-    both = AudioTensor.create(path, mono=False)
-    assert both.shape == (2, 3000) and both.nchannels == 2
-    np.testing.assert_array_equal(both.numpy(), data.T)
-    assert mono.duration == pytest.approx(3000 / 16000) and mono.nchannels == 1
-
-
-def test_create_resamples_to_requested_rate(write_audio, sine):
-    path = write_audio("s.wav", sine(440, 0.3, 44100), sr=44100, subtype="FLOAT")
-    wav = AudioTensor.create(path, sr=16000)
-    raw = torch.from_numpy(sine(440, 0.3, 44100).astype(np.float32))[None]
-    expected = torchaudio.functional.resample(raw.double(), 44100, 16000)  # float32 kernel rounding: see below
-    assert wav.sr == 16000 and wav.shape == expected.shape and wav.dtype == torch.float32
-    torch.testing.assert_close(wav.as_subclass(torch.Tensor).double(), expected, rtol=0, atol=2e-5)
 
 
 def test_missing_file_raises_file_not_found_naming_it(tmp_path):
@@ -181,15 +145,6 @@ def test_resample_same_rate_and_errors():
         resample(x, 16000, -1)
 
 
-def test_resample_transform_updates_sample_rate_and_keeps_metadata():
-    x = AudioTensor(torch.randn(1, 4410), sr=44100, origin="test")
-    out = Resample(16000)(x)
-    assert isinstance(out, AudioTensor) and out.sr == 16000 and out.origin == "test"
-    expected = torchaudio.functional.resample(x.as_subclass(torch.Tensor).double(), 44100, 16000)
-    torch.testing.assert_close(out.as_subclass(torch.Tensor).double(), expected, rtol=0, atol=2e-5)
-    assert x.sr == 44100  # the input's metadata is untouched
-
-
 @pytest.mark.parametrize("sr", [1, 999, 384_001, 1_000_000])
 def test_load_audio_refuses_implausible_sample_rates_by_name(write_audio, sr):
     "A damaged header claiming 1 Hz would be upsampled 16000-fold (a 979 MB clip): refused from the header."
@@ -205,15 +160,6 @@ def test_load_audio_accepts_the_plausible_range(write_audio, sr):
     path = write_audio(f"rate_{sr}.wav", np.full(100, 0.25), sr=sr, subtype="PCM_16")
     wav, got = load_audio(path)
     assert got == sr and wav.shape == (1, 100) and torch.all(wav == 0.25)
-
-
-# A header whose channel count or bits per sample disagree with its block align (the bytes of one
-# frame): libsndfile trusts the channels and bits and reads the samples at the wrong stride (noise).
-DAMAGED_HEADERS = [
-    ("seven_channels_over_mono_16bit", "PCM_16", {"channels": 7}, "7 channel(s) of PCM_16 samples, 7 x 2 = 14 bytes"),
-    ("thirteen_bits_over_8bit", "PCM_U8", {"bits": 13}, "1 channel(s) of PCM_16 samples, 1 x 2 = 2 bytes"),
-    ("twentyfour_bits_over_16bit", "PCM_16", {"bits": 24}, "1 channel(s) of PCM_24 samples, 1 x 3 = 3 bytes"),
-]
 
 
 @pytest.mark.parametrize("subtype, claim, expected", [c[1:] for c in DAMAGED_HEADERS], ids=[c[0] for c in DAMAGED_HEADERS])
@@ -305,7 +251,7 @@ def test_quantize_auto_needs_the_source(write_audio):
 
 
 # ---------------------------------------------------------------------------------------------
-# crop / pad and ResizeSignal
+# crop / pad
 
 
 def test_crop_pad_by_hand():
@@ -317,174 +263,3 @@ def test_crop_pad_by_hand():
     assert crop_pad(x, 5).tolist() == [[1, 2, 3, 4, 5]]
     with pytest.raises(ValueError, match="pad_mode"):
         crop_pad(x, 9, pad_mode="reflect")
-
-
-def _ramp(n, sr=1000):
-    return AudioTensor(torch.arange(float(n))[None], sr=sr)
-
-
-def test_resize_signal_random_crop_on_training_only():
-    x = _ramp(3000)  # 3 s at 1 kHz, cropped to 1 s: 2001 possible starts
-    tfm = ResizeSignal(1.0)
-    random.seed(0)
-    train_starts = set()
-    for _ in range(20):
-        out = tfm(x, split_idx=0)
-        start = int(out[0, 0])
-        assert isinstance(out, AudioTensor) and out.sr == 1000 and out.shape == (1, 1000)
-        assert torch.equal(out.as_subclass(torch.Tensor), torch.arange(float(start), start + 1000.0)[None])  # a window of x
-        train_starts.add(start)
-    assert len(train_starts) > 10
-    for split_idx in (1, None):
-        starts = {int(tfm(x, split_idx=split_idx)[0, 0]) for _ in range(10)}
-        assert starts == {0}
-    center = ResizeSignal(1.0, valid_crop="center")
-    assert {int(center(x, split_idx=1)[0, 0]) for _ in range(5)} == {1000}
-
-
-@pytest.mark.parametrize("split_idx", [0, 1])
-def test_resize_signal_pads_short_clips(split_idx):
-    out = ResizeSignal(0.5)(_ramp(300), split_idx=split_idx)
-    assert out.shape == (1, 500) and torch.equal(out[0, 300:].as_subclass(torch.Tensor), torch.zeros(200))
-    rep = ResizeSignal(0.5, pad_mode="repeat")(_ramp(300), split_idx=split_idx)
-    assert rep[0, 300:].tolist() == list(range(200))
-
-
-@pytest.mark.parametrize(
-    "kwargs, pattern",
-    [
-        ({"duration": 0}, "duration"),
-        ({"duration": 1, "valid_crop": "end"}, "valid_crop"),
-        ({"duration": 1, "pad_mode": "x"}, "pad_mode"),
-    ],
-)
-def test_resize_signal_bad_arguments(kwargs, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        ResizeSignal(**kwargs)
-
-
-def test_resize_signal_in_fastai_datasets_train_random_valid_fixed(write_audio):
-    data = ((np.arange(24000) % 1000) / 1000.0 + np.repeat(np.arange(24), 1000) / 100).astype(np.float32)
-    paths = [write_audio(f"{i}.wav", data, sr=8000, subtype="FLOAT") for i in range(2)]  # 3 s clips
-    dsets = Datasets(paths, tfms=[[LoadAudio(sample_rate=None), ResizeSignal(1.0)]], splits=[[0], [1]])
-    random.seed(1)
-    train = [dsets.train[0][0] for _ in range(8)]
-    valid = [dsets.valid[0][0] for _ in range(8)]
-    assert all(t.shape == (1, 8000) and t.sr == 8000 for t in train + valid)
-    assert len({float(t[0, 0]) for t in train}) > 1  # random crops on the training split
-    assert all(torch.equal(v, valid[0]) for v in valid)  # deterministic on validation
-    np.testing.assert_array_equal(valid[0].numpy()[0], data[:8000])  # the start of the clip, exactly
-
-
-# ---------------------------------------------------------------------------------------------
-# tensor types: metadata survives
-
-
-def _spec():
-    return AudioSpectrogram(torch.randn(1, 64, 41), sr=16000, hop_length=400, n_fft=1024, n_mels=64, f_max=8000.0, unit="dB")
-
-
-@pytest.mark.parametrize("make", [lambda: AudioTensor(torch.randn(1, 800), sr=8000), _spec])
-@pytest.mark.parametrize(
-    "op",
-    [
-        lambda t: t.clone(),
-        lambda t: pickle.loads(pickle.dumps(t)),
-        lambda t: t * 2.0 + 1.0,
-        lambda t: -t,
-        lambda t: t[..., :10],
-        lambda t: t.unsqueeze(0),
-        lambda t: t.to("cpu", torch.float64),
-        lambda t: t.detach(),
-        lambda t: torch.cat([t, t]),
-        lambda t: t.new_zeros(t.shape),
-    ],
-    ids=["clone", "pickle", "arith", "neg", "index", "unsqueeze", "to", "detach", "cat", "new_zeros"],
-)
-def test_metadata_survives(make, op):
-    t = make()
-    meta = dict(t.__dict__)
-    out = op(t)
-    assert type(out) is type(t)
-    assert out.__dict__ == meta
-    assert t.__dict__ == meta  # the source's metadata is not changed either
-
-
-def test_clone_copies_metadata_rather_than_sharing_it():
-    t = _spec()
-    c = t.clone()
-    c.unit = "std"
-    assert t.unit == "dB"
-
-
-def test_rewrap_gives_a_plain_result_the_type_and_a_copy_of_the_metadata():
-    t = _spec()
-    plain = torch.ones(2, 3)
-    out = rewrap(plain, t, unit="std")
-    assert type(out) is AudioSpectrogram and out.data_ptr() == plain.data_ptr()  # no copy of the data
-    assert out.__dict__ == {**t.__dict__, "unit": "std"}
-    assert t.unit == "dB"  # the source keeps its own
-    same = rewrap(t, t, unit="[0, 1]")  # a transform that worked in place hands back its input
-    assert same is t and t.unit == "[0, 1]"
-
-
-class _TagPid(Transform):
-    "Records the process that loaded the item, to prove the item came from a worker."
-
-    def encodes(self, x: AudioTensor) -> AudioTensor:
-        x.loaded_by = os.getpid()
-        return x
-
-
-def test_metadata_survives_fastai_dataloader_workers(write_audio):
-    paths = [write_audio(f"w{i}.wav", _noise(i, 8000 + 500 * i), sr=8000) for i in range(6)]
-    dsets = Datasets(paths, tfms=[[LoadAudio(sample_rate=16000), ResizeSignal(1.0), _TagPid()]])
-    dl = TfmdDL(dsets, bs=2, num_workers=2, shuffle=False)
-    assert dl.fake_l.num_workers == 2
-    batches = list(dl)
-    assert len(batches) == 3
-    for (x,) in batches:
-        assert isinstance(x, AudioTensor) and x.sr == 16000 and x.shape == (2, 1, 16000)
-        assert x.loaded_by != os.getpid()  # made in a worker process, metadata carried back
-    first = AudioTensor.create(paths[0], sr=16000)
-    torch.testing.assert_close(
-        batches[0][0][0, :, :16000].as_subclass(torch.Tensor), first.as_subclass(torch.Tensor)[:, :16000], rtol=0, atol=0
-    )
-
-
-def test_load_audio_transform_keeps_or_sets_rate(write_audio):
-    path = write_audio("x.wav", _noise(3, 2205), sr=22050)
-    assert LoadAudio(sample_rate=None)(path).sr == 22050
-    out = LoadAudio(sample_rate=16000)(path)
-    assert isinstance(out, AudioTensor) and out.sr == 16000 and out.shape == (1, 1600)
-
-
-# ---------------------------------------------------------------------------------------------
-# show()
-
-
-def test_audio_tensor_show_plots_seconds():
-    x = AudioTensor(torch.randn(2, 1600), sr=16000)
-    ax = x.show(title="two channels")
-    assert ax.get_xlabel() == "time (s)" and ax.get_title() == "two channels"
-    assert len(ax.lines) == 2
-    np.testing.assert_allclose(ax.lines[0].get_xdata()[-1], 1599 / 16000)
-
-
-@pytest.mark.parametrize("n_mels", [None, 64])
-def test_spectrogram_show_has_db_colorbar_and_hz_seconds_axes(n_mels):
-    n_freq = n_mels or 201
-    spec = AudioSpectrogram(
-        torch.randn(1, n_freq, 41) * 10 - 50, sr=16000, hop_length=400, n_mels=n_mels, f_max=8000.0, unit="dB"
-    )
-    ax = spec.show()
-    fig = ax.figure
-    assert len(fig.axes) == 2  # the image and its colorbar
-    cbar_ax = next(a for a in fig.axes if a is not ax)
-    assert cbar_ax.get_ylabel() == "dB"
-    assert ax.get_xlabel() == "time (s)" and ax.get_ylabel().startswith("frequency (Hz")
-    x0, x1, y0, y1 = ax.images[0].get_extent()
-    assert (x0, y0) == (0, 0) and x1 == pytest.approx(41 * 400 / 16000) and y1 == pytest.approx(8000.0)
-    # batched input shows its first item; a given axis is reused
-    _, ax2 = plt.subplots()
-    assert AudioSpectrogram(torch.randn(3, 1, 8, 5), sr=8000, hop_length=80, unit="dB").show(ctx=ax2) is ax2
