@@ -88,3 +88,21 @@ def wav_claiming(write_audio):
         return path
 
     return _write
+
+
+def _write(path, sr=8000, n=1600, f0=400.0, seed=0, subtype="PCM_16"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(n) / sr
+    x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.random.default_rng(seed).standard_normal(n)
+    sf.write(path, x, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def flat(tmp_path):
+    "6 clips per label in one folder each, named {label}_{k}.wav."
+    root = tmp_path / "flat"
+    for label, f0 in (("a", 300.0), ("b", 2000.0)):
+        for k in range(6):
+            _write(root / label / f"{label}_{k}.wav", f0=f0, seed=k)
+    return root

@@ -15,11 +15,23 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import torchaudio
 
-from fastspecnorm import AudioLoadError, AudioTensor, DownmixMono, LoadAudio, crop_pad, downmix_mono, load_audio, resample
+from fastspecnorm import (
+    AudioLoadError,
+    AudioTensor,
+    DownmixMono,
+    LoadAudio,
+    crop_pad,
+    downmix_mono,
+    get_audio_files,
+    load_audio,
+    resample,
+)
 from fastspecnorm.audio import quantize_waveform
+from fastspecnorm.audio.io import audio_extensions
 
 PCM16_ATOL = 1.0 / 32768  # one 16-bit quantization step
 
@@ -263,3 +275,21 @@ def test_crop_pad_by_hand():
     assert crop_pad(x, 5).tolist() == [[1, 2, 3, 4, 5]]
     with pytest.raises(ValueError, match="pad_mode"):
         crop_pad(x, 9, pad_mode="reflect")
+
+
+# ---------------------------------------------------------------------------------------------
+# one list of audio extensions, from soundfile
+
+
+def test_one_extension_list_from_soundfile(tmp_path):
+    formats = sf.available_formats()
+    exts = audio_extensions()
+    assert (".mp3" in exts) == ("MP3" in formats) and ".wav" in exts and ".flac" in exts
+    (tmp_path / "a").mkdir()
+    for ext in (".wav", ".FLAC", ".aiff", ".txt"):
+        (tmp_path / "a" / f"x{ext}").write_bytes(b"")
+    found = {p.suffix for p in get_audio_files(tmp_path)}
+    assert found == {".wav", ".FLAC", ".aiff"}
+    if "MP3" in formats:
+        (tmp_path / "a" / "y.mp3").write_bytes(b"")
+        assert ".mp3" in {p.suffix for p in get_audio_files(tmp_path)}

@@ -392,3 +392,18 @@ def test_from_cfg_of_a_dataclass_and_a_preset():
 def test_from_cfg_refuses_what_it_would_not_compute(cfg, error, message):
     with pytest.raises(error, match=re.escape(message)):
         AudioToSpec.from_cfg(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch's sample rate
+
+
+def test_audio_to_spec_takes_the_batch_rate(flat):
+    "AudioBlock at 8 kHz + AudioToSpec without a rate: the mel bank follows the batch (torchaudio's at 8 kHz)."
+    import torchaudio
+
+    wav = AudioTensor(torch.randn(2, 1, 4000), sr=8000)
+    spec = AudioToSpec(n_fft=256, hop_length=128, n_mels=20)(wav)
+    ref = torchaudio.transforms.MelSpectrogram(8000, n_fft=256, hop_length=128, n_mels=20)(wav.as_subclass(torch.Tensor))
+    torch.testing.assert_close(spec.as_subclass(torch.Tensor), torchaudio.transforms.AmplitudeToDB()(ref), rtol=0, atol=1e-3)
+    assert spec.sr == 8000 and spec.f_max == 4000

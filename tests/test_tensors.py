@@ -17,8 +17,11 @@ import torchaudio
 from fastai.data.core import Datasets, TfmdDL
 from fasttransform import Transform
 
-from fastspecnorm import AudioSpectrogram, AudioTensor, LoadAudio, ResizeSignal
+from fastspecnorm import AudioDataLoaders, AudioSpectrogram, AudioTensor, LoadAudio, ResizeSignal, audio_learner
 from fastspecnorm.audio.tensors import rewrap
+
+SPEC = {"n_fft": 256, "hop_length": 128}
+SMALL = {"bs": 2, "spec": SPEC, "cache": False}
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +162,24 @@ def test_spectrogram_show_has_db_colorbar_and_hz_seconds_axes(n_mels):
     # batched input shows its first item; a given axis is reused
     _, ax2 = plt.subplots()
     assert AudioSpectrogram(torch.randn(3, 1, 8, 5), sr=8000, hop_length=80, unit="dB").show(ctx=ax2) is ax2
+
+
+# ---------------------------------------------------------------------------------------------
+# play / hear and show_results
+
+
+def test_hear_is_play_and_show_results_colours(flat):
+    import matplotlib.pyplot as plt
+
+    clip = AudioTensor(torch.sin(torch.arange(800) * 0.1)[None], sr=8000)
+    assert clip.hear()._repr_html_() == clip.play()._repr_html_()
+    dls = AudioDataLoaders.from_folder(flat, seed=0, **SMALL)
+    learn = audio_learner(dls)
+    learn.show_results(max_n=2)
+    axes = [ax for ax in plt.gcf().axes if ax.images]
+    preds = learn.get_preds(dl=dls.valid.new(shuffle=False), with_decoded=True)[2][:2]
+    for ax, pred in zip(axes, preds.tolist(), strict=True):
+        actual, predicted = ax.get_title().split("\n")
+        assert predicted == dls.vocab[pred]
+        assert ax.title.get_color() == ("green" if actual == predicted else "red")
+    plt.close("all")

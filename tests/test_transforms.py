@@ -15,6 +15,7 @@ import torchaudio
 from fastai.data.core import Datasets
 
 from fastspecnorm import AudioTensor, LoadAudio, Resample, ResizeSignal
+from fastspecnorm.audio.transforms import array_layout
 
 
 def _noise(seed, n, channels=None, amplitude=0.5):
@@ -94,3 +95,25 @@ def test_load_audio_transform_keeps_or_sets_rate(write_audio):
     assert LoadAudio(sample_rate=None)(path).sr == 22050
     out = LoadAudio(sample_rate=16000)(path)
     assert isinstance(out, AudioTensor) and out.sr == 16000 and out.shape == (1, 1600)
+
+
+# ---------------------------------------------------------------------------------------------
+# array layouts of what predict takes
+
+
+# ---------------------------------------------------------------------------------------------
+# predict on any input
+
+
+@pytest.mark.parametrize(
+    "shape, layout",
+    [((5,), "(samples,)"), ((2, 50), "(channels, samples)"), ((50, 2), "(samples, channels)"), ((1, 3), "(channels, samples)")],
+)
+def test_array_layouts(shape, layout):
+    assert array_layout(shape) == layout
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (100, 200), (1, 2, 3), ()])
+def test_array_layouts_refused_naming_them(shape):
+    with pytest.raises(ValueError, match=r"\(samples,\), \(channels, samples\) or \(samples, channels\)"):
+        array_layout(shape)
