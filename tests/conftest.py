@@ -106,3 +106,29 @@ def flat(tmp_path):
         for k in range(6):
             _write(root / label / f"{label}_{k}.wav", f0=f0, seed=k)
     return root
+
+
+@pytest.fixture
+def clips():
+    rng = np.random.default_rng(0)
+    lengths = [3000, 1234, 2600, 700]
+    return [(0.1 + i) * rng.standard_normal(n) + np.sin(np.arange(n) * 0.05 * (i + 1)) + 0.3 for i, n in enumerate(lengths)]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    "2 classes x 6 clips, 0.15-0.9 s, at 8/16/22.05 kHz, WAV (16-bit, float) and FLAC, mono and stereo."
+    rng = np.random.default_rng(0)
+    root = tmp_path / "clips"
+    for label, f0 in (("low", 300.0), ("high", 2500.0)):
+        (root / label).mkdir(parents=True)
+        for k in range(6):
+            sr = (8000, 16000, 22050)[k % 3]
+            n = int(sr * (0.15 + 0.15 * k))
+            t = np.arange(n) / sr
+            x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.02 * rng.standard_normal(n)
+            if k % 2:
+                x = np.stack([x, 0.5 * x], axis=1)
+            ext, subtype = [("wav", "PCM_16"), ("flac", "PCM_16"), ("wav", "FLOAT")][k % 3]
+            sf.write(root / label / f"{label}{k}.{ext}", x, sr, subtype=subtype)
+    return root

@@ -20,10 +20,13 @@ import torch
 import torchaudio
 
 from fastspecnorm import (
+    AudioDataLoaders,
+    AudioFilesError,
     AudioLoadError,
     AudioTensor,
     DownmixMono,
     LoadAudio,
+    check_audio_files,
     crop_pad,
     downmix_mono,
     get_audio_files,
@@ -293,3 +296,25 @@ def test_one_extension_list_from_soundfile(tmp_path):
     if "MP3" in formats:
         (tmp_path / "a" / "y.mp3").write_bytes(b"")
         assert ".mp3" in {p.suffix for p in get_audio_files(tmp_path)}
+
+
+# ---------------------------------------------------------------------------------------------
+# formats soundfile cannot read, named where they are met
+
+
+def test_m4a_files_are_named_as_a_format_soundfile_cannot_read(tmp_path, write_audio):
+    "AAC in MP4 (.m4a), as phones record it: named with the way out wherever it is met, not 'not audio' or 'no layout'."
+    from fastspecnorm.datasets.sources import detect_dataset
+
+    for label in ("dog", "cat"):
+        (tmp_path / "phone" / label).mkdir(parents=True)
+        (tmp_path / "phone" / label / "take1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    with pytest.raises(ValueError, match=r"no known layout .*2 \.m4a file\(s\): \.m4a \(AAC or ALAC in MP4\) is not a format "
+                       "soundfile reads: convert it first, e.g. ffmpeg -i take1.m4a take1.flac"):  # fmt: skip
+        detect_dataset(tmp_path / "phone")
+    with pytest.raises(FileNotFoundError, match=r"no audio files .* it holds 2 \.m4a file\(s\)"):
+        AudioDataLoaders.from_folder(tmp_path / "phone", bs=2)
+    write_audio("mixed/dog/ok.wav", np.zeros(1600, dtype="float32"))
+    (tmp_path / "mixed" / "dog" / "take1.m4a").write_bytes(bytes(300))
+    with pytest.raises(AudioFilesError, match=r"take1\.m4a: not a readable audio file: \.m4a \(AAC or ALAC in MP4\) is not"):
+        check_audio_files([tmp_path / "mixed" / "dog" / "ok.wav", tmp_path / "mixed" / "dog" / "take1.m4a"])

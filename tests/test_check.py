@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from fastspecnorm import AudioDataLoaders
+from fastspecnorm import AudioDataLoaders, AudioFilesError, check_audio_files
 
 SPEC = {"n_fft": 256, "hop_length": 128}
 SMALL = {"bs": 2, "spec": SPEC, "cache": False}
@@ -80,3 +80,20 @@ def test_huge_integer_labels_refused(flat):
     df["target"] = [0.0, 1.0, 0.0, 1e20] + [0.0, 1.0] * 4
     with pytest.raises(ValueError, match="2\\*\\*53"):
         AudioDataLoaders.from_df(df, path=flat, fn_col="file", label_col="target", **SMALL)
+
+
+# ---------------------------------------------------------------------------------------------
+# check_audio_files: implausible sample rates
+
+
+def test_implausible_sample_rates_named_with_their_rate(tmp_path):
+    "check_audio_files refuses by file and rate what load_audio would refuse mid-epoch."
+    for sr in (999, 1000, 384_000, 384_001):
+        sf.write(tmp_path / f"r{sr}.wav", np.full(50, 0.25), sr, subtype="PCM_16")
+    with pytest.raises(AudioFilesError) as info:
+        check_audio_files(sorted(tmp_path.glob("*.wav")))
+    assert sorted(info.value.problems) == [str(tmp_path / "r384001.wav"), str(tmp_path / "r999.wav")]
+    for sr in (999, 384_001):
+        assert f"r{sr}.wav: the header claims a sample rate of {sr} Hz" in str(info.value)
+    facts = check_audio_files([tmp_path / "r1000.wav", tmp_path / "r384000.wav"])
+    assert [f["samplerate"] for f in facts.values()] == [1000, 384_000]

@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from fastspecnorm import AudioDataLoaders, DbRangeNormalize, get_audio_files
+from fastspecnorm import AudioDataLoaders, AudioFilesError, DbRangeNormalize, get_audio_files
 from fastspecnorm.data import LOADER_KWARGS
 
 SPEC = {"n_fft": 256, "hop_length": 128}
 SMALL = {"bs": 2, "spec": SPEC, "cache": False}
+
+N_FFT, HOP = 256, 128
 
 
 def _write(path, sr=8000, n=1600, f0=400.0, seed=0, subtype="PCM_16"):
@@ -154,3 +156,52 @@ def test_from_df_folder_suffix_and_vocab(flat):
     dls = AudioDataLoaders.from_df(df, path=flat, folder="a", suff=".wav", vocab=["y", "x"], seed=0, **SMALL)
     assert list(dls.vocab) == ["y", "x"] and set(dls.train.items["name"]) <= {f for f in files}
     assert dls.path == flat / "a"
+
+
+# ---------------------------------------------------------------------------------------------
+# your own audio: mixed rates, formats, channel counts and lengths
+
+
+def test_duration_crops_and_pads(folder):
+    dls = AudioDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, bs=3, spec=SPEC, duration=0.5)
+    xb, _ = dls.train.one_batch()
+    assert xb.shape[-1] == 8000 // HOP + 1 and xb.lengths is None
+
+
+def test_sample_rate_none(folder, tmp_path):
+    with pytest.raises(ValueError, match=r"8000 Hz \(4 files\), 16000 Hz \(4 files\), 22050 Hz \(4 files\)"):
+        AudioDataLoaders.from_folder(folder, sample_rate=None, bs=2)
+    one = tmp_path / "one_rate"
+    for label in ("a", "b"):
+        for k in range(3):
+            (one / label).mkdir(parents=True, exist_ok=True)
+            sf.write(one / label / f"{k}.wav", np.random.default_rng(k).uniform(-0.5, 0.5, 800 + 300 * k), 8000)
+    dls = AudioDataLoaders.from_folder(one, sample_rate=None, bs=2, valid_pct=0.3, seed=0, spec=SPEC)
+    assert dls.sample_rate == 8000 and dls.one_batch()[0].sr == 8000
+
+
+def test_bad_files_named_before_training(folder):
+    (folder / "low" / "empty.wav").write_bytes(b"")
+    (folder / "low" / "notes.wav").write_text("not audio")
+    data = (folder / "high" / "high0.wav").read_bytes()
+    (folder / "high" / "cut.wav").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioFilesError) as info:
+        AudioDataLoaders.from_folder(folder, bs=2)
+    msg = str(info.value)
+    for name, why in (("empty.wav", "empty"), ("notes.wav", "not a readable audio file"), ("cut.wav", "truncated")):
+        assert name in msg and why in msg
+    assert len(info.value.problems) == 3
+
+
+def test_from_df_group_split(folder):
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.*"))
+    df = pd.DataFrame(
+        {"file": files, "label": [f.split("/")[0] for f in files], "speaker": [f"s{i % 3}" for i in range(len(files))]}
+    )
+    dls = AudioDataLoaders.from_df(df, path=folder, fold_col="speaker", valid_fold="s1", bs=2, spec=SPEC)
+    assert set(dls.valid.items["speaker"]) == {"s1"} and "s1" not in set(dls.train.items["speaker"])
+    df["is_valid"] = df["speaker"] == "s2"
+    dls = AudioDataLoaders.from_df(df, path=folder, fn_col="file", label_col="label", valid_col="is_valid", bs=2, spec=SPEC)
+    assert set(dls.valid.items["speaker"]) == {"s2"}
+    with pytest.raises(ValueError, match=r"valid_fold='s9' is not a value of column 'speaker'"):
+        AudioDataLoaders.from_df(df, path=folder, fold_col="speaker", valid_fold="s9", bs=2)

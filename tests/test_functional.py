@@ -469,3 +469,17 @@ def test_normalize_inplace_falls_back_when_stats_broadcast_beyond_x():
     y = SF.normalize(x, torch.zeros(3, 1, 1), torch.ones(3, 1, 1) * 2, inplace=True)
     assert y.shape == (3, 2, 5) and torch.equal(x, before)
     np.testing.assert_allclose(np64(y), np.broadcast_to(np64(before) / 2, (3, 2, 5)), rtol=0, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# masks
+
+
+def test_instance_minmax_mask_matches_numpy():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(2, 1, 3, 6)).astype(np.float32))
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2]).reshape(2, 1, 1, 6)
+    out = SF.instance_minmax(x, mask=mask)
+    v = x[1, :, :, :4].numpy().astype(np.float64)
+    np.testing.assert_allclose(out[1, :, :, :4].numpy(), (v - v.min()) / (v.max() - v.min()), atol=1e-6)
+    assert (out[1, :, :, 4:] == 0).all()

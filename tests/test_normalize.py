@@ -1,5 +1,6 @@
 """Tests for fastspecnorm.normalize: each Transform equals its functional form, decodes inverts
-encodes, type dispatch, declared statistics that follow the DataLoader's device.
+encodes, type dispatch, declared statistics that follow the DataLoader's device, padded batches
+(each clip normalized as if alone, padding set to 0).
 
 References are NumPy float64 formulas and `fastspecnorm.functional` (itself tested against NumPy in
 test_functional.py). dB values of order 100 round to ~8e-6 in float32: atol 1e-4 dB on inverses.
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from fastai.data.core import TfmdDL
+from fastai.torch_core import TensorCategory
 from fasttransform import Pipeline
 
 import fastspecnorm.functional as SF
@@ -28,6 +30,9 @@ from fastspecnorm import (
     StatsRecorder,
     WaveformNormalize,
 )
+
+N_FFT, HOP = 256, 128
+SPEC = {"n_fft": N_FFT, "hop_length": HOP}
 
 
 def _spec(batch=3, channels=1, freq=16, time=20, seed=0, unit="dB"):
@@ -59,7 +64,7 @@ def test_waveform_normalize_equals_functional(shape):
 
 
 def test_waveform_normalize_padded_batch_equals_masked_functional():
-    "On a padded batch the Transform is the functional with the batch's valid_mask (see test_own_audio)."
+    "On a padded batch the Transform is the functional with the batch's valid_mask (see test_waveform_standardization_independent_of_padding)."
     g = torch.Generator().manual_seed(2)
     x = AudioTensor(torch.randn(3, 2, 600, generator=g) * 0.3 + 0.05, sr=16000)
     x.lengths = torch.tensor([600, 250, 1])
@@ -294,3 +299,70 @@ def test_transforms_inplace_give_the_same_batch_in_the_input(i):
     y = make()
     torch.testing.assert_close(_plain(old(y)), _plain(expected), rtol=0, atol=0)
     assert torch.equal(_plain(y), _plain(make()))
+
+
+# ---------------------------------------------------------------------------------------------
+# padded batches: each clip normalized as if alone
+
+
+def _padded_batch(clips: list[np.ndarray], sr: int = 16000) -> AudioTensor:
+    "Mono clips (samples,) zero-padded to the longest, as AudioDataLoader makes them."
+    n = max(len(c) for c in clips)
+    x = torch.zeros(len(clips), 1, n)
+    for i, c in enumerate(clips):
+        x[i, 0, : len(c)] = torch.from_numpy(c.astype(np.float32))
+    res = AudioTensor(x, sr=sr)
+    res.lengths = torch.tensor([len(c) for c in clips])
+    return res
+
+
+def test_waveform_standardization_independent_of_padding(clips):
+    """Each clip of a padded batch equals the clip standardized alone in NumPy float64 (from the
+    float32 samples the batch holds), to a bound on float32 rounding. A float32 sum is off by at most
+    K u sum|x| (u = 2**-24) when each value meets at most K roundings on its way to the total; torch's
+    CPU sum (SumKernel's cascade: 4 levels, each adding at most 16 partial sums in sequence for clips
+    below ~16M samples, after the vector-lane and tail folds) gives K = 4 * 16 + 16 = 80. The mean's
+    error shows in every value as K u mean|x| / std (atol); the std's (sum of squares, division,
+    sqrt), the subtraction's and the division's scale with the value: (K + 4) u |z| (rtol). Measured
+    errors are 1 ulp, about 2% of that bound; a std with ddof=1 (1/(2n) relative: 20x the tolerance or more) or
+    any counted padding fails."""
+    batch = WaveformNormalize()(_padded_batch(clips))
+    u, k = 2.0**-24, 80
+    for i, c in enumerate(clips):
+        held = c.astype(np.float32).astype(np.float64)  # the samples the batch holds
+        alone = (held - held.mean()) / held.std()
+        atol = k * u * np.abs(held).mean() / held.std()
+        np.testing.assert_allclose(batch[i, 0, : len(c)].numpy(), alone, rtol=(k + 4) * u, atol=atol)
+        assert (batch[i, 0, len(c) :] == 0).all()  # padding becomes silence
+    assert torch.equal(batch.lengths, torch.tensor([len(c) for c in clips]))
+
+
+@pytest.mark.parametrize("norm", [SpecNormalize(torch.tensor(-30.0), torch.tensor(20.0)), InstanceMinMax(), DbRangeNormalize()])
+def test_normalizations_set_padding_to_zero_and_use_valid_frames(clips, norm):
+    spec = AudioToSpec(**SPEC)(WaveformNormalize()(_padded_batch(clips)))
+    out = norm(spec.clone())
+    for i in range(len(clips)):
+        n = int(spec.lengths[i])
+        assert (out[i, :, :, n:] == 0).all()
+        alone = spec[i : i + 1, :, :, :n].clone()
+        alone.lengths = None
+        torch.testing.assert_close(
+            out[i : i + 1, :, :, :n].as_subclass(torch.Tensor), norm(alone).as_subclass(torch.Tensor), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_plain_tensor_refused_labels_pass():
+    with pytest.raises(TypeError, match=r"AudioTensor\(x, sr="):
+        AudioToSpec()(torch.randn(1, 4000))
+    with pytest.raises(TypeError, match="AudioSpectrogram"):
+        InstanceMinMax()(torch.randn(2, 1, 4, 5))
+    y = TensorCategory([1, 0])
+    assert AudioToSpec()(y) is y and WaveformNormalize()(y) is y
+
+
+def test_db_range_reference_levels():
+    db = torch.tensor([-100.0, -80.0, 0.0, 20.0])
+    torch.testing.assert_close(SF.db_range(db), torch.tensor([0.0, 0.2, 1.0, 1.0]))  # ref 0: -100..0 dB
+    out = DbRangeNormalize()(AudioSpectrogram(db.reshape(1, 1, 1, 4)))
+    torch.testing.assert_close(out.flatten().as_subclass(torch.Tensor), torch.tensor([0.0, 0.0, 0.8, 1.0]))  # -80..+20 dB
+    assert "ref_level_db': 20.0" in repr(DbRangeNormalize())

@@ -1,4 +1,5 @@
-"""Tests for fastspecnorm.audio.spectrogram.AudioToSpec against torchaudio's transforms.
+"""Tests for fastspecnorm.audio.spectrogram.AudioToSpec against torchaudio's transforms, also on padded
+batches (each clip's valid frames as torchaudio gives them for the clip alone).
 
 Both sides run the same float32 STFT; the dB conversion `10 * log10(max(p, 1e-10))` of values of
 order 100 dB has an ulp of ~8e-6, so atol 1e-4 dB leaves room for a different operation order.
@@ -14,10 +15,13 @@ import pytest
 import torch
 import torchaudio
 
-from fastspecnorm import AudioSpectrogram, AudioTensor, AudioToSpec, spec_shape
+from fastspecnorm import AudioSpectrogram, AudioTensor, AudioToSpec, WaveformNormalize, spec_shape
 from fastspecnorm.audio.spectrogram import power_to_db
 
 DB_ATOL = 1e-4
+
+N_FFT, HOP = 256, 128
+SPEC = {"n_fft": N_FFT, "hop_length": HOP}
 
 
 def _clips(batch, seconds=5.0, sr=16000, seed=0, levels=None):
@@ -407,3 +411,39 @@ def test_audio_to_spec_takes_the_batch_rate(flat):
     ref = torchaudio.transforms.MelSpectrogram(8000, n_fft=256, hop_length=128, n_mels=20)(wav.as_subclass(torch.Tensor))
     torch.testing.assert_close(spec.as_subclass(torch.Tensor), torchaudio.transforms.AmplitudeToDB()(ref), rtol=0, atol=1e-3)
     assert spec.sr == 8000 and spec.f_max == 4000
+
+
+# ---------------------------------------------------------------------------------------------
+# padded batches: each clip's frames as if alone
+
+
+def _padded_batch(clips: list[np.ndarray], sr: int = 16000) -> AudioTensor:
+    "Mono clips (samples,) zero-padded to the longest, as AudioDataLoader makes them."
+    n = max(len(c) for c in clips)
+    x = torch.zeros(len(clips), 1, n)
+    for i, c in enumerate(clips):
+        x[i, 0, : len(c)] = torch.from_numpy(c.astype(np.float32))
+    res = AudioTensor(x, sr=sr)
+    res.lengths = torch.tensor([len(c) for c in clips])
+    return res
+
+
+def _alone_db(clip: torch.Tensor) -> torch.Tensor:
+    "Reference: torchaudio Spectrogram + AmplitudeToDB of one clip (channels, samples)."
+    spec = torchaudio.transforms.Spectrogram(n_fft=N_FFT, hop_length=HOP, power=2.0)(clip)
+    return torchaudio.transforms.AmplitudeToDB()(spec)
+
+
+def test_padded_frames_equal_each_clip_alone(clips):
+    """Every valid frame of a padded batch (the last ones included) equals torchaudio's spectrogram
+    of the clip alone: the reflection torch.stft pads a lone clip with is rebuilt at each clip's end."""
+    wav = WaveformNormalize()(_padded_batch(clips))
+    spec = AudioToSpec(**SPEC)(wav)
+    assert torch.equal(spec.lengths, torch.tensor([len(c) // HOP + 1 for c in clips]))
+    for i, c in enumerate(clips):
+        alone = _alone_db(wav[i, :, : len(c)].as_subclass(torch.Tensor))  # the same samples, alone
+        n = int(spec.lengths[i])
+        assert alone.shape[-1] == n
+        # float32 FFTs of the same samples in another batch layout: ~1e-6 relative power, ~1e-5 dB
+        torch.testing.assert_close(spec[i, :, :, :n].as_subclass(torch.Tensor), alone, rtol=0, atol=1e-4)
+        assert (spec[i, :, :, n:] == -100).all()  # padded frames: the silence floor

@@ -1,4 +1,5 @@
-"""Tests for fastspecnorm.stats: StatsRecorder and collect_stats against NumPy float64.
+"""Tests for fastspecnorm.stats: StatsRecorder and collect_stats against NumPy float64, also over the
+loaders' padded batches (padding never counted).
 
 The reference is NumPy float64 over the concatenated (float32) data, written position by position.
 The contract asks for a relative 1e-6; the recorder's float64 accumulation is far better than that,
@@ -13,17 +14,22 @@ import re
 import numpy as np
 import pytest
 import torch
+import torchaudio
 from article_merge import naive_merge_mean_std
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import TensorDataset
 
-from fastspecnorm import AudioSpectrogram, StatsRecorder, collect_stats
+import fastspecnorm.functional as SF
+from fastspecnorm import AudioDataLoaders, AudioSpectrogram, AudioTensor, StatsRecorder, collect_stats, stats_loader
 from fastspecnorm.stats import STATS_FORMAT
 
 RTOL = 1e-6
 SEEDS = [0, 1, 2]
 RED_DIMS = [(0, 2, 3), (0, 1, 3), (0, 3), (0,), (0, 2), (0, 1, 2, 3)]
 SPLITS = [(1, 7, 3), (11,), (2, 2, 2, 5), (5, 1)]
+
+N_FFT, HOP = 256, 128
+SPEC = {"n_fft": N_FFT, "hop_length": HOP}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,3 +551,51 @@ def test_hard_data_matches_numpy(kind, red_dims, split):
     allv = np.concatenate(batches).astype(np.float64)
     np.testing.assert_allclose(rec.mean.numpy(), allv.mean(axis=red_dims, keepdims=True), rtol=RTOL, atol=0)
     np.testing.assert_allclose(rec.std.numpy(), allv.std(axis=red_dims, keepdims=True), rtol=RTOL, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# padded batches from the loaders: padding never counted
+
+
+def _alone_db(clip: torch.Tensor) -> torch.Tensor:
+    "Reference: torchaudio Spectrogram + AmplitudeToDB of one clip (channels, samples)."
+    spec = torchaudio.transforms.Spectrogram(n_fft=N_FFT, hop_length=HOP, power=2.0)(clip)
+    return torchaudio.transforms.AmplitudeToDB()(spec)
+
+
+def _reference_frames(dls) -> np.ndarray:
+    """The training clips' spectrograms computed one at a time: (freq, all frames) float64.
+
+    Each clip alone is standardized with the masked formula WaveformNormalize applies to padded
+    batches (mask all True): the unmasked formula rounds differently by 1 ulp, and in the nearly
+    empty band of the 8 kHz clips upsampled to 16 kHz (frames near -90 dB) 1 ulp of waveform moves a
+    frame by up to ~1 dB and a bin's mean by ~1e-3 dB. That the standardization itself ignores the
+    padding is test_normalize.py::test_waveform_standardization_independent_of_padding's subject."""
+    frames = []
+    for row in dls.train.items.itertuples():
+        wav = AudioTensor.create(dls.path / row.file, sr=16000).as_subclass(torch.Tensor)
+        standardized = SF.standardize_waveform(wav, mask=torch.ones_like(wav, dtype=torch.bool))
+        frames.append(_alone_db(standardized)[0].numpy().astype(np.float64))
+    return np.concatenate(frames, axis=1)
+
+
+def test_padded_statistics_equal_clips_one_at_a_time(folder):
+    dls = AudioDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, bs=3, spec=SPEC, cache=False)
+    xb, _ = dls.train.one_batch()
+    assert xb.lengths is not None  # the batches really are padded
+    ref = _reference_frames(dls)
+    glob = collect_stats(stats_loader(dls.train), red_dims=(0, 2, 3), progress=False)
+    per_bin = collect_stats(stats_loader(dls.train), red_dims=(0, 1, 3), progress=False)
+    assert int(glob.count.item()) == ref.size
+    # The same float32 frames up to FFT rounding (see test_spectrogram.py::test_padded_frames_equal_each_clip_alone),
+    # summed in float64; counting the padding would move the mean by dB (below).
+    tol = {"rtol": 0, "atol": 1e-4}
+    np.testing.assert_allclose(glob.mean.item(), ref.mean(), **tol)
+    np.testing.assert_allclose(glob.std.item(), ref.std(), **tol)
+    np.testing.assert_allclose(per_bin.mean.flatten().numpy(), ref.mean(1), **tol)
+    np.testing.assert_allclose(per_bin.std.flatten().numpy(), ref.std(1), **tol)
+    # counting the padding would have moved the mean by dB, not by 1e-4
+    with_padding = collect_stats(
+        stats_loader(dls.train), red_dims=(0, 2, 3), progress=False, mask_fn=lambda x: torch.ones_like(x, dtype=torch.bool)
+    )
+    assert abs(with_padding.mean.item() - ref.mean()) > 1.0

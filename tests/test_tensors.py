@@ -17,11 +17,13 @@ import torchaudio
 from fastai.data.core import Datasets, TfmdDL
 from fasttransform import Transform
 
-from fastspecnorm import AudioDataLoaders, AudioSpectrogram, AudioTensor, LoadAudio, ResizeSignal, audio_learner
-from fastspecnorm.audio.tensors import rewrap
+from fastspecnorm import AudioDataLoaders, AudioSpectrogram, AudioTensor, LoadAudio, ResizeSignal, audio_learner, valid_mask
+from fastspecnorm.audio.tensors import rewrap, valid_mask_or_none
 
 SPEC = {"n_fft": 256, "hop_length": 128}
 SMALL = {"bs": 2, "spec": SPEC, "cache": False}
+
+N_FFT, HOP = 256, 128
 
 
 @pytest.fixture(autouse=True)
@@ -182,4 +184,63 @@ def test_hear_is_play_and_show_results_colours(flat):
         actual, predicted = ax.get_title().split("\n")
         assert predicted == dls.vocab[pred]
         assert ax.title.get_color() == ("green" if actual == predicted else "red")
+    plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# variable-length batches: valid_mask, and showing each clip without its padding
+
+
+# ---------------------------------------------------------------------------------------------
+# Lengths and masks
+
+
+def test_valid_mask_shapes_and_default():
+    spec = AudioSpectrogram(torch.zeros(3, 1, 5, 7))
+    assert valid_mask(spec).shape == (3, 1, 1, 7) and valid_mask(spec).all()
+    spec.lengths = torch.tensor([7, 2, 0])
+    expected = torch.tensor([[True] * 7, [True] * 2 + [False] * 5, [False] * 7])
+    assert torch.equal(valid_mask(spec)[:, 0, 0], expected)
+    wav = AudioTensor(torch.zeros(2, 1, 4), sr=16000)
+    wav.lengths = torch.tensor([4, 1])
+    assert valid_mask(wav).shape == (2, 1, 4) and valid_mask(wav).sum() == 5
+    part = spec[:2]  # a slice keeps the batch's lengths: refused, not silently wrong
+    with pytest.raises(ValueError, match="lengths"):
+        valid_mask(part)
+    # the transforms' form: the same mask on a padded batch, None when nothing is padded
+    assert torch.equal(valid_mask_or_none(spec), valid_mask(spec))
+    assert valid_mask_or_none(AudioSpectrogram(torch.zeros(3, 1, 5, 7))) is None
+    with pytest.raises(ValueError, match="lengths"):
+        valid_mask_or_none(part)
+
+
+def test_show_and_top_losses(folder):
+    import matplotlib.pyplot as plt
+    from fastai.interpret import ClassificationInterpretation
+
+    dls = AudioDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, bs=3, spec=SPEC)
+    learn = audio_learner(dls)
+    dls.show_batch(max_n=3)
+    learn.show_results(max_n=3)
+    ClassificationInterpretation.from_learner(learn).plot_top_losses(2)
+    assert plt.gcf().axes
+    plt.close("all")
+    player = AudioTensor(torch.zeros(1, 800), sr=8000).play()
+    assert "audio" in player._repr_html_()
+
+
+def test_show_batch_draws_each_clip_without_its_padding(folder):
+    "Each panel spans its own clip's frames (the batch's `lengths`), not the longest clip's padding."
+    import matplotlib.pyplot as plt
+
+    dls = AudioDataLoaders.from_folder(folder, valid_pct=0.5, seed=0, bs=4, spec=SPEC)
+    xb, _ = b = dls.valid.one_batch()
+    frames = xb.lengths.tolist()
+    assert len(set(frames)) > 1  # clips of different lengths, so some are padded
+    dls.valid.show_batch(b, max_n=4)
+    axes = [ax for ax in plt.gcf().axes if ax.images]
+    ends = [ax.images[0].get_extent()[1] for ax in axes]
+    np.testing.assert_allclose(ends, [n * HOP / xb.sr for n in frames])  # seconds: frames x hop / rate
+    for ax, n in zip(axes, frames, strict=True):
+        assert ax.images[0].get_array().shape[-1] == n
     plt.close("all")

@@ -14,8 +14,11 @@ import torch
 import torchaudio
 from fastai.data.core import Datasets
 
-from fastspecnorm import AudioTensor, LoadAudio, Resample, ResizeSignal
+from fastspecnorm import AudioDataLoaders, AudioTensor, LoadAudio, Resample, ResizeSignal
 from fastspecnorm.audio.transforms import array_layout
+
+N_FFT, HOP = 256, 128
+SPEC = {"n_fft": N_FFT, "hop_length": HOP}
 
 
 def _noise(seed, n, channels=None, amplitude=0.5):
@@ -117,3 +120,13 @@ def test_array_layouts(shape, layout):
 def test_array_layouts_refused_naming_them(shape):
     with pytest.raises(ValueError, match=r"\(samples,\), \(channels, samples\) or \(samples, channels\)"):
         array_layout(shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# the padding loader's lengths
+
+
+def test_lengths_survive_worker_processes(folder):
+    dls = AudioDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, bs=3, spec=SPEC, cache=False, num_workers=1)
+    lengths = [xb.lengths for xb, _ in dls.valid]
+    assert all(n is None or (n.dtype == torch.long and n.shape == (3,)) for n in lengths) and any(n is not None for n in lengths)
