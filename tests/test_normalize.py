@@ -1,6 +1,7 @@
 """Tests for fastspecnorm.normalize: each Transform equals its functional form, decodes inverts
 encodes, type dispatch, declared statistics that follow the DataLoader's device, padded batches
-(each clip normalized as if alone, padding set to 0).
+(each clip normalized as if alone, padding set to 0), `PCEN` and `UtteranceNormalize` (against librosa
+and NumPy, and equal to their functional forms).
 
 References are NumPy float64 formulas and `fastspecnorm.functional` (itself tested against NumPy in
 test_functional.py). dB values of order 100 round to ~8e-6 in float32: atol 1e-4 dB on inverses.
@@ -12,6 +13,7 @@ import pickle
 import re
 import warnings
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,7 @@ from fasttransform import Pipeline
 
 import fastspecnorm.functional as SF
 from fastspecnorm import (
+    PCEN,
     AudioSpectrogram,
     AudioTensor,
     AudioToSpec,
@@ -28,11 +31,15 @@ from fastspecnorm import (
     InstanceMinMax,
     SpecNormalize,
     StatsRecorder,
+    UtteranceNormalize,
     WaveformNormalize,
 )
 
 N_FFT, HOP = 256, 128
 SPEC = {"n_fft": N_FFT, "hop_length": HOP}
+
+# float32: the IIR and the exp/log steps round at about 1e-6 relative (measured 3e-6); 1e-4 is the contract.
+RTOL = 1e-4
 
 
 def _spec(batch=3, channels=1, freq=16, time=20, seed=0, unit="dB"):
@@ -366,3 +373,76 @@ def test_db_range_reference_levels():
     out = DbRangeNormalize()(AudioSpectrogram(db.reshape(1, 1, 1, 4)))
     torch.testing.assert_close(out.flatten().as_subclass(torch.Tensor), torch.tensor([0.0, 0.0, 0.8, 1.0]))  # -80..+20 dB
     assert "ref_level_db': 20.0" in repr(DbRangeNormalize())
+
+
+# ---------------------------------------------------------------------------------------------
+# PCEN and UtteranceNormalize: thin wrappers of functional
+
+
+def energies(shape, seed=0, low=-3, high=8):
+    "Random non-negative energies, each (item, bin) row at its own level 10**low .. 10**high."
+    rng = np.random.default_rng(seed)
+    level = 10.0 ** rng.uniform(low, high, size=(*shape[:-1], 1))
+    return rng.exponential(size=shape) * level
+
+
+def librosa_pcen(S, **kwargs):
+    "librosa.pcen on each (freq, time) slice of S (..., freq, time), float64."
+    flat = S.reshape(-1, *S.shape[-2:])
+    return np.stack([librosa.pcen(s, **kwargs) for s in flat]).reshape(S.shape)
+
+
+def spec(x, unit="power", lengths=None, sr=16000, hop_length=200):
+    s = AudioSpectrogram(torch.as_tensor(x, dtype=torch.float32), sr=sr, hop_length=hop_length, unit=unit)
+    s.lengths = None if lengths is None else torch.tensor(lengths)
+    return s
+
+
+def test_pcen_transform_scales_to_int32_range_and_reads_time_settings():
+    S = energies((2, 1, 16, 60), seed=5, low=-9, high=-2)  # energies of [-1, 1] audio
+    x = spec(S, sr=8000, hop_length=80, lengths=[60, 33])
+    out = PCEN()(x)
+    assert out.unit == "pcen" and out.sr == 8000 and out.hop_length == 80 and out.lengths.tolist() == [60, 33]
+    scaled = S * 2.0**62
+    for i, n in enumerate([60, 33]):
+        expected = librosa_pcen(scaled[i, ..., :n], sr=8000, hop_length=80)
+        np.testing.assert_allclose(out[i, ..., :n].numpy(), expected, rtol=RTOL)
+        assert (out[i, ..., n:] == 0).all()
+    # the transform equals the function on the same scaled energies (thin wrapper)
+    torch.testing.assert_close(
+        PCEN(input_scale=1.0)(spec(S)).as_subclass(torch.Tensor), SF.pcen(torch.tensor(S, dtype=torch.float32))
+    )
+
+
+def test_pcen_transform_refuses_db_spectrograms():
+    with pytest.raises(ValueError, match="to_db=False"):
+        PCEN()(spec(np.zeros((1, 1, 4, 5)), unit="dB"))
+
+
+# ---------------------------------------------------------------------------------------------
+# per-utterance mean and variance normalization
+
+
+def numpy_utterance_mvn(x, lengths=None, eps=1e-5):
+    "Per item, channel and bin over its first lengths[i] frames; padding -> 0. The simplest float64 loops."
+    out = np.zeros_like(x, dtype=np.float64)
+    for i in range(x.shape[0]):
+        n = x.shape[-1] if lengths is None else lengths[i]
+        for c in range(x.shape[1]):
+            for f in range(x.shape[2]):
+                v = x[i, c, f, :n].astype(np.float64)
+                if n:
+                    out[i, c, f, :n] = (v - v.mean()) / max(v.std(), eps)
+    return out
+
+
+def test_utterance_mvn_item_alone_and_transform():
+    rng = np.random.default_rng(7)
+    x = rng.normal(-30, 10, size=(3, 1, 8, 40))
+    lengths = [40, 17, 29]
+    out = UtteranceNormalize()(spec(x, unit="dB", lengths=lengths))
+    assert out.unit == "std" and out.lengths.tolist() == lengths
+    np.testing.assert_allclose(out.numpy(), numpy_utterance_mvn(x, lengths), rtol=0, atol=2e-5)
+    for i, n in enumerate(lengths):
+        alone = SF.utterance_mvn(torch.tensor(x[i : i + 1, ..., :n], dtype=torch.float32))
+        torch.testing.assert_close(out[i : i + 1, ..., :n].as_subclass(torch.Tensor), alone, rtol=0, atol=1e-6)
