@@ -1,5 +1,6 @@
-"""Every experiment normalization (`NORMS`) through a training run on tiny synthetic data, with and
-without the train-only augmentations; the command line's --augment and preset strong."""
+"""Tests for fastspecnorm.experiment.norms: every normalization (`NORMS`) through a training run on tiny
+synthetic data, with and without the train-only augmentations, and one added from a test with
+`register_norm`."""
 
 import inspect
 import math
@@ -9,8 +10,7 @@ import torch
 
 from fastspecnorm import esc50_learner
 from fastspecnorm.experiment.norms import NORMS, norm_setup
-from fastspecnorm.experiment.runner import parse_args, train_one
-from fastspecnorm.presets import TRAINING, get_preset
+from fastspecnorm.experiment.runner import train_one
 
 TINY = {"duration": 1.0, "bs": 4, "num_workers": 0}
 
@@ -59,28 +59,6 @@ def test_bn_learner_starts_with_a_batchnorm_over_frequency_bins(tiny_esc50):
     first = next(m for m in learn.model.modules() if not list(m.children()))
     n_freq = dls.valid.one_batch()[0].shape[2]
     assert isinstance(first, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) and first.num_features == n_freq
-
-
-def test_augment_on_the_command_line_and_preset_strong(tmp_path, capsys):
-    def augment(*extra):
-        cfg = parse_args(["--data", "synthetic", "--out", str(tmp_path), *extra])
-        return get_preset("blog", **cfg.overrides)[1].augment
-
-    assert augment() is False
-    assert augment("--augment") is True  # SpecAugment + mixup, as before kinds existed
-    assert augment("--augment", "spec") is True  # the same experiment: the same settings
-    assert augment("--augment", "waveform") == "waveform" and augment("--augment", "all") == "all"
-    assert augment("--set", "augment=waveform") == "waveform"
-    with pytest.raises(SystemExit):
-        augment("--augment", "sometimes")
-    assert "invalid choice: 'sometimes'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        augment("--set", "augment=sometimes")
-    assert "setting augment='sometimes' is out of range: expected one of [False, True, 'spec', 'waveform', 'all']" in (
-        capsys.readouterr().err
-    )
-    # strong = blog + augmentations, nothing else changed
-    assert get_preset("strong") == get_preset("blog", augment=True) and TRAINING["blog"].augment is False
 
 
 def test_a_normalization_added_in_one_file_trains_by_name(tiny_esc50):
