@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 # Spinning OpenMP threads collapse when the 2-core CI machine is oversubscribed (DataLoader
 # workers, the notebook kernel, CLI subprocesses): training steps measured 3x slower. Waiting
@@ -20,9 +21,13 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+import torchaudio  # noqa: E402
 
+from fastspecnorm import esc50_dataloaders  # noqa: E402
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50  # noqa: E402
 
 # The tiny ESC-50 stand-in: 4 classes x 5 clips over 5 folds (one clip per class and fold),
@@ -132,3 +137,41 @@ def folder(tmp_path):
             ext, subtype = [("wav", "PCM_16"), ("flac", "PCM_16"), ("wav", "FLOAT")][k % 3]
             sf.write(root / label / f"{label}{k}.{ext}", x, sr, subtype=subtype)
     return root
+
+
+N_FFT, HOP, N_MELS, SR = 1024, 400, 64, 16000  # the "quick" preset
+
+
+def reference_spec(path: Path, waveform_norm: bool) -> np.ndarray:
+    "`(1, n_mels, frames)` float64 dB spectrogram of one 1 s, 16 kHz clip."
+    wav, sr = sf.read(path, dtype="float64")
+    assert sr == SR and wav.shape == (SR,)
+    if waveform_norm:
+        std = wav.std()
+        wav = np.zeros_like(wav) if std <= 1e-8 else (wav - wav.mean()) / std
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).double()
+    spec = torchaudio.transforms.AmplitudeToDB()(mel(torch.from_numpy(wav)[None]))
+    return spec.numpy()
+
+
+def reference_specs(root: Path, names, waveform_norm: bool) -> np.ndarray:
+    "`(len(names), 1, n_mels, frames)` for the clips `names` of `root/audio`, in that order."
+    return np.stack([reference_spec(root / "audio" / n, waveform_norm) for n in names])
+
+
+def fold_names(root: Path, train: bool) -> list[str]:
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    return meta.loc[(meta.fold != 1) if train else (meta.fold == 1), "filename"].tolist()
+
+
+@pytest.fixture(scope="session")
+def refs(tiny_esc50):
+    """Reference spectrograms: training folds and the validation fold (in loader order), raw and standardized
+    (read-only for tests, like `tiny_esc50`; test_norms.py and test_stats.py compare with them)."""
+    valid = esc50_dataloaders(tiny_esc50, valid_fold=1, preset="quick", bs=4, duration=1.0, num_workers=0).valid
+    valid_names = valid.items["filename"].tolist()
+    out = {"valid_names": valid_names}
+    for wn in (True, False):
+        out["train", wn] = reference_specs(tiny_esc50, fold_names(tiny_esc50, train=True), wn)
+        out["valid", wn] = reference_specs(tiny_esc50, valid_names, wn)
+    return out

@@ -1,5 +1,6 @@
-"""Tests for fastspecnorm.learner: `audio_learner` (fastai architectures, `input_bn`'s `FreqBatchNorm`,
-`max_duration`), and `learn.predict` on any input giving what training gives, also after export.
+"""Tests for fastspecnorm.learner: `audio_learner` / `esc50_learner` (the default xResNet18, fastai
+architectures, `input_bn`'s `FreqBatchNorm`, `max_duration`), and `learn.predict` on any input giving
+what training gives, also after export.
 References: fastai's `xresnet18(c_in=1, n_out=c)`, nn.BatchNorm2d, NumPy, soundfile.
 """
 
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from fastai.vision.models.xresnet import xresnet18
 
+import fastspecnorm
 from fastspecnorm import (
     AudioDataLoaders,
     AudioSpectrogram,
@@ -20,12 +23,15 @@ from fastspecnorm import (
     SpecNormalize,
     StatsCallback,
     audio_learner,
+    esc50_dataloaders,
 )
 
 SPEC = {"n_fft": 256, "hop_length": 128}
 SMALL = {"bs": 2, "spec": SPEC, "cache": False}
 
 N_FFT, HOP = 256, 128
+
+LEARNERS = [name for name in ("esc50_learner", "audio_learner") if hasattr(fastspecnorm, name)]
 
 
 def _write(path, sr=8000, n=1600, f0=400.0, seed=0, subtype="PCM_16"):
@@ -201,3 +207,29 @@ def test_predict_refuses_a_clip_longer_than_max_duration_before_decoding_it(fold
     for bad in (0, -1.0, float("nan"), True, "600"):
         with pytest.raises(ValueError, match="max_duration must be positive seconds or None"):
             audio_learner(dls, max_duration=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# the default architecture
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_learner_is_xresnet18_with_one_input_channel_and_one_output_per_class(tiny_esc50, name):
+    dls = esc50_dataloaders(tiny_esc50, valid_fold=1, preset="quick", bs=4, duration=1.0, num_workers=0)
+    learn = getattr(fastspecnorm, name)(dls)
+    assert dls.c == 4  # the CSV's classes
+    ref = xresnet18(c_in=1, n_out=4)
+    layers = [(type(m), tuple(p.shape)) for m in learn.model.modules() for p in m.parameters(recurse=False)]
+    assert layers == [(type(m), tuple(p.shape)) for m in ref.modules() for p in m.parameters(recurse=False)]
+    assert [type(m) for m in learn.model.modules()] == [type(m) for m in ref.modules()]
+    convs = [m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].in_channels == 1 and len(convs) == 22  # xResNet18: 3 stem + 8 blocks x 2 + 3 shortcut convs (stages 2-4)
+    linears = [m for m in learn.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 1 and linears[-1].out_features == 4
+    assert [m.name for m in learn.metrics] == ["accuracy"]
+    xb, yb = dls.valid.one_batch()
+    with torch.no_grad():
+        out = learn.model.eval()(xb)
+    assert out.shape == (4, 4)
+    acc = learn.metrics[0].func(out, yb)
+    assert float(acc) == float((out.argmax(1) == yb).float().mean())

@@ -1,5 +1,6 @@
 """Tests for fastspecnorm.stats: StatsRecorder and collect_stats against NumPy float64, also over the
-loaders' padded batches (padding never counted).
+loaders' padded batches (padding never counted), and the statistics pass over a loader (`stats_loader`,
+of fastspecnorm.callback, with `collect_stats(fraction)`) against the WAV files in NumPy float64.
 
 The reference is NumPy float64 over the concatenated (float32) data, written position by position.
 The contract asks for a relative 1e-6; the recorder's float64 accumulation is far better than that,
@@ -8,6 +9,7 @@ and its float32 outputs add a relative rounding of at most 6e-8.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -16,11 +18,21 @@ import pytest
 import torch
 import torchaudio
 from article_merge import naive_merge_mean_std
+from fasttransform import Transform
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import TensorDataset
 
 import fastspecnorm.functional as SF
-from fastspecnorm import AudioDataLoaders, AudioSpectrogram, AudioTensor, StatsRecorder, collect_stats, stats_loader
+from fastspecnorm import (
+    AudioDataLoaders,
+    AudioSpectrogram,
+    AudioTensor,
+    SpecNormalize,
+    StatsRecorder,
+    collect_stats,
+    esc50_dataloaders,
+    stats_loader,
+)
 from fastspecnorm.stats import STATS_FORMAT
 
 RTOL = 1e-6
@@ -30,6 +42,9 @@ SPLITS = [(1, 7, 3), (11,), (2, 2, 2, 5), (5, 1)]
 
 N_FFT, HOP = 256, 128
 SPEC = {"n_fft": N_FFT, "hop_length": HOP}
+
+DB_ATOL = 2e-3  # dB, see the module docstring
+STATS_RTOL = 1e-5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,3 +614,56 @@ def test_padded_statistics_equal_clips_one_at_a_time(folder):
         stats_loader(dls.train), red_dims=(0, 2, 3), progress=False, mask_fn=lambda x: torch.ones_like(x, dtype=torch.bool)
     )
     assert abs(with_padding.mean.item() - ref.mean()) > 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the statistics pass over a loader: stats_loader (fastspecnorm.callback) and collect_stats(fraction), against
+# NumPy float64 on the WAV files (conftest's refs)
+
+
+def plain(x) -> np.ndarray:
+    return x.as_subclass(torch.Tensor).detach().double().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# stats_loader and collect_stats(fraction)
+
+
+class TrainOnlyOffset(Transform):
+    "A train-only batch augmentation (split_idx 0) that shifts spectrograms by +1000 dB."
+
+    split_idx, order = 0, 98
+
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
+        return x + 1000
+
+
+def test_stats_loader_drops_train_only_transforms_and_normalizers(tiny_esc50, refs):
+    dls = esc50_dataloaders(tiny_esc50, valid_fold=1, preset="quick", bs=4, duration=1.0, num_workers=0)
+    dls.train.after_batch.add(TrainOnlyOffset())
+    dls.train.after_batch.add(SpecNormalize(torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 10.0)))
+    assert plain(dls.train.one_batch()[0]).min() > 80  # the training loader applies both: (x + 1000) / 10
+    xs = np.concatenate([plain(b[0]) for b in stats_loader(dls.train, shuffle=False)])
+    np.testing.assert_allclose(xs, refs["train", True], rtol=0, atol=DB_ATOL)  # neither, every item once
+
+
+@pytest.mark.parametrize("bs", [2, 3])
+def test_collect_stats_fraction_uses_ceil_of_the_batches_and_equals_numpy_on_those_items(tiny_esc50, refs, bs):
+    dls = esc50_dataloaders(tiny_esc50, valid_fold=1, preset="quick", bs=bs, duration=1.0, num_workers=0)
+    n = len(stats_loader(dls.train))
+    assert n == math.ceil(16 / bs)  # the last, partial batch is kept
+    rec = collect_stats(stats_loader(dls.train), fraction=0.2)  # the README's call
+    k = math.ceil(0.2 * n)
+    assert rec.n_batches == k
+    # the items of those k batches: the first k batches of the same (fixed-seed) shuffled loader,
+    # identified among the reference spectrograms of the training folds
+    used = [plain(b[0]) for b in itertools.islice(stats_loader(dls.train), k)]
+    used = np.concatenate(used)
+    assert len(used) == min(16, k * bs)
+    train = refs["train", True]
+    idx = [int(np.abs(train - u).reshape(len(train), -1).max(1).argmin()) for u in used]
+    assert len(set(idx)) == len(idx)
+    np.testing.assert_allclose(used, train[idx], rtol=0, atol=DB_ATOL)
+    np.testing.assert_allclose(plain(rec.mean), train[idx].mean(axis=(0, 2, 3), keepdims=True), rtol=STATS_RTOL)
+    np.testing.assert_allclose(plain(rec.std), train[idx].std(axis=(0, 2, 3), keepdims=True), rtol=STATS_RTOL)
+    assert not np.allclose(plain(rec.mean), train.mean())  # a subset, not the whole training set
