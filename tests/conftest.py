@@ -175,3 +175,8 @@ def refs(tiny_esc50):
         out["train", wn] = reference_specs(tiny_esc50, fold_names(tiny_esc50, train=True), wn)
         out["valid", wn] = reference_specs(tiny_esc50, valid_names, wn)
     return out
+
+
+@pytest.fixture(scope="module")
+def esc(tmp_path_factory):
+    return make_synthetic_esc50(tmp_path_factory.mktemp("exp") / "data", n_classes=3, clips_per_class=5, duration=1.0)
