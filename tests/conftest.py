@@ -29,6 +29,7 @@ import torchaudio  # noqa: E402
 
 from fastspecnorm import esc50_dataloaders  # noqa: E402
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50  # noqa: E402
+from fastspecnorm.experiment import train as train_module  # noqa: E402
 
 # The tiny ESC-50 stand-in: 4 classes x 5 clips over 5 folds (one clip per class and fold),
 # 1 s clips at 16 kHz, so no resampling and no cropping happens on the way to the spectrogram.
@@ -180,3 +181,41 @@ def refs(tiny_esc50):
 @pytest.fixture(scope="module")
 def esc(tmp_path_factory):
     return make_synthetic_esc50(tmp_path_factory.mktemp("exp") / "data", n_classes=3, clips_per_class=5, duration=1.0)
+
+
+SPEAKERS = ("ann", "bob", "cid", "dee")
+
+
+def _clip(rng, label: int, sr: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.3 * np.sin(2 * np.pi * (300 + 400 * label) * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """Clips of 3 labels by 4 speakers at 8 kHz, of different lengths: as a folder per label and
+    as a CSV with a speaker column."""
+    root = tmp_path_factory.mktemp("own") / "clips"
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in range(3):
+        for speaker in SPEAKERS:
+            for take in range(2):
+                name = f"digit{label}/{speaker}_{take}.wav"
+                (root / f"digit{label}").mkdir(parents=True, exist_ok=True)
+                sf.write(root / name, _clip(rng, label, 8000, 0.3 + 0.1 * take), 8000, subtype="PCM_16")
+                rows.append({"file": name, "label": f"digit{label}", "speaker": speaker})
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    return root
+
+
+def _fake_train_one(source, norm, fold, seed, settings, training, *args, **kwargs):
+    "Stands in for training: a deterministic accuracy, and the fold's clips for the checks."
+    n_valid = int((source.table["fold"] == fold).sum())
+    return {"norm": norm, "fold": source.fold_value(fold), "seed": seed, "epochs": training.epochs, "accuracy": (fold + seed) / 20,
+            "preset": kwargs.get("preset"), "n_valid": n_valid, "seconds": 0.0}  # fmt: skip
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    monkeypatch.setattr(train_module, "train_one", _fake_train_one)

@@ -205,3 +205,14 @@ def test_from_df_group_split(folder):
     assert set(dls.valid.items["speaker"]) == {"s2"}
     with pytest.raises(ValueError, match=r"valid_fold='s9' is not a value of column 'speaker'"):
         AudioDataLoaders.from_df(df, path=folder, fold_col="speaker", valid_fold="s9", bs=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# a class only validation holds
+
+
+def test_from_df_refuses_a_class_that_only_validation_holds(own):
+    table = pd.read_csv(own / "labels.csv")
+    table["is_valid"] = table["label"] == "digit2"  # digit2 only in validation
+    with pytest.raises(ValueError, match=r"class\(es\) \['digit2'\] have no training clip in this split"):
+        AudioDataLoaders.from_df(table, path=own, fn_col="file", label_col="label", valid_col="is_valid", bs=2, cache=False)

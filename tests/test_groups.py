@@ -1,6 +1,7 @@
-"""Groups of clips taken from file names (`--group-regex`, `group_regex=`): no recording in two folds,
-one warning when a folder's names look like fragments of recordings and no group was given, one error
-naming a file the regex does not match (issue 31 item 2)."""
+"""Tests for fastspecnorm._groups: groups of clips taken from file names (`--group-regex`, `group_regex=`):
+no recording in two folds, one warning when a folder's names look like fragments of recordings and no
+group was given, one error naming a file the regex does not match (issue 31 item 2); and `draw_folds`
+(stratified, grouped, the same draw for the same seed)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from fastspecnorm import AudioDataLoaders
+from fastspecnorm.datasets.sources import draw_folds
 from fastspecnorm.experiment import ExperimentConfig, prepare
 from fastspecnorm.experiment.cli import main
 from fastspecnorm.experiment.log import RunLog
@@ -147,3 +149,26 @@ def test_fixed_folds_are_checked_to_keep_groups_whole(tiny_esc50, tmp_path):
     with pytest.raises(ValueError, match=r"puts group '0' in fold 1 and fold 2"):
         prepare(by_class, _quiet())
     assert not (tmp_path / "no").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# draw_folds: stratified, grouped, reproducible
+
+
+def test_draw_folds_stratified_and_grouped():
+    labels = np.repeat(["a", "b", "c"], [30, 20, 10])
+    folds = draw_folds(labels, k=5, seed=3)
+    assert sorted(set(folds)) == [1, 2, 3, 4, 5]
+    for label, n in (("a", 30), ("b", 20), ("c", 10)):  # each label spread evenly: n/5 per fold
+        counts = np.bincount(folds[labels == label], minlength=6)[1:]
+        assert counts.tolist() == [n // 5] * 5
+    assert np.array_equal(folds, draw_folds(labels, k=5, seed=3))  # the same draw for the same seed
+    assert not np.array_equal(folds, draw_folds(labels, k=5, seed=4))
+
+    groups = np.array([f"g{i % 12}" for i in range(60)])
+    grouped = draw_folds(labels, k=4, seed=0, groups=groups)
+    for g in np.unique(groups):
+        assert len(set(grouped[groups == g])) == 1, f"group {g} split across folds"
+    assert sorted(set(grouped)) == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="cannot draw 5 folds from 3 group"):
+        draw_folds(["a"] * 6, k=5, groups=["x", "y", "z"] * 2)

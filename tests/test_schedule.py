@@ -10,9 +10,11 @@ The tests of several processes run the command through a driver whose training i
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +85,8 @@ FAKE_GRID = [
     "duration=1.0",
 ]
 GRID_KEYS = {f"{n}-fold1-seed{s}" for n in ("none", "instance") for s in (0, 1, 2)}
+
+TINY = {"bs": 4, "num_workers": 0}
 
 
 @pytest.fixture(scope="module")
@@ -529,3 +533,96 @@ def test_a_diverging_run_is_recorded_as_such_and_left_out_of_the_summary(esc, tm
     text = (out / "summary.md").read_text()
     assert "**1 run(s) diverged**" in text and "none fold 1 seed 0" in text
     assert "0 normalization(s) (none)" in text  # no run is left to summarize
+
+
+# ---------------------------------------------------------------------------------------------
+# your own clips (conftest's own): records of another experiment, data changed while the grid runs, claims
+
+
+def _fake_train_one(source, norm, fold, seed, settings, training, *args, **kwargs):
+    "Stands in for training: a deterministic accuracy, and the fold's clips for the checks."
+    n_valid = int((source.table["fold"] == fold).sum())
+    return {"norm": norm, "fold": source.fold_value(fold), "seed": seed, "epochs": training.epochs, "accuracy": (fold + seed) / 20,
+            "preset": kwargs.get("preset"), "n_valid": n_valid, "seconds": 0.0}  # fmt: skip
+
+
+def _quiet() -> RunLog:
+    return RunLog(progress=False, quiet=True)
+
+
+def test_a_record_of_another_experiment_is_left_out_and_named(own, tmp_path, fake_training, capsys):
+    from fastspecnorm.experiment.cli import main
+
+    args = ["--data", own, "--k", "3", "--folds", "1", "--norms", "none", "global", "--bs", "4", "--quiet"]
+    assert main([*args, "--out", tmp_path / "a"]) == 0
+    assert main([*args, "--out", tmp_path / "b", "--epochs", "2"]) == 0
+    stranger = next((tmp_path / "b" / "runs").glob("none-*.json"))
+    shutil.copy(stranger, tmp_path / "a" / "runs" / stranger.name)
+    capsys.readouterr()
+    assert main(["--summarize", "--out", tmp_path / "a"]) == 0
+    assert f"left out 1 record(s) in {tmp_path / 'a' / 'runs'} of another experiment" in capsys.readouterr().out
+    results = pd.read_csv(tmp_path / "a" / "results.csv")
+    assert len(results) == 2 and stranger.stem not in set(results["run_id"])
+
+
+def test_clip_edited_while_the_grid_runs_stops_it_naming_the_file(own, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from fastspecnorm.experiment.cli import main
+
+    data = tmp_path / "clips"
+    shutil.copytree(own, data)
+    clip = data / "digit0" / "ann_0.wav"
+    calls = []
+
+    def edit_during_second_run(source, norm, fold, seed, *args, **kwargs):
+        calls.append(norm)
+        if len(calls) == 2:  # someone rewrites a clip while the grid runs
+            samples, sr = sf.read(clip)
+            sf.write(clip, samples * 0.5, sr, subtype="PCM_16")
+        return _fake_train_one(source, norm, fold, seed, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one", edit_during_second_run)
+    status = main(["--data", data, "--out", tmp_path / "out", "--k", "2", "--folds", "1", "--norms", "none", "global", "pcen",
+                   "--bs", "4", "--quiet"])  # fmt: skip
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "data changed while the grid ran" in err and "changed content: digit0/ann_0.wav" in err
+    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 1  # the run on the edited clip was not recorded
+    assert len(calls) == 2  # and the grid stopped there
+
+
+def test_clip_touched_but_unchanged_while_the_grid_runs_is_accepted(own, tmp_path, monkeypatch):
+    # Stat first, content when the stat changed: a new modification time makes the grid hash the
+    # data again, and the same content lets it go on.
+    import shutil
+
+    from fastspecnorm.experiment.cli import main
+
+    data = tmp_path / "clips"
+    shutil.copytree(own, data)
+    calls = []
+
+    def touch_during_second_run(source, norm, fold, seed, *args, **kwargs):
+        calls.append(norm)
+        if len(calls) == 2:
+            os.utime(data / "digit0" / "ann_0.wav", ns=(1, 10**18))
+        return _fake_train_one(source, norm, fold, seed, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one", touch_during_second_run)
+    status = main(["--data", data, "--out", tmp_path / "out", "--k", "2", "--folds", "1", "--norms", "none", "global", "pcen",
+                   "--bs", "4", "--quiet"])  # fmt: skip
+    assert status == 0 and len(calls) == 3
+    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 3
+
+
+def test_claim_left_on_a_recorded_run_is_cleared_by_the_next_start(own, tmp_path, fake_training):
+
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(data=str(own), out=out, norms=["none"], k=2, folds=[1], overrides=dict(TINY))
+    run_experiment(cfg, _quiet())
+    (record,) = (out / "runs").glob("*.json")
+    claim = out / "claims" / record.name  # as left by a process killed after recording, while rebuilding
+    claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "x", "heartbeat": __import__("time").time()}))
+    run_experiment(cfg, _quiet())
+    assert not claim.exists()
