@@ -1,6 +1,15 @@
-"""Shared fixtures: generated audio files and a tiny synthetic ESC-50 folder.
+"""Shared fixtures: the fixtures that more than one test file takes.
 
-Tests build their own data (no network, no GPU). Plots use the non-interactive Agg backend.
+- generated audio files: `write_audio`, `sine`, `wav_claiming`;
+- a tiny synthetic ESC-50 folder, `tiny_esc50`, and the reference spectrograms of its WAV files,
+  `refs` (NumPy float64 and torchaudio, not the package; test_norms.py, test_stats.py);
+- folders of clips: `flat` (2 labels x 6 clips), `folder` (mixed rates, formats, channels and
+  lengths), and `clips` (arrays of different lengths, for padded batches);
+- for the experiment's tests: `esc` (a synthetic ESC-50 folder), `own` (clips of 3 labels by 4
+  speakers, as a folder and a CSV) and `fake_training` (training replaced by a deterministic fake).
+
+Fixtures that one file takes stay in that file. Tests build their own data (no network, no GPU).
+Plots use the non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -96,6 +105,10 @@ def wav_claiming(write_audio):
     return _write
 
 
+# ---------------------------------------------------------------------------------------------
+# folders of clips
+
+
 def _write(path, sr=8000, n=1600, f0=400.0, seed=0, subtype="PCM_16"):
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(n) / sr
@@ -116,6 +129,7 @@ def flat(tmp_path):
 
 @pytest.fixture
 def clips():
+    "Four clips `(samples,)` float64 of 3000, 1234, 2600 and 700 samples, for padded batches."
     rng = np.random.default_rng(0)
     lengths = [3000, 1234, 2600, 700]
     return [(0.1 + i) * rng.standard_normal(n) + np.sin(np.arange(n) * 0.05 * (i + 1)) + 0.3 for i, n in enumerate(lengths)]
@@ -139,6 +153,9 @@ def folder(tmp_path):
             sf.write(root / label / f"{label}{k}.{ext}", x, sr, subtype=subtype)
     return root
 
+
+# ---------------------------------------------------------------------------------------------
+# the reference spectrograms of tiny_esc50's WAV files, computed without the package
 
 N_FFT, HOP, N_MELS, SR = 1024, 400, 64, 16000  # the "quick" preset
 
@@ -178,8 +195,13 @@ def refs(tiny_esc50):
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# the experiment's data and a fake training
+
+
 @pytest.fixture(scope="module")
 def esc(tmp_path_factory):
+    "A synthetic ESC-50 folder, 3 classes x 5 clips of 1 s (test_esc50.py has an `esc` of its own)."
     return make_synthetic_esc50(tmp_path_factory.mktemp("exp") / "data", n_classes=3, clips_per_class=5, duration=1.0)
 
 

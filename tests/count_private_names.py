@@ -12,6 +12,8 @@ calls, does one of:
   are not counted);
 - monkeypatches a module-level name of a `fastspecnorm` module (`monkeypatch.setattr(callback_module,
   "collect_stats", ...)`), which a refactor may stop looking up, so that the test passes vacuously.
+Helpers and fixtures count where they are defined: in the test's module, or in conftest.py (a fixture
+such as `fake_training` counts for every test that takes it).
 Prints the number of such tests (parametrized cases count once) and, with -v, each test and why.
 """
 
@@ -79,11 +81,19 @@ def reasons(fn: ast.AST, modules: set[str], private: set[str]) -> list[str]:
     return found
 
 
-def scan(path: Path) -> dict[str, list[str]]:
+def helper_reasons_of(path: Path) -> dict[str, list[str]]:
+    "What each module-level helper or fixture of `path` touches."
     tree = ast.parse(path.read_text())
     modules, private = package_aliases(tree)
     helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("test")}
-    helper_reasons = {name: reasons(fn, modules, private) for name, fn in helpers.items()}
+    return {name: reasons(fn, modules, private) for name, fn in helpers.items()}
+
+
+def scan(path: Path, shared: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    "`shared`: the helpers and fixtures of conftest.py, which every test module sees unless it defines the name."
+    tree = ast.parse(path.read_text())
+    modules, private = package_aliases(tree)
+    helper_reasons = {**(shared or {}), **helper_reasons_of(path)}
     out = {}
     tests = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name.startswith("test")]
     for fn in tests:
@@ -99,8 +109,9 @@ def scan(path: Path) -> dict[str, list[str]]:
 
 def main(argv: list[str]) -> int:
     found = {}
+    shared = helper_reasons_of(TESTS / "conftest.py")
     for path in sorted(TESTS.glob("test_*.py")):
-        found.update(scan(path))
+        found.update(scan(path, shared))
     if "-v" in argv:
         for test, why in found.items():
             print(f"{test}: {'; '.join(why)}")

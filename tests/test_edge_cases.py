@@ -1,5 +1,10 @@
 """Numerical edge cases, decided and tested across every normalization.
 
+Not one module's file, on purpose: each decision below spans the modules a clip passes through
+(audio/io.py, audio/spectrogram.py, functional.py, normalize.py, stats.py, callback.py), so the
+decisions of docs/failures.md and the tests that pin them read together here; each module's other
+tests are in its own test_<module>.py.
+
 Decisions (see docs/failures.md, "Numerical edge cases"):
 - silent clips: waveform standardization gives zeros; the spectrogram sits at the -100 dB floor;
   `instance_minmax` gives zeros; `db_range` gives 0; dataset statistics stay finite.
