@@ -201,7 +201,8 @@ def test_redirected_output_has_no_redraws_and_few_lines_per_epoch(own, tmp_path)
     epoch_lines = [line for line in lines if line.strip().startswith("epoch ")]
     assert len(epoch_lines) == 4  # one per epoch: 2 runs x 2 epochs
     assert [line for line in lines if line.startswith("run ") and "accuracy" in line][1].startswith("run 2 of 2: global fold 1")
-    assert len(lines) <= 4 + 2 * 2 + 4 * 1 + 2  # header lines, 2 per run, 1 per epoch, results
+    # header lines (data, folds, plan, audio cache, runs to train), 2 per run, 1 per epoch, results
+    assert len(lines) <= 5 + 2 * 2 + 4 * 1 + 2
     quiet = _cli("--data", own, "--out", tmp_path / "q", "--k", "2", "--folds", "1", "--norms", "none", "--epochs", "1", "--bs", "4",
                  "--quiet")  # fmt: skip
     assert quiet.returncode == 0, quiet.stderr
