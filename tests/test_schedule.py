@@ -565,6 +565,24 @@ def test_a_record_of_another_experiment_is_left_out_and_named(own, tmp_path, fak
     assert len(results) == 2 and stranger.stem not in set(results["run_id"])
 
 
+def test_a_record_for_a_fold_the_experiment_lacks_is_left_out_and_named(own, tmp_path, fake_training, capsys):
+    # A record of this experiment edited by hand to a fold 9 that its folds.csv does not hold.
+    from fastspecnorm.experiment.cli import main
+
+    out = tmp_path / "a"
+    assert main(["--data", own, "--k", "3", "--folds", "1", "--norms", "none", "global", "--bs", "4", "--quiet", "--out", out]) == 0
+    real = next((out / "runs").glob("none-fold1-*.json"))
+    record = json.loads(real.read_text())
+    record["run_id"] = record["run_id"].replace("-fold1-", "-fold9-")
+    record["row"]["fold"] = 9
+    (out / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["--summarize", "--out", out]) == 0
+    assert f"left out 1 record(s) in {out / 'runs'} for a fold this experiment does not have" in capsys.readouterr().out
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 2 and set(results["fold"]) == {1}
+
+
 def test_clip_edited_while_the_grid_runs_stops_it_naming_the_file(own, tmp_path, monkeypatch, capsys):
     import shutil
 

@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import socket
 import sys
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pandas as pd
 from fastai.callback.core import Callback, CancelFitException
 
 from .. import __version__
@@ -154,12 +156,27 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0, lo
     """
     store = RunStore(out)
     experiment_id = digest(experiment)
-    rows, records = store.rebuild_with_records(list(NORMS), experiment_id)
+    folds = _recorded_folds(out)
+    stray: list[str] = []
+
+    def keep(run: str) -> bool:
+        found = re.search(r"-(?:r(\d+)-)?fold(\d+)-seed\d+-[0-9a-f]+$", run)
+        if folds is None or (found and (int(found[1] or 0), int(found[2])) in folds):
+            return True
+        stray.append(f"{run}.json")
+        return False
+
+    rows, records = store.rebuild_with_records(list(NORMS), experiment_id, keep)
     foreign = store.foreign(experiment_id)
     if foreign and log is not None:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         log.result(f"left out {len(foreign)} record(s) in {store.runs_dir} of another experiment than {out / 'experiment.json'} "
                  f"(run ids not ending in -{experiment_id}): {shown}")  # fmt: skip
+    stray = sorted(set(stray))
+    if stray and log is not None:
+        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
+        log.result(f"left out {len(stray)} record(s) in {store.runs_dir} for a fold this experiment does not have "
+                   f"(its folds: {out / 'data-files.json'} or {out / 'folds.csv'}): {shown}")  # fmt: skip
     if len(rows):
         write_summary(
             rows,
@@ -170,6 +187,20 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0, lo
             rope=rope / 100.0,
         )
     return rows
+
+
+def _recorded_folds(out: Path) -> set[tuple[int, int]] | None:
+    """The `(repeat, fold)` pairs of the experiment in `out`: the fixed folds of the table in
+    `data-files.json`, else the drawn ones of `folds.csv`; None when `out` records neither (older OUTs)."""
+    path = out / "data-files.json"
+    table = (_read_json_file(path, "data fingerprint") if path.is_file() else {}).get("table") or {}
+    fixed = {(0, int(row[1])) for row in table.values() if row[1] is not None}
+    if fixed:
+        return fixed
+    if (out / "folds.csv").is_file():
+        drawn = pd.read_csv(out / "folds.csv")
+        return set(zip(drawn["repeat"].astype(int), drawn["fold"].astype(int), strict=True))
+    return None
 
 
 def _versions() -> dict[str, str]:

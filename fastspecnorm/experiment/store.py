@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -363,13 +363,14 @@ class RunStore:
         return self.rebuild_with_records(order, experiment_id)[0]
 
     def rebuild_with_records(
-        self, order: Sequence[str] = (), experiment_id: str | None = None
+        self, order: Sequence[str] = (), experiment_id: str | None = None, keep: Callable[[str], bool] | None = None
     ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         """`rebuild`, also returning the records the rows come from (for their `info`).
 
         Args:
             order: normalization names in row order, as for `rows`.
             experiment_id: only this experiment's records (see `records`); None: all.
+            keep: `keep(run_id)`, whether a record of the experiment belongs in the table (None: all do).
 
         Returns:
             `(rows, records)`: the table and the records, as `rows` and `records` return them.
@@ -377,7 +378,7 @@ class RunStore:
         self._remove_orphan_claims()
         while True:
             ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
-            records = self.records(experiment_id)
+            records = [r for r in self.records(experiment_id) if keep is None or keep(r["run_id"])]
             rows = self._rows(records, order)
             if len(rows):
                 atomic_write_text(self.results_path, rows.to_csv(index=False, lineterminator="\n"))
