@@ -43,6 +43,7 @@ PRECISIONS = ("fp32", "bf16", "auto")
 AUDIO_DTYPES = ("auto", "int16", "float16", "float32")
 
 MAX_SAMPLE_RATE = 384_000  # Hz: the highest rate a file may claim (`fastspecnorm.audio.io`)
+MAX_EPOCHS = 100_000  # epochs per run: more is a typo, not an experiment (it would train until killed)
 MAX_DURATION = 600.0  # seconds: the longest clip the loaders take by default (`max_duration`)
 
 
@@ -55,7 +56,7 @@ def _is_number(value) -> bool:
 
 
 _TRAINING_RULES = [
-    ("epochs", lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    ("epochs", lambda v: _is_int(v) and 1 <= v <= MAX_EPOCHS, f"a whole number from 1 to {MAX_EPOCHS}"),
     ("lr", lambda v: v is None or (_is_number(v) and v > 0), "None (fastai's default) or a finite number > 0"),
     ("augment", lambda v: isinstance(v, bool | str) and v in AUGMENTS, f"one of {list(AUGMENTS)}"),
 ]

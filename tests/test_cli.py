@@ -153,6 +153,7 @@ def test_help_and_argument_errors_do_not_import_torch():
     [
         (["--bs", "0"], "--bs: expected a positive integer"),
         (["--epochs", "-1"], "--epochs: expected a positive integer"),
+        (["--epochs", "99999999999999999999"], "epochs must be an integer from 1 to 100000, got 99999999999999999999"),
         (["--norms", "none", "zscore"], "unknown normalization"),
         (["--norms", "none", "chanel"], "unknown normalization(s) ['chanel'] (did you mean 'channel'?); expected some of"),
         (["--stats-fraction", "1.5"], "fraction in (0, 1]"),

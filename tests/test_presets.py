@@ -32,6 +32,6 @@ def test_training_knobs_are_not_audio_settings():
         get_settings("quick", epochs=2)
     with pytest.raises(TypeError, match=r"\['bogus'\].*'augment'.*'bs'.*'epochs'"):
         get_preset("quick", bogus=1)  # the known names of both listed
-    for bad in ({"epochs": 0}, {"lr": math.inf}, {"lr": -1.0}, {"augment": "sometimes"}):
+    for bad in ({"epochs": 0}, {"epochs": 100_001}, {"lr": math.inf}, {"lr": -1.0}, {"augment": "sometimes"}):
         with pytest.raises(ValueError, match=f"setting {next(iter(bad))}="):
             get_training("quick", **bad)

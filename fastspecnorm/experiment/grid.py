@@ -16,7 +16,7 @@ from .._groups import group_pattern
 from .._io import atomic_write_text, file_lock, read_json
 from .._options import count, fold_value, fraction, option, points, positive_float, positive_int
 from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
-from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, PRECISIONS, PRESETS, get_preset
+from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, MAX_EPOCHS, PRECISIONS, PRESETS, get_preset
 from .fingerprint import describe_changes, file_stats, files_fingerprint
 from .log import RunLog
 from .norms import NORMS, check_norms
@@ -217,8 +217,8 @@ def check_config(cfg: ExperimentConfig) -> None:
         raise ValueError("seeds and norms must each list at least one value")
     if len(set(cfg.norms)) != len(cfg.norms):
         raise ValueError(f"--norms lists a normalization twice: {cfg.norms}")
-    if cfg.epochs is not None and not (isinstance(cfg.epochs, int) and cfg.epochs >= 1):
-        raise ValueError(f"epochs must be an integer >= 1, got {cfg.epochs!r}")
+    if cfg.epochs is not None and not (isinstance(cfg.epochs, int) and 1 <= cfg.epochs <= MAX_EPOCHS):
+        raise ValueError(f"epochs must be an integer from 1 to {MAX_EPOCHS}, got {cfg.epochs!r}")
     if not 0 < cfg.stats_fraction <= 1:
         raise ValueError(f"stats fraction must be in (0, 1], got {cfg.stats_fraction!r}")
     if not (isinstance(cfg.k, int) and cfg.k >= 2):
