@@ -570,7 +570,9 @@ def test_a_record_for_a_fold_the_experiment_lacks_is_left_out_and_named(own, tmp
     from fastspecnorm.experiment.cli import main
 
     out = tmp_path / "a"
-    assert main(["--data", own, "--k", "3", "--folds", "1", "--norms", "none", "global", "--bs", "4", "--quiet", "--out", out]) == 0
+    assert (
+        main(["--data", own, "--k", "3", "--folds", "1", "--norms", "none", "global", "--bs", "4", "--quiet", "--out", out]) == 0
+    )
     real = next((out / "runs").glob("none-fold1-*.json"))
     record = json.loads(real.read_text())
     record["run_id"] = record["run_id"].replace("-fold1-", "-fold9-")
