@@ -423,12 +423,29 @@ def test_run_records_keep_the_command_and_versions(esc, tmp_path, monkeypatch):
     assert f"- Command (1 run): `{info['command']}`" in summary and f"torchaudio {torchaudio.__version__}" in summary
 
 
-def test_summarize_rebuilds_outputs_without_training(esc, tmp_path, fake_reference, monkeypatch, capsys):
-    import shutil
-
+def test_summarize_rebuilds_outputs_without_training(esc, tmp_path, fake_training, monkeypatch, capsys):
+    # A grid trained in this process (training faked), its outputs then rebuilt from the records alone.
     out = tmp_path / "copy"
-    shutil.copytree(fake_reference, out)
+    grid = [
+        "--data",
+        str(esc),
+        "--out",
+        str(out),
+        "--folds",
+        "1",
+        "2",
+        "--seeds",
+        "0",
+        "1",
+        "--norms",
+        "none",
+        "instance",
+        "--bs",
+        "4",
+    ]
+    assert main([*grid, "--quiet"]) == 0
     reference = (out / "results.csv").read_bytes()
+    assert len(pd.read_csv(out / "results.csv")) == 8
     for name in ("results.csv", "summary.md", "summary.png"):
         (out / name).unlink()
     monkeypatch.setattr(train_module, "train_one", lambda *a, **k: pytest.fail("should not train"))
