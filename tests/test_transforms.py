@@ -16,6 +16,7 @@ from fastai.data.core import Datasets
 
 from fastspecnorm import AudioDataLoaders, AudioTensor, LoadAudio, Resample, ResizeSignal
 from fastspecnorm.audio.transforms import array_layout
+from fastspecnorm.presets import MAX_DURATION
 
 N_FFT, HOP = 256, 128
 SPEC = {"n_fft": N_FFT, "hop_length": HOP}
@@ -78,6 +79,17 @@ def test_resize_signal_pads_short_clips(split_idx):
 def test_resize_signal_bad_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         ResizeSignal(**kwargs)
+
+
+def test_resize_signal_refuses_milliseconds():
+    "fastaudio's `ResizeSignal(5000)` (ms) would pad every clip to 5000 s: refused, naming the cap and the fix."
+    with pytest.raises(ValueError) as caught:
+        ResizeSignal(5000)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "5000" in message and f"{MAX_DURATION:g}" in message
+    assert "milliseconds" in message and "pass 5.0" in message
+    assert ResizeSignal(MAX_DURATION).duration == MAX_DURATION  # the cap itself is allowed
 
 
 def test_resize_signal_in_fastai_datasets_train_random_valid_fixed(write_audio):

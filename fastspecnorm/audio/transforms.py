@@ -15,6 +15,7 @@ from fastai.data.core import TfmdDL
 from fasttransform import DisplayedTransform, Transform
 from torch import Tensor
 
+from ..presets import MAX_DURATION
 from .io import AUDIO_DTYPES, crop_pad, downmix_mono, from_storage, quantize_waveform, resample, storage_dtype, to_storage
 from .tensors import AudioTensor, RefusePlainTensor, rewrap
 
@@ -274,12 +275,19 @@ class ResizeSignal(RefusePlainTensor, DisplayedTransform):
     are padded at the end.
 
     Args:
-        duration: the length wanted, in seconds (rounded to samples at each clip's `sr`).
+        duration: the length wanted, in seconds (rounded to samples at each clip's `sr`), at most
+            `MAX_DURATION` (600 s, the loaders' cap). Seconds, not milliseconds: fastaudio's
+            `ResizeSignal` took milliseconds, so its `ResizeSignal(5000)` is `ResizeSignal(5.0)` here.
         pad_mode: how shorter clips are padded: "zeros" (silence) or "repeat" (the clip tiled).
         valid_crop: where validation and test clips are cropped: "start" or "center".
 
     Raises:
-        ValueError: `duration` is not positive, or `pad_mode` or `valid_crop` is none of the above.
+        ValueError: `duration` is not positive or is above `MAX_DURATION` (likely milliseconds),
+            or `pad_mode` or `valid_crop` is none of the above.
+
+    Examples:
+        >>> ResizeSignal(5.0).duration  # 5 seconds (fastaudio's ResizeSignal(5000))
+        5.0
     """
 
     order = 5
@@ -288,6 +296,12 @@ class ResizeSignal(RefusePlainTensor, DisplayedTransform):
         super().__init__()
         if not duration > 0:
             raise ValueError(f"duration must be positive seconds, got {duration}")
+        if duration > MAX_DURATION:  # likely fastaudio's milliseconds: every clip would be padded to it
+            seconds = duration / 1000
+            raise ValueError(
+                f"duration is in seconds, at most {MAX_DURATION:g} (MAX_DURATION), got {duration}; fastaudio's "
+                f"ResizeSignal took milliseconds, so {duration} likely means {seconds:g} s: pass {float(seconds)!r}"
+            )
         if valid_crop not in ("start", "center"):
             raise ValueError(f"valid_crop must be 'start' or 'center', got {valid_crop!r}")
         if pad_mode not in ("zeros", "repeat"):
