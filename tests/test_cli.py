@@ -241,3 +241,17 @@ def test_an_out_that_is_a_file_is_refused_in_one_line_before_the_checks(own, tmp
     status, stderr = _main(capsys, "--data", own, "--out", out, "--k", "3")
     assert status == 2 and f"--out {out} is a file" in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert out.read_text() == "not a folder"
+
+
+def test_warnings_are_one_line_in_the_command_and_pythons_own_after_it(own, tmp_path, capsys, fake_training):
+    "own's names (ann_0.wav, ann_1.wav, ...) look like fragments of recordings: the command warns in one line, no path."
+    import warnings
+
+    before = warnings.showwarning
+    status, stderr = _main(capsys, "--data", own, "--out", tmp_path / "out", "--k", "2", "--folds", "1", "--norms", "none",
+                           "--epochs", "1", "--bs", "4", "--quiet")  # fmt: skip
+    assert status == 0, stderr
+    lines = [line for line in stderr.splitlines() if "clips share name prefixes" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: clips share name prefixes"), stderr
+    assert "grid.py:" not in stderr and "sources.py:" not in stderr and "UserWarning" not in stderr, stderr
+    assert warnings.showwarning is before  # library use from Python keeps Python's format

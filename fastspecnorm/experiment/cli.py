@@ -3,7 +3,8 @@
 
 Arguments are parsed and checked here without importing torch or fastai, so `--help` and argument
 errors answer at once. Errors end in one `error:` line on stderr: status 2 for bad input, 1 for a
-failure while running, 130 when interrupted; `--debug` shows the traceback instead.
+failure while running, 130 when interrupted; `--debug` shows the traceback instead. Warnings
+are one `warning:` line on stderr.
 """
 
 from __future__ import annotations
@@ -134,13 +135,22 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
     return cfg
 
 
+def _show_warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    "A warning as the command shows it: one `warning: <message>` line on stderr, like its `error:` lines."
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 @contextmanager
-def _without_torch_jit_warning():
-    """While the command runs, torch's FutureWarning that `torch.jit.script` is deprecated (fastai
-    scripts some layers when imported) is not shown: it says nothing about the user's run and
-    started every command. The command's own filter, restored when it returns."""
+def _command_warnings():
+    """While the command runs, warnings are one `warning: <message>` line on stderr, without the
+    file, line and source line Python's format adds (which point into the package, not at the
+    user's input); and torch's FutureWarning that `torch.jit.script` is deprecated (fastai scripts
+    some layers when imported) is not shown: it says nothing about the user's run and started
+    every command. The command's own filter and format, restored when it returns (library use from
+    Python keeps Python's)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        warnings.showwarning = _show_warning_line  # catch_warnings restores the previous one on exit
         yield
 
 
@@ -187,7 +197,7 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
     cfg.command = shlex.join([*prog.split(), *args])
     log = RunLog(quiet=cfg.quiet)
     try:
-        with _without_torch_jit_warning(), _sigterm_interrupts():
+        with _command_warnings(), _sigterm_interrupts():
             from .schedule import (  # here, not above: keeps `fastspecnorm compare --help` free of torch
                 run_experiment,
                 summarize_out,
@@ -268,7 +278,7 @@ def command(argv=None) -> int:
     # (docs/performance.md); waiting passively avoids it. The program's own setting, before torch
     # is imported; a value already in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # The command's filter of torch's jit FutureWarning (`_without_torch_jit_warning`) for the processes
+    # The command's filter of torch's jit FutureWarning (`_command_warnings`) for the processes
     # it starts too: `--devices` workers import fastai before any code of theirs runs. Read by each
     # child at its start (not by this process); a value already in the environment wins.
     os.environ.setdefault("PYTHONWARNINGS", "ignore:`torch.jit.script` is deprecated:FutureWarning")
