@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from inspect import Parameter, signature
@@ -75,10 +76,18 @@ def get_audio_files(path: str | os.PathLike) -> list[Path]:
 
     Raises:
         FileNotFoundError: `path` is not a folder.
+
+    Warns:
+        UserWarning: files in a format soundfile does not decode (`.m4a`, `.aac`, ...) are left
+            out; the warning counts them and says how to convert them.
     """
     if not Path(path).is_dir():
         raise FileNotFoundError(f"audio folder not found: {path}")
-    return sorted(f for f in get_files(path, extensions=AUDIO_FILE_EXTENSIONS, followlinks=False) if is_audio_file(f))
+    everything = get_files(path, followlinks=False)
+    note = unreadable_files_note(everything)
+    if note:
+        warnings.warn(f"{path}: left out the files soundfile cannot read{note}", UserWarning, stacklevel=2)
+    return sorted(f for f in everything if is_audio_file(f))
 
 
 class CrossValidationSplitter:
@@ -322,6 +331,8 @@ class AudioDataLoaders(DataLoaders):
         if groups is not None:
             _check_groups_apart(df[fn], groups, train_idx, valid_idx, group_regex)
         n_train = len(train_idx)
+        if df[label].nunique() < 2:
+            raise ValueError(f"column {label!r} holds one class ({df[label].iloc[0]!r}): a classifier needs two or more")
         untrained = sorted(set(df[label].iloc[list(valid_idx)]) - set(df[label].iloc[list(train_idx)]), key=str)
         if untrained:
             raise ValueError(
@@ -335,6 +346,9 @@ class AudioDataLoaders(DataLoaders):
                 "so it would yield none: pass a smaller bs"
             )
         files = [root / f for f in df[fn]]
+        pref = root
+        if any(os.path.isabs(str(f)) for f in df[fn]):  # fastai's ColReader prefixes by string: joined here instead
+            df[fn], pref = [str(f) for f in files], ""
         sample_rate = _checked_files(files, validate, sample_rate, max_duration)
         if waveform_norm:
             warn_level_after_waveform_norm(batch_tfms)
@@ -344,7 +358,7 @@ class AudioDataLoaders(DataLoaders):
                 AudioBlock(sample_rate=sample_rate, cache=audio_cache, dtype=audio_dtype),
                 CategoryBlock(vocab=None if vocab is None else list(vocab), sort=vocab is None),
             ),
-            get_x=ColReader(_readable(df, fn), pref=root),
+            get_x=ColReader(_readable(df, fn), pref=pref),
             get_y=ColReader(_readable(df, label)),
             splitter=splitter,
             item_tfms=([ResizeSignal(duration)] if duration is not None else []) + list(item_tfms),

@@ -216,3 +216,37 @@ def test_from_df_refuses_a_class_that_only_validation_holds(own):
     table["is_valid"] = table["label"] == "digit2"  # digit2 only in validation
     with pytest.raises(ValueError, match=r"class\(es\) \['digit2'\] have no training clip in this split"):
         AudioDataLoaders.from_df(table, path=own, fn_col="file", label_col="label", valid_col="is_valid", bs=2, cache=False)
+
+
+def test_a_table_of_absolute_paths_loads_its_clips(tmp_path):
+    # fastai's ColReader joins `pref` and a name as strings; an absolute name must still be read as itself.
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(6):
+        names.append(str(clips / f"{i}.wav"))
+        sf.write(names[-1], rng.uniform(-0.5, 0.5, 800).astype("float32"), 8000)
+    df = pd.DataFrame({"file": names, "label": ["a", "b"] * 3})
+    dls = AudioDataLoaders.from_df(df, path=tmp_path / "elsewhere", allow_outside=True, bs=2, valid_pct=0.5, seed=0,
+                                   sample_rate=8000, cache=False, device="cpu", spec={"n_fft": 256, "hop_length": 64})  # fmt: skip
+    x, y = dls.one_batch()
+    assert x.shape[:3] == (2, 1, 129) and set(dls.vocab) == {"a", "b"}
+
+
+def test_a_table_of_one_class_is_refused(tmp_path):
+    for i in range(4):
+        sf.write(tmp_path / f"{i}.wav", np.zeros(800, dtype="float32"), 8000)
+    df = pd.DataFrame({"file": [f"{i}.wav" for i in range(4)], "label": ["dog"] * 4})
+    with pytest.raises(ValueError, match=r"column 'label' holds one class \('dog'\): a classifier needs two or more"):
+        AudioDataLoaders.from_df(df, path=tmp_path, bs=2, valid_pct=0.5, seed=0, cache=False, device="cpu")
+
+
+def test_audio_files_in_formats_soundfile_cannot_read_are_named_when_left_out(tmp_path):
+    (tmp_path / "dog").mkdir()
+    sf.write(tmp_path / "dog" / "a.wav", np.zeros(800, dtype="float32"), 8000)
+    (tmp_path / "dog" / "b.m4a").write_bytes(b"\\x00\\x00\\x00\\x18ftypM4A ")
+    (tmp_path / "dog" / "notes.txt").write_text("not audio")
+    with pytest.warns(UserWarning, match=r"left out the files soundfile cannot read; it holds 1 \.m4a file\(s\).*ffmpeg"):
+        files = get_audio_files(tmp_path)
+    assert [f.name for f in files] == ["a.wav"]
