@@ -399,6 +399,28 @@ def test_a_class_left_without_training_clips_is_refused_in_one_line_or_dropped(o
     assert prep.experiment["dropped_classes"] == ["digit2"] and "digit2" not in set(prep.source.table["label"])
 
 
+def test_drop_rare_classes_leaves_out_a_fold_it_empties_and_one_class_is_refused(own, tmp_path, capsys):
+    # digit2 recorded only by a fifth speaker, who recorded nothing else: with one speaker per fold,
+    # dropping digit2 empties that speaker's fold, which then leaves the grid instead of failing mid-grid.
+    csv = tmp_path / "labels.csv"
+    table = pd.read_csv(own / "labels.csv")
+    table.loc[table["label"] == "digit2", "speaker"] = "eve"
+    table.to_csv(csv, index=False)
+    cfg = dict(csv=str(csv), path=str(own), group_col="speaker", k=5, norms=["none"], drop_rare_classes=True,
+               overrides=dict(TINY))  # fmt: skip
+    prep = prepare(ExperimentConfig(**cfg, out=tmp_path / "out"), _quiet())
+    drawn = pd.read_csv(tmp_path / "out" / "folds.csv")
+    eve = int(drawn.set_index("file").loc[table.loc[table["speaker"] == "eve", "file"].iloc[0], "fold"])
+    assert prep.folds == [f for f in range(1, 6) if f != eve] and prep.experiment["dropped_classes"] == ["digit2"]
+    with pytest.raises(ValueError, match=rf"leaves fold\(s\) \[{eve}\] without clips"):
+        prepare(ExperimentConfig(**cfg, out=tmp_path / "out", folds=[eve]), _quiet())
+    table["label"] = "digit0"  # one class
+    table.to_csv(csv, index=False)
+    status, stderr = _main(capsys, "--csv", csv, "--path", own, "--group-col", "speaker", "--k", "2", "--out", tmp_path / "one")
+    assert status == 2 and "the data hold one class ('digit0'): comparing classifiers needs two or more" in stderr, stderr
+    assert not (tmp_path / "one").exists()
+
+
 def test_fsdd_folder_with_a_nan_clip_is_refused_before_training(tmp_path, monkeypatch, capsys):
     from fastspecnorm.datasets.fsdd import FSDD_SPEAKERS
     from fastspecnorm.experiment.cli import main

@@ -377,7 +377,7 @@ def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
         log.info(f"folds: {cfg.k} folds of {len(saved_repeats)} repeat(s) read from {path}")
     if drawn:
         log.info(f"folds: {cfg.k} folds drawn for {len(drawn)} repeat(s) (seed {cfg.fold_seed} + repeat, stratified by "
-                 f"label{grouped}), saved in {path}")  # fmt: skip
+                 f"label{grouped}), to be saved in {path}")  # fmt: skip
     return sources, (_folds_table(tables) if drawn else None)
 
 
@@ -417,9 +417,10 @@ def _check_every_class_trains(source, fold: int, repeat: int) -> None:
     where = source.fold_name(fold) + (f" of repeat {repeat}" if repeat else "")
     held = table[table["label"] == missing[0]]
     groups = f" (groups {sorted(map(str, held['group'].unique()))[:5]})" if "group" in table.columns else ""
+    other = "a larger --k, " if "group" not in table.columns or held["group"].nunique() > 1 else ""
     raise ValueError(f"class(es) {missing[:5]} have no training clip when {where} is held out: all {len(held)} clip(s) of "
-                     f"{missing[0]!r}{groups} are in that fold; pass --drop-rare-classes to leave such classes out, or "
-                     "use a larger --k or another --group-col")  # fmt: skip
+                     f"{missing[0]!r}{groups} are in that fold; pass --drop-rare-classes to leave such classes out, or give "
+                     f"{other}other groups (--group-col, --group-regex) or more clips of that class")  # fmt: skip
 
 
 def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
@@ -611,6 +612,16 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
         if dropped:
             log.info(f"--drop-rare-classes: left out {len(dropped)} class(es) without training clips in some fold: "
                      f"{', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}")  # fmt: skip
+            emptied = [f for f in folds if any(not (s.table["fold"] == f).any() for s in sources.values())]
+            if emptied and cfg.folds is not None:
+                raise ValueError(f"--drop-rare-classes leaves fold(s) {emptied} without clips (they held only those classes): "
+                                 "leave them out of --folds")  # fmt: skip
+            if emptied:
+                folds = [f for f in folds if f not in emptied]
+                log.info(f"--drop-rare-classes: fold(s) {emptied} held only those classes and are left out of the grid")
+    if sources[0].table["label"].nunique() < 2:
+        only = sources[0].table["label"].iloc[0]
+        raise ValueError(f"the data hold one class ({only!r}): comparing classifiers needs two or more classes")
     source = sources[0]
     preset = cfg.preset or source.preset
     settings, training = get_preset(preset, **cfg.overrides)
