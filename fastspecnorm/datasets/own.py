@@ -22,7 +22,7 @@ def _read_folder(spec: SourceSpec) -> DataSource:
     labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
     rows = [(f.relative_to(root).as_posix(), label) for label in labels for f in get_audio_files(root / label)]
     if not rows:
-        from ..audio.io import unreadable_files_note
+        from ..audio.io import unreadable_files_note  # here, not above: `fastspecnorm compare --help` lists RECIPES without torch
 
         raise FileNotFoundError(f"no audio files in subfolders of {root}: a folder source holds one subfolder per label, "
                                 f"each with that label's clips{unreadable_files_note(root.rglob('*')) if root.is_dir() else ''}")  # fmt: skip
