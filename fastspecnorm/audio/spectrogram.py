@@ -327,9 +327,7 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         """
         import dataclasses
 
-        from ..presets import AudioSettings  # here, not above: presets names this module inside its own functions
-
-        if isinstance(cfg, AudioSettings):
+        if callable(getattr(cfg, "spectrogram", None)):  # an `AudioSettings` (not imported: it imports this module)
             return cfg.spectrogram()
         if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
             cfg = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
