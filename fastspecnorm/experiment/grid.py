@@ -702,4 +702,5 @@ def experiment_title(experiment: dict[str, Any]) -> str:
     data = recipe.title if recipe is not None else str(experiment.get("dataset"))
     if experiment.get("synthetic"):
         data = f"synthetic {data}"
-    return f"{data}, preset {experiment['preset']}, {experiment['settings']['epochs']} epochs"
+    epochs = experiment["settings"]["epochs"]
+    return f"{data}, preset {experiment['preset']}, {epochs} epoch{'' if epochs == 1 else 's'}"

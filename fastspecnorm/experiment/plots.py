@@ -94,7 +94,7 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
     left.set_ylabel("validation accuracy (%)")
     if one_fold:
         several = " and mean over seeds (black)" if int(per_norm["n"].max()) > 1 else ""
-        left.set_title(f"Accuracy per run (dots){several}, fold {fold_text}: one fold gives no interval")
+        left.set_title(f"Accuracy per run (dots){several}\nfold {fold_text} only: one fold gives no interval")
         left.set_ylim(0, 100)
     else:
         left.set_title(f"Accuracy per run (dots), mean and {level} CI over folds (black)")
@@ -126,7 +126,7 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
             right.set_ylim(-1.5 * reach, 1.5 * reach)
     right.set_ylabel(f"accuracy minus '{baseline}' (percentage points)")
     if one_fold:
-        right.set_title(f"Difference vs '{baseline}' (dots), fold {fold_text}: one fold gives no interval")
+        right.set_title(f"Difference vs '{baseline}' (dots)\nfold {fold_text} only: one fold gives no interval")
     else:
         right.set_title(f"Difference vs '{baseline}' per fold (dots), {level} CI")
     figure.suptitle(title)
