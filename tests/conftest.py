@@ -35,6 +35,7 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 import torchaudio  # noqa: E402
+from helpers import write_tone as _write
 
 from fastspecnorm import esc50_dataloaders  # noqa: E402
 from fastspecnorm.datasets.synthetic import make_synthetic_esc50  # noqa: E402
@@ -107,14 +108,6 @@ def wav_claiming(write_audio):
 
 # ---------------------------------------------------------------------------------------------
 # folders of clips
-
-
-def _write(path, sr=8000, n=1600, f0=400.0, seed=0, subtype="PCM_16"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(n) / sr
-    x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.random.default_rng(seed).standard_normal(n)
-    sf.write(path, x, sr, subtype=subtype)
-    return path
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import main_status as _main
 
 from fastspecnorm.experiment import main
 from fastspecnorm.experiment import train as train_module
@@ -106,19 +107,6 @@ def test_command_line_script_runs(esc, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # the command on your own clips (conftest's own): arguments, error lines, output in a file, no torch for --help
-
-
-def _main(capsys, *args) -> tuple[int, str]:
-    """The command's status and stderr, run in this process through its own entry (a subprocess per
-    case costs a torch import; test_help_and_argument_errors_do_not_import_torch runs the installed
-    command)."""
-    from fastspecnorm.experiment.cli import main
-
-    try:
-        status = main([str(a) for a in args])
-    except SystemExit as e:  # argparse's errors
-        status = e.code
-    return status, capsys.readouterr().err
 
 
 def _cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from helpers import write_tone as _write
 
 from fastspecnorm import AudioDataLoaders, AudioFilesError, DbRangeNormalize, get_audio_files
 from fastspecnorm.data import LOADER_KWARGS
@@ -19,14 +20,6 @@ SPEC = {"n_fft": 256, "hop_length": 128}
 SMALL = {"bs": 2, "spec": SPEC, "cache": False}
 
 N_FFT, HOP = 256, 128
-
-
-def _write(path, sr=8000, n=1600, f0=400.0, seed=0, subtype="PCM_16"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(n) / sr
-    x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.random.default_rng(seed).standard_normal(n)
-    sf.write(path, x, sr, subtype=subtype)
-    return path
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 
-import librosa
 import numpy as np
 import pytest
 import torch
 from article_merge import naive_merge_mean_std
+from helpers import energies, librosa_pcen, numpy_utterance_mvn
 
 import fastspecnorm.functional as SF
 
@@ -494,19 +494,6 @@ def test_instance_minmax_mask_matches_numpy():
 # PCEN against librosa
 
 
-def energies(shape, seed=0, low=-3, high=8):
-    "Random non-negative energies, each (item, bin) row at its own level 10**low .. 10**high."
-    rng = np.random.default_rng(seed)
-    level = 10.0 ** rng.uniform(low, high, size=(*shape[:-1], 1))
-    return rng.exponential(size=shape) * level
-
-
-def librosa_pcen(S, **kwargs):
-    "librosa.pcen on each (freq, time) slice of S (..., freq, time), float64."
-    flat = S.reshape(-1, *S.shape[-2:])
-    return np.stack([librosa.pcen(s, **kwargs) for s in flat]).reshape(S.shape)
-
-
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, RTOL)])
 def test_pcen_equals_librosa_with_defaults(dtype, rtol):
     S = energies((3, 40, 150))
@@ -587,19 +574,6 @@ def test_pcen_keeps_float16_and_runs_on_cuda_when_there():
 
 # ---------------------------------------------------------------------------------------------
 # per-utterance mean and variance normalization
-
-
-def numpy_utterance_mvn(x, lengths=None, eps=1e-5):
-    "Per item, channel and bin over its first lengths[i] frames; padding -> 0. The simplest float64 loops."
-    out = np.zeros_like(x, dtype=np.float64)
-    for i in range(x.shape[0]):
-        n = x.shape[-1] if lengths is None else lengths[i]
-        for c in range(x.shape[1]):
-            for f in range(x.shape[2]):
-                v = x[i, c, f, :n].astype(np.float64)
-                if n:
-                    out[i, c, f, :n] = (v - v.mean()) / max(v.std(), eps)
-    return out
 
 
 @pytest.mark.parametrize("lengths", [None, [50, 23, 1, 0]])

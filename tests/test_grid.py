@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from helpers import esc50_config as _cfg
+from helpers import main_status as _main
 
 from fastspecnorm.experiment import ExperimentConfig, main, prepare, run_experiment
 from fastspecnorm.experiment import runner as experiment
@@ -26,19 +28,6 @@ TINY = {"bs": 4, "num_workers": 0}
 
 # ---------------------------------------------------------------------------------------------
 # a synthetic ESC-50 folder (conftest's esc): one experiment per OUT, the data checked and fingerprinted
-
-
-def _cfg(esc, out, norms=("none", "global", "instance"), seeds=(0,)):
-    return ExperimentConfig(
-        data=str(esc),
-        out=out,
-        folds=[1],
-        seeds=list(seeds),
-        norms=list(norms),
-        preset="quick",
-        epochs=1,
-        overrides=dict(ESC50_TINY),
-    )
 
 
 def test_other_settings_in_same_out_refused(esc, tmp_path, monkeypatch):
@@ -274,19 +263,6 @@ def test_csv_k_folds_grouped_by_speaker(own, tmp_path):
     folds = pd.read_csv(out / "folds.csv").merge(pd.read_csv(own / "labels.csv"), on="file")
     assert folds.groupby("speaker")["fold"].nunique().max() == 1  # no speaker in two folds
     assert sorted(folds["fold"].unique()) == [1, 2]
-
-
-def _main(capsys, *args) -> tuple[int, str]:
-    """The command's status and stderr, run in this process through its own entry (a subprocess per
-    case costs a torch import; test_help_and_argument_errors_do_not_import_torch runs the installed
-    command)."""
-    from fastspecnorm.experiment.cli import main
-
-    try:
-        status = main([str(a) for a in args])
-    except SystemExit as e:  # argparse's errors
-        status = e.code
-    return status, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option, wrong, right", [("--label-col", "lable", "label"), ("--fold-col", "speakr", "speaker")])

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 from fastai.vision.models.xresnet import xresnet18
+from helpers import write_tone as _write
 
 import fastspecnorm
 from fastspecnorm import (
@@ -32,14 +33,6 @@ SMALL = {"bs": 2, "spec": SPEC, "cache": False}
 N_FFT, HOP = 256, 128
 
 LEARNERS = [name for name in ("esc50_learner", "audio_learner") if hasattr(fastspecnorm, name)]
-
-
-def _write(path, sr=8000, n=1600, f0=400.0, seed=0, subtype="PCM_16"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(n) / sr
-    x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.random.default_rng(seed).standard_normal(n)
-    sf.write(path, x, sr, subtype=subtype)
-    return path
 
 
 @pytest.fixture(scope="module")

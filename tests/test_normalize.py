@@ -13,13 +13,14 @@ import pickle
 import re
 import warnings
 
-import librosa
 import numpy as np
 import pytest
 import torch
 from fastai.data.core import TfmdDL
 from fastai.torch_core import TensorCategory
 from fasttransform import Pipeline
+from helpers import energies, librosa_pcen, numpy_utterance_mvn
+from helpers import padded_batch as _padded_batch
 
 import fastspecnorm.functional as SF
 from fastspecnorm import (
@@ -312,17 +313,6 @@ def test_transforms_inplace_give_the_same_batch_in_the_input(i):
 # padded batches: each clip normalized as if alone
 
 
-def _padded_batch(clips: list[np.ndarray], sr: int = 16000) -> AudioTensor:
-    "Mono clips (samples,) zero-padded to the longest, as AudioDataLoader makes them."
-    n = max(len(c) for c in clips)
-    x = torch.zeros(len(clips), 1, n)
-    for i, c in enumerate(clips):
-        x[i, 0, : len(c)] = torch.from_numpy(c.astype(np.float32))
-    res = AudioTensor(x, sr=sr)
-    res.lengths = torch.tensor([len(c) for c in clips])
-    return res
-
-
 def test_waveform_standardization_independent_of_padding(clips):
     """Each clip of a padded batch equals the clip standardized alone in NumPy float64 (from the
     float32 samples the batch holds), to a bound on float32 rounding. A float32 sum is off by at most
@@ -379,19 +369,6 @@ def test_db_range_reference_levels():
 # PCEN and UtteranceNormalize: thin wrappers of functional
 
 
-def energies(shape, seed=0, low=-3, high=8):
-    "Random non-negative energies, each (item, bin) row at its own level 10**low .. 10**high."
-    rng = np.random.default_rng(seed)
-    level = 10.0 ** rng.uniform(low, high, size=(*shape[:-1], 1))
-    return rng.exponential(size=shape) * level
-
-
-def librosa_pcen(S, **kwargs):
-    "librosa.pcen on each (freq, time) slice of S (..., freq, time), float64."
-    flat = S.reshape(-1, *S.shape[-2:])
-    return np.stack([librosa.pcen(s, **kwargs) for s in flat]).reshape(S.shape)
-
-
 def spec(x, unit="power", lengths=None, sr=16000, hop_length=200):
     s = AudioSpectrogram(torch.as_tensor(x, dtype=torch.float32), sr=sr, hop_length=hop_length, unit=unit)
     s.lengths = None if lengths is None else torch.tensor(lengths)
@@ -421,19 +398,6 @@ def test_pcen_transform_refuses_db_spectrograms():
 
 # ---------------------------------------------------------------------------------------------
 # per-utterance mean and variance normalization
-
-
-def numpy_utterance_mvn(x, lengths=None, eps=1e-5):
-    "Per item, channel and bin over its first lengths[i] frames; padding -> 0. The simplest float64 loops."
-    out = np.zeros_like(x, dtype=np.float64)
-    for i in range(x.shape[0]):
-        n = x.shape[-1] if lengths is None else lengths[i]
-        for c in range(x.shape[1]):
-            for f in range(x.shape[2]):
-                v = x[i, c, f, :n].astype(np.float64)
-                if n:
-                    out[i, c, f, :n] = (v - v.mean()) / max(v.std(), eps)
-    return out
 
 
 def test_utterance_mvn_item_alone_and_transform():

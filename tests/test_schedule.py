@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from helpers import esc50_config as _cfg
 
 from fastspecnorm.experiment import ExperimentConfig, main, prepare, run_experiment, schedule
 from fastspecnorm.experiment import runner as experiment
@@ -168,19 +169,6 @@ def test_a_finished_grid_times_nothing(clips, tmp_path, monkeypatch):
 
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cfg(esc, out, norms=("none", "global", "instance"), seeds=(0,)):
-    return ExperimentConfig(
-        data=str(esc),
-        out=out,
-        folds=[1],
-        seeds=list(seeds),
-        norms=list(norms),
-        preset="quick",
-        epochs=1,
-        overrides=dict(ESC50_TINY),
-    )
 
 
 def test_grid_outputs_and_resume_after_crash(esc, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torchaudio
+from helpers import padded_batch as _padded_batch
 
 from fastspecnorm import AudioSpectrogram, AudioTensor, AudioToSpec, WaveformNormalize, spec_shape
 from fastspecnorm.audio.spectrogram import power_to_db
@@ -415,17 +416,6 @@ def test_audio_to_spec_takes_the_batch_rate(flat):
 
 # ---------------------------------------------------------------------------------------------
 # padded batches: each clip's frames as if alone
-
-
-def _padded_batch(clips: list[np.ndarray], sr: int = 16000) -> AudioTensor:
-    "Mono clips (samples,) zero-padded to the longest, as AudioDataLoader makes them."
-    n = max(len(c) for c in clips)
-    x = torch.zeros(len(clips), 1, n)
-    for i, c in enumerate(clips):
-        x[i, 0, : len(c)] = torch.from_numpy(c.astype(np.float32))
-    res = AudioTensor(x, sr=sr)
-    res.lengths = torch.tensor([len(c) for c in clips])
-    return res
 
 
 def _alone_db(clip: torch.Tensor) -> torch.Tensor:
