@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pandas as pd
 from fastai.callback.core import Callback, CancelFitException
 
 from .. import __version__
@@ -30,6 +29,7 @@ from .fingerprint import describe_changes
 from .grid import (
     ExperimentConfig,
     Prepared,
+    _read_folds_csv,
     _read_json_file,
     data_unchanged,
     digest,
@@ -197,9 +197,8 @@ def _recorded_folds(out: Path) -> set[tuple[int, int]] | None:
     fixed = {(0, int(row[1])) for row in table.values() if row[1] is not None}
     if fixed:
         return fixed
-    if (out / "folds.csv").is_file():
-        drawn = pd.read_csv(out / "folds.csv")
-        return set(zip(drawn["repeat"].astype(int), drawn["fold"].astype(int), strict=True))
+    if (out / "folds.csv").is_file():  # the grid's reader: also folds.csv written before repeated k-fold
+        return {(repeat, fold) for (repeat, _), fold in _read_folds_csv(out / "folds.csv").items()}
     return None
 
 
