@@ -1,9 +1,6 @@
 """The decoded-audio cache as a whole, for `fastspecnorm cache`: its folders and their size on disk
-(`cache_folders`), and emptying them (`clear_cache`) through `AudioCache.clear`.
-
-Only folders in the cache's own layout (`<cache root>/<source folder>-<hash>/sr<rate>-<mono|multi>-<dtype>/`,
-see `AudioCache`) are listed or touched: a cache root set by mistake to a folder holding other files
-keeps them.
+(`cache_folders`), and emptying them (`clear_cache`). Only folders in the cache's own layout are
+listed or touched: a cache root set by mistake to a folder holding other files keeps them.
 """
 
 from __future__ import annotations
@@ -43,10 +40,6 @@ class CacheFolder:
     nbytes: int
 
 
-def _root(cache_dir: str | os.PathLike | None) -> Path | None:
-    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-
-
 def cache_folders(cache_dir: str | os.PathLike | None = None) -> list[CacheFolder]:
     """The cache folders under the cache root, sorted by path.
 
@@ -58,7 +51,7 @@ def cache_folders(cache_dir: str | os.PathLike | None = None) -> list[CacheFolde
         One `CacheFolder` per folder in the cache's layout; empty when the root does not exist or the
             default cache is off.
     """
-    root = _root(cache_dir)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if root is None or not root.is_dir():
         return []
     found = []
@@ -74,10 +67,8 @@ def cache_folders(cache_dir: str | os.PathLike | None = None) -> list[CacheFolde
 
 def clear_cache(cache_dir: str | os.PathLike | None = None) -> tuple[int, int]:
     """Empty every cache folder under the cache root (`AudioCache.clear`: under the folder's lock, so a
-    process building it finishes first), then remove the folders left empty.
-
-    Processes reading a cleared cache keep their open data file and decode anything else from the
-    source files; the next loaders rebuild the cache.
+    process building it finishes first), then remove the folders left empty. Processes reading a cleared
+    cache decode from the source files; the next loaders rebuild it.
 
     Args:
         cache_dir: the cache root; None: `default_cache_dir()`.
@@ -90,8 +81,7 @@ def clear_cache(cache_dir: str | os.PathLike | None = None) -> tuple[int, int]:
     """
     folders = cache_folders(cache_dir)
     for f in folders:
-        # The cache of `f` opened as it is: its source folder only names entries, and clear() deletes
-        # the folder's index and data files whatever they name.
+        # Its source folder only names entries: clear() deletes the index and data files whatever they name.
         AudioCache(f.path, f.sample_rate, f.path, mono=f.mono, dtype=f.dtype, verify=False).clear()
         with contextlib.suppress(OSError):  # left in place when anything else is in the folder
             (f.path / ".lock").unlink()

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -50,10 +51,9 @@ __all__ = [
 
 SAMPLE_RATE_RANGE = (1_000, 384_000)
 """Sample rates (Hz, inclusive: 1 kHz - 384 kHz) a file may have; others are refused as damaged headers."""
-
+_DAMAGED = "its header is probably damaged: re-encode the file or leave it out"
 
 #: File extensions of each soundfile (libsndfile) format name, for the formats people store audio in.
-#: Only the formats this machine's libsndfile lists in `soundfile.available_formats()` count.
 _FORMAT_EXTENSIONS = {
     "WAV": (".wav",),
     "WAVEX": (".wav",),
@@ -72,14 +72,9 @@ _FORMAT_EXTENSIONS = {
 
 @lru_cache(maxsize=1)
 def audio_extensions() -> tuple[str, ...]:
-    """The file extensions of the audio formats soundfile can read on this machine.
+    """The file extensions of the audio formats soundfile can read on this machine: the package's one list.
 
-    Those of `soundfile.available_formats()` among WAV, FLAC, OGG/Vorbis/Opus, MP3 (libsndfile
-    >= 1.1), AIFF, AU, CAF, W64, RF64, NIST and VOC. The package's one list: `get_audio_files`
-    (`from_folder`), `AudioCache` and the loaders' checks use it.
-
-    Returns:
-        The extensions, lower case, with the dot, sorted, e.g. `('.aif', ..., '.flac', ..., '.wav')`.
+    Lower case, with the dot, sorted, e.g. `('.aif', ..., '.flac', ..., '.wav')`.
 
     Examples:
         >>> ".wav" in audio_extensions() and ".flac" in audio_extensions()
@@ -96,13 +91,10 @@ AUDIO_EXTENSIONS = audio_extensions()
 
 
 def is_audio_file(path: str | os.PathLike) -> bool:
-    """Whether the name of `path` ends with one of `audio_extensions()`; the file is not opened.
+    """Whether the name of `path` ends with one of `audio_extensions()`, case-insensitively; the file is not opened.
 
     Args:
-        path: a file name or path; only its name is looked at, case-insensitively.
-
-    Returns:
-        True for an audio file name, e.g. `clip.WAV`; False otherwise.
+        path: a file name or path.
 
     Examples:
         >>> is_audio_file("dog/1-100032-A-0.WAV"), is_audio_file("labels.csv")
@@ -111,19 +103,16 @@ def is_audio_file(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(audio_extensions())
 
 
-#: Formats people keep audio in that soundfile (libsndfile) does not decode, by file extension: named,
-#: with the way out, where such files are met, rather than "not audio" or "no audio files".
+#: Formats people keep audio in that soundfile (libsndfile) does not decode, by file extension.
 UNREADABLE_FORMATS = {".m4a": "AAC or ALAC in MP4", ".mp4": "MP4", ".aac": "AAC", ".wma": "WMA", ".webm": "WebM"}
 
 
 def unreadable_format(path: str | os.PathLike) -> str | None:
-    """Why `path` cannot be read, when its extension names a format soundfile does not decode.
+    """Why `path` cannot be read (a sentence without its name), when its extension names a format soundfile
+    does not decode; None for any other extension.
 
     Args:
         path: a file name or path; only its extension is looked at, case-insensitively.
-
-    Returns:
-        A sentence without the file's name, or None for any other extension.
 
     Examples:
         >>> unreadable_format("voice/take1.M4A")
@@ -141,7 +130,7 @@ def unreadable_format(path: str | os.PathLike) -> str | None:
 
 def unreadable_files_note(paths) -> str:
     """A clause for an error about a folder without usable audio: how many of `paths` are in a format
-    soundfile does not decode (`UNREADABLE_FORMATS`), and the way out; empty when none is.
+    soundfile does not decode, and the way out; empty when none is.
 
     Args:
         paths: file paths, e.g. `Path(folder).rglob("*")`.
@@ -150,39 +139,26 @@ def unreadable_files_note(paths) -> str:
         E.g. "; it holds 12 .m4a file(s): .m4a (AAC or ALAC in MP4) is not a format soundfile reads: convert
             it first, e.g. ffmpeg -i a.m4a a.flac", or "".
     """
-    found: dict[str, list[Path]] = {}
-    for p in paths:
-        p = Path(p)
-        if p.suffix.lower() in UNREADABLE_FORMATS:
-            found.setdefault(p.suffix.lower(), []).append(p)
+    found = [p for p in map(Path, paths) if p.suffix.lower() in UNREADABLE_FORMATS]
     if not found:
         return ""
-    counts = ", ".join(f"{len(v)} {ext} file(s)" for ext, v in sorted(found.items()))
-    first = sorted(found.items())[0][1][0]
-    return f"; it holds {counts}: {unreadable_format(first)}"
+    counts = ", ".join(f"{n} {ext} file(s)" for ext, n in sorted(Counter(p.suffix.lower() for p in found).items()))
+    return f"; it holds {counts}: {unreadable_format(min(found, key=lambda p: p.suffix.lower()))}"
 
 
 class AudioLoadError(ValueError):
-    """An audio file exists but cannot be decoded; the message names the file.
-
-    A ValueError, raised by `load_audio` (and so by `AudioTensor.create`, `LoadAudio` and
-    `AudioCache.get`) for a file that cannot be decoded, is empty, holds NaN/Inf samples or has a
-    header `header_problem` refuses (a sample rate outside `SAMPLE_RATE_RANGE`, channels and sample
-    size that disagree with the frame size).
+    """An audio file exists but cannot be decoded, is empty, holds NaN/Inf samples or has a header
+    `header_problem` refuses; the message names the file. Raised by `load_audio` and so by
+    `AudioTensor.create`, `LoadAudio` and `AudioCache.get`.
     """
 
 
 def sample_rate_problem(sr: int) -> str | None:
-    """Why a file's header sample rate is refused, or None when it lies in `SAMPLE_RATE_RANGE`.
-
-    Part of `header_problem`, the rule `load_audio` and `check_audio_file` share: a damaged header
-    claiming 1 Hz would otherwise be upsampled 16000-fold to 16 kHz (a 979 MB clip).
+    """Why a file's header sample rate is refused (worded to follow the file's name), or None when it lies in
+    `SAMPLE_RATE_RANGE`. A damaged header claiming 1 Hz would otherwise be upsampled 16000-fold to 16 kHz.
 
     Args:
         sr: the sample rate from a file's header, in Hz.
-
-    Returns:
-        None for a plausible rate; otherwise why the file is refused, worded to follow its name.
 
     Examples:
         >>> sample_rate_problem(16000) is None
@@ -191,12 +167,7 @@ def sample_rate_problem(sr: int) -> str | None:
         'claims a sample rate of 1 Hz, outside the plausible 1000-384000 Hz; ...'
     """
     low, high = SAMPLE_RATE_RANGE
-    if low <= sr <= high:
-        return None
-    return (
-        f"claims a sample rate of {sr} Hz, outside the plausible {low}-{high} Hz; "
-        "its header is probably damaged: re-encode the file or leave it out"
-    )
+    return None if low <= sr <= high else f"claims a sample rate of {sr} Hz, outside the plausible {low}-{high} Hz; {_DAMAGED}"
 
 
 #: Bytes of one sample of the soundfile subtypes stored as plain interleaved frames (WAV, W64, RF64).
@@ -206,22 +177,15 @@ _BLOCK_ALIGN = re.compile(r"^\s*Block Align\s*:\s*(\d+)\s*$", re.MULTILINE)
 
 
 def header_problem(header) -> str | None:
-    """Why a file's header is refused, or None: the one rule `load_audio` and `check_audio_file` share.
+    """Why a file's header is refused (worded to follow its name), or None: the rule `load_audio` and
+    `check_audio_file` share.
 
-    Two things are refused, each from what soundfile reports about the header:
-
-    - a sample rate outside `SAMPLE_RATE_RANGE` (`sample_rate_problem`);
-    - a WAV / W64 / RF64 header whose channel count and sample size disagree with its block align
-      (the bytes of one frame), e.g. 7 channels or 13 bits written over mono 16-bit or 8-bit data.
-      libsndfile trusts the channels and bits and reads the samples at the wrong stride: noise.
-      A header that agrees (a real 7-channel file; 13 valid bits in 16-bit samples) is accepted.
+    Refused: a sample rate outside `SAMPLE_RATE_RANGE`, and a WAV / W64 / RF64 header whose channels and
+    sample size disagree with its block align (libsndfile would read the samples at the wrong stride: noise).
 
     Args:
         header: what soundfile gives for an open file: `soundfile.info(path)` or a `SoundFile`
             (its `samplerate`, `channels`, `subtype` and `extra_info`, libsndfile's header log).
-
-    Returns:
-        None for a plausible header; otherwise why the file is refused, worded to follow its name.
 
     Examples:
         >>> import os, tempfile
@@ -250,10 +214,7 @@ def header_problem(header) -> str | None:
 
 
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
-    """Read an audio file with soundfile.
-
-    soundfile (libsndfile) reads WAV, FLAC, OGG and the other formats of `audio_extensions()`;
-    no FFmpeg or torchcodec is needed.
+    """Read an audio file with soundfile (any format of `audio_extensions()`; no FFmpeg needed).
 
     Args:
         path: the audio file.
@@ -266,9 +227,7 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     Raises:
         FileNotFoundError: `path` is missing (or not a regular file).
         AudioLoadError: (a ValueError naming the file) the file cannot be decoded, is empty, holds
-            NaN/Inf, or has a header `header_problem` refuses (a sample rate outside
-            `SAMPLE_RATE_RANGE`; channels and sample size that disagree with the WAV frame size),
-            checked before any sample is read.
+            NaN/Inf, or has a header `header_problem` refuses (checked before any sample is read).
 
     Examples:
         >>> import os, tempfile
@@ -280,19 +239,15 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
         >>> wav.shape, wav.dtype, sr
         (torch.Size([2, 8000]), torch.float32, 8000)
     """
-    wav, sr, _ = load_audio_with_subtype(path)
-    return wav, sr
+    return load_audio_with_subtype(path)[:2]
 
 
 def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
-    """`load_audio` that also returns the file's subtype, read from the same open.
+    """`load_audio` that also returns the file's subtype, read from the same open: `(waveform, sample_rate,
+    subtype)`, the subtype being soundfile's name of the file's sample format, e.g. 'PCM_16', 'FLOAT', 'VORBIS'.
 
     Args:
         path: the audio file.
-
-    Returns:
-        `(waveform, sample_rate, subtype)`: as `load_audio`, plus soundfile's name of the file's
-            sample format, e.g. 'PCM_16', 'FLOAT', 'VORBIS'.
 
     Raises:
         FileNotFoundError: `path` is missing (or not a regular file).
@@ -320,17 +275,14 @@ def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
 
 
 def source_format(path: str | os.PathLike) -> tuple[int, str]:
-    """The sample rate and subtype from the header of `path`; no sample is decoded.
+    """`(sample rate in Hz, subtype)` from the header of `path`, the subtype as in `load_audio_with_subtype`;
+    no sample is decoded.
 
     Args:
         path: the audio file.
 
-    Returns:
-        `(sample rate in Hz, subtype)`, the subtype being soundfile's name of the file's sample
-            format, e.g. 'PCM_16', 'PCM_24', 'FLOAT', 'VORBIS'.
-
     Raises:
-        AudioLoadError: (a ValueError naming the file) the header cannot be read, as in `load_audio`.
+        AudioLoadError: (a ValueError naming the file) the header cannot be read.
     """
     import soundfile as sf
 
@@ -342,13 +294,10 @@ def source_format(path: str | os.PathLike) -> tuple[int, str]:
 
 
 def downmix_mono(x: Tensor) -> Tensor:
-    """Average the channels of a waveform to one.
+    """Average the channels of a waveform to one: `(..., 1, samples)`, `x` itself when it has one channel.
 
     Args:
         x: waveform `(..., channels, samples)`.
-
-    Returns:
-        `(..., 1, samples)`, the mean over channels; `x` itself when it has one channel.
 
     Examples:
         >>> import torch
@@ -359,11 +308,8 @@ def downmix_mono(x: Tensor) -> Tensor:
 
 
 MAX_RESAMPLE_KERNEL = 2**22
-"""The largest sinc kernel (elements) `resample` lets torchaudio build: 2**22 values, 16 MiB in float32.
-
-torchaudio's kernel has `(new_sr / g) * (orig_sr / g + 2 * width)` values for
-`g = gcd(orig_sr, new_sr)`: 76 000 for 44100 -> 16000 Hz, 706 million (2.8 GB) for 44101 -> 16000.
-"""
+"""The largest sinc kernel (elements) `resample` lets torchaudio build: 2**22 values, 16 MiB in float32
+(44100 -> 16000 Hz needs 76 000; 44101 -> 16000 would need 706 million)."""
 MAX_RATE_ROUNDING = 1e-3
 """How far (relative) `resample` may round a source rate whose exact kernel is too large: 0.1%."""
 
@@ -380,18 +326,13 @@ def _kernel_elements(orig_sr: int, new_sr: int) -> int:
 def resampling_source_rate(orig_sr: int, new_sr: int) -> int:
     """The source rate `resample` treats audio at `orig_sr` as having when going to `new_sr`.
 
-    `orig_sr` itself when torchaudio's kernel for the pair has at most `MAX_RESAMPLE_KERNEL` values
-    (every common rate pair); otherwise the nearest rate within `MAX_RATE_ROUNDING` (0.1%) of
-    `orig_sr` whose kernel does, e.g. 44101 -> 44100 Hz for 16 kHz output. Treating a clip as
-    sampled at that rate scales its frequencies (and stretches its time axis) by that relative
-    amount: -23 ppm for 44101 Hz, 0.07 Hz at 3 kHz, far below a 40 Hz spectrogram bin.
+    `orig_sr` itself when the kernel for the pair has at most `MAX_RESAMPLE_KERNEL` values (every
+    common rate pair); otherwise the nearest rate within `MAX_RATE_ROUNDING` whose kernel does,
+    which scales the clip's frequencies by that relative amount (-23 ppm for 44101 -> 44100 Hz).
 
     Args:
         orig_sr: the audio's sample rate, in Hz.
         new_sr: the target sample rate, in Hz.
-
-    Returns:
-        The source rate in Hz to resample from.
 
     Raises:
         ValueError: (naming both rates) no rate within `MAX_RATE_ROUNDING` of `orig_sr` has a small
@@ -417,18 +358,15 @@ def resampling_source_rate(orig_sr: int, new_sr: int) -> int:
 
 @lru_cache(maxsize=16)
 def _resampler(orig_sr: int, new_sr: int, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    torchaudio = import_torchaudio()
     # The sinc kernel must have the waveform's dtype and device (conv1d does not mix them).
-    return torchaudio.transforms.Resample(orig_sr, new_sr, dtype=dtype).to(device)
+    return import_torchaudio().transforms.Resample(orig_sr, new_sr, dtype=dtype).to(device)
 
 
 def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
     """Band-limited (windowed sinc) resampling with torchaudio.
 
-    Memory is bounded: a rate pair whose exact kernel would exceed `MAX_RESAMPLE_KERNEL` values
-    (e.g. 44101 -> 16000 Hz, 2.8 GB) is resampled from the nearest rate that fits (see
-    `resampling_source_rate`; 44100 Hz there), with a warning naming the rates; the result keeps the
-    exact length below.
+    A rate pair whose exact kernel would exceed `MAX_RESAMPLE_KERNEL` values is resampled from the
+    nearest rate that fits (`resampling_source_rate`), with a warning naming the rates.
 
     Args:
         x: waveform `(..., samples)` at `orig_sr` Hz; any float dtype, on any device.
@@ -461,21 +399,16 @@ def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
             f"{(used_sr / orig_sr - 1) * 1e6:+.0f} ppm, the length kept)",
             stacklevel=2,
         )
-    plain = x.as_subclass(Tensor) if type(x) is not Tensor else x
+    plain = x.as_subclass(Tensor)
     dtype = plain.dtype if plain.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.no_grad():
         out = _resampler(used_sr, new_sr, dtype, str(plain.device))(plain.to(dtype)).to(plain.dtype)
-    if used_sr != orig_sr:
-        out = crop_pad(out, math.ceil(x.shape[-1] * new_sr / orig_sr))
-    return out
+    return out if used_sr == orig_sr else crop_pad(out, math.ceil(x.shape[-1] * new_sr / orig_sr))
 
 
 def warn_upsampling(files_per_rate: Mapping[int, int], sample_rate: int, where: str) -> None:
-    """Warn once, naming the rates, when audio below `sample_rate` Hz is upsampled to it.
-
-    Upsampling adds no information: the spectrogram above each file's Nyquist frequency stays
-    empty, and the clips take more memory and compute. Nothing is warned when no rate is below
-    `sample_rate`.
+    """Warn once, naming the rates, when audio below `sample_rate` Hz is upsampled to it (which adds
+    no information: the spectrogram above each file's Nyquist frequency stays empty).
 
     Args:
         files_per_rate: `{source rate in Hz: number of files}`.
@@ -501,26 +434,19 @@ AUDIO_DTYPES = ("auto", *STORAGE_DTYPES)
 INT16_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "ULAW", "ALAW"})
 """soundfile subtypes whose decoded values 16-bit PCM holds exactly: integer PCM of at most 16
 bits and the 8-bit companded formats (they decode to 13 or 14 bits)."""
-_INT16_MAX = 32767 / 32768
 
 
 def storage_dtype(dtype: str, x: Tensor, subtype: str | None = None) -> str:
-    """The storage type of one clip: `dtype` itself, or what keeps its source for "auto".
+    """The storage type of one clip ("int16", "float16" or "float32"): `dtype` itself, or what keeps its source for "auto".
 
-    For dtype "auto": "int16" when the clip comes from a source of `subtype` in `INT16_SUBTYPES`
-    and every value of `x` lies in int16's range [-1, 32767/32768] (so nothing is clipped), else
-    "float32" (float, 24- and 32-bit sources, lossy formats, and 16-bit clips whose resampling
-    overshoots full scale: never clipped, and quiet clips never rounded to silence). "auto" costs 2
-    bytes per sample for 16-bit sources, 4 for the others.
+    For "auto": "int16" when the source's `subtype` is in `INT16_SUBTYPES` and every value of `x` lies in
+    [-1, 32767/32768], else "float32" (nothing is clipped, and quiet clips are never rounded to silence).
 
     Args:
         dtype: one of `AUDIO_DTYPES`: "auto", "int16", "float16" or "float32".
         x: the decoded float waveform, any shape (only read for "auto").
         subtype: soundfile's name of the source's sample format (`source_format(path)[1]`), e.g.
             "PCM_16"; needed for "auto", ignored otherwise.
-
-    Returns:
-        "int16", "float16" or "float32".
 
     Raises:
         ValueError: `dtype` is not one of `AUDIO_DTYPES`, or it is "auto" and `subtype` is None.
@@ -536,76 +462,59 @@ def storage_dtype(dtype: str, x: Tensor, subtype: str | None = None) -> str:
         return dtype
     if subtype is None:
         raise ValueError('dtype="auto" needs the source file\'s subtype (source_format(path)) to pick a storage type')
-    fits = x.numel() == 0 or (-1.0 <= x.min().item() and x.max().item() <= _INT16_MAX)
+    fits = x.numel() == 0 or (-1.0 <= x.min().item() and x.max().item() <= 32767 / 32768)
     return "int16" if subtype in INT16_SUBTYPES and fits else "float32"
 
 
 def to_storage(x: Tensor, dtype: str) -> Tensor:
-    """A float waveform as the values storage type `dtype` keeps.
+    """A float waveform as the values storage type `dtype` keeps: the package's one rounding rule.
 
-    The package's one rounding rule, shared by `quantize_waveform`, `LoadAudio(dtype=...)` and
-    `AudioCache`: "int16" is 16-bit PCM, `clamp(round(x * 32768), -32768, 32767)` (round half to
-    even, exact for audio decoded from 16-bit files; values beyond full scale are clipped, which
-    "auto" avoids); "float16" rounds to half precision; "float32" keeps the values.
+    "int16" is 16-bit PCM, `clamp(round(x * 32768), -32768, 32767)` (round half to even, exact for
+    audio decoded from 16-bit files); "float16" rounds to half precision; "float32" keeps the values.
 
     Args:
-        x: float waveform, any shape.
+        x: float waveform, any shape; the result has its shape.
         dtype: one of `STORAGE_DTYPES`: "int16", "float16" or "float32".
 
-    Returns:
-        An int16, float16 or float32 tensor, same shape as `x`.
-
     Raises:
-        ValueError: `dtype` is not one of `STORAGE_DTYPES` ("auto" is resolved first, with
-            `storage_dtype`).
+        ValueError: `dtype` is not one of `STORAGE_DTYPES` (resolve "auto" first, with `storage_dtype`).
 
     Examples:
         >>> import torch
         >>> to_storage(torch.tensor([0.5, -1.0, 1.0]), "int16")
         tensor([ 16384, -32768,  32767], dtype=torch.int16)
     """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
     if dtype == "int16":
         return (x.float() * 32768.0).round_().clamp_(-32768.0, 32767.0).to(torch.int16)
-    if dtype == "float16":
-        return x.half()
-    if dtype == "float32":
-        return x.float()
-    raise ValueError(f"storage dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
+    return x.to(getattr(torch, dtype))
 
 
 def from_storage(stored: Tensor) -> Tensor:
-    """Stored values as float32; int16 / 32768 is exact.
+    """Stored values as float32 of the same shape; int16 / 32768 is exact.
 
     Args:
         stored: int16, float16 or float32 tensor, any shape (from `to_storage`).
-
-    Returns:
-        float32 tensor, same shape.
     """
-    if stored.dtype == torch.int16:
-        return stored.float().mul_(1.0 / 32768.0)
-    return stored.float()
+    return stored.float().mul_(1.0 / 32768.0) if stored.dtype == torch.int16 else stored.float()
 
 
 def quantize_waveform(x: Tensor, dtype: str | None = "int16", source: str | os.PathLike | None = None) -> Tensor:
-    """Round a float waveform to the precision `dtype` keeps, returned as float32.
+    """Round a float waveform to the precision `dtype` keeps, returned as float32 of the same shape.
 
     `from_storage(to_storage(x, dtype))`, exactly what `AudioCache` stores: an uncached pipeline
     that applies this yields the same values as a cached one.
 
     Args:
         x: float waveform, any shape.
-        dtype: "int16" (16-bit PCM: `clamp(round(x * 32768), -32768, 32767) / 32768`), "float16",
-            "float32" or None (unchanged), or "auto": the storage type that keeps the `source` file
-            (`storage_dtype`; `source` is then required, its header is read).
-        source: the file `x` was decoded from; read (header only) for dtype "auto".
-
-    Returns:
-        float32 tensor, same shape as `x`.
+        dtype: "int16", "float16", "float32", None (unchanged), or "auto": the storage type that
+            keeps the `source` file (`storage_dtype`; `source` is then required).
+        source: the file `x` was decoded from; its header is read for dtype "auto".
 
     Raises:
         ValueError: `dtype` is not one of `AUDIO_DTYPES` or None, or it is "auto" without `source`.
-    AudioLoadError: `dtype` is "auto" and the header of `source` cannot be read.
+        AudioLoadError: `dtype` is "auto" and the header of `source` cannot be read.
 
     Examples:
         >>> import torch
@@ -621,16 +530,13 @@ def quantize_waveform(x: Tensor, dtype: str | None = "int16", source: str | os.P
 
 
 def crop_pad(x: Tensor, n_samples: int, start: int = 0, pad_mode: str = "zeros") -> Tensor:
-    """Fixed length along the last axis: crop `n_samples` from `start`, or pad at the end.
+    """Fixed length `(..., n_samples)`: crop `n_samples` from `start` along the last axis, or pad at the end.
 
     Args:
         x: waveform `(..., samples)`.
         n_samples: the length wanted, in samples.
         start: first sample of the crop, for a clip longer than `n_samples`.
         pad_mode: how a shorter clip is padded: "zeros" pads with silence, "repeat" tiles the clip.
-
-    Returns:
-        `(..., n_samples)`.
 
     Raises:
         ValueError: `pad_mode` is neither "zeros" nor "repeat" (for a clip that needs padding).
