@@ -1,12 +1,9 @@
 """Groups of clips (the fragments of one recording, one speaker's takes) and folds that keep each group
-whole: a group taken from each file's name by a regular expression (`group_pattern`, `groups_from_names`),
-folds drawn with scikit-learn (`draw_folds`), and the check that warns when a folder's names look like
-fragments of recordings but no group was given (`warn_shared_prefixes`).
+whole, for the loaders and the comparison's sources: groups from file names by a regular expression
+(`group_pattern`, `groups_from_names`), folds drawn with scikit-learn (`draw_folds`), and the warning
+when names look like fragments of recordings but no group was given (`warn_shared_prefixes`).
 
-The loaders (`AudioDataLoaders.from_df`, `from_folder`) and the comparison's sources
-(`fastspecnorm.datasets.sources`) both use these. Imports neither torch nor fastai (the command line
-checks `--group-regex` before torch); scikit-learn is imported where folds are drawn.
-"""
+Imports neither torch nor fastai (the command line checks `--group-regex` before torch)."""
 
 from __future__ import annotations
 
@@ -62,8 +59,8 @@ def groups_from_names(names: Iterable[str], regex: str, option: str = "group_reg
         One group per name, in order.
 
     Raises:
-        ValueError: `regex` is no regular expression or has no group; or it does not match a name, or its
-            group is empty there (naming the first such file, how many there are, and the regex).
+        ValueError: `regex` is no regular expression or has no group, or its group is empty or unmatched
+            in a name (naming the first such file and how many there are).
 
     Examples:
         >>> groups_from_names(["0/0_george_1.wav", "0/0_theo_12.wav"], r"_([a-z]+)_\d+\.wav$")
@@ -71,13 +68,9 @@ def groups_from_names(names: Iterable[str], regex: str, option: str = "group_reg
     """
     pattern = group_pattern(regex, option)
     key = "group" if "group" in pattern.groupindex else 1
-    groups, bad = [], []
-    for name in names:
-        match = pattern.search(str(name))
-        group = None if match is None else match.group(key)
-        if not group:
-            bad.append(str(name))
-        groups.append(group)
+    names = [str(name) for name in names]
+    groups = [match.group(key) if (match := pattern.search(name)) else None for name in names]
+    bad = [name for name, group in zip(names, groups, strict=True) if not group]
     if bad:
         more = f" (and {len(bad) - 1} more of the {len(groups)} files)" if len(bad) > 1 else ""
         raise ValueError(f"{option} '{regex}' does not match {bad[0]!r}{more}: its "
@@ -87,18 +80,14 @@ def groups_from_names(names: Iterable[str], regex: str, option: str = "group_reg
 
 
 def draw_folds(labels, k: int, seed: int | None = 0, groups=None) -> np.ndarray:
-    """Assign each clip to one of `k` folds (1..k), stratified by label and grouped by `groups`:
+    """Assign each clip to one of `k` folds (1..k), stratified by label, no group in two folds:
     scikit-learn's `StratifiedGroupKFold(k, shuffle=True, random_state=seed)`.
-
-    Groups (every clip its own group when `groups` is None) are shuffled with the seed, then taken
-    largest first, each to the fold where the per-label shares stay closest to 1/k. No group is in
-    two folds.
 
     Args:
         labels: (clips,) each clip's label.
         k: number of folds, >= 2.
         seed: the draw's seed (the same labels, groups and seed give the same folds); None: not seeded.
-        groups: (clips,) or None.
+        groups: (clips,) each clip's group, or None: every clip its own group.
 
     Returns:
         (clips,) int array of fold numbers 1..k.
@@ -106,7 +95,7 @@ def draw_folds(labels, k: int, seed: int | None = 0, groups=None) -> np.ndarray:
     Raises:
         ValueError: k < 2, or fewer groups (or clips) than folds.
     """
-    from sklearn.model_selection import StratifiedGroupKFold  # here: drawing folds is the only use
+    from sklearn.model_selection import StratifiedGroupKFold
 
     labels = np.asarray(labels).astype(str)
     groups = np.arange(len(labels)).astype(str) if groups is None else np.asarray(groups).astype(str)
@@ -123,21 +112,15 @@ def draw_folds(labels, k: int, seed: int | None = 0, groups=None) -> np.ndarray:
     return folds
 
 
-def _prefix(stem: str, drop: int) -> tuple[str, list[str], list[str]] | None:
-    "The stem without its last `drop` separated parts, with the kept and dropped parts' text; None if too short."
+def _pieces(stem: str) -> list[tuple[str, str]] | None:
+    "The stem's parts (split at `-`, `_`, `.`, spaces), each after its separator ('' for the first); None if one is empty."
     parts = _SEPARATORS.split(stem)
-    seps = _SEPARATORS.findall(stem)
-    if len(parts) <= drop or not all(parts):
-        return None
-    keep = len(parts) - drop
-    head = "".join(p + s for p, s in zip(parts[: keep - 1], seps[: keep - 1], strict=True)) + parts[keep - 1]
-    return head, parts, seps
+    return list(zip(["", *_SEPARATORS.findall(stem)], parts, strict=True)) if all(parts) else None
 
 
 def shared_prefix_groups(names: Sequence[str], labels: Sequence[str], min_share: float = 0.1) -> tuple[int, list[str]]:
     """Whether clips' names look like fragments of recordings: names that, less their last one or two
-    parts (split at `-`, `_`, `.` or spaces), share a prefix with other clips of their label, but not with
-    every clip of it (a prefix every clip of a label shares is the label, not a recording).
+    parts (split at `-`, `_`, `.` or spaces), share a prefix with some, not all, clips of their label.
 
     Args:
         names: the files' paths relative to the source.
@@ -153,8 +136,8 @@ def shared_prefix_groups(names: Sequence[str], labels: Sequence[str], min_share:
     for drop in (1, 2):
         keys = []
         for name, label in zip(names, labels, strict=True):
-            found = _prefix(PurePosixPath(name).stem, drop)
-            keys.append(None if found is None else (label, found[0]))
+            pieces = _pieces(PurePosixPath(name).stem)
+            keys.append((label, "".join(s + p for s, p in pieces[:-drop])) if pieces and len(pieces) > drop else None)
         sizes = Counter(k for k in keys if k is not None)
         shared = {k: n for k, n in sizes.items() if 2 <= n < per_label[k[0]]}
         if len(shared) >= 2 and sum(shared.values()) >= min_share * len(names):
@@ -172,18 +155,15 @@ def _suggested_regex(name: str, drop: int) -> str:
     def literal(sep: str) -> str:  # separators are made of - _ . and spaces: only the dot needs escaping
         return sep.replace(".", r"\.")
 
-    _, parts, seps = _prefix(PurePosixPath(name).stem, drop)
-    keep = len(parts) - drop
-    head = "".join(kind(p) + literal(s) for p, s in zip(parts[: keep - 1], seps[: keep - 1], strict=True)) + kind(parts[keep - 1])
-    tail = "".join(literal(s) + kind(p) for p, s in zip(parts[keep:], seps[keep - 1 :], strict=True))
-    return f"({head}){tail}" + r"\.\w+$"
+    pieces = [literal(sep) + kind(part) for sep, part in _pieces(PurePosixPath(name).stem)]
+    return f"({''.join(pieces[:-drop])}){''.join(pieces[-drop:])}" + r"\.\w+$"
 
 
 def warn_shared_prefixes(names: Sequence[str], labels: Sequence[str], fix: str = "group_regex=",
                          example: str = "group_regex=r'{regex}'", stacklevel: int = 3) -> bool:  # fmt: skip
-    """One UserWarning when clips' names look like fragments of recordings (`shared_prefix_groups`) but
-    folds or a random split are about to be drawn clip by clip: fragments of one recording would then
-    sit in training and validation at once, and accuracy would measure recognizing the recording.
+    """One UserWarning when clips' names look like fragments of recordings (`shared_prefix_groups`) and
+    folds or a random split are about to be drawn clip by clip, which would put a recording in both
+    training and validation.
 
     Args:
         names: the files' paths relative to the source.

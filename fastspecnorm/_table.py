@@ -1,6 +1,6 @@
-"""The one rule for naming a table's column by name or position, shared by `AudioDataLoaders.from_df`
-and the command's `--csv` options, and `did_you_mean`, the closest names for a wrong one (columns,
-normalizations). Imports pandas only (the command line reads it before torch)."""
+"""The one rule for naming a table's column by name or position (`AudioDataLoaders.from_df`, the command's
+`--csv` options) and `did_you_mean`, the closest names for a wrong one. Imports pandas only (the command
+line reads it before torch)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ __all__ = ["column", "did_you_mean"]
 
 
 def did_you_mean(wrong: Iterable, known: Iterable) -> str:
-    """A clause naming the known names closest to each wrong one (`difflib.get_close_matches`), for
-    an error message; empty when none is close.
+    """A clause for an error message naming the known names closest to each wrong one (`difflib.get_close_matches`).
 
     Args:
         wrong: the names given that are not known.
@@ -37,12 +36,10 @@ def did_you_mean(wrong: Iterable, known: Iterable) -> str:
 def column(df: pd.DataFrame, col: str | int, what: str, table: str = "the DataFrame") -> str:
     """The name of the column `col` of `df`, given by name or by 0-based position.
 
-    A position is an int, or a string of digits that is no column's name (as the command line
-    passes `--fn-col 0`); negative positions count from the end, as in Python.
-
     Args:
         df: the table.
-        col: a column name or position.
+        col: a column name, or a position: an int, or a string of digits that is no column's name
+            (as the command line passes `--fn-col 0`); negative positions count from the end.
         what: how the caller names the argument in messages, e.g. "fn_col" or "--fn-col".
         table: how messages name `df`, e.g. "the DataFrame" or a CSV's path.
 

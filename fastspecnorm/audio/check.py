@@ -26,13 +26,8 @@ class AudioFilesError(ValueError):
     """Raised by `check_audio_files`, naming every bad file and its problems; a ValueError.
 
     Args:
-        message: the error message: how many files cannot be used, and the first 20 of them with
-            their problems.
-        problems: `{path: [problem, ...]}` of every bad file, kept as `.problems`.
-
-    Attributes:
-        problems: `{path: [problem, ...]}`: each bad file's list of problems, all of them (the
-            message lists at most 20 files).
+        message: how many files cannot be used, and the first 20 of them with their problems.
+        problems: `{path: [problem, ...]}` of every bad file (all of them), kept as `.problems`.
     """
 
     def __init__(self, message: str, problems: dict[str, list[str]]):
@@ -41,12 +36,8 @@ class AudioFilesError(ValueError):
 
 
 def _wav_data_sizes(path: Path) -> tuple[int, int, int] | None:
-    """For a RIFF/WAVE file: `(declared data bytes, data bytes present, bytes per frame)`.
-
-    None for other formats, for RF64 and for streaming headers whose data size is unknown
-    (0 or 0xFFFFFFFF): there is nothing to compare. libsndfile silently shortens a truncated WAV,
-    so this parse is what finds a header that claims more frames than the file holds.
-    """
+    """For a RIFF/WAVE file `(declared data bytes, data bytes present, bytes per frame)`, which finds the
+    truncated WAVs libsndfile silently shortens; None for other formats, RF64 and unknown data sizes."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(12)
@@ -94,17 +85,13 @@ def _decode_problems(path: Path, frames: int) -> list[str]:
 
 
 def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[str], dict | None]:
-    """Problems of one audio file and its header facts.
+    """Problems of one audio file and its header facts: the check of the loaders and of the ESC-50 validation.
 
     Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a header
-    `header_problem` refuses (the rule `load_audio` refuses by: a sample rate outside
-    `SAMPLE_RATE_RANGE`, or channels and sample size that disagree with the WAV frame size, e.g. 7
-    channels claimed over mono data, or 13 bits over 8-bit samples), a WAV header that claims more frames than
-    the file holds (libsndfile silently shortens such files), and with `full=True`
-    NaN/Inf samples or data that stops decoding early. Only the header (and, for WAV files, the
-    chunk headers) is read unless `full`, so the check is cheap next to decoding
-    (docs/performance.md). The ESC-50 validation (`fastspecnorm.datasets.validate`) uses the
-    same check.
+    `header_problem` refuses (as `load_audio` does: a sample rate outside `SAMPLE_RATE_RANGE`, or
+    channels and sample size that disagree with the WAV frame size), a WAV header that claims more
+    frames than the file holds, and with `full=True` NaN/Inf samples or data that stops decoding
+    early. Unless `full`, only the headers are read: cheap next to decoding (docs/performance.md).
 
     Args:
         path: the audio file.
@@ -161,9 +148,8 @@ def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[
 
 
 def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) -> dict[str, dict]:
-    """Check every file of `paths` with `check_audio_file`, naming every bad file at once.
-
-    All problems are reported together, so a dataset is fixed in one go, before any training.
+    """Check every file of `paths` with `check_audio_file`, naming every bad file at once, so that a
+    dataset is fixed in one go, before any training.
 
     Args:
         paths: the audio files.
@@ -186,13 +172,11 @@ def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) ->
         else:
             facts_of[str(p)] = facts
     if problems:
-        lines = [f"{p}: {'; '.join(msgs)}" for p, msgs in list(problems.items())[:_MAX_LISTED]]
-        if len(problems) > _MAX_LISTED:
-            lines.append(f"... and {len(problems) - _MAX_LISTED} more (AudioFilesError.problems has all)")
         them = "it" if len(problems) == 1 else "them"
+        lines = [f"{p}: {'; '.join(msgs)}" for p, msgs in problems.items()]
         raise AudioFilesError(
             f"{len(problems)} of {len(problems) + len(facts_of)} audio file(s) cannot be used; fix or remove {them}:"
-            + _listed(lines),
+            + _listed(lines, " (AudioFilesError.problems has all)"),
             problems,
         )
     return facts_of
@@ -201,14 +185,13 @@ def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) ->
 def check_clip_names(
     names: Sequence, root: str | os.PathLike, allow_outside: bool = False, rows: Sequence[str] | None = None
 ) -> tuple[list[str], list[tuple[int, str]]]:
-    """The file-name rule of every table of clips: `check_table` (the loaders) and the ESC-50 validation use it.
+    """The file-name rule of every table of clips, the loaders' (`check_table`) and the ESC-50 validation's.
 
     Each name is normalized (`os.path.normpath`, posix separators) and refused, with a message naming
     it, when it names no file (None, NaN, blank, "."), has leading or trailing whitespace, names a clip
-    listed before under any spelling (`x.wav`, `./x.wav`, `x.wav/`, `sub/../x.wav`, or two names of one
-    file through a link), or, unless `allow_outside`, is absolute, leaves `root` with `..` or is a link
-    to a file outside `root`. Only names and links are looked at: whether a file exists and is audio is
-    `check_audio_files`' job.
+    listed before under any spelling (`x.wav`, `./x.wav`, `sub/../x.wav`, a link to it), or, unless
+    `allow_outside`, is absolute, leaves `root` with `..` or is a link to a file outside `root`. Only
+    names and links are looked at, not the files.
 
     Args:
         names: the file names, relative to `root`, in table order.
@@ -231,9 +214,8 @@ def check_clip_names(
     """
     root = Path(root)
     rows = [f"row {i}" for i in range(len(names))] if rows is None else list(rows)
-    blank = [v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) or not str(v).strip() for v in names]
-    texts = ["" if b else str(v) for b, v in zip(blank, names, strict=True)]
-    normalized = [t if b else os.path.normpath(t).replace(os.sep, "/") for b, t in zip(blank, texts, strict=True)]
+    texts = ["" if (pd.api.types.is_scalar(v) and pd.isna(v)) or not str(v).strip() else str(v) for v in names]
+    normalized = [os.path.normpath(t).replace(os.sep, "/") if t else "" for t in texts]
     problems, first = [], {}
     for i, (raw, text, norm) in enumerate(zip(names, texts, normalized, strict=True)):
         problem = _name_problem(text, norm, root, allow_outside)
@@ -279,13 +261,12 @@ def check_table(
     allow_outside: bool = False,
     outside_fix: str = "allow_outside=True",
 ) -> pd.DataFrame:
-    """A table of clips checked before any file is opened: the step every loader takes first.
+    """A table of clips checked before any file is opened: the step `AudioDataLoaders.from_df`, and every
+    loader built on it, takes first.
 
-    `AudioDataLoaders.from_df` and everything built on it (`from_folder`, `from_csv`, the dataset
-    recipes, `esc50_dataloaders`) call it. The file names obey `check_clip_names` (the rule the ESC-50
-    validation applies too); the label and fold columns, when they hold integers, must fit 64 bits
-    (floats: +-2**53, where float64 stops holding every integer), or labels and folds would wrap or
-    merge silently.
+    The file names obey `check_clip_names`; the label and fold columns, when they hold integers, must
+    fit 64 bits (floats: +-2**53, where float64 stops holding every integer), or labels and folds
+    would wrap or merge silently.
 
     Args:
         df: the table, one row per clip.
@@ -315,37 +296,37 @@ def check_table(
     for col, what in ((label_col, "label"), (fold_col, "fold")):
         if col is not None:
             _check_integer_column(table, col, what)
-    names = [v if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) else f"{v}{suff}" for v in table[fn_col]]
+    names = [v if pd.api.types.is_scalar(v) and pd.isna(v) else f"{v}{suff}" for v in table[fn_col]]
     table[fn_col], problems = check_clip_names(names, root, allow_outside)
     if problems:
-        lines = [f"row {i}: {message}" for i, message in problems[:_MAX_LISTED]]
-        more = [f"... and {len(problems) - _MAX_LISTED} more"] if len(problems) > _MAX_LISTED else []
         outside = not allow_outside and len(check_clip_names(names, root, allow_outside=True)[1]) < len(problems)
         raise ValueError(
             f"{len(problems)} problem(s) with the file names in column {fn_col!r}"
             + (f" (clips must lie inside {root}; {outside_fix} lifts that)" if outside else "")
             + ":"
-            + _listed(lines + more)
+            + _listed([f"row {i}: {message}" for i, message in problems])
         )
     return table
 
 
-def _listed(lines: list[str]) -> str:
-    "One problem on the message's own line; several one per line below it."
+def _listed(lines: list[str], more: str = "") -> str:
+    "Up to 20 problems, one on the message's own line, several one per line below it; then how many more, and `more`."
+    if len(lines) > _MAX_LISTED:
+        lines = [*lines[:_MAX_LISTED], f"... and {len(lines) - _MAX_LISTED} more{more}"]
     return f" {lines[0]}" if len(lines) == 1 else "".join(f"\n  {line}" for line in lines)
 
 
 def _check_integer_column(df: pd.DataFrame, col, what: str) -> None:
     "ValueError when the label or fold column `col` holds integers beyond int64 (floats beyond 2**53)."
-    values = df[col]
+    values, int64 = df[col], f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
     if pd.api.types.is_float_dtype(values):
         bad = values.notna() & (values.abs() > _FLOAT_EXACT)
         limit = f"+-2**53 ({_FLOAT_EXACT}), where float64 stops holding integers exactly"
     elif pd.api.types.is_unsigned_integer_dtype(values):
-        bad, limit = values > _INT64[1], f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
+        bad, limit = values > _INT64[1], int64
     elif values.dtype == object:
         big = [isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1] for v in values]
-        bad, limit = pd.Series(big, index=values.index), f"the 64-bit integer range [{_INT64[0]}, {_INT64[1]}]"
+        bad, limit = pd.Series(big, index=values.index), int64
     else:
         return
     if bad.any():

@@ -17,14 +17,7 @@ from .sources import DataSource, Recipe, SourceSpec, describe_table, register, s
 from .synthetic import make_synthetic_esc50
 from .validate import VALIDATION_MODES, read_esc50_table, resolve_clip, validate_esc50
 
-__all__ = [
-    "ESC50_URL",
-    "RECIPE",
-    "read_esc50_meta",
-    "esc50_dataloaders",
-    "esc50_source",
-    "download_esc50",
-]
+__all__ = ["ESC50_URL", "RECIPE", "read_esc50_meta", "esc50_dataloaders", "esc50_source", "download_esc50"]
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 
@@ -41,12 +34,10 @@ def download_esc50() -> Path:
     from fastai.data.external import untar_data
 
     root = Path(untar_data(ESC50_URL))
-    if (root / "meta" / "esc50.csv").is_file():
-        return root
-    found = sorted(root.glob("*/meta/esc50.csv"))
+    found = [root] if _is_esc50(root) else sorted(p.parent.parent for p in root.glob("*/meta/esc50.csv"))
     if not found:
         raise FileNotFoundError(f"downloaded ESC-50 to {root} but found no meta/esc50.csv inside")
-    return found[0].parent.parent
+    return found[0]
 
 
 def read_esc50_meta(path: str | os.PathLike, check_files: bool = True) -> pd.DataFrame:
@@ -54,16 +45,15 @@ def read_esc50_meta(path: str | os.PathLike, check_files: bool = True) -> pd.Dat
 
     Args:
         path: the ESC-50-layout folder (holding `meta/esc50.csv` and `audio/`).
-        check_files: also check every listed file as `validate_esc50(mode="quick")` does (it
-            exists, its header reads); False checks the table alone (`read_esc50_table`).
+        check_files: also check every listed file's header (`validate_esc50(mode="quick")`); False
+            checks the table alone (`read_esc50_table`).
 
     Returns:
         The table (every column of the CSV) with `fold` and `target` as ints.
 
     Raises:
-        DatasetValidationError: a ValueError listing every problem with its file or CSV line, the
-            same messages as `validate_esc50`; when every problem is something absent (the CSV,
-            `audio/`, listed files) the error is a `DatasetNotFoundError`, also a FileNotFoundError.
+        DatasetValidationError: a ValueError listing every problem with its file or CSV line (see
+            `ValidationReport.raise_if_errors`).
     """
     report = validate_esc50(path, mode="quick", progress=False) if check_files else read_esc50_table(path)[1]
     return report.raise_if_errors().good_rows()
@@ -102,23 +92,20 @@ def esc50_dataloaders(
     """fastai DataLoaders over an ESC-50-layout folder, on its official folds.
 
     ESC-50 layout: `ROOT/meta/esc50.csv` (columns filename, fold, target, category, ...) and the
-    clips in `ROOT/audio/`. Training = every fold except `valid_fold`, as in the reference
-    article's `CrossValidationSplitter(col="fold", fold=k)`: fragments of one source recording
-    share a fold, so the official folds are the only honest split. Classes are the CSV's
+    clips in `ROOT/audio/`. Training = every fold except `valid_fold` (fragments of one source
+    recording share a fold, so the official folds are the only honest split). Classes are the CSV's
     categories, ordered by target, so a subset of classes works.
 
     Args:
         path: the ESC-50-layout folder (None: downloaded with `untar_data`, `download_esc50`).
         valid_fold: the fold held out for validation.
         bs: batch size (None: the preset's, 64 for "blog", 16 for "quick").
-        preset: a name of `PRESETS`: "blog" is the reference experiment (16 kHz, n_fft 400, hop
-            200, linear dB spectrogram `(1, 201, 401)`, per-clip waveform standardization, bs 64);
-            "quick" the CPU preset (64 mel bins, n_fft 1024, hop 400, `(1, 64, 201)`).
+        preset: a name of `PRESETS`: "blog" is the reference experiment (16 kHz, linear dB
+            spectrograms `(1, 201, 401)`), "quick" the CPU preset (64 mel bins, `(1, 64, 201)`).
         batch_tfms: transforms after `AudioToSpec` (e.g. a normalization).
         device: where batches go (None: fastai's default device).
-        validate: True or "quick" checks the CSV, that every listed file exists and its header
-            (fast: no sample is decoded, docs/performance.md); "full" also decodes every file
-            (NaN/Inf samples, damaged data); False only parses the CSV. Unusual channel counts or
+        validate: True or "quick" checks the CSV and every listed file's header (`validate_esc50`);
+            "full" also decodes every file; False only checks the CSV. Unusual channel counts or
             sample rates are warnings.
         skip_bad: drop the rows with a bad file (listed in a warning and in
             `dls.validation_report.skipped`) instead of raising; needs validation.
@@ -130,8 +117,8 @@ def esc50_dataloaders(
             `ValidationReport` (None when `validate=False`).
 
     Raises:
-        DatasetValidationError: problems in the data (a ValueError listing every bad file at once;
-            a `DatasetNotFoundError`, also a FileNotFoundError, when everything wrong is absent).
+        DatasetValidationError: problems in the data, a ValueError listing every bad file at once
+            (a `DatasetNotFoundError`, also a FileNotFoundError, when everything wrong is absent).
         ValueError: a bad `bs`, `validate` or `valid_fold`, `skip_bad` without validation, or a
             table with a single fold.
         TypeError: an unknown setting name.
@@ -139,8 +126,7 @@ def esc50_dataloaders(
     s = get_settings(preset, **settings, **({} if bs is None else {"bs": bs}))
     root = download_esc50() if path is None else Path(path)
     df, report = _checked_meta(root, valid_fold, validate, skip_bad, s.sample_rate)
-    source = esc50_source(root, df)
-    dls = source_dataloaders(source, valid_fold, s, batch_tfms=batch_tfms, device=device, validate=False)
+    dls = source_dataloaders(esc50_source(root, df), valid_fold, s, batch_tfms=batch_tfms, device=device, validate=False)
     dls.esc50_settings = s
     dls.validation_report = report
     return dls
@@ -154,8 +140,8 @@ def esc50_source(root: str | os.PathLike, df: pd.DataFrame) -> DataSource:
         df: the checked rows of `meta/esc50.csv` (fold and target as int).
 
     Returns:
-        The source: files in `audio/`, labels the categories, classes ordered by target, the
-            CSV's folds, default preset "quick"; the table keeps every column of the CSV.
+        The source: files in `audio/`, labels the categories (classes ordered by target), the CSV's
+            folds, preset "quick"; the table keeps every column of the CSV.
     """
     root = Path(root)
     vocab = df.sort_values("target").drop_duplicates("category")["category"].astype(str).tolist()
@@ -187,9 +173,7 @@ RECIPE = register(Recipe("esc50", "quick", _read, "ESC-50 layout: meta/esc50.csv
 
 
 def __getattr__(name: str):
-    # `CrossValidationSplitter` is the loaders' (`fastspecnorm.data`), named here too (PEP 562, as the package's
-    # `__init__` does) and imported on first use: this module is read by `fastspecnorm compare --help`, which
-    # imports neither torch nor fastai.
+    # `CrossValidationSplitter` is the loaders' (`fastspecnorm.data`), named here too, imported on first use (PEP 562).
     if name == "CrossValidationSplitter":
         return import_module("..data", __package__).CrossValidationSplitter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,21 +52,18 @@ def resolve_fsdd(path: str | os.PathLike) -> Path:
             (the message names `path`).
     """
     root = Path(path)
-    if (root / "recordings").is_dir():
-        return root
-    found = sorted(p.parent for p in root.glob("*/recordings") if p.is_dir())
-    if len(found) == 1:
-        return found[0]
-    raise FileNotFoundError(
-        f"no recordings/ folder in {root} (expected FSDD's layout: recordings/{{digit}}_{{speaker}}_{{take}}.wav)"
-    )
+    found = [root] if (root / "recordings").is_dir() else [p.parent for p in root.glob("*/recordings") if p.is_dir()]
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"no recordings/ folder in {root} (expected FSDD's layout: recordings/{{digit}}_{{speaker}}_{{take}}.wav)"
+        )
+    return found[0]
 
 
 def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
     """One row per recording under `path/recordings`, named `recordings/{digit}_{speaker}_{take}.wav`.
 
-    Folds are speaker-independent: fold k holds out the k-th speaker in alphabetical order
-    (`FSDD_SPEAKERS`), so a model is always validated on a voice it never heard.
+    Fold k holds out the k-th speaker of `FSDD_SPEAKERS`, so a model is validated on a voice it never heard.
 
     Args:
         path: FSDD's folder (as `resolve_fsdd` finds it).
@@ -90,24 +87,16 @@ def fsdd_table(path: str | os.PathLike) -> pd.DataFrame:
         m = _NAME.match(name)
         if m is None or m.group(2) not in FSDD_SPEAKERS:
             bad.append(name)
-            continue
-        digit, speaker, take = m.groups()
-        rows.append(
-            {
-                "filename": f"recordings/{name}",
-                "label": digit,
-                "speaker": speaker,
-                "take": int(take),
-                "fold": FSDD_SPEAKERS.index(speaker) + 1,
-            }
-        )
+        else:
+            digit, speaker, take = m.groups()
+            rows.append((f"recordings/{name}", digit, speaker, int(take), FSDD_SPEAKERS.index(speaker) + 1))
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ValueError(
             f"{len(bad)} file(s) in {root / 'recordings'} are not named {{digit}}_{{speaker}}_{{take}}.wav with a speaker "
             f"in {list(FSDD_SPEAKERS)}: {shown}"
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["filename", "label", "speaker", "take", "fold"])
 
 
 def fsdd_dataloaders(
@@ -120,23 +109,19 @@ def fsdd_dataloaders(
     validate: bool | str = True,
     **settings,
 ):
-    """fastai DataLoaders over FSDD, holding out one speaker for validation; the other five train.
-
-    FSDD: 3000 recordings of the digits 0-9 by six speakers, 8 kHz, mono, 16-bit, 0.14 to 2.3 s
-    (see `download_fsdd` for its source and licence). Built on `AudioDataLoaders.from_df`.
+    """fastai DataLoaders over FSDD (3000 recordings of the digits 0-9 by six speakers, 8 kHz, mono,
+    0.14 to 2.3 s), holding out one speaker for validation; the other five train.
 
     Args:
         path: FSDD's folder (None: downloaded with `untar_data`, `download_fsdd`).
         valid_fold: 1-6: speaker `FSDD_SPEAKERS[valid_fold - 1]` is held out.
         bs: batch size (None: the preset's, 32 for "fsdd").
-        preset: a name of `PRESETS`; "fsdd" (see `fastspecnorm.presets.PRESETS`): the files' own
-            8 kHz, each clip at its own length (batches padded to their longest clip; `lengths`
-            travel with the batch and padding never counts in statistics), 40 mel bins from 32 ms
-            windows every 10 ms, bs 32.
+        preset: a name of `PRESETS`; "fsdd": the files' own 8 kHz, each clip at its own length
+            (batches padded, `lengths` travel with them), 40 mel bins from 32 ms windows every 10 ms.
         batch_tfms: transforms after `AudioToSpec` (e.g. a normalization).
         device: where batches go (None: fastai's default device).
-        validate: True (or "quick") checks every file's header before anything else, "full"
-            also decodes every sample, False skips it (as in `AudioDataLoaders.from_df`).
+        validate: True (or "quick") checks every file's header first, "full" also decodes every
+            sample, False skips it (as in `AudioDataLoaders.from_df`).
         **settings: any `AudioSettings` field, overriding the preset's.
 
     Returns:
@@ -149,9 +134,7 @@ def fsdd_dataloaders(
         FileNotFoundError: no recordings under `path`.
         AudioFilesError: bad audio files found by `validate`, naming them all.
     """
-    if bs is not None:
-        settings["bs"] = bs
-    s = get_settings(preset, **settings)
+    s = get_settings(preset, **settings, **({} if bs is None else {"bs": bs}))
     if valid_fold not in range(1, len(FSDD_SPEAKERS) + 1):
         raise ValueError(f"valid_fold must be 1-{len(FSDD_SPEAKERS)} (the speakers {list(FSDD_SPEAKERS)}), got {valid_fold!r}")
     source = read_source(SourceSpec(data=download_fsdd() if path is None else path, dataset="fsdd"))
@@ -164,9 +147,8 @@ def fsdd_dataloaders(
 
 def _read(spec: SourceSpec) -> DataSource:
     root = resolve_fsdd(spec.data)
-    df = fsdd_table(root)
-    table = pd.DataFrame({"file": df["filename"], "label": df["label"].astype(str), "fold": df["fold"].astype(int)})
-    names = {i + 1: s for i, s in enumerate(FSDD_SPEAKERS)}
+    table = fsdd_table(root)[["filename", "label", "fold"]].rename(columns={"filename": "file"})
+    names = dict(enumerate(FSDD_SPEAKERS, start=1))
     return DataSource(
         "fsdd",
         root,

@@ -1,5 +1,5 @@
 """Your own audio: a folder with one subfolder per label (`folder`) and a CSV listing the clips
-(`csv`), the two recipes whose folds can be drawn (`draw_folds`)."""
+(`csv`), the two recipes whose folds can be drawn (`draw_folds`). Torch is imported where used."""
 
 from __future__ import annotations
 
@@ -16,20 +16,17 @@ __all__ = ["FOLDER", "CSV"]
 
 
 def _read_folder(spec: SourceSpec) -> DataSource:
-    from ..data import get_audio_files  # here, not above: `fastspecnorm compare --help` lists RECIPES without torch
+    from ..audio.check import check_table
+    from ..audio.io import unreadable_files_note
+    from ..data import get_audio_files
 
     root = Path(spec.data)
     labels = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
     rows = [(f.relative_to(root).as_posix(), label) for label in labels for f in get_audio_files(root / label)]
     if not rows:
-        from ..audio.io import unreadable_files_note  # here, not above: `fastspecnorm compare --help` lists RECIPES without torch
-
         raise FileNotFoundError(f"no audio files in subfolders of {root}: a folder source holds one subfolder per label, "
                                 f"each with that label's clips{unreadable_files_note(root.rglob('*')) if root.is_dir() else ''}")  # fmt: skip
-    # The loaders' file-name rule (two names of one clip through a link, links leading outside), before
-    # anything is written; here, not above: `fastspecnorm compare --help` lists RECIPES without torch.
-    from ..audio.check import check_table
-
+    # The loaders' file-name rule (two names of one clip through a link, links leading outside), before anything is written.
     table = check_table(pd.DataFrame(rows, columns=["file", "label"]), root, "file",
                         outside_fix="copying the linked files into it")  # fmt: skip
     table["fold"] = pd.array([pd.NA] * len(table), dtype="Int64")
@@ -38,9 +35,8 @@ def _read_folder(spec: SourceSpec) -> DataSource:
 
 
 def _wrong_folder(csv: Path, root: Path, names: list[str], default: bool) -> str:
-    """The one line for a CSV none of whose files is under `root`: it was read against the wrong
-    folder. Names the folder tried, and a folder next to it (its parent, or a subfolder of it or of
-    its parent) that holds the CSV's first files, when there is one."""
+    """The message for a CSV none of whose files is under `root`: the folder tried, and a folder next to
+    it (its parent, or a subfolder of it or of its parent) that holds the CSV's first files, if any."""
     sample = [n for n in names if not os.path.isabs(n)][:3]
     near = [root.parent] + [d for base in (root, root.parent) if base.is_dir() for d in sorted(base.iterdir()) if d.is_dir()]
     found = next((d for d in near if all((d / n).is_file() for n in sample)), None)
@@ -55,6 +51,8 @@ _MISSING = {"nan", "na", "n/a", "null", "none", "<na>", "#n/a"}
 
 
 def _read_csv(spec: SourceSpec) -> DataSource:
+    from ..audio.check import check_table
+
     csv = Path(spec.csv)
     if not csv.is_file():
         raise FileNotFoundError(f"--csv {csv}: no such file")
@@ -66,17 +64,12 @@ def _read_csv(spec: SourceSpec) -> DataSource:
         raise ValueError(f"{csv} has no rows")
     fn, label = column(df, spec.fn_col, "--fn-col", str(csv)), column(df, spec.label_col, "--label-col", str(csv))
     root = Path(spec.path) if spec.path is not None else csv.parent
-    empty = [i + 2 for i, v in enumerate(df[fn]) if not v.strip()] + [i + 2 for i, v in enumerate(df[label]) if not v.strip()]
-    if empty:
-        raise ValueError(f"{csv}: line(s) {sorted(set(empty))[:10]} have an empty file name or label")
-    missing = [i + 2 for i, v in enumerate(df[label]) if v.strip().lower() in _MISSING]
-    if missing:
+    if empty := [i + 2 for i, (f, v) in enumerate(zip(df[fn], df[label], strict=True)) if not f.strip() or not v.strip()]:
+        raise ValueError(f"{csv}: line(s) {empty[:10]} have an empty file name or label")
+    if missing := [i + 2 for i, v in enumerate(df[label]) if v.strip().lower() in _MISSING]:
         raise ValueError(f"{csv}: line(s) {missing[:10]} have the label {df[label].iloc[missing[0] - 2]!r}, which spreadsheets "
                          "and pandas write for a missing value, not a class: fill in the label or remove the row")  # fmt: skip
-    # The loaders' file-name rule, on the CSV's own columns, before anything is written; here, not
-    # above: `fastspecnorm compare --help` lists RECIPES without torch.
-    from ..audio.check import check_table
-
+    # The loaders' file-name rule, on the CSV's own columns, before anything is written.
     outside = spec.allow_outside or all(os.path.isabs(v) for v in df[fn])
     df = check_table(df, root, fn, allow_outside=outside, outside_fix="--allow-outside (allow_outside=True in compare())")
     names = [str(v) for v in df[fn]]
@@ -124,7 +117,7 @@ def _read_csv(spec: SourceSpec) -> DataSource:
 
 
 def _is_folder(path: Path) -> bool:
-    from ..data import get_audio_files  # here, not above: `fastspecnorm compare --help` lists RECIPES without torch
+    from ..data import get_audio_files
 
     return any(d.is_dir() and not d.name.startswith(".") and get_audio_files(d) for d in path.iterdir())
 

@@ -2,7 +2,8 @@
 source, drawing its folds, building the loaders of one fold.
 
 Dataset modules (`esc50`, `fsdd`, `own`) import this one and `register` their recipe; this module
-imports none of them. It imports neither torch nor fastai at import time.
+imports none of them. They all import torch and fastai (`fastspecnorm.audio`, `fastspecnorm.data`)
+only where used: `fastspecnorm compare --help` lists `RECIPES` without them.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class SourceSpec:
         fold_col: the CSV column whose distinct values are the folds (a fold number, a speaker).
         group_col: without `fold_col`: the column whose values are never split across drawn folds.
         group_regex: a regular expression whose group named `group` (else its first group), searched in
-            each file's path relative to the source, is the clip's group (a recording, a speaker):
-            drawn folds never split a group, and fixed folds are checked not to.
+            each file's path relative to the source, is the clip's group: drawn folds never split a
+            group, and fixed folds are checked not to.
         k: how many folds to draw when the source has none.
         fold_seed: the seed of the fold draw.
         allow_outside: accept CSV file names outside `path` (on by itself when every name is absolute).
@@ -93,16 +94,14 @@ class DataSource:
     Attributes:
         dataset: the recipe's name.
         root: the folder the table's `file` names are relative to.
-        table: one row per clip: `file` (str, relative to `root`), `label` (str), `fold` (int
-            1..n, or <NA> until folds are drawn) and, when grouped, `group`.
+        table: one row per clip: `file` (str, relative to `root`), `label` (str), `fold` (int 1..n, or
+            <NA> until folds are drawn) and, when grouped, `group`.
         preset: the recipe's default preset.
         fold_names: fold number -> the source's name for it (e.g. a speaker), for tables.
-        named_folds: the folds are the names in `fold_names` (a CSV's fold column of speakers),
-            and results record them by name (`fold_value`); False: by number (ESC-50's folds,
-            FSDD's speakers 1-6, drawn folds).
+        named_folds: results record the folds by their names in `fold_names` (a CSV's fold column
+            of speakers; `fold_value`), not by number (ESC-50's folds, FSDD's speakers, drawn folds).
         vocab: the class order (None: sorted labels).
-        fingerprint_names: files (relative to `root`) besides the clips whose content identifies
-            the data (e.g. `meta/esc50.csv`).
+        fingerprint_names: files besides the clips whose content identifies the data (`meta/esc50.csv`).
         identity: how the table was read (columns, k, seed), part of an experiment's identity.
         description: one line saying what was found.
         drawn: whether the folds come from `draw_folds`.
@@ -134,7 +133,7 @@ class DataSource:
             fold: the fold number.
 
         Returns:
-            The source's value for it (a speaker), or 'fold k'.
+            Its name in `fold_names` (a speaker), or 'fold k'.
         """
         return self.fold_names.get(int(fold), f"fold {fold}")
 
@@ -156,11 +155,8 @@ class DataSource:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One dataset: everything about it that is not the same for every dataset.
-
-    A recipe reads a dataset's table (one row per clip: `file` relative to the dataset's folder,
-    `label`, `fold`). A dataset module defines its recipe and adds it with `register`; this module
-    imports no dataset module, so nothing here names a dataset.
+    """One dataset: everything about it that is not the same for every dataset. A dataset module
+    defines its recipe and adds it with `register`.
 
     Attributes:
         name: the recipe's name (`--dataset`).
@@ -168,17 +164,14 @@ class Recipe:
         read: `read(spec) -> DataSource`.
         summary: one line describing its layout (listed when no layout is recognized).
         title: how summaries name the data, e.g. "FSDD (real speech, speaker held out)".
-        detect: `detect(folder)`, whether a folder is in its layout (None: never detected, name it
-            with `--dataset`).
-        fallback: a layout most folders have (one subfolder per label): detected only when no
-            other recipe recognizes the folder.
-        fixed_folds: its folds are part of the data (official folds, speakers), so repeated
-            k-fold (`--repeats`) does not apply.
+        detect: `detect(folder)`, whether a folder is in its layout (None: named with `--dataset` only).
+        fallback: a layout most folders have (one subfolder per label), detected only when no other is.
+        fixed_folds: its folds are part of the data (official folds, speakers): no `--repeats`.
         download: `download() -> folder`, for `--data download` (None: not downloadable).
-        synthetic: `synthetic(folder, n_classes, clips_per_class) -> folder`, a generated set in
-            its layout, for `--data synthetic` (None: none).
-        check: `check(source, folds)`, the dataset's own checks of its table and every clip of
-            `folds`, raising ValueError naming each problem (None: `check_source_files`).
+        synthetic: `synthetic(folder, n_classes, clips_per_class) -> folder`, a generated set in its
+            layout, for `--data synthetic` (None: none).
+        check: `check(source, folds)`, the dataset's own checks of its table and every clip of `folds`,
+            raising ValueError naming each problem (None: `check_source_files`).
     """
 
     name: str
@@ -194,9 +187,8 @@ class Recipe:
     check: Callable[[DataSource, list[int]], None] | None = None
 
 
-#: The one registry of datasets, by name, in the order they were registered (the package registers
-#: ESC-50 `esc50`, the Free Spoken Digit Dataset `fsdd`, a folder with one subfolder per label
-#: `folder` and a CSV of your own `csv`). `register` adds one.
+#: The one registry of datasets, by name, in the order they were registered (the package's: `esc50`,
+#: `fsdd`, `folder` and `csv`). `register` adds one.
 RECIPES: dict[str, Recipe] = {}
 
 
@@ -255,7 +247,7 @@ def detect_dataset(path: str | os.PathLike) -> str:
         if recipe.detect is not None and recipe.detect(path):
             return recipe.name
     layouts = "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values() if r.detect is not None)
-    from ..audio.io import unreadable_files_note  # here, not above: `fastspecnorm compare --help` reads RECIPES without torch
+    from ..audio.io import unreadable_files_note
 
     raise ValueError(f"--data {path} is in no known layout ({layouts}); for a table of clips use --csv FILE"
                      f"{unreadable_files_note(itertools.islice(path.rglob('*'), 100_000))}")  # fmt: skip
@@ -265,11 +257,10 @@ def read_source(spec: SourceSpec) -> DataSource:
     """Read the dataset `spec` names with its recipe (detected when `spec.dataset` is None).
 
     Sources without folds (a folder, a CSV without `fold_col`) are returned with `drawn=True` and
-    no folds yet: they get `k` folds from `draw_folds`, stratified by label and, with `group_col` or
-    `group_regex`, grouped (no group in two folds). Folds are not drawn here: a source read twice
-    gives the same table. With `group_regex`, a source whose folds are fixed (ESC-50's, FSDD's
-    speakers, a fold column) is checked to keep each group in one fold. A drawn source without
-    groups whose names look like fragments of recordings gets one warning naming the fix.
+    no folds yet (later drawn by `draw_folds`, grouped by `group_col` or `group_regex`); one whose
+    names look like fragments of recordings, with no groups, gets a warning naming the fix. With
+    `group_regex`, fixed folds (ESC-50's, FSDD's speakers, a fold column) are checked to keep each
+    group in one fold.
 
     Args:
         spec: where the dataset is and how to read it.
@@ -330,15 +321,12 @@ def check_source_files(source: DataSource, full: bool = True) -> dict[str, dict]
         full: also decode every sample of each file (False: headers only).
 
     Returns:
-        `{path: facts}`: each file's header facts `{"frames", "samplerate", "channels"}`, keyed by
-            `str(path)`.
+        `{str(path): {"frames", "samplerate", "channels"}}`, each file's header facts.
 
     Raises:
         AudioFilesError: (a ValueError) any file has a problem; the message names every bad file.
     """
-    from ..audio.check import (
-        check_audio_files,  # here, not above: keeps `fastspecnorm compare --help` free of torch (which reads RECIPES)
-    )
+    from ..audio.check import check_audio_files
 
     return check_audio_files(source.files(), full=full)
 
@@ -350,8 +338,7 @@ def source_dataloaders(source: DataSource, valid_fold: int, settings: AudioSetti
     Args:
         source: a `DataSource` with folds (drawn ones included).
         valid_fold: the fold number held out for validation.
-        settings: `AudioSettings`, resolved (`settings.resolved(rate)`) when the preset leaves
-            the rate open.
+        settings: `AudioSettings`, resolved (`settings.resolved(rate)`) when the preset leaves the rate open.
         batch_tfms: transforms after `AudioToSpec`.
         device: where batches go (None: fastai's default device).
         validate: passed to `from_df` (the comparison checks the files once, before the grid).
@@ -364,9 +351,7 @@ def source_dataloaders(source: DataSource, valid_fold: int, settings: AudioSetti
     Raises:
         ValueError: `valid_fold` is not a fold of `source`.
     """
-    from ..data import (
-        AudioDataLoaders,  # here, not above: keeps `fastspecnorm compare --help` free of torch (which reads RECIPES)
-    )
+    from ..data import AudioDataLoaders
 
     s = settings.resolved()
     if s.num_workers is not None:

@@ -1,5 +1,6 @@
 """Checking an ESC-50-layout folder before training, every problem reported at once (`validate_esc50`),
-with the table's rules (`read_esc50_table`) and the loaders' file-name rule (`check_clip_names`, `resolve_clip`)."""
+with the table's rules (`read_esc50_table`) and the loaders' file-name rule (`check_clip_names`, `resolve_clip`).
+`fastspecnorm.audio.check` (torch) is imported where used: `fastspecnorm compare --help` reads this module."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +32,11 @@ _MAX_LISTED = 20  # problems of one kind shown by str(report); raise_if_errors l
 
 
 class DatasetValidationError(ValueError):
-    """Raised by `ValidationReport.raise_if_errors` (a ValueError); `.report` holds the full `ValidationReport`.
+    """Raised by `ValidationReport.raise_if_errors` (a ValueError).
 
     Args:
         message: the error's text, listing every error with its file.
-        report: the `ValidationReport` the errors come from.
+        report: the `ValidationReport` the errors come from, kept as `.report`.
     """
 
     def __init__(self, message: str, report: ValidationReport):
@@ -60,22 +60,19 @@ class ValidationReport:
         root: the folder checked.
         mode: "quick" or "full" (`validate_esc50`), "table" (`read_esc50_table`: no audio file opened).
         skip_bad: whether rows with a problem of their own are skipped instead of errors.
-        errors: `(name, message)` pairs, where name is a filename from the CSV or
-            "meta/esc50.csv" for problems of the table itself (or "audio/" for a missing folder).
+        errors: `(name, message)` pairs; name is a filename from the CSV, "meta/esc50.csv" for
+            problems of the table itself, or "audio/" for a missing folder.
         warnings: `(name, message)` pairs, named as errors are.
-        skipped: `(filename, message)` of the rows dropped in `skip_bad` mode (also listed as
-            warnings).
-        bad_files: every filename with a problem of its own (missing, unreadable, truncated,
-            empty, NaN/Inf, duplicated, bad fold or target), in CSV order.
+        skipped: `(filename, message)` of the rows dropped in `skip_bad` mode (also warnings).
+        bad_files: every filename with a problem of its own, in CSV order.
         n_rows: the CSV's rows.
         n_files_checked: the audio files checked.
         sample_rates: how many checked files have each sample rate (Hz).
         channels: how many checked files have each channel count.
-        table: the parsed CSV (None when it could not be read), fold and target as ints where
-            they parse.
+        table: the parsed CSV (None when unreadable), fold and target as numbers where they parse.
         facts: the header facts of each readable file (`{"frames", "samplerate", "channels"}`).
         absent: the errors that are missing files or folders.
-        clip_paths: the file of each filename the name rule accepts (`resolve_clip`), the files to check.
+        clip_paths: the file of each filename the name rule accepts, the files to check.
     """
 
     root: Path
@@ -103,8 +100,8 @@ class ValidationReport:
         """The CSV rows without a problem of their own.
 
         Returns:
-            A DataFrame with every column of the CSV, `fold` and `target` as int, index reset;
-                empty (with the required columns) when the CSV could not be read.
+            Every column of the CSV, `fold` and `target` as int, index reset; empty (with the
+                required columns) when the CSV could not be read.
         """
         if self.table is None:
             return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
@@ -127,7 +124,7 @@ class ValidationReport:
             self._error(filename, message, absent)
 
     def summary_line(self) -> str:
-        """One line: the folder, what was checked, and the numbers of errors, warnings and skipped rows."""
+        "One line: the folder, what was checked, and the numbers of errors, warnings and skipped rows."
         if self.mode == "table":
             what = f"table check of {self.n_rows} row(s), audio files not opened"
         else:
@@ -156,12 +153,11 @@ class ValidationReport:
                 None offers none (the command, which has no such option).
 
         Returns:
-            The report unchanged, when there is no error.
+            The report, when there is no error.
 
         Raises:
-            DatasetValidationError: (a ValueError) any error; when every error is something absent
-                (the CSV, `audio/`, listed files) it is a `DatasetNotFoundError`, also a
-                FileNotFoundError.
+            DatasetValidationError: (a ValueError) any error; a `DatasetNotFoundError`, also a
+                FileNotFoundError, when every error is something absent (the CSV, `audio/`, files).
         """
         if self.ok:
             return self
@@ -174,19 +170,12 @@ class ValidationReport:
         raise error("\n".join(lines), self)
 
 
-def _audio_check():
-    # `fastspecnorm.audio.check`, imported when first needed: the ESC-50 recipe imports this module, and
-    # `fastspecnorm compare --help` lists the recipes without importing torch (which the audio layer imports).
-    return import_module("..audio.check", __package__)
-
-
 def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
     """The path of the clip `filename` of `root/meta/esc50.csv`: `root/audio/filename`, normalized.
 
-    The rule from a CSV filename to a file is the loaders' (`fastspecnorm.audio.check.check_clip_names`):
-    a relative path inside `audio/` (subfolders allowed), written exactly as the file is named. It
-    looks at the name and, for a symbolic link, where it leads; whether the file exists and is audio is
-    `validate_esc50`'s job.
+    The loaders' rule (`fastspecnorm.audio.check.check_clip_names`): a relative path inside `audio/`
+    (subfolders allowed), written exactly as the file is named. Only the name and, for a symbolic
+    link, its target are looked at; whether the file exists and is audio is `validate_esc50`'s job.
 
     Args:
         root: the ESC-50-layout folder.
@@ -207,8 +196,10 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
         ...
         ValueError: filename '../1-100032-A-0.wav' leaves the audio folder with '..': list only clips inside ...
     """
+    from ..audio.check import check_clip_names
+
     audio = Path(root) / "audio"
-    (name,), problems = _audio_check().check_clip_names([filename], audio)
+    (name,), problems = check_clip_names([filename], audio)
     if problems:
         raise ValueError(f"filename {problems[0][1]}")
     return audio / name
@@ -217,17 +208,15 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
 def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[pd.DataFrame, ValidationReport]:
     """Read and check `path/meta/esc50.csv` alone, opening no audio file.
 
-    The table rules shared by `validate_esc50`, `read_esc50_meta` and `esc50_dataloaders`: every
-    error `validate_esc50` lists except a requested fold and the files themselves. Nothing is
-    raised: call `report.raise_if_errors()`.
+    Every error `validate_esc50` lists except a requested fold and the files themselves (the rules
+    `read_esc50_meta` and `esc50_dataloaders` share). Nothing is raised: call `report.raise_if_errors()`.
 
     Args:
         path: the ESC-50-layout folder.
         skip_bad: rows with a problem of their own are skipped (warnings) instead of errors.
 
     Returns:
-        `(good_rows, report)`: the rows without a problem of their own (fold and target as int,
-            see `ValidationReport.good_rows`) and a `ValidationReport` of mode "table" listing
+        `(good_rows, report)`: `report.good_rows()` and a `ValidationReport` of mode "table" listing
             every problem (`report.table` holds every row as read).
     """
     report = ValidationReport(root=Path(path), mode="table", skip_bad=skip_bad)
@@ -238,6 +227,8 @@ def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[p
 
 def _check_table(report: ValidationReport) -> None:
     "Read the CSV into `report.table` and record every problem of its rows and labels."
+    from ..audio.check import check_clip_names
+
     df = _read_csv(report, report.root / META_NAME)
     if df is None:
         return
@@ -245,7 +236,7 @@ def _check_table(report: ValidationReport) -> None:
     for line in df.index[~named] + 2:  # CSV line numbers (line 1 is the header); no filename to skip by: an error
         report._error(META_NAME, f"line {line} has no filename")
     names, audio = df.loc[named, "filename"], report.root / "audio"
-    paths, problems = _audio_check().check_clip_names(names.tolist(), audio, rows=[f"line {i + 2}" for i in names.index])
+    paths, problems = check_clip_names(names.tolist(), audio, rows=[f"line {i + 2}" for i in names.index])
     for name, message in dict.fromkeys((names.iloc[row], message) for row, message in problems):
         report._row_problem(name, message)  # once per filename: the report names rows by filename
     refused = {row for row, _ in problems}
@@ -319,79 +310,58 @@ def validate_esc50(
     mode: str = "full",
     expected_sample_rate: int | None = None,
 ):
-    """Check the ESC-50-layout folder `path` (`meta/esc50.csv` and `audio/`) in one pass.
+    """Check the ESC-50-layout folder `path` (`meta/esc50.csv` and `audio/`) in one pass, reporting
+    every problem found, not only the first.
 
-    The table is checked first (the rules `read_esc50_table` applies alone); then each listed file
-    (at `resolve_clip(path, filename)`; names that break that rule are not opened), by
-    `fastspecnorm.audio.check.check_audio_file`, the check `AudioDataLoaders` runs. Every problem
-    found is reported, not only the first:
+    The table is checked first (`read_esc50_table`'s rules), then each listed file at
+    `resolve_clip(path, filename)` by `fastspecnorm.audio.check.check_audio_file`, the loaders' check
+    (names that break the rule are not opened).
 
     - errors (training would fail or be wrong): the CSV is missing, unparsable, lacks a required
       column (filename, fold, target, category) or lists no clip; a category has several targets
-      or a target several categories (case counts: "Dog" and "dog" are two); a requested fold
-      does not exist; a row has no filename, a fold that is not an integer >= 1 or a target that
-      is not an integer >= 0; a filename breaks the name rule of `resolve_clip` (absolute,
-      leaving `audio/` with `..`, a link to outside it, spaces around it); a clip is listed twice,
-      under any spelling (`x.wav` and `./x.wav` are one clip, as for the loaders); a listed file is
-      missing, is not audio (unreadable), claims a sample rate outside `SAMPLE_RATE_RANGE` (a
-      damaged header), is truncated (its WAV header claims more frames than the file holds, or
-      fewer frames decode than the header says), has zero length, or (full mode) holds NaN or Inf
-      samples.
-    - warnings (handled by policy, reported): a file whose channel count differs from
-      `expected_channels` (downmixed to mono) or whose sample rate differs from the dataset's
-      usual rate (resampled to `sample_rate`).
-
-    With `skip_bad=True`, problems tied to one row (a bad file or name, a duplicate, a bad fold)
-    do not stop training: the rows are dropped, listed in `report.skipped` and as warnings, and
-    the cleaned table of good rows is returned with the report. Problems of the whole dataset
-    stay errors.
+      or a target several categories (case counts); a requested fold does not exist; a row has no
+      filename, a fold that is not an integer >= 1 or a target that is not an integer >= 0; a
+      filename breaks `resolve_clip`'s rule; a clip is listed twice, under any spelling (`x.wav`
+      and `./x.wav`); a listed file is missing, unreadable, claims a sample rate outside
+      `SAMPLE_RATE_RANGE`, is truncated, has zero length, or (full mode) holds NaN or Inf samples.
+    - warnings (handled, reported): a channel count other than `expected_channels` (downmixed to
+      mono) or a sample rate other than the dataset's usual one (resampled to `sample_rate`).
 
     Args:
         path: the ESC-50-layout folder.
         sample_rate: the rate (Hz) the data pipeline resamples to, named in the warnings.
-        expected_channels: files with another channel count are reported as warnings (they are
-            downmixed to mono).
-        skip_bad: drop the rows with a problem of their own instead of reporting errors (see
-            above).
+        expected_channels: files with another channel count are reported as warnings.
+        skip_bad: rows with a problem of their own (a bad file or name, a duplicate, a bad fold) are
+            dropped and listed in `report.skipped` and as warnings instead of errors; problems of the
+            whole dataset stay errors.
         progress: show a progress bar over the files.
         folds: folds that must exist (e.g. `[valid_fold]`); None: no fold is required.
-        mode: "full" decodes every sample (NaN/Inf samples, damaged compressed files); "quick"
-            (or True) reads the CSV and each file's header only: that it exists, soundfile `info`
-            plus a parse of the WAV chunk sizes (missing, unreadable, truncated WAV, zero-length,
-            channels, rates), much faster as no sample is decoded (docs/performance.md).
-        expected_sample_rate: files at another rate (Hz) are reported as warnings (they are
-            resampled); None takes the rate most files have.
+        mode: "full" decodes every sample (NaN/Inf samples, damaged compressed files); "quick" (or
+            True) reads each file's header only (and a WAV's chunk sizes), much faster
+            (docs/performance.md).
+        expected_sample_rate: files at another rate (Hz) are reported as warnings; None takes the
+            rate most files have.
 
     Returns:
         A `ValidationReport`; call `.raise_if_errors()` to stop on errors. With `skip_bad=True`,
-            `(report, good_rows)`: rows with a problem of their own are dropped and listed in
-            `report.skipped`, and `good_rows` is the cleaned table (fold and target as int).
+            `(report, good_rows)`, `good_rows` the cleaned table (fold and target as int).
 
     Raises:
         ValueError: `mode` is not "quick", "full" or True. Problems in the data are never raised
             here: they are in the report.
 
     Examples:
-        A small generated dataset, then the same with one listed file removed:
+        A small generated dataset with one listed file removed:
 
         >>> import tempfile
         >>> from pathlib import Path
         >>> from fastspecnorm.datasets.synthetic import make_synthetic_esc50
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     root = make_synthetic_esc50(Path(tmp) / "esc50", n_classes=2, clips_per_class=2, n_folds=2,
-        ...                                 sample_rate=8000, duration=0.5)
-        ...     report = validate_esc50(root, mode="quick", progress=False)
-        ...     print(report.ok, report.n_files_checked)
+        ...     root = make_synthetic_esc50(Path(tmp) / "esc50", n_classes=2, clips_per_class=2, sample_rate=8000, duration=0.5)
         ...     (root / "audio" / "1-156051-A-1.wav").unlink()
         ...     report = validate_esc50(root, mode="quick", progress=False)
-        ...     print(report.ok, report.bad_files)
-        ...     try:
-        ...         report.raise_if_errors()
-        ...     except FileNotFoundError as e:
-        ...         print(type(e).__name__)
-        True 4
-        False ['1-156051-A-1.wav']
-        DatasetNotFoundError
+        ...     print(report.ok, report.n_files_checked, report.bad_files)
+        False 4 ['1-156051-A-1.wav']
     """
     mode = "quick" if mode is True else mode
     if mode not in VALIDATION_MODES:
@@ -399,8 +369,7 @@ def validate_esc50(
     report = ValidationReport(root=Path(path), mode=mode, skip_bad=skip_bad)
     _check_table(report)
     if report.table is not None:
-        _check_files(report, mode == "full", progress)
-        _check_formats(report, sample_rate, expected_channels, expected_sample_rate)
+        _check_files(report, mode == "full", progress, sample_rate, expected_channels, expected_sample_rate)
         if folds is not None:
             table = report.good_rows() if skip_bad else report.table[report.table["fold"].notna()]
             present = sorted({int(f) for f in table["fold"]})
@@ -413,8 +382,13 @@ def validate_esc50(
     return (report, report.good_rows()) if skip_bad else report
 
 
-def _check_files(report: ValidationReport, full: bool, progress: bool) -> None:
-    "Each accepted clip by `check_audio_file`, the loaders' check; its header facts kept for `_check_formats`."
+def _check_files(
+    report: ValidationReport, full: bool, progress: bool, sample_rate: int, channels: int, expected_rate: int | None
+) -> None:
+    """Each accepted clip by `check_audio_file`, the loaders' check; then the readable files' rates and channels
+    counted, with a warning for other channel counts and, for usable files, other rates."""
+    from ..audio.check import check_audio_file
+
     paths, audio = report.clip_paths, report.root / "audio"
     if not audio.is_dir():
         report._error("audio/", f"audio folder not found: {audio} ({len(paths)} listed file(s) cannot be checked)", absent=True)
@@ -426,7 +400,6 @@ def _check_files(report: ValidationReport, full: bool, progress: bool) -> None:
 
         names = progress_bar(names, leave=False)
         names.comment = "validating audio files"
-    check_audio_file = _audio_check().check_audio_file
     for name in names:
         report.n_files_checked += 1
         problems, facts = check_audio_file(paths[name], full)
@@ -434,19 +407,12 @@ def _check_files(report: ValidationReport, full: bool, progress: bool) -> None:
             report._row_problem(name, message, absent=facts is None and not paths[name].exists())
         if facts is not None:
             report.facts[name] = facts
-
-
-def _check_formats(report: ValidationReport, sample_rate: int, channels: int, expected_rate: int | None) -> None:
-    "Count the readable files' rates and channels; warn of other channel counts and, for usable files, other rates."
-    facts = report.facts.items()
-    report.sample_rates = Counter(f["samplerate"] for _, f in facts)
-    report.channels = Counter(f["channels"] for _, f in facts)
-    if not facts:
-        return
-    usual = expected_rate or report.sample_rates.most_common(1)[0][0]
+    report.sample_rates = Counter(f["samplerate"] for f in report.facts.values())
+    report.channels = Counter(f["channels"] for f in report.facts.values())
+    usual = expected_rate or max(report.sample_rates, key=report.sample_rates.get, default=None)  # the most common
     whose = "the expected" if expected_rate else "most files'"
     bad = set(report.bad_files)  # refused or skipped: never resampled, so no warning
-    for name, f in facts:
+    for name, f in report.facts.items():
         if f["channels"] != channels:
             report.warnings.append((name, f"has {f['channels']} channels, expected {channels}: it is downmixed to mono"))
         if f["samplerate"] != usual and name not in bad:
