@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,9 @@ __all__ = [
 
 FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewritten in place)
 
+# The stored JSON files of an OUT folder, read through the one reader, naming the file and the fix.
+_read_json_file = functools.partial(read_json, fix="restore it, or delete it if the folder holds no finished run")
+
 
 def _shard(text: str) -> tuple[int, int]:
     "A parser: I/N with 1 <= I <= N."
@@ -51,10 +55,9 @@ def _shard(text: str) -> tuple[int, int]:
 class ExperimentConfig(SourceSpec):
     """What a comparison runs: the command line's options, each declared once, here and in
     `SourceSpec` (the data options `data`, `dataset`, `csv`, `path`, `fn_col`, `label_col`,
-    `fold_col`, `group_col`, `k`, `fold_seed`, inherited; `data` may also be "synthetic", a
-    generated set in the recipe's layout, ESC-50's by default, in `OUT/synthetic-<recipe>`, or
-    "download", the recipe's download). `fastspecnorm compare` offers every field as an option
-    (`--stats-fraction` for `stats_fraction`) and `compare()` takes them as keywords.
+    `fold_col`, `group_col`, `k`, `fold_seed`, inherited; `data` may also be "synthetic", a set
+    generated in `OUT/synthetic-<recipe>` in the recipe's layout (ESC-50's by default), or "download").
+    `fastspecnorm compare` offers every field as an option (`--stats-fraction`), `compare()` as a keyword.
 
     Args:
         out: the output folder.
@@ -66,10 +69,9 @@ class ExperimentConfig(SourceSpec):
         repeats: k-fold partitions to draw for sources without folds (repeated k-fold; each
             repeat's folds are another replicate of the comparison's tests).
         stats_fraction: share of training batches for dataset statistics, in (0, 1].
-        refresh_stats: a statistics file in `OUT/stats` made from other training clips (e.g. copied
-            without their modification times) or settings is computed again with a warning
-            (`StatsCallback(refresh=True)`) instead of refused. Not part of the experiment's
-            identity: the statistics it gives are those of the same data.
+        refresh_stats: compute a statistics file in `OUT/stats` made from other training clips or
+            settings again, with a warning (`StatsCallback(refresh=True)`), instead of refusing it;
+            not part of the experiment's identity.
         overrides: `AudioSettings` or `Training` fields to override (e.g. `{"bs": 8}`; `--set`, `--bs`, ...).
         synthetic_classes: classes of the generated dataset.
         synthetic_clips: clips per class of the generated dataset.
@@ -106,8 +108,8 @@ class ExperimentConfig(SourceSpec):
                          parse=points, metavar="POINTS")  # fmt: skip
     drop_rare_classes: bool = option(
         False,
-        help="leave out the classes that some fold leaves without training clips "
-        "(named, and recorded in experiment.json); without it such data are refused",
+        help="leave out the classes that some fold leaves without training clips (named, and "
+        "recorded in experiment.json); without it such data are refused",
     )
     summarize: bool = option(False, help="only rebuild results.csv, summary.md and summary.png in --out")
     command: str | None = option(None, help="the command line, kept in each run's record", flag=False)
@@ -144,6 +146,7 @@ class Prepared:
         data: the data fingerprint (`files_fingerprint`).
         sources: repeat -> the source with that repeat's folds (repeat 0 is `source`).
         data_stats: the data files' `file_stats`, taken before they were hashed.
+        facts: each clip's header facts (`check_source_files`: frames, samplerate, channels).
     """
 
     source: Any
@@ -156,6 +159,7 @@ class Prepared:
     data: dict = field(default_factory=dict, repr=False)
     sources: dict = field(default_factory=dict, repr=False)
     data_stats: dict = field(default_factory=dict, repr=False)
+    facts: dict = field(default_factory=dict, repr=False)
 
     @property
     def repeats(self) -> list[int]:
@@ -163,13 +167,10 @@ class Prepared:
         return sorted(self.sources) or [0]
 
     def source_for(self, repeat: int):
-        """The source whose table holds the folds of `repeat`.
+        """The `DataSource` whose table holds the folds of `repeat`.
 
         Args:
             repeat: the k-fold partition (0 for fixed folds).
-
-        Returns:
-            The `DataSource`.
         """
         return self.sources.get(repeat, self.source)
 
@@ -231,9 +232,7 @@ def check_config(cfg: ExperimentConfig) -> None:
                          "column, or a dataset's own folds or speakers); seeds average the training noise of fixed folds: use --seeds")  # fmt: skip
     if not (isinstance(cfg.rope, int | float) and not isinstance(cfg.rope, bool) and 0 <= cfg.rope < 100):
         raise ValueError(f"rope (the region of practical equivalence) must be accuracy points in [0, 100), got {cfg.rope!r}")
-    if cfg.preset is not None and cfg.preset not in PRESETS:
-        raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {sorted(PRESETS)}")
-    get_preset(cfg.preset or "blog", **cfg.overrides)  # TypeError naming an unknown setting, ValueError one out of range
+    get_preset(cfg.preset or "blog", **cfg.overrides)  # TypeError: an unknown setting; ValueError: unknown preset, bad value
     if any(not (isinstance(seed, int) and 0 <= seed < 2**32) for seed in cfg.seeds):
         raise ValueError(f"seeds must be whole numbers from 0 to 2**32 - 1 (NumPy's seed range), got {cfg.seeds}")
     index, count = cfg.shard
@@ -246,14 +245,12 @@ def check_config(cfg: ExperimentConfig) -> None:
 
 def _check_devices_present(devices: list[str]) -> None:
     "Raise ValueError naming a `--devices` entry this machine does not have (before anything is read or written)."
-    if not devices or all(d == "cpu" for d in devices):
-        return
-    import torch  # only when a device other than the CPU is asked for
-
     for device in devices:
         kind, _, index = device.partition(":")
         if kind == "cpu":
             continue
+        import torch  # only when a device other than the CPU is asked for
+
         if kind == "mps":
             count = int(torch.backends.mps.is_available())
         else:  # torch.cuda, torch.xpu
@@ -263,24 +260,19 @@ def _check_devices_present(devices: list[str]) -> None:
             raise ValueError(f"--devices {device}: this machine has {count} {kind} device(s); name ones it has, or cpu")
 
 
-def _spec(cfg: ExperimentConfig, data) -> SourceSpec:
-    "The source options of `cfg`, with `data` resolved."
+def _spec(cfg: ExperimentConfig) -> SourceSpec:
+    "The source options of `cfg`, with `data` the dataset folder: generated into OUT (synthetic), downloaded, or as given."
+    data = cfg.data
+    if cfg.data == "synthetic":
+        recipe = _recipe_for(cfg)
+        data = recipe.synthetic(Path(cfg.out) / f"synthetic-{recipe.name}", cfg.synthetic_classes, cfg.synthetic_clips)
+    elif cfg.data == "download":
+        data = _recipe_for(cfg).download()
     return SourceSpec(**{f.name: getattr(cfg, f.name) for f in fields(SourceSpec)} | {"data": data})
 
 
-def _resolve_data(cfg: ExperimentConfig):
-    "The dataset folder of `cfg.data`: generated into OUT (synthetic), downloaded, or as given."
-    if cfg.data == "synthetic":
-        recipe = _recipe_for(cfg)
-        return recipe.synthetic(Path(cfg.out) / f"synthetic-{recipe.name}", cfg.synthetic_classes, cfg.synthetic_clips)
-    if cfg.data == "download":
-        return _recipe_for(cfg).download()
-    return cfg.data
-
-
 def _recipe_for(cfg: ExperimentConfig) -> Recipe:
-    """The recipe that generates (`--data synthetic`) or downloads (`--data download`) the data:
-    `cfg.dataset`'s, or the first registered one that can (ESC-50)."""
+    "The recipe that generates or downloads `cfg.data`: `cfg.dataset`'s, or the first one that can (ESC-50)."
     what = "synthetic" if cfg.data == "synthetic" else "download"
     able = [r for r in RECIPES.values() if getattr(r, what) is not None]
     if cfg.dataset is None:
@@ -310,8 +302,7 @@ def _fold_numbers(source, wanted: list | None) -> list[int]:
 
 
 def _records_exist(out: Path) -> bool:
-    runs = out / "runs"
-    return runs.is_dir() and any(runs.glob("*.json"))
+    return any((out / "runs").glob("*.json"))
 
 
 def _read_folds_csv(path: Path) -> dict[tuple[int, str], int]:
@@ -325,7 +316,7 @@ def _read_folds_csv(path: Path) -> dict[tuple[int, str], int]:
         if list(df.columns) != ["file", "repeat", "fold"]:
             raise ValueError(f"columns {list(df.columns)}, expected file, repeat, fold")
         return {(int(r), str(f)): int(k) for f, r, k in zip(df["file"], df["repeat"], df["fold"], strict=True)}
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+    except ValueError as e:  # pandas' ParserError and EmptyDataError too
         raise ValueError(f"cannot read {path} ({e}); it is written whole by this tool, so something else changed it: "
                          "delete it to draw the folds again (only while the folder holds no finished run)") from None  # fmt: skip
 
@@ -334,16 +325,13 @@ def _folds_table(tables: dict[int, Any]):
     "The OUT/folds.csv table of every repeat's folds: columns file, repeat, fold."
     import pandas as pd
 
-    return pd.concat(
-        [pd.DataFrame({"file": t["file"], "repeat": r, "fold": t["fold"].astype(int)}) for r, t in sorted(tables.items())],
-        ignore_index=True,
-    )
+    frames = [pd.DataFrame({"file": t["file"], "repeat": r, "fold": t["fold"].astype(int)}) for r, t in sorted(tables.items())]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _with_folds(source, cfg: ExperimentConfig, out: Path, log: RunLog):
-    """`source` with its folds, one source per repeat: drawn ones from `OUT/folds.csv` when it fits
-    the clips, the missing repeats drawn now (repeat r with seed `fold_seed + r`). Returns
-    (repeat -> source, folds table to write or None)."""
+    """(repeat -> `source` with that repeat's folds, folds table to write or None): drawn folds are read
+    from `OUT/folds.csv` when it fits the clips, the missing repeats drawn now (seed `fold_seed + r`)."""
     if not source.drawn:
         if cfg.repeats > 1:
             raise ValueError(f"--repeats {cfg.repeats} draws new k-fold partitions, but this source's folds are fixed "
@@ -408,33 +396,28 @@ def _check_out_writable(out: Path) -> None:
 
 
 def _check_every_class_trains(source, fold: int, repeat: int) -> None:
-    """ValueError naming a class all of whose clips are in `fold` (so no run holding it out could
-    learn it), its groups and the fix, before anything is written."""
+    "ValueError naming a class all of whose clips are in `fold` (no run holding it out learns it), its groups and the fix."
     table = source.table
     missing = sorted(_untrained(table, fold), key=str)
     if not missing:
         return
-    where = source.fold_name(fold) + (f" of repeat {repeat}" if repeat else "")
     held = table[table["label"] == missing[0]]
     groups = f" (groups {sorted(map(str, held['group'].unique()))[:5]})" if "group" in table.columns else ""
     other = "a larger --k, " if "group" not in table.columns or held["group"].nunique() > 1 else ""
-    raise ValueError(f"class(es) {missing[:5]} have no training clip when {where} is held out: all {len(held)} clip(s) of "
-                     f"{missing[0]!r}{groups} are in that fold; pass --drop-rare-classes to leave such classes out, or give "
-                     f"{other}other groups (--group-col, --group-regex) or more clips of that class")  # fmt: skip
+    raise ValueError(
+        f"class(es) {missing[:5]} have no training clip when {_where(source, fold, repeat)} is held out: all "
+        f"{len(held)} clip(s) of {missing[0]!r}{groups} are in that fold; pass --drop-rare-classes to leave such "
+        f"classes out, or give {other}other groups (--group-col, --group-regex) or more clips of that class"
+    )
 
 
-def _files_rate(facts: dict[str, dict], log: RunLog) -> int | None:
-    rates = sorted({f["samplerate"] for f in facts.values()})
-    if len(rates) == 1:
-        return rates[0]
-    log.info(f"the files have several sample rates ({', '.join(map(str, rates))} Hz): resampling all to {DEFAULT_SAMPLE_RATE} Hz")
-    return None
+def _where(source, fold: int, repeat: int) -> str:
+    "How messages name a validation fold: 'fold 2', a speaker, or 'fold 2 of repeat 1'."
+    return source.fold_name(fold) + (f" of repeat {repeat}" if repeat else "")
 
 
 def _resolved_precision(precision: str, devices: list[str]) -> str:
-    """ "fp32" or "bf16": what the grid's runs compute in (the identity records this, not "auto"),
-    decided for the first of `devices` (none: CUDA when available, else the CPU). Imports torch only
-    for "auto"."""
+    """ "fp32" or "bf16", as the identity records it: "auto" decided for the first of `devices` (none: CUDA if available)."""
     if precision != "auto":
         return precision
     import torch
@@ -446,13 +429,11 @@ def _resolved_precision(precision: str, devices: list[str]) -> str:
 
 
 def data_fingerprint(source) -> dict:
-    """The content fingerprint of `source`: its table's files and the files that describe it.
+    """The content fingerprint (`files_fingerprint`: digest, per-file size and SHA-256) of `source`'s
+    table's files and the files that describe it.
 
     Args:
         source: the `DataSource`.
-
-    Returns:
-        Its `files_fingerprint` (digest and per-file size and SHA-256).
 
     Raises:
         FileNotFoundError: a listed file does not exist.
@@ -466,17 +447,14 @@ def _data_names(source) -> list[str]:
 
 
 def data_unchanged(prep: Prepared) -> dict | None:
-    """Check that the data have not changed since `prepare`: stat first, content when a stat changed.
+    """Check that the data have not changed since `prepare` (stat first, content when a stat changed):
+    None when no file's stat changed or the content is the same (the stats are refreshed then), else
+    the new `files_fingerprint`, whose digest differs from `prep.data`'s.
 
     Args:
         prep: the prepared grid (`prepare`).
-
-    Returns:
-        None when no file's stat changed or the content is the same (the stats are refreshed then);
-            otherwise the new `files_fingerprint`, whose digest differs from `prep.data`'s.
     """
-    names = _data_names(prep.source)
-    now = file_stats(prep.source.root, names)
+    now = file_stats(prep.source.root, _data_names(prep.source))
     if now == prep.data_stats:
         return None
     fingerprint = data_fingerprint(prep.source)
@@ -494,21 +472,20 @@ def _differences(old: Any, new: Any, key: str = "") -> list[str]:
 
 
 def _check_experiment(out: Path, expected: dict[str, Any], files: dict) -> bool:
-    """Whether `OUT/experiment.json` must be written: True when absent, False when it holds
-    `expected`. One OUT holds one experiment: a different one is refused (ValueError naming each
-    setting that differs, with both values, or the data files that changed), whether or not any
-    run has finished, so two experiments started together never share a folder."""
+    """True when `OUT/experiment.json` must be written (absent), False when it holds `expected`. One OUT
+    holds one experiment: another is refused (ValueError naming what differs), also before any run finished."""
     path = out / "experiment.json"
     if not path.is_file():
         return True
     old = _read_json_file(path, "experiment identity")
     if old == expected:
         return False
-    finished = "finished runs of another experiment" if _records_exist(out) else "another experiment (no run finished yet)"
-    fix = ("use another --out folder, or the settings of those runs" if _records_exist(out) else
-           f"use another --out folder, or delete {path} to start this one there")  # fmt: skip
+    finished, fix = "finished runs of another experiment", "use another --out folder, or the settings of those runs"
+    if not _records_exist(out):
+        finished = "another experiment (no run finished yet)"
+        fix = f"use another --out folder, or delete {path} to start this one there"
     if old.get("data_fingerprint") != expected.get("data_fingerprint"):
-        old_files = _read_json_file(out / "data-files.json", "data fingerprint") if (out / "data-files.json").is_file() else {}
+        old_files = _read_json_file(out / "data-files.json", "data fingerprint", default={})
         raise ValueError(f"the data differ from those of {finished} in {out} ({describe_changes(old_files, files)}); results "
                          f"of different data are never mixed: restore the data, or {fix}")  # fmt: skip
     shown = _differences(old, expected)
@@ -526,13 +503,11 @@ def _table_rows(source) -> dict[str, list]:
 
 
 def _check_table(out: Path, saved: dict, now: dict) -> None:
-    """ValueError when the table read now (labels, fixed folds, groups) or `OUT/folds.csv` differs
-    from what the runs in `out` were prepared with (`data-files.json`), naming the rows. OUTs
-    written before the table was recorded pass (and record it)."""
+    """ValueError when the table now (labels, fixed folds, groups) or `OUT/folds.csv` differs from what
+    `out` was prepared with (`data-files.json`); OUTs written before the table was recorded pass."""
     old = saved.get("table")
     if old is not None and old != now["table"]:
-        changed = [f"{f}: {old.get(f)} in OUT, {now['table'].get(f)} here" for f in sorted(set(old) | set(now["table"]))
-                   if old.get(f) != now["table"].get(f)]  # fmt: skip
+        changed = _differences(old, now["table"])
         raise ValueError(f"the table (label, fold, group of each clip) differs from the one {out} was prepared with "
                          f"({len(changed)} row(s): {'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}); results of "
                          "different tables are never mixed: restore the table, or use another --out folder")  # fmt: skip
@@ -541,11 +516,6 @@ def _check_table(out: Path, saved: dict, now: dict) -> None:
         if hashlib.sha256(folds_csv.read_bytes()).hexdigest() != saved["folds_csv"]:
             raise ValueError(f"{folds_csv} was changed after this tool wrote it (the folds of the runs in {out}); restore "
                              "it, or use another --out folder")  # fmt: skip
-
-
-def _read_json_file(path: Path, what: str) -> dict:
-    "A stored JSON object through the one reader (`_io.read_json`), naming the file and the fix."
-    return read_json(path, what, fix="restore it, or delete it if the folder holds no finished run")
 
 
 def refuse_old_format(out: Path) -> None:
@@ -566,22 +536,19 @@ def refuse_old_format(out: Path) -> None:
 
 
 def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
-    """Check everything that can be checked before training, once, then write (or check) the identity.
+    """Check everything that can be checked before training, once, then write (or check) the identity;
+    returns the `Prepared` grid.
 
-    Reads the dataset with its recipe, draws its folds when it has none (or reuses
-    `OUT/folds.csv`), checks every clip, fingerprints the data and writes the experiment's identity
-    to `OUT/experiment.json`, with `OUT/data-files.json` and, for drawn folds, `OUT/folds.csv`
-    (`cfg.out` is made a `Path`). Nothing is written to OUT before every check has passed, and an
-    OUT folder that holds no finished run may be reused with other settings. A `--data synthetic`
-    set is generated into `OUT/synthetic-<recipe>` and `--data download` fetches the data first.
+    Reads the dataset with its recipe (`--data synthetic` generates it into `OUT/synthetic-<recipe>`,
+    `--data download` fetches it), draws its folds when it has none (or reuses `OUT/folds.csv`), checks
+    every clip, fingerprints the data and writes the experiment's identity to `OUT/experiment.json`,
+    with `OUT/data-files.json` and, for drawn folds, `OUT/folds.csv` (`cfg.out` is made a `Path`).
+    Nothing is written to OUT before every check has passed; an OUT folder that holds no finished
+    run may be reused with other settings.
 
     Args:
         cfg: the comparison's options.
         log: how progress is shown (None: `RunLog()`).
-
-    Returns:
-        The `Prepared` grid: source with folds, resolved settings, epochs, fold numbers and the
-            experiment's identity.
 
     Raises:
         TypeError: an unknown setting name.
@@ -602,7 +569,7 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
         if old != [cfg.synthetic_classes, cfg.synthetic_clips]:  # before regenerating the data of those runs
             raise ValueError(f"{out} holds finished runs of another experiment (differing: synthetic, {old}); "
                              "use another --out folder, or the settings of those runs")  # fmt: skip
-    source = read_source(_spec(cfg, _resolve_data(cfg)))
+    source = read_source(_spec(cfg))
     log.info(f"data: {source.description}")
     sources, folds_table = _with_folds(source, cfg, out, log)
     folds = _fold_numbers(sources[0], cfg.folds)
@@ -616,13 +583,13 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
             if emptied and cfg.folds is not None:
                 raise ValueError(f"--drop-rare-classes leaves fold(s) {emptied} without clips (they held only those classes): "
                                  "leave them out of --folds")  # fmt: skip
+            folds = [f for f in folds if f not in emptied]
             if emptied:
-                folds = [f for f in folds if f not in emptied]
                 log.info(f"--drop-rare-classes: fold(s) {emptied} held only those classes and are left out of the grid")
-    if sources[0].table["label"].nunique() < 2:
-        only = sources[0].table["label"].iloc[0]
-        raise ValueError(f"the data hold one class ({only!r}): comparing classifiers needs two or more classes")
     source = sources[0]
+    if source.table["label"].nunique() < 2:
+        only = source.table["label"].iloc[0]
+        raise ValueError(f"the data hold one class ({only!r}): comparing classifiers needs two or more classes")
     preset = cfg.preset or source.preset
     settings, training = get_preset(preset, **cfg.overrides)
     if cfg.epochs is not None:
@@ -630,20 +597,23 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     recipe = RECIPES[source.dataset]
     if recipe.check is not None:
         recipe.check(source, folds)  # the dataset's own rules and every clip, decoded
-        facts = None
-    else:
-        facts = check_source_files(source, full=True)
-    if settings.sample_rate is None:
-        settings = replace(settings, sample_rate=_files_rate(facts, log))
-    settings = replace(settings.resolved(), precision=_resolved_precision(settings.precision, cfg.devices))
+    facts = check_source_files(source, full=recipe.check is None)  # headers only where the recipe decoded them
+    rates = sorted({f["samplerate"] for f in facts.values()})
+    if settings.sample_rate is None and len(rates) > 1:
+        log.info(
+            f"the files have several sample rates ({', '.join(map(str, rates))} Hz): resampling all to {DEFAULT_SAMPLE_RATE} Hz"
+        )
+    files_rate = rates[0] if len(rates) == 1 else None  # where the preset leaves the rate open
+    settings = replace(settings.resolved(files_rate), precision=_resolved_precision(settings.precision, cfg.devices))
     for repeat, each in sources.items():
         for fold in folds:
             _check_every_class_trains(each, fold, repeat)
             n_train = int((each.table["fold"] != fold).sum())
             if n_train < settings.bs:
-                where = f"{each.fold_name(fold)}" + (f" of repeat {repeat}" if repeat else "")
-                raise ValueError(f"bs={settings.bs} is larger than the {n_train} training clips of {where}; the training "
-                                 "loader drops incomplete batches, so it would yield none: pass a smaller --bs")  # fmt: skip
+                raise ValueError(
+                    f"bs={settings.bs} is larger than the {n_train} training clips of {_where(each, fold, repeat)}; the "
+                    "training loader drops incomplete batches, so it would yield none: pass a smaller --bs"
+                )
     settings_dict = {**settings.as_dict(), **asdict(training)}  # one dict, as before the two were split
     for speed_only in ("num_workers", "cache"):  # how fast, not what is computed
         settings_dict.pop(speed_only)
@@ -686,17 +656,17 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
             atomic_write_text(out / "data-files.json", json.dumps(data, indent=1, sort_keys=True))
         if new:
             atomic_write_text(out / "experiment.json", json.dumps(identity, indent=2, sort_keys=True))
-    return Prepared(source, settings, settings_dict, training, folds, identity, digest(identity), data, sources, data_stats)
+    return Prepared(
+        source, settings, settings_dict, training, folds, identity, digest(identity), data, sources, data_stats, facts
+    )
 
 
 def experiment_title(experiment: dict[str, Any]) -> str:
-    """The summary's title: the dataset, preset and epochs of the experiment in experiment.json.
+    """The summary's title: dataset, preset and epochs, e.g. "FSDD (real speech, speaker held out),
+    preset fsdd, 6 epochs".
 
     Args:
         experiment: the identity in `OUT/experiment.json` (`Prepared.experiment`).
-
-    Returns:
-        One line, e.g. "FSDD (real speech, speaker held out), preset fsdd, 6 epochs".
     """
     recipe = RECIPES.get(experiment.get("dataset"))
     data = recipe.title if recipe is not None else str(experiment.get("dataset"))

@@ -12,7 +12,6 @@ import signal
 import socket
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +21,7 @@ from .. import __version__
 from .._compat import import_torchaudio
 from ..audio.cache_folders import format_bytes
 from ..audio.spectrogram import spec_shape
-from ..datasets.sources import check_source_files, source_dataloaders
+from ..datasets.sources import source_dataloaders
 from ..learner import audio_learner
 from . import train as _train
 from .fingerprint import describe_changes
@@ -31,6 +30,7 @@ from .grid import (
     Prepared,
     _read_folds_csv,
     _read_json_file,
+    _where,
     data_unchanged,
     digest,
     experiment_title,
@@ -60,8 +60,7 @@ POLL_SECONDS = 2.0  # how often a process waiting for runs claimed by others loo
 
 
 class Interrupted(KeyboardInterrupt):
-    """A signal (SIGINT, SIGTERM) stopped the grid; finished runs are kept and the run in progress
-    released its claim.
+    """A signal (SIGINT, SIGTERM) stopped the grid; finished runs are kept, the runs in progress released.
 
     Args:
         signum: the signal's number.
@@ -86,7 +85,8 @@ class Run(NamedTuple):
 
 
 def run_id(norm: str, fold: int, seed: int, experiment_id: str, repeat: int = 0) -> str:
-    """The deterministic name of a run's record and claim.
+    """The deterministic name of a run's record and claim, e.g. 'global-fold1-seed0-3f2a9c01b7e4', or
+    'global-r2-fold1-seed0-3f2a9c01b7e4' for repeat 2.
 
     Args:
         norm: the normalization's name.
@@ -95,10 +95,6 @@ def run_id(norm: str, fold: int, seed: int, experiment_id: str, repeat: int = 0)
         experiment_id: the experiment's short digest (`Prepared.experiment_id`).
         repeat: the k-fold partition (0, the only one of fixed folds, is left out of the name,
             so grids recorded before repeated k-fold keep their ids).
-
-    Returns:
-        The run id, e.g. 'global-fold1-seed0-3f2a9c01b7e4', or 'global-r2-fold1-seed0-3f2a9c01b7e4'
-            for repeat 2.
     """
     return f"{norm}{f'-r{repeat}' if repeat else ''}-fold{fold}-seed{seed}-{experiment_id}"
 
@@ -108,18 +104,13 @@ def _id(run: Run, prep: Prepared) -> str:
 
 
 def grid_runs(cfg: ExperimentConfig, folds: list[int] | None = None, repeats: list[int] | None = None) -> list[Run]:
-    """The runs of this process.
-
-    The whole grid in a fixed order (repeats, folds, then seeds, then norms), every N-th from the
-    I-th on for `shard=(I, N)`. The N shards are disjoint and together the grid.
+    """The `Run`s of this process: the whole grid in a fixed order (repeats, folds, then seeds, then
+    norms), every N-th from the I-th on for `shard=(I, N)`; the N shards are disjoint and together the grid.
 
     Args:
         cfg: the comparison's options (`shard`, `seeds`, `norms`, `folds`, `repeats`).
         folds: the fold numbers (None: `cfg.folds`).
         repeats: the repeats (None: 0 to `cfg.repeats` - 1).
-
-    Returns:
-        The `Run`s (norm, fold, seed, repeat) of this shard, in grid order.
     """
     index, count = cfg.shard
     folds = cfg.folds if folds is None else folds
@@ -136,9 +127,9 @@ def _stats_path(out: Path, norm: str, fold: int, settings: dict[str, Any], fract
 
 
 def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0, log: RunLog | None = None):
-    """Rebuild `results.csv` from this experiment's records, then `summary.md` / `summary.png` from it.
-
-    Records of another experiment in `runs/` (copied from another OUT) are left out and named.
+    """Rebuild `results.csv` from this experiment's records, then (when it has rows) `summary.md` and
+    `summary.png` from it; returns its rows (`RunStore.rebuild`). Records of another experiment or of
+    a fold it does not have are left out and named.
 
     Args:
         out: the experiment folder.
@@ -147,9 +138,6 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0, lo
         rope: the verdicts' region of practical equivalence, in accuracy points.
         log: where the left-out records are named (None: not shown).
 
-    Returns:
-        The rows of `results.csv` (`RunStore.rebuild`); no summary is written when there are none.
-
     Raises:
         ValueError: a run record that cannot be read (naming the file).
         ImportError: matplotlib is not installed (for `summary.png`).
@@ -157,43 +145,40 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0, lo
     store = RunStore(out)
     experiment_id = digest(experiment)
     folds = _recorded_folds(out)
-    stray: list[str] = []
+    stray: set[str] = set()
 
     def keep(run: str) -> bool:
         found = re.search(r"-(?:r(\d+)-)?fold(\d+)-seed\d+-[0-9a-f]+$", run)
         if folds is None or (found and (int(found[1] or 0), int(found[2])) in folds):
             return True
-        stray.append(f"{run}.json")
+        stray.add(f"{run}.json")
         return False
 
     rows, records = store.rebuild_with_records(list(NORMS), experiment_id, keep)
-    foreign = store.foreign(experiment_id)
-    if foreign and log is not None:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        log.result(f"left out {len(foreign)} record(s) in {store.runs_dir} of another experiment than {out / 'experiment.json'} "
-                 f"(run ids not ending in -{experiment_id}): {shown}")  # fmt: skip
-    stray = sorted(set(stray))
-    if stray and log is not None:
-        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
-        log.result(f"left out {len(stray)} record(s) in {store.runs_dir} for a fold this experiment does not have "
-                   f"(its folds: {out / 'data-files.json'} or {out / 'folds.csv'}): {shown}")  # fmt: skip
-    if len(rows):
-        write_summary(
-            rows,
-            out,
-            order=list(NORMS),
-            title=experiment_title(experiment),
-            infos=[r.get("info", {}) for r in records],
-            rope=rope / 100.0,
+    if log is not None and (foreign := store.foreign(experiment_id)):
+        log.result(
+            f"left out {len(foreign)} record(s) in {store.runs_dir} of another experiment than {out / 'experiment.json'} "
+            f"(run ids not ending in -{experiment_id}): {_some(foreign)}"
         )
+    if log is not None and stray:
+        log.result(
+            f"left out {len(stray)} record(s) in {store.runs_dir} for a fold this experiment does not have "
+            f"(its folds: {out / 'data-files.json'} or {out / 'folds.csv'}): {_some(sorted(stray))}"
+        )
+    if len(rows):
+        infos = [r.get("info", {}) for r in records]
+        write_summary(rows, out, order=list(NORMS), title=experiment_title(experiment), infos=infos, rope=rope / 100.0)
     return rows
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _recorded_folds(out: Path) -> set[tuple[int, int]] | None:
     """The `(repeat, fold)` pairs of the experiment in `out`: the fixed folds of the table in
     `data-files.json`, else the drawn ones of `folds.csv`; None when `out` records neither (older OUTs)."""
-    path = out / "data-files.json"
-    table = (_read_json_file(path, "data fingerprint") if path.is_file() else {}).get("table") or {}
+    table = _read_json_file(out / "data-files.json", "data fingerprint", default={}).get("table") or {}
     fixed = {(0, int(row[1])) for row in table.values() if row[1] is not None}
     if fixed:
         return fixed
@@ -210,31 +195,24 @@ def _versions() -> dict[str, str]:
             "fastai": fastai.__version__, "fastspecnorm": __version__}  # fmt: skip
 
 
-def _check_data_unchanged(prep: Prepared) -> None:
-    now = data_unchanged(prep)
-    if now is not None:
-        raise DataChangedError(f"the data changed while the grid ran ({describe_changes(prep.data, now)}); the run just trained "
-                               "was not recorded. Restore the data and run the same command again, or use another --out folder")  # fmt: skip
-
-
-def _where(prep: Prepared, run: Run) -> str:
-    "How logs name a run's validation fold: 'fold 2', a speaker, or 'fold 2 of repeat 1'."
-    return prep.source_for(run.repeat).fold_name(run.fold) + (f" of repeat {run.repeat}" if run.repeat else "")
-
-
 def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, key: Run, device: str | None, log: RunLog,
                       position: str) -> None:  # fmt: skip
     norm, fold, seed, repeat = key
+    source = prep.source_for(repeat)
+    where = _where(source, fold, repeat)
     stats_path = None
     if NORMS[norm].red_dims:
-        stats_path = _stats_path(cfg.out, norm, fold, prep.settings_dict, cfg.stats_fraction, prep.experiment["data_fingerprint"],
-                                 repeat)  # fmt: skip
-    log.info(f"run {position}: norm={norm} {_where(prep, key)} seed={seed} preset={prep.experiment['preset']} "
+        stats_path = _stats_path(cfg.out, norm, fold, prep.settings_dict, cfg.stats_fraction, prep.data["digest"], repeat)
+    log.info(f"run {position}: norm={norm} {where} seed={seed} preset={prep.experiment['preset']} "
              f"epochs={prep.training.epochs} device={device or 'default'}")  # fmt: skip
-    row = _train.train_one(prep.source_for(repeat), norm, fold, seed, prep.settings, prep.training, stats_path, cfg.stats_fraction,
+    row = _train.train_one(source, norm, fold, seed, prep.settings, prep.training, stats_path, cfg.stats_fraction,
                            device, log=log, preset=prep.experiment["preset"], refresh_stats=cfg.refresh_stats)  # fmt: skip
     row = {"norm": row["norm"], "repeat": repeat, **row}
-    _check_data_unchanged(prep)
+    if (now := data_unchanged(prep)) is not None:
+        raise DataChangedError(
+            f"the data changed while the grid ran ({describe_changes(prep.data, now)}); the run just trained "
+            "was not recorded. Restore the data and run the same command again, or use another --out folder"
+        )
     # The table holds only what the seed determines, so a resumed grid reproduces it exactly;
     # wall-clock time, versions and host go to the record's info.
     info = {"seconds": row.pop("seconds"), "host": socket.gethostname(), "pid": os.getpid(),
@@ -243,24 +221,25 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
         info["command"] = cfg.command
     store.save(_id(key, prep), row, info)
     diverged = " DIVERGED (a non-finite loss: left out of the summary; try a lower --lr)" if row.get("diverged") else ""
-    log.result(f"run {position}: {norm} {_where(prep, key)} seed {seed}: accuracy {row['accuracy']:.4f} "
+    log.result(f"run {position}: {norm} {where} seed {seed}: accuracy {row['accuracy']:.4f} "
                f"in {info['seconds']:.0f} s{diverged}")  # fmt: skip
 
 
+def _pending(store: RunStore, runs: list[Run], prep: Prepared) -> list[Run]:
+    return [k for k in runs if not store.is_done(_id(k, prep))]
+
+
 def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog) -> None:
-    """Train every run of this process's grid not yet recorded. Runs claimed by other processes
-    are skipped, then waited for: their claims are taken over if those processes die, so the call
-    returns when every run of its grid is recorded (by whichever process)."""
+    """Train every run of this process's grid not yet recorded; wait for those claimed by others
+    (taken over if those processes die) until every run is recorded, by whichever process."""
     store = RunStore(cfg.out)
     runs = grid_runs(cfg, prep.folds, prep.repeats)
-    pending = [k for k in runs if not store.is_done(_id(k, prep))]
+    pending = _pending(store, runs, prep)
     shard = f" (shard {cfg.shard[0]}/{cfg.shard[1]})" if cfg.shard != (1, 1) else ""
     log.info(f"{len(runs)} runs in the grid{shard}, {len(runs) - len(pending)} already recorded in {store.runs_dir}, "
              f"{len(pending)} to run")  # fmt: skip
-    for key in runs:  # claims left by a process killed after recording its run hold nothing
-        rid = _id(key, prep)
-        if store.is_done(rid):
-            store.claim_path(rid).unlink(missing_ok=True)
+    for key in set(runs) - set(pending):  # claims left by a process killed after recording its run hold nothing
+        store.claim_path(_id(key, prep)).unlink(missing_ok=True)
     total, started, waited = len(pending), 0, False
     while pending:
         waiting = []
@@ -274,13 +253,15 @@ def _work(cfg: ExperimentConfig, prep: Prepared, device: str | None, log: RunLog
                     _train_and_record(cfg, prep, store, key, device, log, f"{started} of {total}")
             if mine and store.is_done(rid):  # claim released first: a kill while rebuilding leaves no claim behind
                 rebuild_outputs(cfg.out, prep.experiment, cfg.rope)
-        pending = [k for k in waiting if not store.is_done(_id(k, prep))]
+        pending = _pending(store, waiting, prep)
+        if pending and not waited:  # once, not at every poll
+            holders = [_holder_text(store, _id(k, prep)) for k in pending[:2]]
+            log.info(
+                f"{len(pending)} run(s) being trained by other processes ({'; '.join(holders)}"
+                f"{'; ...' if len(pending) > 2 else ''}); waiting for them"
+            )
+            waited = True
         if pending:
-            if not waited:  # once, not at every poll
-                holders = [_holder_text(store, _id(k, prep)) for k in pending[:2]]
-                log.info(f"{len(pending)} run(s) being trained by other processes ({'; '.join(holders)}"
-                         f"{'; ...' if len(pending) > 2 else ''}); waiting for them")  # fmt: skip
-                waited = True
             time.sleep(POLL_SECONDS)
 
 
@@ -304,9 +285,11 @@ def _device_worker(cfg: ExperimentConfig, prep: Prepared, device: str, log: RunL
     _work(cfg, prep, device, log)
 
 
-@contextmanager
-def _forwarding_signals(workers):
-    "While the block runs, SIGTERM / SIGINT to this process stop the workers too, then end it."
+def _run_workers(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
+    """One spawned worker per device, reaped the moment it ends (its claim free at once for the others,
+    which take its run over); SIGTERM / SIGINT to this process stop the workers too, then end it."""
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: safe with CUDA and threads
+    workers = [context.Process(target=_device_worker, args=(cfg, prep, d, log), name=f"worker {d}") for d in cfg.devices]
     received = []
 
     def forward(signum, frame):
@@ -317,18 +300,6 @@ def _forwarding_signals(workers):
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield received
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _run_workers(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
-    """One spawned worker per device; each is reaped the moment it ends (so its claim is free for
-    the others at once); a worker that dies does not stop the others, which take its run over."""
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: safe with CUDA and threads
-    workers = [context.Process(target=_device_worker, args=(cfg, prep, d, log), name=f"worker {d}") for d in cfg.devices]
-    with _forwarding_signals(workers) as received:
         for worker in workers:
             worker.start()
         alive = list(workers)
@@ -339,35 +310,33 @@ def _run_workers(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
                 alive.remove(w)
                 if w.exitcode != 0 and not received:
                     log.result(f"{w.name} ended with exit code {w.exitcode}; the other workers take over its run")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if received:
         raise Interrupted(received[0])
     failed = [f"{w.name} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
-    store = RunStore(cfg.out)
-    missing = [k for k in grid_runs(cfg, prep.folds, prep.repeats) if not store.is_done(_id(k, prep))]
+    missing = _pending(RunStore(cfg.out), grid_runs(cfg, prep.folds, prep.repeats), prep)
     if failed and missing:
         raise RuntimeError(f"{', '.join(failed)} failed (messages above) and {len(missing)} run(s) are not recorded; "
                            "run the same command again to resume")  # fmt: skip
 
 
 def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepared | None = None) -> Path:
-    """Run every (norm, fold, seed) of this process's grid not yet recorded in `cfg.out`.
+    """Run every (norm, fold, seed) of this process's grid not yet recorded in `cfg.out`; returns the
+    path of `results.csv`.
 
-    Every run of the grid is claimed while trained, so any number of processes on one OUT folder
-    (one per device with `devices`, one per job-array task with `shard`, or the same command
-    started twice, on one machine or several sharing a file system) record each run exactly once;
-    runs claimed by other processes are waited for, and taken over if those processes die. With
-    several `cfg.devices`, one worker process per device pulls runs from the grid. Each finished
-    run is recorded atomically and the summary rebuilt, so an interruption loses at most the runs
-    in progress. Before a run is recorded, the data are fingerprinted again: a clip changed while
-    the grid runs stops it, naming the file, instead of mixing data in one folder.
+    Each run is claimed while trained, so any number of processes on one OUT folder (one per device
+    with `devices`, one per job-array task with `shard`, or the same command started twice, on one
+    machine or several sharing a file system) record each run exactly once; runs claimed by others
+    are waited for, and taken over if those processes die. Each finished run is recorded atomically
+    and the summary rebuilt, so an interruption loses at most the runs in progress. A clip changed
+    while the grid runs stops it, naming the file, before the run is recorded.
 
     Args:
         cfg: the comparison's options.
         log: how progress is shown (None, or anything not a `RunLog`: `RunLog()`).
         prep: the grid as `prepare(cfg)` returned it (None: prepared here).
-
-    Returns:
-        The path of `results.csv`.
 
     Raises:
         ValueError: bad input, before any training (see `prepare`).
@@ -387,9 +356,8 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
     else:
         _work(cfg, prep, cfg.devices[0] if cfg.devices else None, log)
     rebuild_outputs(cfg.out, prep.experiment, cfg.rope, log)
-    store = RunStore(cfg.out)
-    log.result(f"results: {store.results_path}\nsummary: {cfg.out / 'summary.md'}, {cfg.out / 'summary.png'}")
-    return store.results_path
+    log.result(f"results: {cfg.out / 'results.csv'}\nsummary: {cfg.out / 'summary.md'}, {cfg.out / 'summary.png'}")
+    return cfg.out / "results.csv"
 
 
 class _BatchTimer(Callback):
@@ -411,16 +379,12 @@ class _BatchTimer(Callback):
     def before_validate(self):  # an epoch of fewer than `n` batches
         raise CancelFitException
 
-    @property
-    def seconds(self) -> float:
-        "The last batch's wall time: the second one's (past one-time costs) when two ran."
-        return self.marks[-1] - self.marks[-2]
-
 
 def time_one_batch(source, fold: int, settings, device: str | None = None, progress: bool = False):
-    """The wall time of one training batch of `fold`: loaders and xResNet18 as a run builds them
-    (norm `none`), trained on two batches, the second one timed (the first pays one-time costs:
-    worker start, kernel selection). It also builds the audio cache the runs will read.
+    """Time one training batch of `fold`: loaders and xResNet18 as a run builds them (norm `none`),
+    trained on two batches, the second one timed (past one-time costs such as worker start and kernel
+    selection); this also builds the audio cache the runs will read. Returns `(seconds, dls)`: the
+    batch's wall time (loading, transforms, forward, backward and step) and the loaders.
 
     Args:
         source: the `DataSource` with folds.
@@ -428,31 +392,24 @@ def time_one_batch(source, fold: int, settings, device: str | None = None, progr
         settings: the resolved `AudioSettings`.
         device: where batches and the model go (None: fastai's default device).
         progress: show a progress bar while the audio cache is built.
-
-    Returns:
-        `(seconds, dls)`: the batch's wall time (loading, transforms, forward, backward and step) and
-            the loaders (`dls.audio_cache`, `dls.device`).
     """
     dls = source_dataloaders(source, fold, settings, device=device, progress=progress)
     learn = audio_learner(dls, precision=settings.precision)
     timer = _BatchTimer()
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, cbs=timer)
-    return timer.seconds, dls
+    return timer.marks[-1] - timer.marks[-2], dls  # the last batch: the second when two ran
 
 
 def _frames(prep: Prepared) -> str:
-    "The spectrograms' time axis: fixed by the duration, else the range over the clips (their headers read)."
+    "The spectrograms' time axis: fixed by the duration, else the range over the clips (from their headers)."
     s = prep.settings
-
-    def frames(n_samples: int) -> int:
-        return spec_shape(n_samples, s.n_fft, s.hop_length, s.n_mels)[1]
-
     if s.duration is not None:
-        return str(frames(round(s.duration * s.sample_rate)))
-    facts = check_source_files(prep.source, full=False).values()
-    lengths = [frames(math.ceil(f["frames"] * s.sample_rate / f["samplerate"])) for f in facts]  # as `resample` sizes them
-    return f"{min(lengths)}-{max(lengths)} frames"
+        samples = [round(s.duration * s.sample_rate)]
+    else:  # each clip's length as `resample` sizes it
+        samples = [math.ceil(f["frames"] * s.sample_rate / f["samplerate"]) for f in prep.facts.values()]
+    lengths = [spec_shape(n, s.n_fft, s.hop_length, s.n_mels)[1] for n in samples]
+    return str(lengths[0]) if s.duration is not None else f"{min(lengths)}-{max(lengths)} frames"
 
 
 def _batches(prep: Prepared, run: Run) -> int:
@@ -471,29 +428,25 @@ def _duration(seconds: float) -> str:
 def say_plan(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
     """Say what the grid will do before it trains: one line with the runs to train, the preset, the
     resolved sample rate, STFT and spectrogram shape, and the wall time estimated from one timed batch
-    (`time_one_batch` on the first run's fold; nothing is timed when every run is recorded); then one
-    line with the audio cache's folder and size.
+    (`time_one_batch` on the first run's fold); then one line with the audio cache's folder and size.
 
     The estimate is rough: every run's batches (training and validation, all epochs) at the timed
     batch's time; the statistics pass and evaluation being cheaper than a training step are left out.
-    With `--devices` nothing is timed here (the workers train; a batch timed in this process would
-    hold a CUDA context on the first GPU for the whole grid).
+    Nothing is timed when every run is recorded, nor with `--devices` (the workers train; a batch
+    timed in this process would hold a CUDA context on the first GPU for the whole grid).
 
     Args:
         cfg: the comparison's options.
         prep: the prepared grid.
         log: where the lines go (`info`).
     """
-    store = RunStore(cfg.out)
     runs = grid_runs(cfg, prep.folds, prep.repeats)
-    pending = [k for k in runs if not store.is_done(_id(k, prep))]
+    pending = _pending(RunStore(cfg.out), runs, prep)
     s, epochs = prep.settings, prep.training.epochs
     freq = spec_shape(s.n_fft, s.n_fft, s.hop_length, s.n_mels)[0]
     line = (f"plan: {len(pending)} of {len(runs)} runs to train, preset {prep.experiment['preset']}, {s.sample_rate} Hz, "
             f"n_fft {s.n_fft}, hop {s.hop_length}, spectrograms (1, {freq}, {_frames(prep)}), bs {s.bs}, {epochs} epoch(s)")  # fmt: skip
     if not pending or cfg.devices:
-        # With --devices the workers train; a batch timed here would keep a CUDA context in this
-        # parent process, on the first GPU, for the whole grid. Each worker's run lines give the time.
         log.info(line)
         return
     seconds, dls = time_one_batch(prep.source_for(pending[0].repeat), pending[0].fold, s, None, log.progress)
@@ -505,24 +458,19 @@ def say_plan(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
 
 
 def summarize_out(out: str | Path, log=None, rope: float = 1.0) -> Path:
-    """Rebuild `out/results.csv`, `summary.md` and `summary.png` from the finished runs' records.
-
-    Trains nothing; idempotent.
+    """Rebuild `out/results.csv`, `summary.md` and `summary.png` from the finished runs' records
+    (training nothing; idempotent); returns the path of `results.csv`.
 
     Args:
         out: the experiment folder (a grid's `--out`).
         log: how the result is shown (None, or anything not a `RunLog`: `RunLog()`).
         rope: the verdicts' region of practical equivalence, in accuracy points.
 
-    Returns:
-        The path of `results.csv`.
-
     Raises:
         FileNotFoundError: `out` holds no experiment (no experiment.json).
         ValueError: `out` holds no finished run, is of the older format, or has a record that
             cannot be read.
     """
-
     log = log if isinstance(log, RunLog) else RunLog()
     out = Path(out)
     if not (out / "experiment.json").is_file() and not (out / "results.csv").is_file():

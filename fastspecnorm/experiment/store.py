@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -25,10 +24,11 @@ __all__ = ["REQUIRED_COLUMNS", "RunStore"]
 
 REQUIRED_COLUMNS = ("norm", "fold", "seed", "epochs", "accuracy")
 _RECORD_FIX = "records are written whole by rename, so something else wrote it; delete it to train that run again"
+_LIVE_JOB_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED"}  # Slurm states in which a job may still write
 
 
-#: Slurm job states in which a job's processes may still write (anything else: its claims are dead).
-_LIVE_JOB_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED"}
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def scheduler_job() -> str | None:
@@ -41,22 +41,12 @@ def scheduler_job() -> str | None:
 
 
 def job_running(job: str) -> bool | None:
-    """Whether the scheduler still runs `job` (`squeue -h -j JOB -o %T`).
-
-    Args:
-        job: a Slurm job id, or `<array job>_<task>`.
-
-    Returns:
-        True while the job is running (or completing, suspended); False when the scheduler no
-        longer runs it (finished, cancelled, requeued and waiting, unknown to it); None when that
-        cannot be asked (no `squeue` here, or it failed or took over 10 s): the heartbeat decides.
-    """
-    squeue = shutil.which("squeue")
-    if squeue is None:
-        return None
+    """Whether Slurm still runs `job` (a job id or `<array job>_<task>`; `squeue -h -j JOB -o %T`):
+    True while running, completing or suspended, False when no longer (finished, cancelled, requeued,
+    unknown), None when that cannot be asked (no `squeue`, or it failed or took over 10 s)."""
     try:
-        done = subprocess.run([squeue, "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        done = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):  # no squeue here (FileNotFoundError), or it hung
         return None
     if done.returncode != 0:
         return False if "invalid job id" in done.stderr.lower() else None
@@ -64,40 +54,15 @@ def job_running(job: str) -> bool | None:
     return bool(states & _LIVE_JOB_STATES)
 
 
-def _read_claim(path: Path) -> dict[str, Any] | None:
-    """The claim in `path` with a finite number `heartbeat`, str `host` and `token` and int `pid`;
-    None when there is none or the file is not such a claim (it then counts as free)."""
-    try:
-        claim = read_json(path, "claim", default=None)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(claim, dict):
-        return None
-    heartbeat, pid = claim.get("heartbeat"), claim.get("pid")
-    if (
-        isinstance(heartbeat, bool)
-        or not isinstance(heartbeat, int | float)
-        or not math.isfinite(heartbeat)
-        or isinstance(pid, bool)
-        or not isinstance(pid, int)
-        or not isinstance(claim.get("host"), str)
-        or not isinstance(claim.get("token"), str)
-    ):
-        return None
-    return claim
-
-
 def check_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Check a finished run's row.
+    """Check a finished run's row; returns it with plain JSON values (NumPy / torch scalars
+    unwrapped, whole numbers as int).
 
     Args:
         row: the run's columns: `norm` a non-empty str, `fold` a whole number or a fold's name (a
             non-empty str, e.g. a speaker), `seed`, `epochs` whole numbers (epochs >= 0),
             `accuracy` a finite fraction in [0, 1], optionally `repeat` (a whole number >= 0, the
             k-fold partition), and any others.
-
-    Returns:
-        The row with plain JSON values (NumPy / torch scalars unwrapped, whole numbers as int).
 
     Raises:
         ValueError: a missing or bad required column, naming it.
@@ -113,19 +78,14 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
         value = clean.get(column, 0)
         if column == "fold" and isinstance(value, str) and value.strip():
             continue  # a fold's name (a speaker) stays a name
-        if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+        if not _is_number(value) or not float(value).is_integer():
             raise ValueError(f"column {column!r} must be a whole number, got {value!r}")
+        if column in ("epochs", "repeat") and value < 0:
+            raise ValueError(f"column {column!r} must be >= 0, got {int(value)}")
         if column in clean:
             clean[column] = int(value)
-    for column in ("epochs", "repeat"):
-        if clean.get(column, 0) < 0:
-            raise ValueError(f"column {column!r} must be >= 0, got {clean[column]}")
     accuracy = clean["accuracy"]
-    if (
-        isinstance(accuracy, bool)
-        or not isinstance(accuracy, int | float)
-        or not (math.isfinite(accuracy) and 0 <= accuracy <= 1)
-    ):
+    if not (_is_number(accuracy) and math.isfinite(accuracy) and 0 <= accuracy <= 1):
         raise ValueError(f"column 'accuracy' must be a finite number in [0, 1], got {accuracy!r}")
     clean["accuracy"] = float(accuracy)
     json.dumps(clean)  # TypeError naming the value if something is not plain JSON
@@ -134,49 +94,27 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
 
 class RunStore:
     """One record per finished run in `out/runs/`, claims in `out/claims/`, `out/results.csv`
-    derived from the records.
-
-    Safe for any number of processes on any number of hosts that share `out`. Layout of an
-    experiment folder ``OUT``:
+    derived from the records; safe for any number of processes on any number of hosts sharing `out`:
 
         OUT/runs/<run_id>.json     one record per finished run (the source of truth)
         OUT/claims/<run_id>.json   a run being trained: host, pid, heartbeat time (removed when done)
         OUT/results.csv            derived from the records, rebuilt after every run (`rebuild`)
 
-    Every file is written whole to a temporary name and renamed into place (`_io.atomic_write`),
-    so readers see the old file or the new one. Nothing relies on O_APPEND or O_EXCL, which NFS
-    does not honour. A record's name is a deterministic run id (norm, fold, seed and a digest of
-    the settings and data), so a run trained twice by accident is still one record, never a
-    duplicate row.
-
-    Claims: to train a run, a process writes a claim with a token of its own to a temporary name,
-    renames it into place, waits `settle` seconds and reads it back; it trains only if the claim it
-    reads is its own. While training, a background thread refreshes the claim's heartbeat every
-    `heartbeat_every` seconds. A claim is taken over when its process is gone (same host, pid not
-    running or a zombie: a killed worker's claim is free at once), when the scheduler job it
-    records (`SLURM_JOB_ID`, or the array job and task) is no longer running by `squeue` (any host:
-    a cancelled or timed-out task's claim is free at once), or when its heartbeat is older than
-    `stale_after` seconds (any host: a crashed node; 120 s, four heartbeats). Heartbeats are written with the writer's
-    clock and judged by the reader's: a heartbeat more than `stale_after` seconds in the *future*
-    also counts as stale, so a host whose clock runs ahead (ten years, or a few minutes) never
-    holds a run longer than a stale claim; hosts sharing `OUT` must agree on the time to well
-    within `stale_after`, or a live claim of a host far ahead is taken over (the run is then
-    trained twice, recorded once). A claim file that is not a claim (unreadable, not JSON, a
-    heartbeat such as "abc") counts as free. Two processes can both win a claim only if one's
-    read-write-rename takes longer than `settle`; then the run is trained twice and recorded once.
-
-    A record that cannot be read (truncated, not JSON, `[]`, `{"run_id": ...}` without a row, a
-    bad row) raises ValueError naming the file and what is wrong: records are written whole by
-    rename, so something else wrote it; deleting it makes that run train again.
+    Every file is written whole to a temporary name and renamed into place (`_io.atomic_write`);
+    nothing relies on O_APPEND or O_EXCL, which NFS does not honour. Run ids are deterministic, so a
+    run trained twice by accident is still one record. To train a run, a process claims it (`claim`:
+    written, then read back after `settle` seconds) and refreshes the claim's heartbeat while it
+    trains (`claimed`); a dead or stale claim is taken over (`claim_holder`). Hosts sharing `OUT`
+    must agree on the time to well within `stale_after`. Two processes both win a claim only if one's
+    read-write-rename takes longer than `settle`: the run is then trained twice and recorded once.
 
     Args:
         out: the experiment folder.
         settle: seconds between writing a claim and reading it back (longer than a claim's
             read-write-rename on your file system).
         heartbeat_every: seconds between heartbeats while a run is trained.
-        stale_after: seconds; a claim whose heartbeat is older is taken over, and so is one whose
-            heartbeat lies more than `stale_after` seconds ahead of this host's clock (choose well
-            above `heartbeat_every` plus the clock skew between hosts).
+        stale_after: seconds; a claim whose heartbeat is older, or further ahead of this host's
+            clock, is taken over (choose well above `heartbeat_every` plus the clock skew between hosts).
 
     Attributes:
         out: the experiment folder, as a `Path`.
@@ -221,40 +159,29 @@ class RunStore:
     # -- finished runs -------------------------------------------------------------------------
 
     def record_path(self, run_id: str) -> Path:
-        """Where the record of a finished run is (or will be) written.
+        """Where the record of a finished run is (or will be) written: `out/runs/<run_id>.json`.
 
         Args:
             run_id: the run's id (`schedule.run_id`).
-
-        Returns:
-            `out/runs/<run_id>.json`.
         """
         return self.runs_dir / f"{run_id}.json"
 
     def is_done(self, run_id: str) -> bool:
-        """Whether the run has a record.
+        """Whether the run has a record (`out/runs/<run_id>.json` exists).
 
         Args:
             run_id: the run's id.
-
-        Returns:
-            True when `out/runs/<run_id>.json` exists.
         """
         return self.record_path(run_id).is_file()
 
     def save(self, run_id: str, row: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
-        """Record a finished run atomically as `runs/<run_id>.json`.
-
-        Saving a run again replaces its record.
+        """Record a finished run atomically as `runs/<run_id>.json` (replacing an earlier record); returns its path.
 
         Args:
             run_id: the run's id.
             row: what `results.csv` shows (see `check_row`).
             info: wall time, versions, host: kept out of the table so that a resumed grid gives
                 the same table (None: empty).
-
-        Returns:
-            The record's path.
 
         Raises:
             ValueError: a missing or bad required column of `row` (see `check_row`).
@@ -263,52 +190,40 @@ class RunStore:
         record = {"run_id": run_id, "row": check_row(row), "info": info or {}}
         return atomic_write_text(self.record_path(run_id), json.dumps(record, indent=1))
 
+    def _record_files(self) -> list[Path]:
+        return sorted(self.runs_dir.glob("*.json"))  # temporary files end in .tmp
+
     def records(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
-        """Every finished run's record, sorted by run id.
+        """Every finished run's record, `{"run_id", "row", "info"}`, sorted by run id (empty when none).
 
         Args:
             experiment_id: only the records of this experiment (run ids ending in
                 `-<experiment_id>`); None: all.
 
-        Returns:
-            The records, each `{"run_id", "row", "info"}`; empty when there is none.
-
         Raises:
             ValueError: a record that cannot be read, naming the file and what is wrong.
         """
-        if not self.runs_dir.is_dir():
-            return []
-        records = [self._read_record(path) for path in sorted(self.runs_dir.glob("*.json"))]  # temporary files end in .tmp
+        records = [self._read_record(path) for path in self._record_files()]
         return [r for r in records if experiment_id is None or r["run_id"].endswith(f"-{experiment_id}")]
 
     def foreign(self, experiment_id: str) -> list[str]:
-        """The record files in `runs/` of another experiment than `experiment_id` (copied in from
-        another OUT, or left by an older grid): never summarized with this one's.
+        """The names, sorted, of the record files in `runs/` of another experiment than `experiment_id`
+        (copied in from another OUT, or left by an older grid): never summarized with this one's.
 
         Args:
             experiment_id: this OUT's experiment id.
-
-        Returns:
-            Their file names, sorted.
         """
-        if not self.runs_dir.is_dir():
-            return []
-        return sorted(p.name for p in self.runs_dir.glob("*.json") if not p.stem.endswith(f"-{experiment_id}"))
+        return [p.name for p in self._record_files() if not p.stem.endswith(f"-{experiment_id}")]
 
     @staticmethod
     def _read_record(path: Path) -> dict[str, Any]:
-        "The record in `path`; ValueError naming the file and the fault when it is not one `save` wrote."
         record = read_json(path, "run record", _RECORD_FIX, required=("run_id", "row"))
         if not isinstance(record["run_id"], str) or not record["run_id"]:
             raise ValueError(f"run record {path} has run_id {record['run_id']!r}, expected a non-empty string; {_RECORD_FIX}")
-        if not isinstance(record["row"], dict):
-            raise ValueError(
-                f"run record {path} has a row of type {type(record['row']).__name__}, expected an object; {_RECORD_FIX}"
-            )
-        if not isinstance(record.get("info", {}), dict):
-            raise ValueError(
-                f"run record {path} has info of type {type(record['info']).__name__}, expected an object; {_RECORD_FIX}"
-            )
+        for key, name in (("row", "a row"), ("info", "info")):
+            if not isinstance(record.get(key, {}), dict):
+                kind = type(record[key]).__name__
+                raise ValueError(f"run record {path} has {name} of type {kind}, expected an object; {_RECORD_FIX}")
         try:
             record["row"] = check_row(record["row"])
         except ValueError as e:
@@ -323,9 +238,8 @@ class RunStore:
                 others follow by name.
 
         Returns:
-            A DataFrame, one row per run (the record's row, `repeat` 0 where a record has none,
-                plus `run_id`), sorted by repeat, fold, seed and normalization; with only the
-                required columns, `repeat` and `run_id` when there is none.
+            One row per run (the record's row, `repeat` 0 where it has none, and `run_id`), sorted by
+                repeat, fold, seed and normalization; empty (the required columns, `repeat`, `run_id`) when none.
 
         Raises:
             ValueError: a record that cannot be read, naming the file and what is wrong.
@@ -343,19 +257,13 @@ class RunStore:
         return pd.DataFrame(rows)
 
     def rebuild(self, order: Sequence[str] = (), experiment_id: str | None = None) -> pd.DataFrame:
-        """Write `results.csv` from the records.
-
-        Idempotent. When another process adds a record meanwhile, it rebuilds again, so the last
-        writer always leaves every record in. Claims left on finished runs by processes that died
-        are removed. (Summaries are rendered from the rows elsewhere:
-        `experiment.summary.write_summary`.) Nothing is written while there is no record.
+        """Write `results.csv` from the records (nothing while there is none) and return its rows (as
+        `rows`); idempotent. When another process adds a record meanwhile, it rebuilds again, so the
+        last writer always leaves every record in. Claims left on finished runs by dead processes are removed.
 
         Args:
             order: normalization names in row order, as for `rows`.
             experiment_id: only this experiment's records (see `records`); None: all.
-
-        Returns:
-            The rows, as `rows` returns them.
 
         Raises:
             ValueError: a record that cannot be read, naming the file and what is wrong.
@@ -365,67 +273,56 @@ class RunStore:
     def rebuild_with_records(
         self, order: Sequence[str] = (), experiment_id: str | None = None, keep: Callable[[str], bool] | None = None
     ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-        """`rebuild`, also returning the records the rows come from (for their `info`).
+        """`rebuild`, returning `(rows, records)`: also the records the rows come from (for their `info`).
 
         Args:
             order: normalization names in row order, as for `rows`.
             experiment_id: only this experiment's records (see `records`); None: all.
             keep: `keep(run_id)`, whether a record of the experiment belongs in the table (None: all do).
-
-        Returns:
-            `(rows, records)`: the table and the records, as `rows` and `records` return them.
         """
-        self._remove_orphan_claims()
+        for path in self.claims_dir.glob("*.json"):  # on finished runs, left by dead holders: nobody claims them again
+            if self.is_done(path.stem) and self.claim_holder(path.stem) is None:
+                path.unlink(missing_ok=True)
         while True:
-            ids = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
+            files = self._record_files()
             records = [r for r in self.records(experiment_id) if keep is None or keep(r["run_id"])]
             rows = self._rows(records, order)
             if len(rows):
                 atomic_write_text(self.results_path, rows.to_csv(index=False, lineterminator="\n"))
-            now = [p.name for p in sorted(self.runs_dir.glob("*.json"))] if self.runs_dir.is_dir() else []
-            if now == ids:
+            if self._record_files() == files:
                 return rows, records
 
     # -- claims --------------------------------------------------------------------------------
 
-    def _remove_orphan_claims(self) -> None:
-        "Delete claims on finished runs whose holder is gone, stale or unreadable (nobody claims a finished run again)."
-        if not self.claims_dir.is_dir():
-            return
-        for path in self.claims_dir.glob("*.json"):
-            run_id = path.stem
-            if self.is_done(run_id) and self.claim_holder(run_id) is None:
-                try:
-                    os.remove(path)
-                except FileNotFoundError:
-                    pass
-
     def claim_path(self, run_id: str) -> Path:
-        """Where the claim on a run is written while it is trained.
+        """Where the claim on a run is written while it is trained: `out/claims/<run_id>.json`.
 
         Args:
             run_id: the run's id.
-
-        Returns:
-            `out/claims/<run_id>.json`.
         """
         return self.claims_dir / f"{run_id}.json"
 
     def claim_holder(self, run_id: str) -> dict[str, Any] | None:
-        """The live claim on a run, if any.
+        """The live claim on a run (host, pid, heartbeat, token), or None when free or expired: no claim,
+        not a claim, a heartbeat more than `stale_after` seconds old or ahead of this host's clock, a
+        process of this host that is gone or a zombie, or a Slurm job (`job_running`) no longer running.
 
         Args:
             run_id: the run's id.
-
-        Returns:
-            The claim (host, pid, heartbeat, token), or None when free or expired: no claim, not a
-                claim, a heartbeat more than `stale_after` seconds old or ahead of this host's
-                clock, or a process of this host that is gone or a zombie.
         """
-        claim = _read_claim(self.claim_path(run_id))
-        if claim is None or abs(time.time() - claim["heartbeat"]) > self.stale_after:
+        try:
+            claim = read_json(self.claim_path(run_id), "claim", required=("heartbeat", "pid", "host", "token"), default=None)
+        except (OSError, ValueError):  # not a claim: free
             return None
-        if claim["host"] == self.host and not pid_alive(claim["pid"]):
+        if (
+            claim is None
+            or not (_is_number(claim["heartbeat"]) and math.isfinite(claim["heartbeat"]))
+            or type(claim["pid"]) is not int  # nor a bool
+            or not isinstance(claim["host"], str)
+            or not isinstance(claim["token"], str)
+            or abs(time.time() - claim["heartbeat"]) > self.stale_after
+            or (claim["host"] == self.host and not pid_alive(claim["pid"]))
+        ):
             return None
         job = claim.get("job")
         if isinstance(job, str) and job and self._job_running(job) is False:
@@ -444,43 +341,37 @@ class RunStore:
         claim = {"host": self.host, "pid": os.getpid(), "token": token, "heartbeat": time.time(), "job": scheduler_job()}
         atomic_write_text(self.claim_path(run_id), json.dumps(claim))
 
-    def claim(self, run_id: str) -> bool:
-        """Claim a run for this process; a dead or stale claim is taken over.
+    def _is_ours(self, run_id: str, token: str | None) -> bool:
+        holder = self.claim_holder(run_id) if token is not None else None
+        return holder is not None and holder["token"] == token
 
-        Waits `settle` seconds after writing the claim, then reads it back.
+    def claim(self, run_id: str) -> bool:
+        """Claim a run for this process (a dead or stale claim is taken over): write the claim, wait
+        `settle` seconds, read it back. True when the claim is ours (already, or now), False when a
+        live claim of another process holds it.
 
         Args:
             run_id: the run's id.
-
-        Returns:
-            True when the claim is ours (already, or now), False when a live claim of another
-                process holds it.
         """
         holder = self.claim_holder(run_id)
         if holder is not None:
-            return holder.get("token") == self._tokens.get(run_id)
-        token = uuid.uuid4().hex
-        self._tokens[run_id] = token  # before writing: an interruption from here on can release it
+            return holder["token"] == self._tokens.get(run_id)
+        token = self._tokens[run_id] = uuid.uuid4().hex  # before writing: an interruption from here on can release it
         self._write_claim(run_id, token)
         time.sleep(self.settle)  # let a concurrent claimer's rename land before reading back
-        holder = self.claim_holder(run_id)
-        if holder is None or holder.get("token") != token:
+        if not self._is_ours(run_id, token):
             self._tokens.pop(run_id, None)
             return False
         return True
 
     def heartbeat(self, run_id: str) -> bool:
-        """Refresh our claim's heartbeat.
+        """Refresh our claim's heartbeat: True when refreshed, False (nothing written) when it is no longer ours.
 
         Args:
             run_id: the run's id.
-
-        Returns:
-            True when refreshed; False (and nothing written) when the claim is no longer ours.
         """
         token = self._tokens.get(run_id)
-        holder = self.claim_holder(run_id)
-        if token is None or holder is None or holder.get("token") != token:
+        if not self._is_ours(run_id, token):
             return False
         self._write_claim(run_id, token)
         return True
@@ -491,20 +382,14 @@ class RunStore:
         Args:
             run_id: the run's id.
         """
-        token = self._tokens.pop(run_id, None)
-        holder = self.claim_holder(run_id)
-        if token is not None and holder is not None and holder.get("token") == token:
-            try:
-                os.remove(self.claim_path(run_id))
-            except FileNotFoundError:
-                pass
+        if self._is_ours(run_id, self._tokens.pop(run_id, None)):
+            self.claim_path(run_id).unlink(missing_ok=True)
 
     @contextmanager
     def claimed(self, run_id: str) -> Iterator[bool]:
-        """Hold the claim on a run while a block runs: `with store.claimed(run_id) as mine:`.
-
-        Claims the run, refreshes the heartbeat from a background thread while the block runs,
-        and releases the claim at the end, also on an exception (the run is then free for others).
+        """Hold the claim on a run while a block runs (`with store.claimed(run_id) as mine:`): claim
+        it, refresh the heartbeat from a background thread every `heartbeat_every` seconds, and release
+        it at the end, also on an exception (the run is then free for others).
 
         Args:
             run_id: the run's id.
