@@ -1,9 +1,6 @@
 """Options declared once: a dataclass field that is also a command-line option (`option`), and the
-parsers of their text. `SourceSpec` and `ExperimentConfig` declare their fields with `option`; the
-command line (`experiment.cli`) builds its parser from those fields and `compare()` takes the same
-names as keywords, so a new option is one field.
-
-Imports nothing heavy: the command line reads it before torch.
+parsers of their text. The command line builds its parser from such fields and `compare()` takes the
+same names as keywords, so a new option is one field. Imports nothing heavy (read before torch).
 """
 
 from __future__ import annotations
@@ -49,49 +46,26 @@ def option(
     return field(default=default, metadata=metadata)
 
 
-def _integer(minimum: int, expected: str) -> Callable[[str], int]:
-    "A parser: an integer >= `minimum`, else one message saying what was `expected`."
+def _parser(convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
+    "A parser: `convert(text)` for which `ok` holds, else one message saying what was `expected` (argparse names the option)."
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
+        if value is None or not ok(value):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
     return parse
 
 
-positive_int = _integer(1, "a positive integer")
-count = _integer(0, "an integer >= 0")
-
-
-def _number(text: str, ok: Callable[[float], bool], expected: str) -> float:
-    "A number for which `ok` holds, else one message saying what was `expected` (argparse names the option)."
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    "A parser: a finite number > 0."
-    return _number(text, lambda v: math.isfinite(v) and v > 0, "a finite positive number")
-
-
-def fraction(text: str) -> float:
-    "A parser: a number in (0, 1]."
-    return _number(text, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
-
-
-def points(text: str) -> float:
-    "A parser: accuracy points in [0, 100)."
-    return _number(text, lambda v: 0 <= v < 100, "accuracy points in [0, 100), such as 1.0")
+positive_int = _parser(int, lambda v: v >= 1, "a positive integer")
+count = _parser(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _parser(float, lambda v: math.isfinite(v) and v > 0, "a finite positive number")
+fraction = _parser(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
+points = _parser(float, lambda v: 0 <= v < 100, "accuracy points in [0, 100), such as 1.0")
 
 
 def fold_value(text: str) -> int | str:

@@ -2,9 +2,8 @@
 first used, so the command line starts without torch or fastai.
 
 Submodules: `cli` (the command line), `grid` (preparing a grid), `schedule` (scheduling its runs),
-`train` (training one run), `api` (`compare` from Python), `store` (the results store, safe for
-many writers), `fingerprint` (the data fingerprint), `summary` (the statistics), `plots` and `report` (summary.md and
-summary.png).
+`train` (one run), `api` (`compare`), `store` (the results store), `fingerprint` (of the data),
+`summary` (the statistics), `plots` and `report` (summary.md and summary.png).
 """
 
 from importlib import import_module

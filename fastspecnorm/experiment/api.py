@@ -33,8 +33,6 @@ _ONE_AT_A_TIME = threading.Lock()
 
 
 def _one_at_a_time(fn):
-    "RuntimeError, before anything is read or written, when `fn` is already running in another thread."
-
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
         if not _ONE_AT_A_TIME.acquire(blocking=False):
@@ -56,10 +54,9 @@ def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, no
     """Compare normalizations on `source`: one xResNet18 from scratch per (norm, fold, seed).
 
     Resumable like the command: finished runs in `out` are kept and skipped, and any number of
-    processes may share `out`; one call at a time per process (each run seeds the process's
-    global random generators). The command sets `OMP_WAIT_POLICY=PASSIVE` for itself, which keeps
-    training fast on a CPU busy with other work; from Python, set it in the environment before
-    the interpreter starts (a library does not change its caller's process-wide settings).
+    processes may share `out`; one call at a time per process. The command sets
+    `OMP_WAIT_POLICY=PASSIVE`, which keeps training fast on a busy CPU; from Python, set it in the
+    environment before the interpreter starts.
 
     Args:
         source: a dataset folder (ESC-50 layout, FSDD, one subfolder per label), a CSV file, or a
@@ -76,12 +73,10 @@ def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, no
         quiet: one line per run.
         executor: send the grid to other processes: an object with `submit(fn, *args)` whose
             futures or jobs have `result()` (`concurrent.futures.ProcessPoolExecutor`, submitit's
-            executors; threads are refused). `slurm_array` tasks (default 1) are submitted, each
-            pulling runs from `out` until none is left (`slurm.PullingTask`; a submitit executor
-            gets one job array), and `compare` returns when they end. Without it, `slurm_array=N`
-            sends N such tasks to Slurm through submitit (the extra `slurm`), set up by the other
-            `slurm_*` options (`slurm.SlurmOptions`: `slurm_partition`, `slurm_time`, `slurm_mem`,
-            `slurm_gpus_per_task`, ...). Neither is part of the experiment's identity.
+            executors; threads are refused). `slurm_array` tasks (default 1) each pull runs from
+            `out` until none is left; `compare` returns when they end. Without it, `slurm_array=N`
+            sends N such tasks to Slurm through submitit, set up by the other `slurm_*` options
+            (`slurm.SlurmOptions`).
         **options: the command's options by their Python names: `k=5`, `group_col="speaker"`,
             `fold_col="fold"`, `fn_col`, `label_col`, `path`, `dataset`, `devices`, `shard`,
             `stats_fraction`, `synthetic_classes`, `synthetic_clips`, `repeats` (k-fold
@@ -100,20 +95,15 @@ def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, no
             `none` is not in the grid).
 
     Raises:
-        TypeError: an unknown option, or a `source` that is not a folder, a CSV path or a
-            DataFrame; or bad input found by `prepare` (an unknown setting). Raised before
-            anything is trained.
+        TypeError: an unknown option or setting, or a `source` that is not a folder, a CSV path or
+            a DataFrame; before anything is trained.
         ValueError: a DataFrame `source` without `path=`, or bad input found by `prepare` (an
             unknown preset, norm, fold, shard or device; a bad clip or table; an `out` holding
-            finished runs of another experiment). Raised before anything is trained.
-        FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, before
-            anything is trained.
-        RuntimeError: another thread of this process is running `compare()` (runs seed the
-            process's global random generators; run grids one after the other or in processes);
-            `slurm_array` without Slurm's `sbatch` on PATH; runs left unrecorded after every task
-            of an `executor` ended.
-        ImportError: `slurm_array` without an `executor`, and submitit is not installed (the
-            extra `slurm`).
+            finished runs of another experiment); before anything is trained.
+        FileNotFoundError: a dataset folder, CSV or listed clip that does not exist, likewise.
+        RuntimeError: another thread of this process is running `compare()`; `slurm_array`
+            without Slurm's `sbatch` on PATH; runs left unrecorded after every task ended.
+        ImportError: `slurm_array` without an `executor`, and submitit is not installed.
     """
     overrides = dict(options.pop("overrides", {}))
     overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
@@ -124,8 +114,7 @@ def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, no
             f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | _SLURM | {'overrides'})}"
         )
     out = Path(out)
-    data = csv = None
-    table = None
+    data = csv = table = None
     if isinstance(source, pd.DataFrame):
         if options.get("path") is None:
             raise ValueError("a DataFrame source needs path=, the folder its file names are relative to")
@@ -138,9 +127,18 @@ def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, no
         data = str(source)
     else:
         raise TypeError(f"source must be a folder, a CSV path or a DataFrame, got {type(source).__name__}")
-    cfg = ExperimentConfig(data=data, out=out, folds=None if folds is None else list(folds), seeds=list(seeds),
-                           norms=list(norms or NORMS), preset=preset, epochs=epochs, overrides=overrides,
-                           csv=None if csv is None else str(csv), **options)  # fmt: skip
+    cfg = ExperimentConfig(
+        data=data,
+        out=out,
+        folds=None if folds is None else list(folds),
+        seeds=list(seeds),
+        norms=list(norms or NORMS),
+        preset=preset,
+        epochs=epochs,
+        overrides=overrides,
+        csv=csv,
+        **options,
+    )
     check_slurm(slurm, cfg, executor)
     if executor is None and slurm.slurm_array is not None:
         executor = slurm_executor(slurm, out)

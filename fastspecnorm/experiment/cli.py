@@ -1,10 +1,6 @@
 """The command line: `fastspecnorm compare ...` (also `python -m fastspecnorm compare`, and
-`experiments/esc50_normalization.py`, its alias).
-
-Arguments are parsed and checked here without importing torch or fastai, so `--help` and argument
-errors answer at once. Errors end in one `error:` line on stderr: status 2 for bad input, 1 for a
-failure while running, 130 when interrupted; `--debug` shows the traceback instead. Warnings
-are one `warning:` line on stderr.
+`experiments/esc50_normalization.py`, its alias). Arguments are parsed and checked without importing
+torch or fastai, so `--help` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -56,17 +52,12 @@ def _add_options(group, cls, skip=()) -> None:
         if f.type in (bool, "bool"):
             group.add_argument(flag, action="store_true", help=meta["help"])
             continue
-        kwargs = {"help": meta["help"], "metavar": meta["metavar"], "nargs": meta["nargs"]}
-        if meta["parse"] is not None:
-            kwargs["type"] = meta["parse"]
+        kwargs = {"help": meta["help"], "metavar": meta["metavar"], "nargs": meta["nargs"], "type": meta["parse"]}
+        kwargs.update({"required": True} if default is MISSING else {"default": default})
         if meta["choices"] is not None:
             kwargs["choices"] = meta["choices"]()
-        if default is MISSING:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = default
-        if meta["nargs"] == "?":  # a bare `--augment` means its first choice
-            kwargs["const"] = kwargs["choices"][0]
+            if meta["nargs"] == "?":  # a bare `--augment` means its first choice
+                kwargs["const"] = kwargs["choices"][0]
         group.add_argument(flag, **{k: v for k, v in kwargs.items() if v is not None})
 
 
@@ -136,18 +127,13 @@ def parse_args(argv=None, prog: str = COMMAND, default_folds: list | None = None
 
 
 def _show_warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    "A warning as the command shows it: one `warning: <message>` line on stderr, like its `error:` lines."
     print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 @contextmanager
 def _command_warnings():
-    """While the command runs, warnings are one `warning: <message>` line on stderr, without the
-    file, line and source line Python's format adds (which point into the package, not at the
-    user's input); and torch's FutureWarning that `torch.jit.script` is deprecated (fastai scripts
-    some layers when imported) is not shown: it says nothing about the user's run and started
-    every command. The command's own filter and format, restored when it returns (library use from
-    Python keeps Python's)."""
+    """While the command runs, a warning is one `warning: <message>` line on stderr (no file and line
+    in the package), and torch's FutureWarning that `torch.jit.script` is deprecated is not shown."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
         warnings.showwarning = _show_warning_line  # catch_warnings restores the previous one on exit
@@ -156,9 +142,8 @@ def _command_warnings():
 
 @contextmanager
 def _sigterm_interrupts():
-    """While the command runs, SIGTERM (a scheduler cancelling, preempting or requeueing the job;
-    `kill`) stops it as Ctrl-C does: the run in progress releases its claim, finished runs are kept
-    and the resume line is printed. The command's own handler, in its main thread only."""
+    """While the command runs (in its main thread), SIGTERM (a scheduler cancelling or preempting the
+    job) stops it as Ctrl-C does: the run in progress releases its claim and the resume line is printed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -198,10 +183,7 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
     log = RunLog(quiet=cfg.quiet)
     try:
         with _command_warnings(), _sigterm_interrupts():
-            from .schedule import (  # here, not above: keeps `fastspecnorm compare --help` free of torch
-                run_experiment,
-                summarize_out,
-            )
+            from .schedule import run_experiment, summarize_out  # here: keeps `compare --help` free of torch
 
             if cfg.summarize:
                 summarize_out(cfg.out, log=log, rope=cfg.rope)
@@ -215,13 +197,7 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
                         raise
                     print(f"error: {e}", file=sys.stderr)
                     return 2
-            try:
-                prep = prepare(cfg, log)
-            except (ValueError, TypeError, FileNotFoundError) as e:
-                if cfg.debug:
-                    raise
-                print(f"error: {e}", file=sys.stderr)
-                return 2
+            prep = prepare(cfg, log)
             if executor is not None:
                 jobs = submit_tasks(cfg, executor, cfg.slurm.slurm_array, quiet=cfg.quiet)
                 log.result(describe_jobs(jobs, cfg.out))
@@ -235,27 +211,19 @@ def main(argv=None, prog: str = COMMAND, default_folds: list | None = None) -> i
         print(f"error: interrupted{f' ({e})' if str(e) else ''}; finished runs are kept: run the same command again to resume",
               file=sys.stderr)  # fmt: skip
         return 128 + getattr(e, "signum", signal.SIGINT)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except Exception as e:  # one `error:` line; the traceback with --debug
         if cfg.debug:
             raise
         print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except (RuntimeError, OSError) as e:
-        if cfg.debug:
-            raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 1
-    except Exception as e:  # a case no check foresaw: still one line; the traceback with --debug
-        if cfg.debug:
-            raise
-        print(f"error: {type(e).__name__}: {e} (unexpected: --debug shows the traceback; please report it)", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, ValueError | TypeError | FileNotFoundError) else 1
     return 0
 
 
-def _one_line(e: BaseException) -> str:
-    """The error's message; one raised in a fastai callback without the line fastai puts above it
-    ("Exception occured in `StatsCallback` when calling event `before_fit`:"), named at its end instead."""
+def _one_line(e: Exception) -> str:
+    """The error's message in one line: fastai's line above a callback's error ("Exception occured in
+    `StatsCallback` when calling event `before_fit`:") named at its end; an unforeseen type named first."""
+    if not isinstance(e, ValueError | TypeError | RuntimeError | OSError):
+        return f"{type(e).__name__}: {e} (unexpected: --debug shows the traceback; please report it)"
     found = re.fullmatch(r"Exception occured in `(\w+)` when calling event `(\w+)`:\n\t(.*)", str(e), flags=re.DOTALL)
     return f"{found[3]} (in {found[1]}.{found[2]})" if found else str(e)
 
@@ -274,13 +242,9 @@ def command(argv=None) -> int:
         SystemExit: `--help` and `--version` (status 0); an unknown command (status 2, argparse's
             one error line).
     """
-    # Spinning OpenMP threads stall training steps on a CPU shared with other work
-    # (docs/performance.md); waiting passively avoids it. The program's own setting, before torch
-    # is imported; a value already in the environment wins.
+    # Spinning OpenMP threads stall training on a shared CPU (docs/performance.md): the program's own
+    # setting, before torch is imported. And `_command_warnings`' filter for the `--devices` workers.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # The command's filter of torch's jit FutureWarning (`_command_warnings`) for the processes
-    # it starts too: `--devices` workers import fastai before any code of theirs runs. Read by each
-    # child at its start (not by this process); a value already in the environment wins.
     os.environ.setdefault("PYTHONWARNINGS", "ignore:`torch.jit.script` is deprecated:FutureWarning")
     parser = argparse.ArgumentParser(prog="fastspecnorm", description="Spectrogram normalization for fastai audio models.")
     parser.add_argument("-V", "--version", action="version", version=f"fastspecnorm {__version__}")
@@ -305,7 +269,7 @@ def command(argv=None) -> int:
 
 
 def _cache(clear: bool, cache_dir: str | None) -> int:
-    "`fastspecnorm cache`: the cache's folders and sizes, or `--clear` them; 1 when a folder cannot be cleared."
+    "`fastspecnorm cache`: the cache's folders and sizes, or `--clear` them."
     from ..audio.cache import CACHE_ENV, default_cache_dir  # here, not above: keeps `compare --help` free of torch
     from ..audio.cache_folders import cache_folders, clear_cache, format_bytes
 

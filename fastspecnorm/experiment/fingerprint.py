@@ -1,10 +1,6 @@
-"""A fingerprint of the data an experiment reads, the same for identical data on any host.
-
-It lists each file by its name relative to the dataset folder, its size and the SHA-256 of its
-content (never inodes, modification times or absolute paths, which differ between hosts and copies),
-sorted by name; the digest is the SHA-256 of that list. The experiment records it in
-`OUT/experiment.json` and keys saved statistics on it, so changed audio or changed table rows are
-refused by name rather than mixed with earlier results.
+"""A fingerprint of the data an experiment reads, the same for identical data on any host: each
+file's relative name, size and SHA-256 (never inodes, times or absolute paths). The experiment
+records it in `OUT/experiment.json` and keys saved statistics on it, so changed data is refused by name.
 """
 
 from __future__ import annotations

@@ -31,13 +31,10 @@ class RunLog:
 
     def __post_init__(self):
         if self.progress is None:
-            self.progress = bool(getattr(self._out(), "isatty", lambda: False)()) and not self.quiet
-
-    def _out(self) -> TextIO:
-        return self.stream if self.stream is not None else sys.stdout
+            self.progress = bool(getattr(self.stream or sys.stdout, "isatty", lambda: False)()) and not self.quiet
 
     def _print(self, message: str) -> None:
-        print(f"{self.prefix}{message}", file=self._out(), flush=True)
+        print(f"{self.prefix}{message}", file=self.stream or sys.stdout, flush=True)
 
     def info(self, message: str) -> None:
         """Print a line about what is being done (not with `quiet`).
@@ -73,7 +70,7 @@ class RunLog:
 
         def log(values) -> None:
             values, names = list(values), list(recorder.metric_names)
-            if len(values) != len(names) or values == list(names) or self.quiet:
+            if len(values) != len(names) or values == names or self.quiet:
                 return
             named = dict(zip(names, values, strict=True))
             parts = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,35 +45,21 @@ class Norm:
     input_bn: bool = False
 
 
-# Builders of the norms' transforms; their imports are here, not above, because `fastspecnorm compare
-# --help` reads NORMS and must not import torch. In place
-# where the transform comes right after AudioToSpec: its output is fresh, which saves an allocation.
-def _instance() -> list:
-    from ..normalize import InstanceMinMax
+def _transforms(name: str, **kwargs) -> list:
+    "`[fastspecnorm.normalize.<name>(**kwargs)]`, imported here: `compare --help` reads NORMS without torch."
+    from .. import normalize
 
-    return [InstanceMinMax(inplace=True)]
+    return [getattr(normalize, name)(**kwargs)]
 
 
-def _dbrange() -> list:
-    from ..normalize import DbRangeNormalize
-
-    return [DbRangeNormalize(inplace=True)]
-
-
-def _pcen() -> list:
-    from ..normalize import PCEN
-
-    return [PCEN()]
+# In place right after AudioToSpec, whose output is fresh: it saves an allocation.
+_instance = partial(_transforms, "InstanceMinMax", inplace=True)
+_dbrange = partial(_transforms, "DbRangeNormalize", inplace=True)
+_pcen = partial(_transforms, "PCEN")
+_utterance = partial(_transforms, "UtteranceNormalize")
 
 
-def _utterance() -> list:
-    from ..normalize import UtteranceNormalize
-
-    return [UtteranceNormalize()]
-
-
-#: The comparison's normalizations by name, in the order tables show them: the only list of names,
-#: read by the runner, the command line and the notebook.
+#: The comparison's normalizations by name, in the order tables show them: the only list of names.
 NORMS: dict[str, Norm] = {
     n.name: n
     for n in (
@@ -81,14 +68,11 @@ NORMS: dict[str, Norm] = {
         Norm("global", "`(x - mean) / std`, one mean/std per audio channel", "dataset (training split)", True, (0, 2, 3)),
         Norm("channel", "`(x - mean) / std`, one mean/std per frequency bin", "dataset (training split)", True, (0, 1, 3)),
         Norm("instance", "standardize, then min-max to [0, 1]", "per item", True, spec_tfms=_instance),
-        # A fixed dB range assumes the recording's own level: standardized first, a large share of
-        # the quick preset's values would lie above +20 dB and be clipped to 1, far more than on raw
-        # levels (docs/guide/normalizations.md).
+        # Raw levels: standardized first, much of the quick preset would lie above +20 dB, clipped to 1.
         Norm(
             "dbrange", "Tacotron's fixed range: -80..+20 dB to [0, 1], clipped", "fixed", waveform_norm=False, spec_tfms=_dbrange
         ),
-        # PCEN is its own gain control (its smoother divides each bin by its recent level), so clips
-        # keep their own level, as in librosa's usage: energies scaled as int32 audio (2**62).
+        # Its own gain control, so clips keep their level, as in librosa's usage (energies of int32-scaled audio).
         Norm(
             "pcen",
             "per-channel energy normalization of the (mel) energies, librosa's defaults (0.4 s)",
@@ -97,14 +81,11 @@ NORMS: dict[str, Norm] = {
             spec_tfms=_pcen,
             to_db=False,
         ),
-        # Standardized waveforms, as for the other standardizations: the per-bin mean removes a
-        # clip's level anyway, and a standardized quiet clip stays above the -100 dB floor.
+        # Standardized waveforms: the per-bin mean removes the level anyway, and quiet clips stay above -100 dB.
         Norm(
             "utterance", "`(x - mean) / std` per item and frequency bin over its frames", "per item", True, spec_tfms=_utterance
         ),
-        # The learned counterpart of `channel`: the same standardized inputs, statistics learned by
-        # a BatchNorm2d over frequency bins as the model's first layer (PANNs' bn0). Masks take each
-        # item's own per-bin mean, the value that BatchNorm maps near 0.
+        # The learned counterpart of `channel` (PANNs' bn0); masks take each item's per-bin mean, which it maps near 0.
         Norm(
             "bn",
             "BatchNorm over frequency bins as the model's first layer",
@@ -118,8 +99,7 @@ NORMS: dict[str, Norm] = {
 
 
 def register_norm(norm: Norm) -> Norm:
-    """Add `norm` to `NORMS`, after the package's own: `--norms`, `compare(norms=...)`, the grid and
-    the summaries take it by name (in this process; the command line sees the package's own).
+    """Add `norm` to `NORMS`, after the package's own, for this process (`compare(norms=...)`, the summaries).
 
     Args:
         norm: the normalization; its `spec_tfms` builds the transforms after `AudioToSpec` (a
@@ -147,8 +127,7 @@ def check_norms(names: Iterable[str]) -> list[str]:
         `names` as a list.
 
     Raises:
-        ValueError: a name not in `NORMS` (the message names it, the closest known names, and all
-            of them).
+        ValueError: a name not in `NORMS` (naming it, the closest known names and all of them).
     """
     names = list(names)
     unknown = [n for n in names if n not in NORMS]
@@ -196,8 +175,7 @@ def norm_setup(
             `MixUp`; "waveform", `waveform_augmentations()` (gain, noise, time shift) before the
             waveform normalization and the spectrogram; "all", both; False, none.
         progress: a progress bar while statistics are gathered.
-        refresh_stats: a file at `stats_path` made with other settings is computed again with a
-            warning instead of refused (`StatsCallback(refresh=True)`).
+        refresh_stats: recompute (with a warning) a file at `stats_path` made with other settings instead of refusing it.
 
     Returns:
         The `NormSetup` of one run.

@@ -15,13 +15,11 @@ __all__ = ["summary_figure", "summary_png", "comparison_figure"]
 
 
 def _dots_and_means(axes, groups: list[tuple[str, np.ndarray, float, float, float]], colors: dict, rng) -> None:
-    """Per group (name, values in %, mean, ci_low, ci_high as fractions): jittered dots, then the mean
-    and CI; a group of one value without an interval is its dot alone (a mean beside it would add nothing)."""
+    "Per group (name, values in %, mean, ci_low, ci_high as fractions): jittered dots, then the mean and CI."
     for position, (name, values, mean, low, high) in enumerate(groups):
-        axes.scatter(
-            position + rng.uniform(-0.15, 0.15, size=values.size), values, s=22, alpha=0.55, color=colors[name], edgecolors="none"
-        )
-        if math.isfinite(mean) and (math.isfinite(low) or values.size > 1):
+        jittered = position + rng.uniform(-0.15, 0.15, size=values.size)
+        axes.scatter(jittered, values, s=22, alpha=0.55, color=colors[name], edgecolors="none")
+        if math.isfinite(mean) and (math.isfinite(low) or values.size > 1):  # one dot alone needs no mean
             error = [[100 * (mean - low)], [100 * (high - mean)]] if math.isfinite(low) else None
             axes.errorbar(
                 [position + 0.3], [100 * mean], yerr=error, fmt="D", color="black", markersize=6, capsize=5, linewidth=1.5
@@ -33,7 +31,7 @@ def _dots_and_means(axes, groups: list[tuple[str, np.ndarray, float, float, floa
 
 
 def _figure(figsize):
-    "A matplotlib Figure drawn by Agg, without pyplot (the caller's backend is left alone)."
+    "A matplotlib Figure drawn by Agg, without pyplot: the caller's backend is left alone."
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -49,18 +47,12 @@ def _figure(figsize):
 def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
     """The figure of `summary.png`: accuracies per normalization and the verdicts against the baseline.
 
-    Left: each run's accuracy per normalization (dots) with the mean and its corrected confidence
-    interval over folds; right: the paired difference against the baseline of each fold (dots,
-    seeds averaged: the replicates the tests use), their mean with the corrected interval, the
-    region of practical equivalence shaded and each norm's verdict under its name. Drawn without pyplot
-    (the caller's backend is left alone). Accuracies in percent, differences in percentage points;
-    jitter has a fixed seed, so the same results always give the same picture.
-
-    Results of one fold (no normalization has two) have no interval: the runs are drawn as points
-    (with the mean over seeds when there are several), the titles name the fold (as the results
-    name it, e.g. a speaker) and say there is no interval, the accuracy axis runs from 0 to 100%
-    and the difference axis is symmetric about 0, so a difference of a few clips does not look
-    large.
+    Left: each run's accuracy per normalization (dots) with the mean and its corrected interval over
+    folds; right: each fold's paired difference against the baseline (dots, seeds averaged), their
+    mean with its interval, the region of practical equivalence shaded and each norm's verdict under
+    its name. Accuracies in percent, differences in points; the jitter has a fixed seed. Results of
+    one fold have no interval: the titles say so, the accuracy axis runs from 0 to 100% and the
+    difference axis is symmetric about 0, so a difference of a few clips does not look large.
 
     Args:
         df: the runs, one row each, with columns `norm` and `accuracy` (fraction in [0, 1]) and
@@ -84,17 +76,13 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
     accuracy = pd.to_numeric(df["accuracy"]).to_numpy(dtype=np.float64)
 
     one_fold = int(per_norm["n_folds"].max()) < 2 if len(per_norm) else False
-    fold_text = ", ".join(str(f) for f in pd.unique(df["fold"]))
-    _dots_and_means(
-        left,
-        [(norm, 100 * accuracy[norms == norm], s["mean"], s["ci_low"], s["ci_high"]) for norm, s in per_norm.iterrows()],
-        colors,
-        rng,
-    )
+    only = f"\nfold {', '.join(str(f) for f in pd.unique(df['fold']))} only: one fold gives no interval"
+    groups = [(norm, 100 * accuracy[norms == norm], s["mean"], s["ci_low"], s["ci_high"]) for norm, s in per_norm.iterrows()]
+    _dots_and_means(left, groups, colors, rng)
     left.set_ylabel("validation accuracy (%)")
     if one_fold:
         several = " and mean over seeds (black)" if int(per_norm["n"].max()) > 1 else ""
-        left.set_title(f"Accuracy per run (dots){several}\nfold {fold_text} only: one fold gives no interval")
+        left.set_title(f"Accuracy per run (dots){several}{only}")
         left.set_ylim(0, 100)
     else:
         left.set_title(f"Accuracy per run (dots), mean and {level} CI over folds (black)")
@@ -126,7 +114,7 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
             right.set_ylim(-1.5 * reach, 1.5 * reach)
     right.set_ylabel(f"accuracy minus '{baseline}' (percentage points)")
     if one_fold:
-        right.set_title(f"Difference vs '{baseline}' (dots)\nfold {fold_text} only: one fold gives no interval")
+        right.set_title(f"Difference vs '{baseline}' (dots){only}")
     else:
         right.set_title(f"Difference vs '{baseline}' per fold (dots), {level} CI")
     figure.suptitle(title)
@@ -134,18 +122,12 @@ def summary_figure(df: pd.DataFrame, summary: Summary, title: str):
 
 
 def summary_png(df: pd.DataFrame, summary: Summary, title: str) -> bytes:
-    """`summary_figure` as PNG bytes (110 dpi).
+    """`summary_figure` as PNG bytes (110 dpi); ImportError when matplotlib is not installed.
 
     Args:
         df: the runs, as for `summary_figure`.
         summary: `summarize(df)`.
         title: the figure's title.
-
-    Returns:
-        The PNG file's content.
-
-    Raises:
-        ImportError: matplotlib is not installed.
     """
     buffer = io.BytesIO()
     summary_figure(df, summary, title).savefig(buffer, format="png", dpi=110)
@@ -158,10 +140,9 @@ def comparison_figure(
     """Several grids' results side by side, one colour per grid.
 
     Per normalization the mean accuracy with its interval over folds (left) and the paired
-    difference against `baseline` within each grid (right), as `summarize` computes them: to see
-    whether a ranking survives a change of protocol (e.g. without and with augmentation). Only the
-    (repeat, fold)s that every grid has complete (every norm with every seed, `complete_folds`)
-    are used, so the grids are compared on the same folds.
+    difference against `baseline` within each grid (right), as `summarize` computes them: does a
+    ranking survive a change of protocol? Only the (repeat, fold)s every grid has complete
+    (`complete_folds`) are used.
 
     Args:
         grids: name -> results frame (e.g.
@@ -196,18 +177,12 @@ def comparison_figure(
             if not shown:
                 continue
             rows = table.loc[shown]
-            mean = 100 * rows[column].to_numpy(dtype=float)
-            low, high = 100 * rows["ci_low"].to_numpy(dtype=float), 100 * rows["ci_high"].to_numpy(dtype=float)
+            mean, low, high = 100 * rows[[column, "ci_low", "ci_high"]].to_numpy(dtype=float).T
             error = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
-            runs = rows["n" if column == "mean" else "n_pairs"].astype(int)
+            runs, unit = (rows["n"], "runs") if column == "mean" else (rows["n_pairs"], "pairs")
+            label = f"{name} ({runs.astype(int).sum()} {unit})"
             axes.errorbar(
-                [norms.index(n) + shift for n in shown],
-                mean,
-                yerr=error,
-                fmt="o",
-                color=f"C{k}",
-                capsize=4,
-                label=f"{name} ({runs.sum()} {'runs' if column == 'mean' else 'pairs'})",
+                [norms.index(n) + shift for n in shown], mean, yerr=error, fmt="o", color=f"C{k}", capsize=4, label=label
             )
     right.axhline(0.0, color="gray", linewidth=1.2, linestyle="--")
     for axes in (left, right):

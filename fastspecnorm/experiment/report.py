@@ -1,6 +1,5 @@
-"""The comparison's report: `summary.md` (`summary_markdown`) and, with `plots.summary_png`, both
-files written at once (`write_summary`). The statistics come from `summary.summarize`; this module
-only renders and writes them."""
+"""The comparison's report: `summary.md` (`summary_markdown`), written with `plots.summary_png` at once
+(`write_summary`). It only renders the statistics of `summary.summarize`."""
 
 from __future__ import annotations
 
@@ -18,10 +17,8 @@ __all__ = ["summary_markdown", "provenance_markdown", "verdict_sentence", "write
 
 
 def _percent(fraction: float, signed: bool = False) -> str:
-    "A fraction as percent / percentage points with two decimals; NaN as 'n/a'."
-    if not math.isfinite(fraction):
-        return "n/a"
-    return f"{100.0 * fraction:+.2f}" if signed else f"{100.0 * fraction:.2f}"
+    "A fraction as percent / percentage points with two decimals (and a sign when `signed`); NaN as 'n/a'."
+    return f"{100.0 * fraction:{'+' if signed else ''}.2f}" if math.isfinite(fraction) else "n/a"
 
 
 def _interval(low: float, high: float, signed: bool = False) -> str:
@@ -46,8 +43,7 @@ def _listing(values, sort: bool = True) -> str:
 def provenance_markdown(infos: list[dict]) -> list[str]:
     """Lines of the section "How these runs were made": the commands, the versions, hosts, and the wall time.
 
-    Each value is counted over the runs that recorded it, so a grid resumed on another machine or
-    version says so.
+    Each value is counted over the runs that recorded it (a grid resumed on another machine says so).
 
     Args:
         infos: the runs' records' `info` dicts (see `RunStore.save`).
@@ -58,7 +54,6 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
     n = len(infos)
 
     def counts(key: str) -> Counter:
-        "Runs per recorded value of `key`, in order of first appearance."
         return Counter(str(i[key]) for i in infos if i.get(key) is not None)
 
     def counted(key: str) -> str | None:
@@ -75,16 +70,7 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
         lines.append(f"- Command ({count} run{'s' * (count > 1)}): `{command}`")
     if (unrecorded := n - sum(commands.values())) > 0:
         lines.append(f"- Command: not recorded for {unrecorded} run(s) (records written before commands were recorded)")
-    versions = [
-        (name, counted(key))
-        for name, key in (
-            ("Python", "python"),
-            ("torch", "torch"),
-            ("torchaudio", "torchaudio"),
-            ("fastai", "fastai"),
-            ("fastspecnorm", "fastspecnorm"),
-        )
-    ]
+    versions = [(name, counted(name.lower())) for name in ("Python", "torch", "torchaudio", "fastai", "fastspecnorm")]
     if any(v for _, v in versions):
         lines.append("- Versions: " + "; ".join(f"{name} {v}" for name, v in versions if v))
     if hosts := counted("host"):
@@ -103,11 +89,6 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
 def _points(fraction: float) -> str:
     "A fraction as accuracy points without sign, for prose ('1 point', '2.5 points')."
     return f"{100 * fraction:g} point" + ("" if 100 * fraction == 1 else "s")
-
-
-def _bold_verdict(verdict: str) -> str:
-    "A verdict for a table: bold when it declares a difference."
-    return f"**{verdict}**" if verdict in ("better", "worse") else verdict
 
 
 def verdict_sentence(norm: str, row: pd.Series, summary: Summary) -> str:
@@ -222,18 +203,16 @@ def summary_markdown(df: pd.DataFrame, summary: Summary, title: str, infos: list
     ]
     probability = lambda p: f"{p:.2f}" if math.isfinite(p) else "n/a"  # noqa: E731
     for norm, s in summary.paired.iterrows():
+        verdict = f"**{s['verdict']}**" if s["verdict"] in ("better", "worse") else s["verdict"]  # bold: a difference declared
         lines.append(
-            f"| {cell(norm)} | {_bold_verdict(s['verdict'])} | {int(s['n_folds'])} | {int(s['n_pairs'])} "
+            f"| {cell(norm)} | {verdict} | {int(s['n_folds'])} | {int(s['n_pairs'])} "
             f"| {_percent(s['mean_diff'], signed=True)} | {_interval(s['ci_low'], s['ci_high'], signed=True)} "
             f"| {_p_value_text(s['p_value'])} | {_p_value_text(s['p_adjusted'])} | {probability(s['p_better'])} "
             f"| {probability(s['p_equivalent'])} | {probability(s['p_worse'])} |"
         )
     lines += ["", "In words:", ""]
     lines += [verdict_sentence(norm, s, summary) for norm, s in summary.paired.iterrows()]
-    lines += [
-        "",
-        f"Method: {METHOD}. An undecided verdict is no evidence of a difference, nor of equality.",
-    ]
+    lines += ["", f"Method: {METHOD}. An undecided verdict is no evidence of a difference, nor of equality."]
     return "\n".join(lines + provenance) + "\n"
 
 
@@ -247,9 +226,9 @@ def write_summary(
     infos: list[dict] | None = None,
     rope: float = 0.01,
 ) -> tuple[Path, Path]:
-    """Write ``out_dir/summary.md`` and ``out_dir/summary.png`` for the runs in `df`, each atomically.
+    """Write ``out_dir/summary.md`` and ``out_dir/summary.png`` (`summary_markdown`, `plots.summary_figure`), each atomically.
 
-    See `summary_markdown` and `plots.summary_figure`. Nothing is written when matplotlib is missing.
+    Nothing is written when matplotlib is missing.
 
     Args:
         df: one row per run (``RunStore.rows()``).
@@ -259,7 +238,7 @@ def write_summary(
         title: heading of both (None: "Spectrogram normalization comparison").
         order: as in `summarize`.
         infos: the runs' records' `info` dicts (command, versions, host, seconds), summarized at
-            the end of `summary.md` (`schedule.rebuild_outputs` passes them).
+            the end of `summary.md`.
         rope: as in `summarize` (a fraction: 0.01 is 1 point).
 
     Returns:

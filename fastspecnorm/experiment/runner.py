@@ -1,12 +1,5 @@
-"""The comparison's runner under its old name, kept for code that imports it from here; its names
-now live in these modules, by job:
-
-- `cli`: the command line (`fastspecnorm compare`), with no heavy imports;
-- `grid`: preparing a grid (checks, folds, fingerprint, `OUT/experiment.json`), once;
-- `schedule`: which process trains which run (claims, `--devices` workers, records);
-- `train`: training one run;
-- `api`: `compare(...)` from Python.
-"""
+"""The comparison's runner under its old name, kept for code that imports it from here; its names now
+live in `cli`, `grid`, `schedule` and `train`."""
 
 from .cli import main, parse_args
 from .grid import ExperimentConfig, Prepared, check_config, prepare

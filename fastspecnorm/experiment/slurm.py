@@ -1,13 +1,7 @@
 """Sending a grid to other processes or a cluster: pulling tasks submitted to an executor (any object
-with `submit(fn, *args)`: `concurrent.futures.ProcessPoolExecutor`, submitit's executors), and the
-Slurm job array of `fastspecnorm compare --slurm-array N` through submitit (the extra `slurm`).
-
-Every task runs the grid's scheduler (`schedule.run_experiment`) on the same OUT: it claims the next
-run nobody holds until none is left, then waits for the runs others train, so any number of tasks
-give each run once. The Slurm options (`SlurmOptions`) say where and how the tasks run, not what
-they compute: they are no part of the experiment's identity (`OUT/experiment.json`).
-
-Imports neither torch nor submitit: the command line reads `SlurmOptions` before them.
+with `submit(fn, *args)`), and the Slurm job array of `--slurm-array N` through submitit (the extra
+`slurm`). Every task runs `schedule.run_experiment` on the same OUT, so any number of tasks give each
+run once. Imports neither torch nor submitit: the command line reads `SlurmOptions` before them.
 """
 
 from __future__ import annotations
@@ -17,6 +11,7 @@ import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,20 +26,15 @@ INSTALL_HINT = 'pip install "fastspecnorm[slurm]"'
 
 
 def _minutes(text: str) -> int:
-    """A parser: a Slurm time limit (`MINUTES`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`)
-    as whole minutes, rounded up (submitit takes minutes)."""
+    "A parser: a Slurm time limit (MINUTES, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) in whole minutes, rounded up."
     match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
     if match is None:
         raise argparse.ArgumentTypeError(f"expected a time limit such as 240, 04:00:00 or 1-12:00:00, got {text!r}")
-    days, first, second, third = (int(g) if g is not None else None for g in match.groups())
-    if days is not None:  # D-HH[:MM[:SS]]
-        seconds = days * 86400 + first * 3600 + (second or 0) * 60 + (third or 0)
-    elif third is not None:  # HH:MM:SS
-        seconds = first * 3600 + second * 60 + third
-    elif second is not None:  # MM:SS
+    days, first, second, third = (int(g) for g in match.groups(default="0"))
+    if match[1] is not None or match[4] is not None:  # D-HH[:MM[:SS]] or HH:MM:SS
+        seconds = days * 86400 + first * 3600 + second * 60 + third
+    else:  # MINUTES or MM:SS
         seconds = first * 60 + second
-    else:  # MINUTES
-        seconds = first * 60
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"expected a time limit above zero, got {text!r}")
     return -(-seconds // 60)
@@ -59,22 +49,10 @@ def _memory(text: str) -> str:
 
 @dataclass(kw_only=True)
 class SlurmOptions:
-    """Where and how the tasks of `fastspecnorm compare --slurm-array N` run (through submitit); the
-    command line offers each field as an option (`--slurm-partition` for `slurm_partition`) and
-    `compare()` takes them as keywords. None leaves a setting to the cluster's defaults.
-
-    Args:
-        slurm_array: submit a Slurm job array of N tasks, each pulling runs from OUT until none is left.
-        slurm_partition: the partition.
-        slurm_time: each task's time limit, in minutes; a task stopped by it releases its run and
-            is requeued (submitit's checkpoint), up to 3 times.
-        slurm_mem: memory per task (Slurm's `--mem`, e.g. "16G").
-        slurm_gpus_per_task: GPUs per task.
-        slurm_cpus_per_task: CPUs per task.
-        slurm_account: the account charged.
-        slurm_qos: the quality of service.
-        slurm_constraint: node features required (Slurm's `--constraint`).
-        slurm_folder: submitit's folder (job scripts, pickles, one log per task); None: `OUT/slurm`.
+    """Where and how the tasks of `--slurm-array N` run (through submitit): each field is an option
+    (`--slurm-partition` for `slurm_partition`, its help says what it sets) and a keyword of `compare()`.
+    None leaves a setting to the cluster's defaults; `slurm_time` is in minutes (a task at its limit is
+    requeued, up to 3 times). No part of the experiment's identity.
     """
 
     slurm_array: int | None = option(None, help="submit a Slurm job array of N tasks, each pulling runs from --out until none "
@@ -94,7 +72,6 @@ class SlurmOptions:
 
 
 def _check_executor(executor: Any) -> None:
-    "TypeError unless `executor` can run pulling tasks (a `submit` method; not threads of this process)."
     if not callable(getattr(executor, "submit", None)):
         raise TypeError(f"executor must have a submit(fn, *args) method, got {type(executor).__name__}")
     if isinstance(executor, ThreadPoolExecutor):
@@ -108,14 +85,12 @@ def check_slurm(options: SlurmOptions, cfg: ExperimentConfig, executor: Any = No
     Args:
         options: the Slurm options.
         cfg: the comparison's options.
-        executor: the executor given to `compare()` (None: none; the tasks then go to Slurm when
-            `slurm_array` is set).
+        executor: the executor given to `compare()` (None: the tasks go to Slurm when `slurm_array` is set).
 
     Raises:
         TypeError: an `executor` that cannot run the tasks (no `submit`; a `ThreadPoolExecutor`).
-        ValueError: `slurm_array` or `slurm_time` not a whole number >= 1; a Slurm option other than `slurm_array` without `slurm_array` or with an
-            `executor` (which has its own settings); or tasks (`slurm_array`, `executor`) with
-            `shard` (tasks pull from the whole grid) or `summarize` (which submits nothing).
+        ValueError: `slurm_array` or `slurm_time` not a whole number >= 1; another Slurm option without
+            `slurm_array` or with an `executor`; or tasks with `shard` or `summarize`.
     """
     defaults = SlurmOptions()
     given = ", ".join("--" + f.name.replace("_", "-") for f in fields(SlurmOptions)
@@ -144,11 +119,8 @@ def check_slurm(options: SlurmOptions, cfg: ExperimentConfig, executor: Any = No
 class PullingTask:
     """One task of a grid sent elsewhere: called in another process (a `concurrent.futures` worker,
     a Slurm job), it trains the runs of `cfg`'s grid that nobody holds until none is left, waits
-    for the runs other tasks train, and returns. Any number of them on one OUT give each run once.
-
-    Under submitit, a task at its time limit (or preempted) releases the run it was training,
-    which another task takes at once, and is requeued (`checkpoint`); cancelled without notice,
-    its claim is freed as soon as Slurm no longer runs the job (`squeue`).
+    for the runs other tasks train, and returns. Under submitit, a task at its time limit (or
+    preempted) releases its run and is requeued (`checkpoint`).
 
     Args:
         cfg: the comparison, with absolute paths (`submit_tasks` makes them so).
@@ -160,25 +132,17 @@ class PullingTask:
         self.quiet = quiet
 
     def __call__(self) -> str:
-        """Pull and train runs until every run of the grid is recorded.
-
-        Returns:
-            The path of `OUT/results.csv`, as text.
-        """
+        "Pull and train runs until every run of the grid is recorded; returns the path of `OUT/results.csv`."
         from .schedule import run_experiment  # here, not above: keeps `fastspecnorm compare --help` free of torch
 
         return str(run_experiment(self.cfg, RunLog(quiet=self.quiet)))
 
     def checkpoint(self, *args: Any, **kwargs: Any):
-        """submitit's hook at a time limit or preemption: requeue the same task (the run it was
-        training is released when submitit then exits it; finished runs are records in OUT).
+        """submitit's hook at a time limit or preemption: requeue the same task (a `DelayedSubmission`).
 
         Args:
-            *args: the call's positional arguments, as submitit passes them (none: the task takes none).
+            *args: the call's positional arguments, as submitit passes them (none).
             **kwargs: the call's keyword arguments, likewise.
-
-        Returns:
-            submitit's `DelayedSubmission` of this task.
         """
         from submitit.helpers import DelayedSubmission  # only ever called inside a submitit job
 
@@ -207,14 +171,14 @@ def slurm_executor(options: SlurmOptions, out: str | os.PathLike):
         raise RuntimeError("--slurm-array needs Slurm: no sbatch on PATH here; run the command on the cluster's login node")
     folder = Path(options.slurm_folder or Path(out) / "slurm").absolute()
     executor = submitit.SlurmExecutor(folder=folder)
-    parameters = {"time": options.slurm_time, "job_name": "fastspecnorm", "stderr_to_stdout": True}
-    for name in ("partition", "mem", "gpus_per_task", "cpus_per_task", "account", "qos", "constraint"):
-        value = getattr(options, f"slurm_{name}")
-        if value is not None:
-            parameters[name] = value
-    if options.slurm_array is not None:
-        parameters["array_parallelism"] = options.slurm_array
-    executor.update_parameters(**parameters)
+    names = ("partition", "mem", "gpus_per_task", "cpus_per_task", "account", "qos", "constraint")
+    given = {name: getattr(options, f"slurm_{name}") for name in names} | {"array_parallelism": options.slurm_array}
+    executor.update_parameters(
+        time=options.slurm_time,
+        job_name="fastspecnorm",
+        stderr_to_stdout=True,
+        **{name: value for name, value in given.items() if value is not None},
+    )
     return executor
 
 
@@ -230,17 +194,14 @@ def _absolute(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def submit_tasks(cfg: ExperimentConfig, executor, tasks: int = 1, quiet: bool = False) -> list:
-    """Submit `tasks` pulling tasks of `cfg`'s grid to `executor`.
+    """Submit `tasks` pulling tasks of `cfg`'s grid to `executor` (prepare the grid first: `grid.prepare`).
 
-    Prepare the grid first (`grid.prepare`): bad input is then refused before anything is
-    submitted, and the experiment's identity is written once. An executor with submitit's
-    `batch()` gets them as one job array.
+    An executor with submitit's `batch()` gets them as one job array.
 
     Args:
         cfg: the comparison's options.
         executor: an object with `submit(fn, *args)` returning a future or job with `result()`:
-            `concurrent.futures.ProcessPoolExecutor` (threads are refused: every run seeds the
-            process's global random generators), `submitit.SlurmExecutor` or `AutoExecutor`.
+            `concurrent.futures.ProcessPoolExecutor` (threads are refused), `submitit.SlurmExecutor`.
         tasks: how many tasks to submit (>= 1).
         quiet: one line per run in each task's output.
 
@@ -255,12 +216,8 @@ def submit_tasks(cfg: ExperimentConfig, executor, tasks: int = 1, quiet: bool = 
     if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
         raise ValueError(f"tasks must be a whole number >= 1, got {tasks!r}")
     task = PullingTask(_absolute(cfg), quiet=quiet)
-    if callable(getattr(executor, "batch", None)):  # submitit: one job array
-        with executor.batch():
-            jobs = [executor.submit(task) for _ in range(tasks)]
-    else:
-        jobs = [executor.submit(task) for _ in range(tasks)]
-    return jobs
+    with executor.batch() if callable(getattr(executor, "batch", None)) else nullcontext():  # submitit: one job array
+        return [executor.submit(task) for _ in range(tasks)]
 
 
 def describe_jobs(jobs: list, out: str | os.PathLike) -> str:
@@ -271,8 +228,8 @@ def describe_jobs(jobs: list, out: str | os.PathLike) -> str:
         out: the grid's OUT folder.
 
     Returns:
-        One or a few lines: the Slurm job array's id, `squeue`, the tasks' logs, `scancel` and how
-            to gather the results later (for submitit jobs); the count of tasks otherwise.
+        For submitit jobs, a few lines: the job array's id, `squeue`, the logs, `scancel` and how to
+            gather the results later; otherwise one line.
     """
     job_ids = [str(getattr(job, "job_id", "")) for job in jobs]
     if not all(job_ids):
@@ -288,8 +245,7 @@ def describe_jobs(jobs: list, out: str | os.PathLike) -> str:
 def gather(cfg: ExperimentConfig, prep: Prepared, jobs: list, log: RunLog | None = None) -> Path:
     """Wait for the submitted tasks, then rebuild `results.csv`, `summary.md` and `summary.png`.
 
-    A task that failed or was cancelled is named; that is an error only when runs of the grid are
-    left unrecorded (the other tasks take over a stopped task's run).
+    A failed or cancelled task is named; an error only when runs are left unrecorded.
 
     Args:
         cfg: the comparison's options.

@@ -1,15 +1,7 @@
-"""The comparison's statistics (`summarize`); `report` renders and writes them (`write_summary`).
+"""The comparison's statistics (`summarize`, method in `METHOD`); `report` renders and writes them.
 
-The replicate is the (repeat, fold), never the seed: the seeds of one fold share its validation
-clips, so they are averaged first. Intervals and p-values are those of the corrected resampled
-t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004 for repeated k-fold): the variance of the J
-fold-level values times ``1/J + n_valid/n_train``, since the folds' training sets overlap; a plain
-fold-level t where the results do not say how many clips trained and validated. The p-values of
-the norms compared with one baseline are Holm-adjusted (Demsar 2006), and the Bayesian correlated
-t-test (Benavoli et al. 2017, the posterior of the `baycomp` package in closed form) gives the
-probabilities that a norm is better, practically equivalent (within the ROPE) or worse.
-
-Accuracies are fractions in [0, 1]; only the report shows percent.
+The replicate is the (repeat, fold), never the seed. Accuracies are fractions in [0, 1]; only the
+report shows percent.
 """
 
 from __future__ import annotations
@@ -18,6 +10,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,10 +36,9 @@ class Summary:
     """Result of `summarize`; `summary["per_norm"]` and `summary["paired"]` also work, as for a dict.
 
     Attributes:
-        per_norm: one row per normalization (index ``norm``): ``n`` (runs), ``mean`` (mean of the
-            fold-level means), ``std`` (their sample std, ddof=1), ``ci_low``, ``ci_high`` (the
-            corrected interval of the mean, clipped to [0, 1]), ``min``, ``max`` (over runs), ``n_folds`` (the
-            replicates J); accuracies as fractions in [0, 1].
+        per_norm: one row per normalization (index ``norm``): ``n`` (runs), ``mean`` (of the fold-level
+            means), ``std`` (their std, ddof=1), ``ci_low``, ``ci_high`` (the corrected interval of the mean,
+            clipped to [0, 1]), ``min``, ``max`` (over runs), ``n_folds`` (the replicates J).
         paired: one row per normalization other than the baseline: ``n_pairs`` (runs matched on
             repeat, fold and seed), ``n_folds`` (replicates with a pair), ``mean_diff`` (norm minus
             baseline), ``std_diff`` (of the fold-level differences), ``ci_low``, ``ci_high``,
@@ -58,11 +50,9 @@ class Summary:
         baseline: the baseline's name.
         confidence: the level of the intervals, e.g. 0.95.
         rope: the half-width of the region of practical equivalence (a fraction: 0.01 is 1 point).
-        correction: the mean ``n_valid / n_train`` of the replicates (0.0: a plain fold-level t,
-            the results did not say).
+        correction: the mean ``n_valid / n_train`` of the replicates (0.0: unknown, a plain fold-level t).
         resolve: the difference (a fraction) ``folds_needed`` is sized for.
-        diverged: the runs left out because they diverged (a ``diverged`` column True), as
-            ``(norm, repeat, fold, seed)`` tuples.
+        diverged: the runs left out as diverged, as ``(norm, repeat, fold, seed)`` tuples.
     """
 
     per_norm: pd.DataFrame
@@ -81,9 +71,8 @@ class Summary:
         return getattr(self, name)
 
 
-@dataclass(frozen=True)
-class _Test:
-    "The corrected t of J fold-level values: the posterior of their mean is t(df, mean, scale)."
+class _Test(NamedTuple):
+    "The corrected t of J fold-level values: the posterior of their mean is t(J - 1, mean, scale)."
 
     n: int
     mean: float
@@ -93,26 +82,13 @@ class _Test:
     high: float
     p_value: float
 
-    @property
-    def df(self) -> int:
-        return self.n - 1
-
 
 def corrected_t(values, correction: float, confidence: float) -> _Test:
-    """The corrected resampled t-test of mean = 0 over J fold-level values.
+    """The corrected resampled t-test of mean = 0 over J fold-level values (one per replicate).
 
-    The standard error is ``std * sqrt(1/J + correction)`` (Nadeau & Bengio 2003), with
-    ``correction = n_valid / n_train`` (0: the plain one-sample t, `scipy.stats.ttest_1samp`), J - 1
-    degrees of freedom. With J < 2 all but J and the mean are NaN; equal values give a zero-width
-    interval and p = 0 (NaN when they are all 0), as scipy does.
-
-    Args:
-        values: one value per replicate (a fold-level mean or difference).
-        correction: n_valid / n_train of the replicates, >= 0.
-        confidence: the level of the interval, in (0, 1).
-
-    Returns:
-        J, mean, std (ddof=1), standard error, interval and two-sided p-value.
+    Returns J, mean, std (ddof=1), the standard error ``std * sqrt(1/J + correction)`` (correction 0:
+    the plain one-sample t), the interval and the two-sided p (J - 1 degrees of freedom). J < 2: NaN
+    but J and the mean; equal values: a zero-width interval and p = 0 (NaN when all are 0), as scipy.
     """
     values = np.asarray(values, dtype=np.float64)
     n = values.size
@@ -153,16 +129,14 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def _posterior(test: _Test, rope: float) -> tuple[float, float, float]:
-    """P(mean > rope), P(|mean| <= rope), P(mean < -rope) under the Bayesian correlated t-test's
-    posterior, a Student t with J - 1 degrees of freedom, location the mean and scale the corrected
-    standard error (Benavoli et al. 2017, eq. 9; `baycomp.CorrelatedTTest`)."""
+    "P(mean > rope), P(|mean| <= rope), P(mean < -rope) under the correlated t posterior (Benavoli et al. 2017, eq. 9)."
     if not math.isfinite(test.scale):
         return math.nan, math.nan, math.nan
     if test.scale == 0.0:  # all differences equal: the posterior is a point
         better, worse = float(test.mean > rope), float(test.mean < -rope)
     else:
-        better = float(stats.t.sf((rope - test.mean) / test.scale, test.df))
-        worse = float(stats.t.cdf((-rope - test.mean) / test.scale, test.df))
+        better = float(stats.t.sf((rope - test.mean) / test.scale, test.n - 1))
+        worse = float(stats.t.cdf((-rope - test.mean) / test.scale, test.n - 1))
     return better, max(0.0, 1.0 - better - worse), worse
 
 
@@ -170,9 +144,8 @@ def folds_needed(std: float, correction: float, confidence: float, resolve: floa
     """How many (repeat, fold) replicates would resolve a difference of `resolve`, at this variance.
 
     The smallest J at which the corrected interval's half-width, ``t_{(1+confidence)/2, J-1} · std
-    · sqrt(1/J + correction)``, is at most `resolve`: a true difference of `resolve` would then sit
-    at the interval's edge (about even odds of being declared). Rough by design: it takes the
-    observed std as the truth.
+    · sqrt(1/J + correction)``, is at most `resolve` (about even odds of declaring a true difference
+    of `resolve`). Rough by design: it takes the observed std as the truth.
 
     Args:
         std: the sample std of the fold-level differences (a fraction).
@@ -261,7 +234,6 @@ def _correction(runs: pd.DataFrame) -> float:
 
 
 def _fold_keys(df: pd.DataFrame) -> set:
-    "The (repeat, fold) pairs of `df`'s runs."
     runs = _runs(df)
     return set(zip(runs["repeat"], runs["fold"], strict=True))
 
@@ -269,9 +241,8 @@ def _fold_keys(df: pd.DataFrame) -> set:
 def complete_folds(df: pd.DataFrame, folds=None) -> pd.DataFrame:
     """The runs of the (repeat, fold)s that every normalization has with every seed.
 
-    While a grid is still running, or when grids are compared side by side, means over different
-    sets of folds would not compare: one held-out fold moves every normalization. Paired
-    differences need no such care (they pair runs), means do.
+    Means over different sets of folds would not compare (one held-out fold moves every
+    normalization), e.g. while a grid is still running or when grids are compared side by side.
 
     Args:
         df: one row per run with columns ``norm``, ``fold``, ``seed`` and optionally ``repeat``.
@@ -287,7 +258,7 @@ def complete_folds(df: pd.DataFrame, folds=None) -> pd.DataFrame:
         [1, 1]
     """
     runs = _runs(df)
-    cells = runs.groupby(["repeat", "fold"])[["norm", "seed"]].apply(lambda g: len(set(zip(g["norm"], g["seed"], strict=True))))
+    cells = runs.drop_duplicates(["repeat", "fold", "norm", "seed"]).groupby(["repeat", "fold"]).size()
     keep = set(cells.index[cells == runs["norm"].nunique() * runs["seed"].nunique()])
     if folds is not None:
         keep &= set(folds)
@@ -309,8 +280,8 @@ def fold_differences(df: pd.DataFrame, norm: str, baseline: str) -> pd.DataFrame
     """The paired differences of `norm` against `baseline`, averaged over the seeds of each fold.
 
     Runs are matched on (repeat, fold, seed); unmatched runs are left out. The seeds of one
-    (repeat, fold) share its validation clips, so their differences are averaged into one value:
-    the replicate of every test in `summarize`.
+    (repeat, fold) share its validation clips, so their differences are averaged: the replicate of
+    every test in `summarize`.
 
     Args:
         df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` and optionally
@@ -332,23 +303,12 @@ def fold_differences(df: pd.DataFrame, norm: str, baseline: str) -> pd.DataFrame
     return _fold_differences(_runs(df), str(norm), str(baseline))
 
 
-def _wide(runs: pd.DataFrame) -> pd.DataFrame:
-    "Accuracy with one row per (repeat, fold, seed) and one column per norm (NaN: no such run)."
-    return runs.pivot(index=["repeat", "fold", "seed"], columns="norm", values="accuracy")
-
-
-def _matched(runs: pd.DataFrame, norm: str, baseline: str, wide: pd.DataFrame | None = None) -> pd.Series:
-    "The differences of `norm`'s runs minus `baseline`'s matched on (repeat, fold, seed), indexed by them."
-    wide = _wide(runs) if wide is None else wide
-    if norm not in wide.columns or baseline not in wide.columns:
-        return pd.Series([], dtype=np.float64, name="diff")
-    return (wide[norm] - wide[baseline]).dropna().rename("diff")
-
-
-def _fold_differences(runs: pd.DataFrame, norm: str, baseline: str, wide: pd.DataFrame | None = None) -> pd.DataFrame:
-    per_fold = _matched(runs, norm, baseline, wide).groupby(level=["repeat", "fold"], sort=True).agg(["mean", "size"])
-    per_fold = per_fold.rename(columns={"mean": "diff", "size": "pairs"}).reset_index()
-    return per_fold.astype({"diff": "float64", "pairs": "int64"})
+def _fold_differences(runs: pd.DataFrame, norm: str, baseline: str) -> pd.DataFrame:
+    wide = runs.pivot(index=["repeat", "fold", "seed"], columns="norm", values="accuracy")
+    absent = pd.Series(np.nan, index=wide.index)
+    matched = (wide.get(norm, absent) - wide.get(baseline, absent)).dropna()
+    per_fold = matched.groupby(level=["repeat", "fold"]).agg(["mean", "size"]).rename(columns={"mean": "diff", "size": "pairs"})
+    return per_fold.reset_index().astype({"diff": "float64", "pairs": "int64"})
 
 
 def summarize(
@@ -361,21 +321,19 @@ def summarize(
 ) -> Summary:
     """Per-normalization accuracy and the verdict of each normalization against `baseline`.
 
-    The seeds of one (repeat, fold) are averaged first: that replicate, not the run, is the unit of
-    every test. Over the J replicates, the interval of a mean (or of a paired difference) is
-    ``mean ± t_{(1+confidence)/2, J-1} · std · sqrt(1/J + n_valid/n_train)``, the corrected
-    resampled t-test (Nadeau & Bengio 2003), with ``n_valid/n_train`` the mean over the replicates
-    of the runs' ``n_valid``/``n_train`` columns; without those columns the correction is 0 and the
-    test is the plain fold-level one-sample t (`scipy.stats.ttest_1samp` of the fold-level
-    values). The p-values of all norms against the baseline are Holm-adjusted as one family. The
-    posterior of the Bayesian correlated t-test, t(J-1, mean, corrected standard error), gives
-    ``p_better`` = P(difference > rope), ``p_worse`` = P(difference < -rope) and ``p_equivalent``
-    the rest. The verdict: ``equivalent`` when the interval lies inside ±rope; else ``better`` or
-    ``worse`` when the Holm-adjusted p-value is below 1 - confidence; else ``undecided``. Fewer than
-    2 replicates: NaN intervals and p-values, verdict undecided. An empty `df` gives empty tables;
-    an absent baseline an empty ``paired``. Runs whose ``diverged`` column is True (a non-finite
-    loss: their accuracy is not a result) are left out of every statistic and listed in
-    ``Summary.diverged``.
+    The seeds of one (repeat, fold) are averaged first (they share its validation clips): that
+    replicate, not the run, is the unit of every test. Over the J replicates, the interval of a mean
+    or of a paired difference is ``mean ± t_{(1+confidence)/2, J-1} · std · sqrt(1/J + n_valid/n_train)``,
+    the corrected resampled t-test for the folds' overlapping training sets (Nadeau & Bengio 2003;
+    Bouckaert & Frank 2004); without ``n_train``/``n_valid`` the correction is 0 (a plain fold-level
+    t). The p-values against the baseline are Holm-adjusted as one family (Demsar 2006). The
+    Bayesian correlated t-test's posterior t(J-1, mean, corrected standard error) (Benavoli et al.
+    2017) gives ``p_better`` = P(difference > rope), ``p_worse`` = P(difference < -rope) and
+    ``p_equivalent`` the rest. The verdict: ``equivalent`` when the interval lies inside ±rope; else
+    ``better`` or ``worse`` when the Holm-adjusted p-value is below 1 - confidence; else
+    ``undecided`` (also with fewer than 2 replicates: NaN intervals and p-values). An empty `df`
+    gives empty tables, an absent baseline an empty ``paired``. Runs whose ``diverged`` column is
+    True (a non-finite loss) are left out and listed in ``Summary.diverged``.
 
     Args:
         df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` (fraction in
@@ -435,19 +393,29 @@ def summarize(
         accuracy = mine["accuracy"].to_numpy()
         low, high = np.clip([test.low, test.high], 0.0, 1.0)  # an accuracy lies in [0, 1]; NaN stays NaN
         per_norm[norm] = [len(mine), test.mean, test.std, low, high, accuracy.min(), accuracy.max(), test.n]
+    tests = {}
+    for norm in norms:
+        if baseline in norms and norm != baseline:
+            per_fold = _fold_differences(runs, norm, baseline)
+            tests[norm] = (int(per_fold["pairs"].sum()), corrected_t(per_fold["diff"], correction, confidence))
+    adjusted = dict(zip(tests, holm([test.p_value for _, test in tests.values()]), strict=True))
     paired = {}
-    if baseline in norms:
-        tests, wide = {}, _wide(runs)
-        for norm in norms:
-            if norm != baseline:
-                per_fold = _fold_differences(runs, norm, baseline, wide)
-                tests[norm] = (int(per_fold["pairs"].sum()), corrected_t(per_fold["diff"], correction, confidence))
-        adjusted = dict(zip(tests, holm([test.p_value for _, test in tests.values()]), strict=True))
-        for norm, (pairs, test) in tests.items():
-            verdict = _verdict(test, adjusted[norm], rope, 1.0 - confidence)
-            needed = folds_needed(test.std, correction, confidence, resolve) if verdict == "undecided" else math.nan
-            paired[norm] = [pairs, test.n, test.mean, test.std, test.low, test.high, test.p_value, adjusted[norm],
-                            *_posterior(test, rope), verdict, needed]  # fmt: skip
+    for norm, (pairs, test) in tests.items():
+        verdict = _verdict(test, adjusted[norm], rope, 1.0 - confidence)
+        needed = folds_needed(test.std, correction, confidence, resolve) if verdict == "undecided" else math.nan
+        paired[norm] = [
+            pairs,
+            test.n,
+            test.mean,
+            test.std,
+            test.low,
+            test.high,
+            test.p_value,
+            adjusted[norm],
+            *_posterior(test, rope),
+            verdict,
+            needed,
+        ]
     return Summary(
         per_norm=_table(per_norm, _PER_NORM_COLUMNS),
         paired=_table(paired, _PAIRED_COLUMNS),
@@ -461,8 +429,5 @@ def summarize(
 
 
 def _table(rows: dict, columns: list[str]) -> pd.DataFrame:
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     types = {c: "int64" if c in _INT_COLUMNS else str if c == "verdict" else "float64" for c in columns}
-    table = table.astype(types)
-    table.index.name = "norm"
-    return table
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).astype(types).rename_axis("norm")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,8 @@ def train_one(source: DataSource | str | os.PathLike, norm: str, fold: int, seed
         fold: the fold number held out for validation.
         seed: the run's seed.
         settings: resolved `AudioSettings` (the norm adds its own, e.g. `to_db=False` for PCEN),
-            or a preset's name (None: `preset`, else the dataset's default), with `overrides`
-            applied; a preset that keeps the files' rate then runs at 16 kHz (`prepare`, which
-            reads the files' rate, is the way to keep it).
+            or a preset's name (None: `preset`, else the dataset's default; a preset keeping the
+            files' rate runs at 16 kHz), with `overrides` applied.
         training: the `Training` (epochs, learning rate, augmentations; None: the preset's), with
             `overrides` applied.
         stats_path: where the norm's dataset statistics are saved and reused (None: not saved).
@@ -45,8 +45,7 @@ def train_one(source: DataSource | str | os.PathLike, norm: str, fold: int, seed
         log: how progress is shown (None: `RunLog()`, bars on a terminal).
         preset: the preset's name, for the row.
         dataset: the recipe of a `source` folder (None: detected).
-        refresh_stats: compute a statistics file at `stats_path` made with other settings again
-            (`StatsCallback(refresh=True)`) instead of refusing it.
+        refresh_stats: recompute a statistics file made with other settings instead of refusing it.
         overrides: `AudioSettings` or `Training` fields to change (e.g. `epochs=1, bs=8`).
 
     Returns:
@@ -74,36 +73,31 @@ def train_one(source: DataSource | str | os.PathLike, norm: str, fold: int, seed
     setup = norm_setup(norm, stats_fraction, stats_path, augment=training.augment, progress=log.progress,
                        refresh_stats=refresh_stats)  # fmt: skip
     settings = replace(settings, **setup.settings)
-    n_epochs = training.epochs
     set_seed(seed, reproducible=True)
     dls = source_dataloaders(source, fold, settings, batch_tfms=setup.batch_tfms, device=device, progress=log.progress)
     learn = audio_learner(dls, cbs=setup.cbs, precision=settings.precision, **setup.learner_kwargs)
     start = time.perf_counter()
-    fit_kwargs = {} if training.lr is None else {"lr_max": training.lr}
-    if log.progress:
-        learn.fit_one_cycle(n_epochs, **fit_kwargs)
-    else:
-        learn.logger = log.epoch_logger(learn.recorder, n_epochs)
-        with learn.no_bar():
-            learn.fit_one_cycle(n_epochs, **fit_kwargs)
+    if not log.progress:
+        learn.logger = log.epoch_logger(learn.recorder, training.epochs)
+    with nullcontext() if log.progress else learn.no_bar():
+        learn.fit_one_cycle(training.epochs, **({} if training.lr is None else {"lr_max": training.lr}))
     seconds = time.perf_counter() - start
     names = list(learn.recorder.metric_names[1:-1])  # drop "epoch" and "time"
     last = dict(zip(names, learn.recorder.values[-1], strict=True))
-    losses = [float(last["train_loss"]), float(last["valid_loss"])]
+    losses = {name: float(last[name]) for name in ("valid_loss", "train_loss")}
     return {
         "norm": norm,
         "fold": source.fold_value(fold),  # as the source names it: a number, or a speaker's name
         "seed": seed,
-        "epochs": n_epochs,
+        "epochs": training.epochs,
         "accuracy": float(last["accuracy"]),
-        "valid_loss": float(last["valid_loss"]),
-        "train_loss": float(last["train_loss"]),
+        **losses,
         "preset": preset,
         "n_train": len(dls.train_ds),
         "n_valid": len(dls.valid_ds),
         "n_classes": dls.c,
         "device": str(dls.device),
         # A non-finite loss: the run diverged, and its accuracy is not a result (`summarize` leaves it out).
-        "diverged": not all(math.isfinite(loss) for loss in losses),
+        "diverged": not all(math.isfinite(loss) for loss in losses.values()),
         "seconds": round(seconds, 2),
     }
