@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch.distributed as dist
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.torch_core import no_random
 from fasttransform import Pipeline
+from torch.utils.data import Subset
 
 from ._io import file_stats
 from .audio.spectrogram import AudioToSpec
@@ -27,22 +29,9 @@ from .stats import StatsRecorder, _normalize_red_dims, check_fraction, collect_s
 __all__ = ["StatsCallback", "stats_loader", "stats_item_indices", "install_normalizer", "pipeline_settings"]
 
 
-def _item_files(items, root: Path) -> list[str]:
-    """The distinct values of the training items that name a file, relative to `root` or absolute:
-    each text cell of a DataFrame (the file column, whichever it is), or each item (or part of a
-    tuple item) that is a path or string. Labels and folders are not files, so they are left out."""
-    if hasattr(items, "columns"):  # a DataFrame
-        values = [v for col in items.columns for v in items[col].unique()]
-    else:
-        values = [v for it in items for v in (it if isinstance(it, (tuple, list)) else (it,))]
-    names = {os.fspath(v) for v in values if isinstance(v, (str, os.PathLike))}
-    return sorted(n for n in names if n and (root / n).is_file())
-
-
 def _items_fingerprint(items, root: Path) -> str:
-    """A short hash of the training items (their rows) and of the size and modification time of
-    each file they name (`file_stats`), so statistics of another split, dataset or content are never
-    reused: a clip replaced by another of the same name changes it, even when the count does not."""
+    """A short hash of the training items (DataFrame rows or items) and of the size and modification
+    time of each file they name (any text cell or item that is a file under `root`, or absolute)."""
     h = hashlib.sha1()
     if hasattr(items, "to_csv"):  # a DataFrame: hash its rows
         h.update(items.to_csv(index=False).encode())
@@ -50,7 +39,12 @@ def _items_fingerprint(items, root: Path) -> str:
         for it in items:
             h.update(repr(it).encode())
             h.update(b"\0")
-    stamps = file_stats(root, _item_files(items, root))
+    if hasattr(items, "columns"):  # a DataFrame: any text cell (whichever column) may name a file
+        values = [v for col in items.columns for v in items[col].unique()]
+    else:
+        values = [v for it in items for v in (it if isinstance(it, (tuple, list)) else (it,))]
+    names = {os.fspath(v) for v in values if isinstance(v, (str, os.PathLike))}
+    stamps = file_stats(root, sorted(n for n in names if n and (root / n).is_file()))
     # size and mtime, not the inode: a copy made with its times (rsync -a, cp -p) is the same content
     h.update(json.dumps(sorted((name, st[:2]) for name, st in stamps.items() if st is not None)).encode())
     return h.hexdigest()[:16]
@@ -58,24 +52,18 @@ def _items_fingerprint(items, root: Path) -> str:
 
 def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
     "What differs between two statistics settings, for a one-line message (short values shown as `old -> new`)."
-    parts = []
-    for key in sorted(set(saved) | set(now)):
-        old, new = saved.get(key), now.get(key)
-        if old == new:
-            continue
+
+    def shown(key: str) -> str:
+        old, new = json.dumps(saved.get(key)), json.dumps(now.get(key))
         if key == "train_items":
-            parts.append("train_items (the training clips: their names, or a file's size or modification time)")
-        elif len(json.dumps(old)) + len(json.dumps(new)) <= 80:
-            parts.append(f"{key} {json.dumps(old)} -> {json.dumps(new)}")
-        else:
-            parts.append(key)
-    return "; ".join(parts)
+            return "train_items (the training clips: their names, or a file's size or modification time)"
+        return f"{key} {old} -> {new}" if len(old) + len(new) <= 80 else key
+
+    return "; ".join(shown(key) for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key))
 
 
 def stats_loader(dl: TfmdDL, shuffle: bool = True, seed: int = 0) -> TfmdDL:
-    """A copy of `dl` for the statistics pass.
-
-    The copy has no normalizer (`SpecNormalizer`) and no train-only augmentation (`split_idx`
+    """A copy of `dl` for the statistics pass: no `SpecNormalizer`, no train-only augmentation (`split_idx`
     0) in `after_batch`, and no dropped last batch.
 
     Args:
@@ -83,9 +71,6 @@ def stats_loader(dl: TfmdDL, shuffle: bool = True, seed: int = 0) -> TfmdDL:
         shuffle: shuffle in a fixed-seed order, so a `fraction` of the batches is a reproducible
             random subset.
         seed: the seed of that order.
-
-    Returns:
-        The new loader.
     """
     tfms = [t for t in dl.after_batch.fs if not isinstance(t, SpecNormalizer) and getattr(t, "split_idx", None) != 0]
     new = dl.new(shuffle=shuffle, drop_last=False, after_batch=Pipeline(tfms))
@@ -98,12 +83,10 @@ def stats_item_indices(
 ) -> list[int]:
     """Indices of the training items one process uses for the statistics pass.
 
-    The selection is global and does not depend on the number of processes: with `fraction` < 1,
-    the first `ceil(fraction * n_batches) * bs` items of a fixed-seed permutation (sorted, for
-    sequential reads), where `n_batches = ceil(n_items / bs)`; with `fraction == 1`, every item.
-    It is then split over `world_size` processes (`rank` takes every `world_size`-th index, no
-    padding, no repetition), so that merged over the ranks the statistics are those of a single
-    process.
+    The selection does not depend on the number of processes: with `fraction` < 1, the first
+    `ceil(fraction * ceil(n_items / bs)) * bs` items of a fixed-seed permutation (sorted); with
+    `fraction == 1`, every item. `rank` then takes every `world_size`-th index (no padding, no
+    repetition), so that merged over the ranks the statistics are those of a single process.
 
     Args:
         n_items: number of training items.
@@ -118,7 +101,7 @@ def stats_item_indices(
 
     Raises:
         ValueError: `rank` is not in `[0, world_size)`, there is no item, or `fraction` is not in
-            (0, 1] or selects less than one batch (from `n_batches_for`).
+            (0, 1] or selects less than one batch.
 
     Examples:
         >>> stats_item_indices(10, bs=2, rank=1, world_size=3)
@@ -138,33 +121,13 @@ def stats_item_indices(
     return idxs[rank::world_size]
 
 
-class _ItemSubset:
-    "Items `idxs` of a dataset, in that order (keeps `split_idx`, so train-time item transforms still apply)."
-
-    def __init__(self, dataset, idxs: list[int]):
-        self.dataset, self.idxs = dataset, list(idxs)
-        self.split_idx = getattr(dataset, "split_idx", None)
-
-    def __len__(self) -> int:
-        return len(self.idxs)
-
-    def __getitem__(self, i):
-        return self.dataset[self.idxs[i]]
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
 def _all_ranks(value) -> list:
     "`value` of every rank (all_gather_object), or `[value]` outside torch.distributed."
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
+    if not _distributed():
         return [value]
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
@@ -172,9 +135,7 @@ def _all_ranks(value) -> list:
 
 
 def pipeline_settings(dl: TfmdDL) -> dict[str, Any]:
-    """What determines the spectrograms a loader yields: transform names and `AudioToSpec` settings.
-
-    Spectrogram normalizers are left out, so the settings are those of the normalizer's input.
+    """What determines the spectrograms a loader yields, normalizers left out: transform names and `AudioToSpec` settings.
 
     Args:
         dl: a fastai `TfmdDL`.
@@ -194,9 +155,7 @@ def pipeline_settings(dl: TfmdDL) -> dict[str, Any]:
 
 
 def install_normalizer(dls: DataLoaders, norm: SpecNormalize) -> None:
-    """Put `norm` on every loader's `after_batch`, replacing any spectrogram normalizer already there.
-
-    The statistics are moved to the loader's device.
+    """Put `norm` on every loader's `after_batch` (its statistics on the loader's device), replacing any `SpecNormalizer`.
 
     Args:
         dls: fastai `DataLoaders`; changed in place.
@@ -210,9 +169,7 @@ def install_normalizer(dls: DataLoaders, norm: SpecNormalize) -> None:
 
 
 def _normalizes_fresh_spectrograms(dls) -> bool:
-    """Whether a spectrogram normalizer (order 99) installed on `dls` would get `AudioToSpec`'s own
-    output on every loader, a fresh tensor it may overwrite (`inplace`): `AudioToSpec` is the last
-    transform before it."""
+    "Whether a normalizer installed on `dls` gets `AudioToSpec`'s fresh output (it may then be `inplace`)."
     for dl in dls.loaders:
         before = [
             t for t in dl.after_batch.fs if not isinstance(t, SpecNormalizer) and getattr(t, "order", 0) <= SpecNormalize.order
@@ -225,42 +182,33 @@ def _normalizes_fresh_spectrograms(dls) -> bool:
 class StatsCallback(Callback):
     """Before fitting, compute mean/std of the training spectrograms and install `SpecNormalize`.
 
-    Under `torch.distributed` (e.g. fastai's `distrib_ctx`), each rank reads a disjoint share of
-    the selected training items (`stats_item_indices`) and the recorders are all-reduced, so every
-    rank installs the statistics a single process would compute (equal to rounding). This runs
-    before fastai's `DistributedTrainer` wraps the loaders, so it does not depend on `DistributedDL`
-    (whose padding repeats items). Rank 0 alone writes `path`; a saved file is reused only when every
-    rank sees it. An error on one rank is raised on every rank instead of leaving the others waiting.
-
     Statistics come from the training loader only, after `AudioToSpec` and before any normalization
-    or train-only augmentation. The pass runs under its own `seed` (random crops included) and
-    restores the global random state afterwards: the statistics do not depend on the run's seed,
-    and training sees the same random numbers whether they were computed or loaded from `path`.
-    Once computed they are frozen: later fits of the same learner reuse them while their `settings`
-    match (they are computed again, in memory, when the training clips or the loaders changed),
-    and `learn.export()` keeps the installed `SpecNormalize`.
+    or train-only augmentation. The pass runs under its own `seed` and restores the global random
+    state afterwards, so training sees the same random numbers whether they were computed or loaded.
+    Once computed they are frozen: later fits reuse them while their `settings` match, and
+    `learn.export()` keeps the installed `SpecNormalize`.
 
-    A saved file is reused only when its settings match: the same `red_dims`, `fraction` and
-    `seed`, the same spectrogram settings and transforms, and the same training items, by their
-    rows and by the size and modification time of each file they name (a clip replaced by another
-    of the same name is a change, even when the number of clips is the same). A file made otherwise
-    is refused in one line naming it and what differs, or, with `refresh=True`, computed again
-    with a warning and replaced.
+    A saved file is reused only when its settings match: the same `red_dims`, `fraction`, `seed`,
+    spectrogram settings and transforms, and the same training items (rows, and each file's size
+    and modification time). A file made otherwise is refused in one line naming what differs, or,
+    with `refresh=True`, computed again with a warning and replaced.
+
+    Under `torch.distributed`, each rank reads a disjoint share of the selected training items
+    (`stats_item_indices`) and the recorders are all-reduced, so every rank installs the statistics
+    a single process would compute. Rank 0 alone writes `path`; an error on one rank is raised on
+    every rank.
 
     Args:
         red_dims: `(0, 2, 3)` for one mean/std per audio channel ("global"), `(0, 1, 3)` for one
             per frequency bin ("channel"), of `(batch, channels, freq, time)` spectrograms.
-        fraction: share of the training batches used, in (0, 1] (a fixed-seed random subset; the
-            reference article found 10-20% enough on large sets).
+        fraction: share of the training batches used, in (0, 1] (a fixed-seed random subset).
         path: a `.npz` file to save the statistics to and reuse on later fits when its settings
-            match (see above); None: computed at the first fit and kept in memory only.
+            match; None: kept in memory only.
         min_std: floor of the standard deviations (see `SpecNormalize`).
-        seed: seed of the statistics pass (item selection, loader order, random crops); part of
-            the settings.
+        seed: seed of the statistics pass (item selection, loader order, random crops).
         progress: show a progress bar while statistics are gathered (rank 0 only).
-        refresh: a file at `path` made with other settings is computed again (a `UserWarning`
-            names it and what differs) and replaced, instead of refused; a file whose settings
-            match is reused either way (`fastspecnorm compare --refresh-stats`).
+        refresh: a file at `path` made with other settings is computed again and replaced (with
+            a `UserWarning`) instead of refused.
 
     Attributes:
         stats_recorder: the `StatsRecorder` in use, None before the first fit.
@@ -268,11 +216,9 @@ class StatsCallback(Callback):
     Raises:
         TypeError: `red_dims` is not a sequence of ints.
         ValueError: `red_dims` or `fraction` is invalid (at construction); at fit, a `fraction`
-            that selects less than one batch (see `n_batches_for`), an empty training set with no
-            statistics yet, or, unless `refresh`, a file at `path` made with other settings (one
-            line naming the file and the differences).
-        RuntimeError: under `torch.distributed`, gathering or saving failed on another rank
-            (naming it and its error).
+            that selects less than one batch, an empty training set with no statistics yet, or,
+            unless `refresh`, a file at `path` made with other settings.
+        RuntimeError: under `torch.distributed`, gathering or saving failed on another rank.
 
     Examples:
         >>> StatsCallback(red_dims=(0, 1, 3), fraction=0.2).red_dims
@@ -284,10 +230,9 @@ class StatsCallback(Callback):
     def __init__(self, red_dims: Sequence[int] = (0, 2, 3), fraction: float = 1.0, path: str | os.PathLike | None = None,
                  min_std: float = 1e-5, seed: int = 0, progress: bool = True, refresh: bool = False):  # fmt: skip
         self.red_dims = _normalize_red_dims(red_dims)
-        self.progress = progress  # a progress bar while statistics are gathered
-        self.refresh = refresh
-        check_fraction(fraction)  # before any long work; whether it selects a batch is checked at fit
-        self.fraction, self.min_std, self.seed = fraction, min_std, seed
+        self.progress, self.refresh = progress, refresh
+        self.fraction = check_fraction(fraction)  # before any long work; whether it selects a batch is checked at fit
+        self.min_std, self.seed = min_std, seed
         self.path = None if path is None else Path(path)
         self.stats_recorder: StatsRecorder | None = None
 
@@ -299,9 +244,8 @@ class StatsCallback(Callback):
 
         Returns:
             A JSON-ready dict: `red_dims`, `fraction`, `seed`, the `pipeline_settings` of the
-            training loader, the number of training items and `train_items`, a fingerprint of
-            their rows and of the size and modification time of each file they name (relative
-            to `dls.path`, or absolute).
+            training loader, `n_train` and `train_items`, a fingerprint of the training items and
+            of their files' sizes and modification times.
         """
         train = dls.train
         settings = {
@@ -329,8 +273,7 @@ class StatsCallback(Callback):
         install_normalizer(dls, norm)
 
     def _load_or_collect(self, dls, settings) -> StatsRecorder:
-        # Under torch.distributed the choice must be the same on every rank (collecting ends in a
-        # collective all_reduce): load only when every rank sees the file.
+        # Collecting ends in a collective all_reduce: load only when every rank sees the file.
         if self.path is not None and all(_all_ranks(self.path.exists())):
             rec = StatsRecorder.load(self.path)
             if rec.settings == settings:
@@ -344,19 +287,18 @@ class StatsCallback(Callback):
             if _is_main_process():  # one warning, not one per rank
                 warnings.warn(f"statistics file {self.path} was made with other settings ({differing}): computing them "
                               "again (refresh=True) and replacing it", stacklevel=2)  # fmt: skip
-        rank, world_size = _dist_rank_world()
+        rank, world_size = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
         error: Exception | None = None
         rec = StatsRecorder(self.red_dims, settings=settings)
         try:
-            # The pass draws random numbers (loader seeds, random training crops). Under its own seed,
-            # with the global random state restored afterwards, the statistics depend only on
-            # `self.seed`, and training continues from the same random state whether they were
-            # computed or loaded from `path` (so a resumed experiment repeats an uninterrupted one).
+            # Its own seed, the global random state restored: a resumed experiment repeats an uninterrupted one.
             with no_random(self.seed, reproducible=False):
                 dl = stats_loader(dls.train, shuffle=False, seed=self.seed)
                 idxs = stats_item_indices(len(dl.dataset), dl.bs, self.fraction, self.seed, rank, world_size)
                 if len(idxs) != len(dl.dataset):
-                    dl = dl.new(dataset=_ItemSubset(dl.dataset, idxs))
+                    subset = Subset(dl.dataset, idxs)
+                    subset.split_idx = getattr(dl.dataset, "split_idx", None)  # TfmdDL reads it: train-time item tfms apply
+                    dl = dl.new(dataset=subset)
                 if idxs:  # a rank has no item when there are fewer items than ranks
                     rec = collect_stats(dl, self.red_dims, 1.0, settings=settings, progress=self.progress and rank == 0)
         except Exception as e:
@@ -376,22 +318,14 @@ class StatsCallback(Callback):
 
 
 def _raise_if_any_rank_failed(error: Exception | None, what: str) -> None:
-    """Raise `error` here, or a RuntimeError naming another rank's failure, on every rank alike.
-
-    Outside torch.distributed this just re-raises `error`. Under it, it is a collective call
-    (all_gather_object) that every rank must reach."""
+    "Raise `error` here, or a RuntimeError naming another rank's failure, on every rank alike (a collective call)."
     messages = _all_ranks(None if error is None else f"{type(error).__name__}: {error}")
     if error is not None:
         raise error
-    failed = [(r, msg) for r, msg in enumerate(messages) if msg]
-    if failed:
-        rank, msg = failed[0]
-        raise RuntimeError(f"StatsCallback: {what} failed on rank {rank}: {msg}")
+    for rank, msg in enumerate(messages):
+        if msg:
+            raise RuntimeError(f"StatsCallback: {what} failed on rank {rank}: {msg}")
 
 
 def _is_main_process() -> bool:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0
+    return dist.get_rank() == 0 if _distributed() else int(os.environ.get("RANK", "0")) == 0

@@ -1,9 +1,5 @@
 """Loaders over your own audio: `AudioDataLoaders` (`from_folder`, `from_df`, `from_csv` and fastai's
-other constructors), `CrossValidationSplitter` and `get_audio_files`.
-
-`from_df` is fastai's `ImageDataLoaders.from_df` for audio: `check_table` and `check_audio_files` check the
-table and its files first, then a `DataBlock` of `ColReader`s and a fastai splitter builds the loaders.
-"""
+other constructors), `CrossValidationSplitter` and `get_audio_files`."""
 
 from __future__ import annotations
 
@@ -48,8 +44,7 @@ __all__ = [
 MAX_DURATION = 600.0
 """Default bound on a clip's decoded length (seconds at the target rate) in the loaders: 10 minutes."""
 AUDIO_FILE_EXTENSIONS = audio_extensions()
-"""Extensions `from_folder` collects: the package's one list (`audio.io.audio_extensions`), the
-formats this machine's soundfile can read (`.mp3` included with libsndfile >= 1.1)."""
+"""Extensions `from_folder` collects (`audio.io.audio_extensions`): the formats this machine's soundfile reads."""
 #: fastai keywords these loaders take in another form, and what to use instead.
 _NOT_SUPPORTED = {
     "batch_size": "use bs=",
@@ -62,24 +57,19 @@ _NOT_SUPPORTED = {
 
 
 def get_audio_files(path: str | os.PathLike) -> list[Path]:
-    """Audio files under `path`, found recursively, hidden files and folders skipped, sorted.
-
-    fastai's `get_files` (symbolic links to folders not followed), keeping the names that
-    `is_audio_file` accepts: `get_files` would also take a file named just `wav`.
+    """Audio files (an extension of `audio_extensions()`, any case) under `path`, found recursively, sorted.
 
     Args:
-        path: the folder to search.
+        path: the folder to search; hidden files and folders are skipped.
 
     Returns:
-        The paths (`path` joined with each file's place under it) of the files with an extension of
-            `audio_extensions()`, in any case.
+        The paths, `path` joined with each file's place under it.
 
     Raises:
         FileNotFoundError: `path` is not a folder.
 
     Warns:
-        UserWarning: files in a format soundfile does not decode (`.m4a`, `.aac`, ...) are left
-            out; the warning counts them and says how to convert them.
+        UserWarning: files in a format soundfile does not decode (`.m4a`, `.aac`, ...) are left out.
     """
     if not Path(path).is_dir():
         raise FileNotFoundError(f"audio folder not found: {path}")
@@ -93,9 +83,8 @@ def get_audio_files(path: str | os.PathLike) -> list[Path]:
 class CrossValidationSplitter:
     """A fastai splitter: rows whose `col` is `fold` are validation, the others training (a fold, a speaker).
 
-    Called with the DataFrame, it returns `(train_indices, valid_indices)` as fastai splitters do
-    (fastai's `ColSplitter(col, on=fold)`), after checking that `fold` is a value of `col`; it is
-    picklable, unlike fastai's splitter functions.
+    Called with the DataFrame, it returns `(train_indices, valid_indices)` (fastai's
+    `ColSplitter(col, on=fold)`) after checking that `fold` is a value of `col`; it is picklable.
 
     Args:
         col: the column holding the folds.
@@ -123,43 +112,32 @@ class AudioDataLoaders(DataLoaders):
     """fastai `DataLoaders` of spectrograms of your own audio, built like fastai's `ImageDataLoaders`.
 
     Constructors: `from_folder`, `from_df`, `from_csv`, `from_path_func`, `from_name_func`,
-    `from_path_re`, `from_name_re`. Clips of any length, sample rate, channel count and format (WAV,
-    FLAC, OGG: `audio_extensions()`) in a folder tree (labelled by their parent folder) or listed in a
-    DataFrame. Every file is checked before training (`check_audio_files`: every bad file named at
-    once), decoded audio is cached (`AudioCache`), and `duration=None` keeps each clip's own length.
+    `from_path_re`, `from_name_re`. Clips of any length, sample rate, channel count and format
+    (`audio_extensions()`) in a folder tree (labelled by their parent folder) or listed in a
+    DataFrame. Every file is checked before training, and decoded audio is cached (`AudioCache`).
 
     Batches: `AudioSpectrogram` `(batch, 1, freq, time)` (mono) and category indices. With
     `duration=None` a batch is padded to its longest clip and the spectrogram's `lengths` gives
-    each item's valid frames, so per-clip standardization, statistics and normalizations never count
-    the padding. `test_dl` (and so `learn.predict`) accepts a file path, an `AudioTensor` of any rate
-    and channel count (resampled from its `sr`), or a NumPy array `(samples,)`, `(channels, samples)`
-    or `(samples, channels)` taken to be at the loaders' rate (`dls.sample_rate` Hz: wrap audio at
-    another rate as `AudioTensor(x, sr=...)`), and always uses each clip's whole length: a `duration`
-    crop applies to training and validation only, never silently to a prediction. A file and
-    `AudioTensor.create(file)` predict the same (see `LoadAudio`).
+    each item's valid frames, so statistics and normalizations never count the padding.
+    `test_dl` (and so `learn.predict`) accepts a file path, an `AudioTensor` (resampled from its
+    `sr`), or a NumPy array `(samples,)`, `(channels, samples)` or `(samples, channels)` at
+    `dls.sample_rate`, and always uses each clip's whole length (no `duration` crop).
 
     Attributes:
-        sample_rate: the clips' sample rate, in Hz (the files' own rate when built with
-            `sample_rate=None`).
-        audio_cache: the `AudioCache` of decoded clips (None when off): `folder` is where it lies,
-            `nbytes` its size; `fastspecnorm cache --info` lists every cache folder, `--clear` empties them.
+        sample_rate: the clips' sample rate, in Hz.
+        audio_cache: the `AudioCache` of decoded clips (None when off).
     """
 
     def test_dl(self, test_items: Iterable, rm_type_tfms: int | None = None, with_labels: bool = False, **kwargs) -> TfmdDL:
         """A loader over `test_items` with the validation transforms, minus any `ResizeSignal` crop.
 
         Args:
-            test_items: what to predict: file paths, `AudioTensor`s or NumPy arrays (see
-                `AudioDataLoaders`), or rows of the loaders' table (a DataFrame, e.g. from
-                `Interpretation`).
+            test_items: file paths, `AudioTensor`s or NumPy arrays (see `AudioDataLoaders`), or rows
+                of the loaders' table (a DataFrame).
             rm_type_tfms: how many of the type transforms to skip, as in fastai; None: paths and
-                in-memory audio start at `LoadAudio` (the row reader is skipped), a DataFrame's rows go
-                through every type transform.
+                in-memory audio start at `LoadAudio`, a DataFrame's rows go through every one.
             with_labels: also build the targets (the items must then be rows).
             **kwargs: passed on to fastai's `DataLoaders.test_dl` (e.g. `bs`).
-
-        Returns:
-            The test loader, its clips at their whole length.
         """
         if isinstance(test_items, pd.DataFrame):  # rows (e.g. from Interpretation): every type transform applies
             items, rm_type_tfms = test_items, 0 if rm_type_tfms is None else rm_type_tfms
@@ -167,9 +145,7 @@ class AudioDataLoaders(DataLoaders):
             items = list(test_items)
         if rm_type_tfms is None and not with_labels and len(items) and not isinstance(items[0], (pd.Series, tuple)):
             # A path or in-memory audio, not a row: start at LoadAudio (skip the row reader).
-            tfms = self.valid_ds.tls[0].tfms.fs
-            starts = [i for i, t in enumerate(tfms) if isinstance(t, LoadAudio)]
-            rm_type_tfms = starts[0] if starts else None
+            rm_type_tfms = next((i for i, t in enumerate(self.valid_ds.tls[0].tfms.fs) if isinstance(t, LoadAudio)), None)
         dl = super().test_dl(items, rm_type_tfms=rm_type_tfms, with_labels=with_labels, **kwargs)
         kept = [t for t in dl.after_item.fs if not isinstance(t, ResizeSignal)]
         if len(kept) != len(dl.after_item.fs):
@@ -213,97 +189,65 @@ class AudioDataLoaders(DataLoaders):
         """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`.
 
         As fastai's `ImageDataLoaders.from_df`: a `DataBlock` reading the file and label columns with
-        `ColReader`, split by `ColSplitter(valid_col)` (rows where the bool column `valid_col` is True),
-        else `CrossValidationSplitter(fold_col, valid_fold)`, else `RandomSplitter(valid_pct, seed)`
-        (with `group_regex`: whole groups, stratified by label).
-        Before it, `check_table` checks the table (every bad name at once) and `check_audio_files` the
-        files' headers (every bad file at once), so nothing fails mid-epoch.
-
-        Batch transforms: `WaveformNormalize` (per clip over its own samples; `waveform_norm=False`
-        drops it), `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`. A
-        transform that reads the recording's own level (`DbRangeNormalize`) after `WaveformNormalize`
-        gets a warning: pass `waveform_norm=False` with it.
+        `ColReader`, split by `ColSplitter(valid_col)`, else `CrossValidationSplitter(fold_col,
+        valid_fold)`, else `RandomSplitter(valid_pct, seed)`. The table (`check_table`) and the files'
+        headers (`check_audio_files`) are checked first, every bad name at once. Batch transforms:
+        `WaveformNormalize`, `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`.
 
         Args:
             df: the table, one row per clip.
             path: the folder the file names are relative to (with `folder`).
             fn_col: the column of file names, by name or position.
-            label_col: the column of labels, by name or position. Integer labels must fit 64-bit
-                integers.
-            valid_col: the bool column marking the validation rows (True = validation). The default
-                "is_valid" is used when the DataFrame has it, as in fastai, and no `fold_col` is given;
-                None ignores it.
-            fold_col: the column whose value `valid_fold` marks the validation rows (a fold, a speaker:
-                group-aware), by name or position; it takes precedence over a default `is_valid`
-                column. Integer folds must fit 64-bit integers.
+            label_col: the column of labels, by name or position.
+            valid_col: the bool column marking the validation rows (True = validation); the default
+                "is_valid" is used when the DataFrame has it and no `fold_col` is given.
+            fold_col: the column whose value `valid_fold` marks the validation rows (a fold, a
+                speaker), by name or position; it takes precedence over a default `is_valid` column.
             valid_fold: the value of `fold_col` held out for validation.
             valid_pct: without `valid_col` or `fold_col`, the share of rows drawn at random for
-                validation, in (0, 1). With `group_regex`, whole groups are drawn instead, stratified
-                by label: one of `round(1 / valid_pct)` folds (`draw_folds`), so about `valid_pct` of
-                the clips. Without it, when the file names look like fragments of recordings
-                (names sharing a prefix within a label), one UserWarning says how that split leaks.
+                validation, in (0, 1); with `group_regex`, whole groups stratified by label (one of
+                `round(1 / valid_pct)` folds). Names that look like fragments of one recording warn.
             seed: the seed of that draw; None: not seeded.
             sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
-                share one (ValueError naming the rates otherwise).
-            duration: None keeps each clip's length (batches padded to their longest clip, with
-                `lengths`); seconds crop (random on training, fixed at the start on validation) or
-                zero-pad every clip to that length.
-            bs: the batch size, in clips; at most the number of training clips (the training loader
-                drops incomplete batches).
-            spec: keyword arguments of `AudioToSpec` (e.g. `n_mels`, `n_fft`, `hop_length`, `top_db`);
-                its `sample_rate` is always `sample_rate`.
-            waveform_norm: start the batch transforms with `WaveformNormalize`.
+                share one.
+            duration: None keeps each clip's length (batches padded, with `lengths`); seconds crop
+                (random on training, at the start on validation) or zero-pad every clip to that length.
+            bs: the batch size, in clips; at most the number of training clips.
+            spec: keyword arguments of `AudioToSpec` (e.g. `n_mels`, `n_fft`, `hop_length`).
+            waveform_norm: start the batch transforms with `WaveformNormalize` (a transform that
+                assumes the recording's level, such as `DbRangeNormalize`, then warns).
             item_tfms: more item transforms, after the `duration` crop.
             batch_tfms: more batch transforms, after `AudioToSpec`.
             cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
                 False decodes every epoch.
-            validate: True (or "quick") checks every file's header before anything else, "full" also
-                decodes every sample, False skips it; bad files raise `AudioFilesError` naming them all.
+            validate: True (or "quick") checks every file's header first, "full" also decodes every
+                sample, False skips it.
             device: the device of the batches; None: fastai's `default_device()`.
             folder: a subfolder of `path` that the file names are relative to; None: `path` itself.
             suff: appended to every file name, e.g. ".wav".
             vocab: the classes, kept in the order given (default: the sorted labels).
-            allow_outside: accept names outside `path / folder`. Each name is normalized
-                (`os.path.normpath`) and must be listed once (`x.wav` and `./x.wav` are one clip), without
-                spaces around it, and lie inside `path / folder`: absolute names, `..` leaving it and links
-                to outside are refused (ValueError naming the rows, `check_clip_names`) unless
-                `allow_outside=True`.
-            max_duration: seconds; a clip longer than that (10 minutes by default) is refused before any
-                decoding, with its length and decoded size (every clip is decoded whole, into memory and
-                the cache: an hour at 16 kHz is 230 MB); None lifts the bound. The check needs
-                `validate`, which reads the headers.
+            allow_outside: accept names outside `path / folder` (absolute, `..`, links to outside).
+            max_duration: seconds; a longer clip is refused before any decoding (every clip is
+                decoded whole, into memory and the cache); None lifts the bound. Needs `validate`.
             audio_dtype: the precision decoded audio is kept at ("int16", "float16", "float32",
                 "auto"; None: "auto" in the cache, float32 without it).
             progress: show a progress bar while the cache is built.
             group_regex: a regular expression whose group named `group` (else its first group),
-                searched in each file name of `fn_col` (as in the table), names the clip's group: a
-                recording, a speaker, a session. A random split then keeps each group on one side; a
-                split by `valid_col` or `fold_col` that puts a group on both sides is refused. None:
-                every clip is its own group.
-            **kwargs: passed on to fastai's `DataBlock.dataloaders`: those of `LOADER_KWARGS` (fastai's,
-                in this signature through `@delegates`), e.g.
-                `num_workers`, `shuffle`, `drop_last`, `val_bs`. `num_workers` is 0 by default on a CPU
-                device when the cache is on: reading a cached clip costs little next to the batch
-                transforms, and workers would only compete with them for the cores (docs/performance.md).
+                searched in each file name of `fn_col`, names the clip's group (a recording, a
+                speaker): a random split keeps each group on one side, and a split by `valid_col` or
+                `fold_col` that puts a group on both sides is refused. None: every clip is its own.
+            **kwargs: fastai's `DataLoader` keywords (`LOADER_KWARGS`), e.g. `num_workers`, `shuffle`,
+                `val_bs`. `num_workers` is 0 by default on a CPU device when the cache is on.
 
         Returns:
-            The loaders, with `sample_rate` set to the clips' rate in Hz and `audio_cache` to the
-                `AudioCache` the clips are read from (its `folder` and `nbytes` say where and how
-                large; None when the cache is off).
+            The loaders, with `sample_rate` (Hz) and `audio_cache` (None when the cache is off).
 
         Raises:
-            TypeError: `df` is not a DataFrame, or a keyword is not one of `LOADER_KWARGS` (the error
-                names it, with what to use instead where there is something).
-            ValueError: the DataFrame has no rows; `bs` is not a positive integer or exceeds the
-                training clips; `duration` or `max_duration` is not positive; a column is missing; a
-                file name is empty, has spaces around it, is listed twice or lies outside `path / folder`;
-                an integer label or fold does not fit 64 bits; the split cannot be made (`valid_col` not
-                bool, or leaving nothing for training or validation; both `valid_col` and `fold_col`;
-                `valid_fold` not a value of `fold_col`, or without it; `valid_pct` outside (0, 1); a
-                group in training and validation, or fewer groups than a grouped split needs);
-                `group_regex` is not a regular expression, has no group or does not match a file name;
-                `validate` is not one of the values above; `sample_rate=None` without `validate` or with
-                files at several rates; a clip is longer than `max_duration`.
+            TypeError: `df` is not a DataFrame, or a keyword is not one of `LOADER_KWARGS`.
+            ValueError: a bad argument (`bs`, `duration`, `max_duration`, `validate`, `group_regex`),
+                a missing column, a bad file name (empty, spaced, listed twice, outside), a split that
+                cannot be made or leaves a class without training clips, `sample_rate=None` without
+                `validate` or with files at several rates, or a clip longer than `max_duration`.
             AudioFilesError: (a ValueError) files are missing, unreadable or damaged; it names them all.
 
         Examples:
@@ -330,7 +274,6 @@ class AudioDataLoaders(DataLoaders):
         train_idx, valid_idx = splitter(df)
         if groups is not None:
             _check_groups_apart(df[fn], groups, train_idx, valid_idx, group_regex)
-        n_train = len(train_idx)
         if df[label].nunique() < 2:
             raise ValueError(f"column {label!r} holds one class ({df[label].iloc[0]!r}): a classifier needs two or more")
         untrained = sorted(set(df[label].iloc[list(valid_idx)]) - set(df[label].iloc[list(train_idx)]), key=str)
@@ -340,9 +283,9 @@ class AudioDataLoaders(DataLoaders):
                 "the model could never learn them; give each class training clips (another split, fold or seed), "
                 "or leave the class out of the table"
             )
-        if n_train < bs:
+        if len(train_idx) < bs:
             raise ValueError(
-                f"bs={bs} is larger than the {n_train} training clips; the training loader drops incomplete batches, "
+                f"bs={bs} is larger than the {len(train_idx)} training clips; the training loader drops incomplete batches, "
                 "so it would yield none: pass a smaller bs"
             )
         files = [root / f for f in df[fn]]
@@ -365,12 +308,12 @@ class AudioDataLoaders(DataLoaders):
             batch_tfms=([WaveformNormalize(inplace=True)] if waveform_norm else [])
             + [AudioToSpec(**{**(spec or {}), "sample_rate": sample_rate}), *batch_tfms],
         )
-        if "num_workers" not in kwargs and audio_cache is not None and _device_type(device) == "cpu":
+        device_type = (torch.device(device) if device is not None else default_device()).type
+        if "num_workers" not in kwargs and audio_cache is not None and device_type == "cpu":
             kwargs["num_workers"] = 0
         dls = dblock.dataloaders(df, path=root, bs=bs, device=device, **kwargs)
         res = cls(*dls.loaders, path=root, device=dls.device)
-        res.sample_rate = sample_rate
-        res.audio_cache = audio_cache
+        res.sample_rate, res.audio_cache = sample_rate, audio_cache
         return res
 
     @classmethod
@@ -391,38 +334,27 @@ class AudioDataLoaders(DataLoaders):
     ) -> AudioDataLoaders:
         r"""Loaders over the audio files under `path`, labelled by their parent folder's name.
 
-        As fastai's `ImageDataLoaders.from_folder`; the files are found recursively (any extension of
-        `audio_extensions()`, see `get_audio_files`).
+        As fastai's `ImageDataLoaders.from_folder`; the files are found recursively (`get_audio_files`).
 
         Args:
             path: the dataset folder.
             train: the name of the training subfolder.
             valid: the name of the validation subfolder.
-            valid_pct: None: when `path` holds both the `train` and `valid` subfolders, the files under
-                `path/valid` are validation and those under `path/train` training (fastai's
-                `GrandparentSplitter`; other folders are left out); otherwise a random 0.2 of all files.
-                A fraction: that share of all files, drawn at random (the `train` and `valid` folders then
-                do not decide the split).
+            valid_pct: None: when `path` holds both the `train` and `valid` subfolders, they decide
+                the split (fastai's `GrandparentSplitter`; other folders are left out), otherwise a
+                random 0.2 of all files. A fraction: that share of all files, drawn at random.
             seed: the seed of the random split; None: not seeded.
             sample_rate: as `from_df`, in Hz.
             duration: as `from_df`, in seconds.
             bs: as `from_df`.
             spec: as `from_df`.
-            group_regex: a regular expression whose group named `group` (else its first group), searched
-                in each file's path relative to `path` (e.g. `dog/1-100032-A-0.wav`), names its recording:
-                the random split then draws whole recordings (`from_df`), and `train`/`valid` folders
-                that share a recording are refused. E.g. `r"(\d+-\d+)-[A-Z]-\d+\.wav$"` for ESC-50's
-                names, `r"_([a-z]+)_\d+\.wav$"` for FSDD's speakers. Without it, names that look like
-                fragments of recordings get one warning.
+            group_regex: as `from_df`, searched in each file's path relative to `path` (e.g.
+                `dog/1-100032-A-0.wav`); e.g. `r"(\d+-\d+)-[A-Z]-\d+\.wav$"` for ESC-50's recordings.
             **kwargs: the other arguments of `from_df`.
 
-        Returns:
-            The loaders (see `from_df`).
-
         Raises:
-            ValueError: `group_regex` does not match a file (naming it), or splits a group (see `from_df`).
-            TypeError: `train` or `valid` is not a folder name (a fraction for validation goes in
-                `valid_pct=`, by keyword).
+            ValueError: as `from_df`.
+            TypeError: `train` or `valid` is not a folder name.
             FileNotFoundError: `path` is not a folder, holds no audio files, or one of the `train` and
                 `valid` folders holds none.
         """
@@ -461,18 +393,12 @@ class AudioDataLoaders(DataLoaders):
     ) -> AudioDataLoaders:
         """`from_df` over the CSV `path / csv_fname`, file names relative to `path`, as fastai's `from_csv`.
 
-        By default the first column names the file, the second its label, and a bool `is_valid`
-        column, when present, the validation rows.
-
         Args:
             path: the folder of the CSV; file names are relative to it.
             csv_fname: the CSV's name, relative to `path`.
             header: `pd.read_csv`'s `header` ("infer": the first row holds the column names).
             delimiter: `pd.read_csv`'s `delimiter`; None: a comma.
-            **kwargs: the other arguments of `from_df` (`fn_col`, `label_col`, `valid_col`, ...).
-
-        Returns:
-            The loaders (see `from_df`).
+            **kwargs: the other arguments of `from_df`.
 
         Raises:
             FileNotFoundError: the CSV is missing.
@@ -480,6 +406,7 @@ class AudioDataLoaders(DataLoaders):
         csv = Path(path) / csv_fname
         if not csv.is_file():
             raise FileNotFoundError(f"CSV not found: {csv}")
+        # delimiter=None would make pandas sniff the separator: leave it out instead.
         df = pd.read_csv(csv, header=header, **({} if delimiter is None else {"delimiter": delimiter}))
         return cls.from_df(df, path=path, **kwargs)
 
@@ -494,20 +421,15 @@ class AudioDataLoaders(DataLoaders):
         seed: int | None = None,
         **kwargs,
     ) -> AudioDataLoaders:
-        """Loaders over the files `fnames`, labelled by `label_func`, as fastai's `ImageDataLoaders.from_path_func`.
-
-        Labels are computed once here, so `learn.export()` does not need `label_func` to be picklable.
+        """Loaders over the files `fnames`, labelled by `label_func` (computed once here), as fastai's `from_path_func`.
 
         Args:
             path: the dataset folder.
             fnames: the files: paths under `path` (e.g. `get_audio_files(path)`) or names relative to it.
             label_func: `label_func(fname)` gives the label of a file (`fname` as given, as a `Path`).
-            valid_pct: the share of the files drawn at random for validation.
-            seed: the seed of that draw; None: not seeded.
+            valid_pct: as `from_df`.
+            seed: as `from_df`.
             **kwargs: the other arguments of `from_df`.
-
-        Returns:
-            The loaders (see `from_df`).
 
         Raises:
             ValueError: `fnames` is empty.
@@ -526,30 +448,22 @@ class AudioDataLoaders(DataLoaders):
         """`from_path_func` with `label_func` applied to each file's name (`Path(fname).name`), as in fastai.
 
         Args:
-            path: the dataset folder.
-            fnames: the files, as in `from_path_func`.
+            path: as `from_path_func`.
+            fnames: as `from_path_func`.
             label_func: `label_func(name)` gives the label of the file of that name.
             **kwargs: the other arguments of `from_path_func` and `from_df`.
-
-        Returns:
-            The loaders (see `from_df`).
         """
         return cls.from_path_func(path, fnames, lambda f: label_func(f.name), **kwargs)
 
     @classmethod
     def from_path_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
-        """`from_path_func` labelling each file by the first group of the regular expression `pat` in its path.
-
-        As fastai's `from_path_re`: `pat` is searched in the file's whole path (as a posix string).
+        """`from_path_func` labelling each file by the first group of the regular expression `pat` in its whole path.
 
         Args:
             path: the dataset folder.
             fnames: the files, as in `from_path_func`.
             pat: the regular expression; its first group is the label.
             **kwargs: the other arguments of `from_path_func` and `from_df`.
-
-        Returns:
-            The loaders (see `from_df`).
 
         Raises:
             ValueError: (naming the file) `pat` does not match a file, or has no group.
@@ -560,7 +474,7 @@ class AudioDataLoaders(DataLoaders):
     def from_name_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
         r"""`from_path_func` labelling each file by the first group of the regular expression `pat` in its name.
 
-        As fastai's `from_name_re`: e.g. `pat=r"^(\d)_"` labels FSDD's `7_jackson_0.wav` as "7".
+        E.g. `pat=r"^(\d)_"` labels FSDD's `7_jackson_0.wav` as "7".
 
         Args:
             path: the dataset folder.
@@ -568,38 +482,29 @@ class AudioDataLoaders(DataLoaders):
             pat: the regular expression, searched in each file's name; its first group is the label.
             **kwargs: the other arguments of `from_path_func` and `from_df`.
 
-        Returns:
-            The loaders (see `from_df`).
-
         Raises:
             ValueError: (naming the file) `pat` does not match a file, or has no group.
         """
-        label = _regex_labeller(pat)
-        return cls.from_path_func(path, fnames, lambda f: label(Path(f.name)), **kwargs)
+        return cls.from_name_func(path, fnames, _regex_labeller(pat), **kwargs)
 
 
 LOADER_KWARGS = frozenset(
     name for name, p in signature(AudioDataLoaders.from_df).parameters.items() if p.kind is Parameter.KEYWORD_ONLY
 )
-"""Keyword arguments the loaders pass on to fastai (`Datasets.dataloaders`, `TfmdDL` and `DataLoader`), read
-from `from_df`'s signature, which `@delegates` fills from fastai's; any other keyword raises TypeError naming it."""
-
-
-def _check_kwargs(kwargs: dict, where: str) -> None:
-    "TypeError naming every keyword that fastai's loaders would not take (or that these take otherwise)."
-    unknown = sorted(set(kwargs) - LOADER_KWARGS)
-    if unknown:
-        hints = "; ".join(f"{k}: {_NOT_SUPPORTED[k]}" for k in unknown if k in _NOT_SUPPORTED)
-        raise TypeError(
-            f"{where} got unexpected keyword argument(s) {unknown}"
-            + (f" ({hints})" if hints else "")
-            + f"; besides its own arguments it passes on only fastai's DataLoader keywords {sorted(LOADER_KWARGS)}"
-        )
+"""Keyword arguments the loaders pass on to fastai (`Datasets.dataloaders`, `TfmdDL` and `DataLoader`): those
+`@delegates` adds to `from_df`'s signature; any other keyword raises TypeError naming it."""
 
 
 def _check_arguments(df, kwargs: dict, bs, duration, max_duration, validate) -> None:
     "The errors of `from_df` that its arguments alone decide (see its Raises)."
-    _check_kwargs(kwargs, "AudioDataLoaders.from_df")
+    unknown = sorted(set(kwargs) - LOADER_KWARGS)
+    if unknown:
+        hints = "; ".join(f"{k}: {_NOT_SUPPORTED[k]}" for k in unknown if k in _NOT_SUPPORTED)
+        raise TypeError(
+            f"AudioDataLoaders.from_df got unexpected keyword argument(s) {unknown}"
+            + (f" ({hints})" if hints else "")
+            + f"; besides its own arguments it passes on only fastai's DataLoader keywords {sorted(LOADER_KWARGS)}"
+        )
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"from_df expects a pandas DataFrame, got {type(df).__name__}")
     if df.empty:
@@ -620,8 +525,7 @@ def _readable(df: pd.DataFrame, col):
 
 
 def _splitter(df: pd.DataFrame, valid_col, fold_col, valid_fold, valid_pct: float, seed, groups=None, fn=None, label=None):
-    """fastai's `ColSplitter`, a `CrossValidationSplitter`, or a random split: fastai's `RandomSplitter`,
-    or, with `groups`, fastai's `IndexSplitter` over one fold of `draw_folds`; checked on `df` (see `from_df`)."""
+    "fastai's `ColSplitter`, a `CrossValidationSplitter`, `RandomSplitter`, or with `groups` one fold of `draw_folds`."
     if valid_col == "is_valid" and (fold_col is not None or valid_col not in df.columns):
         valid_col = None  # the default: used only when the column exists and no folds are asked for
     if valid_col is not None and fold_col is not None:
@@ -676,7 +580,8 @@ def _regex_labeller(pat: str) -> Callable[[Path], str]:
         raise ValueError(f"the pattern {pat!r} has no group: put the label's part in parentheses")
     labeller = RegexLabeller(pat)
 
-    def label(fname: Path) -> str:
+    def label(fname: str | Path) -> str:
+        fname = Path(fname)
         if re.search(pat, fname.as_posix()) is None:
             raise ValueError(
                 f"the pattern {pat!r} does not match {fname.as_posix()!r}; it must match every file (its first group is the label)"
@@ -687,22 +592,19 @@ def _regex_labeller(pat: str) -> Callable[[Path], str]:
 
 
 def _checked_files(files: list[Path], validate: bool | str, sample_rate: int | None, max_duration: float | None) -> int:
-    """Every file's header checked (`check_audio_files`, decoding too when `validate="full"`) and its length
-    bounded, unless `validate` is False; returns the sample rate, the files' own for `sample_rate=None`."""
+    """Every file's header checked (`check_audio_files`) and its length bounded, unless `validate` is False;
+    returns the sample rate, the files' common one for `sample_rate=None` (ValueError naming the rates)."""
     facts = check_audio_files(files, full=validate == "full") if validate else None
     if sample_rate is None:
         if facts is None:
             raise ValueError("sample_rate=None reads the files' rate from their headers: it needs validate=True")
-        sample_rate = _file_sample_rate(facts)
-    if facts is not None:
-        _check_durations(facts, sample_rate, max_duration)
-    return sample_rate
-
-
-def _check_durations(facts: dict[str, dict], sample_rate: int, max_duration: float | None) -> None:
-    "ValueError naming every clip longer than `max_duration` s, with its length and decoded (cached) size."
-    if max_duration is None:
-        return
+        rates = Counter(f["samplerate"] for f in facts.values())
+        if len(rates) != 1:
+            listed = ", ".join(f"{r} Hz ({n} files)" for r, n in sorted(rates.items()))
+            raise ValueError(f"sample_rate=None keeps the files' own rate, but they have several: {listed}; pass sample_rate=...")
+        sample_rate = next(iter(rates))
+    if facts is None or max_duration is None:
+        return sample_rate
     long = []
     for path, f in facts.items():
         seconds = f["frames"] / f["samplerate"]
@@ -716,33 +618,22 @@ def _check_durations(facts: dict[str, dict], sample_rate: int, max_duration: flo
             f"and the audio cache. Cut them into shorter files, leave them out, or pass max_duration=None (or a larger "
             f"number of seconds):\n  {shown}"
         )
-
-
-def _file_sample_rate(facts: dict[str, dict]) -> int:
-    "The files' common sample rate (for `sample_rate=None`); ValueError naming the rates otherwise."
-    rates = Counter(f["samplerate"] for f in facts.values())
-    if len(rates) != 1:
-        listed = ", ".join(f"{r} Hz ({n} files)" for r, n in sorted(rates.items()))
-        raise ValueError(f"sample_rate=None keeps the files' own rate, but they have several: {listed}; pass sample_rate=...")
-    return next(iter(rates))
+    return sample_rate
 
 
 def _relative_names(path: Path, fnames: Iterable) -> list[str]:
-    """File names given to `from_path_func` & co as names relative to `path`: an absolute path inside
-    `path`, or a relative one that starts with `path` (as `get_audio_files(path)` returns them), loses
-    that prefix; any other name is taken as relative to `path` already (outside ones are then refused
-    by the name checks, unless `allow_outside`)."""
+    """`fnames` relative to `path`: an absolute path inside `path`, or a relative one that starts with `path`
+    (as `get_audio_files(path)` returns them), loses that prefix; other names are kept as given."""
     root, parts = os.path.abspath(path), Path(path).parts
     res = []
     for f in fnames:
         p = Path(f)
         if p.is_absolute():
-            inside = os.path.commonpath([root, os.path.abspath(p)]) == root
-            res.append(Path(os.path.relpath(p, root)).as_posix() if inside else p.as_posix())
-        elif parts and Path(path) != Path(".") and p.parts[: len(parts)] == parts:
-            res.append(Path(*p.parts[len(parts) :]).as_posix())
-        else:
-            res.append(p.as_posix())
+            if os.path.commonpath([root, os.path.abspath(p)]) == root:
+                p = Path(os.path.relpath(p, root))
+        elif parts and p.parts[: len(parts)] == parts:
+            p = Path(*p.parts[len(parts) :])
+        res.append(p.as_posix())
     return res
 
 
@@ -753,7 +644,3 @@ def _open_cache(files: list[Path], sample_rate: int, cache, dtype: str | None = 
     folder = Path(os.path.commonpath([os.path.abspath(f.parent) for f in files]))
     return AudioCache.for_settings(folder, sample_rate, cache_dir=None if cache is True else cache, files=files,
                                    dtype=dtype or "auto", progress=progress)  # fmt: skip
-
-
-def _device_type(device) -> str:
-    return torch.device(device).type if device is not None else default_device().type

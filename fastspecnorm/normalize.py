@@ -25,20 +25,15 @@ class SpecNormalizer(RefusePlainTensor, Transform):
     """Base class of the spectrogram normalizations: the statistics pass leaves its subclasses out.
 
     `stats_loader` (and so `StatsCallback`) drops every `SpecNormalizer` from the statistics
-    pipeline, so dataset statistics are taken on un-normalized spectrograms, and
-    `install_normalizer` replaces any of them. Subclass it for a normalization of your own, with an
-    `encodes` on `AudioSpectrogram`. What the package's normalizations share:
+    pipeline, and `install_normalizer` replaces any of them. Subclass it for a normalization of your
+    own, with an `encodes` on `AudioSpectrogram`. What the package's normalizations share:
 
-    - `order` 99, like fastai's `Normalize`: after `AudioToSpec` (60), before `SpecAugment` (100),
-      whose masks hold the normalized value (`WaveformNormalize`, on waveforms, has 50).
+    - `order` 99, like fastai's `Normalize`: after `AudioToSpec` (60), before `SpecAugment` (100).
     - `inplace=True` (like torchvision's `Normalize(inplace=True)`) writes the result into the
-      input batch instead of allocating a new one: the same values, one batch-sized allocation (20
-      MB for 64 5-second clips) and its page faults fewer. It is for an input nobody else holds,
-      such as `AudioToSpec`'s fresh output (`StatsCallback` and the experiment set it there); the
-      default False never changes a tensor passed in by hand. Ignored where autograd tracks it.
-    - Padded batches (clips of different lengths, see `AudioDataLoader`): statistics over each
-      item's valid frames only (the batch's `lengths`, `valid_mask_or_none`), and padded frames
-      set to 0, so a clip's values do not depend on its batch's padding.
+      input batch, saving one batch-sized allocation: only for an input nobody else holds, such as
+      `AudioToSpec`'s fresh output. The default False never changes the input.
+    - On padded batches (`lengths`), statistics over each item's valid frames only, and padded
+      frames set to 0, so a clip's values do not depend on its batch's padding.
     - Called directly on a plain `torch.Tensor` they raise TypeError (wrap it:
       `AudioSpectrogram(x)`); inside a fastai batch tuple, labels and other tensors pass through.
 
@@ -52,31 +47,21 @@ class SpecNormalizer(RefusePlainTensor, Transform):
 
     order = 99
     wrap_hint = "AudioSpectrogram(x) for a (batch, channels, freq, time) spectrogram"
+    inplace = False  # also for a transform pickled before `inplace` existed
 
 
 class WaveformNormalize(RefusePlainTensor, Transform):
     """Per clip and channel: zero mean, unit std over samples (`functional.standardize_waveform`).
 
-    Works on one clip `(channels, samples)` as an item transform or on a batch
-    `(batch, channels, samples)` as a batch transform; a silent clip becomes zeros. On a padded
-    batch (`lengths`), mean and std are over each clip's own samples (the batch's `valid_mask`) and
-    the padding becomes 0 (silence), so a clip gets the same values whatever its batch, up to
-    float32 rounding (a few 1e-7 relative: the masked sums group the samples differently). Not
-    invertible (the clip's level is discarded), so `decodes` returns its input. `order` 50: before
-    `AudioToSpec` (60).
+    On one clip `(channels, samples)` or a batch `(batch, channels, samples)`; a silent clip
+    becomes zeros. On a padded batch (`lengths`), mean and std are over each clip's own samples and
+    the padding becomes 0. Not invertible: `decodes` returns its input. `order` 50: before
+    `AudioToSpec` (60). Like the `SpecNormalizer`s, it refuses a plain `torch.Tensor` (TypeError).
 
     Args:
         eps: a clip whose std (amplitude) is at or below it counts as silent and becomes zeros.
-        inplace: write the result into the input batch instead of allocating a new one (like
-            torchvision's `Normalize(inplace=True)`): the same values, one batch-sized allocation
-            (20 MB for 64 5-second clips) and its page faults fewer. Only for an input nobody else
-            holds, such as the DataLoader's fresh batch (the package's loaders set it there); the
-            default False never changes a tensor passed in by hand. Ignored for tensors that
-            autograd tracks.
-
-    Raises:
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`);
-            inside a fastai batch tuple, labels and other tensors pass through untouched.
+        inplace: write the result into the input batch, such as the DataLoader's fresh batch (see
+            `SpecNormalizer`).
 
     Examples:
         >>> WaveformNormalize()(AudioTensor(torch.tensor([[[1.0, 3.0]]]), sr=16000))
@@ -84,45 +69,35 @@ class WaveformNormalize(RefusePlainTensor, Transform):
     """
 
     order = 50
+    inplace = False  # also for a transform pickled before `inplace` existed
 
     def __init__(self, eps: float = 1e-8, inplace: bool = False):
         super().__init__()
         self.eps, self.inplace = eps, inplace
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
-        # A transform pickled before `inplace` existed has no such attribute: out of place.
-        return F.standardize_waveform(x, self.eps, inplace=getattr(self, "inplace", False), mask=valid_mask_or_none(x))
+        return F.standardize_waveform(x, self.eps, inplace=self.inplace, mask=valid_mask_or_none(x))
 
 
 class SpecNormalize(SpecNormalizer, DisplayedTransform):
     """Normalize spectrograms with fixed statistics: `(x - mean) / std`, inverted by `decodes`.
 
     Use `SpecNormalize.from_stats(recorder)` to build it from a `StatsRecorder`. The statistics are
-    declared in `parameters`, so `DataLoader.to(device)` moves them with the batches. Padded frames
-    (the batch's `lengths`) become 0, the normalized mean; `decodes` maps them back to the mean.
-    The output's `unit` is "std"; `decodes` gives "dB" back. `order` 99, like fastai's
-    `Normalize`: before `SpecAugment` (100).
+    declared in `parameters`, so `DataLoader.to(device)` moves them with the batches. The output's
+    `unit` is "std"; `decodes` gives "dB" back.
 
     Args:
-        mean: tensor (or anything `torch.as_tensor` takes) broadcastable to
+        mean: statistics (anything `torch.as_tensor` takes) broadcastable to
             `(batch, channels, freq, time)`, e.g. `(1, 1, freq, 1)` per frequency bin or
-            `(1, channels, 1, 1)` global, as produced by `StatsRecorder`; in the spectrogram's
-            unit (dB). Stored as float32.
+            `(1, channels, 1, 1)` global, in the spectrogram's unit (dB). Stored as float32.
         std: standard deviations of the same shape and unit.
-        min_std: standard deviations below it (constant bins, e.g. frequencies above a low-pass,
-            or a dataset of silence) are floored to it with a warning, so such bins are centred
-            but not blown up.
-        red_dims: the dimensions the statistics were reduced over, shown in the transform's
-            `name`; None: not known.
-        inplace: write the result into the input batch, for an input nobody else holds such as
-            `AudioToSpec`'s fresh output (see `SpecNormalizer`); False never changes the input.
+        min_std: standard deviations below it (constant bins) are floored to it with a warning.
+        red_dims: the dimensions the statistics were reduced over, shown in `name`; None: not known.
+        inplace: write the result into the input batch (see `SpecNormalizer`).
 
     Raises:
         ValueError: mean and std differ in shape, are not finite, or std is negative; when
-            called, statistics that do not broadcast to the spectrograms (computed with other
-            spectrogram settings?).
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
-            inside a fastai batch tuple, labels and other tensors pass through untouched.
+            called, statistics that do not broadcast to the spectrograms.
 
     Examples:
         >>> norm = SpecNormalize(torch.full((1, 1, 1, 1), -40.0), torch.full((1, 1, 1, 1), 10.0))
@@ -138,9 +113,7 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
     def __init__(self, mean: Tensor | float, std: Tensor | float, min_std: float = 1e-5, red_dims: Sequence[int] | None = None,
                  inplace: bool = False):  # fmt: skip
         super().__init__()
-        self.inplace = inplace
-        mean = torch.as_tensor(mean, dtype=torch.float32)
-        std = torch.as_tensor(std, dtype=torch.float32)
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
         if mean.shape != std.shape:
             raise ValueError(f"mean and std must have the same shape, got {tuple(mean.shape)} and {tuple(std.shape)}")
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
@@ -155,7 +128,7 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
                 stacklevel=2,
             )
         self.mean, self.std = mean, std.clamp_min(min_std)
-        self.min_std, self.red_dims = min_std, None if red_dims is None else tuple(red_dims)
+        self.min_std, self.red_dims, self.inplace = min_std, None if red_dims is None else tuple(red_dims), inplace
 
     @property
     def name(self) -> str:
@@ -185,7 +158,7 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
         """
         return cls(recorder.mean.cpu(), recorder.std.cpu(), min_std=min_std, red_dims=recorder.red_dims, inplace=inplace)
 
-    def _check(self, x: Tensor) -> None:
+    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         try:
             torch.broadcast_shapes(self.mean.shape, x.shape)
         except RuntimeError as e:
@@ -193,10 +166,7 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
                 f"SpecNormalize statistics of shape {tuple(self.mean.shape)} do not broadcast to spectrograms of shape "
                 f"{tuple(x.shape)}; were they computed with other spectrogram settings?"
             ) from e
-
-    def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        self._check(x)
-        out = F.normalize(x, self.mean, self.std, inplace=getattr(self, "inplace", False), mask=valid_mask_or_none(x))
+        out = F.normalize(x, self.mean, self.std, inplace=self.inplace, mask=valid_mask_or_none(x))
         return rewrap(out, x, unit="std")
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
@@ -206,21 +176,13 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
 class InstanceMinMax(SpecNormalizer):
     """Per spectrogram: standardize, then min-max to [0, 1] (`functional.instance_minmax`).
 
-    A batch transform on `(batch, channels, freq, time)`: statistics are per item over channels,
-    frequency and time, never across the batch; a constant spectrogram (silent clip) becomes zeros.
-    On a padded batch the statistics are over each item's valid frames and padded frames become 0,
-    the bottom of [0, 1]. Not invertible, so `decodes` returns its input (shown on a [0, 1] scale,
-    `unit` "[0, 1]"). `order` 99: before `SpecAugment` (100).
+    Statistics per item over channels, frequency and time, never across the batch; a constant
+    spectrogram (silent clip) becomes zeros. Not invertible: `decodes` returns its input (`unit`
+    "[0, 1]").
 
     Args:
-        eps: added to each item's std, and the smallest standardized range that is not constant
-            (see `functional.instance_minmax`).
-        inplace: write the result into the input batch, for an input nobody else holds such as
-            `AudioToSpec`'s fresh output (see `SpecNormalizer`); False never changes the input.
-
-    Raises:
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
-            inside a fastai batch tuple, labels and other tensors pass through untouched.
+        eps: added to each item's std, and the smallest standardized range that is not constant.
+        inplace: write the result into the input batch (see `SpecNormalizer`).
 
     Examples:
         >>> InstanceMinMax()(AudioSpectrogram(torch.tensor([[[[-80.0, -40.0, -60.0]]]])))
@@ -232,7 +194,7 @@ class InstanceMinMax(SpecNormalizer):
         self.eps, self.inplace = eps, inplace
 
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
-        out = F.instance_minmax(x, self.eps, inplace=getattr(self, "inplace", False), mask=valid_mask_or_none(x))
+        out = F.instance_minmax(x, self.eps, inplace=self.inplace, mask=valid_mask_or_none(x))
         return rewrap(out, x, unit="[0, 1]")
 
 
@@ -240,37 +202,26 @@ class DbRangeNormalize(SpecNormalizer, DisplayedTransform):
     """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`, clipped to
     [0, 1] when `clip`; `decodes` maps back to dB (values that were clipped stay at the range ends).
 
-    Its input is a spectrogram in dB (`AudioToSpec(to_db=True)`). Defaults follow Tacotron:
-    min_level_db -100 dB and a reference level `ref_level_db` of 20 dB, so -80 dB maps to 0 and
-    +20 dB to 1 (the range is -80..+20 dB). `functional.db_range` has no reference level unless
-    given (`ref_level_db=0`: -100..0 dB). The fixed range assumes the recording's own level
-    (`assumes_recording_level`): the loaders warn when `WaveformNormalize` runs first (see
-    `warn_level_after_waveform_norm`). Padded frames (the batch's `lengths`) become 0, the bottom
-    of [0, 1]. `order` 99: before `SpecAugment` (100).
+    Its input is a spectrogram in dB. Defaults follow Tacotron: -80 dB maps to 0 and +20 dB to 1.
+    The fixed range assumes the recording's own level (`assumes_recording_level`): the loaders warn
+    when `WaveformNormalize` runs first (`warn_level_after_waveform_norm`).
 
     Args:
         min_level_db: bottom of the range relative to `ref_level_db`, in dB (< 0).
         ref_level_db: the level that maps to 1, in dB.
-        clip: clamp the result to [0, 1]; values outside the range are lost (`decodes` gives the
-            range ends for them).
-        inplace: write the result into the input batch, for an input nobody else holds such as
-            `AudioToSpec`'s fresh output (see `SpecNormalizer`); False never changes the input.
+        clip: clamp the result to [0, 1]; `decodes` gives the range ends for clipped values.
+        inplace: write the result into the input batch (see `SpecNormalizer`).
 
     Raises:
         ValueError: `min_level_db` is not negative; when called, a spectrogram whose `unit` is not
             dB (use `AudioToSpec(to_db=True)`).
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
-            inside a fastai batch tuple, labels and other tensors pass through untouched.
 
     Examples:
         >>> DbRangeNormalize()(AudioSpectrogram(torch.tensor([[[[-80.0, -30.0, 20.0, 30.0]]]])))
         AudioSpectrogram([[[[0.0000, 0.5000, 1.0000, 1.0000]]]])
     """
 
-    #: Its fixed dB range assumes the recording's own level: `WaveformNormalize` before it (unit std
-    #: per clip) makes typical recordings louder and puts many values above +20 dB, clipped to 1
-    #: (docs/guide/normalizations.md; see `warn_level_after_waveform_norm`).
-    assumes_recording_level = True
+    assumes_recording_level = True  # `WaveformNormalize` before it would clip many values to 1
 
     def __init__(self, min_level_db: float = -100.0, ref_level_db: float = 20.0, clip: bool = True, inplace: bool = False):
         super().__init__()
@@ -281,8 +232,8 @@ class DbRangeNormalize(SpecNormalizer, DisplayedTransform):
     def encodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
         if getattr(x, "unit", "dB") not in ("dB", None):
             raise ValueError(f"DbRangeNormalize expects a spectrogram in dB, got unit {x.unit!r}; use AudioToSpec(to_db=True)")
-        inplace, mask = getattr(self, "inplace", False), valid_mask_or_none(x)
-        out = F.db_range(x, self.min_level_db, self.clip, self.ref_level_db, inplace=inplace, mask=mask)
+        mask = valid_mask_or_none(x)
+        out = F.db_range(x, self.min_level_db, self.clip, self.ref_level_db, inplace=self.inplace, mask=mask)
         return rewrap(out, x, unit="[0, 1]")
 
     def decodes(self, x: AudioSpectrogram) -> AudioSpectrogram:
@@ -295,9 +246,8 @@ __all__ += ["warn_level_after_waveform_norm"]
 def warn_level_after_waveform_norm(tfms) -> bool:
     """Warn when a transform of `tfms` assumes the recording's own level but runs after `WaveformNormalize`.
 
-    Such transforms have the class attribute `assumes_recording_level` (e.g. `DbRangeNormalize`);
-    `WaveformNormalize` scales every clip to unit std first. The loaders call it on their
-    `batch_tfms` when `waveform_norm=True`; pass `waveform_norm=False` to keep the recorded level.
+    Such transforms have the class attribute `assumes_recording_level` (e.g. `DbRangeNormalize`).
+    The loaders call it on their `batch_tfms` when `waveform_norm=True`.
 
     Args:
         tfms: the transforms that are to run after `WaveformNormalize` (instances).
@@ -320,9 +270,6 @@ def warn_level_after_waveform_norm(tfms) -> bool:
     return bool(level)
 
 
-# ---------------------------------------------------------------------------------------------
-# PCEN and per-utterance MVN: per item, over each item's valid frames (`lengths`, in frames).
-
 __all__ += ["PCEN", "UtteranceNormalize", "INT32_ENERGY_SCALE"]
 
 INT32_ENERGY_SCALE = 2.0**62
@@ -334,10 +281,8 @@ class PCEN(SpecNormalizer, DisplayedTransform):
     linear (mel) power spectrograms `(batch, channels, freq, time)`, per item and frequency bin.
 
     Needs energies, not dB: build the spectrogram with `AudioToSpec(to_db=False)` (unit "power").
-    Padded frames (the spectrogram's `lengths`) are ignored and set to 0, the PCEN of silence.
-    PCEN is its own gain control, so the experiment keeps each waveform at its own level (no
-    waveform standardization), as librosa's users do. Not inverted: `decodes` returns its input.
-    The output's `unit` is "pcen". `order` 99: before `SpecAugment` (100).
+    Padded frames become 0, the PCEN of silence. Not inverted: `decodes` returns its input. The
+    output's `unit` is "pcen".
 
     Args:
         gain: exponent of the automatic gain control (librosa's `gain`).
@@ -346,18 +291,14 @@ class PCEN(SpecNormalizer, DisplayedTransform):
         time_constant: the smoother's time constant, in seconds.
         eps: floor of the smoothed energy (> 0), on the scaled energies.
         input_scale: the energies are multiplied by it first (> 0): the default
-            `INT32_ENERGY_SCALE` (2**62) makes [-1, 1] audio look like int32 audio, the level
-            librosa's defaults (`eps` 1e-6, `bias` 2) assume; without it most energies sit below
-            `eps` and PCEN flattens them.
+            `INT32_ENERGY_SCALE` makes [-1, 1] audio look like int32 audio, as librosa's defaults assume.
         sr: sample rate in Hz, for the time constant; None: the spectrogram's `sr`.
         hop_length: hop in samples, for the time constant; None: the spectrogram's `hop_length`.
 
     Raises:
         ValueError: `input_scale` is not positive; when called, a spectrogram whose `unit` is not
-            "power" (use `AudioToSpec(to_db=False)`), one without sample rate or hop length when
-            none is given, or parameters `functional.pcen` refuses.
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
-            inside a fastai batch tuple, labels and other tensors pass through untouched.
+            "power", one without sample rate or hop length when none is given, or parameters
+            `functional.pcen` refuses.
 
     Examples:
         >>> x = AudioSpectrogram(torch.rand(2, 1, 40, 50), sr=8000, hop_length=80, unit="power")
@@ -404,18 +345,14 @@ class PCEN(SpecNormalizer, DisplayedTransform):
 class UtteranceNormalize(SpecNormalizer):
     """Per item and frequency bin, over the item's valid time frames: `(x - mean) / max(std, eps)`.
 
-    The Transform of `functional.utterance_mvn` (ESPnet's UtteranceMVN). A batch transform on
-    `(batch, channels, freq, time)` spectrograms (dB); padded frames (the spectrogram's `lengths`)
-    are excluded from the statistics and set to 0. No dataset statistics; not invertible
-    (`decodes` returns its input). The output's `unit` is "std". `order` 99: before `SpecAugment` (100).
+    The Transform of `functional.utterance_mvn` (ESPnet's UtteranceMVN). Not invertible: `decodes`
+    returns its input. The output's `unit` is "std".
 
     Args:
         eps: floor of each bin's population std, in the spectrogram's unit (dB; > 0).
 
     Raises:
         ValueError: `eps` is not positive.
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`);
-            inside a fastai batch tuple, labels and other tensors pass through untouched.
 
     Examples:
         >>> UtteranceNormalize()(AudioSpectrogram(torch.tensor([[[[1.0, 3.0]]]])))

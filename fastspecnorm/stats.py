@@ -6,6 +6,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +41,18 @@ def _normalize_red_dims(red_dims: Sequence[int]) -> tuple[int, ...]:
 class StatsRecorder:
     """Accumulate exact mean and population std over the dimensions `red_dims`.
 
-    The recorder keeps float64 sufficient statistics (count, mean, M2) per kept position and merges
-    batches with Chan's formula (`functional.merge_moments`), so the result equals NumPy float64 on
-    the concatenated data whatever the batch sizes, lengths or number of processes. Compare the
-    reference article's recorder, which merged unbiased per-batch stds with item-count weights in
-    float32 (the tests reproduce it): close, but not exact.
+    Float64 sufficient statistics (count, mean, M2) per kept position, merged with Chan's formula,
+    equal NumPy float64 on the concatenated data whatever the batch sizes, lengths or processes.
 
     Statistics are kept with keepdim shape: for input `(batch, channels, freq, time)`,
     `red_dims=(0, 2, 3)` gives one mean/std per channel, shape `(1, channels, 1, 1)` ("global"),
     and `red_dims=(0, 1, 3)` one per frequency bin, shape `(1, 1, freq, 1)` ("channel").
-    Reduced dimensions may change size from batch to batch (batch size, number of frames); kept
-    dimensions may not.
+    Reduced dimensions may change size from batch to batch; kept dimensions may not.
 
     Args:
-        red_dims: the dimensions to reduce over (non-negative, no repeats; their order does not
-            matter); the others are kept, one statistic per position.
-        settings: JSON-serializable description of what produced the data (spectrogram settings,
-            transforms, items), saved with the statistics and compared on reuse (`StatsCallback`);
-            None: empty.
+        red_dims: the dimensions to reduce over (non-negative, no repeats, in any order).
+        settings: JSON-serializable description of what produced the data, saved with the
+            statistics and compared on reuse (`StatsCallback`); None: empty.
 
     Attributes:
         red_dims: the reduced dimensions, sorted.
@@ -85,30 +80,18 @@ class StatsRecorder:
         self.moments: Moments | None = None
         self.n_batches: int = 0
 
-    # -- accumulation ---------------------------------------------------------------------------
-    def _kept_shape(self, x: Tensor) -> tuple[int, ...]:
-        return tuple(1 if d in self.red_dims else s for d, s in enumerate(x.shape))
-
     def update(self, x: Tensor, mask: Tensor | None = None) -> StatsRecorder:
-        """Add one batch to the statistics.
-
-        An empty batch (no values) changes nothing. Statistics accumulate in float64 on the device
-        of the first batch.
+        """Add one batch to the statistics (in float64, on the first batch's device); an empty batch changes nothing.
 
         Args:
-            x: floating-point tensor, e.g. spectrograms `(batch, channels, freq, time)`; the same
-                number of dimensions and the same kept dimensions as earlier batches.
-            mask: optional bool tensor broadcastable to x, True where a value counts (padding
-                excluded); None: every value counts.
-
-        Returns:
-            This recorder, updated.
+            x: floating-point tensor, e.g. spectrograms `(batch, channels, freq, time)`, with the
+                kept dimensions of earlier batches.
+            mask: optional bool tensor broadcastable to x, True where a value counts; None: all count.
 
         Raises:
             TypeError: x is not a floating-point tensor, or mask not a bool tensor.
-            ValueError: `red_dims` does not fit x, x has another number of dimensions or other
-                kept dimensions than earlier batches, mask does not broadcast to x, or a counted
-                value is NaN or Inf.
+            ValueError: `red_dims` does not fit x, x's dimensions differ from earlier batches, mask
+                does not broadcast to x, or a counted value is NaN or Inf.
         """
         _check_float(x, "x")
         x = x.as_subclass(Tensor) if type(x) is not Tensor else x
@@ -116,7 +99,7 @@ class StatsRecorder:
             raise ValueError(f"red_dims={self.red_dims} does not fit input of shape {tuple(x.shape)} ({x.dim()} dimensions)")
         if self.ndim is not None and x.dim() != self.ndim:
             raise ValueError(f"batch has {x.dim()} dimensions (shape {tuple(x.shape)}); earlier batches had {self.ndim}")
-        kept = self._kept_shape(x)
+        kept = tuple(1 if d in self.red_dims else s for d, s in enumerate(x.shape))
         if self.moments is not None and tuple(self.moments.count.shape) != kept:
             raise ValueError(
                 f"batch of shape {tuple(x.shape)} has kept dimensions {kept} (red_dims={self.red_dims}), "
@@ -125,12 +108,15 @@ class StatsRecorder:
         mask = _check_mask(mask, x)
         if x.numel() == 0:
             return self
-        if mask is not None:
-            self._check_finite(x, mask)
         with torch.no_grad():
             new = masked_moments(x, self.red_dims, mask)
-            if mask is None and not (bool(torch.isfinite(new.mean).all()) and bool(torch.isfinite(new.m2).all())):
-                self._check_finite(x, None)  # NaN/Inf show up in the moments: only then scan the data for them
+        if not (bool(torch.isfinite(new.mean).all()) and bool(torch.isfinite(new.m2).all())):
+            # Counted NaN/Inf show up in the moments: only then scan the data for them.
+            finite = torch.isfinite(x) if mask is None else torch.isfinite(x) | ~mask
+            if not bool(finite.all()):
+                raise ValueError(
+                    f"batch of shape {tuple(x.shape)} has {int((~finite).sum())} NaN or Inf values among the counted values"
+                )
         if self.moments is None:
             self.moments, self.ndim = new, x.dim()
         else:
@@ -138,25 +124,11 @@ class StatsRecorder:
         self.n_batches += 1
         return self
 
-    @staticmethod
-    def _check_finite(x: Tensor, mask: Tensor | None) -> None:
-        finite = torch.isfinite(x)
-        if mask is not None:
-            finite = finite | ~mask
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
-            raise ValueError(f"batch of shape {tuple(x.shape)} has {bad} NaN or Inf values among the counted values")
-
     def merge(self, other: StatsRecorder) -> StatsRecorder:
-        """A new recorder equal to one that saw this recorder's inputs and then `other`'s.
-
-        Both recorders stay unchanged; the new one keeps this recorder's `settings`.
+        """A new recorder equal to one that saw this recorder's inputs and then `other`'s (with this one's `settings`).
 
         Args:
             other: a recorder with the same `red_dims` (either may be empty).
-
-        Returns:
-            The merged recorder.
 
         Raises:
             TypeError: `other` is not a `StatsRecorder`.
@@ -191,14 +163,10 @@ class StatsRecorder:
         """Combine the recorders of all ranks in place (every rank ends with the global statistics).
 
         A no-op when `torch.distributed` is not initialized. Ranks are merged in rank order, so every
-        rank computes bit-identical results; a rank that saw no data contributes nothing. A
-        collective call: every rank of `group` must make it.
+        rank computes bit-identical results. A collective call: every rank of `group` must make it.
 
         Args:
             group: the `torch.distributed` process group; None: the default group.
-
-        Returns:
-            This recorder, holding the statistics of all ranks.
 
         Raises:
             ValueError: the ranks have different `red_dims` or statistics of different shapes.
@@ -206,34 +174,26 @@ class StatsRecorder:
         dist = torch.distributed
         if not (dist.is_available() and dist.is_initialized()):
             return self
-        mine = None
-        if self.moments is not None:
-            mine = tuple(t.detach().cpu().numpy() for t in self.moments) + (self.ndim, self.n_batches)
+        mine = None if self.moments is None else ([t.detach().cpu().numpy() for t in self.moments], self.ndim, self.n_batches)
         gathered: list[Any] = [None] * dist.get_world_size(group)
         dist.all_gather_object(gathered, (self.red_dims, mine), group=group)
-        total = None
-        n_batches = 0
-        ndim = None
+        total = StatsRecorder(self.red_dims)
         for rank, (red_dims, part) in enumerate(gathered):
             if tuple(red_dims) != self.red_dims:
                 raise ValueError(f"rank {rank} has red_dims {tuple(red_dims)}, this rank {self.red_dims}")
-            if part is None:
-                continue
-            m = Moments(*(torch.from_numpy(a) for a in part[:3]))
-            if total is not None and total.count.shape != m.count.shape:
-                raise ValueError(
-                    f"rank {rank} has statistics of shape {tuple(m.count.shape)}, expected {tuple(total.count.shape)}"
-                )
-            total = m if total is None else merge_moments(total, m)
-            ndim, n_batches = part[3], n_batches + part[4]
-        if total is not None:
+            if part is not None:
+                other = StatsRecorder(self.red_dims)
+                other.moments, other.ndim, other.n_batches = Moments(*map(torch.from_numpy, part[0])), part[1], part[2]
+                try:
+                    total = total.merge(other)
+                except ValueError as e:
+                    raise ValueError(f"rank {rank}: {e}") from None
+        if total.moments is not None:
             dev = self.moments.count.device if self.moments is not None else torch.device("cpu")
-            self.moments = Moments(*(t.to(dev) for t in total))
-            self.ndim = ndim
-        self.n_batches = n_batches
+            self.moments, self.ndim = Moments(*(t.to(dev) for t in total.moments)), total.ndim
+        self.n_batches = total.n_batches
         return self
 
-    # -- results -------------------------------------------------------------------------------
     def _require(self) -> Moments:
         if self.moments is None:
             raise ValueError("StatsRecorder has seen no data yet; call update() with at least one non-empty batch")
@@ -241,38 +201,22 @@ class StatsRecorder:
 
     @property
     def count(self) -> Tensor:
-        """Number of counted values per kept position (float64, keepdim shape).
-
-        Raises:
-            ValueError: the recorder has seen no data yet.
-        """
+        "Number of counted values per kept position, float64 of keepdim shape (ValueError before any data)."
         return self._require().count
 
     @property
     def mean(self) -> Tensor:
-        """Mean per kept position, float32 of keepdim shape.
-
-        Raises:
-            ValueError: the recorder has seen no data yet.
-        """
+        "Mean per kept position, float32 of keepdim shape (ValueError before any data)."
         return self._require().mean.float()
 
     @property
     def std(self) -> Tensor:
-        """Population standard deviation (ddof=0) per kept position, float32 of keepdim shape.
-
-        Raises:
-            ValueError: the recorder has seen no data yet.
-        """
+        "Population standard deviation (ddof=0) per kept position, float32 of keepdim shape (ValueError before any data)."
         return moments_std(self._require()).float()
 
     @property
     def var(self) -> Tensor:
-        """Population variance per kept position, float64 of keepdim shape.
-
-        Raises:
-            ValueError: the recorder has seen no data yet.
-        """
+        "Population variance per kept position, float64 of keepdim shape (ValueError before any data)."
         m = self._require()
         return m.m2 / m.count.clamp_min(1.0)
 
@@ -287,16 +231,12 @@ class StatsRecorder:
         shape = tuple(self.moments.count.shape)
         return f"StatsRecorder(red_dims={self.red_dims}, shape={shape}, batches={self.n_batches}, values={self.n_values})"
 
-    # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The recorder's state, as `save` writes it.
+        """The recorder's state, as `save` writes it (ValueError before any data).
 
         Returns:
             A dict with `format` (`STATS_FORMAT`), `red_dims` (a list), `ndim`, `n_batches`,
             `settings`, and `count`, `mean`, `m2`: float64 NumPy arrays of keepdim shape.
-
-        Raises:
-            ValueError: the recorder has seen no data yet.
         """
         m = self._require()
         return {
@@ -305,9 +245,7 @@ class StatsRecorder:
             "ndim": self.ndim,
             "n_batches": self.n_batches,
             "settings": self.settings,
-            "count": m.count.detach().cpu().numpy(),
-            "mean": m.mean.detach().cpu().numpy(),
-            "m2": m.m2.detach().cpu().numpy(),
+            **{k: t.detach().cpu().numpy() for k, t in m._asdict().items()},
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -315,9 +253,7 @@ class StatsRecorder:
 
         The file holds float64 count, mean and M2 arrays and a JSON header with `red_dims` and the
         settings; `StatsRecorder.load` restores an identical recorder. A crash during `save` leaves
-        either the previous file or none, never a partial one; the temporary file such a crash
-        leaves next to `path` (`.NAME.*.tmp`) is removed by the next `save` to `path`. One process
-        writes a given file at a time (under torch.distributed, rank 0).
+        either the previous file or none, never a partial one.
 
         Args:
             path: the file to write, replaced if it exists; missing folders are created.
@@ -330,15 +266,13 @@ class StatsRecorder:
             TypeError: `settings` is not JSON-serializable.
             OSError: the file cannot be written (naming it; the previous file is unchanged).
         """
-        path = Path(path)
         state = self.state_dict()
-        header = {k: state[k] for k in ("format", "red_dims", "ndim", "n_batches", "settings")}
+        arrays = {k: state.pop(k) for k in ("count", "mean", "m2")}
         try:
-            header_json = json.dumps(header, sort_keys=True)
+            header = np.array(json.dumps(state, sort_keys=True))
         except TypeError as e:
             raise TypeError(f"settings must be JSON-serializable to be saved with the statistics: {e}") from e
-        arrays = {"header": np.array(header_json), "count": state["count"], "mean": state["mean"], "m2": state["m2"]}
-        return atomic_write(path, lambda f: np.savez(f, **arrays))
+        return atomic_write(Path(path), lambda f: np.savez(f, header=header, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> StatsRecorder:
@@ -352,8 +286,7 @@ class StatsRecorder:
 
         Raises:
             FileNotFoundError: `path` does not exist (naming it).
-            ValueError: the file is truncated, not a statistics file, of another format, or holds
-                inconsistent, negative or non-finite statistics (naming it; delete it to recompute).
+            ValueError: the file is truncated, not a statistics file, of another format, or corrupt.
         """
         path = Path(path)
         if not path.is_file():
@@ -402,17 +335,7 @@ def _first_input(batch: Any) -> Tensor:
 
 
 def check_fraction(fraction: float) -> float:
-    """Check that `fraction` is a number in (0, 1] and return it.
-
-    Args:
-        fraction: a share of the batches.
-
-    Returns:
-        `fraction`, unchanged.
-
-    Raises:
-        ValueError: `fraction` is not a number in (0, 1] (booleans are refused).
-    """
+    "`fraction` (a share of the batches), checked to be a number in (0, 1]: ValueError otherwise (booleans too)."
     if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     return fraction
@@ -429,11 +352,8 @@ def n_batches_for(n_total: int, fraction: float) -> int:
         The number of batches, between 1 and `n_total`.
 
     Raises:
-        ValueError: `fraction` is not in (0, 1], there is no batch, or `fraction * n_total < 1`:
-            such a fraction asks for less than one batch, and rounding it up to a whole batch
-            would silently use far more data than asked for (e.g. `fraction=0.01` of 5 batches
-            would take 20%). The message gives the number of batches and the smallest usable
-            fraction.
+        ValueError: `fraction` is not in (0, 1], there is no batch, or `fraction * n_total < 1`
+            (rounding up to a whole batch would silently use far more data than asked for).
 
     Examples:
         >>> n_batches_for(10, 0.3)
@@ -463,22 +383,18 @@ def collect_stats(
 ) -> StatsRecorder:
     """One pass over `fraction` of the batches of `dl`, returning a `StatsRecorder`.
 
-    Runs under `torch.no_grad()`. Padding never counts: a batch that carries `lengths` (a padded
-    batch of clips of different lengths, see `AudioDataLoader`) is masked with its `valid_mask`, so
-    the statistics equal those of the clips' spectrograms taken one at a time. Statistics
-    accumulate on the batches' device, in float64.
+    Runs under `torch.no_grad()`. Padding never counts: a batch that carries `lengths` is masked
+    with its `valid_mask`, so the statistics equal those of the clips' spectrograms taken one at a time.
 
     Args:
-        dl: a DataLoader (fastai or PyTorch) or any iterable of batches; inputs are the first
-            element of each batch (a tuple `(x, y)`, or the tensor itself), e.g. spectrograms
-            `(batch, channels, freq, time)`.
+        dl: a DataLoader or any iterable of batches; inputs are the first element of each batch
+            (a tuple `(x, y)`, or the tensor itself), e.g. spectrograms `(batch, channels, freq, time)`.
         red_dims: the dimensions to reduce: `(0, 2, 3)` one mean/std per audio channel
             ("global"), `(0, 1, 3)` one per frequency bin ("channel").
-        fraction: share of the batches to use, in (0, 1]: the first `ceil(fraction * n)` batches
-            are used, so pass a shuffled loader (or use `StatsCallback`, which does) when
-            `fraction` < 1. A fraction below 1 needs a loader with a length.
+        fraction: share of the batches to use, in (0, 1]: the first `ceil(fraction * n)` batches,
+            so pass a shuffled loader when `fraction` < 1 (which needs a loader with a length).
         mask_fn: optional function `mask_fn(x)` returning a bool mask (broadcastable to x) of the
-            values to count; it replaces the lengths mask. None: the lengths mask, or every value.
+            values to count, instead of the lengths mask.
         progress: show a progress bar.
         settings: JSON-serializable description stored in the recorder (see `StatsRecorder`).
 
@@ -486,9 +402,8 @@ def collect_stats(
         The recorder holding the statistics, of keepdim shape (e.g. `(1, channels, 1, 1)`).
 
     Raises:
-        ValueError: `fraction` is not in (0, 1] or selects less than one batch (see
-            `n_batches_for`), `fraction` < 1 for a loader without a length, the loader yields no
-            batch or no value, or a counted value is NaN or Inf.
+        ValueError: `fraction` is not in (0, 1] or selects less than one batch, `fraction` < 1 for
+            a loader without a length, the loader yields no value, or a counted value is NaN or Inf.
         TypeError: `red_dims` is not a sequence of ints, or a batch's first element is not a
             floating-point tensor.
 
@@ -498,29 +413,21 @@ def collect_stats(
         >>> rec.mean.shape, rec.n_values
         (torch.Size([1, 1, 64, 1]), 600)
     """
-    red_dims = _normalize_red_dims(red_dims)
-    try:
-        total = len(dl)  # type: ignore[arg-type]
-    except TypeError:
-        total = None
-    if total is not None:
-        n_use = n_batches_for(total, fraction)
-    elif fraction != 1.0:
-        raise ValueError("fraction < 1 needs a loader with a length (len(dl))")
-    else:
-        n_use = None
     rec = StatsRecorder(red_dims, settings=settings)
-    batches = iter(dl)
+    try:
+        n_use = n_batches_for(len(dl), fraction)  # type: ignore[arg-type]
+    except TypeError:
+        if fraction != 1.0:
+            raise ValueError("fraction < 1 needs a loader with a length (len(dl))") from None
+        n_use = None
+    batches = islice(dl, n_use)
     if progress:
         from fastprogress.fastprogress import progress_bar
 
-        pbar = progress_bar(batches, total=n_use, leave=False)
-        pbar.comment = "collecting statistics"
-        batches = iter(pbar)
+        batches = progress_bar(batches, total=n_use, leave=False)
+        batches.comment = "collecting statistics"
     with torch.no_grad():
-        for i, batch in enumerate(batches):
-            if n_use is not None and i >= n_use:
-                break
+        for batch in batches:
             x = _first_input(batch)
             rec.update(x, mask_fn(x) if mask_fn is not None else valid_mask_or_none(x))
     if rec.moments is None:
