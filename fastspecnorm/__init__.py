@@ -7,14 +7,6 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-# Public names: the audio core (`AudioTensor`, `AudioSpectrogram`, `AudioBlock`, `AudioToSpec`), the
-# normalizations (`WaveformNormalize`, `SpecNormalize`, `InstanceMinMax`, `DbRangeNormalize`, `PCEN`,
-# `UtteranceNormalize`, and their math in `fastspecnorm.functional`), exact statistics (`StatsRecorder`,
-# `collect_stats`, `StatsCallback`), your own audio of any length (`AudioDataLoaders.from_folder` /
-# `from_df`, `valid_mask`, `audio_learner`), the datasets (`esc50_dataloaders`, `fsdd_dataloaders`) and
-# the comparison (`compare`, also the command `fastspecnorm compare`).
-# Each is imported from its module when first used (PEP 562 `__getattr__` below), so `import fastspecnorm`
-# and the command line start without importing torch; `from fastspecnorm import X` works as usual.
 _NAMES = {
     ".audio": ["AudioBlock", "AudioCache", "AudioLoadError", "AudioSpectrogram", "AudioTensor", "AudioToSpec", "DownmixMono",
                "LoadAudio", "Resample", "ResizeSignal", "crop_pad", "downmix_mono", "load_audio", "resample", "spec_shape"],

@@ -1,6 +1,6 @@
-"""Crash-safe file replacement, file locks and the JSON reader shared by every module that writes
-results, statistics or caches; safe with several writers, on one machine or over a network file system.
-And `file_stats`, the stamps (size, modification time, inode) the grid and the statistics compare."""
+"""Crash-safe file replacement, file locks, the JSON reader and file stamps (`file_stats`) shared by
+every module that writes results, statistics or caches; safe with several writers, on one machine or
+over a network file system."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,12 +30,10 @@ __all__ = [
     "file_stats",
 ]
 
-#: Age in seconds after which a temporary file whose writer cannot be checked (another host, or an
-#: older name without host and pid) counts as left by a dead process.
+#: Age in seconds after which a temporary file whose writer cannot be checked counts as abandoned.
 STALE_TEMP_AGE_S = 24 * 3600
 
-# `.<target>.<host>.<pid>.<random>.tmp`: host, pid and random part hold no dots, so the target is
-# everything before them (it may hold dots). The legacy name is `.<target>.<random>.tmp`.
+# `.<target>.<host>.<pid>.<random>.tmp` (the target may hold dots); the legacy name is `.<target>.<random>.tmp`.
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>[0-9]+)\.(?P<token>[A-Za-z0-9_]+)\.tmp")
 _LEGACY_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<token>[A-Za-z0-9_]+)\.tmp")
 
@@ -52,8 +50,7 @@ def pid_alive(pid: int) -> bool:
         pid: a process id on this machine; 0 and negative ids are never alive.
 
     Returns:
-        False when the process does not exist or is a zombie (exited, not yet reaped by its parent:
-        it will never write again), True otherwise (also when it belongs to another user).
+        False when the process does not exist or is a zombie, else True (also for another user's).
 
     Examples:
         >>> import os
@@ -70,34 +67,12 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _writer_is_dead(folder: Path, name: str, match: re.Match, host: str, now: float) -> bool:
-    "True when the temporary file `name` in `folder` was left by a process that no longer writes it."
-    if match.re is _TEMP_NAME and match["host"] == host:
-        return not pid_alive(int(match["pid"]))
-    try:  # another host: only an old file counts as abandoned
-        return now - os.stat(folder / name).st_mtime > STALE_TEMP_AGE_S
-    except FileNotFoundError:
-        return False
-
-
 def remove_stale_temp_files(folder: str | os.PathLike, target: str | re.Pattern) -> list[Path]:
     """Delete the temporary files in `folder` left by dead writers of `target`.
 
-    Several processes may write into one folder at once (experiment workers sharing an output
-    folder, DataLoaders sharing an audio cache, on one machine or on several over a network file
-    system). Each write goes to a temporary file named after its writer,
-    `.<name>.<host>.<pid>.<random>.tmp`, so that clean-up can tell a file left by a killed process
-    from one a live process is still writing:
-
-    - same host, writer's pid no longer running: left by a dead process, removed;
-    - same host, writer alive: never touched;
-    - another host (whose processes cannot be seen from here), or a name without host and pid
-      (written by an older version): removed once unchanged for `STALE_TEMP_AGE_S` seconds (one
-      day); no write takes that long.
-
-    A dead writer's pid may be reused by an unrelated live process: its file then waits until that
-    process ends, which costs disk space only. Machines sharing a folder must have distinct host
-    names. A zombie (a process that has exited but that its parent has not reaped yet) counts as dead.
+    A file `.<name>.<host>.<pid>.<random>.tmp` of this host is removed when its writer no longer runs
+    (`pid_alive`); one of another host, or an older name without host and pid, once unchanged for
+    `STALE_TEMP_AGE_S` seconds. Machines sharing a folder must have distinct host names.
 
     Args:
         folder: the folder to clean; a missing folder has nothing to remove.
@@ -112,58 +87,43 @@ def remove_stale_temp_files(folder: str | os.PathLike, target: str | re.Pattern)
         return []
     host, now, removed = _host(), time.time(), []
     for name in os.listdir(folder):
-        if not (name.startswith(".") and name.endswith(".tmp")):
-            continue
         match = _TEMP_NAME.fullmatch(name) or _LEGACY_TEMP_NAME.fullmatch(name)
         if match is None:
             continue
         wanted = target.fullmatch(match["target"]) if isinstance(target, re.Pattern) else match["target"] == target
-        if wanted and _writer_is_dead(folder, name, match, host, now):
-            try:
+        if not wanted:
+            continue
+        try:  # FileNotFoundError: another process cleaned it up first
+            if match.re is _TEMP_NAME and match["host"] == host:
+                dead = not pid_alive(int(match["pid"]))
+            else:  # another host: only an old file counts as abandoned
+                dead = now - os.stat(folder / name).st_mtime > STALE_TEMP_AGE_S
+            if dead:
                 os.remove(folder / name)
                 removed.append(folder / name)
-            except FileNotFoundError:  # another process cleaned it up first
-                pass
+        except FileNotFoundError:
+            pass
     return removed
-
-
-def _fsync_directory(folder: Path) -> None:
-    "Make a rename inside `folder` durable; skipped where directories cannot be opened (Windows)."
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Replace the file `path` by what `write(file)` writes, so that a crash leaves old or new.
 
-    `write` fills a temporary file in the same folder (`.<name>.<host>.<pid>.<random>.tmp`), which is
-    flushed, fsynced and renamed onto `path` with `os.replace` (atomic on POSIX and Windows); the
-    folder is then fsynced. If anything fails before the rename, the temporary file is removed and
-    `path` is untouched. Temporary files of `path` left by dead writers are removed first (the rule:
-    `remove_stale_temp_files`); several processes may write `path` at once, the last rename wins.
-    The file keeps the mode of the file it replaces (a new one gets rw-r--r--).
+    `write` fills a temporary file in the same folder, which is fsynced and renamed onto `path`
+    (`os.replace`); on failure it is removed and `path` is untouched. Temporary files of `path` left
+    by dead writers are removed first (`remove_stale_temp_files`); with several writers the last
+    rename wins. The file keeps the mode of the file it replaces (a new one gets rw-r--r--).
 
     Args:
         path: the file to replace or create; missing parent folders are created.
-        write: called once with the temporary file, opened for binary writing; what it writes
-            becomes the new content of `path`.
+        write: called once with the temporary file (binary); what it writes becomes `path`'s content.
 
     Returns:
         `path`, as a `Path`.
 
     Raises:
-        OSError: the file cannot be written (disk full, quota, permissions, read-only file system):
-            an error of the same type whose message names `path`, says that the previous file is
-            unchanged and what to do. Any exception raised by `write` propagates unchanged, with
-            the temporary file removed.
+        OSError: the file cannot be written (disk full, permissions, ...): an error of the same
+            type naming `path` and what to do. An exception raised by `write` propagates unchanged.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,13 +146,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         if isinstance(e, OSError):
             raise _write_error(path, e) from e
         raise
-    _fsync_directory(path.parent)
+    with contextlib.suppress(OSError):  # make the rename durable; skipped where folders cannot be opened (Windows)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return path
 
 
 def _write_error(path: Path, e: OSError) -> OSError:
-    """`e` (raised while writing `path`) as an error of the same type whose message names `path`,
-    says that the previous file is unchanged, and what to do."""
+    "`e` (raised while writing `path`) as an error of the same type naming `path` and what to do."
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         fix = "free disk space (or raise the quota) and run again"
     elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -246,16 +210,15 @@ def read_json(
 ) -> Any:
     """Read the JSON value stored in `path` (UTF-8), checked to be of type `expected`.
 
-    The one reader of the JSON files this package stores (run records, claims, experiment
-    settings): a missing, empty, truncated or malformed file, or one holding the wrong kind of
-    value, raises an error naming the file, what is wrong with it and what to do.
+    A missing, empty, truncated or malformed file, or one holding the wrong kind of value, raises
+    an error naming the file, what is wrong with it and what to do.
 
     Args:
         path: the JSON file.
         what: what the file is, for messages ("run record", "experiment settings").
         fix: what the user should do about a bad file ("delete it to train that run again").
         expected: the type, or tuple of types, the stored value must have (`dict` for a JSON
-            object, `list`, `str`, `int`, `float`, `bool`); `true`/`false` only pass as `bool`.
+            object); `true`/`false` only pass as `bool`.
         required: for objects, the keys the value must hold.
         default: returned when the file does not exist; without it, FileNotFoundError naming the file.
 
@@ -265,8 +228,7 @@ def read_json(
     Raises:
         FileNotFoundError: `path` does not exist and no `default` is given.
         ValueError: `path` is a folder, or the file is empty, truncated, not UTF-8, not JSON, holds
-            another type than `expected` or lacks a `required` key; one line naming the file, the
-            fault and `fix`.
+            another type than `expected` or lacks a `required` key (naming the file, fault and `fix`).
     """
     path = Path(path)
     try:
@@ -286,12 +248,10 @@ def read_json(
         except UnicodeDecodeError as e:
             fault = f"is not UTF-8 text (byte {e.start})"
         except json.JSONDecodeError as e:
-            ended = e.pos >= len(data.decode("utf-8").rstrip()) or e.msg.startswith("Unterminated string")
-            fault = (
-                f"is truncated (its {len(data)} bytes end inside a JSON value)"
-                if ended
-                else f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
-            )
+            if e.pos >= len(data.decode("utf-8").rstrip()) or e.msg.startswith("Unterminated string"):
+                fault = f"is truncated (its {len(data)} bytes end inside a JSON value)"
+            else:
+                fault = f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
     if fault is None:
         kinds = expected if isinstance(expected, tuple) else (expected,)
         if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
@@ -305,29 +265,25 @@ def read_json(
     return value
 
 
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on the file `path` while the block runs (`filelock.FileLock`: `flock`
-    on POSIX, `msvcrt` on Windows). Other processes taking the same lock wait.
+def file_lock(path: str | os.PathLike) -> filelock.FileLock:
+    """An exclusive lock on the file `path`, held while its `with` block runs (`filelock.FileLock`:
+    `flock` on POSIX, `msvcrt` on Windows). Other processes taking the same lock wait.
 
     Args:
         path: the lock file, created if missing.
 
     Raises:
-        OSError: `path` cannot be opened for writing (a read-only folder or mount); the caller
-            decides what that means.
+        OSError: (on entering the block) `path` cannot be opened for writing (a read-only folder or
+            mount); the caller decides what that means.
     """
-    with filelock.FileLock(os.fspath(path)):
-        yield
+    return filelock.FileLock(os.fspath(path))
 
 
 def file_stats(root: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[int, int, int] | None]:
     """Each file's size, modification time and inode: what a change of its content changes too.
 
-    Stat first, content when the stat changed: a grid stats its files after every run and hashes
-    them again (`experiment.fingerprint.files_fingerprint`) only when a stat differs from the one
-    taken before they were first hashed; `StatsCallback` keys saved statistics on the training
-    files' sizes and modification times.
+    A grid hashes its files again only when their stats change; `StatsCallback` keys saved
+    statistics on them.
 
     Args:
         root: the dataset folder the names are relative to.

@@ -1,5 +1,11 @@
-"""Train-only augmentations, fastai style: SpecAugment masks and waveform gain, noise and shifts as
-batch Transforms on the batch's device, and mixup through fastai's own `MixUp` callback."""
+"""Train-only augmentations: SpecAugment masks and waveform gain, noise and shifts as batch
+Transforms on the batch's device, and mixup through fastai's own `MixUp` callback.
+
+Every Transform here has `split_idx = 0` (training batches only; the statistics pass drops it) and
+leaves padding untouched. It raises ValueError for an input that is not a batch and TypeError for a
+plain `torch.Tensor`. The waveform ones take `AudioTensor` `(batch, channels, samples)` and run
+before `WaveformNormalize` (`order = 40`).
+"""
 
 from __future__ import annotations
 
@@ -26,32 +32,13 @@ __all__ = [
     "waveform_augmentations",
 ]
 
-# Train-only: every Transform here has `split_idx = 0`, so fastai applies it to training batches
-# only (validation and test batches pass untouched). The statistics pass (`stats_loader`,
-# `StatsCallback`) drops every `split_idx = 0` transform, and mixup acts inside training steps only,
-# so dataset statistics never see an augmented batch. `SpecAugment` has `order = 100`, after the
-# spectrogram normalizations (99): a mask is filled with the value that means "nothing here" in the
-# normalized representation, which depends on the normalization (see its `fill`).
-#
-# Waveform augmentations (fastaudio had them): `WaveformGain` (dB), `AddNoise` (white noise at a
-# signal-to-noise ratio in dB) and `TimeShift` (a circular shift within each clip), batch Transforms
-# on `AudioTensor` batches, lengths-aware: padding is never touched and a shift wraps within each
-# clip's valid samples. They run before `WaveformNormalize` (`order = 40`), which scales every clip
-# to unit std: after it a gain has no effect, so `WaveformGain` only matters where the recording's
-# level is kept (`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms); noise and
-# shifts always do.
-#
-# Mixup: fastai's `MixUp(alpha)` callback already does what spectrograms need, so it is reused
-# rather than rewritten (`augment_callbacks`).
-
 
 def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Tensor | None = None, device=None) -> Tensor:
     """Random bands along one axis, per item: bool `(n_items, size)`, True inside a band.
 
-    Each item gets `n_masks` bands (they may overlap); a band's width is drawn uniformly from
-    `0 .. floor(max_width * valid_i)` and its start uniformly among the positions that keep it
-    inside `0 .. valid_i`. Bands never cover positions at or beyond `valid_i` (padding). Draws from
-    torch's global generator on `device`, so `set_seed` makes them reproducible.
+    Each item gets `n_masks` bands (they may overlap) of widths uniform in
+    `0 .. floor(max_width * valid_i)`, placed uniformly inside `0 .. valid_i` (never on padding).
+    Draws from torch's global generator on `device`.
 
     Args:
         n_items: number of items (the batch size).
@@ -63,7 +50,7 @@ def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Te
         device: where the mask (and the random numbers) are made; None: the default device.
 
     Returns:
-        Bool `(n_items, size)`, True inside a band.
+        Bool `(n_items, size)`.
 
     Raises:
         ValueError: `n_masks` is negative or `max_width` not in [0, 1].
@@ -137,33 +124,23 @@ def mask_bands(
 class SpecAugment(RefusePlainTensor, Transform):
     """SpecAugment-style masking (Park et al. 2019, without time warping) of training batches.
 
-    A batch Transform on `AudioSpectrogram` `(batch, channels, freq, time)`: per item,
-    `n_freq_masks` frequency bands, each up to `max_freq_width` of the bins (a fraction), and
-    `n_time_masks` time bands, each up to `max_time_width` of the item's valid frames, are set to
-    `fill`. Only valid frames are masked (the spectrogram's `lengths`); padding stays as it was.
-    Defaults follow PANNs (2 bands of up to 8 of 64 mel bins, 2 of up to 64 of 1000 frames).
-
-    `split_idx = 0`: training batches only (validation and test batches pass untouched);
-    `order = 100`: after the normalizations (99), so a mask holds the value that means "nothing
-    here" in the normalized representation. The statistics pass never sees it (`stats_loader`
-    drops `split_idx = 0` transforms).
+    A batch Transform on `AudioSpectrogram` `(batch, channels, freq, time)`, after the
+    normalizations: per item, `n_freq_masks` frequency bands and `n_time_masks` time bands are set
+    to `fill` (never the padding). Defaults follow PANNs (2 bands of up to 8 of 64 mel bins, 2 of up
+    to 64 of 1000 frames).
 
     Args:
         n_freq_masks: frequency bands per item, >= 0.
         max_freq_width: the widest frequency band, as a fraction of the bins, in [0, 1].
         n_time_masks: time bands per item, >= 0.
         max_time_width: the widest time band, as a fraction of the item's valid frames, in [0, 1].
-        fill: the value that carries no information after the pipeline's normalization (the
-            experiment's choice per norm is `Norm.mask_fill`): 0 after a standardization (global,
-            channel, utterance: their mean), the -100 dB floor on raw dB (`none`), 0 for ranges
-            whose 0 is the floor (`dbrange`: -80 dB; `instance`: the item's minimum; `pcen`: the
-            PCEN of silence), or "mean", each item's own per-bin mean (`bn`, whose input is raw dB
-            that the model's BatchNorm centres).
+        fill: the value that carries no information after the pipeline's normalization (per norm:
+            `Norm.mask_fill`): 0 after a standardization or a range whose 0 is the floor, -100 on raw
+            dB, or "mean", each item's own per-bin mean (for raw dB that a BatchNorm centres).
 
     Raises:
         ValueError: a width is not in [0, 1], a count is negative, or `fill` is a string other
-            than "mean"; when called, an input that is not a batch `(batch, channels, freq, time)`.
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioSpectrogram(x)`).
+            than "mean".
 
     Examples:
         >>> SpecAugment(fill=0.0)(AudioSpectrogram(torch.zeros(2, 1, 64, 100))).shape
@@ -198,24 +175,15 @@ class SpecAugment(RefusePlainTensor, Transform):
             raise ValueError(f"SpecAugment is a batch transform on (batch, channels, freq, time), got shape {tuple(x.shape)}")
         n_items, _, n_freq, n_frames = x.shape
         lengths = getattr(x, "lengths", None)
+        valid_frames = None if lengths is None else torch.as_tensor(lengths)
         freq_mask = band_mask(n_items, n_freq, self.n_freq_masks, self.max_freq_width, device=x.device)
-        time_mask = band_mask(
-            n_items,
-            n_frames,
-            self.n_time_masks,
-            self.max_time_width,
-            valid=None if lengths is None else torch.as_tensor(lengths),
-            device=x.device,
-        )
+        time_mask = band_mask(n_items, n_frames, self.n_time_masks, self.max_time_width, valid_frames, device=x.device)
         return mask_bands(x, freq_mask, time_mask, self.fill, valid=valid_mask_or_none(x))
 
 
 def augment_callbacks(mixup_alpha: float = 0.4) -> list:
-    """The Learner callbacks of the train-only augmentations: fastai's `MixUp(mixup_alpha)`.
-
-    fastai's `MixUp` already does what spectrograms need: it blends each normalized training batch
-    with a shuffled copy of itself, `lam ~ Beta(alpha, alpha)` kept >= 0.5, and the losses of both
-    targets; validation is untouched. So it is reused rather than rewritten.
+    """The Learner callbacks of the train-only augmentations: fastai's `MixUp(mixup_alpha)`, which
+    blends each normalized training batch with a shuffled copy of itself.
 
     Args:
         mixup_alpha: the Beta distribution's parameter (> 0); 0.4 is fastai's default.
@@ -231,10 +199,6 @@ def augment_callbacks(mixup_alpha: float = 0.4) -> list:
     if not mixup_alpha > 0:
         raise ValueError(f"mixup_alpha must be positive, got {mixup_alpha}")
     return [MixUp(mixup_alpha)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Waveform augmentations
 
 
 def _chosen(n_items: int, p: float, device) -> Tensor:
@@ -263,20 +227,16 @@ class _WaveformAugment(RefusePlainTensor, Transform):
 class WaveformGain(_WaveformAugment):
     """Multiply each training clip, with probability `p`, by a random gain in dB.
 
-    The gain g is drawn uniformly in [-max_gain_db, max_gain_db] dB (amplitude factor
-    `10 ** (g / 20)`). A batch Transform on `AudioTensor` `(batch, channels, samples)`, train-only
-    (`split_idx = 0`), `order = 40`; padding stays 0. It runs before `WaveformNormalize`, which
-    scales every clip to unit std and so undoes any gain: it only matters where the recording's
-    level is kept (`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms).
+    The gain g is uniform in [-max_gain_db, max_gain_db] dB (amplitude factor `10 ** (g / 20)`).
+    `WaveformNormalize` undoes any gain: it only matters where the recording's level is kept
+    (`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms).
 
     Args:
         max_gain_db: the largest gain either way, in dB (>= 0).
         p: probability per clip, in [0, 1].
 
     Raises:
-        ValueError: `max_gain_db` is negative or `p` not in [0, 1]; when called, an input that is
-            not a batch `(batch, channels, samples)`.
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`).
+        ValueError: `max_gain_db` is negative or `p` not in [0, 1].
 
     Examples:
         >>> WaveformGain(p=0.0)(AudioTensor(torch.ones(1, 1, 4)))
@@ -300,12 +260,9 @@ class WaveformGain(_WaveformAugment):
 class AddNoise(_WaveformAugment):
     """Add white Gaussian noise to each training clip, with probability `p`, at a random SNR.
 
-    The signal-to-noise ratio is drawn uniformly in [min_snr_db, max_snr_db] dB, and the noise is
-    scaled so that each channel's energy over its valid samples is exactly `10 ** (snr / 10)`
-    times the noise's there (`torchaudio.functional.add_noise` with the batch's `lengths`). A batch
-    Transform on `AudioTensor` `(batch, channels, samples)`, train-only (`split_idx = 0`),
-    `order = 40`; padding gets no noise; a silent clip (or channel) gets none either.
-    float16/bfloat16 clips are noised in float32 (their energies overflow float16).
+    The SNR is uniform in [min_snr_db, max_snr_db] dB, per channel over its valid samples
+    (`torchaudio.functional.add_noise`); a silent clip gets no noise; float16/bfloat16 clips are
+    noised in float32.
 
     Args:
         min_snr_db: the lowest signal-to-noise ratio, in dB (the most noise).
@@ -313,9 +270,7 @@ class AddNoise(_WaveformAugment):
         p: probability per clip, in [0, 1].
 
     Raises:
-        ValueError: `min_snr_db > max_snr_db` or `p` not in [0, 1]; when called, an input that is
-            not a batch `(batch, channels, samples)`.
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`).
+        ValueError: `min_snr_db > max_snr_db` or `p` not in [0, 1].
     """
 
     def __init__(self, min_snr_db: float = 10.0, max_snr_db: float = 40.0, p: float = 0.5):
@@ -341,19 +296,15 @@ class AddNoise(_WaveformAugment):
 class TimeShift(_WaveformAugment):
     """Shift each training clip in time, with probability `p`, circularly within its valid samples.
 
-    The shift is uniform in samples, either way, up to `max_shift` of the clip's own valid length:
-    what leaves one end comes back at the other, the padding after the clip stays as it was. A
-    batch Transform on `AudioTensor` `(batch, channels, samples)`, train-only (`split_idx = 0`),
-    `order = 40`.
+    The shift is uniform in samples, either way, up to `max_shift` of the clip's valid length: what
+    leaves one end comes back at the other.
 
     Args:
         max_shift: the largest shift, as a fraction of each clip's valid length, in [0, 1].
         p: probability per clip, in [0, 1].
 
     Raises:
-        ValueError: `max_shift` or `p` is not in [0, 1]; when called, an input that is not a batch
-            `(batch, channels, samples)`.
-        TypeError: called directly on a plain `torch.Tensor` (wrap it: `AudioTensor(x, sr=...)`).
+        ValueError: `max_shift` or `p` is not in [0, 1].
 
     Examples:
         >>> TimeShift(p=0.0)(AudioTensor(torch.arange(4.0).reshape(1, 1, 4)))
@@ -384,10 +335,6 @@ def waveform_augmentations(
 ) -> list:
     """The train-only waveform augmentations as batch transforms, for `batch_tfms=`.
 
-    `[WaveformGain(max_gain_db, p), AddNoise(*snr_db, p), TimeShift(max_shift, p)]`, the
-    augmentations fastaudio had. They run before `WaveformNormalize`, after which a gain has no
-    effect (see `WaveformGain`); noise and shifts always matter.
-
     Args:
         max_gain_db: the largest gain either way, in dB.
         snr_db: `(min_snr_db, max_snr_db)`, the range of signal-to-noise ratios, in dB.
@@ -395,7 +342,7 @@ def waveform_augmentations(
         p: probability with which each augmentation applies to a clip.
 
     Returns:
-        The three Transforms, in that order.
+        `[WaveformGain(max_gain_db, p), AddNoise(*snr_db, p), TimeShift(max_shift, p)]`.
 
     Raises:
         ValueError: a parameter out of range (see the three classes).

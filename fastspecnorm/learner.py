@@ -27,10 +27,9 @@ __all__ = ["audio_learner", "esc50_learner", "AudioLearner", "FreqBatchNorm", "n
 class FreqBatchNorm(nn.Module):
     """BatchNorm over frequency bins as a model's first layer (PANNs' `bn0`).
 
-    One learned shift and scale per bin, statistics over batch, channels and time. Input
-    `(batch, channels, freq, time)` -> same shape. Equal to `nn.BatchNorm2d(n_freq)` applied with
-    frequency on the channel axis. On a padded batch (an `AudioSpectrogram` with `lengths`) the
-    batch statistics are over the valid frames only and padded frames come out as 0.
+    One learned shift and scale per bin, statistics over batch, channels and time: `nn.BatchNorm2d(n_freq)`
+    with frequency on the channel axis, `(batch, channels, freq, time)` -> same shape. On a padded
+    batch (with `lengths`) the statistics are over the valid frames only and padded frames come out as 0.
 
     Args:
         n_freq: number of frequency bins of the spectrograms (`n_freq_bins(dls)`).
@@ -54,19 +53,18 @@ class FreqBatchNorm(nn.Module):
         xs = x.as_subclass(Tensor).transpose(1, 2)  # (batch, freq, channels, time)
         if mask is None:
             return self.bn(xs).transpose(1, 2)
-        bn = self.bn
+        bn, per_bin = self.bn, (1, -1, 1, 1)
         if self.training:
             moments = masked_moments(xs, (0, 2, 3), mask, dtype=xs.dtype)  # (1, freq, 1, 1) each
-            count = moments.count.flatten().clamp_min(1)
-            mean, var = moments.mean.flatten(), moments.m2.flatten() / count
+            count = moments.count.clamp_min(1)
+            mean, var = moments.mean, moments.m2 / count
             with torch.no_grad():
                 bn.num_batches_tracked += 1
-                bn.running_mean.lerp_(mean.detach(), bn.momentum)
-                bn.running_var.lerp_(var.detach() * count / (count - 1).clamp_min(1), bn.momentum)
+                bn.running_mean.lerp_(mean.flatten(), bn.momentum)
+                bn.running_var.lerp_((var * count / (count - 1).clamp_min(1)).flatten(), bn.momentum)
         else:
-            mean, var = bn.running_mean, bn.running_var
-        out = (xs - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + bn.eps)
-        out = out * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+            mean, var = bn.running_mean.view(per_bin), bn.running_var.view(per_bin)
+        out = (xs - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(per_bin) + bn.bias.view(per_bin)
         return out.masked_fill(~mask, 0.0).transpose(1, 2)
 
 
@@ -77,7 +75,7 @@ def n_freq_bins(dls) -> int:
         dls: fastai `DataLoaders` of spectrograms `(batch, channels, freq, time)`.
 
     Returns:
-        The number of bins: `n_mels`, or `n_fft // 2 + 1` for a linear frequency axis.
+        `n_mels`, or `n_fft // 2 + 1` for a linear frequency axis.
     """
     for t in dls.train.after_batch.fs:
         if isinstance(t, AudioToSpec):
@@ -88,16 +86,12 @@ def n_freq_bins(dls) -> int:
 class AudioLearner(Learner):
     """fastai's `Learner` whose `predict` refuses a clip longer than `max_duration` before decoding it.
 
-    `predict` computes one spectrogram and one forward pass over the whole clip (never a crop or
-    an average of windows, as fastai's `predict` on any item), so its memory grows with the clip's
-    length (measured in docs/failures.md). A longer clip is refused with a `ValueError` naming its
-    length and the limit, read from the file's header (nothing decoded) or from the audio given. Everything else is fastai's `Learner` (built by `audio_learner`, kept by
-    `export` / `load_learner`, as fastai's `TabularLearner`).
+    `predict` computes the whole clip in one pass, in memory that grows with its length; a longer
+    clip is refused with a `ValueError` naming its length and the limit.
 
     Attributes:
-        max_duration: the longest clip `predict` takes, in seconds (default `MAX_DURATION`, 600 s,
-            the loaders' bound on training clips); None: no bound. Set it on a learner, also on
-            one from `load_learner`: `learn.max_duration = 3600`.
+        max_duration: the longest clip `predict` takes, in seconds (default `MAX_DURATION`, 600 s);
+            None: no bound. Settable, also on a learner from `load_learner`.
     """
 
     max_duration: float | None = MAX_DURATION
@@ -106,10 +100,9 @@ class AudioLearner(Learner):
         """fastai's `Learner.predict` of one clip, after its length is checked against `max_duration`.
 
         Args:
-            item: a file path (str or Path), an `AudioTensor` `(channels, samples)` (its `sr`), or a
-                NumPy array `(samples,)`, `(channels, samples)` or `(samples, channels)` at the
-                loaders' rate (see `AudioDataLoaders`); other items (e.g. a table row) go to fastai
-                unchecked.
+            item: a file path, an `AudioTensor` `(channels, samples)` (at its `sr`), or a NumPy array
+                `(samples,)`, `(channels, samples)` or `(samples, channels)` at the loaders' rate;
+                other items go to fastai unchecked.
             rm_type_tfms: as in fastai.
             with_input: as in fastai: also return the decoded input.
 
@@ -117,8 +110,7 @@ class AudioLearner(Learner):
             fastai's `(label, class index, probabilities)` (with the input first when `with_input`).
 
         Raises:
-            ValueError: the clip is longer than `max_duration` seconds (its length, the limit and the
-                ways out named); or as fastai and `LoadAudio` raise for a bad item.
+            ValueError: the clip is longer than `max_duration` seconds, or as `LoadAudio` raises.
         """
         seconds = _clip_seconds(item, getattr(self.dls, "sample_rate", None))
         if self.max_duration is not None and seconds is not None and seconds > self.max_duration:
@@ -133,17 +125,7 @@ class AudioLearner(Learner):
 
 
 def _clip_seconds(item, sample_rate: int | None = None) -> float | None:
-    """How long the clip `item` lasts, in seconds, without decoding a file; None when it cannot tell.
-
-    Args:
-        item: a file path (read from its header: frames / sample rate), an `AudioTensor`
-            `(..., samples)` with `sr`, or a NumPy waveform (see `array_layout`) at `sample_rate`.
-        sample_rate: the rate of a NumPy array, in Hz (the loaders' rate, `dls.sample_rate`).
-
-    Returns:
-        The duration in seconds; None for other items, an unreadable file, an `AudioTensor` without
-            `sr`, an array of no known layout or without `sample_rate` (the loading step then
-            refuses them with its own message).
+    """Seconds of the clip `item` (a file's header, an `AudioTensor`, or an array at `sample_rate`); None when unknown.
 
     Examples:
         >>> _clip_seconds(np.zeros(48000, dtype=np.float32), sample_rate=16000)
@@ -178,30 +160,24 @@ def audio_learner(
     """A fastai `Learner` (an `AudioLearner`) over spectrogram loaders.
 
     `arch` is built for one input channel and `dls.c` outputs, with the accuracy metric and
-    fastai's default loss and optimizer (train with `learn.fit_one_cycle(epochs)` or
-    `learn.fine_tune`). `learn.predict` on a longer file uses all of it, up to `max_duration`
-    seconds. `learn.export()` / `load_learner` keep the whole pipeline, normalization included.
+    fastai's default loss and optimizer. `learn.predict` takes whole clips up to `max_duration`
+    seconds; `learn.export()` / `load_learner` keep the whole pipeline, normalization included.
 
     Args:
         dls: fastai `DataLoaders` of spectrograms `(batch, 1, freq, time)` with `dls.c` classes,
             e.g. from `AudioDataLoaders.from_folder` or `esc50_dataloaders`.
-        arch: None (xResNet18 from scratch, `fastai.vision.models.xresnet.xresnet18`), any callable
-            taking `c_in` and `n_out` and returning a module, as every fastai xresnet does
-            (`xresnet34`, `xresnet50`, `xse_resnext18`, ..., or your own function), or an
-            `nn.Module` already built (used as is; its input takes `(batch, 1, freq, time)`).
-            Models must pool over time to take clips of any length, as xresnets do. For
-            torchvision's pretrained image models build the module yourself (e.g. with fastai's
-            `create_vision_model(arch, n_out, n_in=1)`) and pass it.
+        arch: None (fastai's `xresnet18` from scratch), any callable taking `c_in` and `n_out` and
+            returning a module (every fastai xresnet, or your own function), or an `nn.Module`
+            already built (used as is; input `(batch, 1, freq, time)`). Models must pool over time
+            to take clips of any length, as xresnets do.
         cbs: callbacks of the learner, e.g. `StatsCallback()`; None: none.
         input_bn: put `FreqBatchNorm` (a BatchNorm over the frequency bins) before the network,
             the learned alternative to dataset statistics (the `bn` norm).
-        precision: "fp32"; "bf16" (bf16 autocast of the forward pass and loss on the batch's
-            device, CPU or CUDA, with a channels_last model and inputs: `BF16Autocast`); or
-            "auto" (bf16 where the device computes it natively, `bf16_native`, else fp32). The
-            statistics pass and every normalization stay float32/float64 either way.
-        max_duration: the longest clip `learn.predict` takes, in seconds (600 by default, as the
-            loaders' `max_duration`); a longer one is refused before it is decoded, since memory
-            grows with the clip's length (see `AudioLearner`). None: no bound.
+        precision: "fp32"; "bf16" (`BF16Autocast`: bf16 autocast of the forward pass and loss on
+            CPU or CUDA, channels_last); or "auto" (bf16 where `bf16_native`, else fp32). Statistics
+            and normalizations stay float32/float64 either way.
+        max_duration: the longest clip `learn.predict` takes, in seconds (see `AudioLearner`);
+            None: no bound.
         **kwargs: further arguments of fastai's `Learner` (e.g. `loss_func`, `opt_func`,
             `metrics`, `wd`); `metrics` defaults to accuracy.
 
@@ -224,8 +200,7 @@ def audio_learner(
     from fastai.metrics import accuracy
     from fastai.vision.models.xresnet import xresnet18
 
-    if arch is None:
-        arch = xresnet18
+    arch = xresnet18 if arch is None else arch
     if isinstance(arch, nn.Module):
         model = arch
     elif callable(arch):
@@ -251,6 +226,5 @@ def audio_learner(
     return learn
 
 
-#: The ESC-50 learner is the generic one (contract name kept): xResNet18 from scratch, one input
-#: channel, accuracy; `input_bn=True` adds a BatchNorm over frequency bins.
+#: The old name of `audio_learner`, kept for the contract.
 esc50_learner = audio_learner

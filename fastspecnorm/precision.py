@@ -1,10 +1,7 @@
 """Training precision: bf16 autocast with channels_last on the batch's device (CPU or CUDA), or fp32.
 
-fastai's `MixedPrecision` / `to_bf16()` enter `autocast("cuda")` only, so on a CPU they change
-nothing; `BF16Autocast` enters autocast on whatever device the batch is on. Only the model's
-forward pass and the loss run under autocast: the data pipeline (spectrograms, every
-normalization) and the statistics pass (`collect_stats`, `StatsCallback`) run before it, in
-float32/float64, and the weights and optimizer state stay float32.
+Unlike fastai's `MixedPrecision` (CUDA only), `BF16Autocast` works on any device, for the forward
+pass and the loss only: data, statistics, weights and optimizer state stay float32/float64.
 """
 
 from __future__ import annotations
@@ -22,8 +19,6 @@ from .presets import PRECISIONS
 
 __all__ = ["PRECISIONS", "BF16Autocast", "bf16_native", "resolve_precision"]
 
-_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 natively (Linux /proc/cpuinfo names)
-
 
 @functools.cache
 def _cpu_bf16() -> bool:
@@ -34,7 +29,7 @@ def _cpu_bf16() -> bool:
         for line in cpuinfo.read_text(errors="replace").splitlines():
             if line.startswith(("flags", "Features")):
                 flags.update(line.split(":", 1)[1].split())
-        return any(flag in flags for flag in (*_CPU_BF16_FLAGS, "bf16"))  # "bf16": the aarch64 feature name
+        return any(flag in flags for flag in ("avx512_bf16", "amx_bf16", "bf16"))  # x86 and aarch64 names
     if platform.system() == "Darwin":
         try:
             out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, timeout=5)
@@ -48,20 +43,18 @@ def bf16_native(device=None) -> bool:
     """Whether `device` computes bfloat16 natively.
 
     CUDA: `torch.cuda.is_bf16_supported()`. CPU: the processor's feature flags (x86 AVX512-BF16 or
-    AMX-BF16, aarch64 BF16), read from the operating system, not from a list of models.
+    AMX-BF16, aarch64 BF16) as the operating system reports them.
 
     Args:
         device: a `torch.device`, a string such as "cpu" or "cuda:0", or None (the CPU).
 
     Returns:
-        True where bf16 matrix products run in hardware.
+        True where bf16 matrix products run in hardware (False for other device types).
     """
     device = torch.device(device if device is not None else "cpu")
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return _cpu_bf16()
-    return False
+    return device.type == "cpu" and _cpu_bf16()
 
 
 def resolve_precision(precision: str, device=None) -> str:
@@ -88,19 +81,13 @@ def resolve_precision(precision: str, device=None) -> str:
     return precision
 
 
-def _channels_last(x):
-    "A 4-D tensor in channels_last memory format (its type and metadata kept); anything else as is."
-    return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.dim() == 4 else x
-
-
 class BF16Autocast(Callback):
     """bf16 autocast of the forward pass and loss, on the batch's device type, with channels_last inputs.
 
-    Per batch: the 4-D inputs are made channels_last, `torch.autocast(device_type, torch.bfloat16)`
-    is entered on the device the batch is on (CPU or CUDA), the predictions are cast back to
-    float32 and autocast is left after the loss. With `precision="auto"` a device that does not
-    compute bf16 natively stays in float32. No gradient scaler: bf16 has float32's range.
-    `audio_learner(dls, precision=...)` adds it and makes the model channels_last.
+    Per batch, the 4-D inputs are made channels_last (the model too, at each fit) and
+    `torch.autocast(device_type, torch.bfloat16)` is entered on the batch's device, left after the
+    loss; predictions are cast back to float32. With `precision="auto"` a device without native
+    bf16 stays in float32. No gradient scaler: bf16 has float32's range.
 
     Args:
         precision: "bf16" or "auto" (see `resolve_precision`).
@@ -125,7 +112,10 @@ class BF16Autocast(Callback):
         device = next((x.device for x in self.xb if isinstance(x, torch.Tensor)), torch.device("cpu"))
         if resolve_precision(self.precision, device) != "bf16":
             return
-        self.learn.xb = tuple(_channels_last(x) for x in self.xb)
+        self.learn.xb = tuple(
+            x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.dim() == 4 else x
+            for x in self.xb
+        )
         self._autocast = torch.autocast(device.type, dtype=torch.bfloat16)
         self._autocast.__enter__()
 
@@ -133,13 +123,9 @@ class BF16Autocast(Callback):
         if self._autocast is not None:
             self.learn.pred = to_float(self.pred)
 
-    def _leave(self):
+    def after_loss(self):
         if self._autocast is not None:
             self._autocast.__exit__(None, None, None)
             self._autocast = None
 
-    def after_loss(self):
-        self._leave()
-
-    def after_batch(self):  # also after a cancelled batch, which skips after_loss
-        self._leave()
+    after_batch = after_loss  # also after a cancelled batch, which skips after_loss

@@ -1,9 +1,9 @@
 """Spectrograms: `spectrogram` (the math, on torch.stft), `AudioToSpec` (the batch Transform) and the
-helpers of padded batches (`spec_shape`, `frame_lengths`, `reflect_clip_ends`).
-"""
+helpers of padded batches (`spec_shape`, `frame_lengths`, `reflect_clip_ends`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,32 +14,26 @@ from torch import Tensor
 
 from .._compat import import_torchaudio
 from ..functional import padding_mask
+from ..presets import DEFAULT_SAMPLE_RATE, AudioSettings
 from .tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor
 
 __all__ = ["AudioToSpec", "spectrogram", "power_to_db", "spec_shape", "reflect_clip_ends", "frame_lengths"]
 
 torchaudio = import_torchaudio()
 
-#: The rate `AudioToSpec(sample_rate=None)` assumes for a batch that carries none (Hz).
-DEFAULT_SAMPLE_RATE = 16000
-
+#: About how many bytes of complex STFT `spectrogram` computes at once (at least one row).
 STFT_PIECE_BYTES = 8 * 2**20
-"About how many bytes of complex STFT `spectrogram` computes at once (at least one row)."
 
 
 def spec_shape(n_samples: int, n_fft: int = 400, hop_length: int = 200, n_mels: int | None = None, center: bool = True):
-    """`(freq, time)` of the spectrogram of `n_samples` samples.
-
-    With centred framing (the default) a clip of n samples has `n // hop_length + 1` frames (even
-    `n_fft`; one fewer for some lengths with odd `n_fft`).
+    """`(freq, time)` of the spectrogram of `n_samples` samples (centred: `n // hop_length + 1` frames for even `n_fft`).
 
     Args:
         n_samples: the clip's length, in samples.
         n_fft: the FFT size, in samples.
         hop_length: the step between frames, in samples.
         n_mels: the number of mel bins; None for the `n_fft // 2 + 1` linear bins.
-        center: centred framing (torch.stft's `center=True`, as `spectrogram` uses); False: the
-            first frame starts at sample 0.
+        center: centred framing (as `spectrogram`); False: the first frame starts at sample 0.
 
     Returns:
         `(freq, time)`: the frequency bins and the frames.
@@ -59,12 +53,11 @@ def frame_lengths(lengths: Tensor, hop_length: int = 200) -> Tensor:
     """Valid frames of clips of `lengths` samples with centred framing: `lengths // hop_length + 1`.
 
     Args:
-        lengths: the clips' lengths in samples, `(batch,)` (a tensor or anything `torch.as_tensor`
-            takes).
+        lengths: the clips' lengths in samples, `(batch,)` (anything `torch.as_tensor` takes).
         hop_length: the step between frames, in samples.
 
     Returns:
-        The valid frames per clip, an integer tensor shaped like `lengths`.
+        An integer tensor shaped like `lengths`.
 
     Examples:
         >>> frame_lengths([16000, 8000])
@@ -76,12 +69,9 @@ def frame_lengths(lengths: Tensor, hop_length: int = 200) -> Tensor:
 def reflect_clip_ends(wav: Tensor, lengths: Tensor, n_fft: int = 400) -> Tensor:
     """A copy of a padded batch whose clips end as torch.stft's centred framing would pad each clip alone.
 
-    A clip of n samples in a batch padded to its longest clip has `n // hop_length + 1` valid frames
-    (`AudioSpectrogram.lengths`), and these equal the frames of the clip's spectrogram computed
-    alone: before the STFT, the `n_fft // 2` samples after each clip's end are replaced by the
-    reflection torch.stft's centred framing would pad that clip with alone (`x[n - 2 - j]` at
-    position `n + j`). Positions a clip too short to reflect (fewer than `n_fft // 2 + 1` samples,
-    which torch.stft refuses alone) keep their padding.
+    The `n_fft // 2` samples after each clip's end (n samples) become its reflection, `x[n - 2 - j]`
+    at `n + j`, so its `n // hop_length + 1` valid frames equal those of its spectrogram computed
+    alone. A clip too short to reflect keeps its padding.
 
     Args:
         wav: the padded batch `(batch, channels, samples)`.
@@ -89,10 +79,9 @@ def reflect_clip_ends(wav: Tensor, lengths: Tensor, n_fft: int = 400) -> Tensor:
         n_fft: the FFT size, in samples.
 
     Returns:
-        `(batch, channels, samples)`, a new tensor on `wav`'s device.
+        A new `(batch, channels, samples)` tensor.
     """
-    n_samples = wav.shape[-1]
-    pos = torch.arange(n_samples, device=wav.device)
+    pos = torch.arange(wav.shape[-1], device=wav.device)
     n = lengths.to(wav.device)[:, None]
     after = pos[None, :] - n  # (batch, samples): offset past each clip's end
     src = n - 2 - after
@@ -105,15 +94,12 @@ def power_to_db(spec: Tensor, top_db: float | None = None, inplace: bool = False
     """Power to dB, `10 * log10(max(spec, 1e-10))`: torchaudio's `amplitude_to_DB` (`AmplitudeToDB(stype="power")`).
 
     With `top_db`, the floor `max(db, item_max - top_db)` is taken per item over all non-batch
-    dimensions, as torchaudio does for `(batch, channels, freq, time)`; other layouts are handed to
-    it as `(batch, 1, 1, -1)` (it would read a `(batch, freq, time)` batch as one item).
+    dimensions, whatever the layout.
 
     Args:
         spec: a power spectrogram `(batch, ...)`, e.g. `(batch, channels, freq, time)`.
-        top_db: the floor, in dB below each item's peak; None for none (the -100 dB of the 1e-10
-            clamp remains).
-        inplace: also write the result into `spec` (unless autograd tracks it); the result is
-            computed in a new tensor either way.
+        top_db: the floor, in dB below each item's peak; None for none (-100 dB remains).
+        inplace: also write the result into `spec` (unless autograd tracks it).
 
     Returns:
         dB, same shape and dtype as `spec` (`spec` itself with `inplace`).
@@ -128,6 +114,7 @@ def power_to_db(spec: Tensor, top_db: float | None = None, inplace: bool = False
     """
     if top_db is not None and spec.dim() < 2:
         raise ValueError(f"top_db needs a batched spectrogram (batch, ...), got shape {tuple(spec.shape)}")
+    # torchaudio takes the top_db floor per item of (batch, channels, freq, time) only: flatten each item
     items = spec.reshape(spec.shape[0], 1, 1, -1) if spec.dim() >= 2 and spec.numel() else spec
     top_db = top_db if spec.numel() else None  # an empty batch has no peak
     db = torchaudio.functional.amplitude_to_DB(items, 10.0, 1e-10, 0.0, top_db).reshape(spec.shape)
@@ -148,25 +135,21 @@ def spectrogram(
     """Power spectrogram of `wav` `(..., samples)` -> `(..., freq, time)`, in dB when `to_db`.
 
     torch.stft, centred with reflect padding, one-sided, power `re^2 + im^2`: equal to torchaudio
-    `Spectrogram` / `MelSpectrogram` followed by `AmplitudeToDB()`, with one implementation on every
-    device. Silence sits at the -100 dB floor. Each clip needs more than `n_fft // 2` samples (the
-    reflect padding); `AudioToSpec` pads shorter ones. The STFT runs on a few rows at a time
-    (`STFT_PIECE_BYTES` of complex output each); the values do not depend on it.
+    `Spectrogram` / `MelSpectrogram` followed by `AmplitudeToDB()`. Silence sits at the -100 dB
+    floor. Each clip needs more than `n_fft // 2` samples (`AudioToSpec` pads shorter ones).
 
     Args:
         wav: waveforms `(..., samples)`, float32 or float64.
         window: `(win_length,)`, e.g. `torch.hann_window(n_fft)`.
         n_fft: the FFT size, in samples.
         hop_length: the step between frames, in samples.
-        mel_fb: the mel filter bank `(n_fft // 2 + 1, n_mels)` from
-            `torchaudio.functional.melscale_fbanks`, or None for linear frequency bins.
+        mel_fb: the mel filter bank `(n_fft // 2 + 1, n_mels)` (`torchaudio.functional.melscale_fbanks`),
+            or None for linear frequency bins.
         to_db: convert the power to dB (`power_to_db`); False returns the power.
-        top_db: the floor in dB below each item's peak, taken per item (see `power_to_db`); None
-            for none.
+        top_db: the floor in dB below each item's peak (see `power_to_db`); None for none.
 
     Returns:
-        `(..., freq, time)`, `freq` being `n_mels` (or `n_fft // 2 + 1`) and `time` the frames of
-            `spec_shape`; dB or power, same dtype as `wav`.
+        `(..., freq, time)` (the shape of `spec_shape`), dB or power, same dtype as `wav`.
 
     Examples:
         >>> import torch
@@ -177,29 +160,13 @@ def spectrogram(
     n_frames = spec_shape(wav.shape[-1], n_fft, hop_length)[1]
     n_freq = n_fft // 2 + 1
     out = rows.new_empty(rows.shape[0], mel_fb.shape[1] if mel_fb is not None else n_freq, n_frames)
-    # The batch goes through torch.stft a few clips at a time, so that its largest buffers (the
-    # windowed frames and the complex STFT) stay near STFT_PIECE_BYTES: glibc hands every freed
-    # block over 32 MB back to the kernel, and the next batch pays a page fault per 4 KiB to get it
-    # back. A large batch's buffers exceed that, and the pieces make AudioToSpec much faster on
-    # CPU (docs/performance.md). The values do not depend on it.
+    # A few clips at a time: freed buffers over 32 MB cost page faults on the next batch (docs/performance.md).
     step = max(1, STFT_PIECE_BYTES // (n_freq * n_frames * 8))  # 8 bytes per complex64 bin
     window = window.to(wav.dtype)
     for i in range(0, rows.shape[0], step):
-        # torch.stft as torchaudio calls it (centred, reflect padding); |X|^2 as re^2 + im^2 rather
-        # than torchaudio's abs().pow(2): the same values to float32 rounding, without a square
-        # root per bin (faster on CPU: docs/performance.md).
-        stft = torch.stft(
-            rows[i : i + step],
-            n_fft,
-            hop_length,
-            window.numel(),
-            window,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )
+        # torch.stft's defaults are torchaudio's: centred, reflect padding, one-sided, not normalized.
+        stft = torch.stft(rows[i : i + step], n_fft, hop_length, window.numel(), window, return_complex=True)
+        # |X|^2 as re^2 + im^2, not torchaudio's abs().pow(2): no square root per bin (faster on CPU)
         re, im = torch.view_as_real(stft).unbind(-1)
         power = re.square().addcmul_(im, im)
         if mel_fb is not None:  # as torchaudio's MelScale
@@ -213,23 +180,18 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
     """Batch transform: `AudioTensor` `(batch, channels, samples)` -> `AudioSpectrogram` `(batch, channels, freq, time)`.
 
     Computed on the batch's device with `spectrogram`: torchaudio `Spectrogram(n_fft, hop_length,
-    power=2)` (torch.stft, centred, reflect padding, Hann window; or `MelSpectrogram` with `n_mels`
-    bins from `f_min` to `f_max` Hz, torchaudio's mel filter bank) followed, when `to_db`, by
-    `AmplitudeToDB(stype="power", top_db=top_db)` with the `top_db` floor taken per item. Defaults
-    turn a 5 s clip at 16 kHz into `(1, 201, 401)`. float16/bfloat16 waveforms are transformed in
-    float32 and give float32 spectrograms; an empty batch gives an empty spectrogram batch. The
-    window and filter bank are `parameters`, so fastai's `DataLoader.to(device)` moves them.
+    power=2)` (Hann window; or `MelSpectrogram` with `n_mels` bins from `f_min` to `f_max` Hz)
+    followed, when `to_db`, by `AmplitudeToDB(stype="power", top_db=top_db)` with the `top_db` floor
+    taken per item. Defaults turn a 5 s clip at 16 kHz into `(1, 201, 401)`. The output carries
+    `sr`, `hop_length`, `n_fft`, `n_mels`, `f_max`, `unit` ("dB" or "power") and `lengths`.
+    float16/bfloat16 waveforms give float32 spectrograms; an empty batch gives an empty one.
 
     Padded batches: a batch carrying `lengths` gives a spectrogram whose `lengths` are each clip's
-    valid frames (`n // hop_length + 1` for n samples); they equal the frames of the clip's
-    spectrogram computed alone (see `reflect_clip_ends`). The frames after a clip's last valid
-    frame hold silence (power 0, -100 dB; with `top_db`, the item's floor).
-
-    Short clips: torch.stft's centred framing needs more than `n_fft // 2` samples. A batch of at
-    most `n_fft // 2` samples (e.g. a 100-sample clip given to `learn.predict`) is zero-padded to
-    `n_fft // 2 + 1` samples and its spectrogram carries `lengths` (`n // hop_length + 1` valid
-    frames per clip; one clip `(channels, samples)` comes out with just those frames): the same
-    values such a clip gets in a padded batch of longer clips.
+    valid frames (`n // hop_length + 1` for n samples), equal to the frames of the clip's
+    spectrogram computed alone (see `reflect_clip_ends`); later frames hold silence (power 0).
+    A batch of at most `n_fft // 2` samples (too short for centred framing) is zero-padded to
+    `n_fft // 2 + 1` and gets `lengths` the same way; one such clip `(channels, samples)` comes out
+    with just its valid frames.
 
     Args:
         n_fft: the FFT size, in samples: `n_fft // 2 + 1` linear frequency bins.
@@ -237,18 +199,17 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         n_mels: the number of mel bins; None for a linear frequency axis.
         to_db: convert the power to dB; False keeps the power.
         sample_rate: Hz; None (the default) takes the batch's rate (`AudioTensor.sr`; 16000 Hz for
-            a batch without one), so `AudioBlock(sample_rate=8000)` needs no second rate here; the
-            mel filter bank and `f_max`'s default (the Nyquist frequency) follow that rate. A number
-            fixes the rate: a batch at another rate raises ValueError.
+            a batch without one), which the mel filter bank and `f_max`'s default (the Nyquist
+            frequency) follow. A number fixes the rate: a batch at another rate raises ValueError.
         f_min: the lowest frequency of the mel bins, in Hz.
         f_max: the highest frequency of the mel bins, in Hz; None for the Nyquist frequency.
         top_db: the floor, in dB below each item's peak; None for none.
         win_length: the length of the Hann window, in samples, at most `n_fft`; None for `n_fft`.
 
     Raises:
-        ValueError: a setting is out of range (`n_fft`, `hop_length`, `n_mels` or `sample_rate` not
-            positive, `win_length` outside `(0, n_fft]`, `f_max` above the Nyquist frequency or
-            `f_min` outside `[0, f_max)`), or a batch's rate differs from a fixed `sample_rate`.
+        ValueError: a setting is out of range (e.g. `f_max` above the Nyquist frequency, `win_length`
+            above `n_fft`); when called, a batch at another rate than a fixed `sample_rate`, or whose
+            `lengths` do not match it.
 
     Examples:
         >>> import torch
@@ -280,13 +241,10 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
             raise ValueError(f"win_length must be in (0, n_fft={n_fft}], got {win_length}")
         if sample_rate is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
             raise ValueError(f"sample_rate must be a positive integer (Hz) or None (the batch's rate), got {sample_rate!r}")
-        self.n_fft, self.hop_length, self.n_mels, self.to_db = n_fft, hop_length, n_mels, to_db
-        self.sample_rate, self.f_min, self.f_max, self.top_db = sample_rate, f_min, f_max, top_db
-        self.win_length = win_length
+        self.n_fft, self.hop_length, self.win_length, self.n_mels = n_fft, hop_length, win_length, n_mels
+        self.sample_rate, self.f_min, self.f_max, self.to_db, self.top_db = sample_rate, f_min, f_max, to_db, top_db
         self.window = torch.hann_window(win_length or n_fft)
-        # The filter bank of the fixed rate, or with sample_rate=None of 16 kHz (the fallback, when
-        # f_max allows it); a batch at another rate gets its own, made per batch (a small
-        # (n_fft // 2 + 1, n_mels) matrix, cheap next to the STFT).
+        # The filter bank of the fixed rate, or else of 16 kHz when f_max allows; other rates get one per batch.
         fb_rate = sample_rate or (DEFAULT_SAMPLE_RATE if f_max is None or f_max <= DEFAULT_SAMPLE_RATE / 2 else None)
         self.mel_fb = self._mel_fb(fb_rate) if n_mels and fb_rate else None
 
@@ -295,45 +253,34 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         """fastaudio's `AudioToSpec.from_cfg`: the transform a configuration describes, for code written for fastaudio.
 
         Args:
-            cfg: an `AudioSettings` (a preset: `AudioToSpec.from_cfg(get_settings("blog"))` is
-                `get_settings("blog").spectrogram()`), or a mapping or dataclass of the keyword
-                arguments of torchaudio's `Spectrogram` / `MelSpectrogram` plus fastaudio's `mel` and
-                `to_db`: what fastaudio's `AudioConfig.BasicSpectrogram(...)` and
-                `AudioConfig.BasicMelSpectrogram(...)` hold, e.g. `dict(sample_rate=44100, n_fft=4096,
-                win_length=1764, hop_length=441, n_mels=224, f_max=20000)`. As in fastaudio, `n_fft`
-                missing or None is 1024, `win_length` is `n_fft` and `hop_length` is `win_length // 2`
-                (samples); `mel` defaults to whether `n_mels` is given (with `mel=True`, torchaudio's
-                128 mel bins unless `n_mels` says otherwise) and `to_db` to True. torchaudio's other
-                arguments are taken at the values this transform computes with: `power=2.0`,
-                `center=True`, `pad_mode="reflect"`, `normalized=False`, `pad=0`, `onesided=True`
-                (or None), `norm=None`, `mel_scale="htk"`, `window_fn=torch.hann_window`, `wkwargs=None`.
+            cfg: an `AudioSettings` (`from_cfg(settings)` is `settings.spectrogram()`), or a mapping or
+                dataclass of the arguments of torchaudio's `Spectrogram` / `MelSpectrogram` plus
+                fastaudio's `mel` and `to_db` (what fastaudio's `AudioConfig.BasicMelSpectrogram(...)`
+                holds). As in fastaudio, `n_fft` missing or None is 1024, `win_length` is `n_fft`,
+                `hop_length` is `win_length // 2`, `mel` is whether `n_mels` is given (128 bins by
+                default) and `to_db` is True. torchaudio's other arguments are accepted at the values
+                computed here only (`power=2.0`, `center=True`, `window_fn=torch.hann_window`, ...).
 
         Returns:
-            The `AudioToSpec`: the values of torchaudio's `MelSpectrogram(**cfg)` (or `Spectrogram`)
-                followed, when `to_db`, by `AmplitudeToDB(stype="power")`, as `(batch, channels, freq,
-                time)` spectrograms.
+            The `AudioToSpec` equal to torchaudio's `MelSpectrogram(**cfg)` (or `Spectrogram`) + `AmplitudeToDB()`.
 
         Raises:
-            TypeError: `cfg` is not an `AudioSettings`, a mapping or a dataclass, names an argument
-                that is none of the above (named, with those taken), or gives `mel` or `to_db` as
-                something else than a bool.
-            ValueError: a torchaudio argument at another value than the one computed here (named,
-                with it), `mel=False` with `n_mels`, or a setting out of range (see `AudioToSpec`).
+            TypeError: `cfg` is not an `AudioSettings`, a mapping or a dataclass, names an unknown
+                argument, or gives `mel` or `to_db` as something else than a bool.
+            ValueError: a torchaudio argument at another value than the one computed here,
+                `mel=False` with `n_mels`, or a setting out of range (see `AudioToSpec`).
 
         Examples:
             >>> spec = AudioToSpec.from_cfg(dict(sample_rate=16000, n_fft=512, hop_length=160, n_mels=64))
             >>> spec.n_fft, spec.win_length, spec.hop_length, spec.n_mels, spec.to_db
             (512, None, 160, 64, True)
         """
-        import dataclasses
-
-        if callable(getattr(cfg, "spectrogram", None)):  # an `AudioSettings` (not imported: it imports this module)
+        if isinstance(cfg, AudioSettings):
             return cfg.spectrogram()
         if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
             cfg = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
         if not isinstance(cfg, Mapping):
             raise TypeError(f"AudioToSpec.from_cfg takes an AudioSettings, a dict or a dataclass, got {type(cfg).__name__}")
-        cfg = dict(cfg)
         fixed = {"power": (2.0,), "center": (True,), "pad_mode": ("reflect",), "normalized": (False,), "pad": (0,),
                  "onesided": (True, None), "norm": (None,), "mel_scale": ("htk",), "window_fn": (torch.hann_window,),
                  "wkwargs": (None,)}  # fmt: skip
@@ -370,15 +317,14 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
     def _mel_fb(self, sample_rate: int) -> Tensor:
         "The mel filter bank `(n_fft // 2 + 1, n_mels)` at `sample_rate` Hz; ValueError for f_min/f_max outside it."
         nyquist = sample_rate / 2
-        if self.f_max is not None and self.f_max > nyquist:
+        f_max = self.f_max or nyquist
+        if f_max > nyquist:
             raise ValueError(
                 f"f_max={self.f_max} Hz is above the Nyquist frequency of sample_rate={sample_rate} Hz ({nyquist:g} Hz)"
             )
-        if not 0 <= self.f_min < (self.f_max or nyquist):
-            raise ValueError(f"f_min must be in [0, f_max), got f_min={self.f_min}, f_max={self.f_max or nyquist}")
-        return torchaudio.functional.melscale_fbanks(
-            self.n_fft // 2 + 1, self.f_min, self.f_max or nyquist, self.n_mels, sample_rate
-        )
+        if not 0 <= self.f_min < f_max:
+            raise ValueError(f"f_min must be in [0, f_max), got f_min={self.f_min}, f_max={f_max}")
+        return torchaudio.functional.melscale_fbanks(self.n_fft // 2 + 1, self.f_min, f_max, self.n_mels, sample_rate)
 
     @property
     def parameters(self):
@@ -386,13 +332,10 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         return L("window") if self.mel_fb is None else L("window", "mel_fb")
 
     def to(self, device: str | torch.device):
-        """Move the window and filter bank to `device`.
+        """Move the window and filter bank to `device` and return this transform.
 
         Args:
             device: a `torch.device` or its name, e.g. "cuda".
-
-        Returns:
-            This transform.
         """
         for name in self.parameters:
             setattr(self, name, getattr(self, name).to(device))
@@ -401,34 +344,10 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
     @property
     def settings(self) -> dict[str, Any]:
         "The settings that determine the output values (saved with statistics to detect mismatches)."
-        return {
-            "sample_rate": self.sample_rate,
-            "n_fft": self.n_fft,
-            "win_length": self.win_length,
-            "hop_length": self.hop_length,
-            "n_mels": self.n_mels,
-            "f_min": self.f_min,
-            "f_max": self.f_max,
-            "to_db": self.to_db,
-            "top_db": self.top_db,
-        }
+        names = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min", "f_max", "to_db", "top_db")
+        return {name: getattr(self, name) for name in names}
 
     def encodes(self, x: AudioTensor) -> AudioSpectrogram:
-        """The spectrogram of a batch of waveforms (see `AudioToSpec`).
-
-        Args:
-            x: `(batch, channels, samples)` (or one clip `(channels, samples)`), with `lengths` when
-                padded.
-
-        Returns:
-            An `AudioSpectrogram` `(batch, channels, freq, time)` (`(channels, freq, time)` for one
-                clip) with its `sr`, `hop_length`, `n_fft`, `n_mels`, `f_max`, `unit` ("dB" or "power")
-                and `lengths` (valid frames per item; None when nothing is padded).
-
-        Raises:
-            ValueError: `x` is at another rate than a fixed `sample_rate`, its `lengths` do not match
-                the batch, or its rate puts `f_max` above the Nyquist frequency.
-        """
         batch_sr = getattr(x, "sr", None)
         if self.sample_rate is not None and batch_sr is not None and batch_sr != self.sample_rate:
             raise ValueError(
@@ -446,14 +365,14 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         if self.n_mels and self.sample_rate is None and (mel_fb is None or sr != DEFAULT_SAMPLE_RATE):
             mel_fb = self._mel_fb(sr).to(wav.device)  # the batch's rate
         if 0 < wav.shape[-1] <= self.n_fft // 2:  # too short for centred framing: pad, record lengths
-            if lengths is None:
-                lengths = torch.full(wav.shape[:1], wav.shape[-1], dtype=torch.long) if wav.dim() == 3 else None
-            wav = torch.nn.functional.pad(wav, (0, self.n_fft // 2 + 1 - wav.shape[-1]))
-            if lengths is None:  # one clip (channels, samples): a batch of one, cut to its valid frames
-                batch = self.encodes(AudioTensor(wav[None], sr=sr, lengths=torch.tensor([x.shape[-1]])))
+            if lengths is None and wav.dim() != 3:  # one clip (channels, samples): a batch of one, cut to its valid frames
+                batch = self.encodes(AudioTensor(wav[None], sr=sr, lengths=torch.tensor([wav.shape[-1]])))
                 one = batch[0, ..., : int(batch.lengths[0])].clone()
                 one.lengths = None
                 return one
+            if lengths is None:
+                lengths = torch.full(wav.shape[:1], wav.shape[-1], dtype=torch.long)
+            wav = torch.nn.functional.pad(wav, (0, self.n_fft // 2 + 1 - wav.shape[-1]))
         frames = None
         with torch.no_grad():
             if wav.numel() == 0:  # an empty batch gives an empty spectrogram; torch.stft rejects it

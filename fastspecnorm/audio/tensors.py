@@ -1,7 +1,5 @@
 """The package's tensor types, `AudioTensor` (waveforms) and `AudioSpectrogram`, the masks of padded
-batches (`valid_mask`, over `functional.padding_mask`) and `rewrap`, which hands a result back with
-its input's metadata.
-"""
+batches (`valid_mask`) and `rewrap`, which hands a result back with its input's metadata."""
 
 from __future__ import annotations
 
@@ -21,19 +19,11 @@ from .io import downmix_mono, load_audio_with_subtype, resample
 if TYPE_CHECKING:  # annotations only: matplotlib is imported when something is shown
     from matplotlib.axes import Axes
 
-__all__ = [
-    "AudioTensor",
-    "AudioSpectrogram",
-    "valid_mask",
-    "valid_mask_or_none",
-    "rewrap",
-    "RefusePlainTensor",
-]
+__all__ = ["AudioTensor", "AudioSpectrogram", "valid_mask", "valid_mask_or_none", "rewrap", "RefusePlainTensor"]
 
 
 class _MetaTensor(TensorBase):
-    """TensorBase whose metadata (in `__dict__`) also survives `clone` and the `new_*` methods,
-    which fastai's TensorBase re-creates without it."""
+    "TensorBase whose metadata (in `__dict__`) also survives `clone`, which fastai's TensorBase re-creates without it."
 
     def clone(self, *, memory_format=None):
         return rewrap(super().clone(memory_format=memory_format), self)
@@ -42,17 +32,14 @@ class _MetaTensor(TensorBase):
 class AudioTensor(_MetaTensor):
     """A waveform: `(channels, samples)` for one clip, `(batch, channels, samples)` for a batch.
 
-    `AudioTensor(x, sr=16000)` wraps a tensor; `AudioTensor.create(path, sr=None, mono=True)` loads
-    a file. Names follow fastaudio (`AudioTensor.create`, `hear`) so that its users recognize them.
+    `AudioTensor(x, sr=16000)` wraps a tensor (or an array); `AudioTensor.create(path)` loads a file.
     The metadata (`sr`, `lengths`, `subtype` and any other keyword given) lives in the tensor's
-    `__dict__` and survives `clone`, pickling and DataLoader workers. `play()` (or `hear()`,
-    fastaudio's name) gives a notebook audio player; nothing is embedded unless it is called.
+    `__dict__` and survives `clone`, pickling and DataLoader workers.
 
     Attributes:
-        sr: the sample rate in Hz.
-        lengths: on a batch padded to its longest clip, the number of valid (unpadded) samples per
-            item, a LongTensor `(batch,)`; None when nothing is padded. `valid_mask(x)` turns it into
-            the bool mask of the samples that count.
+        sr: the sample rate in Hz; None when unknown.
+        lengths: on a batch padded to its longest clip, the valid samples per item, a LongTensor
+            `(batch,)`; None when nothing is padded (see `valid_mask`).
         subtype: on a clip from `create`, soundfile's name of the file's sample format (e.g.
             "PCM_16"), so a pipeline rounds it as it rounds the file itself (`LoadAudio`).
 
@@ -64,14 +51,6 @@ class AudioTensor(_MetaTensor):
     """
 
     def __new__(cls, x, sr: int | None = 16000, **kwargs):
-        """Wrap `x` as a waveform at `sr` Hz.
-
-        Args:
-            x: the samples, `(channels, samples)` or `(batch, channels, samples)`: a tensor or anything
-                fastai's `tensor` takes (an array, a list).
-            sr: the sample rate in Hz; None when unknown.
-            **kwargs: more metadata kept on the tensor, e.g. `lengths` or `subtype`.
-        """
         return super().__new__(cls, x, sr=sr, **kwargs)
 
     @classmethod
@@ -85,13 +64,11 @@ class AudioTensor(_MetaTensor):
             **kwargs: more metadata kept on the tensor.
 
         Returns:
-            float32 `(channels, samples)` (`(1, samples)` when `mono`), in [-1, 1] for integer PCM, at
-                `sr` Hz (the file's rate when None). It keeps the file's `subtype` (e.g. "PCM_16"), so a
-                pipeline rounds it exactly as it rounds the file itself (`LoadAudio`).
+            float32 `(channels, samples)` (`(1, samples)` when `mono`) at `sr` Hz, with the file's `subtype`.
 
         Raises:
             FileNotFoundError: `path` is missing.
-            AudioLoadError: (a ValueError naming the file) the file cannot be decoded (see `load_audio`).
+            AudioLoadError: (a ValueError) the file cannot be decoded (see `load_audio`).
 
         Examples:
             >>> import os, tempfile
@@ -124,8 +101,7 @@ class AudioTensor(_MetaTensor):
         """A notebook audio player of this clip.
 
         Args:
-            item: on a batch `(batch, channels, samples)`, which item to play, without its padding
-                (its `lengths`); ignored for one clip.
+            item: on a batch `(batch, channels, samples)`, which item to play, without its padding.
 
         Returns:
             An `IPython.display.Audio` at `sr` Hz; channels as stereo when there are two.
@@ -138,8 +114,7 @@ class AudioTensor(_MetaTensor):
             x = x[item, :, : int(lengths[item])] if lengths is not None else x[item]
         return Audio(x.numpy(), rate=self.sr, normalize=True)
 
-    hear = play
-    """fastaudio's name for `play`: a notebook audio player of this clip (of item `item` of a batch)."""
+    hear = play  # fastaudio's name
 
     def show(self, ctx: Axes | None = None, title: str | None = None, **kwargs):
         """Plot the waveform against time in seconds, one line per channel.
@@ -161,9 +136,7 @@ class AudioTensor(_MetaTensor):
         t = np.arange(x.shape[-1]) / (self.sr or 1)
         for i, ch in enumerate(x):
             ax.plot(t, ch.numpy(), lw=0.5, label=f"ch {i}" if len(x) > 1 else None, **kwargs)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("amplitude")
-        ax.set_xlim(0, t[-1] if len(t) else 1)
+        ax.set(xlabel="time (s)", ylabel="amplitude", xlim=(0, t[-1] if len(t) else 1))
         if title:
             ax.set_title(title)
         return ax
@@ -172,9 +145,7 @@ class AudioTensor(_MetaTensor):
 class AudioSpectrogram(_MetaTensor):
     """A spectrogram: `(channels, freq, time)` for one clip, `(batch, channels, freq, time)` batched.
 
-    Made by `AudioToSpec`. The name follows fastaudio; the metadata lives in the tensor's `__dict__`
-    and survives `clone`, pickling and DataLoader workers; `show` uses it to label axes in seconds
-    and Hz.
+    Made by `AudioToSpec` (fastaudio's name). Its metadata is kept as `AudioTensor`'s.
 
     Attributes:
         sr: the audio's sample rate, in Hz.
@@ -182,18 +153,15 @@ class AudioSpectrogram(_MetaTensor):
         n_fft: the FFT size, in samples.
         n_mels: the number of mel bins; None for a linear frequency axis.
         f_max: the top of the frequency axis, in Hz.
-        unit: "dB", "power", "std" after standardization, "[0, 1]" after a min-max or dB-range
-            scaling.
+        unit: "dB", "power", "std" after standardization, "[0, 1]" after a min-max or dB range.
         lengths: on a batch made from a padded `AudioTensor`, the valid frames per item (LongTensor
-            `(batch,)`: a clip of n samples has `n // hop_length + 1`); None when nothing is padded.
-            `valid_mask(x)` turns it into the bool mask of the frames that count.
+            `(batch,)`: `n // hop_length + 1` for n samples); None when nothing is padded (see `valid_mask`).
     """
 
     def show(self, ctx: Axes | None = None, title: str | None = None, colorbar: bool = True, **kwargs):
         """Image of the first channel: time in seconds on x, frequency in Hz on y, colorbar in `unit`.
 
-        For a batch the first item is shown. Without `sr` and `hop_length` the x axis counts frames; a
-        mel axis is plotted evenly and labelled with the Hz of its bins.
+        For a batch the first item is shown. Without `sr` and `hop_length` the x axis counts frames.
 
         Args:
             ctx: the matplotlib `Axes` to draw on; None makes a new figure.
@@ -210,19 +178,15 @@ class AudioSpectrogram(_MetaTensor):
         figsize = kwargs.pop("figsize", (5, 3))
         ax = ctx if ctx is not None else plt.subplots(figsize=figsize)[1]
         x = self.as_subclass(Tensor).detach().float().cpu()
-        while x.dim() > 2:
-            x = x[0]
-        sr = getattr(self, "sr", None)
-        hop = getattr(self, "hop_length", None)
-        n_frames, n_freq = x.shape[-1], x.shape[-2]
-        t_end = n_frames * hop / sr if sr and hop else n_frames
-        f_max = getattr(self, "f_max", None) or (sr / 2 if sr else n_freq)
+        x = x.reshape(-1, *x.shape[-2:])[0]  # the first item's first channel
+        sr, hop = getattr(self, "sr", None), getattr(self, "hop_length", None)
+        t_end = x.shape[-1] * hop / sr if sr and hop else x.shape[-1]
+        f_max = getattr(self, "f_max", None) or (sr / 2 if sr else x.shape[-2])
         n_mels = getattr(self, "n_mels", None)
         im = ax.imshow(
             x.numpy(), origin="lower", aspect="auto", extent=(0, t_end, 0, f_max), cmap=kwargs.pop("cmap", "magma"), **kwargs
         )
-        ax.set_xlabel("time (s)" if sr and hop else "frame")
-        ax.set_ylabel("frequency (Hz" + (", mel-spaced)" if n_mels else ")"))
+        ax.set(xlabel="time (s)" if sr and hop else "frame", ylabel="frequency (Hz" + (", mel-spaced)" if n_mels else ")"))
         if n_mels:
             _mel_ticks(ax, n_mels, f_max)
         if colorbar:
@@ -236,14 +200,10 @@ class RefusePlainTensor:
     """Mixin for typed Transforms: calling one directly on a plain `torch.Tensor` raises TypeError.
 
     The error says what to wrap the tensor in, instead of returning it unchanged (fastai's rule for
-    a type with no `encodes`). Inside a fastai batch tuple the elements are dispatched as usual, so
-    labels and other tensors pass through untouched.
+    a type with no `encodes`). Inside a fastai batch tuple, labels and other tensors pass untouched.
 
     Attributes:
         wrap_hint: the expected wrapper, named in the error, e.g. `"AudioTensor(x, sr=16000)"`.
-
-    Raises:
-        TypeError: the Transform is called on a plain `torch.Tensor`.
     """
 
     wrap_hint = "AudioTensor(x, sr=16000)"
@@ -261,12 +221,10 @@ def valid_mask_or_none(x: Tensor) -> Tensor | None:
     """`valid_mask(x)` for a padded batch (one with `lengths`), None when nothing is padded (no masking work).
 
     Args:
-        x: an `AudioSpectrogram` `(batch, channels, freq, time)` or an `AudioTensor`
-            `(batch, channels, samples)`, with or without `lengths`.
+        x: a batch, as for `valid_mask`.
 
     Returns:
-        bool `(batch, 1, 1, time)` for a spectrogram, `(batch, 1, samples)` for a waveform, on x's
-            device; None when x has no `lengths`.
+        The mask of `valid_mask`, or None when x has no `lengths`.
 
     Raises:
         ValueError: `lengths` does not match the batch (see `valid_mask`).
@@ -314,8 +272,6 @@ def valid_mask(x: Tensor) -> Tensor:
 def rewrap(out: Tensor, like: Tensor, **meta) -> Tensor:
     """`out` as `like`'s tensor type, with a copy of `like`'s metadata (sr, lengths, ...) changed by `meta`.
 
-    How the transforms hand back a result, also one torch or torchaudio returned as a plain tensor.
-
     Args:
         out: the result, any shape; when it already has `like`'s type (e.g. `like` itself, from a
             transform that worked in place) it is returned with the new metadata.
@@ -335,13 +291,10 @@ def _mel_ticks(ax, n_mels: int, f_max: float) -> None:
     mel_max = 2595 * math.log10(1 + f_max / 700)
     ticks_hz = [f for f in (0, 250, 500, 1000, 2000, 4000, 8000, 16000) if f <= f_max]
     pos = [2595 * math.log10(1 + f / 700) / mel_max * f_max for f in ticks_hz]
-    ax.set_yticks(pos)
-    ax.set_yticklabels([f"{f:g}" for f in ticks_hz])
+    ax.set_yticks(pos, labels=[f"{f:g}" for f in ticks_hz])
 
 
-# ---------------------------------------------------------------------------------------------
-# show_batch / show_results: a grid of spectrograms (or waveforms) titled with their labels.
-# fastai only makes a grid for TensorImage; without these, every item would open its own figure.
+# show_batch / show_results / plot_top_losses as a grid of items (fastai makes grids for TensorImage only).
 
 
 def _register_show_methods() -> None:
@@ -356,10 +309,7 @@ def _register_show_methods() -> None:
         return get_grid(n, nrows=nrows, ncols=ncols, figsize=figsize or (per[0] * ncols, per[1] * nrows))
 
     def without_padding(x, samples):
-        """The samples with each item's input cut to its own frames (samples), as `play` does:
-        a padded batch's items would otherwise show their padding, whose -100 dB floor (or zero)
-        stretches the colorbar and the time axis. `lengths` travels with the batch `x`, not with
-        its items."""
+        "The samples with each item's input cut to its valid frames (samples), from the batch's `lengths`."
         lengths = getattr(x, "lengths", None)
         if lengths is None or tuple(lengths.shape) != (x.shape[0],):
             return samples
