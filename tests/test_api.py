@@ -82,3 +82,10 @@ def test_compare_from_two_threads_at_once_is_refused_before_anything_is_written(
         first.join(60)
     assert (tmp_path / "a" / "results.csv").is_file()
     fastspecnorm.compare(own, tmp_path / "b", norms=["none"], folds=[1], k=2, quiet=True, **TINY)  # one after the other: fine
+
+
+def test_an_esc50_folder_compared_with_the_own_preset(esc, tmp_path, fake_training):
+    "The own preset's sample rate is resolved from the ESC-50 clips' headers (it failed on headers the ESC-50 check kept)."
+    table = fastspecnorm.compare(esc, tmp_path / "out", norms=["none"], folds=[1], preset="own", quiet=True, **TINY)
+    assert table.loc[0, "n"] == 1
+    assert pd.read_csv(tmp_path / "out" / "results.csv")["preset"].tolist() == ["own"]
