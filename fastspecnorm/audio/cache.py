@@ -114,8 +114,7 @@ def _source_key(path: str) -> tuple[int, int, int, int]:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[bool]:
-    """Hold the exclusive lock `folder/.lock` (one build at a time) and yield True; yield False, without
-    a lock, when `.lock` cannot be opened for writing (a read-only folder: nothing may be written)."""
+    "Hold `folder/.lock` (one build at a time) and yield True; yield False, unlocked, when it cannot be opened (read-only)."
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(file_lock(folder / ".lock"))
@@ -128,7 +127,6 @@ def _locked(folder: Path) -> Iterator[bool]:
 class AudioCache:
     """Decoded audio of the files in `audio_dir`, at `sample_rate` Hz, stored as `dtype` in one data file under `folder`.
 
-    Each file is decoded and resampled once per settings instead of every epoch (docs/performance.md).
     Open it with `AudioCache.for_settings(audio_dir, sample_rate)`, which builds or refreshes it;
     `AudioCache(audio_dir, sample_rate, folder)` opens a cache folder as it is. `get(path)` returns
     float32 `(channels, samples)` equal to `quantize_waveform(AudioTensor.create(path, sr=sample_rate,
@@ -143,23 +141,18 @@ class AudioCache:
         .lock                held while building
     ```
 
-    Never stale or corrupt: an entry is used only while its source has the recorded size, mtime,
-    ctime and inode (one `os.stat`: a rewrite that restores the mtime still moves the ctime) and its
-    values pass their CRC-32 on each process's first read; otherwise, or when the data file is missing,
-    resized or truncated while open (positional reads, not a memory map: no SIGBUS), the clip is
-    decoded from the source with a warning and the next `build()` rewrites it. Writes are atomic (data
-    file, then index). A folder whose `.lock` cannot be opened for writing (a read-only mount) is used
-    as it is: files it lacks are decoded from the source (one warning says how many).
+    An entry is used only while its source has the recorded size, mtime, ctime and inode and its values
+    pass their CRC-32 on each process's first read; otherwise, or when the data file is missing or
+    truncated, the clip is decoded from the source with a warning and the next `build()` rewrites it.
+    A folder whose `.lock` cannot be opened for writing (a read-only mount) is used as it is.
 
     Args:
         audio_dir: the folder of the source files; entries are named by their path relative to it.
         sample_rate: the rate clips are stored at, in Hz (a positive integer).
         folder: the cache folder of these settings (`for_settings` picks it under the cache root).
         mono: clips are downmixed to one channel, `(1, samples)`.
-        dtype: the storage type. "auto" (default) picks per file the type that keeps its source
-            (`storage_dtype`: int16 for 8- and 16-bit PCM whose decoded values fit, else float32, so
-            nothing is clipped or rounded to silence); "int16", "float16" or "float32" force one type.
-            `LoadAudio(dtype=...)` and `quantize_waveform` round an uncached clip exactly the same way.
+        dtype: the storage type: "int16", "float16", "float32", or "auto" (default): per file, the type
+            that keeps its source (`storage_dtype`). `LoadAudio(dtype=...)` rounds an uncached clip the same way.
         verify: check each entry's CRC-32 the first time a process reads it, unless this process
             (or the one it was forked from) checked it on opening.
 
@@ -227,14 +220,12 @@ class AudioCache:
             progress: show a progress bar while files are decoded.
 
         Returns:
-            The cache; None, and the caller decodes from the source files, when `cache_dir` is None and
-                the default cache is off (`FASTSPECNORM_CACHE=off`), or when the cache folder cannot be
-                written (with a warning).
+            The cache; None (audio is then decoded from the source files) when `cache_dir` is None and the
+                default cache is off (`FASTSPECNORM_CACHE=off`), or, with a warning, the folder cannot be written.
 
         Raises:
             FileNotFoundError: `audio_dir` is not a folder.
-            ValueError: `sample_rate` is not a positive integer, `dtype` is not one of `AUDIO_DTYPES`,
-                or one of `files` lies outside `audio_dir`.
+            ValueError: `sample_rate` or `dtype` is refused as in `AudioCache`, or one of `files` lies outside `audio_dir`.
         """
         audio_dir = Path(os.path.abspath(audio_dir))
         if not audio_dir.is_dir():
@@ -297,8 +288,10 @@ class AudioCache:
         "Read index.json; a missing, unreadable or mismatching index leaves the cache empty."
         self._entries, self._data_name, self._data_size, self._data_mtime_ns = {}, None, 0, None
         try:
-            index = read_json(self.index_path, "audio cache index", "it will be rebuilt", required=("header", "entries", "data"))
-            if any(index["header"].get(k) != v for k, v in self._header().items()):
+            index = read_json(
+                self.index_path, "audio cache index", "it will be rebuilt", required=("header", "entries", "data"), default=None
+            )
+            if index is None or any(index["header"].get(k) != v for k, v in self._header().items()):
                 return
             entries = {name: CacheEntry(**e) for name, e in index["entries"].items()}
             data_name, data_size = str(index["data"]["name"]), int(index["data"]["size"])
@@ -308,8 +301,6 @@ class AudioCache:
             for name, e in entries.items():
                 if e.dtype not in STORAGE_DTYPES or self.dtype not in ("auto", e.dtype) or e.offset % _ALIGN:
                     raise ValueError(f"entry {name!r} has storage type {e.dtype!r} at byte {e.offset}")
-        except FileNotFoundError:
-            return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warnings.warn(
                 f"audio cache index {self.index_path} is unreadable ({type(e).__name__}: {e}); it will be rebuilt", stacklevel=3
@@ -442,8 +433,7 @@ class AudioCache:
 
         Raises:
             FileNotFoundError: `path` is missing, as in `load_audio`.
-            AudioLoadError: (a ValueError naming the file) `path` has no current entry and cannot be
-                decoded, as in `load_audio`.
+            AudioLoadError: (a ValueError naming the file) `path` has no current entry and cannot be decoded.
         """
         values = self.stored(path)
         return self.decode(path) if values is None else from_storage(torch.from_numpy(values))
@@ -508,12 +498,10 @@ class AudioCache:
         return bad
 
     def build(self, files: Iterable[str | os.PathLike] | None = None, progress: bool = True) -> dict[str, int]:
-        """Bring the cache up to date with `files`.
-
-        Files new, changed or failing their checksum are decoded (the data file is read whole only when
-        its own size or mtime changed), missing ones dropped, then a new data file and index written.
-        Files that cannot be decoded are left out with a warning (reading them later raises). Temporary
-        files of dead builds are removed. Warns once, naming the rates, when files are upsampled.
+        """Bring the cache up to date with `files`: decode those new, changed or failing their checksum (the
+        data file is read whole only when its size or mtime changed), drop missing ones, write a new data
+        file and index. Files that cannot be decoded are left out with a warning (reading them later
+        raises). Warns once, naming the rates, when files are upsampled.
 
         Args:
             files: the files to cache, all inside `audio_dir`; None: every audio file under `audio_dir`.
@@ -611,8 +599,8 @@ class AudioCache:
                 offset = start + stored.nbytes
 
         atomic_write(self.folder / data_name, write)
-        data_size = max((e.offset + e.nbytes for e in entries.values()), default=0)
-        mtime_ns = os.stat(self.folder / data_name).st_mtime_ns
+        st = os.stat(self.folder / data_name)  # the file ends where its last clip does
+        data_size, mtime_ns = st.st_size, st.st_mtime_ns
         index = {
             "header": self._header(),
             "data": {"name": data_name, "size": data_size, "mtime_ns": mtime_ns},

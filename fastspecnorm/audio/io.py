@@ -1,6 +1,4 @@
-"""Reading audio files and the plain waveform operations: downmix, resample, crop/pad, and the
-rounding to storage types that `LoadAudio(dtype=...)` and `AudioCache` share.
-"""
+"""Reading audio files and the plain waveform operations: downmix, resample, crop/pad, rounding to storage types."""
 
 from __future__ import annotations
 
@@ -72,9 +70,7 @@ _FORMAT_EXTENSIONS = {
 
 @lru_cache(maxsize=1)
 def audio_extensions() -> tuple[str, ...]:
-    """The file extensions of the audio formats soundfile can read on this machine: the package's one list.
-
-    Lower case, with the dot, sorted, e.g. `('.aif', ..., '.flac', ..., '.wav')`.
+    """The extensions (lower case, with the dot, sorted) of the audio formats soundfile reads on this machine.
 
     Examples:
         >>> ".wav" in audio_extensions() and ".flac" in audio_extensions()
@@ -108,8 +104,7 @@ UNREADABLE_FORMATS = {".m4a": "AAC or ALAC in MP4", ".mp4": "MP4", ".aac": "AAC"
 
 
 def unreadable_format(path: str | os.PathLike) -> str | None:
-    """Why `path` cannot be read (a sentence without its name), when its extension names a format soundfile
-    does not decode; None for any other extension.
+    """Why `path` cannot be read (a sentence without its name) when its extension is in `UNREADABLE_FORMATS`, else None.
 
     Args:
         path: a file name or path; only its extension is looked at, case-insensitively.
@@ -147,10 +142,8 @@ def unreadable_files_note(paths) -> str:
 
 
 class AudioLoadError(ValueError):
-    """An audio file exists but cannot be decoded, is empty, holds NaN/Inf samples or has a header
-    `header_problem` refuses; the message names the file. Raised by `load_audio` and so by
-    `AudioTensor.create`, `LoadAudio` and `AudioCache.get`.
-    """
+    """An audio file exists but cannot be decoded, is empty, holds NaN/Inf samples or has a header `header_problem`
+    refuses; the message names the file. Raised by `load_audio`, so by `AudioTensor.create`, `LoadAudio`, `AudioCache.get`."""
 
 
 def sample_rate_problem(sr: int) -> str | None:
@@ -177,8 +170,7 @@ _BLOCK_ALIGN = re.compile(r"^\s*Block Align\s*:\s*(\d+)\s*$", re.MULTILINE)
 
 
 def header_problem(header) -> str | None:
-    """Why a file's header is refused (worded to follow its name), or None: the rule `load_audio` and
-    `check_audio_file` share.
+    """Why a file's header is refused by `load_audio` and `check_audio_file` (worded to follow its name), or None.
 
     Refused: a sample rate outside `SAMPLE_RATE_RANGE`, and a WAV / W64 / RF64 header whose channels and
     sample size disagree with its block align (libsndfile would read the samples at the wrong stride: noise).
@@ -201,14 +193,12 @@ def header_problem(header) -> str | None:
         return rate_problem
     sample_bytes = _SAMPLE_BYTES.get(str(header.subtype))  # compressed subtypes (ADPCM, GSM) have blocks, not frames
     found = _BLOCK_ALIGN.search(header.extra_info or "") if sample_bytes else None
-    if found is None:
-        return None
-    frame_bytes, channels = int(found.group(1)), int(header.channels)
-    if frame_bytes == channels * sample_bytes:
+    channels = int(header.channels)
+    if found is None or int(found.group(1)) == channels * sample_bytes:
         return None
     return (
         f"claims {channels} channel(s) of {header.subtype} samples, {channels} x {sample_bytes} = "
-        f"{channels * sample_bytes} bytes a frame, but a block align of {frame_bytes} bytes: its header is damaged "
+        f"{channels * sample_bytes} bytes a frame, but a block align of {found.group(1)} bytes: its header is damaged "
         "(its samples would decode as noise); re-encode the file or leave it out"
     )
 
@@ -220,9 +210,8 @@ def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
         path: the audio file.
 
     Returns:
-        `(waveform, sample_rate)`: the waveform as float32 `(channels, samples)`, in [-1, 1] for
-            integer PCM (float files keep their values, peaks above 1.0 included), and its sample
-            rate in Hz.
+        `(waveform, sample_rate)`: float32 `(channels, samples)`, in [-1, 1] for integer PCM (float files
+            keep their values, peaks above 1.0 included), and its sample rate in Hz.
 
     Raises:
         FileNotFoundError: `path` is missing (or not a regular file).
@@ -275,8 +264,7 @@ def load_audio_with_subtype(path: str | os.PathLike) -> tuple[Tensor, int, str]:
 
 
 def source_format(path: str | os.PathLike) -> tuple[int, str]:
-    """`(sample rate in Hz, subtype)` from the header of `path`, the subtype as in `load_audio_with_subtype`;
-    no sample is decoded.
+    """`(sample rate in Hz, subtype)` from the header of `path` (no sample decoded), subtype as in `load_audio_with_subtype`.
 
     Args:
         path: the audio file.
@@ -308,8 +296,7 @@ def downmix_mono(x: Tensor) -> Tensor:
 
 
 MAX_RESAMPLE_KERNEL = 2**22
-"""The largest sinc kernel (elements) `resample` lets torchaudio build: 2**22 values, 16 MiB in float32
-(44100 -> 16000 Hz needs 76 000; 44101 -> 16000 would need 706 million)."""
+"""The largest sinc kernel `resample` lets torchaudio build: 2**22 values, 16 MiB in float32 (44100 -> 16000 Hz needs 76 000)."""
 MAX_RATE_ROUNDING = 1e-3
 """How far (relative) `resample` may round a source rate whose exact kernel is too large: 0.1%."""
 
@@ -324,19 +311,16 @@ def _kernel_elements(orig_sr: int, new_sr: int) -> int:
 
 @lru_cache(maxsize=256)
 def resampling_source_rate(orig_sr: int, new_sr: int) -> int:
-    """The source rate `resample` treats audio at `orig_sr` as having when going to `new_sr`.
-
-    `orig_sr` itself when the kernel for the pair has at most `MAX_RESAMPLE_KERNEL` values (every
-    common rate pair); otherwise the nearest rate within `MAX_RATE_ROUNDING` whose kernel does,
-    which scales the clip's frequencies by that relative amount (-23 ppm for 44101 -> 44100 Hz).
+    """The source rate `resample` treats audio at `orig_sr` as having when going to `new_sr`: `orig_sr` itself when
+    the pair's kernel has at most `MAX_RESAMPLE_KERNEL` values (every common pair), else the nearest rate within
+    `MAX_RATE_ROUNDING` whose kernel does, scaling the clip's frequencies by that much (-23 ppm for 44101 -> 44100 Hz).
 
     Args:
         orig_sr: the audio's sample rate, in Hz.
         new_sr: the target sample rate, in Hz.
 
     Raises:
-        ValueError: (naming both rates) no rate within `MAX_RATE_ROUNDING` of `orig_sr` has a small
-            enough kernel.
+        ValueError: (naming both rates) no rate within `MAX_RATE_ROUNDING` of `orig_sr` has a small enough kernel.
 
     Examples:
         >>> resampling_source_rate(44100, 16000), resampling_source_rate(44101, 16000)
@@ -363,10 +347,8 @@ def _resampler(orig_sr: int, new_sr: int, dtype: torch.dtype = torch.float32, de
 
 
 def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
-    """Band-limited (windowed sinc) resampling with torchaudio.
-
-    A rate pair whose exact kernel would exceed `MAX_RESAMPLE_KERNEL` values is resampled from the
-    nearest rate that fits (`resampling_source_rate`), with a warning naming the rates.
+    """Band-limited (windowed sinc) resampling with torchaudio; a rate pair whose exact kernel would exceed
+    `MAX_RESAMPLE_KERNEL` values is resampled from the nearest rate that fits (`resampling_source_rate`), with a warning.
 
     Args:
         x: waveform `(..., samples)` at `orig_sr` Hz; any float dtype, on any device.
@@ -378,8 +360,7 @@ def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
             (float16/bfloat16 are computed in float32).
 
     Raises:
-        ValueError: a rate is not positive, or no rounding within 0.1% of `orig_sr` makes the kernel
-            small enough.
+        ValueError: a rate is not positive, or no rate near `orig_sr` fits (see `resampling_source_rate`).
 
     Examples:
         >>> import torch
@@ -429,8 +410,7 @@ def warn_upsampling(files_per_rate: Mapping[int, int], sample_rate: int, where: 
 STORAGE_DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
 """Precisions decoded audio can be stored at (the `AudioCache` storage types), each with its NumPy dtype."""
 AUDIO_DTYPES = ("auto", *STORAGE_DTYPES)
-"""`dtype` arguments of `quantize_waveform`, `LoadAudio` and `AudioCache`: a storage type, or
-"auto": per file, the storage type that keeps its source (see `storage_dtype`)."""
+"""`dtype` arguments of `quantize_waveform`, `LoadAudio` and `AudioCache`: a storage type, or "auto" (see `storage_dtype`)."""
 INT16_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "ULAW", "ALAW"})
 """soundfile subtypes whose decoded values 16-bit PCM holds exactly: integer PCM of at most 16
 bits and the 8-bit companded formats (they decode to 13 or 14 bits)."""
@@ -501,10 +481,8 @@ def from_storage(stored: Tensor) -> Tensor:
 
 
 def quantize_waveform(x: Tensor, dtype: str | None = "int16", source: str | os.PathLike | None = None) -> Tensor:
-    """Round a float waveform to the precision `dtype` keeps, returned as float32 of the same shape.
-
-    `from_storage(to_storage(x, dtype))`, exactly what `AudioCache` stores: an uncached pipeline
-    that applies this yields the same values as a cached one.
+    """Round a float waveform to the precision `dtype` keeps, as float32 of the same shape:
+    `from_storage(to_storage(x, dtype))`, exactly what `AudioCache` stores.
 
     Args:
         x: float waveform, any shape.
