@@ -1,7 +1,6 @@
 """Checking a table of clips and its audio files before training, so that every bad name or file is named
 at once, not the first one mid-epoch: `check_table` (and its file-name rule, `check_clip_names`),
-`check_audio_file`, `check_audio_files` and `AudioFilesError`.
-"""
+`check_audio_file`, `check_audio_files` and `AudioFilesError`."""
 
 from __future__ import annotations
 
@@ -89,14 +88,13 @@ def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[
 
     Problems: missing, not a regular file, unreadable (not audio), empty, zero frames, a header
     `header_problem` refuses (as `load_audio` does: a sample rate outside `SAMPLE_RATE_RANGE`, or
-    channels and sample size that disagree with the WAV frame size), a WAV header that claims more
-    frames than the file holds, and with `full=True` NaN/Inf samples or data that stops decoding
-    early. Unless `full`, only the headers are read: cheap next to decoding (docs/performance.md).
+    channels and sample size that disagree with the WAV frame size), or a WAV header that claims
+    more frames than the file holds. Unless `full`, only the headers are read (docs/performance.md).
 
     Args:
         path: the audio file.
-        full: also decode every sample (NaN/Inf, data that stops early); skipped once a header
-            problem is found.
+        full: also decode every sample, for NaN/Inf samples or data that stops decoding early
+            (skipped once a header problem is found).
 
     Returns:
         `(problems, facts)`: the problems as messages without the file's name (empty when the file
@@ -148,8 +146,7 @@ def check_audio_file(path: str | os.PathLike, full: bool = False) -> tuple[list[
 
 
 def check_audio_files(paths: Iterable[str | os.PathLike], full: bool = False) -> dict[str, dict]:
-    """Check every file of `paths` with `check_audio_file`, naming every bad file at once, so that a
-    dataset is fixed in one go, before any training.
+    """Check every file of `paths` with `check_audio_file`, naming every bad file at once.
 
     Args:
         paths: the audio files.

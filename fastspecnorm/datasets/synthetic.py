@@ -8,7 +8,6 @@ import json
 import math
 import pathlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -50,36 +49,6 @@ _MAX_TAKES = 3  # fragments per source recording: A, B, C
 _PATTERNS = ("steady", "pulsed", "chirp")
 
 
-@dataclass(frozen=True)
-class _ClassSignature:
-    """What every clip of one class has in common (before per-clip jitter)."""
-
-    base_hz: float  # fundamental frequency
-    pattern: str  # one of _PATTERNS
-    n_harmonics: int  # 1 = pure tone
-    noise_share: float  # 0 = harmonics only, 1 = narrow-band noise only
-    pulse_rate_hz: float  # pulses per second, for "pulsed"
-    chirp_period_s: float  # length of one sweep, for "chirp"
-    chirp_octaves: float  # sweep extent, positive = upwards, for "chirp"
-
-
-def _class_signature(target: int, n_classes: int, sample_rate: int) -> _ClassSignature:
-    """Fixed recipe of class ``target`` among ``n_classes`` (base frequencies span the classes)."""
-    highest_hz = min(_HIGHEST_BASE_HZ, 0.35 * sample_rate)
-    position = target / (n_classes - 1) if n_classes > 1 else 0.5
-    base_hz = _LOWEST_BASE_HZ * (highest_hz / _LOWEST_BASE_HZ) ** position
-    # The traits cycle with different periods: classes next in frequency differ in temporal pattern and timbre too.
-    return _ClassSignature(
-        base_hz=base_hz,
-        pattern=_PATTERNS[target % 3],
-        n_harmonics=1 + target % 4,
-        noise_share=((target // 4) % 3) / 2,
-        pulse_rate_hz=1.5 + target % 7,
-        chirp_period_s=0.3 + 0.15 * (target % 5),
-        chirp_octaves=0.6 if (target // 3) % 2 == 0 else -0.6,
-    )
-
-
 def _noise_from_spectrum(
     rng: np.random.Generator, n_samples: int, sample_rate: int, amplitude: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
@@ -108,28 +77,32 @@ def _cycle_position(x: np.ndarray) -> np.ndarray:
 
 
 def _synthesize_clip(
-    rng: np.random.Generator, signature: _ClassSignature, n_samples: int, sound_samples: int, sample_rate: int
+    rng: np.random.Generator, target: int, n_classes: int, n_samples: int, sound_samples: int, sample_rate: int
 ) -> np.ndarray:
-    """One clip as int16 PCM, shape (n_samples,): the class sound plus background noise in the first
-    ``sound_samples`` samples, exact zeros after (as in the padded ESC-50 clips). The phase is accumulated
-    in float64; the waveform itself is float32, plenty for 16-bit output and twice as fast."""
+    """One clip of class ``target`` as int16 PCM, shape (n_samples,): the class sound plus background noise in
+    the first ``sound_samples`` samples, exact zeros after (as in the padded ESC-50 clips). The phase is
+    accumulated in float64; the waveform itself is float32, plenty for 16-bit output and twice as fast."""
     clip = np.zeros(n_samples, dtype=np.int16)
     if sound_samples == 0:
         return clip
     time_s = np.arange(sound_samples, dtype=np.float64) * (1.0 / sample_rate)
-    base_hz = signature.base_hz * math.exp(rng.normal(0.0, _FREQUENCY_JITTER))
+    # Base frequencies span the classes; the other traits cycle with other periods, to differ between neighbours.
+    top_hz = min(_HIGHEST_BASE_HZ, 0.35 * sample_rate)
+    position = target / (n_classes - 1) if n_classes > 1 else 0.5
+    base_hz = _LOWEST_BASE_HZ * (top_hz / _LOWEST_BASE_HZ) ** position * math.exp(rng.normal(0.0, _FREQUENCY_JITTER))
     # Some clips of a class use another class's temporal pattern, so patterns alone do not separate the classes.
-    pattern = signature.pattern
+    pattern = _PATTERNS[target % 3]
     if rng.uniform() < _OTHER_PATTERN_PROBABILITY:
         pattern = str(rng.choice([other for other in _PATTERNS if other != pattern]))
 
     start_phase = rng.uniform(0, 2 * np.pi)
     if pattern == "chirp":
-        period_s = signature.chirp_period_s * rng.uniform(0.8, 1.2)
+        period_s = (0.3 + 0.15 * (target % 5)) * rng.uniform(0.8, 1.2)
         sweep_position = _cycle_position(time_s * (1.0 / period_s) + rng.uniform())
+        octaves = 0.6 if (target // 3) % 2 == 0 else -0.6  # sweep extent, upwards or downwards
         # The sweep is centred on the base frequency, so the average pitch stays near it.
-        inst_hz = base_hz * np.exp2(signature.chirp_octaves * (sweep_position - 0.5))
-        highest_hz = base_hz * 2.0 ** (abs(signature.chirp_octaves) / 2)
+        inst_hz = base_hz * np.exp2(octaves * (sweep_position - 0.5))
+        highest_hz = base_hz * 2.0 ** (abs(octaves) / 2)
         phase = (2 * np.pi / sample_rate) * np.cumsum(inst_hz) + start_phase
         envelope = np.sin(np.pi * sweep_position.astype(np.float32))
         envelope = 0.3 + 0.7 * envelope * envelope
@@ -137,14 +110,13 @@ def _synthesize_clip(
         highest_hz = base_hz
         phase = (2 * np.pi * base_hz) * time_s + start_phase
         if pattern == "pulsed":
-            rate_hz = signature.pulse_rate_hz * rng.uniform(0.8, 1.2)
+            rate_hz = (1.5 + target % 7) * rng.uniform(0.8, 1.2)
             pulse_position = _cycle_position(time_s * rate_hz + rng.uniform()).astype(np.float32)
             # A 3%-of-period attack avoids clicks; each pulse then decays within its period.
             envelope = np.minimum(pulse_position * np.float32(1 / 0.03), np.float32(1.0))
             envelope *= np.exp(pulse_position * np.float32(-1 / 0.2))
         else:
-            swell_hz = rng.uniform(0.1, 0.5)
-            swell = (2 * np.pi * swell_hz) * time_s + rng.uniform(0, 2 * np.pi)
+            swell = (2 * np.pi * rng.uniform(0.1, 0.5)) * time_s + rng.uniform(0, 2 * np.pi)  # a 0.1-0.5 Hz swell
             envelope = 1.0 + 0.3 * np.sin(swell.astype(np.float32))
     # Wrapped to [0, 2 pi) in float64 first: float32 cannot hold a large phase precisely.
     cos_phase = np.cos((2 * np.pi * _cycle_position(phase / (2 * np.pi))).astype(np.float32))
@@ -154,7 +126,7 @@ def _synthesize_clip(
     rolloff = rng.uniform(0.5, 1.5)
     tonal = cos_phase.copy()
     previous, current = np.float32(1.0), cos_phase
-    for harmonic in range(2, signature.n_harmonics + 1):
+    for harmonic in range(2, 2 + target % 4):  # 1 to 4 harmonics
         previous, current = current, 2 * cos_phase * current - previous
         if harmonic * highest_hz < 0.45 * sample_rate:
             tonal += np.float32(harmonic**-rolloff) * current
@@ -164,8 +136,9 @@ def _synthesize_clip(
     cutoff_hz = max(0.08 * base_hz, sample_rate / next_fast_len(sound_samples, real=True))
     lowpass = _noise_from_spectrum(rng, sound_samples, sample_rate, lambda hz: (hz <= cutoff_hz).astype(np.float32))
     narrowband = _unit_rms(cos_phase * lowpass)
-    sound = np.float32(np.sqrt(1.0 - signature.noise_share)) * tonal
-    sound += np.float32(np.sqrt(signature.noise_share)) * narrowband
+    noise_share = ((target // 4) % 3) / 2  # 0 = harmonics only, 1 = narrow-band noise only
+    sound = np.float32(np.sqrt(1.0 - noise_share)) * tonal
+    sound += np.float32(np.sqrt(noise_share)) * narrowband
     sound = _unit_rms(sound * envelope)
 
     snr_db = rng.uniform(*_SNR_DB_RANGE)
@@ -189,8 +162,7 @@ def _synthesize_clip(
 def _plan_clips(
     n_samples: int, *, n_classes: int, clips_per_class: int, n_folds: int, n_silent: int, padded_fraction: float, seed: int, **_
 ) -> list[dict]:
-    """Metadata rows (sorted by filename) plus ``sound_samples`` and ``clip_index`` (0..clips_per_class-1)
-    per clip; clip ``j`` of a class goes to fold ``j % n_folds + 1``, spreading each class evenly."""
+    "Metadata rows, sorted by filename, each with its clip's ``sound_samples`` and ``clip_index`` within its class."
     rng = np.random.default_rng([seed, 0])
 
     # Silent clip i is clip (i // n_classes + i) % clips_per_class of class i % n_classes: a diagonal, so
@@ -300,8 +272,8 @@ def make_synthetic_esc50(
 ) -> pathlib.Path:
     """Write a synthetic dataset in the ESC-50 layout to ``path`` and return ``path``.
 
-    A stand-in for the real ESC-50 (2000 five-second clips, 50 classes, 5 folds), which cannot be
-    downloaded everywhere this package is tested, with its layout and audio format:
+    A stand-in, with the same layout and audio format, for the real ESC-50 (2000 five-second clips,
+    50 classes, 5 folds), which cannot be downloaded everywhere this package is tested:
 
         ROOT/meta/esc50.csv          filename,fold,target,category,esc10,src_file,take (sorted by filename)
         ROOT/meta/synthetic.json     the arguments that produced the folder (written last)
@@ -314,9 +286,8 @@ def make_synthetic_esc50(
     (steady, pulsed, chirps); per-clip jitter and background noise make neighbouring classes overlap.
     Accuracies on these data say nothing about ESC-50.
 
-    Safe to call from several processes on one folder: generation holds a lock on ``.NAME.lock`` next
-    to the folder ``NAME``, waiting processes return the folder it finished, and each clip is renamed
-    into place once written. An interrupted generation is marked incomplete and redone.
+    Safe to call from several processes on one folder (a lock on ``.NAME.lock`` next to the folder
+    ``NAME``); an interrupted generation is marked incomplete and redone.
 
     Args:
         path: folder to write (str or path-like); created if missing.
@@ -407,11 +378,10 @@ def _generate(root: pathlib.Path, arguments: dict, n_samples: int) -> None:
         if stale.name not in listed:
             stale.unlink()
 
-    signatures = [_class_signature(target, arguments["n_classes"], sample_rate) for target in range(arguments["n_classes"])]
     for row in rows:
         # One generator per clip, keyed by class and clip number: a clip depends on no other clip.
         rng = np.random.default_rng([arguments["seed"], 1, row["target"], row["clip_index"]])
-        clip = _synthesize_clip(rng, signatures[row["target"]], n_samples, row["sound_samples"], sample_rate)
+        clip = _synthesize_clip(rng, row["target"], arguments["n_classes"], n_samples, row["sound_samples"], sample_rate)
         atomic_write(
             audio_dir / row["filename"], lambda f, clip=clip: sf.write(f, clip, sample_rate, subtype="PCM_16", format="WAV")
         )

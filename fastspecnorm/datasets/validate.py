@@ -97,12 +97,8 @@ class ValidationReport:
         return not self.errors
 
     def good_rows(self) -> pd.DataFrame:
-        """The CSV rows without a problem of their own.
-
-        Returns:
-            Every column of the CSV, `fold` and `target` as int, index reset; empty (with the
-                required columns) when the CSV could not be read.
-        """
+        """The CSV rows without a problem of their own: every column, `fold` and `target` as int, index
+        reset; empty (with the required columns) when the CSV could not be read."""
         if self.table is None:
             return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
         df = self.table[~self.table["filename"].isin(self.bad_files) & self.table["filename"].notna()]
@@ -156,8 +152,8 @@ class ValidationReport:
             The report, when there is no error.
 
         Raises:
-            DatasetValidationError: (a ValueError) any error; a `DatasetNotFoundError`, also a
-                FileNotFoundError, when every error is something absent (the CSV, `audio/`, files).
+            DatasetValidationError: (a ValueError) any error; a `DatasetNotFoundError` (also a
+                FileNotFoundError) when every error is something absent (the CSV, `audio/`, files).
         """
         if self.ok:
             return self
@@ -171,11 +167,8 @@ class ValidationReport:
 
 
 def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
-    """The path of the clip `filename` of `root/meta/esc50.csv`: `root/audio/filename`, normalized.
-
-    The loaders' rule (`fastspecnorm.audio.check.check_clip_names`): a relative path inside `audio/`
-    (subfolders allowed), written exactly as the file is named. Only the name and, for a symbolic
-    link, its target are looked at; whether the file exists and is audio is `validate_esc50`'s job.
+    """The path of the clip `filename` of `root/meta/esc50.csv`, by the loaders' file-name rule
+    (`fastspecnorm.audio.check.check_clip_names`); only the name and a link's target are looked at.
 
     Args:
         root: the ESC-50-layout folder.
@@ -186,7 +179,8 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
 
     Raises:
         ValueError: naming the filename, for a name `check_clip_names` refuses: empty (or NaN), with
-            leading or trailing whitespace, absolute, leaving `audio/` with `..`, or a link outside it.
+            leading or trailing whitespace, absolute, leaving `audio/` with `..`, or a link outside it
+            (subfolders of `audio/` are allowed).
 
     Examples:
         >>> resolve_clip("ESC-50", "1-100032-A-0.wav").as_posix()
@@ -226,11 +220,25 @@ def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[p
 
 
 def _check_table(report: ValidationReport) -> None:
-    "Read the CSV into `report.table` and record every problem of its rows and labels."
+    "Read the CSV into `report.table` (as strings, then numbers) and record every problem of its rows and labels."
     from ..audio.check import check_clip_names
 
-    df = _read_csv(report, report.root / META_NAME)
-    if df is None:
+    csv = report.root / META_NAME
+    if not csv.is_file():
+        message = f"metadata not found: {csv} (expected an ESC-50-layout folder with meta/esc50.csv and audio/)"
+        report._error(META_NAME, message, absent=True)
+        return
+    try:
+        df = pd.read_csv(csv, dtype=dict.fromkeys(REQUIRED_COLUMNS, str))
+    except Exception as e:  # ParserError, UnicodeDecodeError, EmptyDataError, OSError
+        report._error(META_NAME, f"cannot parse {csv}: {type(e).__name__}: {e}")
+        return
+    if missing := [c for c in REQUIRED_COLUMNS if c not in df.columns]:
+        report._error(META_NAME, f"lacks required column(s) {missing}; it has {list(df.columns)}")
+        return
+    report.n_rows = len(df)
+    if df.empty:
+        report._error(META_NAME, f"{csv} lists no clips")
         return
     named = df["filename"].notna()
     for line in df.index[~named] + 2:  # CSV line numbers (line 1 is the header); no filename to skip by: an error
@@ -269,27 +277,6 @@ def _check_table(report: ValidationReport) -> None:
     report.table = df
 
 
-def _read_csv(report: ValidationReport, csv: Path) -> pd.DataFrame | None:
-    "The CSV as strings; None (with the error recorded) when nothing more can be checked."
-    if not csv.is_file():
-        message = f"metadata not found: {csv} (expected an ESC-50-layout folder with meta/esc50.csv and audio/)"
-        report._error(META_NAME, message, absent=True)
-        return None
-    try:
-        df = pd.read_csv(csv, dtype=dict.fromkeys(REQUIRED_COLUMNS, str))
-    except Exception as e:  # ParserError, UnicodeDecodeError, EmptyDataError, OSError
-        report._error(META_NAME, f"cannot parse {csv}: {type(e).__name__}: {e}")
-        return None
-    if missing := [c for c in REQUIRED_COLUMNS if c not in df.columns]:
-        report._error(META_NAME, f"lacks required column(s) {missing}; it has {list(df.columns)}")
-        return None
-    report.n_rows = len(df)
-    if df.empty:
-        report._error(META_NAME, f"{csv} lists no clips")
-        return None
-    return df
-
-
 def _in_csv_order(report: ValidationReport) -> None:
     "Problems of the table itself first, then by the first CSV line of their filename, whichever check found them."
     if report.table is None:
@@ -311,11 +298,8 @@ def validate_esc50(
     expected_sample_rate: int | None = None,
 ):
     """Check the ESC-50-layout folder `path` (`meta/esc50.csv` and `audio/`) in one pass, reporting
-    every problem found, not only the first.
-
-    The table is checked first (`read_esc50_table`'s rules), then each listed file at
-    `resolve_clip(path, filename)` by `fastspecnorm.audio.check.check_audio_file`, the loaders' check
-    (names that break the rule are not opened).
+    every problem found: the table first, then each listed file whose name passes `resolve_clip`, by
+    `fastspecnorm.audio.check.check_audio_file`, the loaders' check.
 
     - errors (training would fail or be wrong): the CSV is missing, unparsable, lacks a required
       column (filename, fold, target, category) or lists no clip; a category has several targets
@@ -337,8 +321,7 @@ def validate_esc50(
         progress: show a progress bar over the files.
         folds: folds that must exist (e.g. `[valid_fold]`); None: no fold is required.
         mode: "full" decodes every sample (NaN/Inf samples, damaged compressed files); "quick" (or
-            True) reads each file's header only (and a WAV's chunk sizes), much faster
-            (docs/performance.md).
+            True) reads each file's header only (and a WAV's chunk sizes), much faster.
         expected_sample_rate: files at another rate (Hz) are reported as warnings; None takes the
             rate most files have.
 
@@ -385,8 +368,7 @@ def validate_esc50(
 def _check_files(
     report: ValidationReport, full: bool, progress: bool, sample_rate: int, channels: int, expected_rate: int | None
 ) -> None:
-    """Each accepted clip by `check_audio_file`, the loaders' check; then the readable files' rates and channels
-    counted, with a warning for other channel counts and, for usable files, other rates."""
+    "Each accepted clip by `check_audio_file`; a warning for other channel counts and, for usable files, other rates."
     from ..audio.check import check_audio_file
 
     paths, audio = report.clip_paths, report.root / "audio"
