@@ -3,7 +3,6 @@ before training, made once (`check_config`, `prepare`)."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import hashlib
@@ -15,7 +14,7 @@ from typing import Any
 
 from .._groups import group_pattern
 from .._io import atomic_write_text, file_lock, read_json
-from .._options import count, fold_value, fraction, option, points, positive_float, positive_int
+from .._options import _parser, count, fold_value, fraction, option, points, positive_float, positive_int
 from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
 from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, MAX_EPOCHS, PRECISIONS, PRESETS, get_preset
 from .fingerprint import describe_changes, file_stats, files_fingerprint
@@ -39,16 +38,11 @@ FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewr
 # The stored JSON files of an OUT folder, read through the one reader, naming the file and the fix.
 _read_json_file = functools.partial(read_json, fix="restore it, or delete it if the folder holds no finished run")
 
-
-def _shard(text: str) -> tuple[int, int]:
-    "A parser: I/N with 1 <= I <= N."
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard expects I/N such as 2/4, got {text!r}") from None
-    if not 1 <= index <= count:
-        raise argparse.ArgumentTypeError(f"--shard I/N needs 1 <= I <= N, got {text!r}")
-    return index, count
+_shard = _parser(  # --shard I/N
+    lambda text: tuple(map(int, text.split("/"))),
+    lambda v: len(v) == 2 and 1 <= v[0] <= v[1],
+    "I/N with 1 <= I <= N, such as 2/4",
+)
 
 
 @dataclass(kw_only=True)
@@ -66,12 +60,10 @@ class ExperimentConfig(SourceSpec):
         norms: the grid's normalizations (names of `NORMS`).
         preset: a name of `PRESETS` (None: the dataset's default).
         epochs: epochs per run (None: the preset's).
-        repeats: k-fold partitions to draw for sources without folds (repeated k-fold; each
-            repeat's folds are another replicate of the comparison's tests).
+        repeats: k-fold partitions to draw (repeated k-fold) for sources without folds of their own.
         stats_fraction: share of training batches for dataset statistics, in (0, 1].
-        refresh_stats: compute a statistics file in `OUT/stats` made from other training clips or
-            settings again, with a warning (`StatsCallback(refresh=True)`), instead of refusing it;
-            not part of the experiment's identity.
+        refresh_stats: compute again, with a warning, a statistics file in `OUT/stats` made from other
+            training clips or settings, instead of refusing it; not part of the experiment's identity.
         overrides: `AudioSettings` or `Training` fields to override (e.g. `{"bs": 8}`; `--set`, `--bs`, ...).
         synthetic_classes: classes of the generated dataset.
         synthetic_clips: clips per class of the generated dataset.
@@ -235,9 +227,8 @@ def check_config(cfg: ExperimentConfig) -> None:
     get_preset(cfg.preset or "blog", **cfg.overrides)  # TypeError: an unknown setting; ValueError: unknown preset, bad value
     if any(not (isinstance(seed, int) and 0 <= seed < 2**32) for seed in cfg.seeds):
         raise ValueError(f"seeds must be whole numbers from 0 to 2**32 - 1 (NumPy's seed range), got {cfg.seeds}")
-    index, count = cfg.shard
-    if not 1 <= index <= count:
-        raise ValueError(f"shard must be I/N with 1 <= I <= N, got {index}/{count}")
+    if not 1 <= cfg.shard[0] <= cfg.shard[1]:
+        raise ValueError(f"shard must be I/N with 1 <= I <= N, got {cfg.shard[0]}/{cfg.shard[1]}")
     for device in cfg.devices:
         if device != "cpu" and not device.startswith(("cuda", "mps", "xpu")):
             raise ValueError(f"unknown device {device!r}; expected e.g. cuda:0, cuda:1 or cpu")
@@ -251,11 +242,8 @@ def _check_devices_present(devices: list[str]) -> None:
             continue
         import torch  # only when a device other than the CPU is asked for
 
-        if kind == "mps":
-            count = int(torch.backends.mps.is_available())
-        else:  # torch.cuda, torch.xpu
-            backend = getattr(torch, kind, None)
-            count = backend.device_count() if backend is not None and backend.is_available() else 0
+        backend = getattr(torch, kind, None)  # torch.cuda, torch.mps, torch.xpu
+        count = backend.device_count() if backend is not None and backend.is_available() else 0
         if (int(index) if index.isdigit() else 0) >= count:
             raise ValueError(f"--devices {device}: this machine has {count} {kind} device(s); name ones it has, or cpu")
 
@@ -263,22 +251,20 @@ def _check_devices_present(devices: list[str]) -> None:
 def _spec(cfg: ExperimentConfig) -> SourceSpec:
     "The source options of `cfg`, with `data` the dataset folder: generated into OUT (synthetic), downloaded, or as given."
     data = cfg.data
-    if cfg.data == "synthetic":
+    if data in ("synthetic", "download"):
         recipe = _recipe_for(cfg)
-        data = recipe.synthetic(Path(cfg.out) / f"synthetic-{recipe.name}", cfg.synthetic_classes, cfg.synthetic_clips)
-    elif cfg.data == "download":
-        data = _recipe_for(cfg).download()
+        out = Path(cfg.out) / f"synthetic-{recipe.name}"
+        data = recipe.synthetic(out, cfg.synthetic_classes, cfg.synthetic_clips) if data == "synthetic" else recipe.download()
     return SourceSpec(**{f.name: getattr(cfg, f.name) for f in fields(SourceSpec)} | {"data": data})
 
 
 def _recipe_for(cfg: ExperimentConfig) -> Recipe:
-    "The recipe that generates or downloads `cfg.data`: `cfg.dataset`'s, or the first one that can (ESC-50)."
-    what = "synthetic" if cfg.data == "synthetic" else "download"
-    able = [r for r in RECIPES.values() if getattr(r, what) is not None]
+    "The recipe that generates or downloads `cfg.data` (synthetic, download): `cfg.dataset`'s, or the first that can (ESC-50)."
+    able = [r for r in RECIPES.values() if getattr(r, cfg.data) is not None]
     if cfg.dataset is None:
         return able[0]
-    if getattr(RECIPES[cfg.dataset], what) is None:
-        verb = "generates data" if what == "synthetic" else "downloads"
+    if RECIPES[cfg.dataset] not in able:
+        verb = "generates data" if cfg.data == "synthetic" else "downloads"
         raise ValueError(
             f"--data {cfg.data} {verb} for the datasets {[r.name for r in able]}; it does not go with --dataset {cfg.dataset}"
         )
@@ -390,8 +376,8 @@ def _check_out_writable(out: Path) -> None:
     "ValueError in one line when `out` is a file or lies in a folder this user cannot write (before the long checks)."
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder (it is created when missing)")
-    existing = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write to --out {out}: {existing} is not writable by this user; give another folder")
 
 
@@ -424,8 +410,7 @@ def _resolved_precision(precision: str, devices: list[str]) -> str:
 
     from ..precision import resolve_precision  # here, not above: keeps `fastspecnorm compare --help` free of torch
 
-    device = devices[0] if devices else ("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_precision(precision, device)
+    return resolve_precision(precision, devices[0] if devices else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def data_fingerprint(source) -> dict:
@@ -539,10 +524,10 @@ def prepare(cfg: ExperimentConfig, log: RunLog | None = None) -> Prepared:
     """Check everything that can be checked before training, once, then write (or check) the identity;
     returns the `Prepared` grid.
 
-    Reads the dataset with its recipe (`--data synthetic` generates it into `OUT/synthetic-<recipe>`,
-    `--data download` fetches it), draws its folds when it has none (or reuses `OUT/folds.csv`), checks
-    every clip, fingerprints the data and writes the experiment's identity to `OUT/experiment.json`,
-    with `OUT/data-files.json` and, for drawn folds, `OUT/folds.csv` (`cfg.out` is made a `Path`).
+    Reads the dataset with its recipe (generated or downloaded for `--data synthetic` / `download`),
+    draws its folds when it has none (or reuses `OUT/folds.csv`), checks every clip, fingerprints the
+    data and writes the experiment's identity to `OUT/experiment.json`, with `OUT/data-files.json` and,
+    for drawn folds, `OUT/folds.csv` (`cfg.out` is made a `Path`).
     Nothing is written to OUT before every check has passed; an OUT folder that holds no finished
     run may be reused with other settings.
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import fastai
+import torch
 from fastai.callback.core import Callback, CancelFitException
 
 from .. import __version__
@@ -133,8 +135,7 @@ def rebuild_outputs(out: Path, experiment: dict[str, Any], rope: float = 1.0, lo
 
     Args:
         out: the experiment folder.
-        experiment: its identity (`OUT/experiment.json`), which titles the summary and whose digest
-            the records' run ids end with.
+        experiment: its identity (`OUT/experiment.json`): the summary's title, and the records' run ids' suffix.
         rope: the verdicts' region of practical equivalence, in accuracy points.
         log: where the left-out records are named (None: not shown).
 
@@ -187,14 +188,6 @@ def _recorded_folds(out: Path) -> set[tuple[int, int]] | None:
     return None
 
 
-def _versions() -> dict[str, str]:
-    import fastai
-    import torch
-
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchaudio": import_torchaudio().__version__,
-            "fastai": fastai.__version__, "fastspecnorm": __version__}  # fmt: skip
-
-
 def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, key: Run, device: str | None, log: RunLog,
                       position: str) -> None:  # fmt: skip
     norm, fold, seed, repeat = key
@@ -216,7 +209,8 @@ def _train_and_record(cfg: ExperimentConfig, prep: Prepared, store: RunStore, ke
     # The table holds only what the seed determines, so a resumed grid reproduces it exactly;
     # wall-clock time, versions and host go to the record's info.
     info = {"seconds": row.pop("seconds"), "host": socket.gethostname(), "pid": os.getpid(),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **_versions()}  # fmt: skip
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "python": sys.version.split()[0], "torch": torch.__version__,
+            "torchaudio": import_torchaudio().__version__, "fastai": fastai.__version__, "fastspecnorm": __version__}  # fmt: skip
     if cfg.command:
         info["command"] = cfg.command
     store.save(_id(key, prep), row, info)
@@ -278,8 +272,6 @@ def _holder_text(store: RunStore, run_id: str) -> str:
 def _device_worker(cfg: ExperimentConfig, prep: Prepared, device: str, log: RunLog) -> None:
     "Entry point of one `--devices` worker process (started with the 'spawn' method)."
     if device.startswith("cuda"):
-        import torch
-
         torch.cuda.set_device(device)  # this process's own device, for anything using the current one
     log.prefix = f"[{device} pid {os.getpid()}] "
     _work(cfg, prep, device, log)
@@ -331,7 +323,7 @@ def run_experiment(cfg: ExperimentConfig, log: RunLog | None = None, prep: Prepa
     machine or several sharing a file system) record each run exactly once; runs claimed by others
     are waited for, and taken over if those processes die. Each finished run is recorded atomically
     and the summary rebuilt, so an interruption loses at most the runs in progress. A clip changed
-    while the grid runs stops it, naming the file, before the run is recorded.
+    while the grid runs stops it before the run is recorded.
 
     Args:
         cfg: the comparison's options.
@@ -364,9 +356,7 @@ class _BatchTimer(Callback):
     "Times training batches until `n` have ended, then ends the fit (never validating)."
 
     order = 100  # after every other callback: a batch's time includes theirs
-
-    def __init__(self, n: int = 2):
-        self.n, self.marks = n, []
+    n = 2
 
     def before_train(self):
         self.marks = [time.perf_counter()]
@@ -381,10 +371,9 @@ class _BatchTimer(Callback):
 
 
 def time_one_batch(source, fold: int, settings, device: str | None = None, progress: bool = False):
-    """Time one training batch of `fold`: loaders and xResNet18 as a run builds them (norm `none`),
-    trained on two batches, the second one timed (past one-time costs such as worker start and kernel
-    selection); this also builds the audio cache the runs will read. Returns `(seconds, dls)`: the
-    batch's wall time (loading, transforms, forward, backward and step) and the loaders.
+    """Time one training batch of `fold` with the loaders and xResNet18 of a run (norm `none`): the
+    second of two batches, past one-time costs; this also builds the audio cache the runs will read.
+    Returns `(seconds, dls)`: the batch's wall time (loading to optimizer step) and the loaders.
 
     Args:
         source: the `DataSource` with folds.
@@ -428,12 +417,9 @@ def _duration(seconds: float) -> str:
 def say_plan(cfg: ExperimentConfig, prep: Prepared, log: RunLog) -> None:
     """Say what the grid will do before it trains: one line with the runs to train, the preset, the
     resolved sample rate, STFT and spectrogram shape, and the wall time estimated from one timed batch
-    (`time_one_batch` on the first run's fold); then one line with the audio cache's folder and size.
-
-    The estimate is rough: every run's batches (training and validation, all epochs) at the timed
-    batch's time; the statistics pass and evaluation being cheaper than a training step are left out.
-    Nothing is timed when every run is recorded, nor with `--devices` (the workers train; a batch
-    timed in this process would hold a CUDA context on the first GPU for the whole grid).
+    (`time_one_batch` on the first run's fold; a rough estimate: every batch of every run and epoch at
+    that time); then one line with the audio cache's folder and size. Nothing is timed when every run
+    is recorded, nor with `--devices` (a batch timed here would hold a CUDA context on the first GPU).
 
     Args:
         cfg: the comparison's options.

@@ -50,8 +50,7 @@ def job_running(job: str) -> bool | None:
         return None
     if done.returncode != 0:
         return False if "invalid job id" in done.stderr.lower() else None
-    states = {line.strip().upper() for line in done.stdout.splitlines() if line.strip()}
-    return bool(states & _LIVE_JOB_STATES)
+    return bool(set(done.stdout.upper().split()) & _LIVE_JOB_STATES)
 
 
 def check_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -59,10 +58,9 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
     unwrapped, whole numbers as int).
 
     Args:
-        row: the run's columns: `norm` a non-empty str, `fold` a whole number or a fold's name (a
-            non-empty str, e.g. a speaker), `seed`, `epochs` whole numbers (epochs >= 0),
-            `accuracy` a finite fraction in [0, 1], optionally `repeat` (a whole number >= 0, the
-            k-fold partition), and any others.
+        row: the run's columns: `norm` a non-empty str, `fold` a whole number or a fold's name (e.g.
+            a speaker), `seed` and `epochs` (>= 0) whole numbers, `accuracy` a finite fraction in
+            [0, 1], optionally `repeat` (the k-fold partition, a whole number >= 0), and any others.
 
     Raises:
         ValueError: a missing or bad required column, naming it.
@@ -105,16 +103,15 @@ class RunStore:
     run trained twice by accident is still one record. To train a run, a process claims it (`claim`:
     written, then read back after `settle` seconds) and refreshes the claim's heartbeat while it
     trains (`claimed`); a dead or stale claim is taken over (`claim_holder`). Hosts sharing `OUT`
-    must agree on the time to well within `stale_after`. Two processes both win a claim only if one's
-    read-write-rename takes longer than `settle`: the run is then trained twice and recorded once.
+    must agree on the time to well within `stale_after`, which should be well above `heartbeat_every`.
+    Two processes both win a claim only if one's read-write-rename takes longer than `settle`: the run
+    is then trained twice and recorded once.
 
     Args:
         out: the experiment folder.
-        settle: seconds between writing a claim and reading it back (longer than a claim's
-            read-write-rename on your file system).
+        settle: seconds between writing a claim and reading it back.
         heartbeat_every: seconds between heartbeats while a run is trained.
-        stale_after: seconds; a claim whose heartbeat is older, or further ahead of this host's
-            clock, is taken over (choose well above `heartbeat_every` plus the clock skew between hosts).
+        stale_after: seconds; a claim whose heartbeat is older, or further ahead of this host's clock, is taken over.
 
     Attributes:
         out: the experiment folder, as a `Path`.
@@ -180,8 +177,7 @@ class RunStore:
         Args:
             run_id: the run's id.
             row: what `results.csv` shows (see `check_row`).
-            info: wall time, versions, host: kept out of the table so that a resumed grid gives
-                the same table (None: empty).
+            info: wall time, versions, host: kept out of the table (None: empty).
 
         Raises:
             ValueError: a missing or bad required column of `row` (see `check_row`).
