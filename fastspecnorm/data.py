@@ -148,8 +148,7 @@ class AudioDataLoaders(DataLoaders):
             rm_type_tfms = next((i for i, t in enumerate(self.valid_ds.tls[0].tfms.fs) if isinstance(t, LoadAudio)), None)
         dl = super().test_dl(items, rm_type_tfms=rm_type_tfms, with_labels=with_labels, **kwargs)
         kept = [t for t in dl.after_item.fs if not isinstance(t, ResizeSignal)]
-        if len(kept) != len(dl.after_item.fs):
-            dl.after_item = Pipeline(kept, split_idx=dl.after_item.split_idx)
+        dl.after_item = Pipeline(kept, split_idx=dl.after_item.split_idx)
         return dl
 
     @classmethod
@@ -188,11 +187,9 @@ class AudioDataLoaders(DataLoaders):
     ) -> AudioDataLoaders:
         """Loaders over the files `path / folder / (df[fn_col] + suff)` labelled by `df[label_col]`.
 
-        As fastai's `ImageDataLoaders.from_df`: a `DataBlock` reading the file and label columns with
-        `ColReader`, split by `ColSplitter(valid_col)`, else `CrossValidationSplitter(fold_col,
-        valid_fold)`, else `RandomSplitter(valid_pct, seed)`. The table (`check_table`) and the files'
-        headers (`check_audio_files`) are checked first, every bad name at once. Batch transforms:
-        `WaveformNormalize`, `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, then `batch_tfms`.
+        As fastai's `ImageDataLoaders.from_df` (a `DataBlock` of `ColReader`s). The table (`check_table`)
+        and the files' headers (`check_audio_files`) are checked first, every bad name at once. Batch
+        transforms: `WaveformNormalize`, `AudioToSpec(**(spec or {}), sample_rate=sample_rate)`, `batch_tfms`.
 
         Args:
             df: the table, one row per clip.
@@ -208,8 +205,7 @@ class AudioDataLoaders(DataLoaders):
                 validation, in (0, 1); with `group_regex`, whole groups stratified by label (one of
                 `round(1 / valid_pct)` folds). Names that look like fragments of one recording warn.
             seed: the seed of that draw; None: not seeded.
-            sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they all
-                share one.
+            sample_rate: Hz every clip is resampled to; None keeps the files' rate when they all share one.
             duration: None keeps each clip's length (batches padded, with `lengths`); seconds crop
                 (random on training, at the start on validation) or zero-pad every clip to that length.
             bs: the batch size, in clips; at most the number of training clips.
@@ -218,10 +214,8 @@ class AudioDataLoaders(DataLoaders):
                 assumes the recording's level, such as `DbRangeNormalize`, then warns).
             item_tfms: more item transforms, after the `duration` crop.
             batch_tfms: more batch transforms, after `AudioToSpec`.
-            cache: True keeps decoded audio in the default `AudioCache` folder, a path puts it there,
-                False decodes every epoch.
-            validate: True (or "quick") checks every file's header first, "full" also decodes every
-                sample, False skips it.
+            cache: keep decoded audio in the default `AudioCache` folder (True), a given one, or not (False).
+            validate: check every file's header first (True or "quick"), also decode it ("full"), or not.
             device: the device of the batches; None: fastai's `default_device()`.
             folder: a subfolder of `path` that the file names are relative to; None: `path` itself.
             suff: appended to every file name, e.g. ".wav".
@@ -367,8 +361,8 @@ class AudioDataLoaders(DataLoaders):
         by_folder = valid_pct is None and (root / train).is_dir() and (root / valid).is_dir()
         files = (get_audio_files(root / train) + get_audio_files(root / valid)) if by_folder else get_audio_files(root)
         if not files:
-            raise FileNotFoundError(f"no audio files ({', '.join(audio_extensions())}) under {root}"
-                                    f"{unreadable_files_note(root.rglob('*')) if root.is_dir() else ''}")  # fmt: skip
+            note = unreadable_files_note(root.rglob("*"))
+            raise FileNotFoundError(f"no audio files ({', '.join(audio_extensions())}) under {root}{note}")
         df = pd.DataFrame({"file": [f.relative_to(root).as_posix() for f in files], "label": [f.parent.name for f in files]})
         if by_folder:
             df["is_valid"] = [f.relative_to(root).parts[0] == valid for f in files]
@@ -403,11 +397,8 @@ class AudioDataLoaders(DataLoaders):
         Raises:
             FileNotFoundError: the CSV is missing.
         """
-        csv = Path(path) / csv_fname
-        if not csv.is_file():
-            raise FileNotFoundError(f"CSV not found: {csv}")
         # delimiter=None would make pandas sniff the separator: leave it out instead.
-        df = pd.read_csv(csv, header=header, **({} if delimiter is None else {"delimiter": delimiter}))
+        df = pd.read_csv(Path(path) / csv_fname, header=header, **({} if delimiter is None else {"delimiter": delimiter}))
         return cls.from_df(df, path=path, **kwargs)
 
     @classmethod
@@ -472,14 +463,12 @@ class AudioDataLoaders(DataLoaders):
 
     @classmethod
     def from_name_re(cls, path: str | os.PathLike, fnames: Iterable, pat: str, **kwargs) -> AudioDataLoaders:
-        r"""`from_path_func` labelling each file by the first group of the regular expression `pat` in its name.
-
-        E.g. `pat=r"^(\d)_"` labels FSDD's `7_jackson_0.wav` as "7".
+        r"""`from_path_re` with `pat` searched in each file's name: `pat=r"^(\d)_"` labels FSDD's `7_jackson_0.wav` "7".
 
         Args:
             path: the dataset folder.
             fnames: the files, as in `from_path_func`.
-            pat: the regular expression, searched in each file's name; its first group is the label.
+            pat: the regular expression; its first group is the label.
             **kwargs: the other arguments of `from_path_func` and `from_df`.
 
         Raises:
@@ -592,8 +581,7 @@ def _regex_labeller(pat: str) -> Callable[[Path], str]:
 
 
 def _checked_files(files: list[Path], validate: bool | str, sample_rate: int | None, max_duration: float | None) -> int:
-    """Every file's header checked (`check_audio_files`) and its length bounded, unless `validate` is False;
-    returns the sample rate, the files' common one for `sample_rate=None` (ValueError naming the rates)."""
+    "Check the files (`validate`) and their length (`max_duration`); the sample rate, the files' own for None."
     facts = check_audio_files(files, full=validate == "full") if validate else None
     if sample_rate is None:
         if facts is None:
@@ -622,8 +610,7 @@ def _checked_files(files: list[Path], validate: bool | str, sample_rate: int | N
 
 
 def _relative_names(path: Path, fnames: Iterable) -> list[str]:
-    """`fnames` relative to `path`: an absolute path inside `path`, or a relative one that starts with `path`
-    (as `get_audio_files(path)` returns them), loses that prefix; other names are kept as given."""
+    "`fnames` inside `path` (absolute, or prefixed by `path` as from `get_audio_files`) made relative; others as given."
     root, parts = os.path.abspath(path), Path(path).parts
     res = []
     for f in fnames:

@@ -149,14 +149,13 @@ class StatsRecorder:
         if self.moments is None or other.moments is None:
             src = self if other.moments is None else other
             res.moments, res.ndim = src.moments, src.ndim
-            return res
-        if self.moments.count.shape != other.moments.count.shape:
+        elif self.moments.count.shape != other.moments.count.shape:
             raise ValueError(
                 f"cannot merge statistics of shapes {tuple(self.moments.count.shape)} and {tuple(other.moments.count.shape)}"
             )
-        dev = self.moments.count.device
-        res.moments = merge_moments(self.moments, Moments(*(t.to(dev) for t in other.moments)))
-        res.ndim = self.ndim
+        else:
+            dev = self.moments.count.device
+            res.moments, res.ndim = merge_moments(self.moments, Moments(*(t.to(dev) for t in other.moments))), self.ndim
         return res
 
     def all_reduce(self, group: torch.distributed.ProcessGroup | None = None) -> StatsRecorder:
@@ -249,11 +248,10 @@ class StatsRecorder:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the statistics and their settings to `path` (a `.npz` file), atomically.
+        """Write the statistics and their settings to `path` (a `.npz` file), atomically: never a partial file.
 
         The file holds float64 count, mean and M2 arrays and a JSON header with `red_dims` and the
-        settings; `StatsRecorder.load` restores an identical recorder. A crash during `save` leaves
-        either the previous file or none, never a partial one.
+        settings; `StatsRecorder.load` restores an identical recorder.
 
         Args:
             path: the file to write, replaced if it exists; missing folders are created.
@@ -303,17 +301,14 @@ class StatsRecorder:
         if not isinstance(header, dict) or header.get("format") != STATS_FORMAT:
             found = header.get("format") if isinstance(header, dict) else header
             raise ValueError(f"{path} has format {found!r}, expected {STATS_FORMAT!r}; delete it to recompute")
-        if not isinstance(header.get("red_dims"), list) or not isinstance(header.get("settings", {}), dict | None):
-            raise ValueError(
-                f"{path} has a header without a red_dims list or with settings that are not an object "
-                f"({header!r}); delete it to recompute"
-            )
         shapes = {k: a.shape for k, a in arrays.items()}
         if len(set(shapes.values())) != 1 or any(a.dtype != np.float64 for a in arrays.values()):
             raise ValueError(f"{path} is corrupt: arrays of shapes/dtypes {shapes} are inconsistent; delete it to recompute")
         if not all(np.isfinite(a).all() for a in arrays.values()) or (arrays["count"] < 0).any() or (arrays["m2"] < 0).any():
             raise ValueError(f"{path} is corrupt: non-finite or negative statistics; delete it to recompute")
         try:
+            if not isinstance(header.get("red_dims"), list) or not isinstance(header.get("settings"), dict | None):
+                raise TypeError(f"no red_dims list, or settings that are not an object: {header!r}")
             rec = cls(header["red_dims"], settings=header.get("settings") or {})
             rec.n_batches = int(header.get("n_batches", 0))
         except (TypeError, ValueError) as e:

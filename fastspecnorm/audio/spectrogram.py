@@ -164,7 +164,6 @@ def spectrogram(
     step = max(1, STFT_PIECE_BYTES // (n_freq * n_frames * 8))  # 8 bytes per complex64 bin
     window = window.to(wav.dtype)
     for i in range(0, rows.shape[0], step):
-        # torch.stft's defaults are torchaudio's: centred, reflect padding, one-sided, not normalized.
         stft = torch.stft(rows[i : i + step], n_fft, hop_length, window.numel(), window, return_complex=True)
         # |X|^2 as re^2 + im^2, not torchaudio's abs().pow(2): no square root per bin (faster on CPU)
         re, im = torch.view_as_real(stft).unbind(-1)
@@ -179,19 +178,15 @@ def spectrogram(
 class AudioToSpec(RefusePlainTensor, DisplayedTransform):
     """Batch transform: `AudioTensor` `(batch, channels, samples)` -> `AudioSpectrogram` `(batch, channels, freq, time)`.
 
-    Computed on the batch's device with `spectrogram`: torchaudio `Spectrogram(n_fft, hop_length,
-    power=2)` (Hann window; or `MelSpectrogram` with `n_mels` bins from `f_min` to `f_max` Hz)
-    followed, when `to_db`, by `AmplitudeToDB(stype="power", top_db=top_db)` with the `top_db` floor
-    taken per item. Defaults turn a 5 s clip at 16 kHz into `(1, 201, 401)`. The output carries
-    `sr`, `hop_length`, `n_fft`, `n_mels`, `f_max`, `unit` ("dB" or "power") and `lengths`.
-    float16/bfloat16 waveforms give float32 spectrograms; an empty batch gives an empty one.
+    `spectrogram` on the batch's device: torchaudio's `Spectrogram(n_fft, hop_length, power=2)` (or
+    `MelSpectrogram`) with a Hann window, then, when `to_db`, `AmplitudeToDB(stype="power", top_db=top_db)`
+    per item. The output carries `sr`, `hop_length`, `n_fft`, `n_mels`, `f_max`, `unit` ("dB" or
+    "power") and `lengths`. float16/bfloat16 waveforms give float32 spectrograms; an empty batch an empty one.
 
-    Padded batches: a batch carrying `lengths` gives a spectrogram whose `lengths` are each clip's
-    valid frames (`n // hop_length + 1` for n samples), equal to the frames of the clip's
-    spectrogram computed alone (see `reflect_clip_ends`); later frames hold silence (power 0).
-    A batch of at most `n_fft // 2` samples (too short for centred framing) is zero-padded to
-    `n_fft // 2 + 1` and gets `lengths` the same way; one such clip `(channels, samples)` comes out
-    with just its valid frames.
+    A batch carrying `lengths` gives each clip's valid frames (`n // hop_length + 1` for n samples) as
+    if computed alone (`reflect_clip_ends`), and silence (power 0) after them. A batch of at most
+    `n_fft // 2` samples (too short for centred framing) is zero-padded to `n_fft // 2 + 1` and gets
+    `lengths` the same way; one such clip `(channels, samples)` comes out with just its valid frames.
 
     Args:
         n_fft: the FFT size, in samples: `n_fft // 2 + 1` linear frequency bins.
@@ -253,13 +248,12 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         """fastaudio's `AudioToSpec.from_cfg`: the transform a configuration describes, for code written for fastaudio.
 
         Args:
-            cfg: an `AudioSettings` (`from_cfg(settings)` is `settings.spectrogram()`), or a mapping or
-                dataclass of the arguments of torchaudio's `Spectrogram` / `MelSpectrogram` plus
-                fastaudio's `mel` and `to_db` (what fastaudio's `AudioConfig.BasicMelSpectrogram(...)`
-                holds). As in fastaudio, `n_fft` missing or None is 1024, `win_length` is `n_fft`,
-                `hop_length` is `win_length // 2`, `mel` is whether `n_mels` is given (128 bins by
-                default) and `to_db` is True. torchaudio's other arguments are accepted at the values
-                computed here only (`power=2.0`, `center=True`, `window_fn=torch.hann_window`, ...).
+            cfg: an `AudioSettings` (giving `settings.spectrogram()`), or a mapping or dataclass of
+                torchaudio's `Spectrogram` / `MelSpectrogram` arguments plus fastaudio's `mel` and `to_db`
+                (as fastaudio's `AudioConfig.BasicMelSpectrogram(...)`). Defaults as in fastaudio: `n_fft`
+                1024, `win_length` `n_fft`, `hop_length` `win_length // 2`, `mel` whether `n_mels` is
+                given (128 bins by default), `to_db` True. torchaudio's other arguments only at the
+                values computed here (`power=2.0`, `center=True`, `window_fn=torch.hann_window`, ...).
 
         Returns:
             The `AudioToSpec` equal to torchaudio's `MelSpectrogram(**cfg)` (or `Spectrogram`) + `AmplitudeToDB()`.
@@ -289,7 +283,7 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
         if unknown:
             raise TypeError(f"AudioToSpec.from_cfg got unknown setting(s) {unknown}; it takes {list(taken)} and torchaudio's "
                             f"{list(fixed)} at the values computed here")  # fmt: skip
-        other = {k: cfg[k] for k in fixed if k in cfg and not any(cfg[k] is v or cfg[k] == v for v in fixed[k])}
+        other = {k: cfg[k] for k in fixed if k in cfg and cfg[k] not in fixed[k]}
         if other:
             expected = ", ".join(f"{k}={fixed[k][0].__name__ if callable(fixed[k][0]) else repr(fixed[k][0])}" for k in other)
             raise ValueError(f"AudioToSpec computes only {expected}; the configuration has {other}: drop these settings")

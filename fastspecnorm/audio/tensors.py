@@ -159,9 +159,8 @@ class AudioSpectrogram(_MetaTensor):
     """
 
     def show(self, ctx: Axes | None = None, title: str | None = None, colorbar: bool = True, **kwargs):
-        """Image of the first channel: time in seconds on x, frequency in Hz on y, colorbar in `unit`.
-
-        For a batch the first item is shown. Without `sr` and `hop_length` the x axis counts frames.
+        """Image of the first channel (of a batch's first item): time on x (seconds, or frames without `sr` and
+        `hop_length`), frequency in Hz on y, colorbar in `unit`.
 
         Args:
             ctx: the matplotlib `Axes` to draw on; None makes a new figure.
@@ -175,8 +174,7 @@ class AudioSpectrogram(_MetaTensor):
         """
         import matplotlib.pyplot as plt
 
-        figsize = kwargs.pop("figsize", (5, 3))
-        ax = ctx if ctx is not None else plt.subplots(figsize=figsize)[1]
+        ax = ctx if ctx is not None else plt.subplots(figsize=kwargs.pop("figsize", (5, 3)))[1]
         x = self.as_subclass(Tensor).detach().float().cpu()
         x = x.reshape(-1, *x.shape[-2:])[0]  # the first item's first channel
         sr, hop = getattr(self, "sr", None), getattr(self, "hop_length", None)
@@ -197,10 +195,8 @@ class AudioSpectrogram(_MetaTensor):
 
 
 class RefusePlainTensor:
-    """Mixin for typed Transforms: calling one directly on a plain `torch.Tensor` raises TypeError.
-
-    The error says what to wrap the tensor in, instead of returning it unchanged (fastai's rule for
-    a type with no `encodes`). Inside a fastai batch tuple, labels and other tensors pass untouched.
+    """Mixin for typed Transforms: called directly on a plain `torch.Tensor`, one raises TypeError saying
+    what to wrap it in, rather than return it unchanged (fastai's rule). Inside a batch tuple it passes.
 
     Attributes:
         wrap_hint: the expected wrapper, named in the error, e.g. `"AudioTensor(x, sr=16000)"`.
@@ -222,9 +218,6 @@ def valid_mask_or_none(x: Tensor) -> Tensor | None:
 
     Args:
         x: a batch, as for `valid_mask`.
-
-    Returns:
-        The mask of `valid_mask`, or None when x has no `lengths`.
 
     Raises:
         ValueError: `lengths` does not match the batch (see `valid_mask`).
@@ -294,19 +287,17 @@ def _mel_ticks(ax, n_mels: int, f_max: float) -> None:
     ax.set_yticks(pos, labels=[f"{f:g}" for f in ticks_hz])
 
 
-# show_batch / show_results / plot_top_losses as a grid of items (fastai makes grids for TensorImage only).
-
-
 def _register_show_methods() -> None:
+    "show_batch / show_results / plot_top_losses as a grid of items (fastai makes grids for TensorImage only)."
     from fastai.data.core import get_show_batch_func, show_batch, show_results
     from fastai.interpret import plot_top_losses
     from fastai.vision.data import get_grid
 
     def _grid(n, nrows, ncols, figsize, x):
-        per = (4.5, 2.8) if isinstance(x, AudioSpectrogram) else (4.5, 1.8)
+        height = 2.8 if isinstance(x, AudioSpectrogram) else 1.8
         ncols = ncols or min(3, n)
         nrows = nrows or math.ceil(n / ncols)
-        return get_grid(n, nrows=nrows, ncols=ncols, figsize=figsize or (per[0] * ncols, per[1] * nrows))
+        return get_grid(n, nrows=nrows, ncols=ncols, figsize=figsize or (4.5 * ncols, height * nrows))
 
     def without_padding(x, samples):
         "The samples with each item's input cut to its valid frames (samples), from the batch's `lengths`."
