@@ -86,14 +86,12 @@ def remove_stale_temp_files(folder: str | os.PathLike, target: str | re.Pattern)
     if not folder.is_dir():
         return []
     host, now, removed = _host(), time.time(), []
+    pattern = target if isinstance(target, re.Pattern) else re.escape(target)
     for name in os.listdir(folder):
         match = _TEMP_NAME.fullmatch(name) or _LEGACY_TEMP_NAME.fullmatch(name)
-        if match is None:
+        if match is None or not re.fullmatch(pattern, match["target"]):
             continue
-        wanted = target.fullmatch(match["target"]) if isinstance(target, re.Pattern) else match["target"] == target
-        if not wanted:
-            continue
-        try:  # FileNotFoundError: another process cleaned it up first
+        with contextlib.suppress(FileNotFoundError):  # another process cleaned it up first
             if match.re is _TEMP_NAME and match["host"] == host:
                 dead = not pid_alive(int(match["pid"]))
             else:  # another host: only an old file counts as abandoned
@@ -101,8 +99,6 @@ def remove_stale_temp_files(folder: str | os.PathLike, target: str | re.Pattern)
             if dead:
                 os.remove(folder / name)
                 removed.append(folder / name)
-        except FileNotFoundError:
-            pass
     return removed
 
 
@@ -266,8 +262,7 @@ def read_json(
 
 
 def file_lock(path: str | os.PathLike) -> filelock.FileLock:
-    """An exclusive lock on the file `path`, held while its `with` block runs (`filelock.FileLock`:
-    `flock` on POSIX, `msvcrt` on Windows). Other processes taking the same lock wait.
+    """An exclusive `filelock.FileLock` on the file `path`, held while its `with` block runs.
 
     Args:
         path: the lock file, created if missing.
@@ -280,10 +275,8 @@ def file_lock(path: str | os.PathLike) -> filelock.FileLock:
 
 
 def file_stats(root: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[int, int, int] | None]:
-    """Each file's size, modification time and inode: what a change of its content changes too.
-
-    A grid hashes its files again only when their stats change; `StatsCallback` keys saved
-    statistics on them.
+    """Each file's size, modification time and inode: what a change of its content changes too
+    (grids and `StatsCallback` key hashes and saved statistics on them).
 
     Args:
         root: the dataset folder the names are relative to.
@@ -297,8 +290,7 @@ def file_stats(root: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple
     for name in set(names):
         try:
             st = os.stat(root / name)
+            stats[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
         except FileNotFoundError:
             stats[name] = None
-        else:
-            stats[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
     return stats

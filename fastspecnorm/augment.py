@@ -1,10 +1,7 @@
-"""Train-only augmentations: SpecAugment masks and waveform gain, noise and shifts as batch
-Transforms on the batch's device, and mixup through fastai's own `MixUp` callback.
+"""Train-only augmentations (`split_idx = 0`, padding untouched): SpecAugment masks and waveform gain,
+noise and shifts as batch Transforms on the batch's device, and fastai's `MixUp` callback.
 
-Every Transform here has `split_idx = 0` (training batches only; the statistics pass drops it) and
-leaves padding untouched. It raises ValueError for an input that is not a batch and TypeError for a
-plain `torch.Tensor`. The waveform ones take `AudioTensor` `(batch, channels, samples)` and run
-before `WaveformNormalize` (`order = 40`).
+Each Transform raises ValueError for an input that is not a batch and TypeError for a plain `torch.Tensor`.
 """
 
 from __future__ import annotations
@@ -65,7 +62,7 @@ def band_mask(n_items: int, size: int, n_masks: int, max_width: float, valid: Te
         raise ValueError(f"n_masks must be >= 0 and max_width a fraction in [0, 1], got n_masks={n_masks}, max_width={max_width}")
     if valid is None:
         valid = torch.full((n_items,), size, device=device)
-    valid = valid.to(device=device, dtype=torch.float32).clamp(0, size).reshape(n_items, 1)
+    valid = torch.as_tensor(valid, dtype=torch.float32, device=device).clamp(0, size).reshape(n_items, 1)
     widest = torch.floor(max_width * valid)
     width = torch.floor(torch.rand(n_items, n_masks, device=device) * (widest + 1))
     start = torch.floor(torch.rand(n_items, n_masks, device=device) * (valid - width + 1))
@@ -160,11 +157,8 @@ class SpecAugment(RefusePlainTensor, Transform):
         fill: float | str = 0.0,
     ):
         super().__init__()
-        for name, value in (("max_freq_width", max_freq_width), ("max_time_width", max_time_width)):
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} is a fraction of the axis, expected 0..1, got {value}")
-        if n_freq_masks < 0 or n_time_masks < 0:
-            raise ValueError(f"n_freq_masks and n_time_masks must be >= 0, got {n_freq_masks}, {n_time_masks}")
+        band_mask(0, 0, n_freq_masks, max_freq_width)  # raises ValueError for a count or width out of range
+        band_mask(0, 0, n_time_masks, max_time_width)
         if isinstance(fill, str) and fill != "mean":
             raise ValueError(f"fill must be a number or 'mean', got {fill!r}")
         self.n_freq_masks, self.max_freq_width = n_freq_masks, max_freq_width
@@ -174,8 +168,7 @@ class SpecAugment(RefusePlainTensor, Transform):
         if x.dim() != 4:
             raise ValueError(f"SpecAugment is a batch transform on (batch, channels, freq, time), got shape {tuple(x.shape)}")
         n_items, _, n_freq, n_frames = x.shape
-        lengths = getattr(x, "lengths", None)
-        valid_frames = None if lengths is None else torch.as_tensor(lengths)
+        valid_frames = getattr(x, "lengths", None)
         freq_mask = band_mask(n_items, n_freq, self.n_freq_masks, self.max_freq_width, device=x.device)
         time_mask = band_mask(n_items, n_frames, self.n_time_masks, self.max_time_width, valid_frames, device=x.device)
         return mask_bands(x, freq_mask, time_mask, self.fill, valid=valid_mask_or_none(x))
@@ -227,9 +220,8 @@ class _WaveformAugment(RefusePlainTensor, Transform):
 class WaveformGain(_WaveformAugment):
     """Multiply each training clip, with probability `p`, by a random gain in dB.
 
-    The gain g is uniform in [-max_gain_db, max_gain_db] dB (amplitude factor `10 ** (g / 20)`).
-    `WaveformNormalize` undoes any gain: it only matters where the recording's level is kept
-    (`waveform_norm=False`, e.g. the `none`, `dbrange` and `pcen` norms).
+    The gain g is uniform in [-max_gain_db, max_gain_db] dB (amplitude factor `10 ** (g / 20)`); as
+    `WaveformNormalize` undoes it, it only matters with `waveform_norm=False`.
 
     Args:
         max_gain_db: the largest gain either way, in dB (>= 0).
@@ -296,8 +288,7 @@ class AddNoise(_WaveformAugment):
 class TimeShift(_WaveformAugment):
     """Shift each training clip in time, with probability `p`, circularly within its valid samples.
 
-    The shift is uniform in samples, either way, up to `max_shift` of the clip's valid length: what
-    leaves one end comes back at the other.
+    The shift is uniform in samples, either way, up to `max_shift` of the clip's valid length.
 
     Args:
         max_shift: the largest shift, as a fraction of each clip's valid length, in [0, 1].

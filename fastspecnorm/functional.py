@@ -1,10 +1,9 @@
 """Normalization math on plain tensors: the functions the fastai Transforms and the statistics wrap.
 
-Waveforms are `(batch, channels, samples)`, spectrograms `(batch, channels, freq, time)`. Each function
-takes and returns `torch.Tensor`, keeps the input's dtype (float16 / bfloat16 computed in float32) and
-changes its input only with `inplace=True` (unless autograd tracks it). Each raises TypeError when
-x is not a floating-point tensor or mask not a bool tensor, and ValueError when mask does not
-broadcast to x.
+Waveforms are `(batch, channels, samples)`, spectrograms `(batch, channels, freq, time)`. Each function keeps
+the input's dtype (float16 / bfloat16 computed in float32), changes its input only with `inplace=True` (unless
+autograd tracks it), and raises TypeError when x is not a floating-point tensor or mask not a bool tensor, and
+ValueError when mask does not broadcast to x.
 """
 
 from __future__ import annotations
@@ -112,11 +111,10 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, ma
     """Zero mean and unit (population) standard deviation per item and channel, over samples.
 
     A silent clip (std <= eps, or below 1e-5 of its mean: a constant level up to rounding) becomes
-    all zeros, never NaN; any other clip, however quiet, is scaled to unit std.
+    all zeros, never NaN.
 
     Args:
-        x: floating-point waveforms `(..., samples)`, e.g. `(batch, channels, samples)`, with at
-            least one sample.
+        x: floating-point waveforms `(..., samples)`, e.g. `(batch, channels, samples)`.
         eps: a std at or below it (amplitude) counts as silence.
         inplace: write the result into x itself.
         mask: optional bool broadcastable to x (e.g. `(batch, 1, samples)`), True at the samples
@@ -159,9 +157,8 @@ def standardize_waveform(x: Tensor, eps: float = 1e-8, inplace: bool = False, ma
 def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
     """Per item: standardize, then map to [0, 1] with the item's own min and max.
 
-    Statistics per item over all non-batch dimensions, never across the batch:
-    `z = (x - mean) / (std + eps)`, then `(z - min(z)) / (max(z) - min(z))`, or all zeros when
-    `max(z) - min(z) <= eps` (a constant spectrogram such as a silent clip's).
+    Over all non-batch dimensions: `z = (x - mean) / (std + eps)`, then `(z - min(z)) / (max(z) - min(z))`,
+    or all zeros when `max(z) - min(z) <= eps` (a constant spectrogram such as a silent clip's).
 
     Args:
         x: floating-point spectrograms `(batch, freq, time)` or `(batch, channels, freq, time)`.
@@ -191,11 +188,10 @@ def instance_minmax(x: Tensor, eps: float = 1e-6, inplace: bool = False, mask: T
     # Min-max is unchanged by the standardization's affine map: only the constant-item test needs std.
     dims = tuple(range(1, x.dim()))
     xc = x.to(_compute_dtype(x))
+    std = moments_std(masked_moments(xc, dims, mask, dtype=xc.dtype))
     if mask is None:
-        std = torch.std(xc, dim=dims, keepdim=True, correction=0)
         lo, hi = xc.amin(dim=dims, keepdim=True), xc.amax(dim=dims, keepdim=True)
     else:
-        std = moments_std(masked_moments(xc, dims, mask, dtype=xc.dtype))
         keep = mask.expand_as(xc)
         lo = torch.where(keep, xc, math.inf).amin(dim=dims, keepdim=True)
         hi = torch.where(keep, xc, -math.inf).amax(dim=dims, keepdim=True)
@@ -269,9 +265,7 @@ def db_range_inverse(y: Tensor, min_level_db: float = -100.0, ref_level_db: floa
 
 
 def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False, mask: Tensor | None = None) -> Tensor:
-    """`(x - mean) / std` with broadcasting statistics.
-
-    Statistics are moved to x's device (float16 results beyond its range become +-inf).
+    """`(x - mean) / std` with broadcasting statistics, moved to x's device (float16 results beyond its range become +-inf).
 
     Args:
         x: floating-point spectrograms, e.g. `(batch, channels, freq, time)` in dB.
@@ -314,9 +308,7 @@ def denormalize(y: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return (y.to(dt) * std.to(device=y.device, dtype=dt) + mean.to(device=y.device, dtype=dt)).to(y.dtype)
 
 
-# ---------------------------------------------------------------------------------------------
-# Sufficient statistics (count, mean, M2), merged exactly with Chan et al.'s formula: what
-# `StatsRecorder` accumulates, and the one masked mean and std every function here takes.
+# Sufficient statistics (count, mean, M2), merged exactly with Chan et al.'s formula: what `StatsRecorder` accumulates.
 
 
 class Moments(NamedTuple):
@@ -336,8 +328,7 @@ class Moments(NamedTuple):
 def masked_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = None, dtype: torch.dtype = torch.float64) -> Moments:
     """Moments of `x` over `red_dims` (kept with keepdim), counting only `mask`, computed in `dtype`.
 
-    The package's one masked mean and standard deviation (with `moments_std`), two-pass so nothing
-    cancels for data far from 0. Non-finite counted values give non-finite moments. Differentiable.
+    The package's one masked mean and std (with `moments_std`), two-pass so nothing cancels far from 0. Differentiable.
 
     Args:
         x: any float tensor, e.g. `(batch, channels, freq, time)`.
@@ -366,9 +357,8 @@ def masked_moments(x: Tensor, red_dims: Sequence[int], mask: Tensor | None = Non
     keep = mask.to(xd.device).expand_as(xd)
     count = keep.sum(dim=dims, keepdim=True).to(dtype)  # counted as integers: exact at any size
     # where(), not multiplication by the mask: uncounted values may be NaN/Inf padding (NaN * 0 = NaN).
-    zero = torch.zeros((), dtype=dtype, device=xd.device)
-    mean = torch.where(keep, xd, zero).sum(dim=dims, keepdim=True) / count.clamp_min(1.0)
-    dev = torch.where(keep, xd - mean, zero)
+    mean = torch.where(keep, xd, 0.0).sum(dim=dims, keepdim=True) / count.clamp_min(1.0)
+    dev = torch.where(keep, xd - mean, 0.0)
     return Moments(count, mean, dev.square().sum(dim=dims, keepdim=True))
 
 
@@ -411,8 +401,7 @@ __all__ += ["pcen_smoothing_coef", "pcen", "utterance_mvn"]
 
 
 def pcen_smoothing_coef(sr: float = 16000, hop_length: int = 200, time_constant: float = 0.4) -> float:
-    """librosa's smoothing coefficient b of PCEN's IIR smoother: `(sqrt(1 + 4 t^2) - 1) / (2 t^2)`,
-    `t = time_constant * sr / hop_length` frames.
+    """librosa's PCEN smoothing coefficient: `(sqrt(1 + 4 t^2) - 1) / (2 t^2)`, `t = time_constant * sr / hop_length`.
 
     Args:
         sr: sample rate of the audio, in Hz.
@@ -449,11 +438,8 @@ def pcen(
 ) -> Tensor:
     """Per-channel energy normalization of a linear spectrogram, as `librosa.pcen`.
 
-    Per item and frequency bin along time, with librosa's initial filter state: equal to
-    `librosa.pcen(x, sr=sr, hop_length=hop_length, ...)` with the same arguments to rounding (about
-    1e-6 relative in float32). The smoother is torchaudio's `lfilter`; differentiable.
-
-    The result depends on x's level: librosa's defaults assume int32-scaled audio, so multiply the
+    Per item and frequency bin along time, equal to `librosa.pcen` with the same arguments (about 1e-6
+    relative in float32); differentiable. librosa's defaults assume int32-scaled audio: multiply the
     energies of [-1, 1] audio by `2.0**62` first, as the `PCEN` Transform does.
 
     Args:
@@ -465,17 +451,15 @@ def pcen(
         power: exponent of the root compression (librosa's `power`), >= 0; 0 takes a log.
         time_constant: the smoother's time constant, in seconds.
         eps: floor of the smoothed energy, > 0, in x's unit.
-        mask: optional bool broadcastable to x, e.g. `(batch, 1, 1, time)`, True on valid frames;
-            masked frames become 0 (the PCEN of silence) and never reach valid ones (the smoother
-            is causal and padding lies at the end). None: every frame is valid.
+        mask: optional bool broadcastable to x, e.g. `(batch, 1, 1, time)`, True on valid frames; masked
+            frames become 0 (the PCEN of silence) and, trailing, never reach valid ones. None: all valid.
         b: the smoothing coefficient, in (0, 1]; None: `pcen_smoothing_coef(sr, hop_length, time_constant)`.
 
     Returns:
         A tensor of x's shape and dtype (float16/bfloat16 computed in float32).
 
     Raises:
-        ValueError: x has fewer than 2 dimensions; `b`, `power`, `bias`, `gain`, `eps`, `sr`,
-            `hop_length` or `time_constant` is out of range; or a valid value is negative (dB input).
+        ValueError: x has fewer than 2 dimensions, a parameter is out of range, or a valid value is negative (dB input).
         ImportError: torchaudio cannot load next to the installed torch (naming both versions).
 
     Examples:
@@ -487,8 +471,7 @@ def pcen(
     _check_float(x, "x")
     if x.dim() < 2:
         raise ValueError(f"pcen expects (..., freq, time), got shape {tuple(x.shape)}")
-    if b is None:
-        b = pcen_smoothing_coef(sr, hop_length, time_constant)
+    b = pcen_smoothing_coef(sr, hop_length, time_constant) if b is None else b
     if not 0 < b <= 1:
         raise ValueError(f"b must be in (0, 1], got {b}")
     if power < 0 or bias < 0 or gain < 0 or eps <= 0:

@@ -29,9 +29,8 @@ class SpecNormalizer(RefusePlainTensor, Transform):
     own, with an `encodes` on `AudioSpectrogram`. What the package's normalizations share:
 
     - `order` 99, like fastai's `Normalize`: after `AudioToSpec` (60), before `SpecAugment` (100).
-    - `inplace=True` (like torchvision's `Normalize(inplace=True)`) writes the result into the
-      input batch, saving one batch-sized allocation: only for an input nobody else holds, such as
-      `AudioToSpec`'s fresh output. The default False never changes the input.
+    - `inplace=True` (like torchvision's `Normalize(inplace=True)`) writes the result into the input
+      batch: only for an input nobody else holds, such as `AudioToSpec`'s fresh output.
     - On padded batches (`lengths`), statistics over each item's valid frames only, and padded
       frames set to 0, so a clip's values do not depend on its batch's padding.
     - Called directly on a plain `torch.Tensor` they raise TypeError (wrap it:
@@ -53,15 +52,13 @@ class SpecNormalizer(RefusePlainTensor, Transform):
 class WaveformNormalize(RefusePlainTensor, Transform):
     """Per clip and channel: zero mean, unit std over samples (`functional.standardize_waveform`).
 
-    On one clip `(channels, samples)` or a batch `(batch, channels, samples)`; a silent clip
-    becomes zeros. On a padded batch (`lengths`), mean and std are over each clip's own samples and
-    the padding becomes 0. Not invertible: `decodes` returns its input. `order` 50: before
+    On one clip `(channels, samples)` or a batch `(batch, channels, samples)`, padding handled as by
+    the `SpecNormalizer`s. Not invertible: `decodes` returns its input. `order` 50: before
     `AudioToSpec` (60). Like the `SpecNormalizer`s, it refuses a plain `torch.Tensor` (TypeError).
 
     Args:
         eps: a clip whose std (amplitude) is at or below it counts as silent and becomes zeros.
-        inplace: write the result into the input batch, such as the DataLoader's fresh batch (see
-            `SpecNormalizer`).
+        inplace: write the result into the input batch (see `SpecNormalizer`).
 
     Examples:
         >>> WaveformNormalize()(AudioTensor(torch.tensor([[[1.0, 3.0]]]), sr=16000))
@@ -82,9 +79,8 @@ class WaveformNormalize(RefusePlainTensor, Transform):
 class SpecNormalize(SpecNormalizer, DisplayedTransform):
     """Normalize spectrograms with fixed statistics: `(x - mean) / std`, inverted by `decodes`.
 
-    Use `SpecNormalize.from_stats(recorder)` to build it from a `StatsRecorder`. The statistics are
-    declared in `parameters`, so `DataLoader.to(device)` moves them with the batches. The output's
-    `unit` is "std"; `decodes` gives "dB" back.
+    Build it from a `StatsRecorder` with `from_stats`. The statistics are in `parameters`, so
+    `DataLoader.to(device)` moves them. The output's `unit` is "std"; `decodes` gives "dB" back.
 
     Args:
         mean: statistics (anything `torch.as_tensor` takes) broadcastable to
@@ -176,9 +172,8 @@ class SpecNormalize(SpecNormalizer, DisplayedTransform):
 class InstanceMinMax(SpecNormalizer):
     """Per spectrogram: standardize, then min-max to [0, 1] (`functional.instance_minmax`).
 
-    Statistics per item over channels, frequency and time, never across the batch; a constant
-    spectrogram (silent clip) becomes zeros. Not invertible: `decodes` returns its input (`unit`
-    "[0, 1]").
+    Over each item's channels, frequency and time; a constant spectrogram (silent clip) becomes zeros.
+    Not invertible: `decodes` returns its input (`unit` "[0, 1]").
 
     Args:
         eps: added to each item's std, and the smallest standardized range that is not constant.
@@ -199,12 +194,10 @@ class InstanceMinMax(SpecNormalizer):
 
 
 class DbRangeNormalize(SpecNormalizer, DisplayedTransform):
-    """Tacotron's fixed dB range: `((x - ref_level_db) - min_level_db) / -min_level_db`, clipped to
-    [0, 1] when `clip`; `decodes` maps back to dB (values that were clipped stay at the range ends).
+    """Tacotron's fixed dB range of `functional.db_range` on spectrograms in dB; `decodes` maps back to dB.
 
-    Its input is a spectrogram in dB. Defaults follow Tacotron: -80 dB maps to 0 and +20 dB to 1.
-    The fixed range assumes the recording's own level (`assumes_recording_level`): the loaders warn
-    when `WaveformNormalize` runs first (`warn_level_after_waveform_norm`).
+    Defaults follow Tacotron: -80 dB maps to 0 and +20 dB to 1. The fixed range assumes the
+    recording's own level: the loaders warn when `WaveformNormalize` runs first.
 
     Args:
         min_level_db: bottom of the range relative to `ref_level_db`, in dB (< 0).
@@ -213,8 +206,7 @@ class DbRangeNormalize(SpecNormalizer, DisplayedTransform):
         inplace: write the result into the input batch (see `SpecNormalizer`).
 
     Raises:
-        ValueError: `min_level_db` is not negative; when called, a spectrogram whose `unit` is not
-            dB (use `AudioToSpec(to_db=True)`).
+        ValueError: `min_level_db` is not negative; when called, a spectrogram whose `unit` is not dB.
 
     Examples:
         >>> DbRangeNormalize()(AudioSpectrogram(torch.tensor([[[[-80.0, -30.0, 20.0, 30.0]]]])))
@@ -246,8 +238,7 @@ __all__ += ["warn_level_after_waveform_norm"]
 def warn_level_after_waveform_norm(tfms) -> bool:
     """Warn when a transform of `tfms` assumes the recording's own level but runs after `WaveformNormalize`.
 
-    Such transforms have the class attribute `assumes_recording_level` (e.g. `DbRangeNormalize`).
-    The loaders call it on their `batch_tfms` when `waveform_norm=True`.
+    Such transforms set `assumes_recording_level` (e.g. `DbRangeNormalize`). The loaders call it when `waveform_norm=True`.
 
     Args:
         tfms: the transforms that are to run after `WaveformNormalize` (instances).
@@ -277,12 +268,10 @@ INT32_ENERGY_SCALE = 2.0**62
 
 
 class PCEN(SpecNormalizer, DisplayedTransform):
-    """Per-channel energy normalization (`functional.pcen`, equal to `librosa.pcen`) of a batch of
-    linear (mel) power spectrograms `(batch, channels, freq, time)`, per item and frequency bin.
+    """Per-channel energy normalization (`functional.pcen`, equal to `librosa.pcen`) of power spectrograms.
 
-    Needs energies, not dB: build the spectrogram with `AudioToSpec(to_db=False)` (unit "power").
-    Padded frames become 0, the PCEN of silence. Not inverted: `decodes` returns its input. The
-    output's `unit` is "pcen".
+    Needs energies, not dB: `AudioToSpec(to_db=False)` (unit "power"). Padded frames become 0.
+    Not inverted: `decodes` returns its input. The output's `unit` is "pcen".
 
     Args:
         gain: exponent of the automatic gain control (librosa's `gain`).
@@ -290,15 +279,13 @@ class PCEN(SpecNormalizer, DisplayedTransform):
         power: exponent of the root compression (librosa's `power`), >= 0; 0 takes a log.
         time_constant: the smoother's time constant, in seconds.
         eps: floor of the smoothed energy (> 0), on the scaled energies.
-        input_scale: the energies are multiplied by it first (> 0): the default
-            `INT32_ENERGY_SCALE` makes [-1, 1] audio look like int32 audio, as librosa's defaults assume.
+        input_scale: the energies are multiplied by it first (> 0); see `INT32_ENERGY_SCALE`.
         sr: sample rate in Hz, for the time constant; None: the spectrogram's `sr`.
         hop_length: hop in samples, for the time constant; None: the spectrogram's `hop_length`.
 
     Raises:
-        ValueError: `input_scale` is not positive; when called, a spectrogram whose `unit` is not
-            "power", one without sample rate or hop length when none is given, or parameters
-            `functional.pcen` refuses.
+        ValueError: `input_scale` is not positive; when called, a spectrogram whose `unit` is not "power",
+            one without sample rate or hop length when none is given, or parameters `functional.pcen` refuses.
 
     Examples:
         >>> x = AudioSpectrogram(torch.rand(2, 1, 40, 50), sr=8000, hop_length=80, unit="power")

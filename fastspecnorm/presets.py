@@ -1,7 +1,5 @@
 """Settings presets by name: the inputs of a run (`AudioSettings`, what the loaders take) and how the
-comparison trains it (`Training`: epochs, learning rate, augmentations).
-
-Imports neither torch nor fastai, so the command line can list presets quickly.
+comparison trains it (`Training`). Imports neither torch nor fastai, so the command line lists them quickly.
 """
 
 from __future__ import annotations
@@ -93,10 +91,8 @@ _AUDIO_RULES = [
 
 @dataclass(frozen=True)
 class AudioSettings:
-    """Everything that defines the inputs of a run: the clips, their spectrogram and their batches.
-
-    `get_settings(preset, **overrides)` takes one of `PRESETS` by name and changes some fields. The
-    sample rate and the STFT sizes may be left open (None) for `resolved(sample_rate)` to fill.
+    """Everything that defines the inputs of a run: the clips, their spectrogram and their batches
+    (`get_settings` takes one of `PRESETS` by name).
 
     Args:
         sample_rate: Hz every clip is resampled to; None keeps the files' own rate when they share
@@ -151,8 +147,7 @@ class AudioSettings:
             )
 
     def resolved(self, sample_rate: int | None = None) -> AudioSettings:
-        """These settings with `sample_rate`, `n_fft` (the power of two nearest 64 ms) and `hop_length`
-        (`n_fft // 4`) filled where they are open (None).
+        """These settings with `sample_rate`, `n_fft` and `hop_length` filled where they are open (None).
 
         Args:
             sample_rate: the files' rate in Hz, used where `self.sample_rate` is None; None (or
@@ -192,9 +187,7 @@ ESC50Settings = AudioSettings
 
 @dataclass(frozen=True)
 class Training:
-    """How the comparison trains each run: the experiment's knobs, which the loaders never read.
-
-    `TRAINING` names one per preset; `get_training(preset, **overrides)` takes one by name.
+    """How the comparison trains each run (the loaders never read it); `get_training` takes one of `TRAINING` by name.
 
     Args:
         epochs: epochs of `fit_one_cycle`.
@@ -222,8 +215,7 @@ class Training:
 PRESETS: dict[str, AudioSettings] = {
     # The reference experiment: 16 kHz, linear power spectrogram in dB, [1, 201, 401], bs 64.
     "blog": AudioSettings(),
-    # 64 mel bins, [1, 64, 201]: much cheaper per step; bs 16, as on a few hundred clips the number
-    # of optimizer steps decides what is learned (docs/performance.md).
+    # 64 mel bins, [1, 64, 201]: much cheaper per step; bs 16 for more optimizer steps (docs/performance.md).
     "quick": AudioSettings(n_fft=1024, hop_length=400, n_mels=64, bs=16),
     "strong": AudioSettings(),
     # Real speech: 8 kHz, clips at their own length, 40 mel bins from 32 ms windows every 10 ms.

@@ -78,13 +78,9 @@ class LoadAudio(RefusePlainTensor, DisplayedTransform):
     With a `cache` (an `AudioCache`), decoded audio is read from it instead of the file. Also takes
     audio already in memory (what `learn.predict` passes on), downmixed and resampled the same way:
     one clip as an `AudioTensor` `(channels, samples)` or `(samples,)` at its `sr`, or a NumPy array
-    (see `array_layout`; integers as PCM, scaled to [-1, 1)) taken to be at `sample_rate` Hz, since
-    an array carries no rate.
-
-    `dtype` rounds the audio with `quantize_waveform`, exactly as an `AudioCache` of that dtype
-    stores it, so a pipeline gives the same values with and without the cache, and a file the same
-    as `AudioTensor.create` of it (whose `subtype` is kept; an int8/uint8/int16 array counts as
-    16-bit PCM, other in-memory audio as float).
+    (see `array_layout`; integers as PCM, scaled to [-1, 1)) at `sample_rate` Hz. `dtype` rounds the
+    audio exactly as an `AudioCache` of that dtype stores it (`quantize_waveform`; int8/uint8/int16
+    arrays count as 16-bit PCM, other in-memory audio as float without a `subtype`).
 
     Args:
         sample_rate: the rate every clip is resampled to, in Hz; None keeps each file's.
@@ -261,9 +257,7 @@ class ResizeSignal(RefusePlainTensor, DisplayedTransform):
 def AudioBlock(
     sample_rate: int | None = 16000, mono: bool = True, cache: AudioCache | None = None, dtype: str | None = None
 ) -> TransformBlock:
-    """A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz.
-
-    Its loaders are `AudioDataLoader`s, which pad clips of different lengths.
+    """A fastai `TransformBlock` that opens audio files as `AudioTensor` at `sample_rate` Hz, in `AudioDataLoader`s.
 
     Args:
         sample_rate: the rate every clip is resampled to, in Hz; None keeps each file's.
@@ -285,8 +279,7 @@ class AudioDataLoader(TfmdDL):
 
     Clips are padded with zeros at the end; the batch's `AudioTensor` `(batch, channels, samples)`
     then carries `lengths`, the valid samples of each clip (LongTensor `(batch,)`; None when all
-    clips have the same length), which the batch transforms, statistics and normalizations use to
-    skip the padding. Everything else is `TfmdDL`'s.
+    clips have the same length), so that later steps skip the padding.
 
     Examples:
         >>> import torch

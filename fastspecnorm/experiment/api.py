@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import threading
@@ -32,22 +31,6 @@ _SLURM = {f.name for f in fields(SlurmOptions)}  # where the tasks run: no part 
 _ONE_AT_A_TIME = threading.Lock()
 
 
-def _one_at_a_time(fn):
-    @functools.wraps(fn)
-    def guarded(*args, **kwargs):
-        if not _ONE_AT_A_TIME.acquire(blocking=False):
-            raise RuntimeError("compare() is already running in this process (another thread): each run seeds the "
-                               "process's global random generators (Python, NumPy, torch), so two at once would not "
-                               "reproduce the command; run them one after the other, or in separate processes")  # fmt: skip
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _ONE_AT_A_TIME.release()
-
-    return guarded
-
-
-@_one_at_a_time
 def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, norms: Sequence[str] | None = None,
             folds: Sequence | None = None, seeds: Sequence[int] = (0,), preset: str | None = None, epochs: int | None = None,
             progress: bool | None = None, quiet: bool = False, executor: Executor | None = None, **options) -> pd.DataFrame:  # fmt: skip
@@ -105,60 +88,65 @@ def compare(source: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, no
             without Slurm's `sbatch` on PATH; runs left unrecorded after every task ended.
         ImportError: `slurm_array` without an `executor`, and submitit is not installed.
     """
-    overrides = dict(options.pop("overrides", {}))
-    overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
-    slurm = SlurmOptions(**{k: options.pop(k) for k in list(options) if k in _SLURM})
-    unknown = sorted(set(options) - _OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | _SLURM | {'overrides'})}"
+    if not _ONE_AT_A_TIME.acquire(blocking=False):
+        raise RuntimeError("compare() is already running in this process (another thread): each run seeds the "
+                           "process's global random generators (Python, NumPy, torch), so two at once would not "
+                           "reproduce the command; run them one after the other, or in separate processes")  # fmt: skip
+    try:
+        overrides = dict(options.pop("overrides", {}))
+        overrides.update({k: options.pop(k) for k in list(options) if k in _SETTINGS})
+        slurm = SlurmOptions(**{k: options.pop(k) for k in list(options) if k in _SLURM})
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"compare() got unknown option(s) {unknown}; expected some of {sorted(_OPTIONS | _SETTINGS | _SLURM | {'overrides'})}"
+            )
+        out = Path(out)
+        data = csv = table = None
+        if isinstance(source, pd.DataFrame):
+            if options.get("path") is None:
+                raise ValueError("a DataFrame source needs path=, the folder its file names are relative to")
+            table = source.to_csv(index=False, lineterminator="\n")
+            options.setdefault("fn_col", 0)
+            options.setdefault("label_col", 1)
+        elif isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".csv":
+            csv = str(source)
+        elif isinstance(source, str | os.PathLike):
+            data = str(source)
+        else:
+            raise TypeError(f"source must be a folder, a CSV path or a DataFrame, got {type(source).__name__}")
+        cfg = ExperimentConfig(
+            data=data,
+            out=out,
+            folds=None if folds is None else list(folds),
+            seeds=list(seeds),
+            norms=list(norms or NORMS),
+            preset=preset,
+            epochs=epochs,
+            overrides=overrides,
+            csv=csv,
+            **options,
         )
-    out = Path(out)
-    data = csv = table = None
-    if isinstance(source, pd.DataFrame):
-        if options.get("path") is None:
-            raise ValueError("a DataFrame source needs path=, the folder its file names are relative to")
-        table = source.to_csv(index=False, lineterminator="\n")
-        options.setdefault("fn_col", 0)
-        options.setdefault("label_col", 1)
-    elif isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".csv":
-        csv = str(source)
-    elif isinstance(source, str | os.PathLike):
-        data = str(source)
-    else:
-        raise TypeError(f"source must be a folder, a CSV path or a DataFrame, got {type(source).__name__}")
-    cfg = ExperimentConfig(
-        data=data,
-        out=out,
-        folds=None if folds is None else list(folds),
-        seeds=list(seeds),
-        norms=list(norms or NORMS),
-        preset=preset,
-        epochs=epochs,
-        overrides=overrides,
-        csv=csv,
-        **options,
-    )
-    check_slurm(slurm, cfg, executor)
-    if executor is None and slurm.slurm_array is not None:
-        executor = slurm_executor(slurm, out)
-    log = RunLog(progress=progress, quiet=quiet)
-    prep = None
-    if table is not None:  # a DataFrame is checked from a temporary CSV; OUT/source.csv is written once it passed
-        with tempfile.TemporaryDirectory() as scratch:
-            cfg.csv = os.path.join(scratch, "source.csv")
-            Path(cfg.csv).write_text(table)
-            prep = prepare(cfg, log)
-        cfg.csv = str(out / "source.csv")
-        atomic_write_text(out / "source.csv", table)
-    if executor is None:
-        results = pd.read_csv(run_experiment(cfg, log, prep=prep))
-    else:  # prepared here first: bad input refused and the identity written before anything is submitted
-        prep = prep or prepare(cfg, log)
-        results = pd.read_csv(gather(cfg, prep, submit_tasks(cfg, executor, slurm.slurm_array or 1, quiet=quiet), log))
-    summary = summarize(results, baseline="none", order=list(NORMS), rope=cfg.rope / 100.0)
-    paired = summary.paired.rename(columns={"n_pairs": "n_pairs_vs_none", "n_folds": "n_folds_vs_none", "mean_diff": "diff_vs_none",
-                                            "std_diff": "diff_std", "ci_low": "diff_low", "ci_high": "diff_high"})  # fmt: skip
-    table = summary.per_norm.join(paired, how="left")
-    table.index.name = "norm"
-    return table.reset_index()
+        check_slurm(slurm, cfg, executor)
+        if executor is None and slurm.slurm_array is not None:
+            executor = slurm_executor(slurm, out)
+        log = RunLog(progress=progress, quiet=quiet)
+        prep = None
+        if table is not None:  # a DataFrame is checked from a temporary CSV; OUT/source.csv is written once it passed
+            with tempfile.TemporaryDirectory() as scratch:
+                cfg.csv = os.path.join(scratch, "source.csv")
+                Path(cfg.csv).write_text(table)
+                prep = prepare(cfg, log)
+            cfg.csv = str(out / "source.csv")
+            atomic_write_text(out / "source.csv", table)
+        if executor is None:
+            results = pd.read_csv(run_experiment(cfg, log, prep=prep))
+        else:  # prepared here first: bad input refused and the identity written before anything is submitted
+            prep = prep or prepare(cfg, log)
+            results = pd.read_csv(gather(cfg, prep, submit_tasks(cfg, executor, slurm.slurm_array or 1, quiet=quiet), log))
+        summary = summarize(results, baseline="none", order=list(NORMS), rope=cfg.rope / 100.0)
+        paired = summary.paired.rename(columns={"n_pairs": "n_pairs_vs_none", "n_folds": "n_folds_vs_none", "mean_diff": "diff_vs_none",
+                                                "std_diff": "diff_std", "ci_low": "diff_low", "ci_high": "diff_high"})  # fmt: skip
+        return summary.per_norm.join(paired, how="left").reset_index()
+    finally:
+        _ONE_AT_A_TIME.release()

@@ -66,8 +66,7 @@ def provenance_markdown(infos: list[dict]) -> list[str]:
 
     lines = ["", "## How these runs were made", ""]
     commands = counts("command")
-    for command, count in commands.items():
-        lines.append(f"- Command ({count} run{'s' * (count > 1)}): `{command}`")
+    lines += [f"- Command ({count} run{'s' * (count > 1)}): `{command}`" for command, count in commands.items()]
     if (unrecorded := n - sum(commands.values())) > 0:
         lines.append(f"- Command: not recorded for {unrecorded} run(s) (records written before commands were recorded)")
     versions = [(name, counted(name.lower())) for name in ("Python", "torch", "torchaudio", "fastai", "fastspecnorm")]
@@ -228,8 +227,6 @@ def write_summary(
 ) -> tuple[Path, Path]:
     """Write ``out_dir/summary.md`` and ``out_dir/summary.png`` (`summary_markdown`, `plots.summary_figure`), each atomically.
 
-    Nothing is written when matplotlib is missing.
-
     Args:
         df: one row per run (``RunStore.rows()``).
         out_dir: the folder both files are written to.
@@ -247,7 +244,7 @@ def write_summary(
     Raises:
         ValueError: `df` has no rows or is not valid for `summarize`.
         TypeError: `df` is not a DataFrame.
-        ImportError: matplotlib is not installed.
+        ImportError: matplotlib is not installed (nothing is written).
     """
     _check_results_frame(df)
     if len(df) == 0:

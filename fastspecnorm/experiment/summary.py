@@ -321,19 +321,17 @@ def summarize(
 ) -> Summary:
     """Per-normalization accuracy and the verdict of each normalization against `baseline`.
 
-    The seeds of one (repeat, fold) are averaged first (they share its validation clips): that
-    replicate, not the run, is the unit of every test. Over the J replicates, the interval of a mean
-    or of a paired difference is ``mean ± t_{(1+confidence)/2, J-1} · std · sqrt(1/J + n_valid/n_train)``,
-    the corrected resampled t-test for the folds' overlapping training sets (Nadeau & Bengio 2003;
-    Bouckaert & Frank 2004); without ``n_train``/``n_valid`` the correction is 0 (a plain fold-level
-    t). The p-values against the baseline are Holm-adjusted as one family (Demsar 2006). The
-    Bayesian correlated t-test's posterior t(J-1, mean, corrected standard error) (Benavoli et al.
-    2017) gives ``p_better`` = P(difference > rope), ``p_worse`` = P(difference < -rope) and
-    ``p_equivalent`` the rest. The verdict: ``equivalent`` when the interval lies inside ±rope; else
-    ``better`` or ``worse`` when the Holm-adjusted p-value is below 1 - confidence; else
-    ``undecided`` (also with fewer than 2 replicates: NaN intervals and p-values). An empty `df`
-    gives empty tables, an absent baseline an empty ``paired``. Runs whose ``diverged`` column is
-    True (a non-finite loss) are left out and listed in ``Summary.diverged``.
+    The seeds of one (repeat, fold) share its validation clips, so they are averaged first: that
+    replicate, not the run, is the unit of every test (`METHOD` names the references). Over the J
+    replicates, the interval of a mean or of a paired difference is
+    ``mean ± t_{(1+confidence)/2, J-1} · std · sqrt(1/J + n_valid/n_train)``, the corrected resampled
+    t-test (correction 0 without ``n_train``/``n_valid``). The p-values against the baseline are
+    Holm-adjusted as one family; the Bayesian correlated t posterior gives ``p_better`` =
+    P(difference > rope), ``p_worse`` = P(difference < -rope) and ``p_equivalent`` the rest. The
+    verdict: ``equivalent`` when the interval lies inside ±rope; else ``better`` or ``worse`` when the
+    Holm-adjusted p is below 1 - confidence; else ``undecided`` (also with fewer than 2 replicates:
+    NaN intervals and p-values). An empty `df` gives empty tables, an absent baseline an empty
+    ``paired``; runs whose ``diverged`` column is True are left out and listed in ``Summary.diverged``.
 
     Args:
         df: one row per run with columns ``norm``, ``fold``, ``seed``, ``accuracy`` (fraction in
@@ -386,15 +384,13 @@ def summarize(
     norms = _norm_order(runs["norm"], order)
     correction = _correction(runs)
 
-    per_norm = {}
+    per_norm, tests = {}, {}
     for norm in norms:
         mine = runs[runs["norm"] == norm]
         test = corrected_t(mine.groupby(["repeat", "fold"])["accuracy"].mean(), correction, confidence)
         accuracy = mine["accuracy"].to_numpy()
         low, high = np.clip([test.low, test.high], 0.0, 1.0)  # an accuracy lies in [0, 1]; NaN stays NaN
         per_norm[norm] = [len(mine), test.mean, test.std, low, high, accuracy.min(), accuracy.max(), test.n]
-    tests = {}
-    for norm in norms:
         if baseline in norms and norm != baseline:
             per_fold = _fold_differences(runs, norm, baseline)
             tests[norm] = (int(per_fold["pairs"].sum()), corrected_t(per_fold["diff"], correction, confidence))
@@ -403,19 +399,8 @@ def summarize(
     for norm, (pairs, test) in tests.items():
         verdict = _verdict(test, adjusted[norm], rope, 1.0 - confidence)
         needed = folds_needed(test.std, correction, confidence, resolve) if verdict == "undecided" else math.nan
-        paired[norm] = [
-            pairs,
-            test.n,
-            test.mean,
-            test.std,
-            test.low,
-            test.high,
-            test.p_value,
-            adjusted[norm],
-            *_posterior(test, rope),
-            verdict,
-            needed,
-        ]
+        row = [pairs, test.n, test.mean, test.std, test.low, test.high, test.p_value, adjusted[norm]]
+        paired[norm] = [*row, *_posterior(test, rope), verdict, needed]
     return Summary(
         per_norm=_table(per_norm, _PER_NORM_COLUMNS),
         paired=_table(paired, _PAIRED_COLUMNS),
