@@ -1,5 +1,6 @@
 """Presets: the loaders' `AudioSettings` and the comparison's `Training`, by name, with overrides."""
 
+import importlib
 import math
 
 import pytest
@@ -35,3 +36,11 @@ def test_training_knobs_are_not_audio_settings():
     for bad in ({"epochs": 0}, {"epochs": 100_001}, {"lr": math.inf}, {"lr": -1.0}, {"augment": "sometimes"}):
         with pytest.raises(ValueError, match=f"setting {next(iter(bad))}="):
             get_training("quick", **bad)
+
+
+def test_the_default_rate_is_one_value_in_the_settings_and_the_spectrogram():
+    "Defined twice to keep presets -> spectrogram one-way: a batch without a rate and a resolved preset agree."
+    from fastspecnorm import presets
+
+    spectrogram = importlib.import_module("fastspecnorm.audio.spectrogram")  # the module, not the function of that name
+    assert presets.DEFAULT_SAMPLE_RATE == spectrogram.DEFAULT_SAMPLE_RATE == 16000

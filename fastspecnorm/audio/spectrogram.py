@@ -14,12 +14,15 @@ from torch import Tensor
 
 from .._compat import import_torchaudio
 from ..functional import padding_mask
-from ..presets import DEFAULT_SAMPLE_RATE, AudioSettings
 from .tensors import AudioSpectrogram, AudioTensor, RefusePlainTensor
 
 __all__ = ["AudioToSpec", "spectrogram", "power_to_db", "spec_shape", "reflect_clip_ends", "frame_lengths"]
 
 torchaudio = import_torchaudio()
+
+#: The rate `AudioToSpec(sample_rate=None)` assumes for a batch that carries none (Hz); `presets.DEFAULT_SAMPLE_RATE`
+#: has the same value (not imported: presets imports this module to build `AudioSettings.spectrogram()`).
+DEFAULT_SAMPLE_RATE = 16000
 
 #: About how many bytes of complex STFT `spectrogram` computes at once (at least one row).
 STFT_PIECE_BYTES = 8 * 2**20
@@ -269,7 +272,7 @@ class AudioToSpec(RefusePlainTensor, DisplayedTransform):
             >>> spec.n_fft, spec.win_length, spec.hop_length, spec.n_mels, spec.to_db
             (512, None, 160, 64, True)
         """
-        if isinstance(cfg, AudioSettings):
+        if callable(getattr(cfg, "spectrogram", None)):  # an `AudioSettings` (not imported: it imports this module)
             return cfg.spectrogram()
         if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
             cfg = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
