@@ -16,7 +16,7 @@ __all__ = ["FOLDER", "CSV"]
 
 
 def _read_folder(spec: SourceSpec) -> DataSource:
-    from ..audio.check import check_table
+    from ..audio.check import check_table  # here: keeps `compare --help` free of torch
     from ..audio.io import unreadable_files_note
     from ..data import get_audio_files
 
@@ -51,7 +51,7 @@ _MISSING = {"nan", "na", "n/a", "null", "none", "<na>", "#n/a"}
 
 
 def _read_csv(spec: SourceSpec) -> DataSource:
-    from ..audio.check import check_table
+    from ..audio.check import check_table  # here: keeps `compare --help` free of torch
 
     csv = Path(spec.csv)
     if not csv.is_file():
@@ -117,7 +117,7 @@ def _read_csv(spec: SourceSpec) -> DataSource:
 
 
 def _is_folder(path: Path) -> bool:
-    from ..data import get_audio_files
+    from ..data import get_audio_files  # here: keeps `compare --help` free of torch
 
     return any(d.is_dir() and not d.name.startswith(".") and get_audio_files(d) for d in path.iterdir())
 

@@ -247,7 +247,7 @@ def detect_dataset(path: str | os.PathLike) -> str:
         if recipe.detect is not None and recipe.detect(path):
             return recipe.name
     layouts = "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values() if r.detect is not None)
-    from ..audio.io import unreadable_files_note
+    from ..audio.io import unreadable_files_note  # here: keeps `compare --help` free of torch
 
     raise ValueError(f"--data {path} is in no known layout ({layouts}); for a table of clips use --csv FILE"
                      f"{unreadable_files_note(itertools.islice(path.rglob('*'), 100_000))}")  # fmt: skip
@@ -326,7 +326,7 @@ def check_source_files(source: DataSource, full: bool = True) -> dict[str, dict]
     Raises:
         AudioFilesError: (a ValueError) any file has a problem; the message names every bad file.
     """
-    from ..audio.check import check_audio_files
+    from ..audio.check import check_audio_files  # here: keeps `compare --help` free of torch
 
     return check_audio_files(source.files(), full=full)
 
@@ -351,7 +351,7 @@ def source_dataloaders(source: DataSource, valid_fold: int, settings: AudioSetti
     Raises:
         ValueError: `valid_fold` is not a fold of `source`.
     """
-    from ..data import AudioDataLoaders
+    from ..data import AudioDataLoaders  # here: keeps `compare --help` free of torch
 
     s = settings.resolved()
     if s.num_workers is not None:

@@ -190,7 +190,7 @@ def resolve_clip(root: str | os.PathLike, filename: str) -> Path:
         ...
         ValueError: filename '../1-100032-A-0.wav' leaves the audio folder with '..': list only clips inside ...
     """
-    from ..audio.check import check_clip_names
+    from ..audio.check import check_clip_names  # here: keeps `compare --help` free of torch
 
     audio = Path(root) / "audio"
     (name,), problems = check_clip_names([filename], audio)
@@ -221,7 +221,7 @@ def read_esc50_table(path: str | os.PathLike, skip_bad: bool = False) -> tuple[p
 
 def _check_table(report: ValidationReport) -> None:
     "Read the CSV into `report.table` (as strings, then numbers) and record every problem of its rows and labels."
-    from ..audio.check import check_clip_names
+    from ..audio.check import check_clip_names  # here: keeps `compare --help` free of torch
 
     csv = report.root / META_NAME
     if not csv.is_file():
@@ -369,7 +369,7 @@ def _check_files(
     report: ValidationReport, full: bool, progress: bool, sample_rate: int, channels: int, expected_rate: int | None
 ) -> None:
     "Each accepted clip by `check_audio_file`; a warning for other channel counts and, for usable files, other rates."
-    from ..audio.check import check_audio_file
+    from ..audio.check import check_audio_file  # here: keeps `compare --help` free of torch
 
     paths, audio = report.clip_paths, report.root / "audio"
     if not audio.is_dir():

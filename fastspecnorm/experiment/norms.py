@@ -47,7 +47,7 @@ class Norm:
 
 def _transforms(name: str, **kwargs) -> list:
     "`[fastspecnorm.normalize.<name>(**kwargs)]`, imported here: `compare --help` reads NORMS without torch."
-    from .. import normalize
+    from .. import normalize  # here: keeps `compare --help` free of torch
 
     return [getattr(normalize, name)(**kwargs)]
 
