@@ -66,6 +66,11 @@ count = _parser(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _parser(float, lambda v: math.isfinite(v) and v > 0, "a finite positive number")
 fraction = _parser(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 points = _parser(float, lambda v: 0 <= v < 100, "accuracy points in [0, 100), such as 1.0")
+shard_index = _parser(
+    lambda text: tuple(map(int, text.split("/"))),
+    lambda v: len(v) == 2 and 1 <= v[0] <= v[1],
+    "I/N with 1 <= I <= N, such as 2/4",
+)
 
 
 def fold_value(text: str) -> int | str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .._groups import group_pattern
 from .._io import atomic_write_text, file_lock, read_json
-from .._options import _parser, count, fold_value, fraction, option, points, positive_float, positive_int
+from .._options import count, fold_value, fraction, option, points, positive_float, positive_int, shard_index
 from ..datasets.sources import RECIPES, Recipe, SourceSpec, check_source_files, draw_folds, read_source
 from ..presets import AUGMENTS, DEFAULT_SAMPLE_RATE, MAX_EPOCHS, PRECISIONS, PRESETS, get_preset
 from .fingerprint import describe_changes, file_stats, files_fingerprint
@@ -37,12 +37,6 @@ FORMAT = 2  # of OUT folders: one record per run in runs/ (1: a results.csv rewr
 
 # The stored JSON files of an OUT folder, read through the one reader, naming the file and the fix.
 _read_json_file = functools.partial(read_json, fix="restore it, or delete it if the folder holds no finished run")
-
-_shard = _parser(  # --shard I/N
-    lambda text: tuple(map(int, text.split("/"))),
-    lambda v: len(v) == 2 and 1 <= v[0] <= v[1],
-    "I/N with 1 <= I <= N, such as 2/4",
-)
 
 
 @dataclass(kw_only=True)
@@ -93,7 +87,7 @@ class ExperimentConfig(SourceSpec):
     synthetic_classes: int = option(10, help="classes in the generated dataset (--data synthetic)", parse=positive_int)
     synthetic_clips: int = option(20, help="clips per class in the generated dataset", parse=positive_int)
     shard: tuple[int, int] = option((1, 1), help="run the I-th of N disjoint slices of the grid (job arrays), e.g. 3/8",
-                                    parse=_shard, metavar="I/N")  # fmt: skip
+                                    parse=shard_index, metavar="I/N")  # fmt: skip
     devices: list[str] = option(help="one worker process per listed device on this machine, e.g. cuda:0 cuda:1 (or cpu cpu)",
                                 nargs="+", metavar="DEVICE", default_factory=list)  # fmt: skip
     rope: float = option(1.0, help="the verdicts' region of practical equivalence, in accuracy points (default: 1.0)",
